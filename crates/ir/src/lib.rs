@@ -1,0 +1,61 @@
+//! `tessel-ir`: what a tensor program is.
+//!
+//! This crate holds everything the rest of Tessel reasons about, and depends on no other
+//! Tessel crate:
+//!
+//! * [`expr`]: tensor expressions (the scalar language of compute ops);
+//! * [`dag`]: the [`ComputeDag`] of one task, built with a [`DagBuilder`];
+//! * [`analysis`]: Ansor's static access analysis of a DAG (what the sketch rules ask);
+//! * [`ops`]: builders for the operators of Ansor's benchmarks and common networks;
+//! * [`workloads`]: the named workload registry and the `OP:key=value,...` spec syntax;
+//! * [`state`]: schedule states and their replayable, serializable step log;
+//! * [`lower`]: lowering a state to a [`LoopNest`] (with [`simplify`] for index arithmetic);
+//! * [`eval`]: the reference evaluator of a DAG, and [`interp`]: the interpreter of a loop nest.
+//!
+//! ```
+//! use tessel_ir::workloads;
+//! let w = workloads::lookup("gmm:b=1,n=16,m=16,k=16").unwrap();
+//! assert_eq!(w.flop(), 2 * 16 * 16 * 16);
+//! ```
+#![warn(missing_docs)]
+
+pub mod analysis;
+pub mod dag;
+pub mod eval;
+pub mod expr;
+pub mod interp;
+pub mod loop_nest;
+pub mod lower;
+pub mod ops;
+pub mod simplify;
+pub mod state;
+pub mod workloads;
+
+pub use dag::{ComputeDag, DagBuilder, Reducer, Tensor};
+pub use expr::{Expr, OpId};
+pub use loop_nest::LoopNest;
+pub use state::{State, Step, StepError};
+
+/// Errors of this crate that are not about a schedule step.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IrError {
+    /// An op definition is malformed.
+    #[error("invalid op `{op}`: {reason}")]
+    InvalidOp {
+        /// The op's name.
+        op: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A workload spec could not be understood.
+    #[error("bad workload spec `{spec}`: {reason}")]
+    BadSpec {
+        /// The offending part of the spec.
+        spec: String,
+        /// What is wrong, naming the bad part.
+        reason: String,
+    },
+    /// Evaluation was given the wrong inputs.
+    #[error("evaluation error: {0}")]
+    Eval(String),
+}

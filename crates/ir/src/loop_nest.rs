@@ -1,0 +1,476 @@
+//! The lowered program: a loop nest over flat buffers.
+//!
+//! A [`LoopNest`] is what [`crate::lower`] makes of a schedule and what codegen compiles and
+//! the interpreter runs. Everything lives in arenas with typed indices (Cranelift style):
+//!
+//! * [`BufferId`] → [`Buffer`]: the kernel's arguments (inputs, then outputs) and its
+//!   temporaries (global, or local to the loop where they are allocated). Buffers are flat
+//!   `f32` arrays; multi-dimensional indices are flattened during lowering.
+//! * [`LoopId`] → [`Loop`]: a loop variable running over `0..extent`, with its kind.
+//! * [`ExprId`] → [`Node`]: expressions as a flat, hash-consed node list: children always have
+//!   smaller ids than their parents, and equal sub-expressions share one id.
+//! * [`StmtId`] → [`Stmt`]: for-loops, guarded blocks, local allocations and stores.
+//!
+//! A loop nest prints as readable text (see the `Display` impl), which golden tests compare.
+
+use crate::expr::{format_float, BinOp, ScalarType, UnOp};
+use std::collections::HashMap;
+use std::fmt;
+
+macro_rules! entity {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u32);
+        impl $name {
+            /// The index as `usize`.
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+    };
+}
+
+entity!(
+    /// A buffer of a [`LoopNest`].
+    BufferId
+);
+entity!(
+    /// A loop (and its variable) of a [`LoopNest`].
+    LoopId
+);
+entity!(
+    /// An expression node of a [`LoopNest`].
+    ExprId
+);
+entity!(
+    /// A statement of a [`LoopNest`].
+    StmtId
+);
+
+/// Where a buffer's memory comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BufferScope {
+    /// A kernel argument that is only read.
+    Input,
+    /// A kernel argument that is written (an output of the DAG).
+    Output,
+    /// A temporary for the whole kernel (a `compute_root` intermediate stage).
+    Global,
+    /// A temporary allocated by a [`Stmt::Alloc`] inside a loop (a `compute_at` stage or a
+    /// cache stage). Codegen may keep it in registers when every access has a constant index
+    /// after unrolling.
+    Local,
+}
+
+/// A flat `f32` buffer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buffer {
+    /// Name (the tensor's name, e.g. `C.local`).
+    pub name: String,
+    /// Logical shape (for printing and checks); the buffer holds their product of elements.
+    pub shape: Vec<i64>,
+    /// Where its memory comes from.
+    pub scope: BufferScope,
+}
+
+impl Buffer {
+    /// Number of `f32` elements.
+    pub fn len(&self) -> i64 {
+        self.shape.iter().product()
+    }
+
+    /// True when the buffer holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How a loop runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LoopKind {
+    /// An ordinary loop.
+    Serial,
+    /// Iterations run in parallel on a thread pool.
+    Parallel,
+    /// Iterations become SIMD lanes.
+    Vectorized,
+    /// The loop is fully unrolled.
+    Unrolled,
+}
+
+impl LoopKind {
+    /// The keyword printed before `for`.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            LoopKind::Serial => "",
+            LoopKind::Parallel => "parallel ",
+            LoopKind::Vectorized => "vectorized ",
+            LoopKind::Unrolled => "unrolled ",
+        }
+    }
+}
+
+/// A loop variable running over `0..extent`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loop {
+    /// Name (the schedule iterator's name, e.g. `i.1`).
+    pub name: String,
+    /// Number of iterations, at least 1.
+    pub extent: i64,
+    /// How it runs.
+    pub kind: LoopKind,
+}
+
+/// An expression node. Integers are `i64` index arithmetic, floats are `f32` values, booleans
+/// come from comparisons; the type of a node follows from its operator and children
+/// ([`LoopNest::ty`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Node {
+    /// Integer constant.
+    Int(i64),
+    /// Float constant, as its bit pattern (so that nodes can be hashed).
+    Float(u32),
+    /// The current value of a loop variable.
+    Var(LoopId),
+    /// `buf[index]` (flat index).
+    Load(BufferId, ExprId),
+    /// Unary operator or math function.
+    Unary(UnOp, ExprId),
+    /// Binary operator (integer `/` and `%` are floor division and modulo).
+    Binary(BinOp, ExprId, ExprId),
+    /// `cond ? a : b`, evaluating only the chosen branch.
+    Select(ExprId, ExprId, ExprId),
+}
+
+/// A statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// `for var in 0..extent { body }`.
+    For {
+        /// The loop (variable, extent, kind).
+        lp: LoopId,
+        /// Statements run in each iteration.
+        body: Vec<StmtId>,
+        /// `auto_unroll_max_step` pragma placed on this loop by the schedule, if any. Lowering
+        /// has already applied it (inner loops it covers are [`LoopKind::Unrolled`]); it is
+        /// kept for printing and features.
+        auto_unroll_max_step: Option<u32>,
+    },
+    /// `if cond { body }` (guards of splits that do not divide).
+    If {
+        /// A boolean expression.
+        cond: ExprId,
+        /// Statements run when it holds.
+        body: Vec<StmtId>,
+    },
+    /// Allocates a [`BufferScope::Local`] buffer for the duration of `body` (contents start
+    /// undefined).
+    Alloc {
+        /// The local buffer.
+        buf: BufferId,
+        /// Statements that may use it.
+        body: Vec<StmtId>,
+    },
+    /// `buf[index] = value`.
+    Store {
+        /// Destination buffer.
+        buf: BufferId,
+        /// Flat integer index.
+        index: ExprId,
+        /// Float value.
+        value: ExprId,
+    },
+}
+
+/// A lowered kernel: buffers, loops, expressions and statements in arenas.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoopNest {
+    /// Kernel name (the workload's name or key).
+    pub name: String,
+    /// All buffers.
+    pub buffers: Vec<Buffer>,
+    /// Kernel arguments in call order: the DAG's inputs, then its outputs.
+    pub params: Vec<BufferId>,
+    /// All loops.
+    pub loops: Vec<Loop>,
+    /// All statements.
+    pub stmts: Vec<Stmt>,
+    /// Top-level statements.
+    pub body: Vec<StmtId>,
+    nodes: Vec<Node>,
+    dedup: HashMap<Node, ExprId>,
+}
+
+impl LoopNest {
+    /// An empty loop nest.
+    pub fn new(name: &str) -> LoopNest {
+        LoopNest {
+            name: name.to_string(),
+            ..LoopNest::default()
+        }
+    }
+
+    /// Adds a buffer.
+    pub fn add_buffer(&mut self, buffer: Buffer) -> BufferId {
+        self.buffers.push(buffer);
+        BufferId(self.buffers.len() as u32 - 1)
+    }
+
+    /// Adds a loop.
+    pub fn add_loop(&mut self, lp: Loop) -> LoopId {
+        self.loops.push(lp);
+        LoopId(self.loops.len() as u32 - 1)
+    }
+
+    /// Adds a statement (place it in a body yourself).
+    pub fn add_stmt(&mut self, stmt: Stmt) -> StmtId {
+        self.stmts.push(stmt);
+        StmtId(self.stmts.len() as u32 - 1)
+    }
+
+    /// Interns a node: equal nodes get equal ids.
+    pub fn node(&mut self, node: Node) -> ExprId {
+        if let Some(&id) = self.dedup.get(&node) {
+            return id;
+        }
+        let id = ExprId(self.nodes.len() as u32);
+        self.nodes.push(node);
+        self.dedup.insert(node, id);
+        id
+    }
+
+    /// Integer constant.
+    pub fn int(&mut self, v: i64) -> ExprId {
+        self.node(Node::Int(v))
+    }
+
+    /// Float constant.
+    pub fn float(&mut self, v: f32) -> ExprId {
+        self.node(Node::Float(v.to_bits()))
+    }
+
+    /// Loop variable.
+    pub fn var(&mut self, lp: LoopId) -> ExprId {
+        self.node(Node::Var(lp))
+    }
+
+    /// Binary node, folding integer constants and the identities `x+0`, `x*1`, `x*0`, `x/1`,
+    /// `x%1` on integers so that printed indices stay short.
+    pub fn binary(&mut self, op: BinOp, a: ExprId, b: ExprId) -> ExprId {
+        if let (Node::Int(x), Node::Int(y)) = (self.get(a), self.get(b)) {
+            if let Some(v) = fold_int(op, x, y) {
+                return self.int(v);
+            }
+        }
+        match (op, self.get(a), self.get(b)) {
+            (BinOp::Add, Node::Int(0), _) => return b,
+            (BinOp::Add | BinOp::Sub, _, Node::Int(0)) => return a,
+            (BinOp::Mul, Node::Int(1), _) => return b,
+            (BinOp::Mul | BinOp::Div, _, Node::Int(1)) => return a,
+            (BinOp::Mul, Node::Int(0), _) | (BinOp::Mul, _, Node::Int(0)) => return self.int(0),
+            (BinOp::Mod, _, Node::Int(1)) => return self.int(0),
+            _ => {}
+        }
+        self.node(Node::Binary(op, a, b))
+    }
+
+    /// `a + b`
+    pub fn add(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        self.binary(BinOp::Add, a, b)
+    }
+
+    /// `a * b`
+    pub fn mul(&mut self, a: ExprId, b: ExprId) -> ExprId {
+        self.binary(BinOp::Mul, a, b)
+    }
+
+    /// The node behind an id.
+    pub fn get(&self, id: ExprId) -> Node {
+        self.nodes[id.index()]
+    }
+
+    /// All expression nodes (children before parents).
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The type of an expression.
+    pub fn ty(&self, id: ExprId) -> ScalarType {
+        match self.get(id) {
+            Node::Int(_) | Node::Var(_) => ScalarType::Int,
+            Node::Float(_) | Node::Load(..) => ScalarType::Float,
+            Node::Unary(UnOp::Not, _) => ScalarType::Bool,
+            Node::Unary(UnOp::Neg, a) => self.ty(a),
+            Node::Unary(_, _) => ScalarType::Float,
+            Node::Binary(op, a, _) => {
+                if op.is_comparison() || matches!(op, BinOp::And | BinOp::Or) {
+                    ScalarType::Bool
+                } else {
+                    self.ty(a)
+                }
+            }
+            Node::Select(_, a, _) => self.ty(a),
+        }
+    }
+
+    /// The buffer behind an id.
+    pub fn buffer(&self, id: BufferId) -> &Buffer {
+        &self.buffers[id.index()]
+    }
+
+    /// The loop behind an id.
+    pub fn lp(&self, id: LoopId) -> &Loop {
+        &self.loops[id.index()]
+    }
+
+    /// The statement behind an id.
+    pub fn stmt(&self, id: StmtId) -> &Stmt {
+        &self.stmts[id.index()]
+    }
+
+    /// Prints one expression.
+    pub fn expr_text(&self, id: ExprId) -> String {
+        let mut s = String::new();
+        self.write_expr(&mut s, id).expect("writing to a String cannot fail");
+        s
+    }
+
+    fn write_expr(&self, f: &mut impl fmt::Write, id: ExprId) -> fmt::Result {
+        match self.get(id) {
+            Node::Int(v) => write!(f, "{v}"),
+            Node::Float(bits) => write!(f, "{}", format_float(f32::from_bits(bits))),
+            Node::Var(l) => write!(f, "{}", self.lp(l).name),
+            Node::Load(b, i) => {
+                write!(f, "{}[", self.buffer(b).name)?;
+                self.write_expr(f, i)?;
+                write!(f, "]")
+            }
+            Node::Unary(UnOp::Neg, a) => {
+                write!(f, "(-")?;
+                self.write_expr(f, a)?;
+                write!(f, ")")
+            }
+            Node::Unary(UnOp::Not, a) => {
+                write!(f, "!")?;
+                self.write_expr(f, a)
+            }
+            Node::Unary(op, a) => {
+                write!(f, "{}(", op.name())?;
+                self.write_expr(f, a)?;
+                write!(f, ")")
+            }
+            Node::Binary(op @ (BinOp::Min | BinOp::Max), a, b) => {
+                write!(f, "{}(", op.symbol())?;
+                self.write_expr(f, a)?;
+                write!(f, ", ")?;
+                self.write_expr(f, b)?;
+                write!(f, ")")
+            }
+            Node::Binary(op, a, b) => {
+                write!(f, "(")?;
+                self.write_expr(f, a)?;
+                write!(f, " {} ", op.symbol())?;
+                self.write_expr(f, b)?;
+                write!(f, ")")
+            }
+            Node::Select(c, a, b) => {
+                write!(f, "select(")?;
+                self.write_expr(f, c)?;
+                write!(f, ", ")?;
+                self.write_expr(f, a)?;
+                write!(f, ", ")?;
+                self.write_expr(f, b)?;
+                write!(f, ")")
+            }
+        }
+    }
+
+    fn write_block(&self, f: &mut fmt::Formatter<'_>, body: &[StmtId], depth: usize) -> fmt::Result {
+        for &s in body {
+            self.write_stmt(f, s, depth)?;
+        }
+        Ok(())
+    }
+
+    fn write_stmt(&self, f: &mut fmt::Formatter<'_>, id: StmtId, depth: usize) -> fmt::Result {
+        let pad = "  ".repeat(depth);
+        match self.stmt(id) {
+            Stmt::For {
+                lp,
+                body,
+                auto_unroll_max_step,
+            } => {
+                let l = self.lp(*lp);
+                write!(f, "{pad}{}for {} in 0..{}", l.kind.keyword(), l.name, l.extent)?;
+                if let Some(n) = auto_unroll_max_step {
+                    write!(f, " @auto_unroll_max_step({n})")?;
+                }
+                writeln!(f, " {{")?;
+                self.write_block(f, body, depth + 1)?;
+                writeln!(f, "{pad}}}")
+            }
+            Stmt::If { cond, body } => {
+                writeln!(f, "{pad}if {} {{", self.expr_text(*cond))?;
+                self.write_block(f, body, depth + 1)?;
+                writeln!(f, "{pad}}}")
+            }
+            Stmt::Alloc { buf, body } => {
+                let b = self.buffer(*buf);
+                writeln!(f, "{pad}alloc {}: f32{:?}", b.name, b.shape)?;
+                self.write_block(f, body, depth)
+            }
+            Stmt::Store { buf, index, value } => writeln!(
+                f,
+                "{pad}{}[{}] = {}",
+                self.buffer(*buf).name,
+                self.expr_text(*index),
+                self.expr_text(*value)
+            ),
+        }
+    }
+}
+
+/// Folds an integer operation on constants (`None` for division by zero or overflow).
+pub fn fold_int(op: BinOp, x: i64, y: i64) -> Option<i64> {
+    Some(match op {
+        BinOp::Add => x.checked_add(y)?,
+        BinOp::Sub => x.checked_sub(y)?,
+        BinOp::Mul => x.checked_mul(y)?,
+        BinOp::Div => {
+            if y == 0 {
+                return None;
+            }
+            x.div_euclid(y) - if y < 0 && x.rem_euclid(y) != 0 { 1 } else { 0 }
+        }
+        BinOp::Mod => {
+            if y == 0 {
+                return None;
+            }
+            x - y * fold_int(BinOp::Div, x, y)?
+        }
+        BinOp::Min => x.min(y),
+        BinOp::Max => x.max(y),
+        _ => return None,
+    })
+}
+
+impl fmt::Display for LoopNest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "kernel {}(", self.name)?;
+        for (k, &p) in self.params.iter().enumerate() {
+            let b = self.buffer(p);
+            let dir = if b.scope == BufferScope::Output { "out" } else { "in" };
+            if k > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{}: {dir} f32{:?}", b.name, b.shape)?;
+        }
+        writeln!(f, ") {{")?;
+        for b in self.buffers.iter().filter(|b| b.scope == BufferScope::Global) {
+            writeln!(f, "  global {}: f32{:?}", b.name, b.shape)?;
+        }
+        self.write_block(f, &self.body, 1)?;
+        writeln!(f, "}}")
+    }
+}

@@ -1,0 +1,7 @@
+//! (being written)
+/// placeholder
+pub struct State;
+/// placeholder
+pub struct Step;
+/// placeholder
+pub struct StepError;
