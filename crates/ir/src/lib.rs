@@ -10,7 +10,8 @@
 //! * [`workloads`]: the named workload registry and the `OP:key=value,...` spec syntax;
 //! * [`state`]: schedule states and their replayable, serializable step log;
 //! * [`lower`]: lowering a state to a [`LoopNest`] (with [`simplify`] for index arithmetic);
-//! * [`eval`]: the reference evaluator of a DAG, and [`interp`]: the interpreter of a loop nest.
+//! * [`eval`]: the reference evaluator of a DAG, and [`interp`]: the interpreter of a loop nest;
+//! * [`rng`]: the one explicit RNG type; [`testing`]: random legal schedules for property tests.
 //!
 //! ```
 //! use tessel_ir::workloads;
@@ -27,8 +28,10 @@ pub mod interp;
 pub mod loop_nest;
 pub mod lower;
 pub mod ops;
+pub mod rng;
 pub mod simplify;
 pub mod state;
+pub mod testing;
 pub mod workloads;
 
 pub use dag::{ComputeDag, DagBuilder, Reducer, Tensor};

@@ -270,6 +270,16 @@ impl LoopNest {
             (BinOp::Mul | BinOp::Div, _, Node::Int(1)) => return a,
             (BinOp::Mul, Node::Int(0), _) | (BinOp::Mul, _, Node::Int(0)) => return self.int(0),
             (BinOp::Mod, _, Node::Int(1)) => return self.int(0),
+            (BinOp::Sub, _, _) if a == b && self.ty(a) == ScalarType::Int => return self.int(0),
+            // (x + y) - x → y and (x + y) - y → x: local offsets into region buffers.
+            (BinOp::Sub, Node::Binary(BinOp::Add, x, y), _) if self.ty(a) == ScalarType::Int => {
+                if x == b {
+                    return y;
+                }
+                if y == b {
+                    return x;
+                }
+            }
             _ => {}
         }
         self.node(Node::Binary(op, a, b))

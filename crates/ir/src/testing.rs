@@ -1,0 +1,208 @@
+//! Random legal schedules, for property tests across the project.
+//!
+//! [`random_state`] applies random steps of every kind (non-dividing splits, fuse,
+//! reorder, compute_at / inline / root, cache_write, cache_read, rfactor, annotations and
+//! the auto-unroll pragma) to a DAG and keeps those the state accepts, so every result is
+//! legal by construction. Lowering, the interpreter, codegen and the sketch rules all test
+//! against the same oracle: "a legal schedule computes what the reference evaluator does".
+//!
+//! ```
+//! use tessel_ir::{testing, rng, workloads};
+//! let w = workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap();
+//! let dag = std::sync::Arc::new(w.dag);
+//! let state = testing::random_state(&dag, &mut rng::seeded(7), &testing::Limits::default());
+//! assert!(state.is_concrete());
+//! ```
+
+use crate::dag::ComputeDag;
+use crate::rng::TesselRng;
+use crate::state::{Annotation, ComputeAt, IterKind, State, Step};
+use rand::RngExt;
+use std::sync::Arc;
+
+/// How much a random schedule may do.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Number of loop-transform steps tried (accepted ones are fewer).
+    pub attempts: usize,
+    /// Chance of trying each stage-changing step (cache_write, rfactor, cache_read) first.
+    pub stage_step_chance: f64,
+    /// Largest extent a loop may have for an explicit `unroll` annotation.
+    pub max_unroll_extent: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            attempts: 24,
+            stage_step_chance: 0.35,
+            max_unroll_extent: 16,
+        }
+    }
+}
+
+/// A random legal, concrete schedule of `dag`.
+pub fn random_state(dag: &Arc<ComputeDag>, rng: &mut TesselRng, limits: &Limits) -> State {
+    let mut s = State::new(dag.clone());
+    stage_changing_steps(&mut s, rng, limits);
+    for _ in 0..limits.attempts {
+        if let Some(step) = random_step(&s, rng, limits) {
+            // Illegal proposals are simply not taken: the state says no, with a reason.
+            let _ = s.apply(step);
+        }
+    }
+    s
+}
+
+fn compute_stages(s: &State) -> Vec<usize> {
+    (0..s.stages().len())
+        .filter(|&k| s.stage(k).is_compute && s.stage(k).compute_at != ComputeAt::Inline)
+        .collect()
+}
+
+fn pick<T: Copy>(rng: &mut TesselRng, items: &[T]) -> Option<T> {
+    if items.is_empty() {
+        None
+    } else {
+        Some(items[rng.random_range(0..items.len())])
+    }
+}
+
+fn stage_changing_steps(s: &mut State, rng: &mut TesselRng, limits: &Limits) {
+    // rfactor: split a reduction iterator, then factor one part out.
+    if rng.random_bool(limits.stage_step_chance) {
+        let reducing: Vec<usize> = compute_stages(s)
+            .into_iter()
+            .filter(|&k| s.dag().op(crate::OpId(k as u32)).compute().is_some_and(|c| c.reducer.is_some()))
+            .collect();
+        if let Some(k) = pick(rng, &reducing) {
+            let st = s.stage(k);
+            let reduce_pos: Vec<usize> = (0..st.leaves.len())
+                .filter(|&p| st.leaf(p).is_some_and(|i| i.kind == IterKind::Reduce))
+                .collect();
+            if let Some(p) = pick(rng, &reduce_pos) {
+                let extent = st.leaf(p).and_then(|i| i.extent).unwrap_or(1);
+                let n_sp = st.leaves.len() - reduce_pos.len();
+                let mut trial = s.clone();
+                let len = rng.random_range(1..=extent.max(1) + 1);
+                let split = Step::Split {
+                    stage: k,
+                    iter: p,
+                    extent: None,
+                    lengths: vec![Some(len)],
+                };
+                let which = p + rng.random_range(0..2usize);
+                let rf = Step::Rfactor {
+                    stage: k,
+                    iter: which,
+                    factor_iter: rng.random_range(0..=n_sp),
+                };
+                if trial.apply(split).is_ok() && trial.apply(rf).is_ok() {
+                    *s = trial;
+                }
+            }
+        }
+    }
+    if rng.random_bool(limits.stage_step_chance) {
+        if let Some(k) = pick(rng, &compute_stages(s)) {
+            let _ = s.apply(Step::CacheWrite {
+                stage: k,
+                scope: "local".into(),
+            });
+        }
+    }
+    if rng.random_bool(limits.stage_step_chance / 2.0) {
+        let k = rng.random_range(0..s.stages().len());
+        let readers: Vec<usize> = s
+            .dag()
+            .consumers(crate::OpId(k as u32))
+            .iter()
+            .map(|c| c.index())
+            .collect();
+        if !readers.is_empty() {
+            let _ = s.apply(Step::CacheRead {
+                stage: k,
+                scope: "shared".into(),
+                readers,
+            });
+        }
+    }
+}
+
+fn random_step(s: &State, rng: &mut TesselRng, limits: &Limits) -> Option<Step> {
+    let k = pick(rng, &compute_stages(s))?;
+    let st = s.stage(k);
+    let n = st.leaves.len();
+    if n == 0 {
+        return None;
+    }
+    let pos = rng.random_range(0..n);
+    let extent = st.leaf(pos).and_then(|i| i.extent).unwrap_or(1);
+    Some(match rng.random_range(0..10u32) {
+        0..=2 => {
+            let parts = rng.random_range(1..=2usize);
+            let lengths = (0..parts)
+                .map(|_| Some(rng.random_range(1..=extent.clamp(1, 8) + 1)))
+                .collect();
+            Step::Split {
+                stage: k,
+                iter: pos,
+                extent: None,
+                lengths,
+            }
+        }
+        3 => {
+            let len = rng.random_range(1..=(n - pos).min(3));
+            Step::Fuse {
+                stage: k,
+                iters: (pos..pos + len).collect(),
+            }
+        }
+        4 => {
+            let mut order: Vec<usize> = (0..n).collect();
+            for i in (1..n).rev() {
+                order.swap(i, rng.random_range(0..=i));
+            }
+            Step::Reorder { stage: k, order }
+        }
+        5 => {
+            let consumers = crate::state::apply::consumers_through_inline(s, k);
+            let target = pick(rng, &consumers)?;
+            let tn = s.stage(target).leaves.len();
+            if tn == 0 {
+                return None;
+            }
+            Step::ComputeAt {
+                stage: k,
+                target_stage: target,
+                target_iter: rng.random_range(0..tn),
+            }
+        }
+        6 => match rng.random_range(0..2u32) {
+            0 => Step::ComputeInline { stage: k },
+            _ => Step::ComputeRoot { stage: k },
+        },
+        7 => Step::Annotate {
+            stage: k,
+            iter: n - 1,
+            annotation: Annotation::Vectorize,
+        },
+        8 => {
+            let annotation = match rng.random_range(0..2u32) {
+                0 => Annotation::Parallel,
+                _ if extent <= limits.max_unroll_extent => Annotation::Unroll,
+                _ => Annotation::None,
+            };
+            Step::Annotate {
+                stage: k,
+                iter: pos,
+                annotation,
+            }
+        }
+        _ => Step::Pragma {
+            stage: k,
+            iter: 0,
+            auto_unroll_max_step: [0u32, 16, 64, 512][rng.random_range(0..4usize)],
+        },
+    })
+}
