@@ -198,6 +198,7 @@ pub struct State {
     dag: Arc<ComputeDag>,
     stages: Vec<Stage>,
     steps: Vec<Step>,
+    sketch: Option<u32>,
 }
 
 impl PartialEq for State {
@@ -217,7 +218,20 @@ impl State {
             dag,
             stages,
             steps: Vec::new(),
+            sketch: None,
         }
+    }
+
+    /// The index of the sketch this state was sampled from, if any. It is carried along by
+    /// [`apply`](Self::apply) and clones (so mutations keep it) but is not part of the step
+    /// log: records store it beside the steps.
+    pub fn sketch_id(&self) -> Option<u32> {
+        self.sketch
+    }
+
+    /// Marks the sketch this state came from.
+    pub fn set_sketch_id(&mut self, sketch: Option<u32>) {
+        self.sketch = sketch;
     }
 
     /// Rebuilds a state by applying `steps` to the initial state of `dag`.
