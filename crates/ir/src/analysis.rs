@@ -113,7 +113,7 @@ pub fn access_pattern(n_spatial: usize, indices: &[Expr]) -> AccessPattern {
     }
     AccessPattern {
         simple: true,
-        axis_missing: count.iter().any(|&c| c == 0),
+        axis_missing: count.contains(&0),
         axis_duplicated: count.iter().any(|&c| c > 1),
         same_order: order.windows(2).all(|w| w[0] <= w[1]),
     }
