@@ -752,20 +752,43 @@ pub fn simplify(nest: &mut LoopNest, e: ExprId) -> ExprId {
             .collect(),
     };
     let input_size = tree_size(&rec, root);
-    let runner = egg::Runner::<Idx, Intervals, ()>::new(analysis)
-        .with_iter_limit(ITER_LIMIT)
-        .with_node_limit(NODE_LIMIT)
-        .with_expr(&rec)
-        .run(rules());
-    let Some(&class) = runner.roots.first() else {
-        return e;
-    };
-    let extractor = egg::Extractor::new(&runner.egraph, AstSize);
+    let (egraph, class) = saturate(analysis, &rec);
+    let extractor = egg::Extractor::new(&egraph, AstSize);
     let (cost, best) = extractor.find_best(class);
     if cost >= input_size {
         return e;
     }
     from_rec(nest, &best).unwrap_or(e)
+}
+
+/// Runs the rules on `rec` until nothing changes, the root class holds a leaf (nothing can
+/// be smaller), or a limit is hit. A plain loop instead of `egg::Runner`: on these tiny
+/// e-graphs the runner's per-iteration bookkeeping costs more than the search itself.
+fn saturate(analysis: Intervals, rec: &RecExpr<Idx>) -> (EGraph, Id) {
+    let mut egraph = EGraph::new(analysis);
+    let root = egraph.add_expr(rec);
+    egraph.rebuild();
+    let rules = rules();
+    let mut matches = Vec::with_capacity(rules.len());
+    for _ in 0..ITER_LIMIT {
+        if egraph[egraph.find(root)].nodes.iter().any(|n| n.is_leaf()) {
+            break;
+        }
+        matches.clear();
+        matches.extend(rules.iter().map(|r| r.search(&egraph)));
+        let mut changed = false;
+        for (rule, m) in rules.iter().zip(&matches) {
+            if !m.is_empty() {
+                changed |= !rule.apply(&mut egraph, m).is_empty();
+            }
+        }
+        egraph.rebuild();
+        if !changed || egraph.total_number_of_nodes() > NODE_LIMIT {
+            break;
+        }
+    }
+    let root = egraph.find(root);
+    (egraph, root)
 }
 
 /// AST size of the tree rooted at `root` (shared sub-expressions counted each time).
