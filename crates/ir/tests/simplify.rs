@@ -234,6 +234,25 @@ fn guards_that_become_true() {
 }
 
 #[test]
+fn float_comparisons_are_opaque_in_conditions() {
+    // (A[i] < 0.0) && (i < 8) with i < 8 is A[i] < 0.0.
+    let mut nest = LoopNest::new("t");
+    let a = nest.add_buffer(Buffer {
+        name: "A".into(),
+        shape: vec![8],
+        scope: BufferScope::Input,
+    });
+    let i = add_loop(&mut nest, "i", 8);
+    let c8 = nest.int(8);
+    let x = nest.node(Node::Load(a, i));
+    let zero = nest.float(0.0);
+    let neg = raw(&mut nest, BinOp::Lt, x, zero);
+    let in_range = raw(&mut nest, BinOp::Lt, i, c8);
+    let e = raw(&mut nest, BinOp::And, neg, in_range);
+    assert_eq!(simplify(&mut nest, e), neg);
+}
+
+#[test]
 fn no_change_returns_the_same_id() {
     let mut nest = LoopNest::new("t");
     let i = add_loop(&mut nest, "i", 7);
