@@ -271,6 +271,11 @@ impl LoopNest {
             (BinOp::Mul, Node::Int(0), _) | (BinOp::Mul, _, Node::Int(0)) => return self.int(0),
             (BinOp::Mod, _, Node::Int(1)) => return self.int(0),
             (BinOp::Sub, _, _) if a == b && self.ty(a) == ScalarType::Int => return self.int(0),
+            // x - c → x + (-c), so that offsets written either way share one node.
+            (BinOp::Sub, _, Node::Int(c)) if c != i64::MIN => {
+                let neg = self.int(-c);
+                return self.binary(BinOp::Add, a, neg);
+            }
             // (x + y) - x → y and (x + y) - y → x: local offsets into region buffers.
             (BinOp::Sub, Node::Binary(BinOp::Add, x, y), _) if self.ty(a) == ScalarType::Int => {
                 if x == b {

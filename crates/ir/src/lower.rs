@@ -95,7 +95,8 @@ pub fn lower(state: &State) -> Result<LoopNest, LowerError> {
         }
     }
     lw.nest.body = body;
-    let nest = lw.nest;
+    let mut nest = lw.nest;
+    crate::simplify::simplify_nest(&mut nest);
     Ok(nest)
 }
 
@@ -348,8 +349,12 @@ impl Lowerer<'_> {
         for d in 0..n_sp {
             absolute[d] = nest.add(info.region_min[d], local[d]);
             if info.region_guard[d] {
+                // The region may stick out of the tensor at its borders: compute only what
+                // exists (the consumer never reads the rest).
                 let shape = self.state.dag().op(OpId(k as u32)).shape[d];
+                let zero = nest.int(0);
                 let lim = nest.int(shape);
+                spatial_guards.push(nest.binary(BinOp::Le, zero, absolute[d]));
                 spatial_guards.push(nest.binary(BinOp::Lt, absolute[d], lim));
             }
         }
