@@ -20,7 +20,11 @@ fn last_json(out: &Output) -> Value {
 #[test]
 fn workloads_json_lists_every_named_workload() {
     let out = tessel(&["workloads", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = last_json(&out);
     let list = v["workloads"].as_array().expect("a workloads array");
     let names: Vec<&str> = list.iter().filter_map(|w| w["name"].as_str()).collect();
@@ -29,8 +33,15 @@ fn workloads_json_lists_every_named_workload() {
         let name = w["name"].as_str().unwrap_or("?");
         let flop = w["flop"].as_u64().unwrap_or(0);
         assert!(flop > 0, "{name} has no FLOPs");
-        assert_eq!(flop, tessel_ir::workloads::lookup(name).unwrap().flop(), "{name}");
-        assert!(w["spec"].as_str().is_some_and(|s| s.contains(':')), "{name}");
+        assert_eq!(
+            flop,
+            tessel_ir::workloads::lookup(name).unwrap().flop(),
+            "{name}"
+        );
+        assert!(
+            w["spec"].as_str().is_some_and(|s| s.contains(':')),
+            "{name}"
+        );
         assert_eq!(w["key"].as_str().map(str::len), Some(16), "{name}");
         assert!(w["params"].is_object(), "{name}");
     }
@@ -39,7 +50,9 @@ fn workloads_json_lists_every_named_workload() {
     assert_eq!(gmm3["spec"], "gmm:b=1,n=512,m=512,k=512");
     // The table comes first, one row per workload.
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.lines().any(|l| l.starts_with("resnet50-conv-23 ") && l.trim_end().ends_with("0.231")));
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("resnet50-conv-23 ") && l.trim_end().ends_with("0.231")));
 }
 
 #[test]
@@ -48,7 +61,10 @@ fn workloads_batch_scales_the_list() {
     let list = v["workloads"].as_array().unwrap();
     let c2d1 = list.iter().find(|w| w["name"] == "c2d-1").unwrap();
     assert_eq!(c2d1["params"]["n"], 16);
-    assert_eq!(c2d1["flop"].as_u64(), Some(16 * 2 * 112 * 112 * 64 * 3 * 7 * 7));
+    assert_eq!(
+        c2d1["flop"].as_u64(),
+        Some(16 * 2 * 112 * 112 * 64 * 3 * 7 * 7)
+    );
 }
 
 #[test]
@@ -60,8 +76,16 @@ fn workloads_shows_one_workload() {
     assert!(text.contains("Z[b, i, j] = sum("), "{text}");
     let v = last_json(&out);
     assert_eq!(v["workload"]["flop"].as_u64(), Some(2 * 64 * 32 * 16));
-    assert!(v["workload"]["dag"].as_str().is_some_and(|d| d.contains("X = placeholder[1, 64, 16]")));
-    let named = last_json(&tessel(&["workloads", "convlayer-2", "--batch", "2", "--json"]));
+    assert!(v["workload"]["dag"]
+        .as_str()
+        .is_some_and(|d| d.contains("X = placeholder[1, 64, 16]")));
+    let named = last_json(&tessel(&[
+        "workloads",
+        "convlayer-2",
+        "--batch",
+        "2",
+        "--json",
+    ]));
     assert_eq!(named["workload"]["name"], "convlayer-2");
     assert_eq!(named["workload"]["params"]["n"], 2);
 }
@@ -76,7 +100,10 @@ fn bad_spec_exits_2_with_the_message_on_stderr() {
     let out = tessel(&["workloads", "conv9d:n=1"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("unknown op `conv9d`") && err.contains("c2d"), "{err}");
+    assert!(
+        err.contains("unknown op `conv9d`") && err.contains("c2d"),
+        "{err}"
+    );
     let out = tessel(&["workloads", "softmax:m=2,n=2", "--batch", "4"]);
     assert_eq!(out.status.code(), Some(2));
 }

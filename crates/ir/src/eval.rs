@@ -148,7 +148,10 @@ struct Affine {
 
 impl Affine {
     fn constant(c: i64, n: usize) -> Affine {
-        Affine { c, coef: vec![0; n] }
+        Affine {
+            c,
+            coef: vec![0; n],
+        }
     }
 
     fn scale(mut self, k: i64) -> Affine {
@@ -286,7 +289,8 @@ impl<'a> Compiler<'a> {
                     BinOp::Max => Box::new(move |ax: &[i64]| fa(ax).max(fb(ax))),
                     BinOp::Div | BinOp::Mod => {
                         let is_div = *op == BinOp::Div;
-                        if let Some(k) = self.affine(b).and_then(|f| f.as_const()).filter(|&k| k > 0)
+                        if let Some(k) =
+                            self.affine(b).and_then(|f| f.as_const()).filter(|&k| k > 0)
                         {
                             // The common case: a positive constant divisor.
                             if is_div {
@@ -297,7 +301,11 @@ impl<'a> Compiler<'a> {
                         } else {
                             Box::new(move |ax: &[i64]| {
                                 let (x, y) = (fa(ax), fb(ax));
-                                let r = if is_div { floor_div(x, y) } else { floor_mod(x, y) };
+                                let r = if is_div {
+                                    floor_div(x, y)
+                                } else {
+                                    floor_mod(x, y)
+                                };
                                 r.unwrap_or_else(|| {
                                     report(fault, || "integer division by zero".into());
                                     0
@@ -451,7 +459,10 @@ impl<'a> Compiler<'a> {
                 }));
             }
         }
-        let idx: Vec<IntFn<'a>> = indices.iter().map(|i| self.int(i)).collect::<Result<_, _>>()?;
+        let idx: Vec<IntFn<'a>> = indices
+            .iter()
+            .map(|i| self.int(i))
+            .collect::<Result<_, _>>()?;
         Ok(Box::new(move |ax: &[i64]| {
             let mut off = 0i64;
             for (d, f) in idx.iter().enumerate() {

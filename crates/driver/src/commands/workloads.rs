@@ -69,8 +69,17 @@ fn list(out: &mut impl Write, args: &Args) -> Result<(), DriverError> {
     let all = workloads::registry_with_batch(args.batch)?;
     let name_w = all.iter().map(|w| w.name.len()).max().unwrap_or(4).max(4);
     let op_w = all.iter().map(|w| w.op.len()).max().unwrap_or(2).max(2);
-    let shape_w = all.iter().map(|w| shape_text(w).len()).max().unwrap_or(5).max(5);
-    writeln!(out, "{:name_w$}  {:op_w$}  {:shape_w$}  {:>10}", "name", "op", "shape", "GFLOP")?;
+    let shape_w = all
+        .iter()
+        .map(|w| shape_text(w).len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    writeln!(
+        out,
+        "{:name_w$}  {:op_w$}  {:shape_w$}  {:>10}",
+        "name", "op", "shape", "GFLOP"
+    )?;
     for w in &all {
         writeln!(
             out,
