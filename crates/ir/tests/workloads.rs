@@ -248,3 +248,20 @@ fn evaluator_rejects_wrong_inputs() {
     assert_eq!(a.iter().map(Vec::len).collect::<Vec<_>>(), vec![8, 12]);
     assert!(a.iter().flatten().all(|v| (-1.0..1.0).contains(v)));
 }
+
+#[test]
+fn evaluator_handles_real_sizes() {
+    // 256^3 matmul (16.7M multiply-adds): well under a second in release builds; the
+    // bound here is loose because the test machine is shared.
+    let w = workloads::lookup("matmul:n=256,m=256,k=256").unwrap();
+    let inputs = eval::random_inputs(&w.dag, 3);
+    let start = std::time::Instant::now();
+    let out = eval::evaluate(&w.dag, &inputs).unwrap();
+    let took = start.elapsed();
+    assert!(took.as_secs_f64() < 5.0, "256^3 matmul took {took:?}");
+    let (a, b) = (&inputs[0], &inputs[1]);
+    for &(i, j) in &[(0usize, 0usize), (17, 200), (255, 255)] {
+        let want: f32 = (0..256).fold(0.0, |acc, k| acc + a[i * 256 + k] * b[k * 256 + j]);
+        assert_eq!(out[0][i * 256 + j], want, "C[{i}, {j}]");
+    }
+}
