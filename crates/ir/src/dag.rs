@@ -286,7 +286,10 @@ impl ComputeDag {
                 return Err(bad(op, "duplicate tensor name".into()));
             }
             if op.shape.iter().any(|&d| d <= 0) {
-                return Err(bad(op, format!("non-positive dimension in shape {:?}", op.shape)));
+                return Err(bad(
+                    op,
+                    format!("non-positive dimension in shape {:?}", op.shape),
+                ));
             }
             let Some(c) = op.compute() else { continue };
             if c.axes.len() != op.shape.len()
@@ -323,7 +326,10 @@ impl ComputeDag {
                             ops[tensor.index()].shape.len()
                         ));
                     } else if indices.iter().any(|i| i.ty() != ScalarType::Int) {
-                        problem = Some(format!("non-integer index into {}", ops[tensor.index()].name));
+                        problem = Some(format!(
+                            "non-integer index into {}",
+                            ops[tensor.index()].name
+                        ));
                     }
                 }
                 _ => {}

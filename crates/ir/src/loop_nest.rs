@@ -347,7 +347,8 @@ impl LoopNest {
     /// Prints one expression.
     pub fn expr_text(&self, id: ExprId) -> String {
         let mut s = String::new();
-        self.write_expr(&mut s, id).expect("writing to a String cannot fail");
+        self.write_expr(&mut s, id)
+            .expect("writing to a String cannot fail");
         s
     }
 
@@ -401,7 +402,12 @@ impl LoopNest {
         }
     }
 
-    fn write_block(&self, f: &mut fmt::Formatter<'_>, body: &[StmtId], depth: usize) -> fmt::Result {
+    fn write_block(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        body: &[StmtId],
+        depth: usize,
+    ) -> fmt::Result {
         for &s in body {
             self.write_stmt(f, s, depth)?;
         }
@@ -417,7 +423,13 @@ impl LoopNest {
                 auto_unroll_max_step,
             } => {
                 let l = self.lp(*lp);
-                write!(f, "{pad}{}for {} in 0..{}", l.kind.keyword(), l.name, l.extent)?;
+                write!(
+                    f,
+                    "{pad}{}for {} in 0..{}",
+                    l.kind.keyword(),
+                    l.name,
+                    l.extent
+                )?;
                 if let Some(n) = auto_unroll_max_step {
                     write!(f, " @auto_unroll_max_step({n})")?;
                 }
@@ -475,14 +487,22 @@ impl fmt::Display for LoopNest {
         write!(f, "kernel {}(", self.name)?;
         for (k, &p) in self.params.iter().enumerate() {
             let b = self.buffer(p);
-            let dir = if b.scope == BufferScope::Output { "out" } else { "in" };
+            let dir = if b.scope == BufferScope::Output {
+                "out"
+            } else {
+                "in"
+            };
             if k > 0 {
                 write!(f, ", ")?;
             }
             write!(f, "{}: {dir} f32{:?}", b.name, b.shape)?;
         }
         writeln!(f, ") {{")?;
-        for b in self.buffers.iter().filter(|b| b.scope == BufferScope::Global) {
+        for b in self
+            .buffers
+            .iter()
+            .filter(|b| b.scope == BufferScope::Global)
+        {
             writeln!(f, "  global {}: f32{:?}", b.name, b.shape)?;
         }
         self.write_block(f, &self.body, 1)?;

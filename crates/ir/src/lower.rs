@@ -147,7 +147,10 @@ impl Lowerer<'_> {
         let op = self.state.dag().op(OpId(k as u32));
         let c = op.compute().ok_or_else(|| err(st, "not a compute op"))?;
         match st.compute_at {
-            ComputeAt::At { stage: target, iter } => {
+            ComputeAt::At {
+                stage: target,
+                iter,
+            } => {
                 let consumers = consumers_through_inline(self.state, k);
                 if consumers != [target] {
                     return Err(err(
@@ -197,7 +200,8 @@ impl Lowerer<'_> {
                     children,
                     lengths,
                 } => {
-                    let ext = crate::state::apply::split_extents(Some(extent[parent.index()]), lengths);
+                    let ext =
+                        crate::state::apply::split_extents(Some(extent[parent.index()]), lengths);
                     for (child, e) in children.iter().zip(ext) {
                         extent[child.index()] = e.unwrap_or(1);
                     }
@@ -251,15 +255,23 @@ impl Lowerer<'_> {
         let st = &self.state.stages()[k];
         let tst = &self.state.stages()[target];
         let shape = self.state.dag().op(OpId(k as u32)).shape.clone();
-        let pos = tst
-            .position(iter)
-            .ok_or_else(|| err(st, format!("the loop it is computed at no longer exists in {}", tst.name)))?;
+        let pos = tst.position(iter).ok_or_else(|| {
+            err(
+                st,
+                format!(
+                    "the loop it is computed at no longer exists in {}",
+                    tst.name
+                ),
+            )
+        })?;
         let tinfo = self.info[target].clone();
         if tinfo.loops.is_empty() && !tst.leaves.is_empty() {
             return Err(err(st, format!("its consumer {} is not lowered", tst.name)));
         }
         // Linear forms of the target's root iterators.
-        let mut alg = LinAlgebra { nest: &mut self.nest };
+        let mut alg = LinAlgebra {
+            nest: &mut self.nest,
+        };
         let ext = |id: IterId| tinfo.extent[id.index()];
         let mut leaf_value = |alg: &mut LinAlgebra, id: IterId| {
             let p = tst.position(id).unwrap_or(0);
@@ -304,8 +316,16 @@ impl Lowerer<'_> {
             let same_point = lins.windows(2).all(|w| w[0].point == w[1].point);
             let exact = !lins.is_empty() && same_point && lins.iter().all(|l| l.exact);
             let hull = exact.then(|| {
-                let lo = lins.iter().map(|l| l.offset + l.spread().0).min().unwrap_or(0);
-                let hi = lins.iter().map(|l| l.offset + l.spread().1).max().unwrap_or(0);
+                let lo = lins
+                    .iter()
+                    .map(|l| l.offset + l.spread().0)
+                    .min()
+                    .unwrap_or(0);
+                let hi = lins
+                    .iter()
+                    .map(|l| l.offset + l.spread().1)
+                    .max()
+                    .unwrap_or(0);
                 (lo, hi)
             });
             match hull {
@@ -335,7 +355,9 @@ impl Lowerer<'_> {
         let st = &self.state.stages()[k];
         let info = &self.info[k];
         let ext = |id: IterId| info.extent[id.index()];
-        let mut alg = NestAlgebra { nest: &mut self.nest };
+        let mut alg = NestAlgebra {
+            nest: &mut self.nest,
+        };
         let mut lv = |alg: &mut NestAlgebra, id: IterId| {
             let p = st.position(id).unwrap_or(0);
             leaf_value(alg.nest, p)
@@ -366,7 +388,12 @@ impl Lowerer<'_> {
                 IterKind::Reduce => reduce_guards.push(cond),
             }
         }
-        (absolute, local[..n_sp].to_vec(), spatial_guards, reduce_guards)
+        (
+            absolute,
+            local[..n_sp].to_vec(),
+            spatial_guards,
+            reduce_guards,
+        )
     }
 
     /// Flat index into stage `k`'s buffer of the absolute tensor indices `idx`.
@@ -429,7 +456,11 @@ impl Lowerer<'_> {
     }
 
     fn guarded(&mut self, guards: &[ExprId], stmt: StmtId) -> StmtId {
-        match guards.iter().copied().reduce(|a, b| self.nest.binary(BinOp::And, a, b)) {
+        match guards
+            .iter()
+            .copied()
+            .reduce(|a, b| self.nest.binary(BinOp::And, a, b))
+        {
             None => stmt,
             Some(cond) => self.nest.add_stmt(Stmt::If {
                 cond,
@@ -469,9 +500,11 @@ impl Lowerer<'_> {
         let store = self.nest.add_stmt(Stmt::Store { buf, index, value });
         let all_guards: Vec<ExprId> = sp_guards.iter().chain(&red_guards).copied().collect();
         let innermost = self.guarded(&all_guards, store);
-        let first_reduce = c
-            .reducer
-            .and_then(|_| st.leaves.iter().position(|&l| st.iter(l).kind == IterKind::Reduce));
+        let first_reduce = c.reducer.and_then(|_| {
+            st.leaves
+                .iter()
+                .position(|&l| st.iter(l).kind == IterKind::Reduce)
+        });
         let mut stmts = self.emit_loops(k, 0, first_reduce, innermost)?;
         if let Some(max_step) = st.auto_unroll_max_step {
             apply_auto_unroll(&mut self.nest, &stmts, max_step);
@@ -510,9 +543,9 @@ impl Lowerer<'_> {
             None => 0.0,
         };
         let mut init_loops: Vec<Option<LoopId>> = info.loops.clone();
-        for p in from..st.leaves.len() {
+        for (p, slot) in init_loops.iter_mut().enumerate().skip(from) {
             let it = st.iter(st.leaves[p]);
-            init_loops[p] = match (info.loops[p], it.kind) {
+            *slot = match (info.loops[p], it.kind) {
                 (Some(lp), IterKind::Spatial) => {
                     let l = self.nest.lp(lp).clone();
                     Some(self.nest.add_loop(Loop {
@@ -593,7 +626,12 @@ fn expand_inlined(state: &State, e: &Expr) -> Expr {
         Expr::Read { tensor, indices }
             if state.stages()[tensor.index()].compute_at == ComputeAt::Inline =>
         {
-            let body = state.dag().op(*tensor).compute()?.body.substitute_axes(indices);
+            let body = state
+                .dag()
+                .op(*tensor)
+                .compute()?
+                .body
+                .substitute_axes(indices);
             Some(expand_inlined(state, &body))
         }
         _ => None,
@@ -742,7 +780,8 @@ impl LinAlgebra<'_> {
     }
 
     fn constant(&self, l: &Lin) -> Option<i64> {
-        (l.exact && l.terms.is_empty() && self.nest.get(l.point) == Node::Int(0)).then_some(l.offset)
+        (l.exact && l.terms.is_empty() && self.nest.get(l.point) == Node::Int(0))
+            .then_some(l.offset)
     }
 }
 

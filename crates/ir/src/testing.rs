@@ -73,7 +73,12 @@ fn stage_changing_steps(s: &mut State, rng: &mut TesselRng, limits: &Limits) {
     if rng.random_bool(limits.stage_step_chance) {
         let reducing: Vec<usize> = compute_stages(s)
             .into_iter()
-            .filter(|&k| s.dag().op(crate::OpId(k as u32)).compute().is_some_and(|c| c.reducer.is_some()))
+            .filter(|&k| {
+                s.dag()
+                    .op(crate::OpId(k as u32))
+                    .compute()
+                    .is_some_and(|c| c.reducer.is_some())
+            })
             .collect();
         if let Some(k) = pick(rng, &reducing) {
             let st = s.stage(k);
@@ -205,4 +210,69 @@ fn random_step(s: &State, rng: &mut TesselRng, limits: &Limits) -> Option<Step> 
             auto_unroll_max_step: [0u32, 16, 64, 512][rng.random_range(0..4usize)],
         },
     })
+}
+
+/// One small shape of every operator kind Tessel builds, as workload specs: property tests
+/// run every kind through the same oracle.
+pub const SMALL_SPECS: &[&str] = &[
+    "c1d:n=1,l=9,ci=4,co=6,kernel=3,stride=2,pad=1",
+    "c2d:n=1,h=6,w=6,ci=4,co=8,kernel=3,stride=1,pad=1",
+    "c3d:n=1,d=3,h=4,w=4,ci=2,co=4,kernel=3,stride=1,pad=1",
+    "gmm:b=2,n=6,m=5,k=7",
+    "grp:n=1,h=6,w=6,ci=8,co=8,kernel=3,stride=2,pad=1",
+    "dil:n=1,h=8,w=8,ci=4,co=4,kernel=3,stride=1,pad=1",
+    "dep:n=1,h=6,w=6,c=8,kernel=3,stride=1,pad=1",
+    "t2d:n=1,h=3,w=3,ci=4,co=4,kernel=4,stride=2,pad=1",
+    "cap:n=1,h=4,w=4,ci=2,co=2,kernel=3,stride=2,pad=1",
+    "nrm:b=2,m=5,n=7",
+    "convlayer:n=1,h=5,w=5,ci=4,co=8,kernel=3,stride=1,pad=1",
+    "tbg:b=1,seq=5,heads=2,dim=3",
+    "dense:n=3,in=8,out=5",
+    "softmax:m=3,n=7",
+    "maxpool:n=1,h=7,w=7,c=3,kernel=3,stride=2,pad=1",
+    "avgpool:n=1,h=5,w=5,c=3",
+    "c2d-nchw:n=1,h=6,w=6,ci=3,co=4,kernel=3,stride=2,pad=1",
+];
+
+/// Runs a loop nest with the interpreter on `inputs` (in `nest.params` order) and returns
+/// its outputs.
+pub fn run_interp(
+    nest: &crate::LoopNest,
+    inputs: &[Vec<f32>],
+) -> Result<Vec<Vec<f32>>, crate::IrError> {
+    let mut args: Vec<Vec<f32>> = nest
+        .params
+        .iter()
+        .enumerate()
+        .map(|(k, &p)| match inputs.get(k) {
+            Some(v) => v.clone(),
+            None => vec![0.0; nest.buffer(p).len() as usize],
+        })
+        .collect();
+    crate::interp::run(nest, &mut args)?;
+    Ok(args.split_off(inputs.len()))
+}
+
+/// Checks that `got` equals `want` element by element within `abs + rel·|want|`, and says
+/// where it does not.
+pub fn check_close(got: &[Vec<f32>], want: &[Vec<f32>], abs: f32, rel: f32) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{} outputs, expected {}", got.len(), want.len()));
+    }
+    for (o, (g, w)) in got.iter().zip(want).enumerate() {
+        if g.len() != w.len() {
+            return Err(format!(
+                "output {o} has {} elements, expected {}",
+                g.len(),
+                w.len()
+            ));
+        }
+        for (i, (a, b)) in g.iter().zip(w).enumerate() {
+            let ok = (a - b).abs() <= abs + rel * b.abs();
+            if !ok {
+                return Err(format!("output {o}[{i}] = {a}, expected {b}"));
+            }
+        }
+    }
+    Ok(())
 }

@@ -12,9 +12,13 @@ fn matmul_relu() -> Arc<ComputeDag> {
     let mut b = DagBuilder::new();
     let a = b.placeholder("A", &[8, 8]);
     let w = b.placeholder("B", &[8, 8]);
-    let c = b.reduce("C", &[("i", 8), ("j", 8)], &[("k", 8)], Reducer::Sum, |ax| {
-        a.at([ax[0].clone(), ax[2].clone()]) * w.at([ax[2].clone(), ax[1].clone()])
-    });
+    let c = b.reduce(
+        "C",
+        &[("i", 8), ("j", 8)],
+        &[("k", 8)],
+        Reducer::Sum,
+        |ax| a.at([ax[0].clone(), ax[2].clone()]) * w.at([ax[2].clone(), ax[1].clone()]),
+    );
     b.compute("relu", &[("i", 8), ("j", 8)], |ax| {
         c.at(ax.to_vec()).max(Expr::float(0.0))
     });
@@ -79,10 +83,9 @@ fn step_json_form_is_stable() {
         ann.to_string(),
         r#"{"step":"annotate","stage":3,"iter":1,"annotation":"vectorize"}"#
     );
-    let parsed: Step = serde_json::from_str(
-        r#"{"step":"compute_at","stage":2,"target_stage":3,"target_iter":1}"#,
-    )
-    .expect("parses");
+    let parsed: Step =
+        serde_json::from_str(r#"{"step":"compute_at","stage":2,"target_stage":3,"target_iter":1}"#)
+            .expect("parses");
     assert_eq!(
         parsed,
         Step::ComputeAt {
@@ -106,7 +109,9 @@ fn split_names_extents_and_overshooting_lengths() {
     // A length larger than the extent is cut to it.
     let mut t = State::new(matmul_relu());
     t.apply(split(2, 1, &[32])).expect("legal");
-    let ext: Vec<Option<i64>> = (1..3).map(|p| t.stage(2).leaf(p).and_then(|i| i.extent)).collect();
+    let ext: Vec<Option<i64>> = (1..3)
+        .map(|p| t.stage(2).leaf(p).and_then(|i| i.extent))
+        .collect();
     assert_eq!(ext, vec![Some(1), Some(8)]);
 }
 
@@ -254,7 +259,11 @@ fn compute_at_attachment_follows_split_and_fuse_of_the_target() {
         iters: vec![1, 2],
     })
     .expect("legal");
-    assert!(s.to_string().contains("for j.0@j.1@ (0,8)\n    for i (0,8)"), "{s}");
+    assert!(
+        s.to_string()
+            .contains("for j.0@j.1@ (0,8)\n    for i (0,8)"),
+        "{s}"
+    );
     // Fusing an iterator that has stages attached, as a non-last one, is illegal.
     let mut t = State::new(matmul_relu());
     t.apply(Step::ComputeAt {

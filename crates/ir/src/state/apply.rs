@@ -112,9 +112,9 @@ pub(crate) fn apply_step(s: &mut State, step: &Step) -> StepResult<Step> {
             let mut picked = Vec::new();
             for &src in src_steps {
                 let lengths = split_lengths_of(s, src)?;
-                let l = lengths.get(*level).ok_or_else(|| {
-                    format!("source step #{src} has no length at level {level}")
-                })?;
+                let l = lengths
+                    .get(*level)
+                    .ok_or_else(|| format!("source step #{src} has no length at level {level}"))?;
                 picked.push(*l);
             }
             let factor = product(&picked);
@@ -216,7 +216,10 @@ fn product(lengths: &[Option<i64>]) -> Option<i64> {
 fn split_lengths_of(s: &State, src: usize) -> StepResult<Vec<Option<i64>>> {
     match s.steps.get(src) {
         Some(Step::Split { lengths, .. }) => Ok(lengths.clone()),
-        Some(other) => Err(format!("source step #{src} is a {}, not a split", other.name())),
+        Some(other) => Err(format!(
+            "source step #{src} is a {}, not a split",
+            other.name()
+        )),
         None => Err(format!(
             "source step #{src} does not exist (the log has {} steps)",
             s.steps.len()
@@ -237,10 +240,12 @@ fn compute_stage_mut(s: &mut State, stage: usize) -> StepResult<&mut Stage> {
 }
 
 fn leaf(s: &State, stage: usize, pos: usize) -> StepResult<(IterId, &Iter)> {
-    let st = s
-        .stages
-        .get(stage)
-        .ok_or_else(|| format!("stage {stage} does not exist (there are {})", s.stages.len()))?;
+    let st = s.stages.get(stage).ok_or_else(|| {
+        format!(
+            "stage {stage} does not exist (there are {})",
+            s.stages.len()
+        )
+    })?;
     if !st.is_compute {
         return Err(format!("stage {stage} ({}) is a placeholder", st.name));
     }
@@ -266,7 +271,12 @@ fn move_attachments(s: &mut State, stage: usize, from: IterId, to: IterId) {
     }
 }
 
-fn split(s: &mut State, stage: usize, pos: usize, lengths: &[Option<i64>]) -> StepResult<Option<i64>> {
+fn split(
+    s: &mut State,
+    stage: usize,
+    pos: usize,
+    lengths: &[Option<i64>],
+) -> StepResult<Option<i64>> {
     let (parent, it) = leaf(s, stage, pos)?;
     let it = it.clone();
     if lengths.is_empty() {
@@ -288,7 +298,9 @@ fn split(s: &mut State, stage: usize, pos: usize, lengths: &[Option<i64>]) -> St
         children.push(IterId(st.iters.len() as u32 - 1));
     }
     st.leaves.splice(pos..=pos, children.iter().copied());
-    let innermost = *children.last().expect("a split makes at least two iterators");
+    let innermost = *children
+        .last()
+        .expect("a split makes at least two iterators");
     st.relations.push(Relation::Split {
         parent,
         children,
@@ -366,7 +378,9 @@ pub(crate) fn consumers_through_inline(s: &State, stage: usize) -> Vec<usize> {
 fn compute_at(s: &mut State, stage: usize, target: usize, pos: usize) -> StepResult<()> {
     compute_stage_mut(s, stage)?;
     if is_output(s, stage) {
-        return Err(format!("stage {stage} is an output and must stay at the root"));
+        return Err(format!(
+            "stage {stage} is an output and must stay at the root"
+        ));
     }
     let (iter, _) = leaf(s, target, pos)?;
     let consumers = consumers_through_inline(s, stage);
@@ -393,8 +407,14 @@ fn compute_inline(s: &mut State, stage: usize) -> StepResult<()> {
     if is_output(s, stage) {
         return Err(format!("stage {stage} is an output and cannot be inlined"));
     }
-    if s.dag.op(OpId(stage as u32)).compute().is_some_and(|c| c.reducer.is_some()) {
-        return Err(format!("stage {stage} has a reduction and cannot be inlined"));
+    if s.dag
+        .op(OpId(stage as u32))
+        .compute()
+        .is_some_and(|c| c.reducer.is_some())
+    {
+        return Err(format!(
+            "stage {stage} has a reduction and cannot be inlined"
+        ));
     }
     if has_attached(s, stage) {
         return Err(format!("stage {stage} has stages computed at it"));
@@ -733,7 +753,9 @@ fn rfactor(s: &mut State, stage: usize, pos: usize, factor_iter: usize) -> StepR
     }
     let n_sp = c.axes.len();
     if factor_iter > n_sp {
-        return Err(format!("factor_iter {factor_iter} is past the {n_sp} spatial axes"));
+        return Err(format!(
+            "factor_iter {factor_iter} is past the {n_sp} spatial axes"
+        ));
     }
     let spatial_touched = st.relations.iter().any(|r| match r {
         Relation::Split { parent, .. } => st.iter(*parent).kind == IterKind::Spatial,
@@ -766,7 +788,9 @@ fn rfactor(s: &mut State, stage: usize, pos: usize, factor_iter: usize) -> StepR
         .into_iter()
         .map(|g| g.value.lt(Expr::Int(g.extent)))
         .collect();
-    let mut subst: Vec<Expr> = (0..n_sp).map(|i| Expr::axis(rf_axis_of_spatial(i))).collect();
+    let mut subst: Vec<Expr> = (0..n_sp)
+        .map(|i| Expr::axis(rf_axis_of_spatial(i)))
+        .collect();
     subst.extend(roots[n_sp..].iter().cloned());
     let mut body = c.body.substitute_axes(&subst);
     if let Some(g) = guards.into_iter().reduce(|a, b| a.and(b)) {
@@ -790,7 +814,11 @@ fn rfactor(s: &mut State, stage: usize, pos: usize, factor_iter: usize) -> StepR
         shape: rf_axes.iter().map(|a| a.extent).collect(),
         kind: OpKind::Compute(ComputeOp {
             axes: rf_axes,
-            reducer: if rf_reduce.is_empty() { None } else { Some(reducer) },
+            reducer: if rf_reduce.is_empty() {
+                None
+            } else {
+                Some(reducer)
+            },
             reduce_axes: rf_reduce,
             body,
         }),

@@ -24,7 +24,12 @@ impl State {
                 "" => "for ",
                 k => k,
             };
-            write!(out, "{}{keyword}{} (0,{extent})", "  ".repeat(depth), it.name)?;
+            write!(
+                out,
+                "{}{keyword}{} (0,{extent})",
+                "  ".repeat(depth),
+                it.name
+            )?;
             if pos == 0 {
                 if let Some(n) = st.auto_unroll_max_step {
                     write!(out, " @auto_unroll_max_step({n})")?;
