@@ -100,6 +100,26 @@ pub fn lower(state: &State) -> Result<LoopNest, LowerError> {
     Ok(nest)
 }
 
+/// The extent of every iterator of every stage after bound inference (stage index →
+/// iterator id → extent), or `None` when the state is not concrete or cannot be lowered.
+/// Inside a `compute_at` the outer tile loops of the attached stage shrink to the region
+/// its consumer reads, as Ansor prints them after InferBound.
+pub fn inferred_extents(state: &State) -> Option<Vec<Vec<i64>>> {
+    if !state.is_concrete() {
+        return None;
+    }
+    let mut lw = Lowerer {
+        state,
+        nest: LoopNest::new("infer"),
+        info: vec![StageInfo::default(); state.stages().len()],
+    };
+    lw.declare_params();
+    for k in (0..state.stages().len()).rev() {
+        lw.infer_stage(k).ok()?;
+    }
+    Some(lw.info.into_iter().map(|i| i.extent).collect())
+}
+
 struct Lowerer<'a> {
     state: &'a State,
     nest: LoopNest,

@@ -252,7 +252,7 @@ fn compute_at_attachment_follows_split_and_fuse_of_the_target() {
     .expect("legal");
     s.apply(split(3, 1, &[4])).expect("legal");
     let text = s.to_string();
-    assert!(text.contains("for j.1 (0,4)\n      for i (0,8)"), "{text}");
+    assert!(text.contains("for j.1 (0,4)\n      for i (0,1)"), "{text}");
     // Fusing j.0 (which has nothing attached) with j.1 keeps the attachment.
     s.apply(Step::Fuse {
         stage: 3,
@@ -261,7 +261,7 @@ fn compute_at_attachment_follows_split_and_fuse_of_the_target() {
     .expect("legal");
     assert!(
         s.to_string()
-            .contains("for j.0@j.1@ (0,8)\n    for i (0,8)"),
+            .contains("for j.0@j.1@ (0,8)\n    for i (0,1)"),
         "{s}"
     );
     // Fusing an iterator that has stages attached, as a non-last one, is illegal.
@@ -294,4 +294,57 @@ fn a_sketch_with_holes_cannot_be_lowered() {
     assert!(!s.is_concrete());
     let e = lower(&s).expect_err("not concrete");
     assert!(e.to_string().contains("undecided split lengths"), "{e}");
+}
+
+#[test]
+fn failed_steps_leave_random_states_unchanged() {
+    use rand::RngExt;
+    let dag = matmul_relu();
+    let mut failures = 0;
+    for seed in 0..300 {
+        let mut s =
+            testing::random_state(&dag, &mut rng::seeded(seed), &testing::Limits::default());
+        let mut r = rng::seeded(seed + 1_000_000);
+        for _ in 0..20 {
+            // Random, mostly illegal, proposals.
+            let stage = r.random_range(0..5usize);
+            let iter = r.random_range(0..8usize);
+            let step = match r.random_range(0..6u32) {
+                0 => split(stage, iter, &[r.random_range(0..4i64)]),
+                1 => Step::Fuse {
+                    stage,
+                    iters: vec![iter, iter + r.random_range(0..3usize)],
+                },
+                2 => Step::ComputeAt {
+                    stage,
+                    target_stage: r.random_range(0..5usize),
+                    target_iter: iter,
+                },
+                3 => Step::Rfactor {
+                    stage,
+                    iter,
+                    factor_iter: r.random_range(0..3usize),
+                },
+                4 => Step::CacheWrite {
+                    stage,
+                    scope: "local".into(),
+                },
+                _ => Step::Annotate {
+                    stage,
+                    iter,
+                    annotation: Annotation::Vectorize,
+                },
+            };
+            let (text, steps) = (s.to_string(), s.steps().to_vec());
+            if s.apply(step).is_err() {
+                failures += 1;
+                assert_eq!(s.to_string(), text, "seed {seed}");
+                assert_eq!(s.steps(), &steps[..], "seed {seed}");
+            }
+        }
+    }
+    assert!(
+        failures > 1000,
+        "the proposals should mostly fail ({failures})"
+    );
 }

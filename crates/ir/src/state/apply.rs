@@ -1,5 +1,9 @@
 //! What each step does to a state (ANSOR.md §2.3). Every function checks legality first and
 //! returns the reason as an error string; `State::apply` wraps it into a `StepError`.
+//!
+//! Invariant: a step function returns `Err` only before it has changed the state, so a
+//! failed step leaves the state as it was without copying it first (tests check this on
+//! random states).
 
 use super::{Annotation, ComputeAt, Iter, IterId, IterKind, Relation, Stage, State, Step};
 use crate::dag::{Axis, ComputeDag, ComputeOp, Op, OpKind};

@@ -243,13 +243,12 @@ impl State {
         Ok(s)
     }
 
-    /// Applies one step and appends it to the log; on error the state is unchanged.
+    /// Applies one step and appends it to the log; on error the state is unchanged (every
+    /// step checks its legality before it changes anything).
     pub fn apply(&mut self, step: Step) -> Result<(), StepError> {
-        let mut next = self.clone();
-        match apply::apply_step(&mut next, &step) {
+        match apply::apply_step(self, &step) {
             Ok(recorded) => {
-                next.steps.push(recorded);
-                *self = next;
+                self.steps.push(recorded);
                 Ok(())
             }
             Err(reason) => Err(StepError {

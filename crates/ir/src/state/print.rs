@@ -1,5 +1,7 @@
 //! The text form of a state, in Ansor's style: the loop structure of every stage, with
-//! attached stages inside the loop they are computed at.
+//! attached stages inside the loop they are computed at. Extents are those after bound
+//! inference when the state is concrete (a stage computed at a tile shows the tile), and
+//! `?` for sketch holes.
 //!
 //! ```text
 //! Placeholder: A, B
@@ -14,12 +16,24 @@ use crate::dag::OpKind;
 use std::fmt::{self, Write};
 
 impl State {
-    fn write_stage(&self, out: &mut String, stage: usize, depth: usize) -> fmt::Result {
+    fn write_stage(
+        &self,
+        out: &mut String,
+        stage: usize,
+        depth: usize,
+        inferred: Option<&[Vec<i64>]>,
+    ) -> fmt::Result {
         let st: &Stage = &self.stages[stage];
         let mut depth = depth;
         for (pos, &id) in st.leaves.iter().enumerate() {
             let it = st.iter(id);
-            let extent = it.extent.map_or("?".to_string(), |e| e.to_string());
+            let extent = match inferred
+                .and_then(|x| x.get(stage))
+                .and_then(|x| x.get(id.index()))
+            {
+                Some(e) => e.to_string(),
+                None => it.extent.map_or("?".to_string(), |e| e.to_string()),
+            };
             let keyword = match it.annotation.keyword() {
                 "" => "for ",
                 k => k,
@@ -38,7 +52,7 @@ impl State {
             writeln!(out)?;
             depth += 1;
             for attached in self.attached_at(stage, id) {
-                self.write_stage(out, attached, depth)?;
+                self.write_stage(out, attached, depth, inferred)?;
             }
         }
         let op = self.dag.op(st.op);
@@ -73,9 +87,10 @@ impl fmt::Display for State {
             .map(|s| s.name.as_str())
             .collect();
         writeln!(out, "Placeholder: {}", inputs.join(", "))?;
+        let inferred = crate::lower::inferred_extents(self);
         for (k, st) in self.stages.iter().enumerate() {
             if st.is_compute && st.compute_at == ComputeAt::Root {
-                self.write_stage(&mut out, k, 0)?;
+                self.write_stage(&mut out, k, 0, inferred.as_deref())?;
             }
         }
         f.write_str(&out)
