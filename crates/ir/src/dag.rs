@@ -229,6 +229,20 @@ impl DagBuilder {
         Tensor { id, shape }
     }
 
+    /// `base` if no tensor of the builder has that name yet, else the first free
+    /// `base_1`, `base_2`, ... (TVM's renaming when two stages share a name). Operator
+    /// builders name their stages with it so that composed graphs keep unique names.
+    pub fn unique_name(&self, base: &str) -> String {
+        let taken = |n: &str| self.ops.iter().any(|o| o.name == n);
+        if !taken(base) {
+            return base.to_string();
+        }
+        (1..)
+            .map(|k| format!("{base}_{k}"))
+            .find(|n| !taken(n))
+            .unwrap_or_else(|| base.to_string())
+    }
+
     /// Checks the ops and builds the DAG.
     pub fn build(self) -> Result<ComputeDag, IrError> {
         ComputeDag::from_ops(self.ops)
