@@ -51,7 +51,14 @@ pub fn factorization_schemes(extent: i64, n_lengths: usize, max_innermost: i64) 
         }
     }
     let mut out = Vec::new();
-    dfs(0, extent.max(1), n_lengths, max_innermost, &mut Vec::new(), &mut out);
+    dfs(
+        0,
+        extent.max(1),
+        n_lengths,
+        max_innermost,
+        &mut Vec::new(),
+        &mut out,
+    );
     out
 }
 
@@ -66,12 +73,20 @@ pub fn factorization_schemes(extent: i64, n_lengths: usize, max_innermost: i64) 
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct FactorizationMemo {
-    memory: HashMap<(i64, usize, i64), Arc<Vec<Vec<i64>>>>,
+    memory: HashMap<SchemeKey, Arc<Vec<Vec<i64>>>>,
 }
+
+/// `(extent, n_lengths, max_innermost)`.
+type SchemeKey = (i64, usize, i64);
 
 impl FactorizationMemo {
     /// The schemes for `(extent, n_lengths, max_innermost)`, computed on first use.
-    pub fn schemes(&mut self, extent: i64, n_lengths: usize, max_innermost: i64) -> Arc<Vec<Vec<i64>>> {
+    pub fn schemes(
+        &mut self,
+        extent: i64,
+        n_lengths: usize,
+        max_innermost: i64,
+    ) -> Arc<Vec<Vec<i64>>> {
         self.memory
             .entry((extent, n_lengths, max_innermost))
             .or_insert_with(|| Arc::new(factorization_schemes(extent, n_lengths, max_innermost)))

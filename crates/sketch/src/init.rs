@@ -48,7 +48,10 @@ impl InitRule for InitFillTileSize {
         let mut steps = state.steps().to_vec();
         let mut changed = false;
         for (i, step) in steps.iter_mut().enumerate() {
-            let Step::Split { extent, lengths, .. } = step else {
+            let Step::Split {
+                extent, lengths, ..
+            } = step
+            else {
                 continue;
             };
             if lengths.iter().all(|l| l.is_some()) {
@@ -88,7 +91,11 @@ impl InitRule for InitFillTileSize {
 /// Tessel's `compute_at` only attaches a stage to its (single) consumer, so Ansor's extra
 /// candidates in the stage the consumer is attached to, and the common root of several
 /// consumers, are not offered.
-pub(crate) fn compute_location_candidates(an: &AccessAnalysis, state: &State, stage: usize) -> Vec<(usize, usize)> {
+pub(crate) fn compute_location_candidates(
+    an: &AccessAnalysis,
+    state: &State,
+    stage: usize,
+) -> Vec<(usize, usize)> {
     let consumers = util::consumers(an, state, stage);
     let [target] = consumers[..] else {
         return Vec::new();
@@ -189,7 +196,12 @@ impl InitRule for InitChangeComputeLocation {
 
 /// Fuses and parallelizes the outer loops of `stage` from position `offset` (TVM's
 /// `annotate_parallel` of InitParallel).
-fn annotate_parallel(state: &mut State, hw: &HardwareParams, stage: usize, offset: usize) -> Option<()> {
+fn annotate_parallel(
+    state: &mut State,
+    hw: &HardwareParams,
+    stage: usize,
+    offset: usize,
+) -> Option<()> {
     let mut to_fuse = Vec::new();
     let mut degree = 1i64;
     let n = state.stage(stage).leaves.len();
@@ -278,7 +290,10 @@ impl InitRule for InitUnroll {
         }
         for stage in 0..state.stages().len() {
             let st = state.stage(stage);
-            if !st.is_compute || st.compute_at == ComputeAt::Inline || !util::has_reduce_iter(&state, stage) {
+            if !st.is_compute
+                || st.compute_at == ComputeAt::Inline
+                || !util::has_reduce_iter(&state, stage)
+            {
                 continue;
             }
             let value = configs[rng.random_range(0..configs.len())];
@@ -433,7 +448,12 @@ pub fn sample_initial_with(
 /// Up to `n` distinct (by printed loop structure, Ansor's dedup key) complete states, each
 /// from a sketch drawn uniformly at random. Sampling stops early when 5 consecutive
 /// batches of `n` attempts add nothing new.
-pub fn sample_population(sketches: &[Sketch], n: usize, hw: &HardwareParams, rng: &mut TesselRng) -> Vec<State> {
+pub fn sample_population(
+    sketches: &[Sketch],
+    n: usize,
+    hw: &HardwareParams,
+    rng: &mut TesselRng,
+) -> Vec<State> {
     let mut out = Vec::new();
     if sketches.is_empty() || n == 0 {
         return out;
@@ -454,7 +474,11 @@ pub fn sample_population(sketches: &[Sketch], n: usize, hw: &HardwareParams, rng
                 }
             }
         }
-        fruitless = if out.len() == before { fruitless + 1 } else { 0 };
+        fruitless = if out.len() == before {
+            fruitless + 1
+        } else {
+            0
+        };
     }
     out
 }

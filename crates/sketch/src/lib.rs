@@ -41,7 +41,9 @@ pub use factor::FactorizationMemo;
 pub use hardware::HardwareParams;
 pub use init::{sample_initial, sample_initial_with, sample_population, InitRule, InitRules};
 pub use mutation::{MutationRegistry, MutationRule};
-pub use rules::{generate_sketches, generate_sketches_with, Condition, Sketch, SketchRule, SketchRules};
+pub use rules::{
+    generate_sketches, generate_sketches_with, Condition, Sketch, SketchRule, SketchRules,
+};
 pub use tessel_ir::State;
 
 /// Why sketch generation failed.

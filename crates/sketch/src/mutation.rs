@@ -126,7 +126,11 @@ pub fn mutate_tile_size(state: &State, hw: &HardwareParams, rng: &mut TesselRng)
                 lengths,
                 ..
             } if lengths.iter().all(|l| l.is_some())
-                && lengths.last().copied().flatten().is_some_and(|l| l <= max_inner) =>
+                && lengths
+                    .last()
+                    .copied()
+                    .flatten()
+                    .is_some_and(|l| l <= max_inner) =>
             {
                 Some(i)
             }
@@ -152,7 +156,10 @@ pub fn mutate_tile_size(state: &State, hw: &HardwareParams, rng: &mut TesselRng)
         return None;
     }
     let Step::Split {
-        stage, iter, lengths, ..
+        stage,
+        iter,
+        lengths,
+        ..
     } = &steps[step_id]
     else {
         return None;
@@ -203,7 +210,11 @@ pub fn mutate_tile_size(state: &State, hw: &HardwareParams, rng: &mut TesselRng)
 
 /// MutateAutoUnroll: picks an `auto_unroll_max_step` pragma step and sets it to a value
 /// drawn uniformly from `auto_unroll_configs` (which may equal the old value, as in Ansor).
-pub fn mutate_auto_unroll(state: &State, hw: &HardwareParams, rng: &mut TesselRng) -> Option<State> {
+pub fn mutate_auto_unroll(
+    state: &State,
+    hw: &HardwareParams,
+    rng: &mut TesselRng,
+) -> Option<State> {
     let steps = state.steps();
     let pragmas: Vec<usize> = (0..steps.len())
         .filter(|&i| matches!(steps[i], Step::Pragma { .. }))
@@ -226,7 +237,11 @@ pub fn mutate_auto_unroll(state: &State, hw: &HardwareParams, rng: &mut TesselRn
 /// multi-level tiling, draws a new location among the stage's compute-location candidates
 /// and replays the log with it. Fails when disabled, when nothing qualifies, or when the
 /// replay fails.
-pub fn mutate_compute_location(state: &State, hw: &HardwareParams, rng: &mut TesselRng) -> Option<State> {
+pub fn mutate_compute_location(
+    state: &State,
+    hw: &HardwareParams,
+    rng: &mut TesselRng,
+) -> Option<State> {
     if hw.disable_change_compute_location {
         return None;
     }

@@ -54,13 +54,18 @@ impl<'a> SketchContext<'a> {
 
     /// TVM's `NeedsMultilevelTiling` on the state's current DAG.
     pub fn needs_multi_level_tiling(&self, state: &State, stage: usize) -> bool {
-        self.analysis(state).needs_multi_level_tiling(OpId(stage as u32))
+        self.analysis(state)
+            .needs_multi_level_tiling(OpId(stage as u32))
     }
 
     /// TVM's `HasSingleElementwiseMatchedConsumer`: the consumer (looking through inlined
     /// stages) if there is exactly one, it is element-wise matched, not both stages reduce,
     /// and its name does not end in `.shared`.
-    pub fn single_elementwise_matched_consumer(&self, state: &State, stage: usize) -> Option<usize> {
+    pub fn single_elementwise_matched_consumer(
+        &self,
+        state: &State,
+        stage: usize,
+    ) -> Option<usize> {
         let an = self.analysis(state);
         let consumers = util::consumers(&an, state, stage);
         let [target] = consumers[..] else {
@@ -100,7 +105,12 @@ pub trait SketchRule: Send + Sync {
     /// Whether and how the rule applies to `stage` of `state`.
     fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition;
     /// The derived states, each with the stage to continue with.
-    fn apply(&self, ctx: &SketchContext, state: &State, stage: usize) -> Result<Vec<Derived>, SketchError>;
+    fn apply(
+        &self,
+        ctx: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError>;
 }
 
 fn step(rule: &str, state: &mut State, step: Step) -> Result<(), SketchError> {
@@ -121,7 +131,12 @@ impl SketchRule for SkipStage {
     fn condition(&self, _: &SketchContext, _: &State, _: usize) -> Condition {
         Condition::Apply
     }
-    fn apply(&self, _: &SketchContext, state: &State, stage: usize) -> Result<Vec<Derived>, SketchError> {
+    fn apply(
+        &self,
+        _: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
         Ok(vec![(state.clone(), stage.checked_sub(1))])
     }
 }
@@ -138,7 +153,8 @@ impl SketchRule for AlwaysInline {
     fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition {
         let an = ctx.analysis(state);
         let op = OpId(stage as u32);
-        if !state.stage(stage).is_compute || an.is_output(op) || util::has_reduce_iter(state, stage) {
+        if !state.stage(stage).is_compute || an.is_output(op) || util::has_reduce_iter(state, stage)
+        {
             return Condition::Skip;
         }
         if an.is_strictly_inlineable(op) {
@@ -147,7 +163,12 @@ impl SketchRule for AlwaysInline {
             Condition::Skip
         }
     }
-    fn apply(&self, _: &SketchContext, state: &State, stage: usize) -> Result<Vec<Derived>, SketchError> {
+    fn apply(
+        &self,
+        _: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
         let mut s = state.clone();
         step(self.name(), &mut s, Step::ComputeInline { stage })?;
         Ok(vec![(s, stage.checked_sub(1))])
@@ -171,7 +192,12 @@ impl SketchRule for AddRfactor {
             Condition::Skip
         }
     }
-    fn apply(&self, _: &SketchContext, state: &State, stage: usize) -> Result<Vec<Derived>, SketchError> {
+    fn apply(
+        &self,
+        _: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
         let st = state.stage(stage);
         let reduce_pos: Vec<usize> = (0..st.leaves.len())
             .filter(|&p| st.leaf(p).is_some_and(|it| it.kind == IterKind::Reduce))
@@ -182,7 +208,14 @@ impl SketchRule for AddRfactor {
         };
         let mut base = state.clone();
         if reduce_pos.len() > 1 {
-            step(self.name(), &mut base, Step::Fuse { stage, iters: reduce_pos.clone() })?;
+            step(
+                self.name(),
+                &mut base,
+                Step::Fuse {
+                    stage,
+                    iters: reduce_pos.clone(),
+                },
+            )?;
         }
         // The length is a placeholder: the post-pass of `generate_sketches` turns it into a
         // hole once every rule has run (Ansor does the same).
@@ -232,14 +265,21 @@ impl SketchRule for AddCacheWrite {
     }
     fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition {
         if ctx.needs_multi_level_tiling(state, stage)
-            && ctx.single_elementwise_matched_consumer(state, stage).is_none()
+            && ctx
+                .single_elementwise_matched_consumer(state, stage)
+                .is_none()
         {
             Condition::Apply
         } else {
             Condition::Skip
         }
     }
-    fn apply(&self, _: &SketchContext, state: &State, stage: usize) -> Result<Vec<Derived>, SketchError> {
+    fn apply(
+        &self,
+        _: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
         let mut s = state.clone();
         step(
             self.name(),
@@ -344,7 +384,12 @@ pub fn follow_tiling(
     const RULE: &str = "FollowTiling";
     let st = state.stage(stage);
     let n = st.leaves.len();
-    if n != split_ids.len() || st.leaves.iter().any(|&l| st.iter(l).kind != IterKind::Spatial) {
+    if n != split_ids.len()
+        || st
+            .leaves
+            .iter()
+            .any(|&l| st.iter(l).kind != IterKind::Spatial)
+    {
         return Err(SketchError::Unsupported(format!(
             "follow tiling of stage {} ({}): {n} loops for {} producer splits, or a reduction loop",
             stage,
@@ -366,7 +411,9 @@ pub fn follow_tiling(
             },
         )?;
     }
-    let order = (0..width).flat_map(|l| (0..n).map(move |k| k * width + l)).collect();
+    let order = (0..width)
+        .flat_map(|l| (0..n).map(move |k| k * width + l))
+        .collect();
     step(RULE, &mut s, Step::Reorder { stage, order })?;
     Ok(s)
 }
@@ -398,7 +445,12 @@ impl SketchRule for MultiLevelTiling {
             Condition::Skip
         }
     }
-    fn apply(&self, _: &SketchContext, state: &State, stage: usize) -> Result<Vec<Derived>, SketchError> {
+    fn apply(
+        &self,
+        _: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
         let (s, _) = multi_level_tiling(state, stage, &self.structure)?;
         Ok(vec![(s, stage.checked_sub(1))])
     }
@@ -432,7 +484,9 @@ impl SketchRule for MultiLevelTilingWithFusion {
     }
     fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition {
         if ctx.needs_multi_level_tiling(state, stage)
-            && ctx.single_elementwise_matched_consumer(state, stage).is_some()
+            && ctx
+                .single_elementwise_matched_consumer(state, stage)
+                .is_some()
         {
             if util::has_cache_write_stage(state, stage) {
                 Condition::ApplyAndSkipRest
@@ -443,7 +497,12 @@ impl SketchRule for MultiLevelTilingWithFusion {
             Condition::Skip
         }
     }
-    fn apply(&self, ctx: &SketchContext, state: &State, stage: usize) -> Result<Vec<Derived>, SketchError> {
+    fn apply(
+        &self,
+        ctx: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
         let Some(target) = ctx.single_elementwise_matched_consumer(state, stage) else {
             return Ok(Vec::new());
         };
@@ -451,7 +510,11 @@ impl SketchRule for MultiLevelTilingWithFusion {
         let mut out = Vec::new();
         let letters: Vec<char> = self.structure.chars().collect();
         for &level in &self.follow_levels {
-            if level == 0 || !letters.get(level - 1).is_some_and(|c| c.eq_ignore_ascii_case(&'s')) {
+            if level == 0
+                || !letters
+                    .get(level - 1)
+                    .is_some_and(|c| c.eq_ignore_ascii_case(&'s'))
+            {
                 continue;
             }
             if split_ids.is_empty() {
@@ -520,7 +583,11 @@ impl SketchRules {
 
     /// Inserts `rule` before the rule called `name` (at the end if there is none).
     pub fn insert_before(&mut self, name: &str, rule: Box<dyn SketchRule>) {
-        let at = self.rules.iter().position(|r| r.name() == name).unwrap_or(self.rules.len());
+        let at = self
+            .rules
+            .iter()
+            .position(|r| r.name() == name)
+            .unwrap_or(self.rules.len());
         self.rules.insert(at, rule);
     }
 }
@@ -592,7 +659,10 @@ const MAX_ITEMS: usize = 100_000;
 /// let sketches = generate_sketches(&Arc::new(w.dag), &HardwareParams::with_cores(4)).unwrap();
 /// assert_eq!(sketches.len(), 3);
 /// ```
-pub fn generate_sketches(dag: &Arc<ComputeDag>, hw: &HardwareParams) -> Result<Vec<Sketch>, SketchError> {
+pub fn generate_sketches(
+    dag: &Arc<ComputeDag>,
+    hw: &HardwareParams,
+) -> Result<Vec<Sketch>, SketchError> {
     generate_sketches_with(dag, hw, &SketchRules::cpu())
 }
 
@@ -638,17 +708,23 @@ pub fn generate_sketches_with(
     let mut out = Vec::with_capacity(done.len());
     for (k, state) in done.into_iter().enumerate() {
         let mut steps = state.steps().to_vec();
-        for i in 0..steps.len() {
-            if matches!(steps[i], Step::Rfactor { .. }) && i > 0 {
+        let mut changed = false;
+        for i in 1..steps.len() {
+            if matches!(steps[i], Step::Rfactor { .. }) {
                 if let Step::Split { lengths, .. } = &mut steps[i - 1] {
                     lengths.iter_mut().for_each(|l| *l = None);
+                    changed = true;
                 }
             }
         }
-        let mut state = State::replay(dag.clone(), &steps).map_err(|e| SketchError::Step {
-            rule: "rfactor post-pass".into(),
-            error: e,
-        })?;
+        let mut state = if changed {
+            State::replay(dag.clone(), &steps).map_err(|e| SketchError::Step {
+                rule: "rfactor post-pass".into(),
+                error: e,
+            })?
+        } else {
+            state
+        };
         state.set_sketch_id(Some(k as u32));
         out.push(make_sketch(k as u32, state, hw, &mut memo));
     }
@@ -656,13 +732,20 @@ pub fn generate_sketches_with(
 }
 
 /// Wraps a sketch state: its analysis and the tile vectors of its holes.
-pub(crate) fn make_sketch(id: u32, state: State, hw: &HardwareParams, memo: &mut FactorizationMemo) -> Sketch {
+pub(crate) fn make_sketch(
+    id: u32,
+    state: State,
+    hw: &HardwareParams,
+    memo: &mut FactorizationMemo,
+) -> Sketch {
     let holes = state
         .steps()
         .iter()
         .enumerate()
         .filter_map(|(i, s)| match s {
-            Step::Split { extent, lengths, .. } if lengths.iter().any(|l| l.is_none()) => Some(Hole {
+            Step::Split {
+                extent, lengths, ..
+            } if lengths.iter().any(|l| l.is_none()) => Some(Hole {
                 step: i,
                 extent: *extent,
                 n_lengths: lengths.len(),

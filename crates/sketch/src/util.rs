@@ -45,7 +45,9 @@ pub(crate) fn is_tiled(state: &State, stage: usize) -> bool {
 /// TVM's `HasReduceIter`: some loop of the stage is a reduction loop.
 pub(crate) fn has_reduce_iter(state: &State, stage: usize) -> bool {
     let st = state.stage(stage);
-    st.leaves.iter().any(|&l| st.iter(l).kind == IterKind::Reduce)
+    st.leaves
+        .iter()
+        .any(|&l| st.iter(l).kind == IterKind::Reduce)
 }
 
 /// Whether a stage is inlined.
