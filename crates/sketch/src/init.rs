@@ -78,7 +78,19 @@ impl InitRule for InitFillTileSize {
         if !changed {
             return Some(state);
         }
-        util::replay_like(&state, &steps)
+        // Steps before the first hole are the sketch's: start from its cached prefix.
+        let prefix = &ctx.sketch.prefix;
+        let n = prefix.steps().len();
+        let mut s = if state.steps().len() >= n && state.steps()[..n] == *prefix.steps() {
+            prefix.clone()
+        } else {
+            State::new(state.original_dag().clone())
+        };
+        for step in &steps[s.steps().len()..] {
+            s.apply(step.clone()).ok()?;
+        }
+        s.set_sketch_id(state.sketch_id());
+        Some(s)
     }
 }
 

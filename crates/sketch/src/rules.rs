@@ -622,6 +622,9 @@ pub struct Sketch {
     pub(crate) analysis: Arc<AccessAnalysis>,
     pub(crate) holes: Vec<Hole>,
     pub(crate) max_innermost: i64,
+    /// The state after the steps before the first split with holes (shared by all samples,
+    /// so that filling tile sizes replays only the rest of the log).
+    pub(crate) prefix: State,
 }
 
 impl Sketch {
@@ -738,7 +741,7 @@ pub(crate) fn make_sketch(
     hw: &HardwareParams,
     memo: &mut FactorizationMemo,
 ) -> Sketch {
-    let holes = state
+    let holes: Vec<Hole> = state
         .steps()
         .iter()
         .enumerate()
@@ -757,8 +760,18 @@ pub(crate) fn make_sketch(
             _ => None,
         })
         .collect();
+    let first_hole = holes.first().map_or(state.steps().len(), |h: &Hole| h.step);
+    let mut prefix = State::new(state.original_dag().clone());
+    for s in &state.steps()[..first_hole] {
+        // Replaying a prefix of a log that replays cannot fail.
+        if prefix.apply(s.clone()).is_err() {
+            prefix = State::new(state.original_dag().clone());
+            break;
+        }
+    }
     Sketch {
         id,
+        prefix,
         analysis: Arc::new(AccessAnalysis::new(state.dag())),
         state,
         holes,
