@@ -1,1 +1,45 @@
-fn main() {}
+//! `tessel`: the command-line driver of the Tessel auto-scheduler.
+//!
+//! Each subcommand lives in its own module under [`commands`]; `main` only parses the
+//! command line, dispatches, and turns a [`DriverError`] into a message on stderr and
+//! exit code 2.
+
+mod commands;
+mod error;
+
+use clap::{Parser, Subcommand};
+use error::DriverError;
+use std::process::ExitCode;
+
+/// Tessel: an auto-scheduler for tensor programs.
+#[derive(Parser, Debug)]
+#[command(name = "tessel", version, about)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the named workloads, or show one workload (a name or an `OP:key=value,...` spec).
+    Workloads(commands::workloads::Args),
+}
+
+fn run(cli: Cli) -> Result<(), DriverError> {
+    match cli.command {
+        Command::Workloads(args) => commands::workloads::run(&args),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -148,7 +148,10 @@ struct Affine {
 
 impl Affine {
     fn constant(c: i64, n: usize) -> Affine {
-        Affine { c, coef: vec![0; n] }
+        Affine {
+            c,
+            coef: vec![0; n],
+        }
     }
 
     fn scale(mut self, k: i64) -> Affine {
@@ -286,7 +289,8 @@ impl<'a> Compiler<'a> {
                     BinOp::Max => Box::new(move |ax: &[i64]| fa(ax).max(fb(ax))),
                     BinOp::Div | BinOp::Mod => {
                         let is_div = *op == BinOp::Div;
-                        if let Some(k) = self.affine(b).and_then(|f| f.as_const()).filter(|&k| k > 0)
+                        if let Some(k) =
+                            self.affine(b).and_then(|f| f.as_const()).filter(|&k| k > 0)
                         {
                             // The common case: a positive constant divisor.
                             if is_div {
@@ -297,7 +301,11 @@ impl<'a> Compiler<'a> {
                         } else {
                             Box::new(move |ax: &[i64]| {
                                 let (x, y) = (fa(ax), fb(ax));
-                                let r = if is_div { floor_div(x, y) } else { floor_mod(x, y) };
+                                let r = if is_div {
+                                    floor_div(x, y)
+                                } else {
+                                    floor_mod(x, y)
+                                };
                                 r.unwrap_or_else(|| {
                                     report(fault, || "integer division by zero".into());
                                     0
@@ -415,6 +423,26 @@ impl<'a> Compiler<'a> {
         })
     }
 
+    /// The buffer and flat affine offset of a read whose indices are affine and provably
+    /// in bounds, if it is one.
+    fn fast_read(&self, e: &Expr) -> Option<(&'a [f32], Affine)> {
+        let Expr::Read { tensor, indices } = e else {
+            return None;
+        };
+        let buf: &'a [f32] = self.bufs.get(tensor.index())?;
+        let shape = &self.dag.op(*tensor).shape;
+        let mut flat = Affine::constant(0, self.naxes());
+        for ((i, &d), s) in indices.iter().zip(shape).zip(strides(shape)) {
+            let f = self.affine(i)?;
+            let (lo, hi) = f.range(&self.extents);
+            if lo < 0 || hi >= d {
+                return None;
+            }
+            flat = flat.plus(&f.scale(s), 1);
+        }
+        Some((buf, flat))
+    }
+
     /// A read of `tensor[indices]`: one dot product when the indices are affine and
     /// provably in bounds, else per-dimension indices checked at run time.
     fn read(&self, tensor: OpId, indices: &[Expr]) -> Result<FloatFn<'a>, IrError> {
@@ -451,7 +479,10 @@ impl<'a> Compiler<'a> {
                 }));
             }
         }
-        let idx: Vec<IntFn<'a>> = indices.iter().map(|i| self.int(i)).collect::<Result<_, _>>()?;
+        let idx: Vec<IntFn<'a>> = indices
+            .iter()
+            .map(|i| self.int(i))
+            .collect::<Result<_, _>>()?;
         Ok(Box::new(move |ax: &[i64]| {
             let mut off = 0i64;
             for (d, f) in idx.iter().enumerate() {
@@ -495,15 +526,31 @@ fn run_op(
         let body = compiler
             .float(&c.body)
             .map_err(|e| IrError::Eval(format!("op {name}: {e}")))?;
+        // The common reduction `sum(A[..] * B[..])` with in-bounds affine reads runs as a
+        // strided inner loop (same terms, same order, so the same result).
+        let product = match (&c.body, c.reducer) {
+            (Expr::Binary(BinOp::Mul, a, b), Some(r)) => compiler
+                .fast_read(a)
+                .zip(compiler.fast_read(b))
+                .map(|(a, b)| (a, b, r)),
+            _ => None,
+        };
         let nsp = c.axes.len();
         let mut out = vec![0f32; len];
         let mut ax = vec![0i64; extents.len()];
         let red = &extents[nsp..];
         for slot in out.iter_mut() {
-            *slot = match c.reducer {
-                None => body(&ax),
-                Some(Reducer::Sum) => reduce(&body, &mut ax, nsp, red, 0.0, |a, t| a + t),
-                Some(Reducer::Max) => reduce(&body, &mut ax, nsp, red, f32::MIN, f32::max),
+            *slot = match (c.reducer, &product) {
+                (_, Some((a, b, r))) => {
+                    let init = r.init();
+                    match r {
+                        Reducer::Sum => reduce_product(a, b, &mut ax, nsp, red, init, |x, t| x + t),
+                        Reducer::Max => reduce_product(a, b, &mut ax, nsp, red, init, f32::max),
+                    }
+                }
+                (None, _) => body(&ax),
+                (Some(Reducer::Sum), None) => reduce(&body, &mut ax, nsp, red, 0.0, |a, t| a + t),
+                (Some(Reducer::Max), None) => reduce(&body, &mut ax, nsp, red, f32::MIN, f32::max),
             };
             // Next spatial point, row-major.
             for d in (0..nsp).rev() {
@@ -543,6 +590,53 @@ fn reduce(
             acc = combine(acc, body(ax));
         }
         ax[last] = 0;
+        let mut d = outer.len();
+        loop {
+            if d == 0 {
+                return acc;
+            }
+            d -= 1;
+            ax[first + d] += 1;
+            if ax[first + d] < outer[d] {
+                break;
+            }
+            ax[first + d] = 0;
+        }
+    }
+}
+
+/// [`reduce`] of the body `A[fa] * B[fb]` (two in-bounds affine reads): the offsets are
+/// computed once per run of the innermost reduction axis, then stepped by its strides.
+fn reduce_product(
+    (a, fa): &(&[f32], Affine),
+    (b, fb): &(&[f32], Affine),
+    ax: &mut [i64],
+    first: usize,
+    red: &[i64],
+    init: f32,
+    combine: impl Fn(f32, f32) -> f32,
+) -> f32 {
+    let mut acc = init;
+    let Some((&inner, outer)) = red.split_last() else {
+        return acc;
+    };
+    let last = first + outer.len();
+    let (ta, tb) = (fa.terms(), fb.terms());
+    let (sa, sb) = (fa.coef[last], fb.coef[last]);
+    let dot = |f: &Affine, t: &[(usize, i64)], ax: &[i64]| {
+        t.iter().fold(f.c, |acc, &(k, c)| acc + c * ax[k])
+    };
+    loop {
+        ax[last] = 0;
+        let (mut oa, mut ob) = (dot(fa, &ta, ax), dot(fb, &tb, ax));
+        for _ in 0..inner {
+            // In bounds by the range analysis of `fast_read`.
+            let x = a.get(oa as usize).copied().unwrap_or(0.0);
+            let y = b.get(ob as usize).copied().unwrap_or(0.0);
+            acc = combine(acc, x * y);
+            oa += sa;
+            ob += sb;
+        }
         let mut d = outer.len();
         loop {
             if d == 0 {

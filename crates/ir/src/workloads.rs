@@ -88,8 +88,18 @@ impl Params<'_> {
 
     fn conv(&self) -> ConvParams {
         ConvParams::new(self.get("stride"), self.get("pad"))
-            .with_dilation(self.0.iter().find(|(k, _)| k == "dilation").map_or(1, |(_, v)| *v))
-            .with_groups(self.0.iter().find(|(k, _)| k == "groups").map_or(1, |(_, v)| *v))
+            .with_dilation(
+                self.0
+                    .iter()
+                    .find(|(k, _)| k == "dilation")
+                    .map_or(1, |(_, v)| *v),
+            )
+            .with_groups(
+                self.0
+                    .iter()
+                    .find(|(k, _)| k == "groups")
+                    .map_or(1, |(_, v)| *v),
+            )
     }
 
     fn hw(&self) -> [i64; 2] {
@@ -107,7 +117,13 @@ const OPS: &[OpInfo] = &[
         batch_key: Some("n"),
         description: "1-D convolution, NLC (te_workload.conv1d_nlc)",
         build: |p| {
-            let (n, l, ci, co, k) = (p.get("n"), p.get("l"), p.get("ci"), p.get("co"), p.get("kernel"));
+            let (n, l, ci, co, k) = (
+                p.get("n"),
+                p.get("l"),
+                p.get("ci"),
+                p.get("co"),
+                p.get("kernel"),
+            );
             ops::conv1d_nlc_dag(n, l, ci, co, k, p.conv())
         },
     },
@@ -143,7 +159,14 @@ const OPS: &[OpInfo] = &[
         description: "3-D convolution, NDHWC (te_workload.conv3d_ndhwc)",
         build: |p| {
             let dhw = [p.get("d"), p.get("h"), p.get("w")];
-            ops::conv3d_ndhwc_dag(p.get("n"), dhw, p.get("ci"), p.get("co"), p.get("kernel"), p.conv())
+            ops::conv3d_ndhwc_dag(
+                p.get("n"),
+                dhw,
+                p.get("ci"),
+                p.get("co"),
+                p.get("kernel"),
+                p.conv(),
+            )
         },
     },
     OpInfo {
@@ -160,7 +183,15 @@ const OPS: &[OpInfo] = &[
         optional: &[("dilation", 1)],
         batch_key: Some("n"),
         description: "depthwise 2-D convolution, NHWC (te_workload.depthwise_conv2d_nhwc)",
-        build: |p| ops::depthwise_conv2d_nhwc_dag(p.get("n"), p.hw(), p.get("c"), p.get("kernel"), p.conv()),
+        build: |p| {
+            ops::depthwise_conv2d_nhwc_dag(
+                p.get("n"),
+                p.hw(),
+                p.get("c"),
+                p.get("kernel"),
+                p.conv(),
+            )
+        },
     },
     OpInfo {
         name: "t2d",
@@ -170,7 +201,15 @@ const OPS: &[OpInfo] = &[
         description: "transposed 2-D convolution, NHWC (te_workload.conv2d_transpose_nhwc)",
         build: |p| {
             let (ci, co, k) = (p.get("ci"), p.get("co"), p.get("kernel"));
-            ops::conv2d_transpose_nhwc_dag(p.get("n"), p.hw(), ci, co, k, p.get("stride"), p.get("pad"))
+            ops::conv2d_transpose_nhwc_dag(
+                p.get("n"),
+                p.hw(),
+                ci,
+                co,
+                k,
+                p.get("stride"),
+                p.get("pad"),
+            )
         },
     },
     OpInfo {
@@ -181,7 +220,15 @@ const OPS: &[OpInfo] = &[
         description: "capsule 2-D convolution, 4x4 poses (te_workload.conv2d_capsule_nhwijc)",
         build: |p| {
             let (ci, co, k) = (p.get("ci"), p.get("co"), p.get("kernel"));
-            ops::conv2d_capsule_nhwijc_dag(p.get("n"), p.hw(), ci, co, k, p.get("stride"), p.get("pad"))
+            ops::conv2d_capsule_nhwijc_dag(
+                p.get("n"),
+                p.hw(),
+                ci,
+                co,
+                k,
+                p.get("stride"),
+                p.get("pad"),
+            )
         },
     },
     OpInfo {
@@ -209,7 +256,9 @@ const OPS: &[OpInfo] = &[
         optional: &[],
         batch_key: Some("b"),
         description: "transpose + batched matmul (te_workload.transpose_batch_matmul)",
-        build: |p| ops::transpose_batch_matmul_dag(p.get("b"), p.get("seq"), p.get("heads"), p.get("dim")),
+        build: |p| {
+            ops::transpose_batch_matmul_dag(p.get("b"), p.get("seq"), p.get("heads"), p.get("dim"))
+        },
     },
     OpInfo {
         name: "matmul",
@@ -242,7 +291,14 @@ const OPS: &[OpInfo] = &[
         batch_key: Some("n"),
         description: "max pooling, NHWC, square window (topi.nn.pool2d)",
         build: |p| {
-            ops::max_pool2d_nhwc_dag(p.get("n"), p.hw(), p.get("c"), p.get("kernel"), p.get("stride"), p.get("pad"))
+            ops::max_pool2d_nhwc_dag(
+                p.get("n"),
+                p.hw(),
+                p.get("c"),
+                p.get("kernel"),
+                p.get("stride"),
+                p.get("pad"),
+            )
         },
     },
     OpInfo {
@@ -251,7 +307,9 @@ const OPS: &[OpInfo] = &[
         optional: &[],
         batch_key: Some("n"),
         description: "2x2 stride-1 max pooling, NCHW (te_workload.max_pool2d_nchw)",
-        build: |p| ops::max_pool2d_nchw_dag(p.get("n"), p.get("h"), p.get("w"), p.get("c"), p.get("pad")),
+        build: |p| {
+            ops::max_pool2d_nchw_dag(p.get("n"), p.get("h"), p.get("w"), p.get("c"), p.get("pad"))
+        },
     },
     OpInfo {
         name: "avgpool",
@@ -259,7 +317,12 @@ const OPS: &[OpInfo] = &[
         optional: &[],
         batch_key: Some("n"),
         description: "global average pooling, NHWC (topi.nn.global_pool)",
-        build: |p| ops::global_avg_pool_dag([p.get("n"), p.get("h"), p.get("w"), p.get("c")], Layout::Nhwc),
+        build: |p| {
+            ops::global_avg_pool_dag(
+                [p.get("n"), p.get("h"), p.get("w"), p.get("c")],
+                Layout::Nhwc,
+            )
+        },
     },
     OpInfo {
         name: "avgpool-nchw",
@@ -267,7 +330,12 @@ const OPS: &[OpInfo] = &[
         optional: &[],
         batch_key: Some("n"),
         description: "global average pooling, NCHW (topi.nn.global_pool)",
-        build: |p| ops::global_avg_pool_dag([p.get("n"), p.get("c"), p.get("h"), p.get("w")], Layout::Nchw),
+        build: |p| {
+            ops::global_avg_pool_dag(
+                [p.get("n"), p.get("c"), p.get("h"), p.get("w")],
+                Layout::Nchw,
+            )
+        },
     },
     OpInfo {
         name: "c2d-nchw",
@@ -304,50 +372,146 @@ const MAX_POINTS: u64 = 1 << 50;
 
 /// The named workloads: (name, canonical spec).
 const NAMED: &[(&str, &str)] = &[
-    ("c1d-1", "c1d:n=1,l=256,ci=64,co=128,kernel=3,stride=2,pad=1"),
-    ("c1d-2", "c1d:n=1,l=128,ci=128,co=256,kernel=1,stride=2,pad=0"),
-    ("c1d-3", "c1d:n=1,l=64,ci=256,co=256,kernel=5,stride=1,pad=2"),
-    ("c1d-4", "c1d:n=1,l=32,ci=512,co=512,kernel=3,stride=1,pad=1"),
-    ("c2d-1", "c2d:n=1,h=224,w=224,ci=3,co=64,kernel=7,stride=2,pad=3"),
-    ("c2d-2", "c2d:n=1,h=56,w=56,ci=64,co=64,kernel=1,stride=1,pad=0"),
-    ("c2d-3", "c2d:n=1,h=14,w=14,ci=256,co=256,kernel=3,stride=1,pad=1"),
-    ("c2d-4", "c2d:n=1,h=7,w=7,ci=512,co=512,kernel=3,stride=1,pad=1"),
-    ("c3d-1", "c3d:n=1,d=16,h=224,w=224,ci=3,co=64,kernel=7,stride=2,pad=3"),
-    ("c3d-2", "c3d:n=1,d=16,h=56,w=56,ci=64,co=64,kernel=1,stride=1,pad=0"),
-    ("c3d-3", "c3d:n=1,d=16,h=14,w=14,ci=256,co=256,kernel=3,stride=1,pad=1"),
-    ("c3d-4", "c3d:n=1,d=16,h=7,w=7,ci=512,co=512,kernel=3,stride=1,pad=1"),
+    (
+        "c1d-1",
+        "c1d:n=1,l=256,ci=64,co=128,kernel=3,stride=2,pad=1",
+    ),
+    (
+        "c1d-2",
+        "c1d:n=1,l=128,ci=128,co=256,kernel=1,stride=2,pad=0",
+    ),
+    (
+        "c1d-3",
+        "c1d:n=1,l=64,ci=256,co=256,kernel=5,stride=1,pad=2",
+    ),
+    (
+        "c1d-4",
+        "c1d:n=1,l=32,ci=512,co=512,kernel=3,stride=1,pad=1",
+    ),
+    (
+        "c2d-1",
+        "c2d:n=1,h=224,w=224,ci=3,co=64,kernel=7,stride=2,pad=3",
+    ),
+    (
+        "c2d-2",
+        "c2d:n=1,h=56,w=56,ci=64,co=64,kernel=1,stride=1,pad=0",
+    ),
+    (
+        "c2d-3",
+        "c2d:n=1,h=14,w=14,ci=256,co=256,kernel=3,stride=1,pad=1",
+    ),
+    (
+        "c2d-4",
+        "c2d:n=1,h=7,w=7,ci=512,co=512,kernel=3,stride=1,pad=1",
+    ),
+    (
+        "c3d-1",
+        "c3d:n=1,d=16,h=224,w=224,ci=3,co=64,kernel=7,stride=2,pad=3",
+    ),
+    (
+        "c3d-2",
+        "c3d:n=1,d=16,h=56,w=56,ci=64,co=64,kernel=1,stride=1,pad=0",
+    ),
+    (
+        "c3d-3",
+        "c3d:n=1,d=16,h=14,w=14,ci=256,co=256,kernel=3,stride=1,pad=1",
+    ),
+    (
+        "c3d-4",
+        "c3d:n=1,d=16,h=7,w=7,ci=512,co=512,kernel=3,stride=1,pad=1",
+    ),
     ("gmm-1", "gmm:b=1,n=128,m=128,k=128"),
     ("gmm-2", "gmm:b=1,n=512,m=32,k=512"),
     ("gmm-3", "gmm:b=1,n=512,m=512,k=512"),
     ("gmm-4", "gmm:b=1,n=1024,m=1024,k=1024"),
-    ("grp-1", "grp:n=1,h=56,w=56,ci=64,co=128,kernel=3,stride=2,pad=1"),
-    ("grp-2", "grp:n=1,h=56,w=56,ci=64,co=64,kernel=1,stride=1,pad=0"),
-    ("grp-3", "grp:n=1,h=14,w=14,ci=256,co=256,kernel=3,stride=1,pad=1"),
-    ("grp-4", "grp:n=1,h=7,w=7,ci=512,co=512,kernel=3,stride=1,pad=1"),
-    ("dil-1", "dil:n=1,h=224,w=224,ci=3,co=64,kernel=7,stride=2,pad=3"),
-    ("dil-2", "dil:n=1,h=56,w=56,ci=64,co=64,kernel=1,stride=1,pad=0"),
-    ("dil-3", "dil:n=1,h=14,w=14,ci=256,co=256,kernel=3,stride=1,pad=1"),
-    ("dil-4", "dil:n=1,h=7,w=7,ci=512,co=512,kernel=3,stride=1,pad=1"),
+    (
+        "grp-1",
+        "grp:n=1,h=56,w=56,ci=64,co=128,kernel=3,stride=2,pad=1",
+    ),
+    (
+        "grp-2",
+        "grp:n=1,h=56,w=56,ci=64,co=64,kernel=1,stride=1,pad=0",
+    ),
+    (
+        "grp-3",
+        "grp:n=1,h=14,w=14,ci=256,co=256,kernel=3,stride=1,pad=1",
+    ),
+    (
+        "grp-4",
+        "grp:n=1,h=7,w=7,ci=512,co=512,kernel=3,stride=1,pad=1",
+    ),
+    (
+        "dil-1",
+        "dil:n=1,h=224,w=224,ci=3,co=64,kernel=7,stride=2,pad=3",
+    ),
+    (
+        "dil-2",
+        "dil:n=1,h=56,w=56,ci=64,co=64,kernel=1,stride=1,pad=0",
+    ),
+    (
+        "dil-3",
+        "dil:n=1,h=14,w=14,ci=256,co=256,kernel=3,stride=1,pad=1",
+    ),
+    (
+        "dil-4",
+        "dil:n=1,h=7,w=7,ci=512,co=512,kernel=3,stride=1,pad=1",
+    ),
     ("dep-1", "dep:n=1,h=112,w=112,c=32,kernel=3,stride=1,pad=1"),
     ("dep-2", "dep:n=1,h=112,w=112,c=64,kernel=3,stride=2,pad=1"),
     ("dep-3", "dep:n=1,h=14,w=14,c=512,kernel=3,stride=2,pad=1"),
     ("dep-4", "dep:n=1,h=7,w=7,c=1024,kernel=3,stride=1,pad=1"),
-    ("t2d-1", "t2d:n=1,h=4,w=4,ci=512,co=256,kernel=4,stride=2,pad=1"),
-    ("t2d-2", "t2d:n=1,h=8,w=8,ci=256,co=128,kernel=4,stride=2,pad=1"),
-    ("t2d-3", "t2d:n=1,h=16,w=16,ci=128,co=64,kernel=4,stride=2,pad=1"),
-    ("t2d-4", "t2d:n=1,h=32,w=32,ci=64,co=3,kernel=4,stride=2,pad=1"),
-    ("cap-1", "cap:n=1,h=16,w=16,ci=32,co=32,kernel=3,stride=2,pad=1"),
-    ("cap-2", "cap:n=1,h=8,w=8,ci=32,co=32,kernel=3,stride=1,pad=1"),
-    ("cap-3", "cap:n=1,h=16,w=16,ci=8,co=16,kernel=3,stride=2,pad=1"),
-    ("cap-4", "cap:n=1,h=8,w=8,ci=16,co=16,kernel=3,stride=1,pad=1"),
+    (
+        "t2d-1",
+        "t2d:n=1,h=4,w=4,ci=512,co=256,kernel=4,stride=2,pad=1",
+    ),
+    (
+        "t2d-2",
+        "t2d:n=1,h=8,w=8,ci=256,co=128,kernel=4,stride=2,pad=1",
+    ),
+    (
+        "t2d-3",
+        "t2d:n=1,h=16,w=16,ci=128,co=64,kernel=4,stride=2,pad=1",
+    ),
+    (
+        "t2d-4",
+        "t2d:n=1,h=32,w=32,ci=64,co=3,kernel=4,stride=2,pad=1",
+    ),
+    (
+        "cap-1",
+        "cap:n=1,h=16,w=16,ci=32,co=32,kernel=3,stride=2,pad=1",
+    ),
+    (
+        "cap-2",
+        "cap:n=1,h=8,w=8,ci=32,co=32,kernel=3,stride=1,pad=1",
+    ),
+    (
+        "cap-3",
+        "cap:n=1,h=16,w=16,ci=8,co=16,kernel=3,stride=2,pad=1",
+    ),
+    (
+        "cap-4",
+        "cap:n=1,h=8,w=8,ci=16,co=16,kernel=3,stride=1,pad=1",
+    ),
     ("nrm-1", "nrm:b=1,m=256,n=256"),
     ("nrm-2", "nrm:b=1,m=512,n=512"),
     ("nrm-3", "nrm:b=1,m=1024,n=1024"),
     ("nrm-4", "nrm:b=1,m=4096,n=1024"),
-    ("convlayer-1", "convlayer:n=1,h=224,w=224,ci=3,co=64,kernel=7,stride=2,pad=3"),
-    ("convlayer-2", "convlayer:n=1,h=56,w=56,ci=64,co=128,kernel=3,stride=2,pad=1"),
-    ("convlayer-3", "convlayer:n=1,h=28,w=28,ci=128,co=256,kernel=1,stride=2,pad=0"),
-    ("convlayer-4", "convlayer:n=1,h=7,w=7,ci=512,co=512,kernel=3,stride=1,pad=1"),
+    (
+        "convlayer-1",
+        "convlayer:n=1,h=224,w=224,ci=3,co=64,kernel=7,stride=2,pad=3",
+    ),
+    (
+        "convlayer-2",
+        "convlayer:n=1,h=56,w=56,ci=64,co=128,kernel=3,stride=2,pad=1",
+    ),
+    (
+        "convlayer-3",
+        "convlayer:n=1,h=28,w=28,ci=128,co=256,kernel=1,stride=2,pad=0",
+    ),
+    (
+        "convlayer-4",
+        "convlayer:n=1,h=7,w=7,ci=512,co=512,kernel=3,stride=1,pad=1",
+    ),
     ("tbg-1", "tbg:b=1,seq=128,heads=12,dim=64"),
     ("tbg-2", "tbg:b=1,seq=128,heads=16,dim=64"),
     ("tbg-3", "tbg:b=1,seq=64,heads=12,dim=128"),
@@ -483,19 +647,27 @@ fn parse_spec(text: &str, batch: Option<i64>) -> Result<Workload, IrError> {
         };
         let key = key.trim().to_ascii_lowercase();
         let value = value.trim();
-        let known = info.keys.contains(&key.as_str()) || info.optional.iter().any(|(k, _)| *k == key);
+        let known =
+            info.keys.contains(&key.as_str()) || info.optional.iter().any(|(k, _)| *k == key);
         if !known {
             return Err(bad(
                 part,
-                format!("unknown key `{key}` for op {}; its keys are: {}", info.name, key_list(info)),
+                format!(
+                    "unknown key `{key}` for op {}; its keys are: {}",
+                    info.name,
+                    key_list(info)
+                ),
             ));
         }
         if given.iter().any(|(k, _)| *k == key) {
             return Err(bad(part, format!("duplicate key `{key}`")));
         }
-        let v: i64 = value
-            .parse()
-            .map_err(|_| bad(part, format!("value of `{key}` is not an integer: `{value}`")))?;
+        let v: i64 = value.parse().map_err(|_| {
+            bad(
+                part,
+                format!("value of `{key}` is not an integer: `{value}`"),
+            )
+        })?;
         check_value(part, &key, v)?;
         given.push((key, v));
     }
@@ -526,7 +698,11 @@ fn parse_spec(text: &str, batch: Option<i64>) -> Result<Workload, IrError> {
             format!(
                 "missing key{} {} for op {} (its keys are: {})",
                 if missing.len() > 1 { "s" } else { "" },
-                missing.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+                missing
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 info.name,
                 key_list(info)
             ),
@@ -537,11 +713,17 @@ fn parse_spec(text: &str, batch: Option<i64>) -> Result<Workload, IrError> {
         params.push((k.to_string(), v));
     }
     for (k, default) in info.optional {
-        let v = given.iter().find(|(g, _)| g == k).map_or(*default, |(_, v)| *v);
+        let v = given
+            .iter()
+            .find(|(g, _)| g == k)
+            .map_or(*default, |(_, v)| *v);
         params.push((k.to_string(), v));
     }
     let dag = (info.build)(&Params(&params)).map_err(|e| match e {
-        IrError::InvalidOp { op, reason } => bad(text, format!("invalid {} shape ({op}): {reason}", info.name)),
+        IrError::InvalidOp { op, reason } => bad(
+            text,
+            format!("invalid {} shape ({op}): {reason}", info.name),
+        ),
         other => bad(text, other.to_string()),
     })?;
     check_size(text, &dag)?;
@@ -557,7 +739,11 @@ fn parse_spec(text: &str, batch: Option<i64>) -> Result<Workload, IrError> {
 
 fn key_list(info: &OpInfo) -> String {
     let mut keys: Vec<String> = info.keys.iter().map(|k| k.to_string()).collect();
-    keys.extend(info.optional.iter().map(|(k, d)| format!("{k} (optional, default {d})")));
+    keys.extend(
+        info.optional
+            .iter()
+            .map(|(k, d)| format!("{k} (optional, default {d})")),
+    );
     keys.join(", ")
 }
 
@@ -569,7 +755,10 @@ fn check_value(part: &str, key: &str, v: i64) -> Result<(), IrError> {
         return Err(bad(part, format!("value of `{key}` is {what}: {v}")));
     }
     if v > MAX_VALUE {
-        return Err(bad(part, format!("value of `{key}` is too large: {v} (max {MAX_VALUE})")));
+        return Err(bad(
+            part,
+            format!("value of `{key}` is too large: {v} (max {MAX_VALUE})"),
+        ));
     }
     Ok(())
 }
@@ -589,7 +778,10 @@ fn check_size(text: &str, dag: &ComputeDag) -> Result<(), IrError> {
         if points.is_none_or(|p| p > MAX_POINTS) {
             return Err(bad(
                 text,
-                format!("workload too large: op {} has more than 2^50 loop iterations", op.name),
+                format!(
+                    "workload too large: op {} has more than 2^50 loop iterations",
+                    op.name
+                ),
             ));
         }
     }

@@ -160,7 +160,11 @@ fn build(desc: &Value) -> Result<ComputeDag, String> {
             {
                 return Err("only max pooling, dilation 1, ceil_mode=False".into());
             }
-            let (k, s, pad) = (int_list(p, "kernel")?, int_list(p, "stride")?, int_list(p, "padding")?);
+            let (k, s, pad) = (
+                int_list(p, "kernel")?,
+                int_list(p, "stride")?,
+                int_list(p, "padding")?,
+            );
             let params = ops::Pool2dParams {
                 kernel: [k[0], k[1]],
                 stride: [s[0], s[1]],
@@ -210,24 +214,36 @@ fn check(dir: &std::path::Path, desc: &Value) -> Result<(), String> {
     let inputs = dag.inputs();
     let expected_inputs = desc["inputs"].as_array().ok_or("no inputs list")?;
     if inputs.len() != expected_inputs.len() {
-        return Err(format!("{} inputs, TVM has {}", inputs.len(), expected_inputs.len()));
+        return Err(format!(
+            "{} inputs, TVM has {}",
+            inputs.len(),
+            expected_inputs.len()
+        ));
     }
     let mut buffers = Vec::new();
     for (k, (&id, want)) in inputs.iter().zip(expected_inputs).enumerate() {
         let op = dag.op(id);
-        let (name, shape) = (want["name"].as_str().unwrap_or(""), shape_of(desc, "inputs", k)?);
+        let (name, shape) = (
+            want["name"].as_str().unwrap_or(""),
+            shape_of(desc, "inputs", k)?,
+        );
         if op.name != name || op.shape != shape {
             return Err(format!(
                 "input {k} is {} {:?}, TVM has {name} {shape:?}",
                 op.name, op.shape
             ));
         }
-        buffers.push(read_f32(&dir.join(want["file"].as_str().ok_or("no file")?))?);
+        buffers.push(read_f32(
+            &dir.join(want["file"].as_str().ok_or("no file")?),
+        )?);
     }
     // Output: name and shape.
     let outputs = dag.outputs();
     let want = &desc["outputs"][0];
-    let (name, shape) = (want["name"].as_str().unwrap_or(""), shape_of(desc, "outputs", 0)?);
+    let (name, shape) = (
+        want["name"].as_str().unwrap_or(""),
+        shape_of(desc, "outputs", 0)?,
+    );
     let [out_id] = outputs.as_slice() else {
         return Err(format!("{} outputs, expected 1", outputs.len()));
     };
@@ -239,19 +255,29 @@ fn check(dir: &std::path::Path, desc: &Value) -> Result<(), String> {
         ));
     }
     // FLOPs as TVM estimates them.
-    let tvm_flop = desc["flop_tvm_estimate"].as_f64().ok_or("no flop_tvm_estimate")?;
+    let tvm_flop = desc["flop_tvm_estimate"]
+        .as_f64()
+        .ok_or("no flop_tvm_estimate")?;
     if dag.flop_count() as f64 != tvm_flop {
-        return Err(format!("flop_count {} != TVM's estimate {tvm_flop}", dag.flop_count()));
+        return Err(format!(
+            "flop_count {} != TVM's estimate {tvm_flop}",
+            dag.flop_count()
+        ));
     }
     // Values.
     let expected = read_f32(&dir.join(want["file"].as_str().ok_or("no file")?))?;
     let got = eval::evaluate(&dag, &buffers).map_err(|e| e.to_string())?;
     let got = &got[0];
     if got.len() != expected.len() {
-        return Err(format!("{} output values, expected {}", got.len(), expected.len()));
+        return Err(format!(
+            "{} output values, expected {}",
+            got.len(),
+            expected.len()
+        ));
     }
     for (i, (&g, &e)) in got.iter().zip(&expected).enumerate() {
-        if !((g - e).abs() <= 1e-5 + 1e-4 * e.abs()) {
+        let close = (g - e).abs() <= 1e-5 + 1e-4 * e.abs();
+        if !close {
             return Err(format!("output[{i}] = {g}, TVM gives {e}"));
         }
     }
@@ -273,7 +299,11 @@ fn every_tvm_test_vector_matches() {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     jsons.sort();
-    assert!(!jsons.is_empty(), "no *.json test vectors in {}", dir.display());
+    assert!(
+        !jsons.is_empty(),
+        "no *.json test vectors in {}",
+        dir.display()
+    );
     let mut failures = Vec::new();
     for path in &jsons {
         let text = std::fs::read_to_string(path).unwrap_or_default();

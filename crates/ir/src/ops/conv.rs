@@ -27,20 +27,26 @@ fn conv_channels_last(
     if ci % p.groups != 0 || co % p.groups != 0 {
         return Err(invalid(
             op,
-            format!("groups={} must divide the input channels {ci} and the output channels {co}", p.groups),
+            format!(
+                "groups={} must divide the input channels {ci} and the output channels {co}",
+                p.groups
+            ),
         ));
     }
     let ci_per_group = ci / p.groups;
     if w.shape[d] != ci_per_group {
         return Err(invalid(
             op,
-            format!("weight has {} input channels, expected CI/groups = {ci_per_group}", w.shape[d]),
+            format!(
+                "weight has {} input channels, expected CI/groups = {ci_per_group}",
+                w.shape[d]
+            ),
         ));
     }
     let co_per_group = co / p.groups;
     let mut out_shape = vec![x.shape[0]];
-    for k in 0..d {
-        out_shape.push(conv_out_size(op, spatial[k], x.shape[k + 1], w.shape[k], &p)?);
+    for (k, axis) in spatial.iter().enumerate() {
+        out_shape.push(conv_out_size(op, axis, x.shape[k + 1], w.shape[k], &p)?);
     }
     out_shape.push(co);
     let mut pads = vec![0; d + 2];
@@ -175,12 +181,20 @@ pub fn conv2d_transpose_nhwc(
     expect_rank(op, "weight", weight, 4)?;
     expect_at_least(op, "stride", stride, 1)?;
     expect_at_least(op, "padding", padding, 0)?;
-    let (n, h, w, ci) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3]);
+    let (n, h, w, ci) = (
+        input.shape[0],
+        input.shape[1],
+        input.shape[2],
+        input.shape[3],
+    );
     let (kh, kw, co) = (weight.shape[0], weight.shape[1], weight.shape[3]);
     if weight.shape[2] != ci {
         return Err(invalid(
             op,
-            format!("weight has {} input channels, the input {ci}", weight.shape[2]),
+            format!(
+                "weight has {} input channels, the input {ci}",
+                weight.shape[2]
+            ),
         ));
     }
     if padding > kh - 1 || padding > kw - 1 {
@@ -194,8 +208,14 @@ pub fn conv2d_transpose_nhwc(
     // Padding of the (virtually) dilated input, and the part of it already covered by
     // whole padded input elements.
     let (bpad_h, bpad_w) = (kh - 1 - padding, kw - 1 - padding);
-    let (ph, pw) = ((bpad_h + stride - 1) / stride, (bpad_w + stride - 1) / stride);
-    let (border_h, border_w) = ((stride - bpad_h % stride) % stride, (stride - bpad_w % stride) % stride);
+    let (ph, pw) = (
+        (bpad_h + stride - 1) / stride,
+        (bpad_w + stride - 1) / stride,
+    );
+    let (border_h, border_w) = (
+        (stride - bpad_h % stride) % stride,
+        (stride - bpad_w % stride) % stride,
+    );
     let padded = pad(b, "PadInput", input, &[0, ph, pw, 0], &[0, ph, pw, 0], 0.0)?;
     let name = b.unique_name(op);
     let wt = weight.clone();
@@ -331,7 +351,10 @@ pub fn conv2d_nchw(
     if weight.shape[1] != input.shape[1] {
         return Err(invalid(
             op,
-            format!("weight has {} input channels, the input {}", weight.shape[1], input.shape[1]),
+            format!(
+                "weight has {} input channels, the input {}",
+                weight.shape[1], input.shape[1]
+            ),
         ));
     }
     let oh = conv_out_size(op, "h", input.shape[2], weight.shape[2], &p)?;
@@ -342,8 +365,17 @@ pub fn conv2d_nchw(
     let w = weight.clone();
     Ok(b.reduce(
         &name,
-        &[("nn", input.shape[0]), ("ff", weight.shape[0]), ("yy", oh), ("xx", ow)],
-        &[("rc", input.shape[1]), ("ry", weight.shape[2]), ("rx", weight.shape[3])],
+        &[
+            ("nn", input.shape[0]),
+            ("ff", weight.shape[0]),
+            ("yy", oh),
+            ("xx", ow),
+        ],
+        &[
+            ("rc", input.shape[1]),
+            ("ry", weight.shape[2]),
+            ("rx", weight.shape[3]),
+        ],
         Reducer::Sum,
         |ax| {
             padded.at([
@@ -374,7 +406,10 @@ pub fn conv2d_nhwc_topi(
     if kernel.shape[2] != input.shape[3] {
         return Err(invalid(
             op,
-            format!("kernel has {} input channels, the input {}", kernel.shape[2], input.shape[3]),
+            format!(
+                "kernel has {} input channels, the input {}",
+                kernel.shape[2], input.shape[3]
+            ),
         ));
     }
     let oh = conv_out_size(op, "h", input.shape[1], kernel.shape[0], &p)?;
@@ -385,8 +420,17 @@ pub fn conv2d_nhwc_topi(
     let k = kernel.clone();
     Ok(b.reduce(
         &name,
-        &[("nn", input.shape[0]), ("yy", oh), ("xx", ow), ("ff", kernel.shape[3])],
-        &[("ry", kernel.shape[0]), ("rx", kernel.shape[1]), ("rc", input.shape[3])],
+        &[
+            ("nn", input.shape[0]),
+            ("yy", oh),
+            ("xx", ow),
+            ("ff", kernel.shape[3]),
+        ],
+        &[
+            ("ry", kernel.shape[0]),
+            ("rx", kernel.shape[1]),
+            ("rc", input.shape[3]),
+        ],
         Reducer::Sum,
         |ax| {
             padded.at([
@@ -439,7 +483,9 @@ fn check_groups(op: &str, ci: i64, co: i64, groups: i64) -> Result<(), IrError> 
     if ci % groups != 0 || co % groups != 0 {
         return Err(invalid(
             op,
-            format!("groups={groups} must divide the input channels {ci} and the output channels {co}"),
+            format!(
+                "groups={groups} must divide the input channels {ci} and the output channels {co}"
+            ),
         ));
     }
     Ok(())

@@ -29,7 +29,10 @@ fn channel_op(
     if v.shape[0] != c {
         return Err(invalid(
             name,
-            format!("vector of length {} does not match the {c} channels of {:?}", v.shape[0], x.shape),
+            format!(
+                "vector of length {} does not match the {c} channels of {:?}",
+                v.shape[0], x.shape
+            ),
         ));
     }
     let names = epilogue_axes(x.ndim());

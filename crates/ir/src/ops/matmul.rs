@@ -66,7 +66,10 @@ pub fn dense(
     if data.shape[1] != weight.shape[1] {
         return Err(invalid(
             op,
-            format!("data {:?} and weight {:?} (out, in) do not match", data.shape, weight.shape),
+            format!(
+                "data {:?} and weight {:?} (out, in) do not match",
+                data.shape, weight.shape
+            ),
         ));
     }
     let (n, out) = (data.shape[0], weight.shape[0]);
@@ -111,15 +114,24 @@ pub fn transpose_batch_matmul(
             format!("query {:?} and value {:?} differ", query.shape, value.shape),
         ));
     }
-    let (bt, seq, heads, dim) = (query.shape[0], query.shape[1], query.shape[2], query.shape[3]);
+    let (bt, seq, heads, dim) = (
+        query.shape[0],
+        query.shape[1],
+        query.shape[2],
+        query.shape[3],
+    );
     let qn = b.unique_name("query_T");
-    let q_t = b.compute(&qn, &[("b", bt), ("h", heads), ("l", seq), ("d", dim)], |ax| {
-        query.at([ax[0].clone(), ax[2].clone(), ax[1].clone(), ax[3].clone()])
-    });
+    let q_t = b.compute(
+        &qn,
+        &[("b", bt), ("h", heads), ("l", seq), ("d", dim)],
+        |ax| query.at([ax[0].clone(), ax[2].clone(), ax[1].clone(), ax[3].clone()]),
+    );
     let vn = b.unique_name("value_T");
-    let v_t = b.compute(&vn, &[("b", bt), ("h", heads), ("d", dim), ("l", seq)], |ax| {
-        value.at([ax[0].clone(), ax[3].clone(), ax[1].clone(), ax[2].clone()])
-    });
+    let v_t = b.compute(
+        &vn,
+        &[("b", bt), ("h", heads), ("d", dim), ("l", seq)],
+        |ax| value.at([ax[0].clone(), ax[3].clone(), ax[1].clone(), ax[2].clone()]),
+    );
     let name = b.unique_name(op);
     Ok(b.reduce(
         &name,

@@ -100,11 +100,17 @@ pub(crate) fn expect_rank(op: &str, what: &str, t: &Tensor, rank: usize) -> Resu
     if t.ndim() != rank {
         return Err(invalid(
             op,
-            format!("{what} must have {rank} dimensions, got shape {:?}", t.shape),
+            format!(
+                "{what} must have {rank} dimensions, got shape {:?}",
+                t.shape
+            ),
         ));
     }
     if t.shape.iter().any(|&d| d <= 0) {
-        return Err(invalid(op, format!("{what} has a non-positive dimension: {:?}", t.shape)));
+        return Err(invalid(
+            op,
+            format!("{what} has a non-positive dimension: {:?}", t.shape),
+        ));
     }
     Ok(())
 }
@@ -112,7 +118,10 @@ pub(crate) fn expect_rank(op: &str, what: &str, t: &Tensor, rank: usize) -> Resu
 /// Checks that `value` (named `what`) is at least `min`.
 pub(crate) fn expect_at_least(op: &str, what: &str, value: i64, min: i64) -> Result<(), IrError> {
     if value < min {
-        return Err(invalid(op, format!("{what} must be at least {min}, got {value}")));
+        return Err(invalid(
+            op,
+            format!("{what} must be at least {min}, got {value}"),
+        ));
     }
     Ok(())
 }
@@ -164,7 +173,11 @@ pub(crate) fn numbered(prefix: &str, n: usize) -> Vec<String> {
 
 /// Pairs names with extents, as [`DagBuilder::compute`] wants them.
 pub(crate) fn named<'a>(names: &'a [String], extents: &[i64]) -> Vec<(&'a str, i64)> {
-    names.iter().map(|s| s.as_str()).zip(extents.iter().copied()).collect()
+    names
+        .iter()
+        .map(|s| s.as_str())
+        .zip(extents.iter().copied())
+        .collect()
 }
 
 /// `topi.nn.pad`: a stage named `name` (made unique) of shape `dim + before + after` per
@@ -197,13 +210,19 @@ pub(crate) fn pad_with_axes(
     if before.len() != rank || after.len() != rank {
         return Err(invalid(
             name,
-            format!("padding needs {rank} values per side, got {} and {}", before.len(), after.len()),
+            format!(
+                "padding needs {rank} values per side, got {} and {}",
+                before.len(),
+                after.len()
+            ),
         ));
     }
     if before.iter().chain(after).any(|&p| p < 0) {
         return Err(invalid(name, "negative padding"));
     }
-    let shape: Vec<i64> = (0..rank).map(|d| x.shape[d] + before[d] + after[d]).collect();
+    let shape: Vec<i64> = (0..rank)
+        .map(|d| x.shape[d] + before[d] + after[d])
+        .collect();
     let names = numbered(axis_prefix, rank);
     let stage = b.unique_name(name);
     let x = x.clone();

@@ -78,7 +78,11 @@ pub fn max_pool2d(
         if span < 0 {
             return Err(invalid(
                 op,
-                format!("window {} is larger than the padded input ({})", p.kernel[k], x.shape[sp[k]] + pb + pa),
+                format!(
+                    "window {} is larger than the padded input ({})",
+                    p.kernel[k],
+                    x.shape[sp[k]] + pb + pa
+                ),
             ));
         }
         out_shape[sp[k]] = span / p.stride[k] + 1;
@@ -148,7 +152,13 @@ pub fn global_avg_pool(b: &mut DagBuilder, x: &Tensor, layout: Layout) -> Result
 
 /// `te_workload.max_pool2d_nchw(n, h, w, ci, padding)`: placeholder `X (n, ci, h, w)`, then
 /// [`max_pool2d_nchw`].
-pub fn max_pool2d_nchw_dag(n: i64, h: i64, w: i64, c: i64, padding: i64) -> Result<ComputeDag, IrError> {
+pub fn max_pool2d_nchw_dag(
+    n: i64,
+    h: i64,
+    w: i64,
+    c: i64,
+    padding: i64,
+) -> Result<ComputeDag, IrError> {
     let mut b = DagBuilder::new();
     let x = b.placeholder("X", &[n, c, h, w]);
     max_pool2d_nchw(&mut b, &x, padding)?;
@@ -166,7 +176,12 @@ pub fn max_pool2d_nhwc_dag(
 ) -> Result<ComputeDag, IrError> {
     let mut b = DagBuilder::new();
     let x = b.placeholder("data", &[n, hw[0], hw[1], c]);
-    max_pool2d(&mut b, &x, Layout::Nhwc, Pool2dParams::square(kernel, stride, padding))?;
+    max_pool2d(
+        &mut b,
+        &x,
+        Layout::Nhwc,
+        Pool2dParams::square(kernel, stride, padding),
+    )?;
     b.build()
 }
 
