@@ -1,0 +1,780 @@
+//! Sketch generation (ANSOR.md §3): derivation rules applied stage by stage, from the last
+//! stage to the first, to enumerate the high-level structures ("sketches") of a DAG.
+
+use crate::factor::FactorizationMemo;
+use crate::hardware::HardwareParams;
+use crate::util::{self, AnalysisCache};
+use crate::SketchError;
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
+use tessel_ir::analysis::AccessAnalysis;
+use tessel_ir::state::{IterKind, State, Step};
+use tessel_ir::{ComputeDag, OpId};
+
+/// What a rule's condition says about one `(state, stage)` item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// The rule does not apply; try the next one.
+    Skip,
+    /// Apply the rule, then also try the later rules on the same item (branching).
+    Apply,
+    /// Apply the rule and do not try the later rules.
+    ApplyAndSkipRest,
+}
+
+/// One result of a rule: a new state and the stage to work on next (`None`: finished).
+pub type Derived = (State, Option<usize>);
+
+/// What rules may ask while generating sketches: the hardware parameters and the access
+/// analysis of a state's current DAG (cached per DAG).
+pub struct SketchContext<'a> {
+    hw: &'a HardwareParams,
+    analyses: RefCell<AnalysisCache>,
+}
+
+impl<'a> SketchContext<'a> {
+    /// A context for generating sketches for `hw`.
+    pub fn new(hw: &'a HardwareParams) -> SketchContext<'a> {
+        SketchContext {
+            hw,
+            analyses: RefCell::new(AnalysisCache::default()),
+        }
+    }
+
+    /// The hardware parameters.
+    pub fn hw(&self) -> &HardwareParams {
+        self.hw
+    }
+
+    /// The access analysis of `state.dag()` (the DAG after cache_write / rfactor steps).
+    pub fn analysis(&self, state: &State) -> Arc<AccessAnalysis> {
+        self.analyses.borrow_mut().get(state)
+    }
+
+    /// TVM's `NeedsMultilevelTiling` on the state's current DAG.
+    pub fn needs_multi_level_tiling(&self, state: &State, stage: usize) -> bool {
+        self.analysis(state)
+            .needs_multi_level_tiling(OpId(stage as u32))
+    }
+
+    /// TVM's `HasSingleElementwiseMatchedConsumer`: the consumer (looking through inlined
+    /// stages) if there is exactly one, it is element-wise matched, not both stages reduce,
+    /// and its name does not end in `.shared`.
+    pub fn single_elementwise_matched_consumer(
+        &self,
+        state: &State,
+        stage: usize,
+    ) -> Option<usize> {
+        let an = self.analysis(state);
+        let consumers = util::consumers(&an, state, stage);
+        let [target] = consumers[..] else {
+            return None;
+        };
+        let matched = an.element_wise_match(OpId(stage as u32), OpId(target as u32))
+            && !(util::has_reduce_iter(state, stage) && util::has_reduce_iter(state, target))
+            && !state.stage(target).name.ends_with(".shared");
+        matched.then_some(target)
+    }
+
+    /// TVM's `NeedsRfactor` (CPU): with multi-level tiling, rfactor iff the spatial product
+    /// is at most the reduction product and at most `num_cores * 16`; otherwise iff the
+    /// stage reduces over more than `num_cores` points.
+    pub fn needs_rfactor(&self, state: &State, stage: usize) -> bool {
+        if !state.stage(stage).is_compute {
+            return false;
+        }
+        let (space, reduce) = util::space_and_reduce_len(state, stage);
+        if self.needs_multi_level_tiling(state, stage) {
+            !(space > reduce || space > self.hw.max_parallel_degree())
+        } else if reduce > 1 {
+            reduce > self.hw.num_cores
+        } else {
+            false
+        }
+    }
+}
+
+/// A sketch derivation rule (TVM's `SketchGenerationRule`): a condition on one
+/// `(state, stage)` item and an action that yields one or more derived items.
+///
+/// Rules are values: [`SketchRules`] holds them in order and can be edited.
+pub trait SketchRule: Send + Sync {
+    /// The rule's name (Ansor's class name without `Rule`).
+    fn name(&self) -> &str;
+    /// Whether and how the rule applies to `stage` of `state`.
+    fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition;
+    /// The derived states, each with the stage to continue with.
+    fn apply(
+        &self,
+        ctx: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError>;
+}
+
+fn step(rule: &str, state: &mut State, step: Step) -> Result<(), SketchError> {
+    state.apply(step).map_err(|e| SketchError::Step {
+        rule: rule.to_string(),
+        error: e,
+    })
+}
+
+/// SkipStage: always applies, leaves the stage as it is (last rule).
+#[derive(Clone, Debug, Default)]
+pub struct SkipStage;
+
+impl SketchRule for SkipStage {
+    fn name(&self) -> &str {
+        "SkipStage"
+    }
+    fn condition(&self, _: &SketchContext, _: &State, _: usize) -> Condition {
+        Condition::Apply
+    }
+    fn apply(
+        &self,
+        _: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
+        Ok(vec![(state.clone(), stage.checked_sub(1))])
+    }
+}
+
+/// AlwaysInline: a compute stage that is not an output, has no reduction loop and is
+/// strictly inlineable is inlined (apply-and-skip-rest).
+#[derive(Clone, Debug, Default)]
+pub struct AlwaysInline;
+
+impl SketchRule for AlwaysInline {
+    fn name(&self) -> &str {
+        "AlwaysInline"
+    }
+    fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition {
+        let an = ctx.analysis(state);
+        let op = OpId(stage as u32);
+        if !state.stage(stage).is_compute || an.is_output(op) || util::has_reduce_iter(state, stage)
+        {
+            return Condition::Skip;
+        }
+        if an.is_strictly_inlineable(op) {
+            Condition::ApplyAndSkipRest
+        } else {
+            Condition::Skip
+        }
+    }
+    fn apply(
+        &self,
+        _: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
+        let mut s = state.clone();
+        step(self.name(), &mut s, Step::ComputeInline { stage })?;
+        Ok(vec![(s, stage.checked_sub(1))])
+    }
+}
+
+/// AddRfactor: a stage that NeedsRfactor and has no cache-write stage gets its reduction
+/// loops fused and split in two; one derived state factors out the outer part, the other
+/// the inner part (then moved innermost for vectorization) (apply).
+#[derive(Clone, Debug, Default)]
+pub struct AddRfactor;
+
+impl SketchRule for AddRfactor {
+    fn name(&self) -> &str {
+        "AddRfactor"
+    }
+    fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition {
+        if ctx.needs_rfactor(state, stage) && !util::has_cache_write_stage(state, stage) {
+            Condition::Apply
+        } else {
+            Condition::Skip
+        }
+    }
+    fn apply(
+        &self,
+        _: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
+        let st = state.stage(stage);
+        let reduce_pos: Vec<usize> = (0..st.leaves.len())
+            .filter(|&p| st.leaf(p).is_some_and(|it| it.kind == IterKind::Reduce))
+            .collect();
+        let n_space = st.leaves.len() - reduce_pos.len();
+        let Some(&fused) = reduce_pos.first() else {
+            return Ok(Vec::new());
+        };
+        let mut base = state.clone();
+        if reduce_pos.len() > 1 {
+            step(
+                self.name(),
+                &mut base,
+                Step::Fuse {
+                    stage,
+                    iters: reduce_pos.clone(),
+                },
+            )?;
+        }
+        // The length is a placeholder: the post-pass of `generate_sketches` turns it into a
+        // hole once every rule has run (Ansor does the same).
+        step(
+            self.name(),
+            &mut base,
+            Step::Split {
+                stage,
+                iter: fused,
+                extent: None,
+                lengths: vec![Some(1)],
+            },
+        )?;
+        let mut out = Vec::new();
+        for part in 0..2 {
+            let mut s = base.clone();
+            step(
+                self.name(),
+                &mut s,
+                Step::Rfactor {
+                    stage,
+                    iter: fused + part,
+                    factor_iter: n_space,
+                },
+            )?;
+            if part == 1 {
+                let n = s.stage(stage).leaves.len();
+                let mut order: Vec<usize> = (0..n).filter(|&i| i != n_space).collect();
+                order.push(n_space);
+                step(self.name(), &mut s, Step::Reorder { stage, order })?;
+            }
+            out.push((s, stage.checked_sub(1)));
+        }
+        Ok(out)
+    }
+}
+
+/// AddCacheWrite: a stage that needs multi-level tiling but has no single element-wise
+/// matched consumer gets a `.local` cache stage; work continues on the same index, now the
+/// cache stage (apply, so the variant without cache also continues).
+#[derive(Clone, Debug, Default)]
+pub struct AddCacheWrite;
+
+impl SketchRule for AddCacheWrite {
+    fn name(&self) -> &str {
+        "AddCacheWrite"
+    }
+    fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition {
+        if ctx.needs_multi_level_tiling(state, stage)
+            && ctx
+                .single_elementwise_matched_consumer(state, stage)
+                .is_none()
+        {
+            Condition::Apply
+        } else {
+            Condition::Skip
+        }
+    }
+    fn apply(
+        &self,
+        _: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
+        let mut s = state.clone();
+        step(
+            self.name(),
+            &mut s,
+            Step::CacheWrite {
+                stage,
+                scope: "local".into(),
+            },
+        )?;
+        Ok(vec![(s, Some(stage))])
+    }
+}
+
+/// Number of spatial (`S`) and reduction (`R`) levels of a tiling structure such as
+/// `SSRSRS`.
+fn structure_levels(structure: &str) -> Result<(usize, usize), SketchError> {
+    let mut n = (0, 0);
+    for c in structure.chars() {
+        match c.to_ascii_uppercase() {
+            'S' => n.0 += 1,
+            'R' => n.1 += 1,
+            _ => return Err(SketchError::BadStructure(structure.to_string())),
+        }
+    }
+    Ok(n)
+}
+
+/// TVM's `DoMultiLevelTiling`: splits every spatial loop into one part per `S` of
+/// `structure` and every reduction loop into one part per `R` (lengths are holes), then
+/// orders the loops level-major. Returns the state and the indices of the spatial split
+/// steps (for [`follow_tiling`]).
+pub fn multi_level_tiling(
+    state: &State,
+    stage: usize,
+    structure: &str,
+) -> Result<(State, Vec<usize>), SketchError> {
+    const RULE: &str = "MultiLevelTiling";
+    let (n_space, n_reduce) = structure_levels(structure)?;
+    let mut s = state.clone();
+    let kinds: Vec<IterKind> = {
+        let st = state.stage(stage);
+        st.leaves.iter().map(|&l| st.iter(l).kind).collect()
+    };
+    let mut space_levels = vec![Vec::new(); n_space];
+    let mut reduce_levels = vec![Vec::new(); n_reduce];
+    let mut split_ids = Vec::new();
+    let mut pos = 0;
+    for kind in kinds {
+        let (levels, size) = match kind {
+            IterKind::Spatial => (&mut space_levels, n_space),
+            IterKind::Reduce => (&mut reduce_levels, n_reduce),
+        };
+        if size == 0 {
+            return Err(SketchError::BadStructure(structure.to_string()));
+        }
+        if size == 1 {
+            levels[0].push(pos);
+        } else {
+            step(
+                RULE,
+                &mut s,
+                Step::Split {
+                    stage,
+                    iter: pos,
+                    extent: None,
+                    lengths: vec![None; size - 1],
+                },
+            )?;
+            for (l, level) in levels.iter_mut().enumerate() {
+                level.push(pos + l);
+            }
+            if kind == IterKind::Spatial {
+                split_ids.push(s.steps().len() - 1);
+            }
+        }
+        pos += size;
+    }
+    let (mut sc, mut rc) = (0, 0);
+    let mut order = Vec::new();
+    for c in structure.chars() {
+        if c.eq_ignore_ascii_case(&'s') {
+            order.extend(&space_levels[sc]);
+            sc += 1;
+        } else {
+            order.extend(&reduce_levels[rc]);
+            rc += 1;
+        }
+    }
+    step(RULE, &mut s, Step::Reorder { stage, order })?;
+    Ok((s, split_ids))
+}
+
+/// TVM's `FollowTiling`: tiles the (all-spatial) stage `stage` like a producer whose
+/// spatial splits are `split_ids`, with `n_split` levels taken (each loop becomes
+/// `n_split + 1` loops), then orders the loops level-major.
+pub fn follow_tiling(
+    state: &State,
+    stage: usize,
+    split_ids: &[usize],
+    n_split: usize,
+) -> Result<State, SketchError> {
+    const RULE: &str = "FollowTiling";
+    let st = state.stage(stage);
+    let n = st.leaves.len();
+    if n != split_ids.len()
+        || st
+            .leaves
+            .iter()
+            .any(|&l| st.iter(l).kind != IterKind::Spatial)
+    {
+        return Err(SketchError::Unsupported(format!(
+            "follow tiling of stage {} ({}): {n} loops for {} producer splits, or a reduction loop",
+            stage,
+            st.name,
+            split_ids.len()
+        )));
+    }
+    let mut s = state.clone();
+    let width = n_split + 1;
+    for (k, &src) in split_ids.iter().enumerate() {
+        step(
+            RULE,
+            &mut s,
+            Step::FollowSplit {
+                stage,
+                iter: k * width,
+                src_step: src,
+                n_split,
+            },
+        )?;
+    }
+    let order = (0..width)
+        .flat_map(|l| (0..n).map(move |k| k * width + l))
+        .collect();
+    step(RULE, &mut s, Step::Reorder { stage, order })?;
+    Ok(s)
+}
+
+/// MultiLevelTiling: a stage that needs multi-level tiling is tiled with `structure`
+/// (apply-and-skip-rest).
+#[derive(Clone, Debug)]
+pub struct MultiLevelTiling {
+    /// The tiling structure (Ansor CPU: `SSRSRS`).
+    pub structure: String,
+}
+
+impl Default for MultiLevelTiling {
+    fn default() -> Self {
+        MultiLevelTiling {
+            structure: "SSRSRS".into(),
+        }
+    }
+}
+
+impl SketchRule for MultiLevelTiling {
+    fn name(&self) -> &str {
+        "MultiLevelTiling"
+    }
+    fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition {
+        if ctx.needs_multi_level_tiling(state, stage) {
+            Condition::ApplyAndSkipRest
+        } else {
+            Condition::Skip
+        }
+    }
+    fn apply(
+        &self,
+        _: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
+        let (s, _) = multi_level_tiling(state, stage, &self.structure)?;
+        Ok(vec![(s, stage.checked_sub(1))])
+    }
+}
+
+/// MultiLevelTilingWithFusion: a stage that needs multi-level tiling and has a single
+/// element-wise matched consumer is tiled, and for each follow level (Ansor CPU: 1 and 2)
+/// whose structure letter is `S`, the consumer is tiled like it and the stage is computed
+/// at the consumer's last loop of that level. Apply-and-skip-rest when the stage is a
+/// cache-write stage, else apply (so plain tiling also happens).
+#[derive(Clone, Debug)]
+pub struct MultiLevelTilingWithFusion {
+    /// The tiling structure (Ansor CPU: `SSRSRS`).
+    pub structure: String,
+    /// The levels to fuse at (Ansor CPU: 1 and 2).
+    pub follow_levels: Vec<usize>,
+}
+
+impl Default for MultiLevelTilingWithFusion {
+    fn default() -> Self {
+        MultiLevelTilingWithFusion {
+            structure: "SSRSRS".into(),
+            follow_levels: vec![1, 2],
+        }
+    }
+}
+
+impl SketchRule for MultiLevelTilingWithFusion {
+    fn name(&self) -> &str {
+        "MultiLevelTilingWithFusion"
+    }
+    fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition {
+        if ctx.needs_multi_level_tiling(state, stage)
+            && ctx
+                .single_elementwise_matched_consumer(state, stage)
+                .is_some()
+        {
+            if util::has_cache_write_stage(state, stage) {
+                Condition::ApplyAndSkipRest
+            } else {
+                Condition::Apply
+            }
+        } else {
+            Condition::Skip
+        }
+    }
+    fn apply(
+        &self,
+        ctx: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
+        let Some(target) = ctx.single_elementwise_matched_consumer(state, stage) else {
+            return Ok(Vec::new());
+        };
+        let (base, split_ids) = multi_level_tiling(state, stage, &self.structure)?;
+        let mut out = Vec::new();
+        let letters: Vec<char> = self.structure.chars().collect();
+        for &level in &self.follow_levels {
+            if level == 0
+                || !letters
+                    .get(level - 1)
+                    .is_some_and(|c| c.eq_ignore_ascii_case(&'s'))
+            {
+                continue;
+            }
+            if split_ids.is_empty() {
+                continue;
+            }
+            let mut s = follow_tiling(&base, target, &split_ids, level)?;
+            step(
+                self.name(),
+                &mut s,
+                Step::ComputeAt {
+                    stage,
+                    target_stage: target,
+                    target_iter: level * split_ids.len() - 1,
+                },
+            )?;
+            out.push((s, stage.checked_sub(1)));
+        }
+        Ok(out)
+    }
+}
+
+/// An ordered, editable list of sketch rules.
+///
+/// ```
+/// use tessel_sketch::{SketchRules, rules::SkipStage};
+/// let mut rules = SketchRules::cpu();
+/// assert_eq!(rules.names()[0], "AlwaysInline");
+/// rules.remove("AddRfactor");
+/// rules.insert_before("SkipStage", Box::new(SkipStage)); // any SketchRule value
+/// assert_eq!(rules.names().len(), 6);
+/// ```
+pub struct SketchRules {
+    /// The rules, tried in order.
+    pub rules: Vec<Box<dyn SketchRule>>,
+}
+
+impl SketchRules {
+    /// Ansor's CPU rules in order: AlwaysInline, AddRfactor, AddCacheWrite,
+    /// MultiLevelTilingWithFusion, MultiLevelTiling, SkipStage.
+    /// (SimplifyComputeWithConstTensor is left out: no Tessel operator carries the
+    /// const-tensor-indices attribute it reacts to.)
+    pub fn cpu() -> SketchRules {
+        SketchRules {
+            rules: vec![
+                Box::new(AlwaysInline),
+                Box::new(AddRfactor),
+                Box::new(AddCacheWrite),
+                Box::new(MultiLevelTilingWithFusion::default()),
+                Box::new(MultiLevelTiling::default()),
+                Box::new(SkipStage),
+            ],
+        }
+    }
+
+    /// The rule names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.rules.iter().map(|r| r.name()).collect()
+    }
+
+    /// Removes the rule called `name`; true if there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.rules.len();
+        self.rules.retain(|r| r.name() != name);
+        self.rules.len() != before
+    }
+
+    /// Inserts `rule` before the rule called `name` (at the end if there is none).
+    pub fn insert_before(&mut self, name: &str, rule: Box<dyn SketchRule>) {
+        let at = self
+            .rules
+            .iter()
+            .position(|r| r.name() == name)
+            .unwrap_or(self.rules.len());
+        self.rules.insert(at, rule);
+    }
+}
+
+impl Default for SketchRules {
+    fn default() -> Self {
+        SketchRules::cpu()
+    }
+}
+
+/// A split step of a sketch whose lengths are holes, with the tile vectors to draw from.
+#[derive(Clone, Debug)]
+pub(crate) struct Hole {
+    /// Index of the split step.
+    pub step: usize,
+    /// Extent of the split loop (`None`: cannot be filled).
+    pub extent: Option<i64>,
+    /// Number of lengths.
+    pub n_lengths: usize,
+    /// The candidate length vectors (memoized at generation).
+    pub schemes: Arc<Vec<Vec<i64>>>,
+}
+
+/// A sketch: a state whose split lengths may still be holes, and its index in the list
+/// [`generate_sketches`] returned.
+#[derive(Clone, Debug)]
+pub struct Sketch {
+    /// Index in the generated list; sampled and mutated states carry it as `sketch_id`.
+    pub id: u32,
+    /// The sketch's state (its `sketch_id` is `id`).
+    pub state: State,
+    pub(crate) analysis: Arc<AccessAnalysis>,
+    pub(crate) holes: Vec<Hole>,
+    pub(crate) max_innermost: i64,
+    /// The state after the steps before the first split with holes (shared by all samples,
+    /// so that filling tile sizes replays only the rest of the log).
+    pub(crate) prefix: State,
+}
+
+impl Sketch {
+    /// The access analysis of the sketch's DAG (what the init rules ask).
+    pub fn analysis(&self) -> &AccessAnalysis {
+        &self.analysis
+    }
+
+    /// Text form: the loop structure (`?` for extents that depend on holes), then the steps.
+    pub fn text(&self) -> String {
+        format!(
+            "sketch #{}\n{}steps:\n{}",
+            self.id,
+            self.state,
+            self.state.steps_text()
+        )
+    }
+}
+
+impl fmt::Display for Sketch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+/// Largest number of items the work list may hold (a guard against rules that loop).
+const MAX_ITEMS: usize = 100_000;
+
+/// Generates the sketches of `dag` with Ansor's CPU rules ([`SketchRules::cpu`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use tessel_sketch::{generate_sketches, HardwareParams};
+/// let w = tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=64").unwrap();
+/// let sketches = generate_sketches(&Arc::new(w.dag), &HardwareParams::with_cores(4)).unwrap();
+/// assert_eq!(sketches.len(), 3);
+/// ```
+pub fn generate_sketches(
+    dag: &Arc<ComputeDag>,
+    hw: &HardwareParams,
+) -> Result<Vec<Sketch>, SketchError> {
+    generate_sketches_with(dag, hw, &SketchRules::cpu())
+}
+
+/// Generates the sketches of `dag` with `rules` (ANSOR.md §3.1): a breadth-first work list
+/// of `(state, stage)` items starting at the last stage; each item tries the rules in
+/// order; items whose stage falls below 0 are sketches. Then, for every rfactor step, the
+/// split just before it gets a hole as its length. The order is deterministic.
+pub fn generate_sketches_with(
+    dag: &Arc<ComputeDag>,
+    hw: &HardwareParams,
+    rules: &SketchRules,
+) -> Result<Vec<Sketch>, SketchError> {
+    let ctx = SketchContext::new(hw);
+    let n = dag.ops().len();
+    let mut now: Vec<Derived> = vec![(State::new(dag.clone()), n.checked_sub(1))];
+    let mut done = Vec::new();
+    let mut seen = 0usize;
+    while !now.is_empty() {
+        let mut next = Vec::new();
+        for (state, stage) in now {
+            let Some(stage) = stage else {
+                done.push(state);
+                continue;
+            };
+            for rule in &rules.rules {
+                let cond = rule.condition(&ctx, &state, stage);
+                if cond == Condition::Skip {
+                    continue;
+                }
+                next.extend(rule.apply(&ctx, &state, stage)?);
+                if cond == Condition::ApplyAndSkipRest {
+                    break;
+                }
+            }
+        }
+        seen += next.len();
+        if seen > MAX_ITEMS {
+            return Err(SketchError::TooManyStates(MAX_ITEMS));
+        }
+        now = next;
+    }
+    let mut memo = FactorizationMemo::default();
+    let mut out = Vec::with_capacity(done.len());
+    for (k, state) in done.into_iter().enumerate() {
+        let mut steps = state.steps().to_vec();
+        let mut changed = false;
+        for i in 1..steps.len() {
+            if matches!(steps[i], Step::Rfactor { .. }) {
+                if let Step::Split { lengths, .. } = &mut steps[i - 1] {
+                    lengths.iter_mut().for_each(|l| *l = None);
+                    changed = true;
+                }
+            }
+        }
+        let mut state = if changed {
+            State::replay(dag.clone(), &steps).map_err(|e| SketchError::Step {
+                rule: "rfactor post-pass".into(),
+                error: e,
+            })?
+        } else {
+            state
+        };
+        state.set_sketch_id(Some(k as u32));
+        out.push(make_sketch(k as u32, state, hw, &mut memo));
+    }
+    Ok(out)
+}
+
+/// Wraps a sketch state: its analysis and the tile vectors of its holes.
+pub(crate) fn make_sketch(
+    id: u32,
+    state: State,
+    hw: &HardwareParams,
+    memo: &mut FactorizationMemo,
+) -> Sketch {
+    let holes: Vec<Hole> = state
+        .steps()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Step::Split {
+                extent, lengths, ..
+            } if lengths.iter().any(|l| l.is_none()) => Some(Hole {
+                step: i,
+                extent: *extent,
+                n_lengths: lengths.len(),
+                schemes: match extent {
+                    Some(e) => memo.schemes(*e, lengths.len(), hw.max_innermost_split_factor),
+                    None => Arc::new(Vec::new()),
+                },
+            }),
+            _ => None,
+        })
+        .collect();
+    let first_hole = holes.first().map_or(state.steps().len(), |h: &Hole| h.step);
+    let mut prefix = State::new(state.original_dag().clone());
+    for s in &state.steps()[..first_hole] {
+        // Replaying a prefix of a log that replays cannot fail.
+        if prefix.apply(s.clone()).is_err() {
+            prefix = State::new(state.original_dag().clone());
+            break;
+        }
+    }
+    Sketch {
+        id,
+        prefix,
+        analysis: Arc::new(AccessAnalysis::new(state.dag())),
+        state,
+        holes,
+        max_innermost: hw.max_innermost_split_factor,
+    }
+}

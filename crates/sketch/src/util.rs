@@ -1,0 +1,170 @@
+//! Questions the rules ask about a state (TVM's `search_policy/utils.h`), over the IR's
+//! public state API.
+
+use std::sync::Arc;
+use tessel_ir::analysis::AccessAnalysis;
+use tessel_ir::state::{Annotation, ComputeAt, IterKind, State, Step};
+use tessel_ir::{ComputeDag, OpId};
+
+/// The access analysis of a state's current DAG, computed once per distinct DAG.
+///
+/// Sketch generation walks many states that share one DAG (`Arc`) until a cache_write or
+/// rfactor makes a new one; this cache keys analyses by DAG pointer.
+#[derive(Default)]
+pub(crate) struct AnalysisCache {
+    entries: Vec<(Arc<ComputeDag>, Arc<AccessAnalysis>)>,
+}
+
+impl AnalysisCache {
+    /// The analysis of `state.dag()`.
+    pub(crate) fn get(&mut self, state: &State) -> Arc<AccessAnalysis> {
+        let dag = state.dag();
+        if let Some((_, a)) = self.entries.iter().find(|(d, _)| Arc::ptr_eq(d, dag)) {
+            return a.clone();
+        }
+        let a = Arc::new(AccessAnalysis::new(dag));
+        self.entries.push((dag.clone(), a.clone()));
+        a
+    }
+}
+
+/// Number of axes (spatial + reduction) of the stage's op; 0 for placeholders.
+pub(crate) fn num_op_axes(state: &State, stage: usize) -> usize {
+    state
+        .dag()
+        .op(OpId(stage as u32))
+        .compute()
+        .map_or(0, |c| c.axes.len() + c.reduce_axes.len())
+}
+
+/// TVM's `IsTiled`: the stage's loop count differs from its op's axis count.
+pub(crate) fn is_tiled(state: &State, stage: usize) -> bool {
+    state.stage(stage).leaves.len() != num_op_axes(state, stage)
+}
+
+/// TVM's `HasReduceIter`: some loop of the stage is a reduction loop.
+pub(crate) fn has_reduce_iter(state: &State, stage: usize) -> bool {
+    let st = state.stage(stage);
+    st.leaves
+        .iter()
+        .any(|&l| st.iter(l).kind == IterKind::Reduce)
+}
+
+/// Whether a stage is inlined.
+pub(crate) fn is_inlined(state: &State, stage: usize) -> bool {
+    state.stage(stage).compute_at == ComputeAt::Inline
+}
+
+/// Consumers of `stage`, looking through inlined stages, sorted.
+pub(crate) fn consumers(an: &AccessAnalysis, state: &State, stage: usize) -> Vec<usize> {
+    an.consumers(OpId(stage as u32), |o| is_inlined(state, o.index()))
+        .into_iter()
+        .map(|o| o.index())
+        .collect()
+}
+
+/// Stages computed at the loop at position `pos` of `stage`.
+pub(crate) fn attached_at_pos(state: &State, stage: usize, pos: usize) -> bool {
+    let st = state.stage(stage);
+    match st.leaves.get(pos) {
+        Some(&id) => state
+            .stages()
+            .iter()
+            .any(|s| s.compute_at == ComputeAt::At { stage, iter: id }),
+        None => false,
+    }
+}
+
+/// Stage indices attached at the loop at position `pos` of `stage`.
+pub(crate) fn attached_list(state: &State, stage: usize, pos: usize) -> Vec<usize> {
+    let st = state.stage(stage);
+    match st.leaves.get(pos) {
+        Some(&id) => state.attached_at(stage, id),
+        None => Vec::new(),
+    }
+}
+
+/// Products of the extents of the spatial and of the reduction loops (unknown extents count
+/// as `-1`, as in TVM).
+pub(crate) fn space_and_reduce_len(state: &State, stage: usize) -> (i64, i64) {
+    let st = state.stage(stage);
+    let (mut space, mut reduce) = (1i64, 1i64);
+    for &l in &st.leaves {
+        let it = st.iter(l);
+        let e = it.extent.unwrap_or(-1);
+        match it.kind {
+            IterKind::Spatial => space = space.saturating_mul(e),
+            IterKind::Reduce => reduce = reduce.saturating_mul(e),
+        }
+    }
+    (space, reduce)
+}
+
+/// The stage a step of the log names, renumbered into the state's current numbering
+/// (TVM's `GetTargetStageIDInState`): every later cache_write / rfactor inserted at or
+/// before it, and every later cache_read inserted before it, shifts it by one.
+pub(crate) fn stage_in_state(steps: &[Step], step_index: usize, stage: usize) -> usize {
+    let mut id = stage;
+    for s in &steps[step_index + 1..] {
+        match s {
+            Step::CacheWrite { stage: k, .. } | Step::Rfactor { stage: k, .. } if *k <= id => {
+                id += 1
+            }
+            Step::CacheRead { stage: k, .. } if *k < id => id += 1,
+            _ => {}
+        }
+    }
+    id
+}
+
+/// TVM's `HasCacheWriteStage`: some cache_write step made stage `stage` (walking the log
+/// backwards and renumbering through stage-changing steps).
+pub(crate) fn has_cache_write_stage(state: &State, stage: usize) -> bool {
+    let mut id = stage;
+    for s in state.steps().iter().rev() {
+        if let Step::CacheWrite { stage: k, .. } = s {
+            if *k == id {
+                return true;
+            }
+        }
+        if s.changes_stages() && id > s.stage() {
+            id -= 1;
+        }
+    }
+    false
+}
+
+/// TVM's `HasNestedParallel`: some root stage has two parallel loops on one path (its own
+/// or those of stages computed inside it). Nested parallelism is invalid on CPUs.
+pub(crate) fn has_nested_parallel(state: &State) -> bool {
+    fn count(state: &State, stage: usize, n: &mut usize) {
+        let st = state.stage(stage);
+        if st.compute_at == ComputeAt::Inline {
+            return;
+        }
+        for &id in &st.leaves {
+            if st.iter(id).annotation == Annotation::Parallel {
+                *n += 1;
+            }
+            for a in state.attached_at(stage, id) {
+                count(state, a, n);
+            }
+        }
+    }
+    (0..state.stages().len()).any(|k| {
+        let st = state.stage(k);
+        if !st.is_compute || st.compute_at != ComputeAt::Root {
+            return false;
+        }
+        let mut n = 0;
+        count(state, k, &mut n);
+        n >= 2
+    })
+}
+
+/// Replays `steps` on the state's workload DAG and keeps its sketch id.
+pub(crate) fn replay_like(state: &State, steps: &[Step]) -> Option<State> {
+    let mut s = State::replay(state.original_dag().clone(), steps).ok()?;
+    s.set_sketch_id(state.sketch_id());
+    Some(s)
+}
