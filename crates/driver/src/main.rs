@@ -25,11 +25,14 @@ struct Cli {
 enum Command {
     /// List the named workloads, or show one workload (a name or an `OP:key=value,...` spec).
     Workloads(commands::workloads::Args),
+    /// Print the sketches (loop structures with undecided tile sizes) of a workload.
+    Sketches(commands::sketches::Args),
 }
 
 fn run(cli: Cli) -> Result<(), DriverError> {
     match cli.command {
         Command::Workloads(args) => commands::workloads::run(&args),
+        Command::Sketches(args) => commands::sketches::run(&args),
     }
 }
 
