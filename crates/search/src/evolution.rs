@@ -1,0 +1,197 @@
+//! Ansor's evolutionary search (ANSOR.md §5): fitness-proportional selection by predicted
+//! score, mutation through a [`MutationPolicy`], and a bounded heap of the best distinct
+//! states that have not been measured yet.
+
+use rand::RngExt;
+use std::collections::{BinaryHeap, HashSet};
+use tessel_ir::rng::TesselRng;
+use tessel_ir::State;
+use tessel_mutation_model::{MutationOutcome, MutationPolicy, RuleInfo};
+use tessel_sketch::{HardwareParams, MutationRegistry};
+
+/// Parameters of one evolutionary search (Ansor's defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvolutionParams {
+    /// Population size (2048).
+    pub population: usize,
+    /// Generations (4).
+    pub generations: usize,
+    /// Probability that a child is a mutant rather than a copy (0.85).
+    pub mutation_prob: f64,
+}
+
+impl Default for EvolutionParams {
+    fn default() -> EvolutionParams {
+        EvolutionParams {
+            population: 2048,
+            generations: 4,
+            mutation_prob: 0.85,
+        }
+    }
+}
+
+/// Counters of one evolutionary search.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct EvolutionStats {
+    /// Mutations tried, per rule (in registry order).
+    pub mutations_tried: Vec<usize>,
+    /// Mutations that produced a legal state, per rule.
+    pub mutations_valid: Vec<usize>,
+    /// Legal mutants predicted better than their parent, per rule.
+    pub mutations_improved: Vec<usize>,
+    /// States scored by the cost model.
+    pub scored: usize,
+}
+
+/// The key under which states are de-duplicated: their step log.
+pub fn state_key(state: &State) -> String {
+    state.steps_json()
+}
+
+#[derive(PartialEq)]
+struct Scored {
+    score: f32,
+    order: usize,
+    state: State,
+}
+
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    /// Reversed, so that `BinaryHeap` is a min-heap on score (ties: the later one is
+    /// smaller, so the earlier-found state is kept).
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .score
+            .total_cmp(&self.score)
+            .then(self.order.cmp(&other.order))
+    }
+}
+
+/// Everything the evolution uses but does not own.
+pub struct EvolutionContext<'a> {
+    /// Target parameters for the mutation rules.
+    pub hw: &'a HardwareParams,
+    /// The mutation rules.
+    pub rules: &'a MutationRegistry,
+    /// Which rule to apply.
+    pub policy: &'a mut dyn MutationPolicy,
+    /// Predicted scores (higher is better) of a batch of states.
+    pub score: &'a mut dyn FnMut(&[State]) -> Vec<f32>,
+    /// Keys of states measured already (never returned).
+    pub measured: &'a HashSet<String>,
+}
+
+/// Evolves `init` and returns up to `out_size` distinct, unmeasured states with the best
+/// predicted scores, best first.
+pub fn evolve(
+    init: Vec<State>,
+    out_size: usize,
+    params: &EvolutionParams,
+    ctx: &mut EvolutionContext,
+    rng: &mut TesselRng,
+) -> (Vec<(State, f32)>, EvolutionStats) {
+    let n_rules = ctx.rules.rules.len();
+    let infos: Vec<RuleInfo> = ctx
+        .rules
+        .rules
+        .iter()
+        .map(|r| RuleInfo {
+            name: r.name,
+            weight: r.weight,
+        })
+        .collect();
+    let mut stats = EvolutionStats {
+        mutations_tried: vec![0; n_rules],
+        mutations_valid: vec![0; n_rules],
+        mutations_improved: vec![0; n_rules],
+        scored: 0,
+    };
+    let mut heap: BinaryHeap<Scored> = BinaryHeap::new();
+    let mut in_heap: HashSet<String> = HashSet::new();
+    let mut order = 0usize;
+    let mut population = init;
+    // Mutants of the previous generation: (index in population, parent score, rule, parent).
+    let mut pending: Vec<(usize, f32, usize, State)> = Vec::new();
+    for generation in 0..=params.generations {
+        if population.is_empty() {
+            break;
+        }
+        let scores = (ctx.score)(&population);
+        stats.scored += population.len();
+        for (child, parent_score, rule, parent) in pending.drain(..) {
+            let outcome = if scores[child] > parent_score {
+                stats.mutations_improved[rule] += 1;
+                MutationOutcome::Improved
+            } else {
+                MutationOutcome::NoGain
+            };
+            ctx.policy.observe(&parent, rule, outcome);
+        }
+        for (state, &score) in population.iter().zip(&scores) {
+            let key = state_key(state);
+            if ctx.measured.contains(&key) || in_heap.contains(&key) {
+                continue;
+            }
+            if heap.len() < out_size {
+                in_heap.insert(key);
+                heap.push(Scored {
+                    score,
+                    order,
+                    state: state.clone(),
+                });
+                order += 1;
+            } else if heap.peek().is_some_and(|min| score > min.score) {
+                if let Some(old) = heap.pop() {
+                    in_heap.remove(&state_key(&old.state));
+                }
+                in_heap.insert(key);
+                heap.push(Scored {
+                    score,
+                    order,
+                    state: state.clone(),
+                });
+                order += 1;
+            }
+        }
+        if generation == params.generations {
+            break;
+        }
+        let weights: Vec<f64> = scores.iter().map(|&s| s.max(0.0) as f64).collect();
+        let mut next = Vec::with_capacity(params.population);
+        // Failed mutations are retried, but a population where no rule applies must end.
+        let mut attempts = 0usize;
+        while next.len() < params.population {
+            attempts += 1;
+            if attempts > params.population * 8 {
+                let p = tessel_mutation_model::sample_weighted(&weights, rng);
+                next.push(population[p].clone());
+                continue;
+            }
+            let p = tessel_mutation_model::sample_weighted(&weights, rng);
+            let parent = &population[p];
+            if rng.random_bool(params.mutation_prob) {
+                let rule = ctx.policy.choose(parent, &infos, rng).min(n_rules - 1);
+                stats.mutations_tried[rule] += 1;
+                match ctx.rules.rules[rule].apply(parent, ctx.hw, rng) {
+                    Some(child) => {
+                        stats.mutations_valid[rule] += 1;
+                        pending.push((next.len(), scores[p], rule, parent.clone()));
+                        next.push(child);
+                    }
+                    None => ctx.policy.observe(parent, rule, MutationOutcome::Invalid),
+                }
+            } else {
+                next.push(parent.clone());
+            }
+        }
+        population = next;
+    }
+    let mut best: Vec<(State, f32)> = heap.into_iter().map(|s| (s.state, s.score)).collect();
+    best.sort_by(|a, b| b.1.total_cmp(&a.1));
+    (best, stats)
+}
