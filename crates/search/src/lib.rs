@@ -1,4 +1,7 @@
-//! The search: Ansor's evolutionary search over complete schedules.
+//! The search: Ansor's evolutionary search over complete schedules, and the tuning loop.
+//!
+//! [`tuner::Tuner`] runs rounds of sampling, evolution, ε-greedy picking, measurement and
+//! cost-model retraining until a trial or time budget is spent.
 //!
 //! [`evolution::evolve`] takes an initial population (sampled from the sketches), scores it
 //! with a cost model, mutates parents chosen in proportion to their predicted scores through
@@ -27,3 +30,5 @@
 #![warn(missing_docs)]
 
 pub mod evolution;
+pub mod heuristic;
+pub mod tuner;

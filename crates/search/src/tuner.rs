@@ -1,0 +1,491 @@
+//! The tuning loop (ANSOR.md §1): rounds of sample → evolve → pick → measure → retrain,
+//! configured builder-style like egg's `Runner`, ending with a typed [`StopReason`] and one
+//! serializable [`RoundRecord`] per round.
+//!
+//! Measurement and the cost model are reached through two small traits, [`Measurer`] and
+//! [`Scorer`], so that the loop can be driven by the real harness and model, or by
+//! deterministic fakes in tests.
+
+use crate::evolution::{evolve, state_key, EvolutionContext, EvolutionParams, EvolutionStats};
+use crate::heuristic::heuristic_state;
+use rand::RngExt;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tessel_ir::rng::{seeded, TesselRng};
+use tessel_ir::{ComputeDag, State};
+use tessel_mutation_model::MutationPolicy;
+use tessel_rl_policy::SketchPolicy;
+use tessel_sketch::{sample_initial, HardwareParams, MutationRegistry, Sketch};
+
+/// The result of measuring one candidate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measurement {
+    /// Mean run time in seconds, or `None` when the candidate failed.
+    pub seconds: Option<f64>,
+    /// Error class and message of a failed candidate.
+    pub error: Option<String>,
+    /// Time spent compiling it (seconds).
+    pub compile_seconds: f64,
+}
+
+/// Measures candidates (and records them).
+pub trait Measurer {
+    /// Measures `states` of the tuned workload; one result per state, in order.
+    fn measure(&mut self, states: &[State]) -> Vec<Measurement>;
+}
+
+/// A cost model as the search sees it: scores of states, retrained on measurements.
+pub trait Scorer {
+    /// Predicted scores (higher = faster) of `states`.
+    fn predict(&mut self, states: &[State]) -> Vec<f32>;
+    /// Retrains on every measurement so far: states and their normalized throughputs
+    /// (`best_seconds / seconds`, 0 for failures).
+    fn update(&mut self, states: &[State], throughputs: &[f32]);
+}
+
+/// Why tuning stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The trial budget is used up.
+    TrialBudget,
+    /// The time budget is used up.
+    TimeBudget,
+    /// No improvement for the early-stopping number of trials.
+    EarlyStopping,
+    /// A round found nothing new to measure (the space is exhausted).
+    Exhausted,
+}
+
+/// Where a round's time went (seconds).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct TimeSplit {
+    /// Sampling the initial population.
+    pub sample: f64,
+    /// Evolution, cost-model prediction included.
+    pub evolution: f64,
+    /// Retraining the cost model.
+    pub train: f64,
+    /// Measuring (compile + run + verify + records).
+    pub measure: f64,
+}
+
+impl TimeSplit {
+    fn add(&mut self, o: &TimeSplit) {
+        self.sample += o.sample;
+        self.evolution += o.evolution;
+        self.train += o.train;
+        self.measure += o.measure;
+    }
+
+    /// Total seconds.
+    pub fn total(&self) -> f64 {
+        self.sample + self.evolution + self.train + self.measure
+    }
+}
+
+/// One round of tuning, as logged.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RoundRecord {
+    /// Round number, from 0.
+    pub round: usize,
+    /// Trials measured so far (all rounds).
+    pub trials: usize,
+    /// Candidates measured this round.
+    pub measured: usize,
+    /// Of those, how many failed.
+    pub failed: usize,
+    /// Best time so far (seconds), if any candidate succeeded.
+    pub best_seconds: Option<f64>,
+    /// Time split of this round.
+    pub time: TimeSplit,
+    /// Mutation statistics of this round's evolution.
+    pub evolution: EvolutionStats,
+}
+
+/// Parameters of a tuning run (Ansor's defaults, ANSOR.md §9).
+#[derive(Clone, Debug)]
+pub struct TuneParams {
+    /// Total measurement trials.
+    pub trials: usize,
+    /// Wall-clock budget.
+    pub time_budget: Option<Duration>,
+    /// Stop after this many trials without improvement.
+    pub early_stopping: Option<usize>,
+    /// Candidates measured per round (64).
+    pub measures_per_round: usize,
+    /// Share of each round given to random states (0.05).
+    pub eps_greedy: f64,
+    /// Share of the population taken from the best measured states (0.2).
+    pub use_measured_ratio: f64,
+    /// Evolution parameters.
+    pub evolution: EvolutionParams,
+    /// Seed of every random decision.
+    pub seed: u64,
+}
+
+impl Default for TuneParams {
+    fn default() -> TuneParams {
+        TuneParams {
+            trials: 1000,
+            time_budget: None,
+            early_stopping: None,
+            measures_per_round: 64,
+            eps_greedy: 0.05,
+            use_measured_ratio: 0.2,
+            evolution: EvolutionParams::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// What a tuning run found.
+#[derive(Clone, Debug)]
+pub struct TuneResult {
+    /// The fastest correct state measured (this run or a resumed one) and its time.
+    pub best: Option<(State, f64)>,
+    /// One record per round.
+    pub rounds: Vec<RoundRecord>,
+    /// Why it stopped.
+    pub stop_reason: StopReason,
+    /// Trials measured by this run.
+    pub trials: usize,
+    /// Of those, the valid ones.
+    pub valid: usize,
+    /// Time split over all rounds.
+    pub time: TimeSplit,
+}
+
+/// A measured state kept by the tuner.
+#[derive(Clone, Debug)]
+struct Measured {
+    state: State,
+    seconds: Option<f64>,
+}
+
+/// The tuner of one workload, configured builder-style.
+///
+/// ```no_run
+/// # use tessel_search::tuner::*;
+/// # fn demo(dag: std::sync::Arc<tessel_ir::ComputeDag>, m: &mut dyn Measurer, s: &mut dyn Scorer) {
+/// let hw = tessel_sketch::HardwareParams::detect();
+/// let sketches = tessel_sketch::generate_sketches(&dag, &hw).unwrap();
+/// let result = Tuner::new(dag, sketches, hw).trials(200).seed(7).run(m, s);
+/// println!("stopped: {:?}", result.stop_reason);
+/// # }
+/// ```
+pub struct Tuner {
+    dag: Arc<ComputeDag>,
+    sketches: Vec<Sketch>,
+    hw: HardwareParams,
+    rules: MutationRegistry,
+    params: TuneParams,
+    sketch_policy: Box<dyn SketchPolicy>,
+    mutation_policy: Box<dyn MutationPolicy>,
+    history: Vec<Measured>,
+    on_round: Option<Box<dyn FnMut(&RoundRecord)>>,
+}
+
+impl Tuner {
+    /// A tuner with Ansor's defaults: uniform sketch choice, fixed mutation weights.
+    pub fn new(dag: Arc<ComputeDag>, sketches: Vec<Sketch>, hw: HardwareParams) -> Tuner {
+        Tuner {
+            dag,
+            sketches,
+            hw,
+            rules: MutationRegistry::cpu(),
+            params: TuneParams::default(),
+            sketch_policy: Box::new(tessel_rl_policy::Uniform),
+            mutation_policy: Box::new(tessel_mutation_model::FixedWeights),
+            history: Vec::new(),
+            on_round: None,
+        }
+    }
+
+    /// Sets the trial budget.
+    pub fn trials(mut self, n: usize) -> Tuner {
+        self.params.trials = n;
+        self
+    }
+
+    /// Sets the wall-clock budget.
+    pub fn time_budget(mut self, budget: Option<Duration>) -> Tuner {
+        self.params.time_budget = budget;
+        self
+    }
+
+    /// Stops after `n` trials without improvement.
+    pub fn early_stopping(mut self, n: Option<usize>) -> Tuner {
+        self.params.early_stopping = n;
+        self
+    }
+
+    /// Sets the number of candidates measured per round.
+    pub fn measures_per_round(mut self, n: usize) -> Tuner {
+        self.params.measures_per_round = n.max(1);
+        self
+    }
+
+    /// Sets the seed.
+    pub fn seed(mut self, seed: u64) -> Tuner {
+        self.params.seed = seed;
+        self
+    }
+
+    /// Replaces all parameters.
+    pub fn params(mut self, params: TuneParams) -> Tuner {
+        self.params = params;
+        self
+    }
+
+    /// Replaces the sketch policy.
+    pub fn sketch_policy(mut self, p: Box<dyn SketchPolicy>) -> Tuner {
+        self.sketch_policy = p;
+        self
+    }
+
+    /// Replaces the mutation policy.
+    pub fn mutation_policy(mut self, p: Box<dyn MutationPolicy>) -> Tuner {
+        self.mutation_policy = p;
+        self
+    }
+
+    /// Calls `f` after every round (progress bars, logs).
+    pub fn on_round(mut self, f: impl FnMut(&RoundRecord) + 'static) -> Tuner {
+        self.on_round = Some(Box::new(f));
+        self
+    }
+
+    /// Adds earlier measurements (resume): they are never measured again, count for the
+    /// best, and train the cost model from the start.
+    pub fn resume_from(mut self, measured: Vec<(State, Option<f64>)>) -> Tuner {
+        self.history.extend(
+            measured
+                .into_iter()
+                .map(|(state, seconds)| Measured { state, seconds }),
+        );
+        self
+    }
+
+    fn best(&self) -> Option<(State, f64)> {
+        self.history
+            .iter()
+            .filter_map(|m| m.seconds.map(|s| (m, s)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(m, s)| (m.state.clone(), s))
+    }
+
+    fn train(&self, scorer: &mut dyn Scorer) {
+        if self.history.is_empty() {
+            return;
+        }
+        let best = self.best().map(|b| b.1);
+        let states: Vec<State> = self.history.iter().map(|m| m.state.clone()).collect();
+        let y: Vec<f32> = self
+            .history
+            .iter()
+            .map(|m| match (m.seconds, best) {
+                (Some(s), Some(b)) if s > 0.0 => (b / s) as f32,
+                _ => 0.0,
+            })
+            .collect();
+        scorer.update(&states, &y);
+    }
+
+    /// Samples the initial population: at least the evolution population, distinct.
+    fn sample_population(&mut self, rng: &mut TesselRng) -> Vec<State> {
+        let want = self.params.evolution.population;
+        let picks = self.sketch_policy.allocate(want, self.sketches.len(), rng);
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(want);
+        for sketch in picks {
+            let Some(sk) = self.sketches.get(sketch as usize) else {
+                continue;
+            };
+            if let Some(s) = sample_initial(sk, &self.hw, rng) {
+                if seen.insert(state_key(&s)) {
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs the search.
+    pub fn run(mut self, measurer: &mut dyn Measurer, scorer: &mut dyn Scorer) -> TuneResult {
+        let start = Instant::now();
+        let mut rng = seeded(self.params.seed);
+        let mut measured_keys: HashSet<String> =
+            self.history.iter().map(|m| state_key(&m.state)).collect();
+        self.train(scorer);
+        let mut rounds = Vec::new();
+        let mut total = TimeSplit::default();
+        let (mut trials, mut valid) = (0usize, 0usize);
+        let mut best_trial = 0usize;
+        let mut best_seconds = self.best().map(|b| b.1);
+        let mut empty_rounds = 0;
+        let stop_reason = loop {
+            if trials >= self.params.trials {
+                break StopReason::TrialBudget;
+            }
+            if self
+                .params
+                .time_budget
+                .is_some_and(|b| start.elapsed() >= b)
+            {
+                break StopReason::TimeBudget;
+            }
+            if self
+                .params
+                .early_stopping
+                .is_some_and(|n| trials - best_trial >= n)
+            {
+                break StopReason::EarlyStopping;
+            }
+            let mut time = TimeSplit::default();
+            let per_round = self
+                .params
+                .measures_per_round
+                .min(self.params.trials - trials);
+            // 1. Initial population, plus the best measured states.
+            let t = Instant::now();
+            let mut population = self.sample_population(&mut rng);
+            let n_random =
+                ((self.params.eps_greedy * self.params.measures_per_round as f64).floor() as usize)
+                    .min(per_round);
+            let random: Vec<State> = (0..3 * n_random)
+                .filter_map(|_| {
+                    (!population.is_empty())
+                        .then(|| population[rng.random_range(0..population.len())].clone())
+                })
+                .collect();
+            let mut by_speed: Vec<&Measured> = self
+                .history
+                .iter()
+                .filter(|m| m.seconds.is_some())
+                .collect();
+            by_speed.sort_by(|a, b| {
+                a.seconds
+                    .partial_cmp(&b.seconds)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+            let n_best =
+                (self.params.use_measured_ratio * self.params.evolution.population as f64) as usize;
+            population.extend(by_speed.iter().take(n_best).map(|m| m.state.clone()));
+            time.sample = t.elapsed().as_secs_f64();
+            // 2. Evolution.
+            let t = Instant::now();
+            let mut score = |states: &[State]| scorer.predict(states);
+            let mut ctx = EvolutionContext {
+                hw: &self.hw,
+                rules: &self.rules,
+                policy: self.mutation_policy.as_mut(),
+                score: &mut score,
+                measured: &measured_keys,
+            };
+            let (evolved, stats) = evolve(
+                population,
+                2 * self.params.measures_per_round,
+                &self.params.evolution,
+                &mut ctx,
+                &mut rng,
+            );
+            time.evolution = t.elapsed().as_secs_f64();
+            // 3. Pick: the heuristic schedule first (round 0), then the best predicted,
+            //    then random states (ε-greedy); never a state measured before.
+            let mut picks: Vec<State> = Vec::with_capacity(per_round);
+            let take = |s: State, picks: &mut Vec<State>, keys: &mut HashSet<String>| {
+                if picks.len() < per_round && keys.insert(state_key(&s)) {
+                    picks.push(s);
+                }
+            };
+            if rounds.is_empty() {
+                if let Some(h) = heuristic_state(&self.dag, &self.hw) {
+                    take(h, &mut picks, &mut measured_keys);
+                }
+            }
+            let n_good = per_round.saturating_sub(n_random);
+            let mut evolved = evolved.into_iter().map(|(s, _)| s);
+            for s in evolved.by_ref() {
+                if picks.len() >= n_good {
+                    break;
+                }
+                take(s, &mut picks, &mut measured_keys);
+            }
+            for s in random.into_iter().chain(evolved) {
+                take(s, &mut picks, &mut measured_keys);
+            }
+            if picks.is_empty() {
+                empty_rounds += 1;
+                if empty_rounds > 1 {
+                    break StopReason::Exhausted;
+                }
+                continue;
+            }
+            // 4. Measure.
+            let t = Instant::now();
+            let results = measurer.measure(&picks);
+            time.measure = t.elapsed().as_secs_f64();
+            let n_measured = picks.len();
+            let mut failed = 0;
+            let mut round_best: Vec<Option<f64>> = vec![None; self.sketches.len()];
+            for (state, m) in picks.into_iter().zip(results) {
+                trials += 1;
+                match m.seconds {
+                    Some(s) => {
+                        valid += 1;
+                        if best_seconds.is_none_or(|b| s < b) {
+                            best_seconds = Some(s);
+                            best_trial = trials;
+                        }
+                        if let Some(slot) = state
+                            .sketch_id()
+                            .and_then(|id| round_best.get_mut(id as usize))
+                        {
+                            *slot = Some(slot.map_or(s, |b: f64| b.min(s)));
+                        }
+                    }
+                    None => failed += 1,
+                }
+                self.history.push(Measured {
+                    state,
+                    seconds: m.seconds,
+                });
+            }
+            // 5. Reward the sketch policy, retrain the model.
+            if let Some(best) = best_seconds {
+                for (sketch, b) in round_best.iter().enumerate() {
+                    let reward = b.map_or(0.0, |b| best / b);
+                    self.sketch_policy.reward(sketch as u32, reward);
+                }
+            }
+            let t = Instant::now();
+            self.train(scorer);
+            time.train = t.elapsed().as_secs_f64();
+            total.add(&time);
+            let record = RoundRecord {
+                round: rounds.len(),
+                trials,
+                measured: n_measured,
+                failed,
+                best_seconds,
+                time,
+                evolution: stats,
+            };
+            if let Some(f) = self.on_round.as_mut() {
+                f(&record);
+            }
+            rounds.push(record);
+        };
+        TuneResult {
+            best: self.best(),
+            rounds,
+            stop_reason,
+            trials,
+            valid,
+            time: total,
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The tuning loop with a deterministic fake runner and model.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use tessel_ir::dag::fnv1a;
+use tessel_ir::State;
+use tessel_search::evolution::{state_key, EvolutionParams};
+use tessel_search::heuristic::heuristic_state;
+use tessel_search::tuner::*;
+use tessel_sketch::{generate_sketches, HardwareParams};
+
+/// Times are a fixed function of the step log; every 7th distinct candidate "fails".
+#[derive(Default)]
+struct FakeMeasurer {
+    seen: HashSet<String>,
+    order: Vec<String>,
+    duplicates: usize,
+}
+
+fn fake_seconds(key: &str) -> f64 {
+    1e-3 * (1.0 + (fnv1a(key.as_bytes()) % 1000) as f64 / 100.0)
+}
+
+impl Measurer for FakeMeasurer {
+    fn measure(&mut self, states: &[State]) -> Vec<Measurement> {
+        states
+            .iter()
+            .map(|s| {
+                let key = state_key(s);
+                if !self.seen.insert(key.clone()) {
+                    self.duplicates += 1;
+                }
+                self.order.push(key.clone());
+                let fails = fnv1a(key.as_bytes()) % 7 == 0;
+                Measurement {
+                    seconds: (!fails).then(|| fake_seconds(&key)),
+                    error: fails.then(|| "runtime crash: fake".to_string()),
+                    compile_seconds: 0.0,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Scores are a fixed function of the step log; counts retraining calls.
+#[derive(Default)]
+struct FakeScorer {
+    updates: Vec<usize>,
+}
+
+impl Scorer for FakeScorer {
+    fn predict(&mut self, states: &[State]) -> Vec<f32> {
+        states
+            .iter()
+            .map(|s| (fnv1a(state_key(s).as_bytes()) % 1000) as f32 / 1000.0)
+            .collect()
+    }
+    fn update(&mut self, states: &[State], throughputs: &[f32]) {
+        assert_eq!(states.len(), throughputs.len());
+        assert!(throughputs.iter().all(|t| (0.0..=1.0).contains(t)));
+        self.updates.push(states.len());
+    }
+}
+
+fn tuner(seed: u64) -> Tuner {
+    let dag = Arc::new(
+        tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=64")
+            .expect("spec")
+            .dag,
+    );
+    let hw = HardwareParams::with_cores(2);
+    let sketches = generate_sketches(&dag, &hw).expect("sketches");
+    let params = TuneParams {
+        trials: 96,
+        measures_per_round: 32,
+        evolution: EvolutionParams {
+            population: 128,
+            ..EvolutionParams::default()
+        },
+        seed,
+        ..TuneParams::default()
+    };
+    Tuner::new(dag, sketches, hw).params(params)
+}
+
+#[test]
+fn same_seed_and_same_times_choose_the_same_candidates() {
+    let (mut m1, mut m2) = (FakeMeasurer::default(), FakeMeasurer::default());
+    let r1 = tuner(3).run(&mut m1, &mut FakeScorer::default());
+    let r2 = tuner(3).run(&mut m2, &mut FakeScorer::default());
+    assert_eq!(m1.order, m2.order);
+    assert_eq!(r1.trials, 96);
+    assert_eq!(r1.stop_reason, StopReason::TrialBudget);
+    assert_eq!(r1.rounds.len(), 3);
+    assert_eq!(m1.duplicates, 0, "a state is never measured twice");
+    let best = r1.best.expect("some candidate succeeded");
+    let fastest = m1
+        .order
+        .iter()
+        .filter(|k| fnv1a(k.as_bytes()) % 7 != 0)
+        .map(|k| fake_seconds(k))
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(best.1, fastest, "the best is the fastest measured");
+    assert!(r1.valid < r1.trials, "failures are counted");
+}
+
+#[test]
+fn the_heuristic_schedule_is_measured_in_the_first_round() {
+    let dag = Arc::new(
+        tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=64")
+            .expect("spec")
+            .dag,
+    );
+    let h = heuristic_state(&dag, &HardwareParams::with_cores(2)).expect("heuristic lowers");
+    let mut m = FakeMeasurer::default();
+    tuner(1).run(&mut m, &mut FakeScorer::default());
+    assert_eq!(m.order[0], state_key(&h));
+}
+
+#[test]
+fn resuming_never_remeasures_and_keeps_the_best() {
+    let mut first = FakeMeasurer::default();
+    let r1 = tuner(5)
+        .trials(64)
+        .run(&mut first, &mut FakeScorer::default());
+    let best1 = r1.best.clone().expect("best");
+    // Rebuild what a records file would give back: replayed states and their times.
+    let dag = Arc::new(
+        tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=64")
+            .expect("spec")
+            .dag,
+    );
+    let previous: Vec<(State, Option<f64>)> = first
+        .order
+        .iter()
+        .map(|k| {
+            let s = State::from_steps_json(dag.clone(), k).expect("replays");
+            let fails = fnv1a(k.as_bytes()) % 7 == 0;
+            (s, (!fails).then(|| fake_seconds(k)))
+        })
+        .collect();
+    let mut second = FakeMeasurer::default();
+    let mut scorer = FakeScorer::default();
+    let r2 = tuner(6)
+        .trials(64)
+        .resume_from(previous)
+        .run(&mut second, &mut scorer);
+    assert!(
+        second.order.iter().all(|k| !first.seen.contains(k)),
+        "nothing measured again"
+    );
+    assert_eq!(
+        scorer.updates[0], 64,
+        "the model trains on the earlier records first"
+    );
+    let best2 = r2.best.expect("best").1;
+    assert!(best2 <= best1.1);
+}
