@@ -158,6 +158,9 @@ pub struct TuneResult {
     pub time: TimeSplit,
 }
 
+/// A callback run after every round.
+pub type RoundHook = Box<dyn FnMut(&RoundRecord)>;
+
 /// A measured state kept by the tuner.
 #[derive(Clone, Debug)]
 struct Measured {
@@ -185,7 +188,7 @@ pub struct Tuner {
     sketch_policy: Box<dyn SketchPolicy>,
     mutation_policy: Box<dyn MutationPolicy>,
     history: Vec<Measured>,
-    on_round: Option<Box<dyn FnMut(&RoundRecord)>>,
+    on_round: Option<RoundHook>,
 }
 
 impl Tuner {
@@ -355,12 +358,13 @@ impl Tuner {
             let n_random =
                 ((self.params.eps_greedy * self.params.measures_per_round as f64).floor() as usize)
                     .min(per_round);
-            let random: Vec<State> = (0..3 * n_random)
-                .filter_map(|_| {
-                    (!population.is_empty())
-                        .then(|| population[rng.random_range(0..population.len())].clone())
-                })
-                .collect();
+            let random: Vec<State> = if population.is_empty() {
+                Vec::new()
+            } else {
+                (0..3 * n_random)
+                    .map(|_| population[rng.random_range(0..population.len())].clone())
+                    .collect()
+            };
             let mut by_speed: Vec<&Measured> = self
                 .history
                 .iter()

@@ -31,7 +31,7 @@ impl Measurer for FakeMeasurer {
                     self.duplicates += 1;
                 }
                 self.order.push(key.clone());
-                let fails = fnv1a(key.as_bytes()) % 7 == 0;
+                let fails = fnv1a(key.as_bytes()).is_multiple_of(7);
                 Measurement {
                     seconds: (!fails).then(|| fake_seconds(&key)),
                     error: fails.then(|| "runtime crash: fake".to_string()),
@@ -87,7 +87,7 @@ fn tuner(seed: u64) -> Tuner {
 fn same_seed_and_same_times_choose_the_same_candidates() {
     let (mut m1, mut m2) = (FakeMeasurer::default(), FakeMeasurer::default());
     let r1 = tuner(3).run(&mut m1, &mut FakeScorer::default());
-    let r2 = tuner(3).run(&mut m2, &mut FakeScorer::default());
+    tuner(3).run(&mut m2, &mut FakeScorer::default());
     assert_eq!(m1.order, m2.order);
     assert_eq!(r1.trials, 96);
     assert_eq!(r1.stop_reason, StopReason::TrialBudget);
@@ -97,7 +97,7 @@ fn same_seed_and_same_times_choose_the_same_candidates() {
     let fastest = m1
         .order
         .iter()
-        .filter(|k| fnv1a(k.as_bytes()) % 7 != 0)
+        .filter(|k| !fnv1a(k.as_bytes()).is_multiple_of(7))
         .map(|k| fake_seconds(k))
         .fold(f64::INFINITY, f64::min);
     assert_eq!(best.1, fastest, "the best is the fastest measured");
@@ -135,7 +135,7 @@ fn resuming_never_remeasures_and_keeps_the_best() {
         .iter()
         .map(|k| {
             let s = State::from_steps_json(dag.clone(), k).expect("replays");
-            let fails = fnv1a(k.as_bytes()) % 7 == 0;
+            let fails = fnv1a(k.as_bytes()).is_multiple_of(7);
             (s, (!fails).then(|| fake_seconds(k)))
         })
         .collect();
