@@ -434,9 +434,17 @@ impl Tuner {
             time.measure = t.elapsed().as_secs_f64();
             let n_measured = picks.len();
             let mut failed = 0;
+            // Per sketch: did it have a measured program this round, and its best time.
+            let mut had_program = vec![false; self.sketches.len()];
             let mut round_best: Vec<Option<f64>> = vec![None; self.sketches.len()];
             for (state, m) in picks.into_iter().zip(results) {
                 trials += 1;
+                if let Some(slot) = state
+                    .sketch_id()
+                    .and_then(|id| had_program.get_mut(id as usize))
+                {
+                    *slot = true;
+                }
                 match m.seconds {
                     Some(s) => {
                         valid += 1;
@@ -458,10 +466,14 @@ impl Tuner {
                     seconds: m.seconds,
                 });
             }
-            // 5. Reward the sketch policy, retrain the model.
-            if let Some(best) = best_seconds {
-                for (sketch, b) in round_best.iter().enumerate() {
-                    let reward = b.map_or(0.0, |b| best / b);
+            // 5. Reward the sketch policy (each sketch that had a program measured: its best
+            //    normalized throughput, 0 if they all failed), retrain the model.
+            for (sketch, b) in round_best.iter().enumerate() {
+                if had_program[sketch] {
+                    let reward = match (b, best_seconds) {
+                        (Some(b), Some(best)) => (best / b).clamp(0.0, 1.0),
+                        _ => 0.0,
+                    };
                     self.sketch_policy.reward(sketch as u32, reward);
                 }
             }
