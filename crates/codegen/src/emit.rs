@@ -580,7 +580,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         };
         if self.nest.buffer(buf).scope == BufferScope::Input {
             let f = f.with_readonly();
-            if movable {
+            if movable && std::env::var_os("TESSEL_NO_MOVE").is_none() {
                 f.with_can_move()
             } else {
                 f
