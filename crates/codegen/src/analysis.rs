@@ -307,7 +307,7 @@ impl Analysis {
         };
         let b = nest.buffer(*buf);
         let len = b.len();
-        if b.scope != BufferScope::Local || len < 1 || len > MAX_PROMOTED {
+        if b.scope != BufferScope::Local || !(1..=MAX_PROMOTED).contains(&len) {
             return None;
         }
         let mut ok = true;

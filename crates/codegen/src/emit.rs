@@ -580,7 +580,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         };
         if self.nest.buffer(buf).scope == BufferScope::Input {
             let f = f.with_readonly();
-            if movable && std::env::var_os("TESSEL_NO_MOVE").is_none() {
+            if movable {
                 f.with_can_move()
             } else {
                 f
@@ -594,7 +594,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         if self.promoted.contains_key(&buf) {
             return self.read_promoted(buf, index);
         }
-        if self.nest.buffer(buf).len() < 1 {
+        if self.nest.buffer(buf).is_empty() {
             return Ok(self.b.ins().f32const(0.0));
         }
         let (p, off, movable) = self.addr(buf, index, 1)?;
@@ -606,7 +606,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         if self.promoted.contains_key(&buf) {
             return self.write_promoted(buf, index, v);
         }
-        if self.nest.buffer(buf).len() < 1 {
+        if self.nest.buffer(buf).is_empty() {
             return Ok(());
         }
         let (p, off, _) = self.addr(buf, index, 1)?;

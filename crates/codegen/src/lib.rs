@@ -166,19 +166,13 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         runtime::tessel_parallel_for as *const u8,
     );
     let mut module = JITModule::new(jb);
-    let declared = (|| {
-        let exp_sig = emit::exp_signature(&module);
-        let par_sig = emit::par_signature(&module);
-        let exp_fn = module.declare_function("tessel_expf", Linkage::Import, &exp_sig)?;
-        let par_fn = module.declare_function("tessel_parallel_for", Linkage::Import, &par_sig)?;
-        Ok::<_, cranelift_module::ModuleError>((exp_fn, par_fn))
-    })();
+    let declared = declare_imports(&mut module);
     let (exp_fn, par_fn) = match declared {
         Ok(x) => x,
         Err(e) => {
             // SAFETY: nothing from this module has been run or handed out.
             unsafe { module.free_memory() };
-            return Err(CodegenError::Cranelift(format!("{e:?}")));
+            return Err(e);
         }
     };
     let mut c = emit::Compiler {
@@ -237,6 +231,22 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         disasm: c.disasm,
         _order: order,
     })
+}
+
+/// Declares the runtime functions JIT code imports: `tessel_expf`, `tessel_parallel_for`.
+fn declare_imports(
+    module: &mut JITModule,
+) -> Result<(cranelift_module::FuncId, cranelift_module::FuncId), CodegenError> {
+    let err = |e: cranelift_module::ModuleError| CodegenError::Cranelift(format!("{e:?}"));
+    let exp_sig = emit::exp_signature(module);
+    let par_sig = emit::par_signature(module);
+    let exp_fn = module
+        .declare_function("tessel_expf", Linkage::Import, &exp_sig)
+        .map_err(err)?;
+    let par_fn = module
+        .declare_function("tessel_parallel_for", Linkage::Import, &par_sig)
+        .map_err(err)?;
+    Ok((exp_fn, par_fn))
 }
 
 /// The compiled entry point: `(buffer pointers, runtime)`.
