@@ -577,3 +577,86 @@ fn invalid_nests_are_errors() {
         Err(CodegenError::InvalidNest(_))
     ));
 }
+
+/// A guard on an outer variable inside a vectorized loop (split of 10 rows into 3 × 4), and
+/// a local tile of 2 × 6 accessed by vector lanes at unaligned offsets (6 is not a multiple
+/// of 4) with a scalar tail.
+#[test]
+fn guard_inside_vector_loop_and_unaligned_local_tile() {
+    let (rows, e) = (10i64, 6i64);
+    let mut b = NestBuilder::new("guarded_tile");
+    let x = b.input("x", &[rows, e]);
+    let out = b.output("out", &[rows, e]);
+    let tile = b.local("t", &[2, e]);
+    b.for_("i.0", 3, Serial, |b, i0| {
+        b.for_("i.1", 4, Unrolled, |b, i1| {
+            let i = b.idx(i0, 4, i1);
+            b.alloc(tile, |b| {
+                for pass in 0..2 {
+                    b.for_(&format!("h{pass}"), 2, Unrolled, |b, h| {
+                        b.for_(&format!("j{pass}"), e, Vectorized, |b, j| {
+                            let ti = b.idx(h, e, j);
+                            let v = if pass == 0 {
+                                let hf = b.un(UnOp::ToFloat, h);
+                                let one = b.float(1.0);
+                                b.add(hf, one)
+                            } else {
+                                let t = b.load(tile, ti);
+                                let two = b.float(2.0);
+                                b.mul(t, two)
+                            };
+                            b.store(tile, ti, v);
+                        });
+                    });
+                }
+                b.for_("j", e, Vectorized, |b, j| {
+                    let ten = b.int(10);
+                    let c = b.lt(i, ten);
+                    b.if_(c, |b| {
+                        let xi = b.idx(i, e, j);
+                        let zero = b.int(0);
+                        let t0 = b.idx(zero, e, j);
+                        let one = b.int(1);
+                        let t1 = b.idx(one, e, j);
+                        let (xv, a, c2) = (b.load(x, xi), b.load(tile, t0), b.load(tile, t1));
+                        let p = b.mul(xv, a);
+                        let v = b.add(p, c2);
+                        b.store(out, xi, v);
+                    });
+                });
+            });
+        });
+    });
+    let ker = build(&b.finish(), 1);
+    let xv = data((rows * e) as usize, 15);
+    let mut got = vec![0.0; xv.len()];
+    ker.run(&[&xv], &mut [&mut got]).unwrap();
+    // tile row 0 = 2, row 1 = 4 → out = x*2 + 4
+    let want: Vec<f32> = xv.iter().map(|v| v * 2.0 + 4.0).collect();
+    assert_close(&got, &want);
+    let ir = ker.ir_text().unwrap();
+    assert!(!ir.contains("stack_addr"), "tile should be promoted:\n{ir}");
+    assert!(!ir.contains("umin"), "guard should prove bounds:\n{ir}");
+}
+
+/// A reduction into a scalar inside a vectorized loop (stride 0 store) stays sequential.
+#[test]
+fn reduction_in_vectorized_loop() {
+    let e = 9i64;
+    let mut b = NestBuilder::new("sum");
+    let x = b.input("x", &[e]);
+    let out = b.output("out", &[1]);
+    let zero = b.int(0);
+    let z = b.float(0.0);
+    b.store(out, zero, z);
+    b.for_("j", e, Vectorized, |b, j| {
+        let (o, xv) = (b.load(out, zero), b.load(x, j));
+        let v = b.add(o, xv);
+        b.store(out, zero, v);
+    });
+    let ker = build(&b.finish(), 1);
+    let xv = data(e as usize, 16);
+    let mut got = vec![0.0; 1];
+    ker.run(&[&xv], &mut [&mut got]).unwrap();
+    assert_close(&got, &[xv.iter().sum()]);
+}
