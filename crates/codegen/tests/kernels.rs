@@ -681,3 +681,10 @@ fn concurrent_kernels_share_the_pool() {
         }
     });
 }
+
+#[test]
+fn kernels_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Kernel>();
+    assert_send::<CodegenError>();
+}
