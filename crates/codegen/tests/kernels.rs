@@ -518,6 +518,8 @@ fn wrong_buffers_are_errors() {
         b.store(y, i, v);
     });
     let ker = build(&b.finish(), 1);
+    assert_eq!(ker.inputs(), [("x", 4)]);
+    assert_eq!(ker.outputs(), [("y", 4)]);
     let xv = [1.0f32; 4];
     let mut yv = [0.0f32; 4];
     let mut short = [0.0f32; 3];
