@@ -316,192 +316,259 @@ impl Tuner {
         out
     }
 
-    /// Runs the search.
-    pub fn run(mut self, measurer: &mut dyn Measurer, scorer: &mut dyn Scorer) -> TuneResult {
-        let start = Instant::now();
-        let mut rng = seeded(self.params.seed);
-        let mut measured_keys: HashSet<String> =
+    /// Starts a session that tunes round by round (the task scheduler of a network
+    /// interleaves several sessions); earlier measurements train `scorer` first.
+    pub fn start(self, scorer: &mut dyn Scorer) -> TuneSession {
+        let measured_keys: HashSet<String> =
             self.history.iter().map(|m| state_key(&m.state)).collect();
         self.train(scorer);
-        let mut rounds = Vec::new();
-        let mut total = TimeSplit::default();
-        let (mut trials, mut valid) = (0usize, 0usize);
-        let mut best_trial = 0usize;
-        let mut best_seconds = self.best().map(|b| b.1);
-        let mut empty_rounds = 0;
-        let stop_reason = loop {
-            if trials >= self.params.trials {
-                break StopReason::TrialBudget;
-            }
-            if self
-                .params
-                .time_budget
-                .is_some_and(|b| start.elapsed() >= b)
-            {
-                break StopReason::TimeBudget;
-            }
-            if self
-                .params
-                .early_stopping
-                .is_some_and(|n| trials - best_trial >= n)
-            {
-                break StopReason::EarlyStopping;
-            }
-            let mut time = TimeSplit::default();
-            let per_round = self
-                .params
-                .measures_per_round
-                .min(self.params.trials - trials);
-            // 1. Initial population, plus the best measured states.
-            let t = Instant::now();
-            let mut population = self.sample_population(&mut rng);
-            let n_random =
-                ((self.params.eps_greedy * self.params.measures_per_round as f64).floor() as usize)
-                    .min(per_round);
-            let random: Vec<State> = if population.is_empty() {
-                Vec::new()
-            } else {
-                (0..3 * n_random)
-                    .map(|_| population[rng.random_range(0..population.len())].clone())
-                    .collect()
-            };
-            let mut by_speed: Vec<&Measured> = self
-                .history
-                .iter()
-                .filter(|m| m.seconds.is_some())
-                .collect();
-            by_speed.sort_by(|a, b| {
-                a.seconds
-                    .partial_cmp(&b.seconds)
-                    .unwrap_or(std::cmp::Ordering::Equal)
-            });
-            let n_best =
-                (self.params.use_measured_ratio * self.params.evolution.population as f64) as usize;
-            population.extend(by_speed.iter().take(n_best).map(|m| m.state.clone()));
-            time.sample = t.elapsed().as_secs_f64();
-            // 2. Evolution.
-            let t = Instant::now();
-            let mut score = |states: &[State]| scorer.predict(states);
-            let mut ctx = EvolutionContext {
-                hw: &self.hw,
-                rules: &self.rules,
-                policy: self.mutation_policy.as_mut(),
-                score: &mut score,
-                measured: &measured_keys,
-            };
-            let (evolved, stats) = evolve(
-                population,
-                2 * self.params.measures_per_round,
-                &self.params.evolution,
-                &mut ctx,
-                &mut rng,
-            );
-            time.evolution = t.elapsed().as_secs_f64();
-            // 3. Pick: the heuristic schedule first (round 0), then the best predicted,
-            //    then random states (ε-greedy); never a state measured before.
-            let mut picks: Vec<State> = Vec::with_capacity(per_round);
-            let take = |s: State, picks: &mut Vec<State>, keys: &mut HashSet<String>| {
-                if picks.len() < per_round && keys.insert(state_key(&s)) {
-                    picks.push(s);
-                }
-            };
-            if rounds.is_empty() {
-                if let Some(h) = heuristic_state(&self.dag, &self.hw) {
-                    take(h, &mut picks, &mut measured_keys);
-                }
-            }
-            let n_good = per_round.saturating_sub(n_random);
-            let mut evolved = evolved.into_iter().map(|(s, _)| s);
-            for s in evolved.by_ref() {
-                if picks.len() >= n_good {
-                    break;
-                }
-                take(s, &mut picks, &mut measured_keys);
-            }
-            for s in random.into_iter().chain(evolved) {
-                take(s, &mut picks, &mut measured_keys);
-            }
-            if picks.is_empty() {
-                empty_rounds += 1;
-                if empty_rounds > 1 {
-                    break StopReason::Exhausted;
-                }
-                continue;
-            }
-            // 4. Measure.
-            let t = Instant::now();
-            let results = measurer.measure(&picks);
-            time.measure = t.elapsed().as_secs_f64();
-            let n_measured = picks.len();
-            let mut failed = 0;
-            // Per sketch: did it have a measured program this round, and its best time.
-            let mut had_program = vec![false; self.sketches.len()];
-            let mut round_best: Vec<Option<f64>> = vec![None; self.sketches.len()];
-            for (state, m) in picks.into_iter().zip(results) {
-                trials += 1;
-                if let Some(slot) = state
-                    .sketch_id()
-                    .and_then(|id| had_program.get_mut(id as usize))
-                {
-                    *slot = true;
-                }
-                match m.seconds {
-                    Some(s) => {
-                        valid += 1;
-                        if best_seconds.is_none_or(|b| s < b) {
-                            best_seconds = Some(s);
-                            best_trial = trials;
-                        }
-                        if let Some(slot) = state
-                            .sketch_id()
-                            .and_then(|id| round_best.get_mut(id as usize))
-                        {
-                            *slot = Some(slot.map_or(s, |b: f64| b.min(s)));
-                        }
-                    }
-                    None => failed += 1,
-                }
-                self.history.push(Measured {
-                    state,
-                    seconds: m.seconds,
-                });
-            }
-            // 5. Reward the sketch policy (each sketch that had a program measured: its best
-            //    normalized throughput, 0 if they all failed), retrain the model.
-            for (sketch, b) in round_best.iter().enumerate() {
-                if had_program[sketch] {
-                    let reward = match (b, best_seconds) {
-                        (Some(b), Some(best)) => (best / b).clamp(0.0, 1.0),
-                        _ => 0.0,
-                    };
-                    self.sketch_policy.reward(sketch as u32, reward);
-                }
-            }
-            let t = Instant::now();
-            self.train(scorer);
-            time.train = t.elapsed().as_secs_f64();
-            total.add(&time);
-            let record = RoundRecord {
-                round: rounds.len(),
-                trials,
-                measured: n_measured,
-                failed,
-                best_seconds,
-                time,
-                evolution: stats,
-            };
-            if let Some(f) = self.on_round.as_mut() {
-                f(&record);
-            }
-            rounds.push(record);
-        };
-        TuneResult {
-            best: self.best(),
-            rounds,
-            stop_reason,
-            trials,
-            valid,
-            time: total,
+        let best_seconds = self.best().map(|b| b.1);
+        TuneSession {
+            rng: seeded(self.params.seed),
+            tuner: self,
+            measured_keys,
+            rounds: Vec::new(),
+            total: TimeSplit::default(),
+            trials: 0,
+            valid: 0,
+            best_trial: 0,
+            best_seconds,
+            empty_rounds: 0,
+            start: Instant::now(),
         }
+    }
+
+    /// Runs the search until a budget is spent.
+    pub fn run(self, measurer: &mut dyn Measurer, scorer: &mut dyn Scorer) -> TuneResult {
+        let mut session = self.start(scorer);
+        let reason = loop {
+            if let Some(reason) = session.stop_reason() {
+                break reason;
+            }
+            let per_round = session.tuner.params.measures_per_round;
+            session.round(measurer, scorer, per_round);
+        };
+        session.finish(reason)
+    }
+}
+
+/// A tuning run in progress: one [`round`](TuneSession::round) at a time.
+pub struct TuneSession {
+    tuner: Tuner,
+    rng: TesselRng,
+    measured_keys: HashSet<String>,
+    rounds: Vec<RoundRecord>,
+    total: TimeSplit,
+    trials: usize,
+    valid: usize,
+    best_trial: usize,
+    best_seconds: Option<f64>,
+    empty_rounds: usize,
+    start: Instant,
+}
+
+impl TuneSession {
+    /// Trials measured by this session.
+    pub fn trials(&self) -> usize {
+        self.trials
+    }
+
+    /// The best time so far (this session or resumed records), in seconds.
+    pub fn best_seconds(&self) -> Option<f64> {
+        self.best_seconds
+    }
+
+    /// The fastest correct state so far and its time.
+    pub fn best(&self) -> Option<(State, f64)> {
+        self.tuner.best()
+    }
+
+    /// The records of the rounds so far.
+    pub fn rounds(&self) -> &[RoundRecord] {
+        &self.rounds
+    }
+
+    /// Why the session should stop now, if it should.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        let p = &self.tuner.params;
+        if self.trials >= p.trials {
+            Some(StopReason::TrialBudget)
+        } else if p.time_budget.is_some_and(|b| self.start.elapsed() >= b) {
+            Some(StopReason::TimeBudget)
+        } else if p
+            .early_stopping
+            .is_some_and(|n| self.trials - self.best_trial >= n)
+        {
+            Some(StopReason::EarlyStopping)
+        } else if self.empty_rounds > 1 {
+            Some(StopReason::Exhausted)
+        } else {
+            None
+        }
+    }
+
+    /// Ends the session.
+    pub fn finish(self, stop_reason: StopReason) -> TuneResult {
+        TuneResult {
+            best: self.tuner.best(),
+            rounds: self.rounds,
+            stop_reason,
+            trials: self.trials,
+            valid: self.valid,
+            time: self.total,
+        }
+    }
+
+    /// One round: sample, evolve, pick at most `max_measures` new candidates (and never more
+    /// than the trial budget left), measure them, reward the sketch policy, retrain the
+    /// model. Returns the round's record, or `None` if there was nothing new to measure.
+    pub fn round(
+        &mut self,
+        measurer: &mut dyn Measurer,
+        scorer: &mut dyn Scorer,
+        max_measures: usize,
+    ) -> Option<&RoundRecord> {
+        let tuner = &mut self.tuner;
+        let rng = &mut self.rng;
+        let measured_keys = &mut self.measured_keys;
+        let mut time = TimeSplit::default();
+        let per_round = max_measures
+            .min(tuner.params.trials.saturating_sub(self.trials))
+            .max(1);
+        // 1. Initial population, plus the best measured states.
+        let t = Instant::now();
+        let mut population = tuner.sample_population(rng);
+        let n_random =
+            ((tuner.params.eps_greedy * per_round as f64).floor() as usize).min(per_round);
+        let random: Vec<State> = if population.is_empty() {
+            Vec::new()
+        } else {
+            (0..3 * n_random)
+                .map(|_| population[rng.random_range(0..population.len())].clone())
+                .collect()
+        };
+        let mut by_speed: Vec<&Measured> = tuner
+            .history
+            .iter()
+            .filter(|m| m.seconds.is_some())
+            .collect();
+        by_speed.sort_by(|a, b| {
+            a.seconds
+                .partial_cmp(&b.seconds)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let n_best =
+            (tuner.params.use_measured_ratio * tuner.params.evolution.population as f64) as usize;
+        population.extend(by_speed.iter().take(n_best).map(|m| m.state.clone()));
+        time.sample = t.elapsed().as_secs_f64();
+        // 2. Evolution.
+        let t = Instant::now();
+        let mut score = |states: &[State]| scorer.predict(states);
+        let mut ctx = EvolutionContext {
+            hw: &tuner.hw,
+            rules: &tuner.rules,
+            policy: tuner.mutation_policy.as_mut(),
+            score: &mut score,
+            measured: measured_keys,
+        };
+        let (evolved, stats) = evolve(
+            population,
+            2 * per_round,
+            &tuner.params.evolution,
+            &mut ctx,
+            rng,
+        );
+        time.evolution = t.elapsed().as_secs_f64();
+        // 3. Pick: the heuristic schedule first (first round), then the best predicted,
+        //    then random states (ε-greedy); never a state measured before.
+        let mut picks: Vec<State> = Vec::with_capacity(per_round);
+        let take = |s: State, picks: &mut Vec<State>, keys: &mut HashSet<String>| {
+            if picks.len() < per_round && keys.insert(state_key(&s)) {
+                picks.push(s);
+            }
+        };
+        if self.rounds.is_empty() {
+            if let Some(h) = heuristic_state(&tuner.dag, &tuner.hw) {
+                take(h, &mut picks, measured_keys);
+            }
+        }
+        let n_good = per_round.saturating_sub(n_random);
+        let mut evolved = evolved.into_iter().map(|(s, _)| s);
+        for s in evolved.by_ref() {
+            if picks.len() >= n_good {
+                break;
+            }
+            take(s, &mut picks, measured_keys);
+        }
+        for s in random.into_iter().chain(evolved) {
+            take(s, &mut picks, measured_keys);
+        }
+        if picks.is_empty() {
+            self.empty_rounds += 1;
+            return None;
+        }
+        self.empty_rounds = 0;
+        // 4. Measure.
+        let t = Instant::now();
+        let results = measurer.measure(&picks);
+        time.measure = t.elapsed().as_secs_f64();
+        let n_measured = picks.len();
+        let mut failed = 0;
+        // Per sketch: did it have a measured program this round, and its best time.
+        let mut had_program = vec![false; tuner.sketches.len()];
+        let mut round_best: Vec<Option<f64>> = vec![None; tuner.sketches.len()];
+        for (state, m) in picks.into_iter().zip(results) {
+            self.trials += 1;
+            let sketch = state.sketch_id().map(|id| id as usize);
+            if let Some(slot) = sketch.and_then(|id| had_program.get_mut(id)) {
+                *slot = true;
+            }
+            match m.seconds {
+                Some(s) => {
+                    self.valid += 1;
+                    if self.best_seconds.is_none_or(|b| s < b) {
+                        self.best_seconds = Some(s);
+                        self.best_trial = self.trials;
+                    }
+                    if let Some(slot) = sketch.and_then(|id| round_best.get_mut(id)) {
+                        *slot = Some(slot.map_or(s, |b: f64| b.min(s)));
+                    }
+                }
+                None => failed += 1,
+            }
+            tuner.history.push(Measured {
+                state,
+                seconds: m.seconds,
+            });
+        }
+        // 5. Reward the sketch policy (each sketch that had a program measured: its best
+        //    normalized throughput, 0 if they all failed), retrain the model.
+        for (sketch, b) in round_best.iter().enumerate() {
+            if had_program[sketch] {
+                let reward = match (b, self.best_seconds) {
+                    (Some(b), Some(best)) => (best / b).clamp(0.0, 1.0),
+                    _ => 0.0,
+                };
+                tuner.sketch_policy.reward(sketch as u32, reward);
+            }
+        }
+        let t = Instant::now();
+        tuner.train(scorer);
+        time.train = t.elapsed().as_secs_f64();
+        self.total.add(&time);
+        let record = RoundRecord {
+            round: self.rounds.len(),
+            trials: self.trials,
+            measured: n_measured,
+            failed,
+            best_seconds: self.best_seconds,
+            time,
+            evolution: stats,
+        };
+        if let Some(f) = tuner.on_round.as_mut() {
+            f(&record);
+        }
+        self.rounds.push(record);
+        self.rounds.last()
     }
 }
