@@ -16,7 +16,8 @@
 //!    reduction loop; splits that do not divide get guards; inlined stages are substituted
 //!    into their readers; `auto_unroll_max_step` marks small inner loop nests unrolled.
 //!
-//! Index arithmetic is finally simplified with [`crate::simplify`].
+//! Index arithmetic is simplified with [`crate::simplify`]: the e-graph on each stage's axis
+//! values (where splits and fuses meet), then a cheap bounds pass over the whole nest.
 
 use crate::dag::{OpKind, Reducer};
 use crate::expr::{BinOp, Expr, OpId, UnOp};
@@ -83,6 +84,7 @@ pub fn lower(state: &State) -> Result<LoopNest, LowerError> {
         state,
         nest: LoopNest::new(&name),
         info: vec![StageInfo::default(); state.stages().len()],
+        simplified: Default::default(),
     };
     lw.declare_params();
     for k in (0..state.stages().len()).rev() {
@@ -96,7 +98,7 @@ pub fn lower(state: &State) -> Result<LoopNest, LowerError> {
     }
     lw.nest.body = body;
     let mut nest = lw.nest;
-    crate::simplify::simplify_nest(&mut nest);
+    crate::simplify::simplify_nest_light(&mut nest);
     Ok(nest)
 }
 
@@ -112,6 +114,7 @@ pub fn inferred_extents(state: &State) -> Option<Vec<Vec<i64>>> {
         state,
         nest: LoopNest::new("infer"),
         info: vec![StageInfo::default(); state.stages().len()],
+        simplified: Default::default(),
     };
     lw.declare_params();
     for k in (0..state.stages().len()).rev() {
@@ -124,6 +127,8 @@ struct Lowerer<'a> {
     state: &'a State,
     nest: LoopNest,
     info: Vec<StageInfo>,
+    /// Axis values already simplified with the e-graph.
+    simplified: std::collections::HashMap<ExprId, ExprId>,
 }
 
 fn err(st: &Stage, reason: impl Into<String>) -> LowerError {
@@ -362,7 +367,18 @@ impl Lowerer<'_> {
                 }
             }
         }
+        let mins = mins.into_iter().map(|m| self.simplify_once(m)).collect();
         Ok((mins, exts, guards))
+    }
+
+    /// Simplifies an index with the e-graph, once per expression.
+    fn simplify_once(&mut self, e: ExprId) -> ExprId {
+        if let Some(&r) = self.simplified.get(&e) {
+            return r;
+        }
+        let r = crate::simplify::simplify(&mut self.nest, e);
+        self.simplified.insert(e, r);
+        r
     }
 
     /// Values of a stage's root iterators for the given leaf values: spatial ones as
@@ -373,7 +389,7 @@ impl Lowerer<'_> {
         leaf_value: &dyn Fn(&mut LoopNest, usize) -> ExprId,
     ) -> (Vec<ExprId>, Vec<ExprId>, Vec<ExprId>, Vec<ExprId>) {
         let st = &self.state.stages()[k];
-        let info = &self.info[k];
+        let info = self.info[k].clone();
         let ext = |id: IterId| info.extent[id.index()];
         let mut alg = NestAlgebra {
             nest: &mut self.nest,
@@ -382,7 +398,12 @@ impl Lowerer<'_> {
             let p = st.position(id).unwrap_or(0);
             leaf_value(alg.nest, p)
         };
-        let (local, split_guards) = root_values(&mut alg, st, &ext, &mut lv);
+        let (mut local, split_guards) = root_values(&mut alg, st, &ext, &mut lv);
+        // Splits and fuses meet here (e.g. a fused loop split again): simplify each axis
+        // value once with the e-graph; whole indices then need only the cheap pass.
+        for v in local.iter_mut() {
+            *v = self.simplify_once(*v);
+        }
         let nest = &mut self.nest;
         let n_sp = info.region_ext.len();
         let mut absolute = local.clone();

@@ -743,6 +743,12 @@ pub fn simplify(nest: &mut LoopNest, e: ExprId) -> ExprId {
     if e.index() >= nest.nodes().len() || nest.ty(e) == ScalarType::Float {
         return e;
     }
+    // Fast path: without division or modulo an index is an affine sum that node
+    // construction has already folded, and a condition over such sums is decided (or not)
+    // by interval bounds alone; the e-graph is needed only for div/mod.
+    if !has_div_mod(nest, e) {
+        return decide_by_bounds(nest, e);
+    }
     let mut rec = RecExpr::default();
     let mut memo = HashMap::new();
     let root = to_rec(nest, e, &mut rec, &mut memo);
@@ -814,6 +820,22 @@ pub fn simplify_nest(nest: &mut LoopNest) {
     let mut s = NestSimplifier {
         index_memo: HashMap::new(),
         value_memo: HashMap::new(),
+        light: false,
+    };
+    let body = std::mem::take(&mut nest.body);
+    nest.body = s.block(nest, body);
+}
+
+/// Like [`simplify_nest`] but without the e-graph: constants are folded, and conditions
+/// decided by interval bounds (guards that always hold are unwrapped, those that never hold
+/// removed). Lowering uses it after simplifying the few expressions where splits and fuses
+/// meet (each stage's axis values) with the e-graph, which is much cheaper than running the
+/// e-graph on every index.
+pub fn simplify_nest_light(nest: &mut LoopNest) {
+    let mut s = NestSimplifier {
+        index_memo: HashMap::new(),
+        value_memo: HashMap::new(),
+        light: true,
     };
     let body = std::mem::take(&mut nest.body);
     nest.body = s.block(nest, body);
@@ -822,6 +844,7 @@ pub fn simplify_nest(nest: &mut LoopNest) {
 struct NestSimplifier {
     index_memo: HashMap<ExprId, ExprId>,
     value_memo: HashMap<ExprId, ExprId>,
+    light: bool,
 }
 
 impl NestSimplifier {
@@ -829,7 +852,11 @@ impl NestSimplifier {
         if let Some(&r) = self.index_memo.get(&e) {
             return r;
         }
-        let r = simplify(nest, e);
+        let r = if self.light {
+            decide_by_bounds(nest, e)
+        } else {
+            simplify(nest, e)
+        };
         self.index_memo.insert(e, r);
         r
     }
@@ -903,5 +930,74 @@ impl NestSimplifier {
             out.push(id);
         }
         out
+    }
+}
+
+/// True when `e` contains an integer division, modulo, min or max (what needs the e-graph).
+fn has_div_mod(nest: &LoopNest, e: ExprId) -> bool {
+    match nest.get(e) {
+        Node::Binary(BinOp::Div | BinOp::Mod | BinOp::Min | BinOp::Max, a, _)
+            if nest.ty(a) == ScalarType::Int =>
+        {
+            true
+        }
+        Node::Binary(_, a, b) => has_div_mod(nest, a) || has_div_mod(nest, b),
+        Node::Unary(_, a) => has_div_mod(nest, a),
+        Node::Select(c, a, b) => {
+            has_div_mod(nest, c) || has_div_mod(nest, a) || has_div_mod(nest, b)
+        }
+        Node::Load(_, i) => has_div_mod(nest, i),
+        Node::Int(_) | Node::Float(_) | Node::Var(_) => false,
+    }
+}
+
+/// Decides comparisons of integers by their interval bounds and folds `&&`, `||` and `!`
+/// of decided conditions; anything else is returned unchanged.
+fn decide_by_bounds(nest: &mut LoopNest, e: ExprId) -> ExprId {
+    if nest.ty(e) == ScalarType::Int {
+        // A constant in disguise (e.g. nodes built without folding).
+        return match int_bounds(nest, e) {
+            Some((lo, hi)) if lo == hi && lo != i64::MIN && lo != i64::MAX => nest.int(lo),
+            _ => e,
+        };
+    }
+    match nest.get(e) {
+        Node::Binary(op, a, b) if op.is_comparison() && nest.ty(a) == ScalarType::Int => {
+            let (Some((alo, ahi)), Some((blo, bhi))) = (int_bounds(nest, a), int_bounds(nest, b))
+            else {
+                return e;
+            };
+            let decided = match op {
+                BinOp::Lt if ahi < blo => Some(true),
+                BinOp::Lt if alo >= bhi => Some(false),
+                BinOp::Le if ahi <= blo => Some(true),
+                BinOp::Le if alo > bhi => Some(false),
+                BinOp::Eq if alo == ahi && blo == bhi => Some(alo == blo),
+                BinOp::Eq | BinOp::Ne if ahi < blo || bhi < alo => Some(op == BinOp::Ne),
+                BinOp::Ne if alo == ahi && blo == bhi => Some(alo != blo),
+                _ => None,
+            };
+            decided.map_or(e, |v| bool_const(nest, v))
+        }
+        Node::Binary(op @ (BinOp::And | BinOp::Or), a, b) => {
+            let (a, b) = (decide_by_bounds(nest, a), decide_by_bounds(nest, b));
+            match (op, as_bool_const(nest, a), as_bool_const(nest, b)) {
+                (BinOp::And, Some(false), _) | (BinOp::And, _, Some(false)) => {
+                    bool_const(nest, false)
+                }
+                (BinOp::Or, Some(true), _) | (BinOp::Or, _, Some(true)) => bool_const(nest, true),
+                (BinOp::And, Some(true), _) | (BinOp::Or, Some(false), _) => b,
+                (BinOp::And, _, Some(true)) | (BinOp::Or, _, Some(false)) => a,
+                _ => nest.binary(op, a, b),
+            }
+        }
+        Node::Unary(crate::expr::UnOp::Not, a) => {
+            let a = decide_by_bounds(nest, a);
+            match as_bool_const(nest, a) {
+                Some(v) => bool_const(nest, !v),
+                None => nest.node(Node::Unary(crate::expr::UnOp::Not, a)),
+            }
+        }
+        _ => e,
     }
 }
