@@ -1,3 +1,7 @@
 //! One module per subcommand; each has an `Args` (clap) and a `run`.
 
+pub mod records;
+pub mod replay;
+pub mod run;
+pub mod worker;
 pub mod workloads;
