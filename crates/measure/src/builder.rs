@@ -1,11 +1,15 @@
 //! The builder: replays, lowers and compiles a batch of step logs in parallel on a thread
 //! pool ([`Builder`]).
 //!
-//! Threads, not processes: on the 2-core reference machine, compiling a batch of gmm-3
-//! candidates on 2 threads of one worker is as fast as on two 1-thread worker processes (see
-//! the crate's `overhead` example), and threads need no second protocol round trip nor a second
-//! copy of the reference data. A crash while compiling costs the batch in flight, which the
-//! local worker runner then retries one candidate at a time to find the culprit.
+//! Threads, for now: a single candidate (or a 1-thread builder) is built on the calling
+//! thread; a batch goes to a rayon pool inside the one worker. The crate's `overhead` example
+//! compares 1 worker × 2 threads with 2 worker processes × 1 thread on 32 gmm-3 compiles; on
+//! the shared 2-core machine, loaded by other builds while it was measured, the medians were
+//! equal (~33 ms: no free second core) but the best rounds favoured processes (16.7 ms vs
+//! 28.9 ms), possibly because JIT memory mapping contends on one address space. To be
+//! re-measured on a quiet machine before a worker-per-core builder is added. A crash while
+//! compiling costs the batch in flight, which the local worker runner then retries one
+//! candidate at a time to find the culprit.
 
 use crate::error::{ErrorClass, HarnessError, MeasureError};
 use crate::options::CodegenSettings;
@@ -66,6 +70,23 @@ impl Builder {
     /// as job `k` is done. Results are in job order.
     pub fn build(&self, jobs: &[BuildJob<'_>], on_built: &(dyn Fn(usize) + Sync)) -> Vec<Built> {
         use rayon::prelude::*;
+        if jobs.len() <= 1 || self.pool.current_num_threads() <= 1 {
+            // Nothing to overlap: build on the calling thread and spare the hand-off to a
+            // pool thread (which costs milliseconds on a loaded machine).
+            return jobs
+                .iter()
+                .enumerate()
+                .map(|(k, job)| {
+                    if job.abort {
+                        eprintln!("tessel worker: test fault: aborting while building");
+                        std::process::abort();
+                    }
+                    let b = build_one(&self.codegen, &job.dag, job.steps);
+                    on_built(k);
+                    b
+                })
+                .collect();
+        }
         self.pool.install(|| {
             jobs.par_iter()
                 .enumerate()

@@ -47,7 +47,7 @@ pub struct TimingSettings {
     /// The least number of calls per repeat; grown so that a repeat lasts `min_repeat_ms`.
     pub number: u32,
     /// Timed repeats; each gives one cost (its mean time per call). 0 means build and verify
-    /// only: no costs.
+    /// only: no costs (and with verification off, build only: the kernel is not called).
     pub repeat: u32,
     /// The least duration of one repeat, in milliseconds.
     pub min_repeat_ms: f64,
