@@ -67,6 +67,22 @@ fn gmm(n: i64, j_outer: bool) -> LoopNest {
     b.finish()
 }
 
+/// A tiny parallel kernel (2 × 8 elements) to measure per-call overhead.
+fn tiny() -> LoopNest {
+    let mut b = NestBuilder::new("tiny");
+    let x = b.input("x", &[2, 8]);
+    let y = b.output("y", &[2, 8]);
+    b.for_("i", 2, Parallel, |b, i| {
+        b.for_("j", 8, Vectorized, |b, j| {
+            let k = b.idx(i, 8, j);
+            let v = b.load(x, k);
+            let v = b.add(v, v);
+            b.store(y, k, v);
+        });
+    });
+    b.finish()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -79,6 +95,29 @@ fn main() {
     let reps: usize = flag("--reps")
         .and_then(|p| args.get(p + 1)?.parse().ok())
         .unwrap_or(15);
+    if flag("--overhead").is_some() {
+        let nest = tiny();
+        let x = vec![1.0f32; 16];
+        let mut y = vec![0.0f32; 16];
+        for threads in [1, 2] {
+            let k = compile(&nest, &CompileOptions::with_threads(threads)).expect("compile");
+            let calls = 200_000;
+            let meds: Vec<f64> = (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    for _ in 0..calls {
+                        k.run(&[&x], &mut [&mut y]).expect("run");
+                    }
+                    t.elapsed().as_secs_f64() / calls as f64 * 1e9
+                })
+                .collect();
+            println!(
+                "tiny parallel kernel, threads={threads}: median {:.0} ns/call",
+                median(meds)
+            );
+        }
+        return;
+    }
     let n = 512i64;
     let nest = gmm(n, j_outer);
     let compile_ms = median(

@@ -51,7 +51,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tessel_ir::loop_nest::{BufferId, BufferScope};
+use tessel_ir::loop_nest::BufferScope;
 use tessel_ir::LoopNest;
 
 /// Errors of compiling or running a kernel.
@@ -229,7 +229,6 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         compile_time: start.elapsed(),
         ir_text: c.ir_text,
         disasm: c.disasm,
-        _order: order,
     })
 }
 
@@ -271,7 +270,6 @@ pub struct Kernel {
     compile_time: Duration,
     ir_text: String,
     disasm: String,
-    _order: Vec<BufferId>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -364,6 +362,24 @@ impl Kernel {
         // borrowed for the duration of the call, and the runtime outlives it.
         unsafe { (self.entry)(ptrs.as_ptr(), &self.runtime) };
         Ok(())
+    }
+
+    /// Name and number of elements of each input `run` expects, in order.
+    pub fn inputs(&self) -> Vec<(&str, usize)> {
+        self.param_info(BufferScope::Input)
+    }
+
+    /// Name and number of elements of each output `run` expects, in order.
+    pub fn outputs(&self) -> Vec<(&str, usize)> {
+        self.param_info(BufferScope::Output)
+    }
+
+    fn param_info(&self, scope: BufferScope) -> Vec<(&str, usize)> {
+        self.slots
+            .iter()
+            .filter(|s| s.scope == scope)
+            .map(|s| (s.name.as_str(), s.len))
+            .collect()
     }
 
     /// Wall time `compile` took for this kernel.

@@ -2,15 +2,18 @@
 //! outlined parallel loop bodies.
 //!
 //! A pool is created once per thread count and lives for the whole process; all kernels
-//! compiled for that thread count share it. A call hands one job (body function, context
-//! pointer, iteration count) to the pool; the caller takes part in the work and returns when
-//! every worker has acknowledged the job, so the context (which lives in the caller's stack
-//! frame) outlives every use. Workers spin briefly after a job before sleeping on a condition
+//! compiled for that thread count share it. A call publishes one job (body function, context
+//! pointer, iteration count) split into chunks that threads claim from an atomic counter; the
+//! caller claims chunks too and returns once every iteration is done, so the context (which
+//! lives in the caller's stack frame) outlives every use. A worker that wakes late finds no
+//! chunk left and does nothing, so a descheduled worker never delays a call by more than the
+//! chunk it is running. Threads busy-wait for up to 50 µs before sleeping on a condition
 //! variable, which keeps back-to-back short calls cheap.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// An outlined parallel loop body: runs iterations `start..end` with the given context.
 pub(crate) type BodyFn = unsafe extern "C" fn(ctx: *const u8, start: i64, end: i64);
@@ -70,9 +73,41 @@ struct Job {
     extent: i64,
 }
 
+/// One call's work, shared by the caller and the workers that pick it up.
+struct Work {
+    job: Job,
+    chunk: i64,
+    /// Next iteration to hand out.
+    next: AtomicI64,
+    /// Iterations finished.
+    done: AtomicI64,
+}
+
+impl Work {
+    /// Claims and runs chunks until none is left. Once `next` has passed the extent nobody
+    /// touches the job's context again, so a worker that picks the work up late is harmless.
+    fn run_chunks(&self, shared: &Shared) {
+        loop {
+            let start = self.next.fetch_add(self.chunk, Ordering::Relaxed);
+            if start >= self.job.extent {
+                break;
+            }
+            let end = (start + self.chunk).min(self.job.extent);
+            // SAFETY: see `tessel_parallel_for`; chunks are disjoint and the caller waits
+            // until every claimed chunk is done.
+            unsafe { (self.job.f)(self.job.ctx as *const u8, start, end) };
+            let finished = self.done.fetch_add(end - start, Ordering::SeqCst) + end - start;
+            if finished == self.job.extent && shared.caller_waiting.load(Ordering::SeqCst) {
+                let _st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                shared.done.notify_all();
+            }
+        }
+    }
+}
+
 struct State {
     epoch: u64,
-    job: Option<Job>,
+    work: Option<Arc<Work>>,
 }
 
 struct Shared {
@@ -81,12 +116,10 @@ struct Shared {
     done: Condvar,
     /// Mirrors `state.epoch` so that workers can spin without locking.
     epoch: AtomicU64,
-    /// Next chunk to hand out.
-    next: AtomicI64,
-    /// Workers that have not finished the current job.
-    pending: AtomicUsize,
-    /// Iterations per chunk of the current job.
-    chunk: AtomicI64,
+    /// Workers sleeping on `wake` (changed under the `state` lock).
+    sleepers: AtomicUsize,
+    /// The caller sleeps on `done`.
+    caller_waiting: AtomicBool,
 }
 
 /// A fixed set of worker threads.
@@ -97,8 +130,24 @@ pub(crate) struct Pool {
     submit: Mutex<()>,
 }
 
-/// Iterations of busy-waiting before a worker sleeps.
-const SPIN: u32 = 1 << 15;
+/// How long a waiting thread busy-waits before sleeping on a condition variable.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Busy-waits until `ready()` or `SPIN` has passed; returns `ready()`.
+fn spin_until(ready: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() > SPIN {
+            return ready();
+        }
+    }
+}
 
 impl Pool {
     /// The process-wide pool for `threads` threads.
@@ -116,14 +165,13 @@ impl Pool {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 epoch: 0,
-                job: None,
+                work: None,
             }),
             wake: Condvar::new(),
             done: Condvar::new(),
             epoch: AtomicU64::new(0),
-            next: AtomicI64::new(0),
-            pending: AtomicUsize::new(0),
-            chunk: AtomicI64::new(1),
+            sleepers: AtomicUsize::new(0),
+            caller_waiting: AtomicBool::new(false),
         });
         let mut workers = 0;
         for k in 1..threads {
@@ -155,68 +203,51 @@ impl Pool {
         };
         let s = &*self.shared;
         let threads = self.workers as i64 + 1;
-        let chunk = (job.extent / (threads * 4)).max(1);
-        s.chunk.store(chunk, Ordering::Relaxed);
-        s.next.store(0, Ordering::Relaxed);
-        s.pending.store(self.workers, Ordering::Relaxed);
+        let work = Arc::new(Work {
+            job,
+            chunk: (job.extent / (threads * 4)).max(1),
+            next: AtomicI64::new(0),
+            done: AtomicI64::new(0),
+        });
         {
             let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.job = Some(job);
+            st.work = Some(work.clone());
             st.epoch += 1;
             s.epoch.store(st.epoch, Ordering::Release);
         }
-        s.wake.notify_all();
-        run_chunks(s, job);
-        let mut spins = 0u32;
-        while s.pending.load(Ordering::Acquire) != 0 && spins < SPIN {
-            std::hint::spin_loop();
-            spins += 1;
+        if s.sleepers.load(Ordering::SeqCst) > 0 {
+            s.wake.notify_all();
         }
-        if s.pending.load(Ordering::Acquire) != 0 {
+        work.run_chunks(s);
+        let finished = || work.done.load(Ordering::SeqCst) == job.extent;
+        if !spin_until(finished) {
             let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
-            while s.pending.load(Ordering::Acquire) != 0 {
+            s.caller_waiting.store(true, Ordering::SeqCst);
+            while !finished() {
                 st = s.done.wait(st).unwrap_or_else(|e| e.into_inner());
             }
+            s.caller_waiting.store(false, Ordering::SeqCst);
         }
         drop(guard);
-    }
-}
-
-fn run_chunks(s: &Shared, job: Job) {
-    let chunk = s.chunk.load(Ordering::Relaxed);
-    loop {
-        let start = s.next.fetch_add(chunk, Ordering::Relaxed);
-        if start >= job.extent {
-            break;
-        }
-        let end = (start + chunk).min(job.extent);
-        // SAFETY: see `tessel_parallel_for`; chunks are disjoint.
-        unsafe { (job.f)(job.ctx as *const u8, start, end) };
     }
 }
 
 fn worker(s: &Shared) {
     let mut seen = 0u64;
     loop {
-        let mut spins = 0u32;
-        while s.epoch.load(Ordering::Acquire) == seen && spins < SPIN {
-            std::hint::spin_loop();
-            spins += 1;
-        }
-        let job = {
+        spin_until(|| s.epoch.load(Ordering::Acquire) != seen);
+        let work = {
             let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
             while st.epoch == seen {
+                s.sleepers.fetch_add(1, Ordering::SeqCst);
                 st = s.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                s.sleepers.fetch_sub(1, Ordering::SeqCst);
             }
             seen = st.epoch;
-            st.job
+            st.work.clone()
         };
-        if let Some(job) = job {
-            run_chunks(s, job);
-        }
-        if s.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _st = s.state.lock().unwrap_or_else(|e| e.into_inner());
-            s.done.notify_all();
+        if let Some(w) = work {
+            w.run_chunks(s);
         }
     }
 }

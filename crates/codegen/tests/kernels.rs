@@ -518,6 +518,8 @@ fn wrong_buffers_are_errors() {
         b.store(y, i, v);
     });
     let ker = build(&b.finish(), 1);
+    assert_eq!(ker.inputs(), [("x", 4)]);
+    assert_eq!(ker.outputs(), [("y", 4)]);
     let xv = [1.0f32; 4];
     let mut yv = [0.0f32; 4];
     let mut short = [0.0f32; 3];
@@ -659,4 +661,32 @@ fn reduction_in_vectorized_loop() {
     let mut got = vec![0.0; 1];
     ker.run(&[&xv], &mut [&mut got]).unwrap();
     assert_close(&got, &[xv.iter().sum()]);
+}
+
+/// Kernels sharing the pool from several threads at once (a busy pool runs a call inline).
+#[test]
+fn concurrent_kernels_share_the_pool() {
+    let (m, n, k) = (8i64, 16i64, 7i64);
+    let nest = tiled_matmul(m, n, k, Parallel);
+    let (av, bv) = (data((m * k) as usize, 17), data((k * n) as usize, 18));
+    let want = reference_matmul(&av, &bv, m as usize, n as usize, k as usize);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                let ker = build(&nest, 2);
+                for _ in 0..300 {
+                    let mut got = vec![0.0; (m * n) as usize];
+                    ker.run(&[&av, &bv], &mut [&mut got]).unwrap();
+                    assert_close(&got, &want);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn kernels_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Kernel>();
+    assert_send::<CodegenError>();
 }
