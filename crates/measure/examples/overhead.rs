@@ -38,7 +38,8 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(30);
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/schedules/gmm-3.json");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/schedules/gmm-3.json");
     let file = ScheduleFile::load(&path).expect("gmm-3 schedule");
     let cand = Candidate::new("gmm-3", file.steps.clone());
     let threads: usize = std::env::args()
