@@ -27,12 +27,25 @@ enum Command {
     Workloads(commands::workloads::Args),
     /// Print the sketches (loop structures with undecided tile sizes) of a workload.
     Sketches(commands::sketches::Args),
+    /// Lower, compile, verify and time one schedule (a step-log file) of a workload.
+    Run(commands::run::Args),
+    /// Re-measure the best record of each workload of a records file.
+    Replay(commands::replay::Args),
+    /// Statistics, best-of and distillation of a records file.
+    Records(commands::records::Args),
+    /// (internal) The measurement worker: JSON lines on stdin/stdout.
+    #[command(hide = true)]
+    Worker(commands::worker::Args),
 }
 
 fn run(cli: Cli) -> Result<(), DriverError> {
     match cli.command {
         Command::Workloads(args) => commands::workloads::run(&args),
         Command::Sketches(args) => commands::sketches::run(&args),
+        Command::Run(args) => commands::run::run(&args),
+        Command::Replay(args) => commands::replay::run(&args),
+        Command::Records(args) => commands::records::run(&args),
+        Command::Worker(args) => commands::worker::run(&args),
     }
 }
 

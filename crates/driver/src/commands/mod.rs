@@ -1,4 +1,8 @@
 //! One module per subcommand; each has an `Args` (clap) and a `run`.
 
 pub mod sketches;
+pub mod records;
+pub mod replay;
+pub mod run;
+pub mod worker;
 pub mod workloads;
