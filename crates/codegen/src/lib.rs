@@ -1,1 +1,411 @@
-//! (being written)
+//! `tessel-codegen`: native code for Tessel's loop nests, through the Cranelift JIT.
+//!
+//! [`compile`] turns a [`tessel_ir::LoopNest`] (what lowering makes of a schedule) into a
+//! [`Kernel`] that owns its machine code and runs safely on `f32` slices:
+//!
+//! * **serial** loops become counted loops, with index arithmetic laid out so that Cranelift's
+//!   LICM/GVN hoists the loop-invariant parts and constant parts become address offsets;
+//! * **unrolled** loops are fully unrolled: their variable is a constant, indices fold;
+//! * **vectorized** loops become `f32x4` SIMD code (contiguous accesses as vector loads and
+//!   stores, loop-invariant operands as splats, `acc + a*b` as `fma`, a scalar tail for
+//!   extents that are not a multiple of 4, per-lane code for strided accesses);
+//! * **parallel** loops are outlined into their own function and run on a persistent thread
+//!   pool ([`CompileOptions::threads`]);
+//! * **local** buffers whose every access has a constant index after unrolling live in SSA
+//!   registers (register tiles); other local buffers live on the (per-thread) stack.
+//!
+//! Memory safety does not depend on the loop nest being right: every access that a range
+//! analysis cannot prove in bounds is clamped into its buffer.
+//!
+//! ```
+//! use tessel_codegen::{compile, CompileOptions};
+//! use tessel_codegen::builder::NestBuilder;
+//! use tessel_ir::loop_nest::LoopKind;
+//!
+//! // out[i] = 2 * x[i] for i in 0..8, as two f32x4 lanes.
+//! let mut b = NestBuilder::new("double");
+//! let x = b.input("x", &[8]);
+//! let out = b.output("out", &[8]);
+//! b.for_("i", 8, LoopKind::Vectorized, |b, i| {
+//!     let two = b.float(2.0);
+//!     let xi = b.load(x, i);
+//!     let v = b.mul(two, xi);
+//!     b.store(out, i, v);
+//! });
+//! let kernel = compile(&b.finish(), &CompileOptions::default()).unwrap();
+//! let input: Vec<f32> = (0..8).map(|v| v as f32).collect();
+//! let mut result = vec![0.0f32; 8];
+//! kernel.run(&[&input], &mut [&mut result]).unwrap();
+//! assert_eq!(result[7], 14.0);
+//! ```
+#![warn(missing_docs)]
+
+mod analysis;
+pub mod builder;
+mod emit;
+mod runtime;
+
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Linkage, Module};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tessel_ir::loop_nest::BufferScope;
+use tessel_ir::LoopNest;
+
+/// Errors of compiling or running a kernel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodegenError {
+    /// `Kernel::run` got the wrong number of input or output slices.
+    #[error("expected {expected} {kind} buffers, got {got}")]
+    BufferCount {
+        /// `"input"` or `"output"`.
+        kind: &'static str,
+        /// Number the kernel takes.
+        expected: usize,
+        /// Number passed.
+        got: usize,
+    },
+    /// `Kernel::run` got a slice of the wrong length.
+    #[error("buffer `{name}` needs {expected} elements, got {got}")]
+    BufferLength {
+        /// The buffer's name.
+        name: String,
+        /// Its number of elements.
+        expected: usize,
+        /// The slice's length.
+        got: usize,
+    },
+    /// The loop nest is malformed (bad ids, ill-typed expressions, variables out of scope).
+    #[error("invalid loop nest: {0}")]
+    InvalidNest(String),
+    /// The loop nest is valid but uses something this code generator does not handle.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// Cranelift rejected the generated code (a bug in this crate).
+    #[error("cranelift: {0}")]
+    Cranelift(String),
+    /// The host ISA could not be set up.
+    #[error("host ISA: {0}")]
+    Isa(String),
+}
+
+/// Options of [`compile`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Threads that run parallel loops (the calling thread included). 1 runs them as serial
+    /// loops, with no thread pool.
+    pub threads: usize,
+    /// Contract `a + b*c` into fused multiply-adds (one rounding instead of two).
+    pub fma: bool,
+    /// Keep the optimized Cranelift IR text of every function ([`Kernel::ir_text`]).
+    pub keep_ir: bool,
+    /// Keep Cranelift's disassembly (VCode) of every function ([`Kernel::disasm`]).
+    pub disasm: bool,
+}
+
+impl Default for CompileOptions {
+    /// One thread per available CPU, FMA on, no IR text kept.
+    fn default() -> Self {
+        CompileOptions {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            fma: true,
+            keep_ir: false,
+            disasm: false,
+        }
+    }
+}
+
+impl CompileOptions {
+    /// Default options with `threads` threads.
+    pub fn with_threads(threads: usize) -> Self {
+        CompileOptions {
+            threads: threads.max(1),
+            ..CompileOptions::default()
+        }
+    }
+}
+
+/// The host ISA (built once: `cranelift-native` features, `opt_level=speed`).
+fn host_isa() -> Result<OwnedTargetIsa, CodegenError> {
+    static ISA: OnceLock<Result<OwnedTargetIsa, String>> = OnceLock::new();
+    ISA.get_or_init(|| {
+        let mut flags = settings::builder();
+        let set = |f: &mut settings::Builder, k: &str, v: &str| {
+            f.set(k, v).map_err(|e| format!("setting {k}={v}: {e}"))
+        };
+        set(&mut flags, "opt_level", "speed")?;
+        set(&mut flags, "is_pic", "false")?;
+        set(&mut flags, "use_colocated_libcalls", "false")?;
+        let verify = if cfg!(debug_assertions) {
+            "true"
+        } else {
+            "false"
+        };
+        set(&mut flags, "enable_verifier", verify)?;
+        let isa = cranelift_native::builder()
+            .map_err(|e| e.to_string())?
+            .finish(settings::Flags::new(flags))
+            .map_err(|e| e.to_string())?;
+        Ok(isa)
+    })
+    .clone()
+    .map_err(CodegenError::Isa)
+}
+
+/// Compiles a loop nest into a runnable kernel.
+pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, CodegenError> {
+    let start = Instant::now();
+    let threads = opts.threads.max(1);
+    let an = analysis::Analysis::new(nest, threads)?;
+    let mut jb = JITBuilder::with_isa(host_isa()?, default_libcall_names());
+    jb.symbol("tessel_expf", runtime::tessel_expf as *const u8);
+    jb.symbol(
+        "tessel_parallel_for",
+        runtime::tessel_parallel_for as *const u8,
+    );
+    let mut module = JITModule::new(jb);
+    let declared = declare_imports(&mut module);
+    let (exp_fn, par_fn) = match declared {
+        Ok(x) => x,
+        Err(e) => {
+            // SAFETY: nothing from this module has been run or handed out.
+            unsafe { module.free_memory() };
+            return Err(e);
+        }
+    };
+    let mut c = emit::Compiler {
+        nest,
+        an,
+        module,
+        opts: CompileOptions {
+            threads,
+            ..opts.clone()
+        },
+        ctx: cranelift_codegen::Context::new(),
+        exp_fn,
+        par_fn,
+        n_funcs: 0,
+        ir_text: String::new(),
+        disasm: String::new(),
+    };
+    let main = c.build_main().and_then(|id| {
+        c.module
+            .finalize_definitions()
+            .map_err(|e| CodegenError::Cranelift(format!("{e:?}")))?;
+        Ok(id)
+    });
+    let main = match main {
+        Ok(id) => id,
+        Err(e) => {
+            // SAFETY: nothing from this module has been run or handed out.
+            unsafe { c.module.free_memory() };
+            return Err(e);
+        }
+    };
+    let code = c.module.get_finalized_function(main);
+    // SAFETY: `main` was defined by `build_main` with exactly this signature
+    // (two pointer-sized integer parameters, no result, the platform's C calling convention).
+    let entry: EntryFn = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
+    let order = emit::buffer_order(nest);
+    let slots = order
+        .iter()
+        .map(|&b| {
+            let buf = nest.buffer(b);
+            Slot {
+                name: buf.name.clone(),
+                len: buf.len() as usize,
+                scope: buf.scope,
+            }
+        })
+        .collect();
+    Ok(Kernel {
+        module: Some(c.module),
+        entry,
+        slots,
+        runtime: runtime::Runtime::new(threads),
+        scratch: Mutex::new(Vec::new()),
+        compile_time: start.elapsed(),
+        ir_text: c.ir_text,
+        disasm: c.disasm,
+    })
+}
+
+/// Declares the runtime functions JIT code imports: `tessel_expf`, `tessel_parallel_for`.
+fn declare_imports(
+    module: &mut JITModule,
+) -> Result<(cranelift_module::FuncId, cranelift_module::FuncId), CodegenError> {
+    let err = |e: cranelift_module::ModuleError| CodegenError::Cranelift(format!("{e:?}"));
+    let exp_sig = emit::exp_signature(module);
+    let par_sig = emit::par_signature(module);
+    let exp_fn = module
+        .declare_function("tessel_expf", Linkage::Import, &exp_sig)
+        .map_err(err)?;
+    let par_fn = module
+        .declare_function("tessel_parallel_for", Linkage::Import, &par_sig)
+        .map_err(err)?;
+    Ok((exp_fn, par_fn))
+}
+
+/// The compiled entry point: `(buffer pointers, runtime)`.
+type EntryFn = unsafe extern "C" fn(*const *mut f32, *const runtime::Runtime);
+
+/// One entry of the buffer pointer array.
+struct Slot {
+    name: String,
+    len: usize,
+    scope: BufferScope,
+}
+
+/// A compiled loop nest. It owns its machine code (freed on drop) and runs on `f32` slices:
+/// the inputs and outputs in the loop nest's parameter order.
+pub struct Kernel {
+    module: Option<JITModule>,
+    entry: EntryFn,
+    slots: Vec<Slot>,
+    runtime: runtime::Runtime,
+    /// Reused memory for global temporaries.
+    scratch: Mutex<Vec<Vec<f32>>>,
+    compile_time: Duration,
+    ir_text: String,
+    disasm: String,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel")
+            .field(
+                "buffers",
+                &self.slots.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            )
+            .field("compile_time", &self.compile_time)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kernel {
+    /// Runs the kernel. `inputs` are the loop nest's `Input` parameters and `outputs` its
+    /// `Output` parameters, each in parameter order and with exactly the buffer's number of
+    /// elements; anything else is an error and runs nothing.
+    pub fn run(&self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) -> Result<(), CodegenError> {
+        let params: Vec<&Slot> = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s.scope, BufferScope::Input | BufferScope::Output))
+            .collect();
+        let n_in = params
+            .iter()
+            .filter(|s| s.scope == BufferScope::Input)
+            .count();
+        let n_out = params.len() - n_in;
+        if inputs.len() != n_in {
+            return Err(CodegenError::BufferCount {
+                kind: "input",
+                expected: n_in,
+                got: inputs.len(),
+            });
+        }
+        if outputs.len() != n_out {
+            return Err(CodegenError::BufferCount {
+                kind: "output",
+                expected: n_out,
+                got: outputs.len(),
+            });
+        }
+        let mut ptrs: Vec<*mut f32> = Vec::with_capacity(self.slots.len());
+        let (mut next_in, mut next_out) = (0, 0);
+        for s in &params {
+            let (ptr, len) = if s.scope == BufferScope::Input {
+                next_in += 1;
+                let b = inputs[next_in - 1];
+                (b.as_ptr() as *mut f32, b.len())
+            } else {
+                next_out += 1;
+                let b = &mut outputs[next_out - 1];
+                (b.as_mut_ptr(), b.len())
+            };
+            if len != s.len {
+                return Err(CodegenError::BufferLength {
+                    name: s.name.clone(),
+                    expected: s.len,
+                    got: len,
+                });
+            }
+            ptrs.push(ptr);
+        }
+        let globals: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|s| s.scope == BufferScope::Global)
+            .map(|s| s.len.max(1))
+            .collect();
+        let mut own;
+        let mut guard = self.scratch.try_lock().ok();
+        let scratch: &mut Vec<Vec<f32>> = match guard.as_deref_mut() {
+            Some(s) => s,
+            None => {
+                own = Vec::new();
+                &mut own
+            }
+        };
+        if scratch.len() != globals.len() {
+            *scratch = globals.iter().map(|&n| vec![0.0; n]).collect();
+        }
+        for g in scratch.iter_mut() {
+            ptrs.push(g.as_mut_ptr());
+        }
+        // SAFETY: the entry point was compiled for exactly this pointer array: one pointer
+        // per parameter (checked above to have the buffer's length) then one per global
+        // temporary (allocated with its length); every access the code makes is within its
+        // buffer (proven or clamped at compile time). Inputs are only read. The slices stay
+        // borrowed for the duration of the call, and the runtime outlives it.
+        unsafe { (self.entry)(ptrs.as_ptr(), &self.runtime) };
+        Ok(())
+    }
+
+    /// Name and number of elements of each input `run` expects, in order.
+    pub fn inputs(&self) -> Vec<(&str, usize)> {
+        self.param_info(BufferScope::Input)
+    }
+
+    /// Name and number of elements of each output `run` expects, in order.
+    pub fn outputs(&self) -> Vec<(&str, usize)> {
+        self.param_info(BufferScope::Output)
+    }
+
+    fn param_info(&self, scope: BufferScope) -> Vec<(&str, usize)> {
+        self.slots
+            .iter()
+            .filter(|s| s.scope == scope)
+            .map(|s| (s.name.as_str(), s.len))
+            .collect()
+    }
+
+    /// Wall time `compile` took for this kernel.
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    /// The optimized Cranelift IR of every function of the kernel (the entry point and the
+    /// outlined parallel bodies), if [`CompileOptions::keep_ir`] was set.
+    pub fn ir_text(&self) -> Option<&str> {
+        (!self.ir_text.is_empty()).then_some(self.ir_text.as_str())
+    }
+
+    /// Cranelift's disassembly (VCode text) of every function, if [`CompileOptions::disasm`]
+    /// was set.
+    pub fn disasm(&self) -> Option<&str> {
+        (!self.disasm.is_empty()).then_some(self.disasm.as_str())
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: the only pointer into this module's code is `entry`, which dies with
+            // `self`; no call is running since `run` borrows `self`.
+            unsafe { m.free_memory() };
+        }
+    }
+}

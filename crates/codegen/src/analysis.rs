@@ -1,0 +1,663 @@
+//! Static facts about a loop nest that code generation needs before it emits anything:
+//! validation, which loop variables each expression uses, integer ranges (for bounds),
+//! affine forms of indices (for strides and address arithmetic), which vectorized loops can
+//! become SIMD, which parallel loops are outlined, and which local buffers live in registers.
+
+use crate::CodegenError;
+use std::collections::{HashMap, HashSet};
+use tessel_ir::expr::{BinOp, ScalarType, UnOp};
+use tessel_ir::loop_nest::{BufferId, BufferScope, ExprId, LoopId, LoopKind, Node, Stmt, StmtId};
+use tessel_ir::LoopNest;
+
+/// Unrolled loops longer than this are emitted as ordinary loops (code size guard).
+pub(crate) const MAX_UNROLL: i64 = 1024;
+/// Vectorized loops up to this extent have their chunks (or lanes) fully unrolled, so that
+/// their variable is a compile-time constant in each copy of the body.
+pub(crate) const MAX_STATIC_VECTOR: i64 = 64;
+/// Local buffers up to this many elements may be promoted to registers.
+pub(crate) const MAX_PROMOTED: i64 = 256;
+
+/// A closed integer interval `lo..=hi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Interval {
+    pub lo: i64,
+    pub hi: i64,
+}
+
+impl Interval {
+    pub const FULL: Interval = Interval {
+        lo: i64::MIN,
+        hi: i64::MAX,
+    };
+
+    fn from_i128(lo: i128, hi: i128) -> Interval {
+        if lo < i64::MIN as i128 || hi > i64::MAX as i128 {
+            Interval::FULL
+        } else {
+            Interval {
+                lo: lo as i64,
+                hi: hi as i64,
+            }
+        }
+    }
+
+    fn meet(self, o: Interval) -> Interval {
+        Interval {
+            lo: self.lo.max(o.lo),
+            hi: self.hi.min(o.hi),
+        }
+    }
+
+    /// True when every value lies in `0..len`.
+    pub fn within(self, len: i64) -> bool {
+        self.lo >= 0 && self.hi < len
+    }
+}
+
+/// A term of an affine index form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Term {
+    /// A loop variable.
+    Var(LoopId),
+    /// A non-affine sub-expression, taken as an opaque integer.
+    Atom(ExprId),
+}
+
+/// `konst + Σ coef·term`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Linear {
+    pub terms: Vec<(Term, i64)>,
+    pub konst: i64,
+}
+
+impl Linear {
+    fn add_term(&mut self, t: Term, c: i64) -> Option<()> {
+        if let Some(slot) = self.terms.iter_mut().find(|(x, _)| *x == t) {
+            slot.1 = slot.1.checked_add(c)?;
+        } else {
+            self.terms.push((t, c));
+        }
+        Some(())
+    }
+
+    fn scaled(&self, c: i64) -> Option<Linear> {
+        Some(Linear {
+            terms: self
+                .terms
+                .iter()
+                .map(|&(t, k)| Some((t, k.checked_mul(c)?)))
+                .collect::<Option<_>>()?,
+            konst: self.konst.checked_mul(c)?,
+        })
+    }
+
+    fn plus(mut self, o: &Linear) -> Option<Linear> {
+        for &(t, c) in &o.terms {
+            self.add_term(t, c)?;
+        }
+        self.konst = self.konst.checked_add(o.konst)?;
+        self.terms.retain(|&(_, c)| c != 0);
+        Some(self)
+    }
+}
+
+/// How a promoted local buffer is held in SSA variables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// One `f32` variable per element.
+    Scalar,
+    /// One `f32x4` variable per four elements (the buffer is accessed by SIMD lanes).
+    Vector,
+}
+
+/// Everything code generation wants to know up front.
+pub(crate) struct Analysis {
+    /// Words per node in `var_bits`.
+    words: usize,
+    /// For each node, the set of loop variables it uses (bitset).
+    var_bits: Vec<u64>,
+    /// Nesting depth of each loop (outermost = 0).
+    pub depth: Vec<u32>,
+    /// Loops whose variable is a compile-time constant in every emitted copy of their body.
+    static_loops: Vec<bool>,
+    /// Vectorized loops whose body can be emitted as `f32x4` code.
+    pub vector_ok: HashSet<LoopId>,
+    /// Parallel loops that are outlined into their own function and run on the pool.
+    pub outlined: HashSet<LoopId>,
+    /// `Alloc` statements whose buffer lives in SSA variables, with the layout.
+    pub promoted: HashMap<StmtId, Layout>,
+}
+
+impl Analysis {
+    /// Validates `nest` and computes the analysis (`threads` decides which parallel loops are
+    /// outlined).
+    pub fn new(nest: &LoopNest, threads: usize) -> Result<Analysis, CodegenError> {
+        validate(nest)?;
+        let words = nest.loops.len().div_ceil(64).max(1);
+        let mut var_bits = vec![0u64; nest.nodes().len() * words];
+        for (k, node) in nest.nodes().iter().enumerate() {
+            let set = |child: ExprId, bits: &mut Vec<u64>| {
+                for w in 0..words {
+                    bits[k * words + w] |= bits[child.index() * words + w];
+                }
+            };
+            match *node {
+                Node::Int(_) | Node::Float(_) => {}
+                Node::Var(l) => var_bits[k * words + l.index() / 64] |= 1 << (l.index() % 64),
+                Node::Load(_, a) | Node::Unary(_, a) => set(a, &mut var_bits),
+                Node::Binary(_, a, b) => {
+                    set(a, &mut var_bits);
+                    set(b, &mut var_bits);
+                }
+                Node::Select(c, a, b) => {
+                    set(c, &mut var_bits);
+                    set(a, &mut var_bits);
+                    set(b, &mut var_bits);
+                }
+            }
+        }
+        let static_loops = nest
+            .loops
+            .iter()
+            .map(|l| match l.kind {
+                LoopKind::Unrolled => l.extent <= MAX_UNROLL,
+                LoopKind::Vectorized => l.extent <= MAX_STATIC_VECTOR,
+                _ => false,
+            })
+            .collect();
+        let mut an = Analysis {
+            words,
+            var_bits,
+            depth: vec![0; nest.loops.len()],
+            static_loops,
+            vector_ok: HashSet::new(),
+            outlined: HashSet::new(),
+            promoted: HashMap::new(),
+        };
+        an.walk(nest, &nest.body, 0, threads > 1);
+        let allocs: Vec<StmtId> = (0..nest.stmts.len() as u32)
+            .map(StmtId)
+            .filter(|&s| matches!(nest.stmt(s), Stmt::Alloc { .. }))
+            .collect();
+        for s in allocs {
+            if let Some(layout) = an.promotion(nest, s) {
+                an.promoted.insert(s, layout);
+            }
+        }
+        Ok(an)
+    }
+
+    fn walk(&mut self, nest: &LoopNest, body: &[StmtId], depth: u32, may_outline: bool) {
+        for &s in body {
+            match nest.stmt(s) {
+                Stmt::For { lp, body, .. } => {
+                    self.depth[lp.index()] = depth;
+                    let l = nest.lp(*lp);
+                    let outline = may_outline && l.kind == LoopKind::Parallel;
+                    if outline {
+                        self.outlined.insert(*lp);
+                    }
+                    if l.kind == LoopKind::Vectorized && self.vectorizable(nest, *lp, body) {
+                        self.vector_ok.insert(*lp);
+                    }
+                    self.walk(nest, body, depth + 1, may_outline && !outline);
+                }
+                Stmt::If { body, .. } | Stmt::Alloc { body, .. } => {
+                    self.walk(nest, body, depth, may_outline)
+                }
+                Stmt::Store { .. } => {}
+            }
+        }
+    }
+
+    /// True when expression `e` uses loop variable `l`.
+    pub fn depends(&self, e: ExprId, l: LoopId) -> bool {
+        self.var_bits[e.index() * self.words + l.index() / 64] & (1 << (l.index() % 64)) != 0
+    }
+
+    /// The loop variables `e` uses.
+    pub fn vars_of(&self, e: ExprId) -> impl Iterator<Item = LoopId> + '_ {
+        let words = &self.var_bits[e.index() * self.words..(e.index() + 1) * self.words];
+        words.iter().enumerate().flat_map(|(w, &bits)| {
+            (0..64)
+                .filter(move |b| bits & (1u64 << b) != 0)
+                .map(move |b| LoopId((w * 64 + b) as u32))
+        })
+    }
+
+    /// Deepest nesting depth among the loop variables `e` uses (0 if none).
+    pub fn max_depth(&self, e: ExprId) -> u32 {
+        self.vars_of(e)
+            .map(|l| self.depth[l.index()])
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// True when every variable of `e` is constant in each emitted copy of the code.
+    fn is_static(&self, e: ExprId) -> bool {
+        self.vars_of(e).all(|l| self.static_loops[l.index()])
+    }
+
+    /// The stride of index `e` in loop variable `v`: `Some(c)` when `e` is affine in `v` with
+    /// coefficient `c` (0 when independent), `None` when it is not affine in `v`.
+    pub fn stride(&self, nest: &LoopNest, e: ExprId, v: LoopId) -> Option<i64> {
+        if !self.depends(e, v) {
+            return Some(0);
+        }
+        let lin = linear(nest, e);
+        let mut coef = 0;
+        for &(t, c) in &lin.terms {
+            match t {
+                Term::Var(l) if l == v => coef = c,
+                Term::Atom(a) if self.depends(a, v) => return None,
+                _ => {}
+            }
+        }
+        Some(coef)
+    }
+
+    /// Can the body of vectorized loop `v` run as SIMD lanes? Its statements must be stores
+    /// (possibly under guards that do not depend on `v`), and the lanes must be independent:
+    /// every buffer written is accessed through one single index that is affine in `v` with
+    /// a non-zero stride.
+    fn vectorizable(&self, nest: &LoopNest, v: LoopId, body: &[StmtId]) -> bool {
+        if nest.lp(v).extent < 4 {
+            return false;
+        }
+        let mut stores: HashMap<BufferId, ExprId> = HashMap::new();
+        let mut roots = Vec::new();
+        let mut stack: Vec<StmtId> = body.to_vec();
+        while let Some(s) = stack.pop() {
+            match nest.stmt(s) {
+                Stmt::Store { buf, index, value } => {
+                    if *stores.entry(*buf).or_insert(*index) != *index {
+                        return false;
+                    }
+                    roots.push(*value);
+                }
+                Stmt::If { cond, body } => {
+                    if self.depends(*cond, v) {
+                        return false;
+                    }
+                    roots.push(*cond);
+                    stack.extend(body.iter().copied());
+                }
+                _ => return false,
+            }
+        }
+        for (_, &index) in stores.iter() {
+            match self.stride(nest, index, v) {
+                Some(c) if c != 0 => {}
+                _ => return false,
+            }
+        }
+        let mut ok = true;
+        visit_loads(nest, &roots, |b, i| {
+            if let Some(&si) = stores.get(&b) {
+                ok &= si == i;
+            }
+        });
+        ok
+    }
+
+    /// Decides whether the buffer of `Alloc` statement `s` can live in SSA variables.
+    fn promotion(&self, nest: &LoopNest, s: StmtId) -> Option<Layout> {
+        let Stmt::Alloc { buf, body } = nest.stmt(s) else {
+            return None;
+        };
+        let b = nest.buffer(*buf);
+        let len = b.len();
+        if b.scope != BufferScope::Local || !(1..=MAX_PROMOTED).contains(&len) {
+            return None;
+        }
+        let mut ok = true;
+        let mut vector_hint = false;
+        // (statement, innermost enclosing vectorized SIMD loop, crossed an outlined loop)
+        let mut stack: Vec<(StmtId, Option<LoopId>, bool)> =
+            body.iter().map(|&s| (s, None, false)).collect();
+        while let Some((s, vec, crossed)) = stack.pop() {
+            let check = |index: ExprId, ok: &mut bool, hint: &mut bool| {
+                if crossed || !self.is_static(index) {
+                    *ok = false;
+                }
+                if let Some(v) = vec {
+                    if self.stride(nest, index, v) == Some(1) {
+                        *hint = true;
+                    }
+                }
+            };
+            let mut exprs = Vec::new();
+            match nest.stmt(s) {
+                Stmt::For { lp, body, .. } => {
+                    let v = if self.vector_ok.contains(lp) {
+                        Some(*lp)
+                    } else {
+                        vec
+                    };
+                    let c = crossed || self.outlined.contains(lp);
+                    stack.extend(body.iter().map(|&s| (s, v, c)));
+                }
+                Stmt::If { cond, body } => {
+                    exprs.push(*cond);
+                    stack.extend(body.iter().map(|&s| (s, vec, crossed)));
+                }
+                Stmt::Alloc { body, .. } => stack.extend(body.iter().map(|&s| (s, vec, crossed))),
+                Stmt::Store {
+                    buf: sb,
+                    index,
+                    value,
+                } => {
+                    if sb == buf {
+                        check(*index, &mut ok, &mut vector_hint);
+                    }
+                    exprs.push(*value);
+                }
+            }
+            visit_loads(nest, &exprs, |lb, li| {
+                if lb == *buf {
+                    check(li, &mut ok, &mut vector_hint);
+                }
+            });
+            if !ok {
+                return None;
+            }
+        }
+        Some(if vector_hint && len % 4 == 0 {
+            Layout::Vector
+        } else {
+            Layout::Scalar
+        })
+    }
+}
+
+/// Calls `f(buffer, index)` for every load reachable from `roots` (each node once).
+pub(crate) fn visit_loads(nest: &LoopNest, roots: &[ExprId], mut f: impl FnMut(BufferId, ExprId)) {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<ExprId> = roots.to_vec();
+    while let Some(e) = stack.pop() {
+        if !seen.insert(e) {
+            continue;
+        }
+        match nest.get(e) {
+            Node::Int(_) | Node::Float(_) | Node::Var(_) => {}
+            Node::Load(b, i) => {
+                f(b, i);
+                stack.push(i);
+            }
+            Node::Unary(_, a) => stack.push(a),
+            Node::Binary(_, a, b) => stack.extend([a, b]),
+            Node::Select(c, a, b) => stack.extend([c, a, b]),
+        }
+    }
+}
+
+/// The affine form of an integer expression (non-affine parts become atoms).
+pub(crate) fn linear(nest: &LoopNest, e: ExprId) -> Linear {
+    fn go(nest: &LoopNest, e: ExprId) -> Option<Linear> {
+        let atom = || Linear {
+            terms: vec![(Term::Atom(e), 1)],
+            konst: 0,
+        };
+        Some(match nest.get(e) {
+            Node::Int(c) => Linear {
+                terms: vec![],
+                konst: c,
+            },
+            Node::Var(l) => Linear {
+                terms: vec![(Term::Var(l), 1)],
+                konst: 0,
+            },
+            Node::Binary(BinOp::Add, a, b) => go(nest, a)?.plus(&go(nest, b)?)?,
+            Node::Binary(BinOp::Sub, a, b) => go(nest, a)?.plus(&go(nest, b)?.scaled(-1)?)?,
+            Node::Unary(UnOp::Neg, a) => go(nest, a)?.scaled(-1)?,
+            Node::Binary(BinOp::Mul, a, b) => match (nest.get(a), nest.get(b)) {
+                (_, Node::Int(c)) => go(nest, a)?.scaled(c)?,
+                (Node::Int(c), _) => go(nest, b)?.scaled(c)?,
+                _ => atom(),
+            },
+            _ => atom(),
+        })
+    }
+    go(nest, e).unwrap_or(Linear {
+        terms: vec![(Term::Atom(e), 1)],
+        konst: 0,
+    })
+}
+
+/// The range of integer expression `e`, given loop ranges and the `known` ranges of some
+/// sub-expressions (guard conditions that hold where `e` is evaluated).
+pub(crate) fn interval(nest: &LoopNest, e: ExprId, known: &HashMap<ExprId, Interval>) -> Interval {
+    fn go(
+        nest: &LoopNest,
+        e: ExprId,
+        known: &HashMap<ExprId, Interval>,
+        memo: &mut HashMap<ExprId, Interval>,
+    ) -> Interval {
+        if let Some(&r) = memo.get(&e) {
+            return r;
+        }
+        let r = match nest.get(e) {
+            Node::Int(c) => Interval { lo: c, hi: c },
+            Node::Var(l) => Interval {
+                lo: 0,
+                hi: (nest.lp(l).extent - 1).max(0),
+            },
+            Node::Unary(UnOp::Neg, a) => {
+                let a = go(nest, a, known, memo);
+                Interval::from_i128(-(a.hi as i128), -(a.lo as i128))
+            }
+            Node::Binary(op, a, b) => {
+                let x = go(nest, a, known, memo);
+                let y = go(nest, b, known, memo);
+                let (xl, xh, yl, yh) = (x.lo as i128, x.hi as i128, y.lo as i128, y.hi as i128);
+                match op {
+                    BinOp::Add => Interval::from_i128(xl + yl, xh + yh),
+                    BinOp::Sub => Interval::from_i128(xl - yh, xh - yl),
+                    BinOp::Mul => {
+                        let p = [xl * yl, xl * yh, xh * yl, xh * yh];
+                        let lo = p.iter().copied().min().unwrap_or(0);
+                        let hi = p.iter().copied().max().unwrap_or(0);
+                        Interval::from_i128(lo, hi)
+                    }
+                    BinOp::Div if y.lo == y.hi && y.lo > 0 => Interval {
+                        lo: x.lo.div_euclid(y.lo),
+                        hi: x.hi.div_euclid(y.lo),
+                    },
+                    BinOp::Mod if y.lo == y.hi && y.lo > 0 => {
+                        let c = y.lo;
+                        if x.lo.div_euclid(c) == x.hi.div_euclid(c) {
+                            Interval {
+                                lo: x.lo.rem_euclid(c),
+                                hi: x.hi.rem_euclid(c),
+                            }
+                        } else {
+                            Interval { lo: 0, hi: c - 1 }
+                        }
+                    }
+                    BinOp::Mod if y.lo > 0 => Interval {
+                        lo: 0,
+                        hi: y.hi - 1,
+                    },
+                    BinOp::Min => Interval {
+                        lo: x.lo.min(y.lo),
+                        hi: x.hi.min(y.hi),
+                    },
+                    BinOp::Max => Interval {
+                        lo: x.lo.max(y.lo),
+                        hi: x.hi.max(y.hi),
+                    },
+                    _ => Interval::FULL,
+                }
+            }
+            Node::Select(_, a, b) => {
+                let x = go(nest, a, known, memo);
+                let y = go(nest, b, known, memo);
+                Interval {
+                    lo: x.lo.min(y.lo),
+                    hi: x.hi.max(y.hi),
+                }
+            }
+            _ => Interval::FULL,
+        };
+        let r = match known.get(&e) {
+            Some(k) => r.meet(*k),
+            None => r,
+        };
+        memo.insert(e, r);
+        r
+    }
+    go(nest, e, known, &mut HashMap::new())
+}
+
+/// Adds to `known` what holds when boolean `cond` is true (conjunctions of `<`, `<=`, `==`
+/// between integers).
+pub(crate) fn refine(nest: &LoopNest, cond: ExprId, known: &mut HashMap<ExprId, Interval>) {
+    match nest.get(cond) {
+        Node::Binary(BinOp::And, a, b) => {
+            refine(nest, a, known);
+            refine(nest, b, known);
+        }
+        Node::Binary(op @ (BinOp::Lt | BinOp::Le | BinOp::Eq), a, b)
+            if nest.ty(a) == ScalarType::Int =>
+        {
+            let x = interval(nest, a, known);
+            let y = interval(nest, b, known);
+            let strict = i64::from(op == BinOp::Lt);
+            let xa = Interval {
+                lo: if op == BinOp::Eq { y.lo } else { i64::MIN },
+                hi: y.hi.saturating_sub(strict),
+            };
+            let yb = Interval {
+                lo: x.lo.saturating_add(strict),
+                hi: if op == BinOp::Eq { x.hi } else { i64::MAX },
+            };
+            for (e, r) in [(a, xa), (b, yb)] {
+                let cur = known.get(&e).copied().unwrap_or(Interval::FULL);
+                known.insert(e, cur.meet(r));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Checks that all ids are in range, statements form a tree, and types fit.
+fn validate(nest: &LoopNest) -> Result<(), CodegenError> {
+    let bad = |m: String| Err(CodegenError::InvalidNest(m));
+    let n_nodes = nest.nodes().len();
+    let expr_ok = |e: ExprId| e.index() < n_nodes;
+    for (k, node) in nest.nodes().iter().enumerate() {
+        let kids: Vec<ExprId> = match *node {
+            Node::Int(_) | Node::Float(_) => vec![],
+            Node::Var(l) => {
+                if l.index() >= nest.loops.len() {
+                    return bad(format!("expression {k} uses unknown loop {}", l.0));
+                }
+                vec![]
+            }
+            Node::Load(b, i) => {
+                if b.index() >= nest.buffers.len() {
+                    return bad(format!("expression {k} loads unknown buffer {}", b.0));
+                }
+                vec![i]
+            }
+            Node::Unary(_, a) => vec![a],
+            Node::Binary(_, a, b) => vec![a, b],
+            Node::Select(c, a, b) => vec![c, a, b],
+        };
+        if kids.iter().any(|c| c.index() >= k) {
+            return bad(format!("expression {k} has a child that is not older"));
+        }
+    }
+    // Types (children are already valid).
+    for (k, node) in nest.nodes().iter().enumerate() {
+        use ScalarType::*;
+        let ty = |e: ExprId| nest.ty(e);
+        let ok = match *node {
+            Node::Load(_, i) => ty(i) == Int,
+            Node::Unary(UnOp::Neg, a) => ty(a) != Bool,
+            Node::Unary(UnOp::Not, a) => ty(a) == Bool,
+            Node::Unary(UnOp::ToFloat, a) => ty(a) == Int,
+            Node::Unary(_, a) => ty(a) == Float,
+            Node::Binary(op, a, b) => {
+                let (x, y) = (ty(a), ty(b));
+                match op {
+                    BinOp::And | BinOp::Or => x == Bool && y == Bool,
+                    BinOp::Mod => x == Int && y == Int,
+                    _ => x == y && x != Bool,
+                }
+            }
+            Node::Select(c, a, b) => ty(c) == Bool && ty(a) == ty(b),
+            _ => true,
+        };
+        if !ok {
+            return bad(format!("expression {k} is ill-typed"));
+        }
+    }
+    let mut seen = vec![false; nest.stmts.len()];
+    let mut stack: Vec<StmtId> = nest.body.clone();
+    let mut loop_seen = vec![false; nest.loops.len()];
+    while let Some(s) = stack.pop() {
+        if s.index() >= nest.stmts.len() {
+            return bad(format!("unknown statement {}", s.0));
+        }
+        if std::mem::replace(&mut seen[s.index()], true) {
+            return bad(format!("statement {} is reachable twice", s.0));
+        }
+        match nest.stmt(s) {
+            Stmt::For { lp, body, .. } => {
+                if lp.index() >= nest.loops.len() {
+                    return bad(format!("statement {} uses unknown loop {}", s.0, lp.0));
+                }
+                if std::mem::replace(&mut loop_seen[lp.index()], true) {
+                    return bad(format!("loop {} is used by two for statements", lp.0));
+                }
+                stack.extend(body.iter().copied());
+            }
+            Stmt::If { cond, body } => {
+                if !expr_ok(*cond) || nest.ty(*cond) != ScalarType::Bool {
+                    return bad(format!("statement {}: bad condition", s.0));
+                }
+                stack.extend(body.iter().copied());
+            }
+            Stmt::Alloc { buf, body } => {
+                if buf.index() >= nest.buffers.len()
+                    || nest.buffer(*buf).scope != BufferScope::Local
+                {
+                    return bad(format!("statement {}: alloc of a non-local buffer", s.0));
+                }
+                stack.extend(body.iter().copied());
+            }
+            Stmt::Store { buf, index, value } => {
+                if buf.index() >= nest.buffers.len() || !expr_ok(*index) || !expr_ok(*value) {
+                    return bad(format!("statement {}: unknown buffer or expression", s.0));
+                }
+                if nest.ty(*index) != ScalarType::Int || nest.ty(*value) != ScalarType::Float {
+                    return bad(format!("statement {}: store types", s.0));
+                }
+                if nest.buffer(*buf).scope == BufferScope::Input {
+                    return bad(format!("statement {}: store to an input buffer", s.0));
+                }
+            }
+        }
+    }
+    for (k, &p) in nest.params.iter().enumerate() {
+        if p.index() >= nest.buffers.len() {
+            return bad(format!("param {k} is an unknown buffer"));
+        }
+        let scope = nest.buffer(p).scope;
+        if scope != BufferScope::Input && scope != BufferScope::Output {
+            return bad(format!("param {k} is neither an input nor an output"));
+        }
+    }
+    for b in &nest.buffers {
+        if b.shape.iter().any(|&d| d < 0)
+            || b.shape
+                .iter()
+                .try_fold(1i64, |a, &d| a.checked_mul(d))
+                .is_none()
+        {
+            return bad(format!("buffer `{}` has a bad shape", b.name));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,1159 @@
+//! Translation of a loop nest into Cranelift IR.
+//!
+//! One [`Emitter`] builds one Cranelift function: the kernel entry `(bufs, rt)` or an outlined
+//! parallel body `(ctx, start, end)`. It walks the statement tree with an environment mapping
+//! loop variables to compile-time constants (unrolled loops, SIMD chunks) or SSA values
+//! (serial loops), so that integer index arithmetic folds wherever it can. In SIMD mode
+//! (`vec` is set) the environment holds lane 0 of the vectorized variable and expressions
+//! evaluate to `f32x4` values.
+
+use crate::analysis::{interval, linear, refine, visit_loads, Analysis, Interval, Layout, Term};
+use crate::analysis::{MAX_STATIC_VECTOR, MAX_UNROLL};
+use crate::{CodegenError, CompileOptions};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::immediates::Ieee32;
+use cranelift_codegen::ir::types::{F32, F32X4, I64, I8};
+use cranelift_codegen::ir::{
+    AbiParam, Endianness, FuncRef, Function, InstBuilder, MemFlagsData, Signature, StackSlotData,
+    StackSlotKind, UserFuncName, Value,
+};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_jit::JITModule;
+use cranelift_module::{FuncId, Linkage, Module};
+use std::collections::HashMap;
+use tessel_ir::expr::{BinOp, ScalarType, UnOp};
+use tessel_ir::loop_nest::{BufferId, BufferScope, ExprId, LoopId, LoopKind, Node, Stmt, StmtId};
+use tessel_ir::LoopNest;
+
+type R<T> = Result<T, CodegenError>;
+
+/// Largest local buffer placed in a stack slot, in bytes.
+const MAX_STACK_BYTES: i64 = 8 << 20;
+
+/// State shared by all functions of one kernel.
+pub(crate) struct Compiler<'n> {
+    pub nest: &'n LoopNest,
+    pub an: Analysis,
+    pub module: JITModule,
+    pub opts: CompileOptions,
+    pub ctx: Context,
+    pub exp_fn: FuncId,
+    pub par_fn: FuncId,
+    pub n_funcs: u32,
+    pub ir_text: String,
+    pub disasm: String,
+}
+
+/// The order of the entries of the buffer pointer array the kernel entry receives: the
+/// parameters, then the global temporaries.
+pub(crate) fn buffer_order(nest: &LoopNest) -> Vec<BufferId> {
+    let mut v = nest.params.clone();
+    v.extend(
+        (0..nest.buffers.len() as u32)
+            .map(BufferId)
+            .filter(|&b| nest.buffer(b).scope == BufferScope::Global),
+    );
+    v
+}
+
+impl<'n> Compiler<'n> {
+    fn new_func(&mut self, params: usize) -> R<(FuncId, Function)> {
+        let mut sig = self.module.make_signature();
+        for _ in 0..params {
+            sig.params.push(AbiParam::new(I64));
+        }
+        self.n_funcs += 1;
+        let name = format!("{}_f{}", sanitize(&self.nest.name), self.n_funcs);
+        let id = self
+            .module
+            .declare_function(&name, Linkage::Local, &sig)
+            .map_err(|e| CodegenError::Cranelift(format!("{e:?}")))?;
+        let func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
+        Ok((id, func))
+    }
+
+    fn define(&mut self, id: FuncId, func: Function) -> R<()> {
+        self.ctx.clear();
+        self.ctx.func = func;
+        self.ctx.set_disasm(self.opts.disasm);
+        self.module
+            .define_function(id, &mut self.ctx)
+            .map_err(|e| CodegenError::Cranelift(format!("{e:?}")))?;
+        if self.opts.keep_ir {
+            self.ir_text.push_str(&self.ctx.func.display().to_string());
+            self.ir_text.push('\n');
+        }
+        if self.opts.disasm {
+            if let Some(v) = self.ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+                self.disasm.push_str(v);
+                self.disasm.push('\n');
+            }
+        }
+        self.ctx.clear();
+        Ok(())
+    }
+
+    /// Builds the kernel entry `fn(bufs: *const *mut f32, rt: *const Runtime)`.
+    pub fn build_main(&mut self) -> R<FuncId> {
+        let (id, mut func) = self.new_func(2)?;
+        let mut fctx = FunctionBuilderContext::new();
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let (bufs, rt) = (b.block_params(entry)[0], b.block_params(entry)[1]);
+        let mut bases = HashMap::new();
+        let flags = MemFlagsData::trusted().with_readonly().with_can_move();
+        for (k, buf) in buffer_order(self.nest).into_iter().enumerate() {
+            let p = b.ins().load(I64, flags, bufs, (8 * k) as i32);
+            bases.insert(buf, p);
+        }
+        let nest = self.nest;
+        let mut e = Emitter::new(self, b, bases, HashMap::new(), HashMap::new(), Some(rt));
+        e.emit_block(&nest.body)?;
+        e.b.ins().return_(&[]);
+        e.finish();
+        self.define(id, func)?;
+        Ok(id)
+    }
+
+    /// Builds the outlined body of parallel loop `lp`: `fn(ctx, start, end)` that loads the
+    /// buffer pointers and loop variables listed from `ctx` and runs iterations `start..end`.
+    #[allow(clippy::too_many_arguments)]
+    fn build_body(
+        &mut self,
+        lp: LoopId,
+        body: &[StmtId],
+        bufs: &[BufferId],
+        vars: &[LoopId],
+        consts: &HashMap<LoopId, i64>,
+        known: &HashMap<ExprId, Interval>,
+    ) -> R<FuncId> {
+        let (id, mut func) = self.new_func(3)?;
+        let mut fctx = FunctionBuilderContext::new();
+        let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let p = b.block_params(entry).to_vec();
+        let (ctx, start, end) = (p[0], p[1], p[2]);
+        let flags = MemFlagsData::trusted().with_readonly().with_can_move();
+        let mut bases = HashMap::new();
+        for (k, &buf) in bufs.iter().enumerate() {
+            bases.insert(buf, b.ins().load(I64, flags, ctx, (8 * k) as i32));
+        }
+        let mut env: HashMap<LoopId, IVal> =
+            consts.iter().map(|(&l, &c)| (l, IVal::Const(c))).collect();
+        for (k, &l) in vars.iter().enumerate() {
+            let v = b.ins().load(I64, flags, ctx, (8 * (bufs.len() + k)) as i32);
+            env.insert(l, IVal::Dyn(v));
+        }
+        let mut e = Emitter::new(self, b, bases, env, known.clone(), None);
+        e.counted_loop(lp, start, IVal::Dyn(end), 1, &mut |e| e.emit_block(body))?;
+        e.b.ins().return_(&[]);
+        e.finish();
+        self.define(id, func)?;
+        Ok(id)
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// An integer: known at compile time, or an SSA value.
+#[derive(Clone, Copy, Debug)]
+enum IVal {
+    Const(i64),
+    Dyn(Value),
+}
+
+/// A boolean: known at compile time, or an `i8` SSA value (0 or 1).
+#[derive(Clone, Copy, Debug)]
+enum BVal {
+    Const(bool),
+    Dyn(Value),
+}
+
+/// A local buffer held in SSA variables.
+#[derive(Clone)]
+struct Promo {
+    layout: Layout,
+    vars: Vec<Variable>,
+    len: i64,
+}
+
+struct Emitter<'c, 'n, 'f> {
+    c: &'c mut Compiler<'n>,
+    nest: &'n LoopNest,
+    b: FunctionBuilder<'f>,
+    env: HashMap<LoopId, IVal>,
+    bases: HashMap<BufferId, Value>,
+    promoted: HashMap<BufferId, Promo>,
+    known: HashMap<ExprId, Interval>,
+    rt: Option<Value>,
+    vec: Option<LoopId>,
+    exp_ref: Option<FuncRef>,
+    par_ref: Option<FuncRef>,
+}
+
+fn scalar_flags() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+fn vector_flags() -> MemFlagsData {
+    // Not `aligned`: a vector access is only 4-byte aligned.
+    MemFlagsData::new().with_notrap()
+}
+
+impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
+    fn new(
+        c: &'c mut Compiler<'n>,
+        b: FunctionBuilder<'f>,
+        bases: HashMap<BufferId, Value>,
+        env: HashMap<LoopId, IVal>,
+        known: HashMap<ExprId, Interval>,
+        rt: Option<Value>,
+    ) -> Self {
+        let nest = c.nest;
+        Emitter {
+            c,
+            nest,
+            b,
+            env,
+            bases,
+            promoted: HashMap::new(),
+            known,
+            rt,
+            vec: None,
+            exp_ref: None,
+            par_ref: None,
+        }
+    }
+
+    fn finish(mut self) {
+        self.b.seal_all_blocks();
+        let cfg = self.c.module.isa().frontend_config();
+        self.b.finalize(cfg);
+    }
+
+    fn internal(msg: &str) -> CodegenError {
+        CodegenError::InvalidNest(msg.to_string())
+    }
+
+    // ---------------------------------------------------------------- statements
+
+    fn emit_block(&mut self, body: &[StmtId]) -> R<()> {
+        for &s in body {
+            self.emit_stmt(s)?;
+        }
+        Ok(())
+    }
+
+    fn emit_stmt(&mut self, s: StmtId) -> R<()> {
+        let nest = self.nest;
+        match nest.stmt(s) {
+            Stmt::For { lp, body, .. } => self.emit_for(*lp, body),
+            Stmt::If { cond, body } => self.emit_if(*cond, body),
+            Stmt::Alloc { buf, body } => self.emit_alloc(s, *buf, body),
+            Stmt::Store { buf, index, value } => {
+                if self.vec.is_some() {
+                    self.store_vector(*buf, *index, *value)
+                } else {
+                    let v = self.eval_f(*value)?;
+                    self.store_scalar(*buf, *index, v)
+                }
+            }
+        }
+    }
+
+    fn emit_for(&mut self, lp: LoopId, body: &[StmtId]) -> R<()> {
+        let l = self.nest.lp(lp);
+        let extent = l.extent;
+        if extent <= 0 {
+            return Ok(());
+        }
+        let prev = self.env.get(&lp).copied();
+        match l.kind {
+            LoopKind::Parallel if self.c.an.outlined.contains(&lp) && self.vec.is_none() => {
+                self.emit_parallel(lp, body)?
+            }
+            LoopKind::Vectorized if self.vec.is_none() => self.emit_vectorized(lp, body)?,
+            LoopKind::Unrolled | LoopKind::Vectorized if extent <= MAX_UNROLL => {
+                for t in 0..extent {
+                    self.env.insert(lp, IVal::Const(t));
+                    self.emit_block(body)?;
+                }
+            }
+            _ => self.serial(lp, extent, body)?,
+        }
+        match prev {
+            Some(v) => self.env.insert(lp, v),
+            None => self.env.remove(&lp),
+        };
+        Ok(())
+    }
+
+    fn serial(&mut self, lp: LoopId, extent: i64, body: &[StmtId]) -> R<()> {
+        if extent == 1 {
+            self.env.insert(lp, IVal::Const(0));
+            return self.emit_block(body);
+        }
+        let zero = self.b.ins().iconst(I64, 0);
+        self.counted_loop(lp, zero, IVal::Const(extent), 1, &mut |e| {
+            e.emit_block(body)
+        })
+    }
+
+    /// `for lp in (start..end).step_by(step) { f }`, as a do-while loop (the caller
+    /// guarantees at least one iteration).
+    fn counted_loop(
+        &mut self,
+        lp: LoopId,
+        start: Value,
+        end: IVal,
+        step: i64,
+        f: &mut dyn FnMut(&mut Self) -> R<()>,
+    ) -> R<()> {
+        let header = self.b.create_block();
+        let exit = self.b.create_block();
+        let i = self.b.append_block_param(header, I64);
+        self.b.ins().jump(header, &[start.into()]);
+        self.b.switch_to_block(header);
+        self.env.insert(lp, IVal::Dyn(i));
+        f(self)?;
+        let next = self.b.ins().iadd_imm_s(i, step);
+        let c = match end {
+            IVal::Const(n) => self.b.ins().icmp_imm_s(IntCC::SignedLessThan, next, n),
+            IVal::Dyn(n) => self.b.ins().icmp(IntCC::SignedLessThan, next, n),
+        };
+        self.b.ins().brif(c, header, &[next.into()], exit, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    fn emit_vectorized(&mut self, lp: LoopId, body: &[StmtId]) -> R<()> {
+        let extent = self.nest.lp(lp).extent;
+        if !self.c.an.vector_ok.contains(&lp) {
+            // Per-lane scalar code.
+            if extent <= MAX_STATIC_VECTOR {
+                for t in 0..extent {
+                    self.env.insert(lp, IVal::Const(t));
+                    self.emit_block(body)?;
+                }
+                return Ok(());
+            }
+            return self.serial(lp, extent, body);
+        }
+        let n4 = extent / 4;
+        if extent <= MAX_STATIC_VECTOR {
+            for c in 0..n4 {
+                self.env.insert(lp, IVal::Const(4 * c));
+                self.vec = Some(lp);
+                let r = self.emit_block(body);
+                self.vec = None;
+                r?;
+            }
+        } else {
+            let zero = self.b.ins().iconst(I64, 0);
+            self.counted_loop(lp, zero, IVal::Const(4 * n4), 4, &mut |e| {
+                e.vec = Some(lp);
+                let r = e.emit_block(body);
+                e.vec = None;
+                r
+            })?;
+        }
+        for t in 4 * n4..extent {
+            self.env.insert(lp, IVal::Const(t));
+            self.emit_block(body)?;
+        }
+        Ok(())
+    }
+
+    fn emit_if(&mut self, cond: ExprId, body: &[StmtId]) -> R<()> {
+        match self.eval_bool(cond)? {
+            BVal::Const(false) => Ok(()),
+            BVal::Const(true) => self.refined(cond, |e| e.emit_block(body)),
+            BVal::Dyn(c) => {
+                let then = self.b.create_block();
+                let merge = self.b.create_block();
+                self.b.ins().brif(c, then, &[], merge, &[]);
+                self.b.switch_to_block(then);
+                self.refined(cond, |e| e.emit_block(body))?;
+                self.b.ins().jump(merge, &[]);
+                self.b.switch_to_block(merge);
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs `f` knowing that `cond` holds (for bounds proofs).
+    fn refined<T>(&mut self, cond: ExprId, f: impl FnOnce(&mut Self) -> R<T>) -> R<T> {
+        let saved = self.known.clone();
+        refine(self.nest, cond, &mut self.known);
+        let r = f(self);
+        self.known = saved;
+        r
+    }
+
+    fn emit_alloc(&mut self, s: StmtId, buf: BufferId, body: &[StmtId]) -> R<()> {
+        let len = self.nest.buffer(buf).len();
+        if let Some(&layout) = self.c.an.promoted.get(&s) {
+            let (ty, n) = match layout {
+                Layout::Scalar => (F32, len),
+                Layout::Vector => (F32X4, len / 4),
+            };
+            let zero = self.b.ins().f32const(0.0);
+            let zero = if ty == F32X4 {
+                self.b.ins().splat(F32X4, zero)
+            } else {
+                zero
+            };
+            let vars: Vec<Variable> = (0..n)
+                .map(|_| {
+                    let v = self.b.declare_var(ty);
+                    self.b.def_var(v, zero);
+                    v
+                })
+                .collect();
+            let prev = self.promoted.insert(buf, Promo { layout, vars, len });
+            let r = self.emit_block(body);
+            match prev {
+                Some(p) => self.promoted.insert(buf, p),
+                None => self.promoted.remove(&buf),
+            };
+            return r;
+        }
+        let bytes = len * 4;
+        if bytes > MAX_STACK_BYTES {
+            return Err(CodegenError::Unsupported(format!(
+                "local buffer `{}` of {bytes} bytes is too large for the stack",
+                self.nest.buffer(buf).name
+            )));
+        }
+        let ss = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            bytes.max(4) as u32,
+            4,
+        ));
+        let base = self.b.ins().stack_addr(I64, ss, 0);
+        let prev_p = self.promoted.remove(&buf);
+        let prev = self.bases.insert(buf, base);
+        let r = self.emit_block(body);
+        match prev {
+            Some(p) => self.bases.insert(buf, p),
+            None => self.bases.remove(&buf),
+        };
+        if let Some(p) = prev_p {
+            self.promoted.insert(buf, p);
+        }
+        r
+    }
+
+    fn emit_parallel(&mut self, lp: LoopId, body: &[StmtId]) -> R<()> {
+        let rt = self
+            .rt
+            .ok_or_else(|| Self::internal("parallel loop outlined inside an outlined loop"))?;
+        let mut bufs: Vec<(BufferId, Value)> = self.bases.iter().map(|(&b, &v)| (b, v)).collect();
+        bufs.sort_by_key(|x| x.0);
+        let mut vars = Vec::new();
+        let mut consts = HashMap::new();
+        let mut env: Vec<(LoopId, IVal)> = self.env.iter().map(|(&l, &v)| (l, v)).collect();
+        env.sort_by_key(|x| x.0);
+        for (l, v) in env {
+            match v {
+                IVal::Const(c) => {
+                    consts.insert(l, c);
+                }
+                IVal::Dyn(v) => vars.push((l, v)),
+            }
+        }
+        let buf_ids: Vec<BufferId> = bufs.iter().map(|x| x.0).collect();
+        let var_ids: Vec<LoopId> = vars.iter().map(|x| x.0).collect();
+        let known = self.known.clone();
+        let id = self
+            .c
+            .build_body(lp, body, &buf_ids, &var_ids, &consts, &known)?;
+        let n = bufs.len() + vars.len();
+        let ss = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            (8 * n.max(1)) as u32,
+            3,
+        ));
+        for (k, v) in bufs
+            .iter()
+            .map(|x| x.1)
+            .chain(vars.iter().map(|x| x.1))
+            .enumerate()
+        {
+            self.b.ins().stack_store(I64, v, ss, (8 * k) as i32);
+        }
+        let ctx = self.b.ins().stack_addr(I64, ss, 0);
+        let fref = self.c.module.declare_func_in_func(id, self.b.func);
+        let fptr = self.b.ins().func_addr(I64, fref);
+        let par = match self.par_ref {
+            Some(f) => f,
+            None => {
+                let f = self
+                    .c
+                    .module
+                    .declare_func_in_func(self.c.par_fn, self.b.func);
+                self.par_ref = Some(f);
+                f
+            }
+        };
+        let extent = self.b.ins().iconst(I64, self.nest.lp(lp).extent);
+        self.b.ins().call(par, &[rt, fptr, ctx, extent]);
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- memory
+
+    /// The address of `buf[index]` for an access of `lanes` consecutive elements, as
+    /// (pointer, byte offset, may the load move). Indices the range analysis cannot prove in
+    /// bounds are clamped, so that no access leaves its buffer.
+    fn addr(&mut self, buf: BufferId, index: ExprId, lanes: i64) -> R<(Value, i32, bool)> {
+        let len = self.nest.buffer(buf).len();
+        let base = *self.bases.get(&buf).ok_or_else(|| {
+            CodegenError::InvalidNest(format!(
+                "buffer `{}` is used where it has no memory (not a parameter, global, or live local)",
+                self.nest.buffer(buf).name
+            ))
+        })?;
+        let global = interval(self.nest, index, &HashMap::new());
+        let here = if self.known.is_empty() {
+            global
+        } else {
+            interval(self.nest, index, &self.known)
+        };
+        if here.within(len) {
+            let (p, off) = self.linear_addr(base, index)?;
+            return Ok((p, off, global.within(len)));
+        }
+        let i = self.eval_int(index)?;
+        let i = self.iv(i);
+        let lim = self.b.ins().iconst(I64, len - lanes);
+        let i = self.b.ins().umin(i, lim);
+        let off = self.b.ins().ishl_imm_s(i, 2);
+        Ok((self.b.ins().iadd(base, off), 0, true))
+    }
+
+    /// `base + 4·index` with the index split into its affine terms, added outermost loop
+    /// first (so that partial sums are loop-invariant for the inner loops and get hoisted),
+    /// and the constant part as the immediate offset.
+    fn linear_addr(&mut self, base: Value, index: ExprId) -> R<(Value, i32)> {
+        let lin = linear(self.nest, index);
+        let mut konst = lin.konst as i128;
+        let mut dyns: Vec<(u32, Value, i64)> = Vec::new();
+        for (t, c) in lin.terms {
+            let (v, depth) = match t {
+                Term::Var(l) => (self.var(l)?, self.c.an.depth[l.index()]),
+                Term::Atom(e) => (self.eval_int(e)?, self.c.an.max_depth(e)),
+            };
+            match v {
+                IVal::Const(x) => konst += x as i128 * c as i128,
+                IVal::Dyn(v) => dyns.push((depth, v, c)),
+            }
+        }
+        dyns.sort_by_key(|d| d.0);
+        let mut p = base;
+        for (_, v, c) in dyns {
+            let s = self.b.ins().imul_imm_s(v, c.wrapping_mul(4));
+            p = self.b.ins().iadd(p, s);
+        }
+        let off = konst * 4;
+        if let Ok(off) = i32::try_from(off) {
+            Ok((p, off))
+        } else {
+            Ok((self.b.ins().iadd_imm_s(p, off as i64), 0))
+        }
+    }
+
+    fn load_flags(&self, buf: BufferId, vector: bool, movable: bool) -> MemFlagsData {
+        let f = if vector {
+            vector_flags()
+        } else {
+            scalar_flags()
+        };
+        if self.nest.buffer(buf).scope == BufferScope::Input {
+            let f = f.with_readonly();
+            if movable {
+                f.with_can_move()
+            } else {
+                f
+            }
+        } else {
+            f
+        }
+    }
+
+    fn load_scalar(&mut self, buf: BufferId, index: ExprId) -> R<Value> {
+        if self.promoted.contains_key(&buf) {
+            return self.read_promoted(buf, index);
+        }
+        if self.nest.buffer(buf).is_empty() {
+            return Ok(self.b.ins().f32const(0.0));
+        }
+        let (p, off, movable) = self.addr(buf, index, 1)?;
+        let flags = self.load_flags(buf, false, movable);
+        Ok(self.b.ins().load(F32, flags, p, off))
+    }
+
+    fn store_scalar(&mut self, buf: BufferId, index: ExprId, v: Value) -> R<()> {
+        if self.promoted.contains_key(&buf) {
+            return self.write_promoted(buf, index, v);
+        }
+        if self.nest.buffer(buf).is_empty() {
+            return Ok(());
+        }
+        let (p, off, _) = self.addr(buf, index, 1)?;
+        self.b.ins().store(scalar_flags(), v, p, off);
+        Ok(())
+    }
+
+    /// The constant element index of a promoted buffer access (`None`: out of bounds).
+    fn promoted_index(&mut self, buf: BufferId, index: ExprId) -> R<Option<(Promo, usize)>> {
+        let p = self.promoted[&buf].clone();
+        match self.eval_int(index)? {
+            IVal::Const(k) if (0..p.len).contains(&k) => Ok(Some((p, k as usize))),
+            IVal::Const(_) => Ok(None),
+            IVal::Dyn(_) => Err(Self::internal("promoted buffer indexed by a variable")),
+        }
+    }
+
+    fn read_promoted(&mut self, buf: BufferId, index: ExprId) -> R<Value> {
+        Ok(match self.promoted_index(buf, index)? {
+            None => self.b.ins().f32const(0.0),
+            Some((p, k)) => match p.layout {
+                Layout::Scalar => self.b.use_var(p.vars[k]),
+                Layout::Vector => {
+                    let v = self.b.use_var(p.vars[k / 4]);
+                    self.b.ins().extractlane(v, (k % 4) as u8)
+                }
+            },
+        })
+    }
+
+    fn write_promoted(&mut self, buf: BufferId, index: ExprId, v: Value) -> R<()> {
+        if let Some((p, k)) = self.promoted_index(buf, index)? {
+            match p.layout {
+                Layout::Scalar => self.b.def_var(p.vars[k], v),
+                Layout::Vector => {
+                    let old = self.b.use_var(p.vars[k / 4]);
+                    let new = self.b.ins().insertlane(old, v, (k % 4) as u8);
+                    self.b.def_var(p.vars[k / 4], new);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// For a stride-1 access of a promoted `Vector`-layout buffer at an aligned constant
+    /// base: the variable holding the four lanes.
+    fn promoted_vector_var(
+        &mut self,
+        buf: BufferId,
+        index: ExprId,
+        v: LoopId,
+    ) -> R<Option<Variable>> {
+        let p = self.promoted[&buf].clone();
+        if p.layout != Layout::Vector || self.c.an.stride(self.nest, index, v) != Some(1) {
+            return Ok(None);
+        }
+        Ok(match self.eval_int(index)? {
+            IVal::Const(k) if k % 4 == 0 && k >= 0 && k + 4 <= p.len => {
+                Some(p.vars[k as usize / 4])
+            }
+            _ => None,
+        })
+    }
+
+    // ---------------------------------------------------------------- SIMD
+
+    fn vec_var(&self) -> R<LoopId> {
+        self.vec
+            .ok_or_else(|| Self::internal("SIMD code outside a vectorized loop"))
+    }
+
+    /// Evaluates scalar code once per lane (with the vector variable set to each lane's value)
+    /// and calls `f(self, lane)` for each.
+    fn per_lane(&mut self, mut f: impl FnMut(&mut Self, u8) -> R<()>) -> R<()> {
+        let v = self.vec_var()?;
+        let base = self.var(v)?;
+        self.vec = None;
+        let mut r = Ok(());
+        for lane in 0..4u8 {
+            let lv = match base {
+                IVal::Const(c) => IVal::Const(c + lane as i64),
+                IVal::Dyn(x) => IVal::Dyn(self.b.ins().iadd_imm_s(x, lane as i64)),
+            };
+            self.env.insert(v, lv);
+            r = f(self, lane);
+            if r.is_err() {
+                break;
+            }
+        }
+        self.env.insert(v, base);
+        self.vec = Some(v);
+        r
+    }
+
+    fn gather(&mut self, e: ExprId) -> R<Value> {
+        let zero = self.b.ins().f32const(0.0);
+        let mut acc = self.b.ins().splat(F32X4, zero);
+        self.per_lane(|s, lane| {
+            let x = s.eval_f(e)?;
+            acc = s.b.ins().insertlane(acc, x, lane);
+            Ok(())
+        })?;
+        Ok(acc)
+    }
+
+    fn eval_v(&mut self, e: ExprId) -> R<Value> {
+        let v = self.vec_var()?;
+        if !self.c.an.depends(e, v) {
+            let x = self.eval_f(e)?;
+            return Ok(self.b.ins().splat(F32X4, x));
+        }
+        match self.nest.get(e) {
+            Node::Load(buf, index) => self.load_vector(e, buf, index, v),
+            Node::Unary(UnOp::Neg, a) => {
+                let a = self.eval_v(a)?;
+                Ok(self.b.ins().fneg(a))
+            }
+            Node::Unary(UnOp::Sqrt, a) => {
+                let a = self.eval_v(a)?;
+                Ok(self.b.ins().sqrt(a))
+            }
+            Node::Binary(op, a, b) => self.binary_f(op, a, b, true),
+            Node::Select(c, a, b) if !self.c.an.depends(c, v) => self.select_f(c, a, b, true),
+            _ => self.gather(e),
+        }
+    }
+
+    fn load_vector(&mut self, e: ExprId, buf: BufferId, index: ExprId, v: LoopId) -> R<Value> {
+        if self.promoted.contains_key(&buf) {
+            if let Some(var) = self.promoted_vector_var(buf, index, v)? {
+                return Ok(self.b.use_var(var));
+            }
+            return self.gather(e);
+        }
+        let len = self.nest.buffer(buf).len();
+        if self.c.an.stride(self.nest, index, v) == Some(1) && len >= 4 {
+            let (p, off, movable) = self.addr(buf, index, 4)?;
+            let flags = self.load_flags(buf, true, movable);
+            return Ok(self.b.ins().load(F32X4, flags, p, off));
+        }
+        self.gather(e)
+    }
+
+    fn store_vector(&mut self, buf: BufferId, index: ExprId, value: ExprId) -> R<()> {
+        let v = self.vec_var()?;
+        let val = self.eval_v(value)?;
+        if self.promoted.contains_key(&buf) {
+            if let Some(var) = self.promoted_vector_var(buf, index, v)? {
+                self.b.def_var(var, val);
+                return Ok(());
+            }
+        } else if self.c.an.stride(self.nest, index, v) == Some(1)
+            && self.nest.buffer(buf).len() >= 4
+        {
+            let (p, off, _) = self.addr(buf, index, 4)?;
+            self.b.ins().store(vector_flags(), val, p, off);
+            return Ok(());
+        }
+        self.per_lane(|s, lane| {
+            let x = s.b.ins().extractlane(val, lane);
+            s.store_scalar(buf, index, x)
+        })
+    }
+
+    // ---------------------------------------------------------------- expressions
+
+    fn var(&self, l: LoopId) -> R<IVal> {
+        self.env.get(&l).copied().ok_or_else(|| {
+            CodegenError::InvalidNest(format!(
+                "loop variable `{}` used outside its loop",
+                self.nest.lp(l).name
+            ))
+        })
+    }
+
+    fn iv(&mut self, v: IVal) -> Value {
+        match v {
+            IVal::Const(c) => self.b.ins().iconst(I64, c),
+            IVal::Dyn(v) => v,
+        }
+    }
+
+    fn eval_int(&mut self, e: ExprId) -> R<IVal> {
+        Ok(match self.nest.get(e) {
+            Node::Int(c) => IVal::Const(c),
+            Node::Var(l) => self.var(l)?,
+            Node::Unary(UnOp::Neg, a) => match self.eval_int(a)? {
+                IVal::Const(c) => IVal::Const(c.wrapping_neg()),
+                IVal::Dyn(v) => IVal::Dyn(self.b.ins().ineg(v)),
+            },
+            Node::Binary(op, a, b) => {
+                let x = self.eval_int(a)?;
+                let y = self.eval_int(b)?;
+                self.int_binary(op, x, y)?
+            }
+            Node::Select(c, a, b) => match self.eval_bool(c)? {
+                BVal::Const(t) => self.eval_int(if t { a } else { b })?,
+                BVal::Dyn(c) => {
+                    let x = self.eval_int(a)?;
+                    let y = self.eval_int(b)?;
+                    let (x, y) = (self.iv(x), self.iv(y));
+                    IVal::Dyn(self.b.ins().select(c, x, y))
+                }
+            },
+            _ => return Err(Self::internal("integer expected")),
+        })
+    }
+
+    fn int_binary(&mut self, op: BinOp, x: IVal, y: IVal) -> R<IVal> {
+        use IVal::*;
+        if let (Const(a), Const(b)) = (x, y) {
+            let v = tessel_ir::loop_nest::fold_int(op, a, b).unwrap_or(match op {
+                BinOp::Add => a.wrapping_add(b),
+                BinOp::Sub => a.wrapping_sub(b),
+                BinOp::Mul => a.wrapping_mul(b),
+                BinOp::Div if b == -1 => a.wrapping_neg(),
+                _ => 0,
+            });
+            return Ok(Const(v));
+        }
+        Ok(Dyn(match (op, x, y) {
+            (BinOp::Add, Dyn(a), Const(c)) | (BinOp::Add, Const(c), Dyn(a)) => {
+                if c == 0 {
+                    return Ok(Dyn(a));
+                }
+                self.b.ins().iadd_imm_s(a, c)
+            }
+            (BinOp::Sub, Dyn(a), Const(c)) => self.b.ins().iadd_imm_s(a, c.wrapping_neg()),
+            (BinOp::Mul, Dyn(a), Const(c)) | (BinOp::Mul, Const(c), Dyn(a)) => match c {
+                0 => return Ok(Const(0)),
+                1 => return Ok(Dyn(a)),
+                _ => self.b.ins().imul_imm_s(a, c),
+            },
+            (BinOp::Div | BinOp::Mod, Dyn(a), Const(c)) => return Ok(self.div_const(op, a, c)),
+            (BinOp::Div | BinOp::Mod, _, _) => {
+                let (a, b) = (self.iv(x), self.iv(y));
+                self.div_dyn(op, a, b)
+            }
+            _ => {
+                let (a, b) = (self.iv(x), self.iv(y));
+                let i = self.b.ins();
+                match op {
+                    BinOp::Add => i.iadd(a, b),
+                    BinOp::Sub => i.isub(a, b),
+                    BinOp::Mul => i.imul(a, b),
+                    BinOp::Min => i.smin(a, b),
+                    BinOp::Max => i.smax(a, b),
+                    _ => return Err(Self::internal("bad integer operator")),
+                }
+            }
+        }))
+    }
+
+    /// Floor division / modulo by a constant.
+    fn div_const(&mut self, op: BinOp, a: Value, c: i64) -> IVal {
+        let div = op == BinOp::Div;
+        match c {
+            0 => IVal::Const(0),
+            1 => {
+                if div {
+                    IVal::Dyn(a)
+                } else {
+                    IVal::Const(0)
+                }
+            }
+            -1 => {
+                if div {
+                    IVal::Dyn(self.b.ins().ineg(a))
+                } else {
+                    IVal::Const(0)
+                }
+            }
+            c if c > 0 && c.count_ones() == 1 => IVal::Dyn(if div {
+                self.b.ins().sshr_imm_s(a, c.trailing_zeros() as i64)
+            } else {
+                self.b.ins().band_imm_s(a, c - 1)
+            }),
+            c => {
+                let cv = self.b.ins().iconst(I64, c);
+                IVal::Dyn(self.floor_fixup(op, a, cv))
+            }
+        }
+    }
+
+    /// Floor division / modulo by a value that is neither 0 nor -1.
+    fn floor_fixup(&mut self, op: BinOp, a: Value, b: Value) -> Value {
+        let q = self.b.ins().sdiv(a, b);
+        let qb = self.b.ins().imul(q, b);
+        let r = self.b.ins().isub(a, qb);
+        // Adjust when the remainder is non-zero and its sign differs from the divisor's.
+        let x = self.b.ins().bxor(r, b);
+        let neg = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, x, 0);
+        let nz = self.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
+        let adj = self.b.ins().band(neg, nz);
+        if op == BinOp::Div {
+            let q1 = self.b.ins().iadd_imm_s(q, -1);
+            self.b.ins().select(adj, q1, q)
+        } else {
+            let r1 = self.b.ins().iadd(r, b);
+            self.b.ins().select(adj, r1, r)
+        }
+    }
+
+    /// Floor division / modulo by a run-time value; `x / 0` and `x % 0` are 0.
+    fn div_dyn(&mut self, op: BinOp, a: Value, b: Value) -> Value {
+        let is0 = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
+        let ism1 = self.b.ins().icmp_imm_s(IntCC::Equal, b, -1);
+        let bad = self.b.ins().bor(is0, ism1);
+        let one = self.b.ins().iconst(I64, 1);
+        let safe = self.b.ins().select(bad, one, b);
+        let r = self.floor_fixup(op, a, safe);
+        let zero = self.b.ins().iconst(I64, 0);
+        let special = if op == BinOp::Div {
+            let n = self.b.ins().ineg(a);
+            self.b.ins().select(is0, zero, n)
+        } else {
+            zero
+        };
+        self.b.ins().select(bad, special, r)
+    }
+
+    fn eval_bool(&mut self, e: ExprId) -> R<BVal> {
+        Ok(match self.nest.get(e) {
+            Node::Unary(UnOp::Not, a) => match self.eval_bool(a)? {
+                BVal::Const(t) => BVal::Const(!t),
+                BVal::Dyn(v) => BVal::Dyn(self.b.ins().bxor_imm_s(v, 1)),
+            },
+            Node::Binary(op @ (BinOp::And | BinOp::Or), a, b) => {
+                let x = self.eval_bool(a)?;
+                let and = op == BinOp::And;
+                match x {
+                    BVal::Const(t) if t != and => BVal::Const(t),
+                    BVal::Const(_) => self.eval_bool(b)?,
+                    BVal::Dyn(x) => match self.eval_bool(b)? {
+                        BVal::Const(t) if t != and => BVal::Const(t),
+                        BVal::Const(_) => BVal::Dyn(x),
+                        BVal::Dyn(y) => BVal::Dyn(if and {
+                            self.b.ins().band(x, y)
+                        } else {
+                            self.b.ins().bor(x, y)
+                        }),
+                    },
+                }
+            }
+            Node::Binary(op, a, b) if op.is_comparison() => {
+                if self.nest.ty(a) == ScalarType::Int {
+                    let x = self.eval_int(a)?;
+                    let y = self.eval_int(b)?;
+                    if let (IVal::Const(x), IVal::Const(y)) = (x, y) {
+                        return Ok(BVal::Const(match op {
+                            BinOp::Lt => x < y,
+                            BinOp::Le => x <= y,
+                            BinOp::Eq => x == y,
+                            _ => x != y,
+                        }));
+                    }
+                    let cc = match op {
+                        BinOp::Lt => IntCC::SignedLessThan,
+                        BinOp::Le => IntCC::SignedLessThanOrEqual,
+                        BinOp::Eq => IntCC::Equal,
+                        _ => IntCC::NotEqual,
+                    };
+                    let (x, y) = (self.iv(x), self.iv(y));
+                    BVal::Dyn(self.b.ins().icmp(cc, x, y))
+                } else {
+                    let x = self.eval_f(a)?;
+                    let y = self.eval_f(b)?;
+                    let cc = match op {
+                        BinOp::Lt => FloatCC::LessThan,
+                        BinOp::Le => FloatCC::LessThanOrEqual,
+                        BinOp::Eq => FloatCC::Equal,
+                        _ => FloatCC::NotEqual,
+                    };
+                    BVal::Dyn(self.b.ins().fcmp(cc, x, y))
+                }
+            }
+            Node::Select(c, a, b) => match self.eval_bool(c)? {
+                BVal::Const(t) => self.eval_bool(if t { a } else { b })?,
+                BVal::Dyn(c) => {
+                    let x = self.eval_bool(a)?;
+                    let y = self.eval_bool(b)?;
+                    let x = self.bv(x);
+                    let y = self.bv(y);
+                    BVal::Dyn(self.b.ins().select(c, x, y))
+                }
+            },
+            _ => return Err(Self::internal("boolean expected")),
+        })
+    }
+
+    fn bv(&mut self, v: BVal) -> Value {
+        match v {
+            BVal::Const(t) => self.b.ins().iconst(I8, i64::from(t)),
+            BVal::Dyn(v) => v,
+        }
+    }
+
+    /// Evaluates a float expression as a scalar `f32`.
+    fn eval_f(&mut self, e: ExprId) -> R<Value> {
+        match self.nest.get(e) {
+            Node::Float(bits) => Ok(self.b.ins().f32const(Ieee32::with_bits(bits))),
+            Node::Load(buf, index) => self.load_scalar(buf, index),
+            Node::Unary(UnOp::Neg, a) => {
+                let a = self.eval_f(a)?;
+                Ok(self.b.ins().fneg(a))
+            }
+            Node::Unary(UnOp::Sqrt, a) => {
+                let a = self.eval_f(a)?;
+                Ok(self.b.ins().sqrt(a))
+            }
+            Node::Unary(UnOp::Exp, a) => {
+                let a = self.eval_f(a)?;
+                Ok(self.call_exp(a))
+            }
+            Node::Unary(UnOp::ToFloat, a) => Ok(match self.eval_int(a)? {
+                IVal::Const(c) => self.b.ins().f32const(c as f32),
+                IVal::Dyn(v) => self.b.ins().fcvt_from_sint(F32, v),
+            }),
+            Node::Binary(op, a, b) => self.binary_f(op, a, b, false),
+            Node::Select(c, a, b) => self.select_f(c, a, b, false),
+            _ => Err(Self::internal("float expected")),
+        }
+    }
+
+    fn eval_fv(&mut self, e: ExprId, vector: bool) -> R<Value> {
+        if vector {
+            self.eval_v(e)
+        } else {
+            self.eval_f(e)
+        }
+    }
+
+    fn binary_f(&mut self, op: BinOp, a: ExprId, b: ExprId, vector: bool) -> R<Value> {
+        if op == BinOp::Add && self.c.opts.fma {
+            let mul = |e: ExprId| match self.nest.get(e) {
+                Node::Binary(BinOp::Mul, x, y) => Some((x, y)),
+                _ => None,
+            };
+            // `a*b + c` → fma(a, b, c); prefer the product on the right (`acc + x*y`).
+            let pick = mul(b).map(|m| (m, a)).or_else(|| mul(a).map(|m| (m, b)));
+            if let Some(((x, y), acc)) = pick {
+                let acc = self.eval_fv(acc, vector)?;
+                let x = self.eval_fv(x, vector)?;
+                let y = self.eval_fv(y, vector)?;
+                return Ok(self.b.ins().fma(x, y, acc));
+            }
+        }
+        let x = self.eval_fv(a, vector)?;
+        let y = self.eval_fv(b, vector)?;
+        let i = self.b.ins();
+        Ok(match op {
+            BinOp::Add => i.fadd(x, y),
+            BinOp::Sub => i.fsub(x, y),
+            BinOp::Mul => i.fmul(x, y),
+            BinOp::Div => i.fdiv(x, y),
+            BinOp::Min | BinOp::Max => {
+                // min(x, y) = x < y ? x : y ; max(x, y) = y < x ? x : y
+                let (l, r) = if op == BinOp::Min { (x, y) } else { (y, x) };
+                let c = self.b.ins().fcmp(FloatCC::LessThan, l, r);
+                if vector {
+                    let mask = self.b.ins().bitcast(
+                        F32X4,
+                        MemFlagsData::new().with_endianness(Endianness::Little),
+                        c,
+                    );
+                    self.b.ins().bitselect(mask, x, y)
+                } else {
+                    self.b.ins().select(c, x, y)
+                }
+            }
+            _ => return Err(Self::internal("bad float operator")),
+        })
+    }
+
+    /// True when evaluating `e` would load from memory the bounds analysis cannot prove in
+    /// range here.
+    fn risky(&self, e: ExprId) -> bool {
+        let mut risky = false;
+        visit_loads(self.nest, &[e], |b, i| {
+            if !self.promoted.contains_key(&b) {
+                let len = self.nest.buffer(b).len();
+                risky |= !interval(self.nest, i, &self.known).within(len);
+            }
+        });
+        risky
+    }
+
+    /// `c ? a : b`, evaluating only the chosen branch when a branch loads out of the proven
+    /// range (padding).
+    fn select_f(&mut self, c: ExprId, a: ExprId, b: ExprId, vector: bool) -> R<Value> {
+        match self.eval_bool(c)? {
+            BVal::Const(true) => self.refined(c, |s| s.eval_fv(a, vector)),
+            BVal::Const(false) => self.eval_fv(b, vector),
+            BVal::Dyn(cv) => {
+                if !self.risky(a) && !self.risky(b) {
+                    let x = self.eval_fv(a, vector)?;
+                    let y = self.eval_fv(b, vector)?;
+                    return Ok(self.b.ins().select(cv, x, y));
+                }
+                let ty = if vector { F32X4 } else { F32 };
+                let then = self.b.create_block();
+                let els = self.b.create_block();
+                let merge = self.b.create_block();
+                let res = self.b.append_block_param(merge, ty);
+                self.b.ins().brif(cv, then, &[], els, &[]);
+                self.b.switch_to_block(then);
+                let x = self.refined(c, |s| s.eval_fv(a, vector))?;
+                self.b.ins().jump(merge, &[x.into()]);
+                self.b.switch_to_block(els);
+                let y = self.eval_fv(b, vector)?;
+                self.b.ins().jump(merge, &[y.into()]);
+                self.b.switch_to_block(merge);
+                Ok(res)
+            }
+        }
+    }
+
+    fn call_exp(&mut self, x: Value) -> Value {
+        let f = match self.exp_ref {
+            Some(f) => f,
+            None => {
+                let f = self
+                    .c
+                    .module
+                    .declare_func_in_func(self.c.exp_fn, self.b.func);
+                self.exp_ref = Some(f);
+                f
+            }
+        };
+        let inst = self.b.ins().call(f, &[x]);
+        self.b.inst_results(inst)[0]
+    }
+}
+
+/// Signature helpers for the imported runtime functions.
+pub(crate) fn exp_signature(module: &JITModule) -> Signature {
+    let mut sig = module.make_signature();
+    sig.params.push(AbiParam::new(F32));
+    sig.returns.push(AbiParam::new(F32));
+    sig
+}
+
+/// `tessel_parallel_for(rt, body, ctx, extent)`.
+pub(crate) fn par_signature(module: &JITModule) -> Signature {
+    let mut sig = module.make_signature();
+    for _ in 0..4 {
+        sig.params.push(AbiParam::new(I64));
+    }
+    sig
+}
