@@ -13,6 +13,8 @@
 //! }
 //! ```
 //!
+//! Also benched: the same with the tile loops fused as `j.0@i.0`.
+//!
 //! `cargo bench --bench codegen`; throughput is reported in FLOP/s ("elem/s").
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -25,7 +27,9 @@ use tessel_ir::LoopNest;
 
 const N: i64 = 512;
 
-fn gmm(n: i64) -> LoopNest {
+/// `j_outer`: fuse the tile loops as j.0@i.0 (consecutive tiles share a Y panel) instead of
+/// i.0@j.0.
+fn gmm(n: i64, j_outer: bool) -> LoopNest {
     let (m, k) = (n, n);
     let mut b = NestBuilder::new("gmm");
     let a = b.input("X", &[m, k]);
@@ -34,9 +38,14 @@ fn gmm(n: i64) -> LoopNest {
     let tile = b.local("Z.local", &[4, 8]);
     let (mt, nt) = (m / 4, n / 8);
     b.for_("i.0@j.0", mt * nt, Parallel, |b, f| {
-        let (four, eight, ntc) = (b.int(4), b.int(8), b.int(nt));
-        let i0 = b.bin(BinOp::Div, f, ntc);
-        let j0 = b.bin(BinOp::Mod, f, ntc);
+        let (four, eight) = (b.int(4), b.int(8));
+        let (i0, j0) = if j_outer {
+            let d = b.int(mt);
+            (b.bin(BinOp::Mod, f, d), b.bin(BinOp::Div, f, d))
+        } else {
+            let d = b.int(nt);
+            (b.bin(BinOp::Div, f, d), b.bin(BinOp::Mod, f, d))
+        };
         let ibase = b.mul(i0, four);
         let jbase = b.mul(j0, eight);
         b.alloc(tile, |b| {
@@ -78,7 +87,7 @@ fn gmm(n: i64) -> LoopNest {
 }
 
 fn bench_compile(c: &mut Criterion) {
-    let nest = gmm(N);
+    let nest = gmm(N, false);
     let mut g = c.benchmark_group("compile");
     g.bench_function("gmm512_tiled_4x8", |b| {
         b.iter(|| compile(black_box(&nest), &CompileOptions::with_threads(2)).expect("compile"))
@@ -87,16 +96,17 @@ fn bench_compile(c: &mut Criterion) {
 }
 
 fn bench_run(c: &mut Criterion) {
-    let nest = gmm(N);
     let x: Vec<f32> = (0..N * N).map(|v| ((v * 7) % 13) as f32 * 0.1).collect();
     let y: Vec<f32> = (0..N * N).map(|v| ((v * 5) % 11) as f32 * 0.1).collect();
     let mut z = vec![0.0f32; (N * N) as usize];
     let mut g = c.benchmark_group("gmm512");
     g.throughput(Throughput::Elements(2 * (N * N * N) as u64));
     g.sample_size(30);
-    for threads in [1usize, 2] {
+    for (threads, j_outer) in [(1usize, false), (2, false), (1, true), (2, true)] {
+        let nest = gmm(N, j_outer);
         let kernel = compile(&nest, &CompileOptions::with_threads(threads)).expect("compile");
-        g.bench_function(format!("threads={threads}"), |b| {
+        let order = if j_outer { "j.0@i.0" } else { "i.0@j.0" };
+        g.bench_function(format!("{order}/threads={threads}"), |b| {
             b.iter(|| kernel.run(&[&x, &y], &mut [&mut z]).expect("run"))
         });
     }

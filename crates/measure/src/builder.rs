@@ -1,0 +1,158 @@
+//! The builder: replays, lowers and compiles a batch of step logs in parallel on a thread
+//! pool ([`Builder`]).
+//!
+//! Threads, not processes: on the 2-core reference machine, compiling a batch of gmm-3
+//! candidates on 2 threads of one worker is as fast as on two 1-thread worker processes (see
+//! the crate's `overhead` example), and threads need no second protocol round trip nor a second
+//! copy of the reference data. A crash while compiling costs the batch in flight, which the
+//! local worker runner then retries one candidate at a time to find the culprit.
+
+use crate::error::{ErrorClass, HarnessError, MeasureError};
+use crate::options::CodegenSettings;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+use tessel_codegen::Kernel;
+use tessel_ir::{lower, ComputeDag, State, Step};
+
+/// One job of the builder: a step log on a DAG.
+#[derive(Clone, Debug)]
+pub struct BuildJob<'a> {
+    /// The workload's DAG.
+    pub dag: Arc<ComputeDag>,
+    /// The step log.
+    pub steps: &'a [Step],
+    /// **Test only**: abort the process (`true`) before compiling.
+    pub abort: bool,
+}
+
+/// What building one candidate gave.
+#[derive(Debug)]
+pub struct Built {
+    /// The kernel, or why there is none (invalid schedule, lowering or compile error).
+    pub kernel: Result<Kernel, MeasureError>,
+    /// Replaying the steps (ms).
+    pub replay_ms: f64,
+    /// Lowering (ms).
+    pub lower_ms: f64,
+    /// Compiling (ms).
+    pub compile_ms: f64,
+}
+
+/// Compiles candidates in parallel.
+#[derive(Debug)]
+pub struct Builder {
+    codegen: CodegenSettings,
+    pool: rayon::ThreadPool,
+}
+
+impl Builder {
+    /// A builder making kernels with `codegen` settings on `threads` threads.
+    pub fn new(codegen: CodegenSettings, threads: usize) -> Result<Builder, HarnessError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|k| format!("tessel-builder-{k}"))
+            .build()
+            .map_err(|e| HarnessError::Worker(format!("cannot start the builder threads: {e}")))?;
+        Ok(Builder { codegen, pool })
+    }
+
+    /// The code generator's settings.
+    pub fn codegen(&self) -> &CodegenSettings {
+        &self.codegen
+    }
+
+    /// Builds every job, in parallel; `on_built(k)` is called (from a builder thread) as soon
+    /// as job `k` is done. Results are in job order.
+    pub fn build(&self, jobs: &[BuildJob<'_>], on_built: &(dyn Fn(usize) + Sync)) -> Vec<Built> {
+        use rayon::prelude::*;
+        self.pool.install(|| {
+            jobs.par_iter()
+                .enumerate()
+                .map(|(k, job)| {
+                    if job.abort {
+                        eprintln!("tessel worker: test fault: aborting while building");
+                        std::process::abort();
+                    }
+                    let b = build_one(&self.codegen, &job.dag, job.steps);
+                    on_built(k);
+                    b
+                })
+                .collect()
+        })
+    }
+}
+
+/// Replays, lowers and compiles one step log (on the calling thread). Panics in any phase are
+/// caught and classified with that phase.
+pub fn build_one(codegen: &CodegenSettings, dag: &Arc<ComputeDag>, steps: &[Step]) -> Built {
+    let mut built = Built {
+        kernel: Err(MeasureError::new(ErrorClass::Compile, "not built")),
+        replay_ms: 0.0,
+        lower_ms: 0.0,
+        compile_ms: 0.0,
+    };
+    let t = Instant::now();
+    let state = guarded(ErrorClass::InvalidSchedule, || {
+        State::replay(dag.clone(), steps)
+            .map_err(|e| MeasureError::new(ErrorClass::InvalidSchedule, e.to_string()))
+    });
+    built.replay_ms = ms(t);
+    let state = match state {
+        Ok(s) => s,
+        Err(e) => {
+            built.kernel = Err(e);
+            return built;
+        }
+    };
+    let t = Instant::now();
+    let nest = guarded(ErrorClass::Lowering, || {
+        lower::lower(&state).map_err(|e| MeasureError::new(ErrorClass::Lowering, e.to_string()))
+    });
+    built.lower_ms = ms(t);
+    let nest = match nest {
+        Ok(n) => n,
+        Err(e) => {
+            built.kernel = Err(e);
+            return built;
+        }
+    };
+    let t = Instant::now();
+    let opts = codegen.compile_options();
+    built.kernel = guarded(ErrorClass::Compile, || {
+        tessel_codegen::compile(&nest, &opts)
+            .map_err(|e| MeasureError::new(ErrorClass::Compile, e.to_string()))
+    });
+    built.compile_ms = ms(t);
+    built
+}
+
+/// Runs `f`, turning a panic into an error of class `class`.
+pub(crate) fn guarded<T>(
+    class: ErrorClass,
+    f: impl FnOnce() -> Result<T, MeasureError>,
+) -> Result<T, MeasureError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => Err(MeasureError::new(
+            class,
+            format!("panicked: {}", panic_message(payload.as_ref())),
+        )),
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
+/// Milliseconds since `t`.
+pub(crate) fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}

@@ -1,0 +1,151 @@
+//! How candidates are built, verified and timed ([`MeasureOptions`]).
+//!
+//! The defaults follow TVM's `LocalBuilder`/`LocalRunner` (ANSOR.md §8) in spirit but are sized
+//! for a fast search on a small machine: TVM times `number` 3 × `repeat` 1 with a minimum repeat
+//! time of 100 ms; Tessel times **5 repeats of at least 5 ms each** (the number of calls per
+//! repeat grows to reach 5 ms), after the verification call and **1 warm-up call**. Five repeats
+//! give a median that ignores one or two noisy repeats and a coefficient of variation that shows
+//! the noise; 5 ms repeats keep a fast kernel's measurement near 30 ms instead of TVM's 100+ ms.
+//! The cache flush is off by default (as in TVM). Timeouts are TVM's: 15 s to build, 10 s to run.
+
+use serde::{Deserialize, Serialize};
+
+/// The code generator's options that change the generated code (part of a record's key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CodegenSettings {
+    /// Threads that run parallel loops (the calling thread included).
+    pub threads: usize,
+    /// Contract `a + b*c` into fused multiply-adds.
+    pub fma: bool,
+}
+
+impl Default for CodegenSettings {
+    /// One thread per available CPU, FMA on (the codegen's defaults).
+    fn default() -> Self {
+        CodegenSettings {
+            threads: available_cores(),
+            fma: true,
+        }
+    }
+}
+
+impl CodegenSettings {
+    /// The codegen crate's options for these settings.
+    pub fn compile_options(&self) -> tessel_codegen::CompileOptions {
+        tessel_codegen::CompileOptions {
+            fma: self.fma,
+            ..tessel_codegen::CompileOptions::with_threads(self.threads)
+        }
+    }
+}
+
+/// How a kernel is timed (part of a record's key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimingSettings {
+    /// Untimed calls after the verification call (which is always made, and is untimed).
+    pub warmup: u32,
+    /// The least number of calls per repeat; grown so that a repeat lasts `min_repeat_ms`.
+    pub number: u32,
+    /// Timed repeats; each gives one cost (its mean time per call). 0 means build and verify
+    /// only: no costs.
+    pub repeat: u32,
+    /// The least duration of one repeat, in milliseconds.
+    pub min_repeat_ms: f64,
+    /// Write over a buffer larger than the last-level cache before every repeat, and make
+    /// one call per repeat (cold-cache timing, as TVM's `enable_cpu_cache_flush`).
+    pub flush_cache: bool,
+}
+
+impl Default for TimingSettings {
+    /// 1 warm-up call, 5 repeats of ≥ 5 ms, no flush.
+    fn default() -> Self {
+        TimingSettings {
+            warmup: 1,
+            number: 1,
+            repeat: 5,
+            min_repeat_ms: 5.0,
+            flush_cache: false,
+        }
+    }
+}
+
+/// How outputs are checked against the reference evaluator (part of a record's key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerifySettings {
+    /// Compare the outputs of the first call with the reference's.
+    pub enabled: bool,
+    /// Seed of the random inputs (`tessel_ir::eval::random_inputs`).
+    pub seed: u64,
+    /// Absolute tolerance.
+    pub atol: f32,
+    /// Relative tolerance: an element passes when `|got - want| <= atol + rtol·|want|`.
+    pub rtol: f32,
+}
+
+impl Default for VerifySettings {
+    /// On, seed 0x7e55e1, tolerances 1e-3 + 1e-3·|want| (inputs are in [-1, 1), so an
+    /// element is off by at most a few ulps per reduction term when the code is right).
+    fn default() -> Self {
+        VerifySettings {
+            enabled: true,
+            seed: 0x7e55e1,
+            atol: 1e-3,
+            rtol: 1e-3,
+        }
+    }
+}
+
+/// Everything that says how candidates are built, verified and timed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeasureOptions {
+    /// Code generation.
+    pub codegen: CodegenSettings,
+    /// Timing.
+    pub timing: TimingSettings,
+    /// Verification.
+    pub verify: VerifySettings,
+    /// Threads of the builder (compiling a batch in parallel); 0 means one per core.
+    pub builder_threads: usize,
+    /// A worker that sends nothing for this long while building is killed (milliseconds).
+    pub build_timeout_ms: u64,
+    /// A worker that takes longer than this to verify and time one candidate is killed
+    /// (milliseconds).
+    pub run_timeout_ms: u64,
+}
+
+impl Default for MeasureOptions {
+    /// The defaults of each part; builder on every core; 15 s build and 10 s run timeouts.
+    fn default() -> Self {
+        MeasureOptions {
+            codegen: CodegenSettings::default(),
+            timing: TimingSettings::default(),
+            verify: VerifySettings::default(),
+            builder_threads: 0,
+            build_timeout_ms: 15_000,
+            run_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl MeasureOptions {
+    /// Default options with `threads` kernel threads.
+    pub fn with_threads(threads: usize) -> MeasureOptions {
+        let mut o = MeasureOptions::default();
+        o.codegen.threads = threads.max(1);
+        o
+    }
+
+    /// The builder's thread count (`builder_threads`, or the number of cores for 0).
+    pub fn builder_threads(&self) -> usize {
+        if self.builder_threads == 0 {
+            available_cores()
+        } else {
+            self.builder_threads
+        }
+    }
+}
+
+/// The number of CPUs this process may use (at least 1).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
