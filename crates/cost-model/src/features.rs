@@ -31,7 +31,8 @@
 //! * The loop position one-hot is "none" or "mixed", as in TVM v0.16.
 //! * A serial-multiple-read-write reuse has a distance of 1 iteration and of the bytes that
 //!   one innermost iteration of the statement accesses.
-//! * `bytes` is `outer_prod × 4` per accessing statement, as ANSOR.md defines it.
+//! * `bytes` is `outer_prod × 4` (ANSOR.md) times the number of accesses of the buffer in the
+//!   statement (a read-modify-write counts twice).
 
 use std::fmt;
 use tessel_ir::expr::{BinOp, ScalarType, UnOp};

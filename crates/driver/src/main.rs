@@ -27,12 +27,15 @@ enum Command {
     Workloads(commands::workloads::Args),
     /// Print the sketches (loop structures with undecided tile sizes) of a workload.
     Sketches(commands::sketches::Args),
+    /// Evaluate the learned cost model on measured records.
+    CostModel(commands::cost_model::Args),
 }
 
 fn run(cli: Cli) -> Result<(), DriverError> {
     match cli.command {
         Command::Workloads(args) => commands::workloads::run(&args),
         Command::Sketches(args) => commands::sketches::run(&args),
+        Command::CostModel(args) => commands::cost_model::run(&args),
     }
 }
 
