@@ -188,16 +188,17 @@ fn arithmetic_intensity_curve() {
     let p = extract(&annotated_nest());
     // Levels inner → outer: (log2 flops, log2 bytes) = (3, log2 96), (4, log2 160),
     // (6, log2 544); samples at 0.6, 1.2, …, 6.0 flops (log2), linearly interpolated.
-    let r = [
-        3.0 / 96f32.log2(),
-        4.0 / 160f32.log2(),
-        6.0 / 544f32.log2(),
-    ];
+    let r = [3.0 / 96f32.log2(), 4.0 / 160f32.log2(), 6.0 / 544f32.log2()];
     for k in 0..5 {
         assert_feature(&p, 0, &format!("arith_intensity_curve_{k}"), r[0]);
     }
     assert_feature(&p, 0, "arith_intensity_curve_5", r[0] + (r[1] - r[0]) * 0.6);
-    assert_feature(&p, 0, "arith_intensity_curve_6", r[1] + (r[2] - r[1]) / 2.0 * 0.2);
+    assert_feature(
+        &p,
+        0,
+        "arith_intensity_curve_6",
+        r[1] + (r[2] - r[1]) / 2.0 * 0.2,
+    );
     assert_feature(&p, 0, "arith_intensity_curve_9", r[2]);
 }
 
@@ -293,7 +294,13 @@ fn init_and_update_share_one_entry_and_reuse_is_detected() {
     let names = feature_names();
     let row: Vec<f32> = p.rows().next().map(|r| r.to_vec()).unwrap_or_default();
     let slot_of_c = (0..3)
-        .find(|s| row[names.iter().position(|n| n == &format!("B{s}.acc_type.read_write")).unwrap_or(0)] == 1.0)
+        .find(|s| {
+            row[names
+                .iter()
+                .position(|n| n == &format!("B{s}.acc_type.read_write"))
+                .unwrap_or(0)]
+                == 1.0
+        })
         .unwrap_or_else(|| panic!("C is not among the buffers\n{p}"));
     let c = |f: &str| format!("B{slot_of_c}.{f}");
     // C[i] inside k: loop-multiple-read, count 8, distance 1 iteration and the 12 bytes one

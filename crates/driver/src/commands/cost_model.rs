@@ -157,7 +157,14 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
     let (train, test) = split_by_candidate(ds.len(), args.test_fraction, args.seed);
     for f in &factories {
         let mut m = f();
-        reports.push(evaluate(m.as_mut(), &ds, &train, &test, "candidate", args.k));
+        reports.push(evaluate(
+            m.as_mut(),
+            &ds,
+            &train,
+            &test,
+            "candidate",
+            args.k,
+        ));
     }
     for (w, train, test) in split_by_workload(&ds.groups) {
         let split = format!("workload:{}", ds.workloads[w as usize]);
@@ -205,7 +212,11 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
         m.update(&ds.programs, &ds.labels);
         m.save(path)
             .map_err(|e| DriverError::Failed(e.to_string()))?;
-        writeln!(out, "\nsaved the pack-sum model trained on all records to {}", path.display())?;
+        writeln!(
+            out,
+            "\nsaved the pack-sum model trained on all records to {}",
+            path.display()
+        )?;
     }
 
     if args.json {
