@@ -35,7 +35,7 @@
 //!   statement (a read-modify-write counts twice).
 
 use std::fmt;
-use tessel_ir::expr::{BinOp, ScalarType, UnOp};
+use tessel_ir::expr::{BinOp, UnOp};
 use tessel_ir::loop_nest::{
     BufferId, BufferScope, ExprId, LoopId, LoopKind, LoopNest, Node, Stmt, StmtId,
 };
@@ -163,15 +163,26 @@ pub fn feature_names() -> Vec<String> {
 }
 
 /// True for features that are not passed through `slog` (one-hots and the curve).
-fn is_raw(k: usize) -> bool {
-    let ann_onehot = (16..49).contains(&k) && (k - 16) % 11 >= 3;
-    let buf_onehot = (BUFFER_OFFSET..CURVE_OFFSET).contains(&k) && {
+const fn is_raw(k: usize) -> bool {
+    let ann_onehot = k >= 16 && k < 49 && (k - 16) % 11 >= 3;
+    let buf_onehot = k >= BUFFER_OFFSET && k < CURVE_OFFSET && {
         let f = (k - BUFFER_OFFSET) % BUFFER_FEATURE_LEN;
-        f < 3 || (7..10).contains(&f)
+        f < 3 || (f >= 7 && f < 10)
     };
-    let curve = (CURVE_OFFSET..ALLOC_OFFSET).contains(&k);
+    let curve = k >= CURVE_OFFSET && k < ALLOC_OFFSET;
     ann_onehot || buf_onehot || curve || k == 49
 }
+
+/// [`is_raw`] for every feature index.
+static RAW_MASK: [bool; FEATURE_LEN] = {
+    let mut m = [false; FEATURE_LEN];
+    let mut k = 0;
+    while k < FEATURE_LEN {
+        m[k] = is_raw(k);
+        k += 1;
+    }
+    m
+};
 
 /// `sign(x) · log2(1 + |x|)`, Ansor's feature scaling.
 pub fn slog(x: f32) -> f32 {
@@ -278,6 +289,13 @@ struct Scratch {
     /// Buffer-feature rows before sorting: `(lines, bytes, 18 values)`.
     buf_rows: Vec<[f32; BUFFER_FEATURE_LEN]>,
     order: Vec<usize>,
+    /// Per expression node: 0 = int, 1 = float/bool (computed once per nest).
+    is_int: Vec<bool>,
+    /// Per expression node: its subtree's operation counts, valid when `ops_stamp` matches.
+    ops_memo: Vec<OpCounts>,
+    ops_stamp: Vec<u32>,
+    stamp: u32,
+    grouped: Vec<Access>,
 }
 
 /// Extracts [`ProgramFeatures`] from loop nests, reusing its working memory between calls
@@ -310,20 +328,41 @@ impl FeatureExtractor {
                 s.alloc_outer[k] = 1.0;
             }
         }
+        s.is_int.clear();
+        s.is_int.extend(nest.nodes().iter().map(|_| false));
+        for (k, node) in nest.nodes().iter().enumerate() {
+            s.is_int[k] = match *node {
+                Node::Int(_) | Node::Var(_) => true,
+                Node::Float(_) | Node::Load(..) => false,
+                Node::Unary(UnOp::Neg, a) => s.is_int[a.index()],
+                Node::Unary(..) => false,
+                Node::Binary(op, a, _) => {
+                    !(op.is_comparison() || matches!(op, BinOp::And | BinOp::Or))
+                        && s.is_int[a.index()]
+                }
+                Node::Select(_, a, _) => s.is_int[a.index()],
+            };
+        }
+        s.stamp = s.stamp.wrapping_add(1);
+        if s.stamp == 0 {
+            s.ops_stamp.iter_mut().for_each(|x| *x = 0);
+            s.stamp = 1;
+        }
+        if s.ops_memo.len() < nest.nodes().len() {
+            s.ops_memo.resize(nest.nodes().len(), [0.0; 16]);
+            s.ops_stamp.resize(nest.nodes().len(), 0);
+        }
         let mut w = Walker { nest, s };
         w.block(&nest.body, 1.0, None);
-        let mut data = std::mem::take(&mut self.s.raw);
-        for row in data.chunks_exact_mut(FEATURE_LEN) {
-            for (k, v) in row.iter_mut().enumerate() {
-                if !is_raw(k) {
-                    *v = slog(*v);
-                }
-            }
+        let mut data = Vec::with_capacity(self.s.raw.len());
+        for row in self.s.raw.chunks_exact(FEATURE_LEN) {
+            data.extend(
+                row.iter()
+                    .zip(RAW_MASK.iter())
+                    .map(|(&v, &raw)| if raw { v } else { slog(v) }),
+            );
         }
-        let out = ProgramFeatures { data: data.clone() };
-        data.clear();
-        self.s.raw = data;
-        out
+        ProgramFeatures { data }
     }
 }
 
@@ -375,58 +414,77 @@ impl Walker<'_> {
         }
     }
 
-    /// Counts the operations of an expression tree (shared nodes count once per use).
-    fn count_ops(&self, e: ExprId, c: &mut OpCounts) {
+    /// Adds the operation counts of an expression tree to `c` (shared nodes count once per
+    /// use; each node's subtree counts are memoized per nest).
+    fn count_ops(&mut self, e: ExprId, c: &mut OpCounts) {
+        let sub = self.subtree_ops(e);
+        for k in 0..16 {
+            c[k] += sub[k];
+        }
+    }
+
+    fn subtree_ops(&mut self, e: ExprId) -> OpCounts {
+        let i = e.index();
+        if self.s.ops_stamp[i] == self.s.stamp {
+            return self.s.ops_memo[i];
+        }
         let nest = self.nest;
-        let base = |id: ExprId| if nest.ty(id) == ScalarType::Int { 7 } else { 0 };
+        let mut c: OpCounts = [0.0; 16];
+        let base = |s: &Scratch, id: ExprId| if s.is_int[id.index()] { 7 } else { 0 };
         match nest.get(e) {
             Node::Int(_) | Node::Float(_) | Node::Var(_) => {}
-            Node::Load(_, i) => self.count_ops(i, c),
+            Node::Load(_, i) => self.count_ops(i, &mut c),
             Node::Unary(op, a) => {
                 match op {
-                    UnOp::Neg => c[base(a) + 1] += 1.0,
+                    UnOp::Neg => c[base(self.s, a) + 1] += 1.0,
                     UnOp::Not => c[14] += 1.0,
                     UnOp::Sqrt | UnOp::Exp => c[5] += 1.0,
                     UnOp::ToFloat => c[6] += 1.0,
                 }
-                self.count_ops(a, c)
+                self.count_ops(a, &mut c)
             }
             Node::Binary(op, a, b) => {
-                let t = base(a);
+                let t = base(self.s, a);
+                let mul_child = |x: ExprId| matches!(nest.get(x), Node::Binary(BinOp::Mul, ..));
                 match op {
-                    BinOp::Add => {
-                        let mul_child =
-                            |x: ExprId| matches!(nest.get(x), Node::Binary(BinOp::Mul, ..));
-                        if mul_child(b) || mul_child(a) {
-                            c[t] += 1.0;
-                            let (m, other) = if mul_child(b) { (b, a) } else { (a, b) };
-                            if let Node::Binary(_, p, q) = nest.get(m) {
-                                self.count_ops(p, c);
-                                self.count_ops(q, c);
-                            }
-                            self.count_ops(other, c);
-                            return;
+                    BinOp::Add if mul_child(b) || mul_child(a) => {
+                        // a + b*c: one mad; the mul is not counted again.
+                        c[t] += 1.0;
+                        let (m, other) = if mul_child(b) { (b, a) } else { (a, b) };
+                        if let Node::Binary(_, p, q) = nest.get(m) {
+                            self.count_ops(p, &mut c);
+                            self.count_ops(q, &mut c);
                         }
-                        c[t + 1] += 1.0
+                        self.count_ops(other, &mut c);
                     }
-                    BinOp::Sub => c[t + 1] += 1.0,
-                    BinOp::Mul => c[t + 2] += 1.0,
-                    BinOp::Div | BinOp::Mod => c[t + 3] += 1.0,
-                    BinOp::Min | BinOp::Max | BinOp::Lt | BinOp::Le | BinOp::Eq | BinOp::Ne => {
-                        c[t + 4] += 1.0
+                    _ => {
+                        match op {
+                            BinOp::Add | BinOp::Sub => c[t + 1] += 1.0,
+                            BinOp::Mul => c[t + 2] += 1.0,
+                            BinOp::Div | BinOp::Mod => c[t + 3] += 1.0,
+                            BinOp::Min
+                            | BinOp::Max
+                            | BinOp::Lt
+                            | BinOp::Le
+                            | BinOp::Eq
+                            | BinOp::Ne => c[t + 4] += 1.0,
+                            BinOp::And | BinOp::Or => c[14] += 1.0,
+                        }
+                        self.count_ops(a, &mut c);
+                        self.count_ops(b, &mut c)
                     }
-                    BinOp::And | BinOp::Or => c[14] += 1.0,
                 }
-                self.count_ops(a, c);
-                self.count_ops(b, c)
             }
             Node::Select(p, a, b) => {
                 c[15] += 1.0;
-                self.count_ops(p, c);
-                self.count_ops(a, c);
-                self.count_ops(b, c)
+                self.count_ops(p, &mut c);
+                self.count_ops(a, &mut c);
+                self.count_ops(b, &mut c)
             }
         }
+        self.s.ops_memo[i] = c;
+        self.s.ops_stamp[i] = self.s.stamp;
+        c
     }
 
     /// Collects the loads of a value expression.
@@ -524,7 +582,8 @@ impl Walker<'_> {
         self.s.bufs.clear();
         let mut sorted = std::mem::take(&mut self.s.accesses);
         // Stable grouping: buffers in order of first access.
-        let mut grouped: Vec<Access> = Vec::with_capacity(sorted.len());
+        let mut grouped = std::mem::take(&mut self.s.grouped);
+        grouped.clear();
         for k in 0..sorted.len() {
             let b = sorted[k].buf;
             if grouped.iter().any(|a| a.buf == b) {
@@ -790,6 +849,6 @@ impl Walker<'_> {
         self.s.coefs = coefs;
         self.s.level_unique = level_unique;
         self.s.mem_bytes = mem_bytes;
-        let _ = grouped;
+        self.s.grouped = grouped;
     }
 }

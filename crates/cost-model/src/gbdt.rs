@@ -228,7 +228,7 @@ struct Leaf {
 /// Trains a booster on `set` (see the module docs for the objective).
 pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
     let nf = set.n_features;
-    let n_rows = if nf == 0 { 0 } else { set.x.len() / nf };
+    let n_rows = set.x.len().checked_div(nf).unwrap_or(0);
     let n_prog = set.y.len();
     let mut booster = Booster {
         n_features: nf,
@@ -255,16 +255,14 @@ pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
     }
     let mut row_prog = vec![0u32; n_rows];
     for p in 0..n_prog {
-        for r in set.offsets[p]..set.offsets[p + 1] {
-            row_prog[r] = p as u32;
-        }
+        row_prog[set.offsets[p]..set.offsets[p + 1]].fill(p as u32);
     }
     let mut pred_row = vec![0.0f64; n_rows];
     let mut pred_prog = vec![0.0f64; n_prog];
-    let mut gh = vec![0.0f64; 2 * n_rows];
+    let mut gh = vec![0.0f32; 2 * n_rows];
     let mut idx: Vec<u32> = Vec::with_capacity(n_rows);
     let max_leaves = params.max_leaves.max(2);
-    let mut pool: Vec<Vec<f64>> = (0..max_leaves + 1)
+    let mut pool: Vec<Vec<f32>> = (0..max_leaves + 1)
         .map(|_| vec![0.0; 2 * bins.total])
         .collect();
     let mut free: Vec<usize> = Vec::new();
@@ -284,12 +282,12 @@ pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
             let p = row_prog[r] as usize;
             let w = set.w[p] as f64;
             let d = pred_prog[p] - set.y[p] as f64;
-            gh[2 * r] = d * w;
-            gh[2 * r + 1] = w;
+            gh[2 * r] = (d * w) as f32;
+            gh[2 * r + 1] = w as f32;
         }
-        for p in 0..n_prog {
-            let d = pred_prog[p] - set.y[p] as f64;
-            loss += set.w[p] as f64 * d * d;
+        for ((&pp, &y), &w) in pred_prog.iter().zip(set.y).zip(set.w) {
+            let d = pp - y as f64;
+            loss += w as f64 * d * d;
         }
         if params.early_stopping_rounds > 0 {
             if loss < best_loss * (1.0 - 1e-4) {
@@ -313,7 +311,9 @@ pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
         tree.nodes.push(leaf_node(0.0));
         let slot = free.pop().unwrap_or(0);
         build_hist(&mut pool[slot], &idx, &binned, nu, &bins, &gh);
-        let (g, h) = (0..n_rows).fold((0.0, 0.0), |(g, h), r| (g + gh[2 * r], h + gh[2 * r + 1]));
+        let (g, h) = (0..n_rows).fold((0.0f64, 0.0f64), |(g, h), r| {
+            (g + gh[2 * r] as f64, h + gh[2 * r + 1] as f64)
+        });
         let mut root = Leaf {
             start: 0,
             end: n_rows,
@@ -443,21 +443,21 @@ fn leaf_node(value: f32) -> TreeNode {
     }
 }
 
-fn build_hist(hist: &mut [f64], rows: &[u32], binned: &[u8], nu: usize, bins: &Bins, gh: &[f64]) {
+fn build_hist(hist: &mut [f32], rows: &[u32], binned: &[u8], nu: usize, bins: &Bins, gh: &[f32]) {
     hist.iter_mut().for_each(|v| *v = 0.0);
     for &r in rows {
         let r = r as usize;
         let (g, h) = (gh[2 * r], gh[2 * r + 1]);
         let b = &binned[r * nu..(r + 1) * nu];
-        for (j, &bin) in b.iter().enumerate() {
-            let k = 2 * (bins.off[j] + bin as usize);
+        for (&off, &bin) in bins.off.iter().zip(b) {
+            let k = 2 * (off + bin as usize);
             hist[k] += g;
             hist[k + 1] += h;
         }
     }
 }
 
-fn best_split(hist: &[f64], bins: &Bins, g: f64, h: f64, p: &GbdtParams) -> Option<Split> {
+fn best_split(hist: &[f32], bins: &Bins, g: f64, h: f64, p: &GbdtParams) -> Option<Split> {
     let parent = g * g / (h + p.lambda);
     let mut best: Option<Split> = None;
     for j in 0..bins.used.len() {
@@ -465,8 +465,8 @@ fn best_split(hist: &[f64], bins: &Bins, g: f64, h: f64, p: &GbdtParams) -> Opti
         let nb = bins.thr[j].len() + 1;
         let (mut gl, mut hl) = (0.0, 0.0);
         for b in 0..nb - 1 {
-            gl += hist[2 * (off + b)];
-            hl += hist[2 * (off + b) + 1];
+            gl += hist[2 * (off + b)] as f64;
+            hl += hist[2 * (off + b) + 1] as f64;
             let (gr, hr) = (g - gl, h - hl);
             if hl < p.min_child_weight || hr < p.min_child_weight {
                 continue;

@@ -47,7 +47,7 @@ fn measured(n: usize, seed: u64) -> Dataset {
 
 #[test]
 fn gbdt_ranks_held_out_schedules_better_than_chance() {
-    let ds = measured(250, 11);
+    let ds = measured(200, 11);
     assert_eq!(ds.unusable, 0);
     let (train, test) = split_by_candidate(ds.len(), 0.2, 5);
     let (xtr, ytr, _) = ds.subset(&train);

@@ -68,9 +68,12 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     }
 }
 
-fn models(args: &EvalArgs) -> Result<Vec<Box<dyn Fn() -> Box<dyn CostModel>>>, DriverError> {
+/// Makes a fresh, untrained model.
+type Factory = Box<dyn Fn() -> Box<dyn CostModel>>;
+
+fn models(args: &EvalArgs) -> Result<Vec<Factory>, DriverError> {
     let rounds = args.rounds;
-    let gbdt = move |formulation: Formulation| -> Box<dyn Fn() -> Box<dyn CostModel>> {
+    let gbdt = move |formulation: Formulation| -> Factory {
         Box::new(move || {
             let mut p = GbdtModelParams {
                 formulation,
@@ -83,9 +86,7 @@ fn models(args: &EvalArgs) -> Result<Vec<Box<dyn Fn() -> Box<dyn CostModel>>>, D
             Box::new(GbdtModel::new(p))
         })
     };
-    let random = || -> Box<dyn Fn() -> Box<dyn CostModel>> {
-        Box::new(|| Box::new(RandomModel::new(0)) as Box<dyn CostModel>)
-    };
+    let random = || -> Factory { Box::new(|| Box::new(RandomModel::new(0)) as Box<dyn CostModel>) };
     Ok(match args.model.as_str() {
         "packsum" => vec![gbdt(Formulation::PackSum)],
         "program" => vec![gbdt(Formulation::Program)],
