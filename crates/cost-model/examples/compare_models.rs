@@ -60,11 +60,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("own GBDT, pack-sum (Ansor)", Formulation::PackSum),
         ("own GBDT, program-level", Formulation::Program),
     ] {
-        for (rounds, lambda, leaves) in [
-            (100, 1.0, 32),
-            (100, 0.1, 32),
-            (200, 0.01, 32),
-            (200, 0.1, 64),
+        for (rounds, lambda, leaves, floor) in [
+            (100, 1.0, 32, 0.05),
+            (100, 0.1, 32, 0.05),
+            (100, 1.0, 32, 0.0),
+            (100, 1.0, 32, 1.0),
         ] {
             let mut p = GbdtModelParams {
                 formulation,
@@ -74,13 +74,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             p.trees.n_rounds = rounds;
             p.trees.lambda = lambda;
             p.trees.max_leaves = leaves;
+            p.weight_floor = floor;
             let mut m = GbdtModel::new(p);
             let t = Instant::now();
             m.update(&xtr, &ytr);
             let fit = t.elapsed().as_secs_f64();
             let nt = m.booster().map_or(0, |b| b.trees.len());
             report(
-                &format!("{name}, {rounds}r l={lambda} L={leaves} ({nt}t)"),
+                &format!("{name}, λ={lambda} w≥{floor} ({nt} trees)"),
                 &m.predict(&xte),
                 fit,
             );
