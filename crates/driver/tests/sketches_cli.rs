@@ -12,11 +12,7 @@ fn tessel(args: &[&str]) -> std::process::Output {
 #[test]
 fn sketches_of_gmm_3_are_ansors_three() {
     let out = tessel(&["sketches", "gmm-3", "--cores", "2", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().expect("output");
     let v: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
