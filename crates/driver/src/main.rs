@@ -36,6 +36,8 @@ enum Command {
     /// (internal) The measurement worker: JSON lines on stdin/stdout.
     #[command(hide = true)]
     Worker(commands::worker::Args),
+    /// Evaluate the learned cost model on measured records.
+    CostModel(commands::cost_model::Args),
 }
 
 fn run(cli: Cli) -> Result<(), DriverError> {
@@ -46,6 +48,7 @@ fn run(cli: Cli) -> Result<(), DriverError> {
         Command::Replay(args) => commands::replay::run(&args),
         Command::Records(args) => commands::records::run(&args),
         Command::Worker(args) => commands::worker::run(&args),
+        Command::CostModel(args) => commands::cost_model::run(&args),
     }
 }
 

@@ -1,0 +1,357 @@
+//! The [`CostModel`] trait and its implementations: [`GbdtModel`] (Ansor's learned model) and
+//! [`RandomModel`] (ablations and warm-up).
+
+use crate::features::{ProgramFeatures, FEATURE_LEN};
+use crate::gbdt::{self, Booster, GbdtParams, TrainSet};
+use crate::CostModelError;
+use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use std::path::Path;
+
+/// Predicts how fast programs are from their features, and learns from measurements.
+///
+/// Scores are comparable only with each other: a higher score means a faster program.
+/// Programs without features (lowering failed) score `-inf`.
+pub trait CostModel: Send {
+    /// A short name for reports (`"gbdt-packsum"`, `"random"`).
+    fn name(&self) -> String;
+
+    /// One score per program.
+    fn predict(&self, programs: &[ProgramFeatures]) -> Vec<f32>;
+
+    /// Adds measured programs with their labels (normalized throughput `min_cost / cost` of
+    /// their workload, 0 for failures) and retrains.
+    fn update(&mut self, programs: &[ProgramFeatures], throughputs: &[f32]);
+}
+
+/// How programs (bags of store vectors) become training rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Formulation {
+    /// Ansor's: one row per store, a program's score is the sum of its rows' scores, loss
+    /// `w·(Σ f(store) − y)²`.
+    PackSum,
+    /// One row per program: the elementwise sum and the elementwise max of its store
+    /// vectors (2 × 164 features), loss `w·(f(program) − y)²`.
+    Program,
+}
+
+impl Formulation {
+    /// Number of features of one training row.
+    pub fn row_len(self) -> usize {
+        match self {
+            Formulation::PackSum => FEATURE_LEN,
+            Formulation::Program => 2 * FEATURE_LEN,
+        }
+    }
+
+    /// Appends the rows of a program to `out`; returns how many rows were added.
+    pub fn rows_into(self, p: &ProgramFeatures, out: &mut Vec<f32>) -> usize {
+        match self {
+            Formulation::PackSum => {
+                out.extend_from_slice(&p.data);
+                p.n_stores()
+            }
+            Formulation::Program => {
+                if p.is_empty() {
+                    return 0;
+                }
+                let start = out.len();
+                out.resize(start + 2 * FEATURE_LEN, 0.0);
+                let (sum, max) = out[start..].split_at_mut(FEATURE_LEN);
+                max.fill(f32::NEG_INFINITY);
+                for row in p.rows() {
+                    for k in 0..FEATURE_LEN {
+                        sum[k] += row[k];
+                        max[k] = max[k].max(row[k]);
+                    }
+                }
+                1
+            }
+        }
+    }
+}
+
+/// Settings of a [`GbdtModel`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GbdtModelParams {
+    /// How programs become rows.
+    pub formulation: Formulation,
+    /// Tree hyper-parameters.
+    pub trees: GbdtParams,
+    /// A program's weight is `max(y, weight_floor)` (Ansor: `y`, i.e. a floor of 0). A small
+    /// floor lets failed and very slow programs still pull their predictions down.
+    pub weight_floor: f32,
+    /// Below this many samples the model predicts uniformly at random (Ansor: 100).
+    pub num_warmup_sample: usize,
+    /// Seed of the random predictions during warm-up.
+    pub seed: u64,
+}
+
+impl Default for GbdtModelParams {
+    fn default() -> Self {
+        GbdtModelParams {
+            formulation: Formulation::PackSum,
+            trees: GbdtParams::default(),
+            weight_floor: 0.05,
+            num_warmup_sample: 100,
+            seed: 43,
+        }
+    }
+}
+
+/// What [`GbdtModel::save`] writes.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    format: String,
+    params: GbdtModelParams,
+    booster: Option<Booster>,
+    n_samples: usize,
+}
+
+/// Ansor's learned cost model: gradient-boosted trees on the store features, retrained from
+/// scratch on all samples seen so far at every [`CostModel::update`].
+#[derive(Debug)]
+pub struct GbdtModel {
+    params: GbdtModelParams,
+    booster: Option<Booster>,
+    /// Training rows of every sample seen (in the formulation's layout).
+    x: Vec<f32>,
+    offsets: Vec<usize>,
+    y: Vec<f32>,
+    warmup: RandomModel,
+}
+
+impl GbdtModel {
+    /// An untrained model.
+    pub fn new(params: GbdtModelParams) -> GbdtModel {
+        let warmup = RandomModel::new(params.seed);
+        GbdtModel {
+            params,
+            booster: None,
+            x: Vec::new(),
+            offsets: vec![0],
+            y: Vec::new(),
+            warmup,
+        }
+    }
+
+    /// The settings.
+    pub fn params(&self) -> &GbdtModelParams {
+        &self.params
+    }
+
+    /// The trained trees, if any.
+    pub fn booster(&self) -> Option<&Booster> {
+        self.booster.as_ref()
+    }
+
+    /// Number of samples the model has been given.
+    pub fn n_samples(&self) -> usize {
+        self.y.len()
+    }
+
+    /// Total split gain per feature, with names (empty when untrained). For
+    /// [`Formulation::Program`] the names get a `sum.` / `max.` prefix.
+    pub fn importances(&self) -> Vec<(String, f64)> {
+        let Some(b) = &self.booster else {
+            return Vec::new();
+        };
+        let names = crate::feature_names();
+        let named: Vec<String> = match self.params.formulation {
+            Formulation::PackSum => names,
+            Formulation::Program => names
+                .iter()
+                .map(|n| format!("sum.{n}"))
+                .chain(names.iter().map(|n| format!("max.{n}")))
+                .collect(),
+        };
+        named.into_iter().zip(b.gain.iter().copied()).collect()
+    }
+
+    /// Forgets every sample and the trees.
+    pub fn clear(&mut self) {
+        self.booster = None;
+        self.x.clear();
+        self.offsets.clear();
+        self.offsets.push(0);
+        self.y.clear();
+    }
+
+    /// Retrains from scratch on the samples held.
+    pub fn retrain(&mut self) {
+        if self.y.len() < self.params.num_warmup_sample.max(1) {
+            self.booster = None;
+            return;
+        }
+        let w: Vec<f32> = self
+            .y
+            .iter()
+            .map(|&y| y.max(self.params.weight_floor))
+            .collect();
+        let set = TrainSet {
+            x: &self.x,
+            n_features: self.params.formulation.row_len(),
+            offsets: &self.offsets,
+            y: &self.y,
+            w: &w,
+        };
+        self.booster = Some(gbdt::train(&set, &self.params.trees));
+    }
+
+    /// Score of one program (no warm-up randomness).
+    pub fn predict_one(
+        &self,
+        booster: &Booster,
+        p: &ProgramFeatures,
+        scratch: &mut Vec<f32>,
+    ) -> f32 {
+        if p.is_empty() {
+            return f32::NEG_INFINITY;
+        }
+        match self.params.formulation {
+            Formulation::PackSum => p.rows().map(|r| booster.predict_row(r)).sum(),
+            Formulation::Program => {
+                scratch.clear();
+                Formulation::Program.rows_into(p, scratch);
+                booster.predict_row(scratch)
+            }
+        }
+    }
+
+    /// Writes the settings and trees as JSON (not the training samples).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), CostModelError> {
+        let path = path.as_ref();
+        let saved = Saved {
+            format: "tessel-gbdt-v1".to_string(),
+            params: self.params.clone(),
+            booster: self.booster.clone(),
+            n_samples: self.y.len(),
+        };
+        let text = serde_json::to_string(&saved).map_err(|e| CostModelError::Format {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(path, text).map_err(|e| CostModelError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })
+    }
+
+    /// Reads a model written by [`GbdtModel::save`]. It predicts like the saved one; its
+    /// next [`CostModel::update`] trains on the new samples only.
+    pub fn load(path: impl AsRef<Path>) -> Result<GbdtModel, CostModelError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| CostModelError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let bad = |reason: String| CostModelError::Format {
+            path: path.display().to_string(),
+            reason,
+        };
+        let saved: Saved = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if saved.format != "tessel-gbdt-v1" {
+            return Err(bad(format!("unknown format `{}`", saved.format)));
+        }
+        if let Some(b) = &saved.booster {
+            let n = saved.params.formulation.row_len();
+            if b.n_features != n || b.trees.iter().any(|t| !tree_is_valid(t, n)) {
+                return Err(bad("trees do not match the feature layout".to_string()));
+            }
+        }
+        let mut m = GbdtModel::new(saved.params);
+        m.booster = saved.booster;
+        Ok(m)
+    }
+}
+
+/// Every child index in range and every split feature below `n` (so prediction cannot
+/// panic or loop on a loaded model).
+fn tree_is_valid(t: &gbdt::Tree, n: usize) -> bool {
+    !t.nodes.is_empty()
+        && t.nodes.iter().enumerate().all(|(k, node)| {
+            node.feature == u32::MAX
+                || ((node.feature as usize) < n
+                    && (node.left as usize) > k
+                    && (node.right as usize) > k
+                    && (node.left as usize) < t.nodes.len()
+                    && (node.right as usize) < t.nodes.len())
+        })
+}
+
+impl CostModel for GbdtModel {
+    fn name(&self) -> String {
+        match self.params.formulation {
+            Formulation::PackSum => "gbdt-packsum".to_string(),
+            Formulation::Program => "gbdt-program".to_string(),
+        }
+    }
+
+    fn predict(&self, programs: &[ProgramFeatures]) -> Vec<f32> {
+        let Some(b) = &self.booster else {
+            return self.warmup.predict(programs);
+        };
+        let mut scratch = Vec::new();
+        programs
+            .iter()
+            .map(|p| self.predict_one(b, p, &mut scratch))
+            .collect()
+    }
+
+    fn update(&mut self, programs: &[ProgramFeatures], throughputs: &[f32]) {
+        for (p, &y) in programs.iter().zip(throughputs) {
+            self.params.formulation.rows_into(p, &mut self.x);
+            self.offsets
+                .push(self.x.len() / self.params.formulation.row_len());
+            self.y.push(if y.is_finite() { y.max(0.0) } else { 0.0 });
+        }
+        self.retrain();
+    }
+}
+
+/// Predicts uniformly at random in `[0, 1)` (programs without features: `-inf`); learns
+/// nothing. Ansor's warm-up model and the ablation baseline.
+#[derive(Debug)]
+pub struct RandomModel {
+    state: Cell<u64>,
+}
+
+impl RandomModel {
+    /// A model whose predictions are determined by `seed`.
+    pub fn new(seed: u64) -> RandomModel {
+        RandomModel {
+            state: Cell::new(seed),
+        }
+    }
+
+    fn next(&self) -> f32 {
+        // splitmix64
+        let mut z = self.state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.state.set(z);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+impl CostModel for RandomModel {
+    fn name(&self) -> String {
+        "random".to_string()
+    }
+
+    fn predict(&self, programs: &[ProgramFeatures]) -> Vec<f32> {
+        programs
+            .iter()
+            .map(|p| {
+                if p.is_empty() {
+                    f32::NEG_INFINITY
+                } else {
+                    self.next()
+                }
+            })
+            .collect()
+    }
+
+    fn update(&mut self, _: &[ProgramFeatures], _: &[f32]) {}
+}

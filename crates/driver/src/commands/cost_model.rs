@@ -1,0 +1,236 @@
+//! `tessel cost-model eval --records FILE... [--json]`: how well the learned cost model ranks
+//! measured schedules it has not seen.
+//!
+//! Every record is replayed on its workload's DAG, lowered and featurised; its label is the
+//! normalized throughput `min_cost(workload) / cost` (0 for a failed record). The models are
+//! trained on one part and tested on the rest, split two ways: by candidate (a seeded random
+//! `--test-fraction` of all records) and by workload (each workload held out in turn, when
+//! there are several). For each model and split the command prints pairwise ranking accuracy,
+//! recall of the true top-k in the predicted top-k, RMSE, training and prediction time.
+
+use crate::error::DriverError;
+use serde_json::json;
+use std::io::Write;
+use std::time::Instant;
+use tessel_cost_model::dataset::{split_by_candidate, split_by_workload, Dataset, Sample};
+use tessel_cost_model::eval::{evaluate, EvalReport};
+use tessel_cost_model::{CostModel, Formulation, GbdtModel, GbdtModelParams, RandomModel};
+
+/// Arguments of `tessel cost-model`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Sub,
+}
+
+/// The subcommands of `tessel cost-model`.
+#[derive(clap::Subcommand, Debug)]
+pub enum Sub {
+    /// Train on part of measured records, test on the rest, print accuracy and timing.
+    Eval(EvalArgs),
+}
+
+/// Arguments of `tessel cost-model eval`.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// Record files (JSON lines written by the measurement harness).
+    #[arg(long, num_args = 1.., required = true)]
+    pub records: Vec<std::path::PathBuf>,
+    /// Models to evaluate: `packsum` (Ansor's GBDT), `program` (GBDT on one row per
+    /// program), `random`, or `all`.
+    #[arg(long, default_value = "all")]
+    pub model: String,
+    /// Fraction of the records held out in the split by candidate.
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// Seed of the split by candidate.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The k of recall@k.
+    #[arg(long, default_value_t = 30)]
+    pub k: usize,
+    /// Boosting rounds of the GBDT models.
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Save the pack-sum model trained on all records to this file.
+    #[arg(long)]
+    pub save_model: Option<std::path::PathBuf>,
+    /// Also print one machine-readable JSON object as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the subcommand, writing to stdout.
+pub fn run(args: &Args) -> Result<(), DriverError> {
+    match &args.command {
+        Sub::Eval(a) => eval(a),
+    }
+}
+
+/// Makes a fresh, untrained model.
+type Factory = Box<dyn Fn() -> Box<dyn CostModel>>;
+
+fn models(args: &EvalArgs) -> Result<Vec<Factory>, DriverError> {
+    let rounds = args.rounds;
+    let gbdt = move |formulation: Formulation| -> Factory {
+        Box::new(move || {
+            let mut p = GbdtModelParams {
+                formulation,
+                num_warmup_sample: 0,
+                ..GbdtModelParams::default()
+            };
+            if let Some(r) = rounds {
+                p.trees.n_rounds = r;
+            }
+            Box::new(GbdtModel::new(p))
+        })
+    };
+    let random = || -> Factory { Box::new(|| Box::new(RandomModel::new(0)) as Box<dyn CostModel>) };
+    Ok(match args.model.as_str() {
+        "packsum" => vec![gbdt(Formulation::PackSum)],
+        "program" => vec![gbdt(Formulation::Program)],
+        "random" => vec![random()],
+        "all" => vec![
+            gbdt(Formulation::PackSum),
+            gbdt(Formulation::Program),
+            random(),
+        ],
+        other => {
+            return Err(DriverError::Usage(format!(
+                "--model `{other}`: expected packsum, program, random or all"
+            )))
+        }
+    })
+}
+
+fn eval(args: &EvalArgs) -> Result<(), DriverError> {
+    if !(0.0..1.0).contains(&args.test_fraction) || args.test_fraction == 0.0 {
+        return Err(DriverError::Usage(format!(
+            "--test-fraction {} must be in (0, 1)",
+            args.test_fraction
+        )));
+    }
+    let factories = models(args)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+
+    // Read the records.
+    let mut samples = Vec::new();
+    let mut bad_lines = 0;
+    for path in &args.records {
+        let log = tessel_measure::records::read_records(path)
+            .map_err(|e| DriverError::Failed(e.to_string()))?;
+        bad_lines += log.problems.len();
+        for p in log.problems.iter().take(3) {
+            eprintln!("warning: {}:{}: {}", path.display(), p.line, p.reason);
+        }
+        samples.extend(log.records.iter().map(|r| Sample {
+            workload: r.key.workload.clone(),
+            steps: r.steps.clone(),
+            cost: r.cost(),
+        }));
+    }
+    let t0 = Instant::now();
+    let ds = Dataset::build(&samples);
+    let feature_seconds = t0.elapsed().as_secs_f64();
+    if ds.len() < 4 {
+        return Err(DriverError::Failed(format!(
+            "{} usable records: need at least 4 to train and test",
+            ds.len()
+        )));
+    }
+    let n_ok = ds.costs.iter().filter(|c| c.is_some()).count();
+    writeln!(
+        out,
+        "{} records ({} ok, {} failed; {} unusable; {} bad lines) of {} workloads; features in {:.3} s ({:.0} programs/s incl. replay and lowering)",
+        ds.len(),
+        n_ok,
+        ds.len() - n_ok,
+        ds.unusable,
+        bad_lines,
+        ds.workloads.len(),
+        feature_seconds,
+        ds.len() as f64 / feature_seconds.max(1e-9)
+    )?;
+
+    let mut reports: Vec<EvalReport> = Vec::new();
+    let (train, test) = split_by_candidate(ds.len(), args.test_fraction, args.seed);
+    for f in &factories {
+        let mut m = f();
+        reports.push(evaluate(
+            m.as_mut(),
+            &ds,
+            &train,
+            &test,
+            "candidate",
+            args.k,
+        ));
+    }
+    for (w, train, test) in split_by_workload(&ds.groups) {
+        let split = format!("workload:{}", ds.workloads[w as usize]);
+        for f in &factories {
+            let mut m = f();
+            reports.push(evaluate(m.as_mut(), &ds, &train, &test, &split, args.k));
+        }
+    }
+
+    writeln!(
+        out,
+        "\n{:<28} {:<13} {:>6} {:>6} {:>9} {:>9} {:>7} {:>9} {:>10}",
+        "split",
+        "model",
+        "train",
+        "test",
+        "pairwise",
+        format!("recall@{}", args.k),
+        "rmse",
+        "train s",
+        "predict s"
+    )?;
+    let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
+    for r in &reports {
+        writeln!(
+            out,
+            "{:<28} {:<13} {:>6} {:>6} {:>9} {:>9} {:>7.4} {:>9.3} {:>10.4}",
+            r.split,
+            r.model,
+            r.n_train,
+            r.n_test,
+            opt(r.pairwise_accuracy),
+            opt(r.recall_at_k),
+            r.rmse,
+            r.train_seconds,
+            r.predict_seconds
+        )?;
+    }
+
+    if let Some(path) = &args.save_model {
+        let mut m = GbdtModel::new(GbdtModelParams {
+            num_warmup_sample: 0,
+            ..GbdtModelParams::default()
+        });
+        m.update(&ds.programs, &ds.labels);
+        m.save(path)
+            .map_err(|e| DriverError::Failed(e.to_string()))?;
+        writeln!(
+            out,
+            "\nsaved the pack-sum model trained on all records to {}",
+            path.display()
+        )?;
+    }
+
+    if args.json {
+        let v = json!({
+            "records": ds.len(),
+            "ok": n_ok,
+            "unusable": ds.unusable,
+            "bad_lines": bad_lines,
+            "workloads": ds.workloads,
+            "feature_seconds": feature_seconds,
+            "reports": reports,
+        });
+        writeln!(out, "{v}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! `tessel cost-model eval` end to end, on records measured here (small shapes).
+
+use std::io::Write;
+use std::process::Command;
+use std::sync::Arc;
+use tessel_measure::records::Record;
+use tessel_measure::{Candidate, InProcessRunner, MeasureOptions, RecordWriter, Runner, Target};
+use tessel_sketch::{generate_sketches, sample_population, HardwareParams};
+
+fn tessel(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tessel"))
+        .args(args)
+        .output()
+        .expect("tessel runs")
+}
+
+/// Writes `n` measured random schedules of each workload to `path`, then a corrupt line.
+fn write_records(path: &std::path::Path, n: usize) {
+    let mut options = MeasureOptions::with_threads(1);
+    options.builder_threads = 1;
+    options.timing.warmup = 0;
+    options.timing.repeat = 3;
+    options.timing.min_repeat_ms = 0.2;
+    let mut runner = InProcessRunner::new(options.clone()).expect("runner");
+    let hw = HardwareParams::with_cores(1);
+    let mut writer = RecordWriter::open(path).expect("open");
+    for spec in [
+        "gmm:b=1,n=64,m=64,k=64",
+        "c2d:n=1,h=8,w=8,ci=16,co=16,kernel=3,stride=1,pad=1",
+    ] {
+        let w = tessel_ir::workloads::lookup(spec).expect("workload");
+        let sketches = generate_sketches(&Arc::new(w.dag.clone()), &hw).expect("sketches");
+        let mut rng = tessel_ir::rng::seeded(9);
+        let states = sample_population(&sketches, n, &hw, &mut rng);
+        let cands: Vec<Candidate> = states
+            .iter()
+            .map(|s| Candidate::from_state(&w, s))
+            .collect();
+        let results = runner.measure(&cands);
+        writer
+            .append(&Record::batch(&cands, &results, &options, &Target::host()))
+            .expect("append");
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("reopen");
+    writeln!(f, "{{not a record").expect("write");
+}
+
+#[test]
+fn eval_reports_accuracy_and_timing_for_both_splits() {
+    let dir = std::env::temp_dir().join(format!("tessel-cm-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("records.jsonl");
+    write_records(&path, 60);
+    let model = dir.join("model.json");
+    let out = tessel(&[
+        "cost-model",
+        "eval",
+        "--records",
+        path.to_str().expect("utf-8 path"),
+        "--json",
+        "--k",
+        "5",
+        "--save-model",
+        model.to_str().expect("utf-8 path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not JSON"));
+    assert!(stdout.contains("pairwise"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("output")).expect("last line is JSON");
+    assert_eq!(v["records"], 120);
+    assert_eq!(v["bad_lines"], 1);
+    let reports = v["reports"].as_array().expect("reports");
+    // 3 models × (1 candidate split + 2 workload folds).
+    assert_eq!(reports.len(), 9, "{stdout}");
+    for r in reports {
+        assert!(r["train_seconds"].as_f64().is_some());
+        assert!(r["rmse"].as_f64().is_some_and(|x| x.is_finite()));
+        let acc = r["pairwise_accuracy"].as_f64().expect("pairwise accuracy");
+        assert!((0.0..=1.0).contains(&acc));
+    }
+    assert!(reports
+        .iter()
+        .any(|r| r["split"] == "candidate" && r["model"] == "gbdt-packsum"));
+    assert!(reports.iter().any(|r| r["split"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("workload:"))));
+    assert!(model.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn eval_rejects_bad_arguments_and_missing_files() {
+    let out = tessel(&[
+        "cost-model",
+        "eval",
+        "--records",
+        "/nonexistent/records.jsonl",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/records.jsonl"));
+    let out = tessel(&["cost-model", "eval", "--records", "x", "--model", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--model `nope`"));
+}
