@@ -7,6 +7,7 @@ use crate::CodegenError;
 use std::collections::{HashMap, HashSet};
 use tessel_ir::expr::{BinOp, ScalarType, UnOp};
 use tessel_ir::loop_nest::{BufferId, BufferScope, ExprId, LoopId, LoopKind, Node, Stmt, StmtId};
+use tessel_ir::tensorize::TensorizeMatch;
 use tessel_ir::LoopNest;
 
 /// Unrolled loops longer than this are emitted as ordinary loops (code size guard).
@@ -126,12 +127,20 @@ pub(crate) struct Analysis {
     pub outlined: HashSet<LoopId>,
     /// `Alloc` statements whose buffer lives in SSA variables, with the layout.
     pub promoted: HashMap<StmtId, Layout>,
+    /// Tensorized loops that become one micro-kernel call (matched, kernel available on this
+    /// CPU and allowed, every access provably in bounds); other tensorized loops are
+    /// ordinary loops.
+    pub tensorized: HashMap<LoopId, TensorizeMatch>,
 }
 
 impl Analysis {
     /// Validates `nest` and computes the analysis (`threads` decides which parallel loops are
-    /// outlined).
-    pub fn new(nest: &LoopNest, threads: usize) -> Result<Analysis, CodegenError> {
+    /// outlined, `micro_kernels` whether tensorized loops may call micro-kernels).
+    pub fn new(
+        nest: &LoopNest,
+        threads: usize,
+        micro_kernels: bool,
+    ) -> Result<Analysis, CodegenError> {
         validate(nest)?;
         let words = nest.loops.len().div_ceil(64).max(1);
         let mut var_bits = vec![0u64; nest.nodes().len() * words];
@@ -173,8 +182,20 @@ impl Analysis {
             vector_ok: HashSet::new(),
             outlined: HashSet::new(),
             promoted: HashMap::new(),
+            tensorized: HashMap::new(),
         };
         an.walk(nest, &nest.body, 0, threads > 1);
+        if micro_kernels {
+            for (_, m) in tessel_ir::tensorize::find(nest) {
+                let Ok(m) = m else { continue };
+                let in_bounds = [m.a, m.b, m.c]
+                    .iter()
+                    .all(|&(b, i)| interval(nest, i, &HashMap::new()).within(nest.buffer(b).len()));
+                if in_bounds && crate::ukernel::micro_kernel(m.mr, m.nr).is_some() {
+                    an.tensorized.insert(m.k_loop, m);
+                }
+            }
+        }
         let allocs: Vec<StmtId> = (0..nest.stmts.len() as u32)
             .map(StmtId)
             .filter(|&s| matches!(nest.stmt(s), Stmt::Alloc { .. }))
@@ -308,6 +329,14 @@ impl Analysis {
         let b = nest.buffer(*buf);
         let len = b.len();
         if b.scope != BufferScope::Local || !(1..=MAX_PROMOTED).contains(&len) {
+            return None;
+        }
+        // Micro-kernels read and write their operands in memory.
+        if self
+            .tensorized
+            .values()
+            .any(|m| [m.a.0, m.b.0, m.c.0].contains(buf))
+        {
             return None;
         }
         let mut ok = true;

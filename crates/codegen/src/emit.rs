@@ -40,6 +40,8 @@ pub(crate) struct Compiler<'n> {
     pub ctx: Context,
     pub exp_fn: FuncId,
     pub par_fn: FuncId,
+    /// Imported micro-kernels by tile shape `(mr, nr)`.
+    pub ukernels: HashMap<(i64, i64), FuncId>,
     pub n_funcs: u32,
     pub ir_text: String,
     pub disasm: String,
@@ -198,6 +200,7 @@ struct Emitter<'c, 'n, 'f> {
     vec: Option<LoopId>,
     exp_ref: Option<FuncRef>,
     par_ref: Option<FuncRef>,
+    uk_refs: HashMap<(i64, i64), FuncRef>,
 }
 
 fn scalar_flags() -> MemFlagsData {
@@ -231,6 +234,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             vec: None,
             exp_ref: None,
             par_ref: None,
+            uk_refs: HashMap::new(),
         }
     }
 
@@ -282,6 +286,11 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
                 self.emit_parallel(lp, body)?
             }
             LoopKind::Vectorized if self.vec.is_none() => self.emit_vectorized(lp, body)?,
+            LoopKind::Tensorized
+                if self.vec.is_none() && self.c.an.tensorized.contains_key(&lp) =>
+            {
+                self.emit_tensorized(lp)?
+            }
             LoopKind::Unrolled | LoopKind::Vectorized if extent <= MAX_UNROLL => {
                 for t in 0..extent {
                     self.env.insert(lp, IVal::Const(t));
@@ -508,6 +517,72 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         let extent = self.b.ins().iconst(I64, self.nest.lp(lp).extent);
         self.b.ins().call(par, &[rt, fptr, ctx, extent]);
         Ok(())
+    }
+
+    /// One micro-kernel call for tensorized loop `lp` (matched by the analysis): base
+    /// addresses are the operands' addresses at `i = j = k = 0`, strides are constants.
+    fn emit_tensorized(&mut self, lp: LoopId) -> R<()> {
+        let m = self.c.an.tensorized[&lp].clone();
+        let tile_loops: Vec<LoopId> = [Some(m.k_loop), m.i_loop, Some(m.j_loop)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let saved: Vec<Option<IVal>> = tile_loops
+            .iter()
+            .map(|l| self.env.insert(*l, IVal::Const(0)))
+            .collect();
+        let ptrs = [m.a, m.b, m.c].map(|(buf, index)| self.elem_addr(buf, index));
+        for (l, v) in tile_loops.iter().zip(saved) {
+            match v {
+                Some(v) => self.env.insert(*l, v),
+                None => self.env.remove(l),
+            };
+        }
+        let [pa, pb, pc] = ptrs;
+        let (pa, pb, pc) = (pa?, pb?, pc?);
+        let shape = (m.mr, m.nr);
+        let f = match self.uk_refs.get(&shape) {
+            Some(&f) => f,
+            None => {
+                let id = *self
+                    .c
+                    .ukernels
+                    .get(&shape)
+                    .ok_or_else(|| Self::internal("micro-kernel not imported"))?;
+                let f = self.c.module.declare_func_in_func(id, self.b.func);
+                self.uk_refs.insert(shape, f);
+                f
+            }
+        };
+        let mut args = Vec::with_capacity(8);
+        for (v, ptr) in [
+            (m.k, None),
+            (0, Some(pa)),
+            (m.a_row_stride, None),
+            (m.a_k_stride, None),
+            (0, Some(pb)),
+            (m.b_k_stride, None),
+            (0, Some(pc)),
+            (m.c_row_stride, None),
+        ] {
+            args.push(ptr.unwrap_or_else(|| self.b.ins().iconst(I64, v)));
+        }
+        self.b.ins().call(f, &args);
+        Ok(())
+    }
+
+    /// The address of `buf[index]` (the analysis proved the index in bounds).
+    fn elem_addr(&mut self, buf: BufferId, index: ExprId) -> R<Value> {
+        let base = *self
+            .bases
+            .get(&buf)
+            .ok_or_else(|| Self::internal("micro-kernel operand without memory"))?;
+        let (p, off) = self.linear_addr(base, index)?;
+        Ok(if off == 0 {
+            p
+        } else {
+            self.b.ins().iadd_imm_s(p, off as i64)
+        })
     }
 
     // ---------------------------------------------------------------- memory
@@ -1146,6 +1221,15 @@ pub(crate) fn exp_signature(module: &JITModule) -> Signature {
     let mut sig = module.make_signature();
     sig.params.push(AbiParam::new(F32));
     sig.returns.push(AbiParam::new(F32));
+    sig
+}
+
+/// A micro-kernel: `(k, a, a_rs, a_ks, b, b_ks, c, c_rs)`, all 64-bit.
+pub(crate) fn ukernel_signature(module: &JITModule) -> Signature {
+    let mut sig = module.make_signature();
+    for _ in 0..8 {
+        sig.params.push(AbiParam::new(I64));
+    }
     sig
 }
 

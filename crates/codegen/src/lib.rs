@@ -44,6 +44,7 @@ mod analysis;
 pub mod builder;
 mod emit;
 mod runtime;
+pub mod ukernel;
 
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
@@ -103,16 +104,20 @@ pub struct CompileOptions {
     pub keep_ir: bool,
     /// Keep Cranelift's disassembly (VCode) of every function ([`Kernel::disasm`]).
     pub disasm: bool,
+    /// Let tensorized loops call the AVX2 micro-kernels ([`ukernel`]) when the CPU has AVX2
+    /// and FMA. `false` forces the pure Cranelift code, as on a CPU without them.
+    pub micro_kernels: bool,
 }
 
 impl Default for CompileOptions {
-    /// One thread per available CPU, FMA on, no IR text kept.
+    /// One thread per available CPU, FMA on, micro-kernels on, no IR text kept.
     fn default() -> Self {
         CompileOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             fma: true,
             keep_ir: false,
             disasm: false,
+            micro_kernels: true,
         }
     }
 }
@@ -158,8 +163,16 @@ fn host_isa() -> Result<OwnedTargetIsa, CodegenError> {
 pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, CodegenError> {
     let start = Instant::now();
     let threads = opts.threads.max(1);
-    let an = analysis::Analysis::new(nest, threads)?;
+    let an = analysis::Analysis::new(nest, threads, opts.micro_kernels)?;
     let mut jb = JITBuilder::with_isa(host_isa()?, default_libcall_names());
+    let mut shapes: Vec<(i64, i64)> = an.tensorized.values().map(|m| (m.mr, m.nr)).collect();
+    shapes.sort_unstable();
+    shapes.dedup();
+    for &(mr, nr) in &shapes {
+        if let Some(f) = ukernel::micro_kernel(mr, nr) {
+            jb.symbol(ukernel::symbol(mr, nr), f as *const u8);
+        }
+    }
     jb.symbol("tessel_expf", runtime::tessel_expf as *const u8);
     jb.symbol(
         "tessel_parallel_for",
@@ -167,7 +180,18 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
     );
     let mut module = JITModule::new(jb);
     let declared = declare_imports(&mut module);
-    let (exp_fn, par_fn) = match declared {
+    let declared = declared.and_then(|fns| {
+        let mut uk = std::collections::HashMap::new();
+        for &(mr, nr) in &shapes {
+            let sig = emit::ukernel_signature(&module);
+            let id = module
+                .declare_function(&ukernel::symbol(mr, nr), Linkage::Import, &sig)
+                .map_err(|e| CodegenError::Cranelift(format!("{e:?}")))?;
+            uk.insert((mr, nr), id);
+        }
+        Ok((fns, uk))
+    });
+    let ((exp_fn, par_fn), ukernels) = match declared {
         Ok(x) => x,
         Err(e) => {
             // SAFETY: nothing from this module has been run or handed out.
@@ -175,6 +199,17 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
             return Err(e);
         }
     };
+    let mut calls: Vec<MicroKernelCall> = an
+        .tensorized
+        .values()
+        .map(|m| MicroKernelCall {
+            loop_name: nest.lp(m.k_loop).name.clone(),
+            mr: m.mr,
+            nr: m.nr,
+            k: m.k,
+        })
+        .collect();
+    calls.sort_by(|a, b| a.loop_name.cmp(&b.loop_name));
     let mut c = emit::Compiler {
         nest,
         an,
@@ -186,6 +221,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         ctx: cranelift_codegen::Context::new(),
         exp_fn,
         par_fn,
+        ukernels,
         n_funcs: 0,
         ir_text: String::new(),
         disasm: String::new(),
@@ -229,6 +265,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         compile_time: start.elapsed(),
         ir_text: c.ir_text,
         disasm: c.disasm,
+        calls,
     })
 }
 
@@ -246,6 +283,20 @@ fn declare_imports(
         .declare_function("tessel_parallel_for", Linkage::Import, &par_sig)
         .map_err(err)?;
     Ok((exp_fn, par_fn))
+}
+
+/// A tensorized loop that [`compile`] turned into one micro-kernel call (see [`ukernel`] and
+/// [`tessel_ir::tensorize`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MicroKernelCall {
+    /// Name of the tensorized reduction loop.
+    pub loop_name: String,
+    /// Rows of the register tile.
+    pub mr: i64,
+    /// Columns of the register tile.
+    pub nr: i64,
+    /// Reduction steps per call.
+    pub k: i64,
 }
 
 /// The compiled entry point: `(buffer pointers, runtime)`.
@@ -270,6 +321,7 @@ pub struct Kernel {
     compile_time: Duration,
     ir_text: String,
     disasm: String,
+    calls: Vec<MicroKernelCall>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -380,6 +432,12 @@ impl Kernel {
             .filter(|s| s.scope == scope)
             .map(|s| (s.name.as_str(), s.len))
             .collect()
+    }
+
+    /// The tensorized loops that run as micro-kernel calls (empty when none matched, the CPU
+    /// lacks AVX2/FMA or [`CompileOptions::micro_kernels`] is off).
+    pub fn micro_kernel_calls(&self) -> &[MicroKernelCall] {
+        &self.calls
     }
 
     /// Wall time `compile` took for this kernel.
