@@ -188,24 +188,59 @@ fn check_schedule(spec: &str, steps: &[Step]) -> (LoopNest, usize) {
     let want = eval::evaluate(&dag, &inputs).expect("evaluates");
     let mut calls = 0;
     for threads in [1, 2] {
-        for micro_kernels in [true, false] {
+        for (micro_kernels, layout_rewrite) in [(true, false), (true, true), (false, true)] {
             let opts = CompileOptions {
                 micro_kernels,
+                layout_rewrite,
                 ..CompileOptions::with_threads(threads)
             };
             let kernel = compile(&nest, &opts).expect("compiles");
+            let mk = kernel.micro_kernel_calls();
             if micro_kernels {
-                calls = kernel.micro_kernel_calls().len();
+                calls = mk.len();
+                // Every matched gmm/conv B operand is a row-major weight: all get packed.
+                assert!(mk.iter().all(|c| c.packed_b == layout_rewrite), "{mk:?}");
             } else {
-                assert!(kernel.micro_kernel_calls().is_empty());
+                assert!(mk.is_empty());
             }
             let got = run(&kernel, &nest, &inputs);
             testing::check_close(&got, &want, 1e-4, 1e-4).unwrap_or_else(|e| {
-                panic!("{spec} threads={threads} micro_kernels={micro_kernels}: {e}\n{nest}")
+                panic!("{spec} threads={threads} micro_kernels={micro_kernels} layout_rewrite={layout_rewrite}: {e}\n{nest}")
             });
         }
     }
     (nest, calls)
+}
+
+#[test]
+fn packed_weights_follow_new_weights_and_pack_weights_is_checked() {
+    let spec = "gmm:b=2,n=8,m=32,k=9";
+    let dag = Arc::new(workloads::lookup(spec).expect("w").dag);
+    let nest = lower(&State::replay(dag.clone(), &gmm_steps(4, 16)).expect("legal")).expect("l");
+    let opts = CompileOptions {
+        layout_rewrite: true,
+        ..CompileOptions::with_threads(2)
+    };
+    let kernel = compile(&nest, &opts).expect("compiles");
+    assert_eq!(
+        kernel
+            .micro_kernel_calls()
+            .iter()
+            .filter(|c| c.packed_b)
+            .count(),
+        expect_calls(1)
+    );
+    for seed in [1, 2, 3] {
+        let inputs = eval::random_inputs(&dag, seed);
+        let want = eval::evaluate(&dag, &inputs).expect("evaluates");
+        let ins: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+        kernel.pack_weights(&ins).expect("packs");
+        for _ in 0..2 {
+            testing::check_close(&run(&kernel, &nest, &inputs), &want, 1e-4, 1e-4)
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        }
+    }
+    assert!(kernel.pack_weights(&[&[0.0; 3]]).is_err());
 }
 
 /// Expected micro-kernel calls: `n` on a CPU with AVX2+FMA, none without.

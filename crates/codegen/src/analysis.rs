@@ -131,6 +131,53 @@ pub(crate) struct Analysis {
     /// CPU and allowed, every access provably in bounds); other tensorized loops are
     /// ordinary loops.
     pub tensorized: HashMap<LoopId, TensorizeMatch>,
+    /// Layout rewrites of constant weights: the `B` operands of micro-kernel calls that read
+    /// a packed copy (`[cols/NR][rows][NR]` panels) instead of the input.
+    pub packs: Vec<PackPlan>,
+    /// For a tensorized loop whose `B` is packed: the index into `packs`.
+    pub packed_b: HashMap<LoopId, usize>,
+}
+
+/// One packed copy of an input weight matrix, made once (by `Kernel::run`) and read by the
+/// micro-kernel calls: the input, viewed as a row-major `rows`×`cols` matrix, stored as
+/// `cols/nr` panels of `rows`×`nr` (element `(r, c)` at `((c/nr)·rows + r)·nr + c%nr`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PackPlan {
+    /// The input buffer.
+    pub src: BufferId,
+    /// Rows of the matrix view (the input's length / `cols`).
+    pub rows: i64,
+    /// Columns of the matrix view (the `B` operand's stride along `k`).
+    pub cols: i64,
+    /// Panel width (the tile's `NR`).
+    pub nr: i64,
+}
+
+impl PackPlan {
+    /// The packed layout of `m`'s `B` operand, when `m` reads an input as row-major rows of
+    /// `cols` = its `k` stride, `cols` is a multiple of `NR`, and every call's base offset is
+    /// provably a multiple of `NR` (so each call reads whole panels).
+    fn of(nest: &LoopNest, m: &TensorizeMatch) -> Option<PackPlan> {
+        let (src, index) = m.b;
+        let buf = nest.buffer(src);
+        let (cols, nr, len) = (m.b_k_stride, m.nr, buf.len());
+        if buf.scope != BufferScope::Input || cols <= 0 || cols % nr != 0 || len % cols != 0 {
+            return None;
+        }
+        let lin = linear(nest, index);
+        let aligned = lin.konst % nr == 0
+            && lin.terms.iter().all(|&(t, c)| match t {
+                Term::Var(l) if l == m.j_loop => c == 1,
+                Term::Var(l) if l == m.k_loop => c == cols,
+                _ => c % nr == 0,
+            });
+        aligned.then_some(PackPlan {
+            src,
+            rows: len / cols,
+            cols,
+            nr,
+        })
+    }
 }
 
 impl Analysis {
@@ -140,6 +187,7 @@ impl Analysis {
         nest: &LoopNest,
         threads: usize,
         micro_kernels: bool,
+        layout_rewrite: bool,
     ) -> Result<Analysis, CodegenError> {
         validate(nest)?;
         let words = nest.loops.len().div_ceil(64).max(1);
@@ -183,6 +231,8 @@ impl Analysis {
             outlined: HashSet::new(),
             promoted: HashMap::new(),
             tensorized: HashMap::new(),
+            packs: Vec::new(),
+            packed_b: HashMap::new(),
         };
         an.walk(nest, &nest.body, 0, threads > 1);
         if micro_kernels {
@@ -192,6 +242,16 @@ impl Analysis {
                     .iter()
                     .all(|&(b, i)| interval(nest, i, &HashMap::new()).within(nest.buffer(b).len()));
                 if in_bounds && crate::ukernel::micro_kernel(m.mr, m.nr).is_some() {
+                    if let Some(plan) = PackPlan::of(nest, &m).filter(|_| layout_rewrite) {
+                        let k = match an.packs.iter().position(|p| *p == plan) {
+                            Some(k) => k,
+                            None => {
+                                an.packs.push(plan);
+                                an.packs.len() - 1
+                            }
+                        };
+                        an.packed_b.insert(m.k_loop, k);
+                    }
                     an.tensorized.insert(m.k_loop, m);
                 }
             }

@@ -47,8 +47,14 @@ pub(crate) struct Compiler<'n> {
     pub disasm: String,
 }
 
+/// The pseudo buffer id of packed weight copy `k` (ids past the nest's buffers; they only
+/// ever index `bases`).
+pub(crate) fn packed_id(nest: &LoopNest, k: usize) -> BufferId {
+    BufferId((nest.buffers.len() + k) as u32)
+}
+
 /// The order of the entries of the buffer pointer array the kernel entry receives: the
-/// parameters, then the global temporaries.
+/// parameters, then the global temporaries (then the packed weight copies).
 pub(crate) fn buffer_order(nest: &LoopNest) -> Vec<BufferId> {
     let mut v = nest.params.clone();
     v.extend(
@@ -107,7 +113,12 @@ impl<'n> Compiler<'n> {
         let (bufs, rt) = (b.block_params(entry)[0], b.block_params(entry)[1]);
         let mut bases = HashMap::new();
         let flags = MemFlagsData::trusted().with_readonly().with_can_move();
-        for (k, buf) in buffer_order(self.nest).into_iter().enumerate() {
+        let packed = (0..self.an.packs.len()).map(|k| packed_id(self.nest, k));
+        for (k, buf) in buffer_order(self.nest)
+            .into_iter()
+            .chain(packed)
+            .enumerate()
+        {
             let p = b.ins().load(I64, flags, bufs, (8 * k) as i32);
             bases.insert(buf, p);
         }
@@ -532,6 +543,10 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             .map(|l| self.env.insert(*l, IVal::Const(0)))
             .collect();
         let ptrs = [m.a, m.b, m.c].map(|(buf, index)| self.elem_addr(buf, index));
+        let packed = match self.c.an.packed_b.get(&lp).copied() {
+            Some(k) => Some(self.packed_addr(k, m.b.1)),
+            None => None,
+        };
         for (l, v) in tile_loops.iter().zip(saved) {
             match v {
                 Some(v) => self.env.insert(*l, v),
@@ -539,7 +554,12 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             };
         }
         let [pa, pb, pc] = ptrs;
-        let (pa, pb, pc) = (pa?, pb?, pc?);
+        let (pa, mut pb, pc) = (pa?, pb?, pc?);
+        let mut b_ks = m.b_k_stride;
+        if let Some(p) = packed {
+            pb = p?;
+            b_ks = m.nr;
+        }
         let shape = (m.mr, m.nr);
         let f = match self.uk_refs.get(&shape) {
             Some(&f) => f,
@@ -561,7 +581,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             (m.a_row_stride, None),
             (m.a_k_stride, None),
             (0, Some(pb)),
-            (m.b_k_stride, None),
+            (b_ks, None),
             (0, Some(pc)),
             (m.c_row_stride, None),
         ] {
@@ -569,6 +589,30 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         }
         self.b.ins().call(f, &args);
         Ok(())
+    }
+
+    /// The address in packed copy `k` of the panel that starts at element `index` of the
+    /// original matrix (row `index / cols`, column `index % cols`, a multiple of `nr`).
+    fn packed_addr(&mut self, k: usize, index: ExprId) -> R<Value> {
+        let plan = self.c.an.packs[k];
+        let base = *self
+            .bases
+            .get(&packed_id(self.nest, k))
+            .ok_or_else(|| Self::internal("packed weights without memory"))?;
+        let o = self.eval_int(index)?;
+        let cols = IVal::Const(plan.cols);
+        let r0 = self.int_binary(BinOp::Div, o, cols)?;
+        let c0 = self.int_binary(BinOp::Mod, o, cols)?;
+        let panel = self.int_binary(BinOp::Div, c0, IVal::Const(plan.nr))?;
+        let p1 = self.int_binary(BinOp::Mul, panel, IVal::Const(plan.rows * plan.nr))?;
+        let p2 = self.int_binary(BinOp::Mul, r0, IVal::Const(plan.nr))?;
+        let off = self.int_binary(BinOp::Add, p1, p2)?;
+        let off = self.int_binary(BinOp::Mul, off, IVal::Const(4))?;
+        Ok(match off {
+            IVal::Const(0) => base,
+            IVal::Const(c) => self.b.ins().iadd_imm_s(base, c),
+            IVal::Dyn(v) => self.b.ins().iadd(base, v),
+        })
     }
 
     /// The address of `buf[index]` (the analysis proved the index in bounds).
