@@ -543,10 +543,13 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             .map(|l| self.env.insert(*l, IVal::Const(0)))
             .collect();
         let ptrs = [m.a, m.b, m.c].map(|(buf, index)| self.elem_addr(buf, index));
-        let packed = match self.c.an.packed_b.get(&lp).copied() {
-            Some(k) => Some(self.packed_addr(k, m.b.1)),
-            None => None,
-        };
+        let packed = self
+            .c
+            .an
+            .packed_b
+            .get(&lp)
+            .copied()
+            .map(|k| self.packed_addr(k, m.b.1));
         for (l, v) in tile_loops.iter().zip(saved) {
             match v {
                 Some(v) => self.env.insert(*l, v),
