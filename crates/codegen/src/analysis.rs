@@ -7,6 +7,7 @@ use crate::CodegenError;
 use std::collections::{HashMap, HashSet};
 use tessel_ir::expr::{BinOp, ScalarType, UnOp};
 use tessel_ir::loop_nest::{BufferId, BufferScope, ExprId, LoopId, LoopKind, Node, Stmt, StmtId};
+use tessel_ir::tensorize::TensorizeMatch;
 use tessel_ir::LoopNest;
 
 /// Unrolled loops longer than this are emitted as ordinary loops (code size guard).
@@ -126,12 +127,68 @@ pub(crate) struct Analysis {
     pub outlined: HashSet<LoopId>,
     /// `Alloc` statements whose buffer lives in SSA variables, with the layout.
     pub promoted: HashMap<StmtId, Layout>,
+    /// Tensorized loops that become one micro-kernel call (matched, kernel available on this
+    /// CPU and allowed, every access provably in bounds); other tensorized loops are
+    /// ordinary loops.
+    pub tensorized: HashMap<LoopId, TensorizeMatch>,
+    /// Layout rewrites of constant weights: the `B` operands of micro-kernel calls that read
+    /// a packed copy (`[cols/NR][rows][NR]` panels) instead of the input.
+    pub packs: Vec<PackPlan>,
+    /// For a tensorized loop whose `B` is packed: the index into `packs`.
+    pub packed_b: HashMap<LoopId, usize>,
+}
+
+/// One packed copy of an input weight matrix, made once (by `Kernel::run`) and read by the
+/// micro-kernel calls: the input, viewed as a row-major `rows`×`cols` matrix, stored as
+/// `cols/nr` panels of `rows`×`nr` (element `(r, c)` at `((c/nr)·rows + r)·nr + c%nr`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PackPlan {
+    /// The input buffer.
+    pub src: BufferId,
+    /// Rows of the matrix view (the input's length / `cols`).
+    pub rows: i64,
+    /// Columns of the matrix view (the `B` operand's stride along `k`).
+    pub cols: i64,
+    /// Panel width (the tile's `NR`).
+    pub nr: i64,
+}
+
+impl PackPlan {
+    /// The packed layout of `m`'s `B` operand, when `m` reads an input as row-major rows of
+    /// `cols` = its `k` stride, `cols` is a multiple of `NR`, and every call's base offset is
+    /// provably a multiple of `NR` (so each call reads whole panels).
+    fn of(nest: &LoopNest, m: &TensorizeMatch) -> Option<PackPlan> {
+        let (src, index) = m.b;
+        let buf = nest.buffer(src);
+        let (cols, nr, len) = (m.b_k_stride, m.nr, buf.len());
+        if buf.scope != BufferScope::Input || cols <= 0 || cols % nr != 0 || len % cols != 0 {
+            return None;
+        }
+        let lin = linear(nest, index);
+        let aligned = lin.konst % nr == 0
+            && lin.terms.iter().all(|&(t, c)| match t {
+                Term::Var(l) if l == m.j_loop => c == 1,
+                Term::Var(l) if l == m.k_loop => c == cols,
+                _ => c % nr == 0,
+            });
+        aligned.then_some(PackPlan {
+            src,
+            rows: len / cols,
+            cols,
+            nr,
+        })
+    }
 }
 
 impl Analysis {
     /// Validates `nest` and computes the analysis (`threads` decides which parallel loops are
-    /// outlined).
-    pub fn new(nest: &LoopNest, threads: usize) -> Result<Analysis, CodegenError> {
+    /// outlined, `micro_kernels` whether tensorized loops may call micro-kernels).
+    pub fn new(
+        nest: &LoopNest,
+        threads: usize,
+        micro_kernels: bool,
+        layout_rewrite: bool,
+    ) -> Result<Analysis, CodegenError> {
         validate(nest)?;
         let words = nest.loops.len().div_ceil(64).max(1);
         let mut var_bits = vec![0u64; nest.nodes().len() * words];
@@ -173,8 +230,32 @@ impl Analysis {
             vector_ok: HashSet::new(),
             outlined: HashSet::new(),
             promoted: HashMap::new(),
+            tensorized: HashMap::new(),
+            packs: Vec::new(),
+            packed_b: HashMap::new(),
         };
         an.walk(nest, &nest.body, 0, threads > 1);
+        if micro_kernels {
+            for (_, m) in tessel_ir::tensorize::find(nest) {
+                let Ok(m) = m else { continue };
+                let in_bounds = [m.a, m.b, m.c]
+                    .iter()
+                    .all(|&(b, i)| interval(nest, i, &HashMap::new()).within(nest.buffer(b).len()));
+                if in_bounds && crate::ukernel::micro_kernel(m.mr, m.nr).is_some() {
+                    if let Some(plan) = PackPlan::of(nest, &m).filter(|_| layout_rewrite) {
+                        let k = match an.packs.iter().position(|p| *p == plan) {
+                            Some(k) => k,
+                            None => {
+                                an.packs.push(plan);
+                                an.packs.len() - 1
+                            }
+                        };
+                        an.packed_b.insert(m.k_loop, k);
+                    }
+                    an.tensorized.insert(m.k_loop, m);
+                }
+            }
+        }
         let allocs: Vec<StmtId> = (0..nest.stmts.len() as u32)
             .map(StmtId)
             .filter(|&s| matches!(nest.stmt(s), Stmt::Alloc { .. }))
@@ -308,6 +389,14 @@ impl Analysis {
         let b = nest.buffer(*buf);
         let len = b.len();
         if b.scope != BufferScope::Local || !(1..=MAX_PROMOTED).contains(&len) {
+            return None;
+        }
+        // Micro-kernels read and write their operands in memory.
+        if self
+            .tensorized
+            .values()
+            .any(|m| [m.a.0, m.b.0, m.c.0].contains(buf))
+        {
             return None;
         }
         let mut ok = true;

@@ -40,13 +40,21 @@ pub(crate) struct Compiler<'n> {
     pub ctx: Context,
     pub exp_fn: FuncId,
     pub par_fn: FuncId,
+    /// Imported micro-kernels by tile shape `(mr, nr)`.
+    pub ukernels: HashMap<(i64, i64), FuncId>,
     pub n_funcs: u32,
     pub ir_text: String,
     pub disasm: String,
 }
 
+/// The pseudo buffer id of packed weight copy `k` (ids past the nest's buffers; they only
+/// ever index `bases`).
+pub(crate) fn packed_id(nest: &LoopNest, k: usize) -> BufferId {
+    BufferId((nest.buffers.len() + k) as u32)
+}
+
 /// The order of the entries of the buffer pointer array the kernel entry receives: the
-/// parameters, then the global temporaries.
+/// parameters, then the global temporaries (then the packed weight copies).
 pub(crate) fn buffer_order(nest: &LoopNest) -> Vec<BufferId> {
     let mut v = nest.params.clone();
     v.extend(
@@ -105,7 +113,12 @@ impl<'n> Compiler<'n> {
         let (bufs, rt) = (b.block_params(entry)[0], b.block_params(entry)[1]);
         let mut bases = HashMap::new();
         let flags = MemFlagsData::trusted().with_readonly().with_can_move();
-        for (k, buf) in buffer_order(self.nest).into_iter().enumerate() {
+        let packed = (0..self.an.packs.len()).map(|k| packed_id(self.nest, k));
+        for (k, buf) in buffer_order(self.nest)
+            .into_iter()
+            .chain(packed)
+            .enumerate()
+        {
             let p = b.ins().load(I64, flags, bufs, (8 * k) as i32);
             bases.insert(buf, p);
         }
@@ -198,6 +211,7 @@ struct Emitter<'c, 'n, 'f> {
     vec: Option<LoopId>,
     exp_ref: Option<FuncRef>,
     par_ref: Option<FuncRef>,
+    uk_refs: HashMap<(i64, i64), FuncRef>,
 }
 
 fn scalar_flags() -> MemFlagsData {
@@ -231,6 +245,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             vec: None,
             exp_ref: None,
             par_ref: None,
+            uk_refs: HashMap::new(),
         }
     }
 
@@ -282,6 +297,11 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
                 self.emit_parallel(lp, body)?
             }
             LoopKind::Vectorized if self.vec.is_none() => self.emit_vectorized(lp, body)?,
+            LoopKind::Tensorized
+                if self.vec.is_none() && self.c.an.tensorized.contains_key(&lp) =>
+            {
+                self.emit_tensorized(lp)?
+            }
             LoopKind::Unrolled | LoopKind::Vectorized if extent <= MAX_UNROLL => {
                 for t in 0..extent {
                     self.env.insert(lp, IVal::Const(t));
@@ -508,6 +528,108 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         let extent = self.b.ins().iconst(I64, self.nest.lp(lp).extent);
         self.b.ins().call(par, &[rt, fptr, ctx, extent]);
         Ok(())
+    }
+
+    /// One micro-kernel call for tensorized loop `lp` (matched by the analysis): base
+    /// addresses are the operands' addresses at `i = j = k = 0`, strides are constants.
+    fn emit_tensorized(&mut self, lp: LoopId) -> R<()> {
+        let m = self.c.an.tensorized[&lp].clone();
+        let tile_loops: Vec<LoopId> = [Some(m.k_loop), m.i_loop, Some(m.j_loop)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let saved: Vec<Option<IVal>> = tile_loops
+            .iter()
+            .map(|l| self.env.insert(*l, IVal::Const(0)))
+            .collect();
+        let ptrs = [m.a, m.b, m.c].map(|(buf, index)| self.elem_addr(buf, index));
+        let packed = self
+            .c
+            .an
+            .packed_b
+            .get(&lp)
+            .copied()
+            .map(|k| self.packed_addr(k, m.b.1));
+        for (l, v) in tile_loops.iter().zip(saved) {
+            match v {
+                Some(v) => self.env.insert(*l, v),
+                None => self.env.remove(l),
+            };
+        }
+        let [pa, pb, pc] = ptrs;
+        let (pa, mut pb, pc) = (pa?, pb?, pc?);
+        let mut b_ks = m.b_k_stride;
+        if let Some(p) = packed {
+            pb = p?;
+            b_ks = m.nr;
+        }
+        let shape = (m.mr, m.nr);
+        let f = match self.uk_refs.get(&shape) {
+            Some(&f) => f,
+            None => {
+                let id = *self
+                    .c
+                    .ukernels
+                    .get(&shape)
+                    .ok_or_else(|| Self::internal("micro-kernel not imported"))?;
+                let f = self.c.module.declare_func_in_func(id, self.b.func);
+                self.uk_refs.insert(shape, f);
+                f
+            }
+        };
+        let mut args = Vec::with_capacity(8);
+        for (v, ptr) in [
+            (m.k, None),
+            (0, Some(pa)),
+            (m.a_row_stride, None),
+            (m.a_k_stride, None),
+            (0, Some(pb)),
+            (b_ks, None),
+            (0, Some(pc)),
+            (m.c_row_stride, None),
+        ] {
+            args.push(ptr.unwrap_or_else(|| self.b.ins().iconst(I64, v)));
+        }
+        self.b.ins().call(f, &args);
+        Ok(())
+    }
+
+    /// The address in packed copy `k` of the panel that starts at element `index` of the
+    /// original matrix (row `index / cols`, column `index % cols`, a multiple of `nr`).
+    fn packed_addr(&mut self, k: usize, index: ExprId) -> R<Value> {
+        let plan = self.c.an.packs[k];
+        let base = *self
+            .bases
+            .get(&packed_id(self.nest, k))
+            .ok_or_else(|| Self::internal("packed weights without memory"))?;
+        let o = self.eval_int(index)?;
+        let cols = IVal::Const(plan.cols);
+        let r0 = self.int_binary(BinOp::Div, o, cols)?;
+        let c0 = self.int_binary(BinOp::Mod, o, cols)?;
+        let panel = self.int_binary(BinOp::Div, c0, IVal::Const(plan.nr))?;
+        let p1 = self.int_binary(BinOp::Mul, panel, IVal::Const(plan.rows * plan.nr))?;
+        let p2 = self.int_binary(BinOp::Mul, r0, IVal::Const(plan.nr))?;
+        let off = self.int_binary(BinOp::Add, p1, p2)?;
+        let off = self.int_binary(BinOp::Mul, off, IVal::Const(4))?;
+        Ok(match off {
+            IVal::Const(0) => base,
+            IVal::Const(c) => self.b.ins().iadd_imm_s(base, c),
+            IVal::Dyn(v) => self.b.ins().iadd(base, v),
+        })
+    }
+
+    /// The address of `buf[index]` (the analysis proved the index in bounds).
+    fn elem_addr(&mut self, buf: BufferId, index: ExprId) -> R<Value> {
+        let base = *self
+            .bases
+            .get(&buf)
+            .ok_or_else(|| Self::internal("micro-kernel operand without memory"))?;
+        let (p, off) = self.linear_addr(base, index)?;
+        Ok(if off == 0 {
+            p
+        } else {
+            self.b.ins().iadd_imm_s(p, off as i64)
+        })
     }
 
     // ---------------------------------------------------------------- memory
@@ -1146,6 +1268,15 @@ pub(crate) fn exp_signature(module: &JITModule) -> Signature {
     let mut sig = module.make_signature();
     sig.params.push(AbiParam::new(F32));
     sig.returns.push(AbiParam::new(F32));
+    sig
+}
+
+/// A micro-kernel: `(k, a, a_rs, a_ks, b, b_ks, c, c_rs)`, all 64-bit.
+pub(crate) fn ukernel_signature(module: &JITModule) -> Signature {
+    let mut sig = module.make_signature();
+    for _ in 0..8 {
+        sig.params.push(AbiParam::new(I64));
+    }
     sig
 }
 

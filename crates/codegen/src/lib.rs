@@ -44,6 +44,7 @@ mod analysis;
 pub mod builder;
 mod emit;
 mod runtime;
+pub mod ukernel;
 
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
@@ -103,16 +104,29 @@ pub struct CompileOptions {
     pub keep_ir: bool,
     /// Keep Cranelift's disassembly (VCode) of every function ([`Kernel::disasm`]).
     pub disasm: bool,
+    /// Let tensorized loops call the AVX2 micro-kernels ([`ukernel`]) when the CPU has AVX2
+    /// and FMA. `false` forces the pure Cranelift code, as on a CPU without them.
+    pub micro_kernels: bool,
+    /// Layout rewrite of constant weights (Ansor's): micro-kernel calls whose `B` operand is
+    /// an input read as row-major panels read a packed copy (`[cols/NR][rows][NR]`) instead.
+    /// The copy is made on the first [`Kernel::run`] (or by [`Kernel::pack_weights`]) and
+    /// reused: such inputs are treated as **constants**. A cheap fingerprint (address, length
+    /// and 64 sampled elements) makes a later run with different weights repack, but weights
+    /// changed in place at unsampled elements are not noticed; call `pack_weights` then.
+    pub layout_rewrite: bool,
 }
 
 impl Default for CompileOptions {
-    /// One thread per available CPU, FMA on, no IR text kept.
+    /// One thread per available CPU, FMA on, micro-kernels on, no layout rewrite, no IR text
+    /// kept.
     fn default() -> Self {
         CompileOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             fma: true,
             keep_ir: false,
             disasm: false,
+            micro_kernels: true,
+            layout_rewrite: false,
         }
     }
 }
@@ -158,8 +172,16 @@ fn host_isa() -> Result<OwnedTargetIsa, CodegenError> {
 pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, CodegenError> {
     let start = Instant::now();
     let threads = opts.threads.max(1);
-    let an = analysis::Analysis::new(nest, threads)?;
+    let an = analysis::Analysis::new(nest, threads, opts.micro_kernels, opts.layout_rewrite)?;
     let mut jb = JITBuilder::with_isa(host_isa()?, default_libcall_names());
+    let mut shapes: Vec<(i64, i64)> = an.tensorized.values().map(|m| (m.mr, m.nr)).collect();
+    shapes.sort_unstable();
+    shapes.dedup();
+    for &(mr, nr) in &shapes {
+        if let Some(f) = ukernel::micro_kernel(mr, nr) {
+            jb.symbol(ukernel::symbol(mr, nr), f as *const u8);
+        }
+    }
     jb.symbol("tessel_expf", runtime::tessel_expf as *const u8);
     jb.symbol(
         "tessel_parallel_for",
@@ -167,7 +189,18 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
     );
     let mut module = JITModule::new(jb);
     let declared = declare_imports(&mut module);
-    let (exp_fn, par_fn) = match declared {
+    let declared = declared.and_then(|fns| {
+        let mut uk = std::collections::HashMap::new();
+        for &(mr, nr) in &shapes {
+            let sig = emit::ukernel_signature(&module);
+            let id = module
+                .declare_function(&ukernel::symbol(mr, nr), Linkage::Import, &sig)
+                .map_err(|e| CodegenError::Cranelift(format!("{e:?}")))?;
+            uk.insert((mr, nr), id);
+        }
+        Ok((fns, uk))
+    });
+    let ((exp_fn, par_fn), ukernels) = match declared {
         Ok(x) => x,
         Err(e) => {
             // SAFETY: nothing from this module has been run or handed out.
@@ -175,6 +208,19 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
             return Err(e);
         }
     };
+    let mut calls: Vec<MicroKernelCall> = an
+        .tensorized
+        .values()
+        .map(|m| MicroKernelCall {
+            loop_name: nest.lp(m.k_loop).name.clone(),
+            mr: m.mr,
+            nr: m.nr,
+            k: m.k,
+            packed_b: an.packed_b.contains_key(&m.k_loop),
+        })
+        .collect();
+    calls.sort_by(|a, b| a.loop_name.cmp(&b.loop_name));
+    let packs = an.packs.clone();
     let mut c = emit::Compiler {
         nest,
         an,
@@ -186,6 +232,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         ctx: cranelift_codegen::Context::new(),
         exp_fn,
         par_fn,
+        ukernels,
         n_funcs: 0,
         ir_text: String::new(),
         disasm: String::new(),
@@ -214,6 +261,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         .map(|&b| {
             let buf = nest.buffer(b);
             Slot {
+                id: b,
                 name: buf.name.clone(),
                 len: buf.len() as usize,
                 scope: buf.scope,
@@ -229,6 +277,16 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         compile_time: start.elapsed(),
         ir_text: c.ir_text,
         disasm: c.disasm,
+        calls,
+        packs: packs
+            .into_iter()
+            .map(|plan| Packed {
+                plan,
+                fingerprint: None,
+                data: Vec::new(),
+            })
+            .collect::<Vec<_>>()
+            .into(),
     })
 }
 
@@ -248,11 +306,28 @@ fn declare_imports(
     Ok((exp_fn, par_fn))
 }
 
+/// A tensorized loop that [`compile`] turned into one micro-kernel call (see [`ukernel`] and
+/// [`tessel_ir::tensorize`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MicroKernelCall {
+    /// Name of the tensorized reduction loop.
+    pub loop_name: String,
+    /// Rows of the register tile.
+    pub mr: i64,
+    /// Columns of the register tile.
+    pub nr: i64,
+    /// Reduction steps per call.
+    pub k: i64,
+    /// The call reads a packed copy of its `B` operand ([`CompileOptions::layout_rewrite`]).
+    pub packed_b: bool,
+}
+
 /// The compiled entry point: `(buffer pointers, runtime)`.
 type EntryFn = unsafe extern "C" fn(*const *mut f32, *const runtime::Runtime);
 
 /// One entry of the buffer pointer array.
 struct Slot {
+    id: tessel_ir::loop_nest::BufferId,
     name: String,
     len: usize,
     scope: BufferScope,
@@ -270,6 +345,48 @@ pub struct Kernel {
     compile_time: Duration,
     ir_text: String,
     disasm: String,
+    calls: Vec<MicroKernelCall>,
+    /// Packed copies of constant weights (layout rewrite).
+    packs: Mutex<Vec<Packed>>,
+}
+
+/// One packed weight copy and the fingerprint of the input it was made from.
+struct Packed {
+    plan: analysis::PackPlan,
+    fingerprint: Option<u64>,
+    data: Vec<f32>,
+}
+
+impl Packed {
+    /// Address, length and 64 evenly spaced elements of `src`, hashed.
+    fn fingerprint(src: &[f32]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (src.as_ptr() as usize, src.len()).hash(&mut h);
+        let step = (src.len() / 64).max(1);
+        for x in src.iter().step_by(step).chain(src.last()) {
+            x.to_bits().hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// Repacks from `src` (the input's whole slice) unless its fingerprint is unchanged.
+    fn refresh(&mut self, src: &[f32], force: bool) {
+        let fp = Packed::fingerprint(src);
+        if !force && self.fingerprint == Some(fp) {
+            return;
+        }
+        let p = self.plan;
+        let (rows, cols, nr) = (p.rows as usize, p.cols as usize, p.nr as usize);
+        self.data.resize(rows * cols, 0.0);
+        for (panel, dst) in self.data.chunks_exact_mut(rows * nr).enumerate() {
+            for (r, d) in dst.chunks_exact_mut(nr).enumerate() {
+                let s = r * cols + panel * nr;
+                d.copy_from_slice(&src[s..s + nr]);
+            }
+        }
+        self.fingerprint = Some(fp);
+    }
 }
 
 impl std::fmt::Debug for Kernel {
@@ -355,6 +472,13 @@ impl Kernel {
         for g in scratch.iter_mut() {
             ptrs.push(g.as_mut_ptr());
         }
+        // Held for the call: the code reads the packed copies.
+        let mut packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
+        for p in packs.iter_mut() {
+            let k = self.input_position(p.plan.src);
+            p.refresh(inputs[k], false);
+            ptrs.push(p.data.as_mut_ptr());
+        }
         // SAFETY: the entry point was compiled for exactly this pointer array: one pointer
         // per parameter (checked above to have the buffer's length) then one per global
         // temporary (allocated with its length); every access the code makes is within its
@@ -362,6 +486,43 @@ impl Kernel {
         // borrowed for the duration of the call, and the runtime outlives it.
         unsafe { (self.entry)(ptrs.as_ptr(), &self.runtime) };
         Ok(())
+    }
+
+    /// Makes the packed copies of constant weights from `inputs` now (layout rewrite; see
+    /// [`CompileOptions::layout_rewrite`]), so that no later [`Kernel::run`] packs. Inputs
+    /// are checked like `run` checks them.
+    pub fn pack_weights(&self, inputs: &[&[f32]]) -> Result<(), CodegenError> {
+        let expected = self.inputs();
+        if inputs.len() != expected.len() {
+            return Err(CodegenError::BufferCount {
+                kind: "input",
+                expected: expected.len(),
+                got: inputs.len(),
+            });
+        }
+        for ((name, len), x) in expected.iter().zip(inputs) {
+            if x.len() != *len {
+                return Err(CodegenError::BufferLength {
+                    name: name.to_string(),
+                    expected: *len,
+                    got: x.len(),
+                });
+            }
+        }
+        let mut packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
+        for p in packs.iter_mut() {
+            p.refresh(inputs[self.input_position(p.plan.src)], true);
+        }
+        Ok(())
+    }
+
+    /// The position among the inputs of input buffer `b`.
+    fn input_position(&self, b: tessel_ir::loop_nest::BufferId) -> usize {
+        self.slots
+            .iter()
+            .take_while(|s| s.id != b)
+            .filter(|s| s.scope == BufferScope::Input)
+            .count()
     }
 
     /// Name and number of elements of each input `run` expects, in order.
@@ -380,6 +541,12 @@ impl Kernel {
             .filter(|s| s.scope == scope)
             .map(|s| (s.name.as_str(), s.len))
             .collect()
+    }
+
+    /// The tensorized loops that run as micro-kernel calls (empty when none matched, the CPU
+    /// lacks AVX2/FMA or [`CompileOptions::micro_kernels`] is off).
+    pub fn micro_kernel_calls(&self) -> &[MicroKernelCall] {
+        &self.calls
     }
 
     /// Wall time `compile` took for this kernel.

@@ -31,6 +31,7 @@ pub mod ops;
 pub mod rng;
 pub mod simplify;
 pub mod state;
+pub mod tensorize;
 pub mod testing;
 pub mod workloads;
 

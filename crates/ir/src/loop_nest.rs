@@ -97,6 +97,9 @@ pub enum LoopKind {
     Vectorized,
     /// The loop is fully unrolled.
     Unrolled,
+    /// A reduction loop whose body (a register tile) codegen may replace by one micro-kernel
+    /// call (see [`crate::tensorize`]); otherwise an ordinary loop.
+    Tensorized,
 }
 
 impl LoopKind {
@@ -107,6 +110,7 @@ impl LoopKind {
             LoopKind::Parallel => "parallel ",
             LoopKind::Vectorized => "vectorized ",
             LoopKind::Unrolled => "unrolled ",
+            LoopKind::Tensorized => "tensorized ",
         }
     }
 }

@@ -251,6 +251,7 @@ impl Lowerer<'_> {
                 Annotation::None => LoopKind::Serial,
                 Annotation::Parallel => LoopKind::Parallel,
                 Annotation::Unroll => LoopKind::Unrolled,
+                Annotation::Tensorize => LoopKind::Tensorized,
                 // Vectorizing applies to the innermost loop only; elsewhere it is ignored.
                 Annotation::Vectorize if innermost && !attached => LoopKind::Vectorized,
                 Annotation::Vectorize => LoopKind::Serial,

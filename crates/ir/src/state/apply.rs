@@ -434,6 +434,12 @@ fn annotate(s: &mut State, stage: usize, pos: usize, ann: Annotation) -> StepRes
         Annotation::Parallel if it.kind == IterKind::Reduce => {
             return Err(format!("cannot parallelize reduction iterator {}", it.name))
         }
+        Annotation::Tensorize if it.kind != IterKind::Reduce => {
+            return Err(format!(
+                "only reduction iterators can be tensorized, and {} is not",
+                it.name
+            ))
+        }
         Annotation::Vectorize => {
             if it.kind == IterKind::Reduce {
                 return Err(format!("cannot vectorize reduction iterator {}", it.name));

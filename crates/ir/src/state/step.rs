@@ -17,7 +17,7 @@
 //! | cache_write | `{"step":"cache_write","stage":2,"scope":"local"}` |
 //! | cache_read | `{"step":"cache_read","stage":0,"scope":"local","readers":[2]}` |
 //! | rfactor | `{"step":"rfactor","stage":1,"iter":1,"factor_iter":1}` |
-//! | annotate | `{"step":"annotate","stage":2,"iter":0,"annotation":"parallel"}` |
+//! | annotate | `{"step":"annotate","stage":2,"iter":0,"annotation":"parallel"}` (or `"vectorize"`, `"unroll"`, `"tensorize"`) |
 //! | pragma | `{"step":"pragma","stage":2,"iter":0,"auto_unroll_max_step":64}` |
 //!
 //! This format is what records store: change it only with a schema version bump.
@@ -38,6 +38,9 @@ pub enum Annotation {
     Vectorize,
     /// Unroll the loop fully.
     Unroll,
+    /// Map the register tile this reduction loop encloses onto a micro-kernel call
+    /// ([`crate::tensorize`]); codegen falls back to ordinary code when it does not match.
+    Tensorize,
 }
 
 impl Annotation {
@@ -48,6 +51,7 @@ impl Annotation {
             Annotation::Parallel => "parallel ",
             Annotation::Vectorize => "vectorize ",
             Annotation::Unroll => "unroll ",
+            Annotation::Tensorize => "tensorize ",
         }
     }
 }

@@ -1,0 +1,299 @@
+//! Tensorize legality: which loop nests under a [`LoopKind::Tensorized`] loop match a
+//! micro-kernel, with which strides.
+//!
+//! The micro-kernel family is a register tile of `C` updated over a reduction loop:
+//!
+//! ```text
+//! for k in 0..K:                       // the tensorized loop
+//!   for i in 0..MR:                    // optional (MR = 1 when absent)
+//!     for j in 0..NR:
+//!       C[c0 + i*ldc + j] = C[c0 + i*ldc + j] + A[a0 + i*sa + k*ska] * B[b0 + k*skb + j]
+//! ```
+//!
+//! `i` and `j` may come in either order and be serial, unrolled or vectorized loops; the
+//! product may be written either way round and the accumulator on either side of `+`.
+//! Indices must be affine in `i`, `j` and `k` (anything else in them, such as outer loop
+//! variables divided or taken modulo, is a base offset): unit stride in `j` for `B` and `C`,
+//! any stride in `i` and `k`, and `C` must not depend on `k`, `A` not on `j`, `B` not on `i`.
+//! `C` must be a different buffer from `A` and `B`. Matmul, dense, batch matmul and NHWC
+//! convolutions (A = input rows at a stride, B = weights) all take this form.
+//!
+//! [`check`] answers for one loop and [`find`] for every tensorized loop of a nest, so that
+//! code generation and the search ask the same question. Code generation additionally needs
+//! the host CPU to have the kernels (AVX2 + FMA) and the accesses to be provably in bounds;
+//! when anything fails it emits the ordinary loops, so a `Tensorize` annotation is always
+//! safe.
+//!
+//! [`LoopKind::Tensorized`]: crate::loop_nest::LoopKind::Tensorized
+
+use crate::expr::BinOp;
+use crate::loop_nest::{BufferId, ExprId, LoopId, LoopKind, LoopNest, Node, Stmt, StmtId};
+
+/// Widest register tile row, in `f32` lanes, of the micro-kernel family.
+pub const MAX_NR: i64 = 24;
+
+/// True when the micro-kernel family has an `mr`×`nr` tile: `nr` is 8, 16 or 24 (one to three
+/// AVX2 vectors per row) and the tile needs at most 12 vector accumulators, with `mr` ≤ 8.
+pub fn kernel_supported(mr: i64, nr: i64) -> bool {
+    matches!(nr, 8 | 16 | 24) && (1..=8).contains(&mr) && mr * (nr / 8) <= 12
+}
+
+/// A matched register tile: everything a micro-kernel call needs, as strides in elements.
+/// Base indices are the index expressions of the accesses; evaluate them with the `i`, `j`
+/// and `k` variables set to 0 to get the base offsets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorizeMatch {
+    /// The tensorized reduction loop.
+    pub k_loop: LoopId,
+    /// The row loop of the tile (`None` when the tile has one row).
+    pub i_loop: Option<LoopId>,
+    /// The column loop of the tile.
+    pub j_loop: LoopId,
+    /// Rows of the tile.
+    pub mr: i64,
+    /// Columns of the tile.
+    pub nr: i64,
+    /// Extent of the reduction loop.
+    pub k: i64,
+    /// The accumulator buffer and its index expression.
+    pub c: (BufferId, ExprId),
+    /// Stride of `C` between rows.
+    pub c_row_stride: i64,
+    /// The row operand and its index expression.
+    pub a: (BufferId, ExprId),
+    /// Stride of `A` between rows.
+    pub a_row_stride: i64,
+    /// Stride of `A` along `k`.
+    pub a_k_stride: i64,
+    /// The column operand and its index expression.
+    pub b: (BufferId, ExprId),
+    /// Stride of `B` along `k`.
+    pub b_k_stride: i64,
+}
+
+/// Checks the `For` statement `s`: `Ok` with the match when its body is a micro-kernel tile
+/// that the kernel family has, `Err` with the reason otherwise.
+pub fn check(nest: &LoopNest, s: StmtId) -> Result<TensorizeMatch, String> {
+    let Stmt::For {
+        lp: k_loop, body, ..
+    } = nest.stmt(s)
+    else {
+        return Err("not a loop".into());
+    };
+    let k_loop = *k_loop;
+    // The perfectly nested chain of loops under k, down to one store.
+    let mut chain = Vec::new();
+    let mut body = body.as_slice();
+    let (store_buf, store_index, value) = loop {
+        let [only] = body else {
+            return Err(format!(
+                "{} statements where one loop or store is expected",
+                body.len()
+            ));
+        };
+        match nest.stmt(*only) {
+            Stmt::For {
+                lp, body: inner, ..
+            } => {
+                let kind = nest.lp(*lp).kind;
+                if matches!(kind, LoopKind::Parallel | LoopKind::Tensorized) {
+                    return Err(format!("inner loop {} is {:?}", nest.lp(*lp).name, kind));
+                }
+                chain.push(*lp);
+                body = inner;
+            }
+            Stmt::Store { buf, index, value } => break (*buf, *index, *value),
+            _ => return Err("the tile is not a perfect loop nest (guard or allocation)".into()),
+        }
+    };
+    // value = C[idx] + x*y, either way round.
+    let Node::Binary(BinOp::Add, l, r) = nest.get(value) else {
+        return Err("the stored value is not an accumulation `C + A*B`".into());
+    };
+    let is_acc = |e: ExprId| nest.get(e) == Node::Load(store_buf, store_index);
+    let prod = if is_acc(l) {
+        r
+    } else if is_acc(r) {
+        l
+    } else {
+        return Err("the stored value does not read the accumulator at the stored index".into());
+    };
+    let Node::Binary(BinOp::Mul, x, y) = nest.get(prod) else {
+        return Err("the accumulated value is not a product".into());
+    };
+    let (Node::Load(xb, xi), Node::Load(yb, yi)) = (nest.get(x), nest.get(y)) else {
+        return Err("the product's factors are not plain loads".into());
+    };
+    if xb == store_buf || yb == store_buf {
+        return Err("the accumulator is also a factor".into());
+    }
+    // Roles: j is the loop with unit stride in C; i the other one.
+    let c_aff = affine(nest, store_index).ok_or("the accumulator index is not affine")?;
+    let (mut i_loop, mut j_loop) = (None, None);
+    for &l in &chain {
+        if c_aff.coef(l) == 1 && j_loop.is_none() {
+            j_loop = Some(l);
+        } else if i_loop.is_none() {
+            i_loop = Some(l);
+        } else {
+            return Err("more than two loops in the tile".into());
+        }
+    }
+    let j_loop = j_loop.ok_or("no tile loop has unit stride in the accumulator")?;
+    // B is the factor that depends on j.
+    let (xa, ya) = (
+        affine(nest, xi).ok_or("a factor's index is not affine")?,
+        affine(nest, yi).ok_or("a factor's index is not affine")?,
+    );
+    let ((a, a_aff), (b, b_aff)) = if ya.coef(j_loop) != 0 {
+        (((xb, xi), xa), ((yb, yi), ya))
+    } else {
+        (((yb, yi), ya), ((xb, xi), xa))
+    };
+    let coef_i = |f: &Affine| i_loop.map_or(0, |i| f.coef(i));
+    if b_aff.coef(j_loop) != 1 {
+        return Err("B does not have unit stride along the tile columns".into());
+    }
+    if a_aff.coef(j_loop) != 0 {
+        return Err("A depends on the tile columns".into());
+    }
+    if coef_i(&b_aff) != 0 {
+        return Err("B depends on the tile rows".into());
+    }
+    if c_aff.coef(k_loop) != 0 {
+        return Err("the accumulator depends on the reduction loop".into());
+    }
+    let mr = i_loop.map_or(1, |i| nest.lp(i).extent);
+    let nr = nest.lp(j_loop).extent;
+    let strides = [
+        coef_i(&c_aff),
+        coef_i(&a_aff),
+        a_aff.coef(k_loop),
+        b_aff.coef(k_loop),
+    ];
+    if strides.contains(&i64::MIN) {
+        return Err("an index is not affine in the tile or reduction loops".into());
+    }
+    if mr > 1 && coef_i(&c_aff).unsigned_abs() < nr as u64 {
+        return Err("the accumulator's tile rows overlap".into());
+    }
+    if !kernel_supported(mr, nr) {
+        return Err(format!("no micro-kernel for a {mr}x{nr} tile"));
+    }
+    Ok(TensorizeMatch {
+        k_loop,
+        i_loop,
+        j_loop,
+        mr,
+        nr,
+        k: nest.lp(k_loop).extent,
+        c: (store_buf, store_index),
+        c_row_stride: coef_i(&c_aff),
+        a,
+        a_row_stride: coef_i(&a_aff),
+        a_k_stride: a_aff.coef(k_loop),
+        b,
+        b_k_stride: b_aff.coef(k_loop),
+    })
+}
+
+/// Every [`LoopKind::Tensorized`] loop of `nest` (by its `For` statement), in statement
+/// order, with the result of [`check`].
+pub fn find(nest: &LoopNest) -> Vec<(StmtId, Result<TensorizeMatch, String>)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<StmtId> = nest.body.iter().rev().copied().collect();
+    while let Some(s) = stack.pop() {
+        match nest.stmt(s) {
+            Stmt::For { lp, body, .. } => {
+                if nest.lp(*lp).kind == LoopKind::Tensorized {
+                    out.push((s, check(nest, s)));
+                }
+                stack.extend(body.iter().rev().copied());
+            }
+            Stmt::If { body, .. } | Stmt::Alloc { body, .. } => {
+                stack.extend(body.iter().rev().copied())
+            }
+            Stmt::Store { .. } => {}
+        }
+    }
+    out
+}
+
+/// An index as `Σ coef·var + opaque terms`: the loop-variable coefficients, and the loop
+/// variables that the opaque terms (outer-loop offsets such as `(f / 128) * 8`) use.
+struct Affine {
+    coefs: Vec<(LoopId, i64)>,
+    opaque_vars: Vec<LoopId>,
+}
+
+impl Affine {
+    /// The coefficient of `l`, or `i64::MIN` when an opaque term uses `l` (never a valid
+    /// stride, so every check against it fails).
+    fn coef(&self, l: LoopId) -> i64 {
+        if self.opaque_vars.contains(&l) {
+            return i64::MIN;
+        }
+        self.coefs
+            .iter()
+            .find(|(v, _)| *v == l)
+            .map_or(0, |&(_, c)| c)
+    }
+
+    fn add(&mut self, o: Affine, scale: i64) -> Option<()> {
+        for (v, c) in o.coefs {
+            let c = c.checked_mul(scale)?;
+            match self.coefs.iter_mut().find(|(x, _)| *x == v) {
+                Some(slot) => slot.1 = slot.1.checked_add(c)?,
+                None => self.coefs.push((v, c)),
+            }
+        }
+        self.opaque_vars.extend(o.opaque_vars);
+        Some(())
+    }
+}
+
+/// The loop variables expression `e` uses.
+fn vars_of(nest: &LoopNest, e: ExprId, out: &mut Vec<LoopId>) {
+    match nest.get(e) {
+        Node::Var(v) => out.push(v),
+        Node::Int(_) | Node::Float(_) => {}
+        Node::Load(_, a) | Node::Unary(_, a) => vars_of(nest, a, out),
+        Node::Binary(_, a, b) => {
+            vars_of(nest, a, out);
+            vars_of(nest, b, out);
+        }
+        Node::Select(c, a, b) => {
+            vars_of(nest, c, out);
+            vars_of(nest, a, out);
+            vars_of(nest, b, out);
+        }
+    }
+}
+
+/// The affine form of integer expression `e`; `None` on overflow.
+fn affine(nest: &LoopNest, e: ExprId) -> Option<Affine> {
+    let mut f = Affine {
+        coefs: Vec::new(),
+        opaque_vars: Vec::new(),
+    };
+    match nest.get(e) {
+        Node::Int(_) => {}
+        Node::Var(v) => f.coefs.push((v, 1)),
+        Node::Binary(BinOp::Add, a, b) => {
+            f.add(affine(nest, a)?, 1)?;
+            f.add(affine(nest, b)?, 1)?;
+        }
+        Node::Binary(BinOp::Sub, a, b) => {
+            f.add(affine(nest, a)?, 1)?;
+            f.add(affine(nest, b)?, -1)?;
+        }
+        Node::Binary(BinOp::Mul, a, b) => match (nest.get(a), nest.get(b)) {
+            (_, Node::Int(c)) => f.add(affine(nest, a)?, c)?,
+            (Node::Int(c), _) => f.add(affine(nest, b)?, c)?,
+            _ => vars_of(nest, e, &mut f.opaque_vars),
+        },
+        _ => vars_of(nest, e, &mut f.opaque_vars),
+    }
+    f.coefs.retain(|&(_, c)| c != 0);
+    Some(f)
+}

@@ -1,0 +1,386 @@
+//! Tensorize: the AVX2 micro-kernels against a reference on random sizes and strides, and
+//! tensorized schedules of gmm, c2d, GRP and DIL (small shapes) against the reference
+//! evaluator, with micro-kernels (when the CPU has AVX2 + FMA) and with the pure Cranelift
+//! fallback forced by `CompileOptions::micro_kernels = false`.
+
+use std::sync::Arc;
+use tessel_codegen::{compile, ukernel, CompileOptions, Kernel};
+use tessel_ir::state::Annotation;
+use tessel_ir::{eval, lower::lower, tensorize, testing, workloads, LoopNest, State, Step};
+
+/// A small deterministic generator (SplitMix64), so that this test needs no `rand`.
+struct Rng(u64);
+
+impl Rng {
+    fn seed_from_u64(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `range` (inclusive).
+    fn int(&mut self, range: std::ops::RangeInclusive<i64>) -> i64 {
+        let n = (range.end() - range.start() + 1) as u64;
+        range.start() + (self.next() % n) as i64
+    }
+
+    fn float(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+/// Calls the `mr`×`nr` kernel on random operands laid out with random strides and checks
+/// `C += A·B` against an f64 reference; elements outside the tile must be left alone.
+fn check_kernel(mr: i64, nr: i64, k: i64, rng: &mut Rng) {
+    let f = ukernel::micro_kernel(mr, nr).expect("kernel exists");
+    let a_rs = rng.int(1..=5) * if rng.int(0..=1) == 1 { k } else { 1 };
+    let a_ks = if a_rs == 1 { mr + rng.int(0..=2) } else { 1 };
+    let b_ks = nr + rng.int(0..=8);
+    let c_rs = nr + rng.int(0..=8);
+    let a_len = ((mr - 1) * a_rs + (k - 1) * a_ks + 1) as usize;
+    let b_len = ((k - 1) * b_ks + nr) as usize;
+    let c_len = ((mr - 1) * c_rs + nr) as usize;
+    let mut r = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.float()).collect() };
+    let (a, b, c0) = (r(a_len), r(b_len), r(c_len));
+    let mut c = c0.clone();
+    // SAFETY: every element the kernel touches lies inside `a`, `b` and `c` by construction
+    // of their lengths from the strides, and `c` does not overlap `a` or `b`.
+    unsafe {
+        f(
+            k,
+            a.as_ptr(),
+            a_rs,
+            a_ks,
+            b.as_ptr(),
+            b_ks,
+            c.as_mut_ptr(),
+            c_rs,
+        )
+    };
+    let mut want: Vec<f64> = c0.iter().map(|&x| x as f64).collect();
+    for i in 0..mr {
+        for j in 0..nr {
+            let mut s = 0.0f64;
+            for p in 0..k {
+                s += a[(i * a_rs + p * a_ks) as usize] as f64 * b[(p * b_ks + j) as usize] as f64;
+            }
+            want[(i * c_rs + j) as usize] += s;
+        }
+    }
+    for (x, (&got, &w)) in c.iter().zip(&want).enumerate() {
+        assert!(
+            (got as f64 - w).abs() <= 1e-4 * (1.0 + k as f64),
+            "{mr}x{nr} k={k} a_rs={a_rs} a_ks={a_ks} b_ks={b_ks} c_rs={c_rs}: c[{x}] = {got}, want {w}"
+        );
+    }
+}
+
+#[test]
+fn every_micro_kernel_shape_matches_a_reference() {
+    if !ukernel::available() {
+        eprintln!("no AVX2+FMA: micro-kernels are not available, nothing to check");
+        assert!(ukernel::micro_kernel(4, 16).is_none());
+        return;
+    }
+    let mut rng = Rng::seed_from_u64(7);
+    let mut shapes = 0;
+    for mr in 1..=8 {
+        for nr in [8, 16, 24] {
+            if !tensorize::kernel_supported(mr, nr) {
+                assert!(ukernel::micro_kernel(mr, nr).is_none());
+                continue;
+            }
+            shapes += 1;
+            for k in [1, 2, 3, 17] {
+                check_kernel(mr, nr, k, &mut rng);
+            }
+            for _ in 0..4 {
+                let k = rng.int(1..=70);
+                check_kernel(mr, nr, k, &mut rng);
+            }
+        }
+    }
+    assert_eq!(shapes, 18);
+}
+
+/// gmm (`b, n, m, k`): Z.local as an `mr`×`nr` tile at the fused parallel tile loop, the k
+/// loop that encloses it tensorized (as `examples/schedules/gmm-3-tensorized.json`).
+fn gmm_steps(mr: i64, nr: i64) -> Vec<Step> {
+    let json = format!(
+        r#"[
+    {{"step":"cache_write","stage":2,"scope":"local"}},
+    {{"step":"split","stage":2,"iter":0,"extent":null,"lengths":[1,1,1]}},
+    {{"step":"split","stage":2,"iter":4,"extent":null,"lengths":[1,1,{mr}]}},
+    {{"step":"split","stage":2,"iter":8,"extent":null,"lengths":[1,1,{nr}]}},
+    {{"step":"split","stage":2,"iter":12,"extent":null,"lengths":[1]}},
+    {{"step":"reorder","stage":2,"order":[0,4,8,1,5,9,12,2,6,10,13,3,7,11]}},
+    {{"step":"follow_split","stage":3,"iter":0,"src_step":1,"n_split":1}},
+    {{"step":"follow_split","stage":3,"iter":2,"src_step":2,"n_split":1}},
+    {{"step":"follow_split","stage":3,"iter":4,"src_step":3,"n_split":1}},
+    {{"step":"reorder","stage":3,"order":[0,4,2,1,3,5]}},
+    {{"step":"compute_at","stage":2,"target_stage":3,"target_iter":2}},
+    {{"step":"fuse","stage":3,"iters":[0,1,2]}},
+    {{"step":"annotate","stage":3,"iter":0,"annotation":"parallel"}},
+    {{"step":"annotate","stage":2,"iter":6,"annotation":"tensorize"}},
+    {{"step":"annotate","stage":2,"iter":12,"annotation":"unroll"}},
+    {{"step":"annotate","stage":2,"iter":13,"annotation":"vectorize"}}
+    ]"#
+    );
+    serde_json::from_str(&json).expect("steps")
+}
+
+/// NHWC conv (`c2d`, `grp`, `dil`): a 1×`mr`×`nr` (h × w × co) tile reduced over rh, rw and
+/// then rc (extent `rc`) innermost, rc tensorized; the padded input is computed at the root.
+fn conv_steps(mr: i64, nr: i64, rc: i64) -> Vec<Step> {
+    let json = format!(
+        r#"[
+    {{"step":"cache_write","stage":3,"scope":"local"}},
+    {{"step":"split","stage":3,"iter":0,"extent":null,"lengths":[1,1,1]}},
+    {{"step":"split","stage":3,"iter":4,"extent":null,"lengths":[1,1,1]}},
+    {{"step":"split","stage":3,"iter":8,"extent":null,"lengths":[1,1,{mr}]}},
+    {{"step":"split","stage":3,"iter":12,"extent":null,"lengths":[1,1,{nr}]}},
+    {{"step":"split","stage":3,"iter":16,"extent":null,"lengths":[1]}},
+    {{"step":"split","stage":3,"iter":18,"extent":null,"lengths":[1]}},
+    {{"step":"split","stage":3,"iter":20,"extent":null,"lengths":[{rc}]}},
+    {{"step":"reorder","stage":3,"order":[0,4,8,12,1,5,9,13,16,18,20,2,6,10,14,17,19,21,3,7,11,15]}},
+    {{"step":"follow_split","stage":4,"iter":0,"src_step":1,"n_split":1}},
+    {{"step":"follow_split","stage":4,"iter":2,"src_step":2,"n_split":1}},
+    {{"step":"follow_split","stage":4,"iter":4,"src_step":3,"n_split":1}},
+    {{"step":"follow_split","stage":4,"iter":6,"src_step":4,"n_split":1}},
+    {{"step":"reorder","stage":4,"order":[0,2,4,6,1,3,5,7]}},
+    {{"step":"compute_at","stage":3,"target_stage":4,"target_iter":3}},
+    {{"step":"fuse","stage":4,"iters":[0,1,2,3]}},
+    {{"step":"annotate","stage":4,"iter":0,"annotation":"parallel"}},
+    {{"step":"annotate","stage":3,"iter":17,"annotation":"tensorize"}},
+    {{"step":"annotate","stage":3,"iter":20,"annotation":"unroll"}},
+    {{"step":"annotate","stage":3,"iter":21,"annotation":"vectorize"}}
+    ]"#
+    );
+    serde_json::from_str(&json).expect("steps")
+}
+
+fn run(kernel: &Kernel, nest: &LoopNest, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let mut outs: Vec<Vec<f32>> = nest.params[inputs.len()..]
+        .iter()
+        .map(|&p| vec![f32::NAN; nest.buffer(p).len() as usize])
+        .collect();
+    let ins: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+    let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+    kernel.run(&ins, &mut o).expect("runs");
+    outs
+}
+
+/// Replays `steps` on `spec`, checks the result against the reference evaluator with
+/// micro-kernels and with the fallback, on 1 and 2 threads; returns the nest and the number
+/// of micro-kernel calls compiled with micro-kernels on.
+fn check_schedule(spec: &str, steps: &[Step]) -> (LoopNest, usize) {
+    let w = workloads::lookup(spec).expect("workload");
+    let dag = Arc::new(w.dag);
+    let state = State::replay(dag.clone(), steps).unwrap_or_else(|e| panic!("{spec}: {e}"));
+    let nest = lower(&state).expect("lowers");
+    let inputs = eval::random_inputs(&dag, 3);
+    let want = eval::evaluate(&dag, &inputs).expect("evaluates");
+    let mut calls = 0;
+    for threads in [1, 2] {
+        for (micro_kernels, layout_rewrite) in [(true, false), (true, true), (false, true)] {
+            let opts = CompileOptions {
+                micro_kernels,
+                layout_rewrite,
+                ..CompileOptions::with_threads(threads)
+            };
+            let kernel = compile(&nest, &opts).expect("compiles");
+            let mk = kernel.micro_kernel_calls();
+            if micro_kernels {
+                calls = mk.len();
+                // Every matched gmm/conv B operand is a row-major weight: all get packed.
+                assert!(mk.iter().all(|c| c.packed_b == layout_rewrite), "{mk:?}");
+            } else {
+                assert!(mk.is_empty());
+            }
+            let got = run(&kernel, &nest, &inputs);
+            testing::check_close(&got, &want, 1e-4, 1e-4).unwrap_or_else(|e| {
+                panic!("{spec} threads={threads} micro_kernels={micro_kernels} layout_rewrite={layout_rewrite}: {e}\n{nest}")
+            });
+        }
+    }
+    (nest, calls)
+}
+
+#[test]
+fn packed_weights_follow_new_weights_and_pack_weights_is_checked() {
+    let spec = "gmm:b=2,n=8,m=32,k=9";
+    let dag = Arc::new(workloads::lookup(spec).expect("w").dag);
+    let nest = lower(&State::replay(dag.clone(), &gmm_steps(4, 16)).expect("legal")).expect("l");
+    let opts = CompileOptions {
+        layout_rewrite: true,
+        ..CompileOptions::with_threads(2)
+    };
+    let kernel = compile(&nest, &opts).expect("compiles");
+    assert_eq!(
+        kernel
+            .micro_kernel_calls()
+            .iter()
+            .filter(|c| c.packed_b)
+            .count(),
+        expect_calls(1)
+    );
+    for seed in [1, 2, 3] {
+        let inputs = eval::random_inputs(&dag, seed);
+        let want = eval::evaluate(&dag, &inputs).expect("evaluates");
+        let ins: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+        kernel.pack_weights(&ins).expect("packs");
+        for _ in 0..2 {
+            testing::check_close(&run(&kernel, &nest, &inputs), &want, 1e-4, 1e-4)
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        }
+    }
+    assert!(kernel.pack_weights(&[&[0.0; 3]]).is_err());
+}
+
+/// Expected micro-kernel calls: `n` on a CPU with AVX2+FMA, none without.
+fn expect_calls(n: usize) -> usize {
+    if ukernel::available() {
+        n
+    } else {
+        0
+    }
+}
+
+#[test]
+fn tensorized_gmm_matches_the_reference_for_every_tile_shape() {
+    for (mr, nr) in [
+        (1, 8),
+        (4, 8),
+        (8, 8),
+        (2, 16),
+        (4, 16),
+        (6, 16),
+        (3, 24),
+        (4, 24),
+    ] {
+        let spec = format!("gmm:b=2,n={},m={},k=7", 2 * mr, 2 * nr);
+        let (nest, calls) = check_schedule(&spec, &gmm_steps(mr, nr));
+        assert_eq!(calls, expect_calls(1), "{spec}\n{nest}");
+        let found = tensorize::find(&nest);
+        assert_eq!(found.len(), 1);
+        let m = found[0].1.as_ref().expect("matches");
+        assert_eq!((m.mr, m.nr, m.k), (mr, nr, 7));
+        // A one-row tile has no row loop: row strides are 0.
+        let rows = i64::from(mr > 1);
+        assert_eq!(
+            (m.a_row_stride, m.a_k_stride, m.b_k_stride),
+            (7 * rows, 1, 2 * nr)
+        );
+        assert_eq!(m.c_row_stride, nr * rows);
+    }
+}
+
+#[test]
+fn tensorized_gmm_with_k_equal_to_one() {
+    let (_, calls) = check_schedule("gmm:b=1,n=4,m=16,k=1", &gmm_steps(4, 16));
+    // k = 1: the reduction loop has extent 1, so lowering drops it and nothing is tensorized.
+    assert_eq!(calls, 0);
+    let (_, calls) = check_schedule("gmm:b=1,n=4,m=16,k=2", &gmm_steps(4, 16));
+    assert_eq!(calls, expect_calls(1));
+}
+
+#[test]
+fn tile_shapes_without_a_kernel_or_with_guards_fall_back_and_stay_correct() {
+    // 5 columns: no kernel; 12 columns with a 16-wide tile: guards; 7x16: too many
+    // accumulators.
+    for (spec, mr, nr) in [
+        ("gmm:b=1,n=4,m=5,k=3", 4, 5),
+        ("gmm:b=1,n=4,m=12,k=3", 4, 16),
+        ("gmm:b=1,n=7,m=16,k=3", 7, 16),
+    ] {
+        let (nest, calls) = check_schedule(spec, &gmm_steps(mr, nr));
+        assert_eq!(calls, 0, "{spec}");
+        assert!(tensorize::find(&nest).iter().all(|(_, r)| r.is_err()));
+    }
+}
+
+#[test]
+fn tensorized_convolutions_match_the_reference() {
+    // (spec, mr, nr, rc, expected calls with AVX2)
+    let cases = [
+        (
+            "c2d:n=1,h=6,w=6,ci=4,co=16,kernel=3,stride=1,pad=1",
+            3,
+            16,
+            4,
+            1,
+        ),
+        (
+            "c2d:n=1,h=6,w=6,ci=5,co=8,kernel=3,stride=2,pad=1",
+            3,
+            8,
+            5,
+            1,
+        ),
+        (
+            "dil:n=1,h=8,w=8,ci=4,co=24,kernel=3,stride=1,pad=1",
+            2,
+            24,
+            4,
+            1,
+        ),
+        // Grouped: the input channel depends on co through a division, so the tile does not
+        // match (A would depend on the tile columns); the fallback must still be right.
+        (
+            "grp:n=1,h=6,w=6,ci=8,co=16,kernel=3,stride=1,pad=1",
+            2,
+            8,
+            2,
+            0,
+        ),
+    ];
+    for (spec, mr, nr, rc, n) in cases {
+        let (nest, calls) = check_schedule(spec, &conv_steps(mr, nr, rc));
+        assert_eq!(calls, expect_calls(n), "{spec}\n{nest}");
+    }
+}
+
+#[test]
+fn tensorize_is_only_legal_on_reduction_iterators() {
+    let dag = Arc::new(workloads::lookup("gmm:b=1,n=4,m=8,k=3").expect("w").dag);
+    let mut state = State::new(dag);
+    let bad = Step::Annotate {
+        stage: 2,
+        iter: 1,
+        annotation: Annotation::Tensorize,
+    };
+    assert!(state.apply(bad).is_err());
+    let good = Step::Annotate {
+        stage: 2,
+        iter: 3,
+        annotation: Annotation::Tensorize,
+    };
+    state.apply(good).expect("k is a reduction iterator");
+}
+
+#[test]
+fn example_tensorized_schedules_compile_and_are_correct() {
+    for name in ["gmm-3-tensorized", "c2d-3-tensorized"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("examples/schedules/{name}.json"));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("file")).expect("JSON");
+        let steps: Vec<Step> = serde_json::from_value(v["steps"].clone()).expect("steps");
+        let w = workloads::lookup(v["workload"].as_str().expect("workload")).expect("w");
+        let dag = Arc::new(w.dag);
+        let state = State::replay(dag.clone(), &steps).expect("legal");
+        let nest = lower(&state).expect("lowers");
+        let inputs = eval::random_inputs(&dag, 5);
+        let want = eval::evaluate(&dag, &inputs).expect("evaluates");
+        let kernel = compile(&nest, &CompileOptions::with_threads(2)).expect("compiles");
+        assert_eq!(kernel.micro_kernel_calls().len(), expect_calls(1), "{name}");
+        let got = run(&kernel, &nest, &inputs);
+        testing::check_close(&got, &want, 1e-3, 1e-3).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
