@@ -27,12 +27,15 @@ enum Command {
     Workloads(commands::workloads::Args),
     /// Print the sketches (loop structures with undecided tile sizes) of a workload.
     Sketches(commands::sketches::Args),
+    /// List the tasks (distinct fused subgraphs, with weights) of a built-in network.
+    Tasks(commands::tasks::Args),
 }
 
 fn run(cli: Cli) -> Result<(), DriverError> {
     match cli.command {
         Command::Workloads(args) => commands::workloads::run(&args),
         Command::Sketches(args) => commands::sketches::run(&args),
+        Command::Tasks(args) => commands::tasks::run(&args),
     }
 }
 
