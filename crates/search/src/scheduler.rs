@@ -499,15 +499,15 @@ impl<'h> TaskScheduler<'h> {
                     best_score = s;
                     best_trials = self.trials;
                 }
-                Some(_) => {
+                Some(_)
                     if self
                         .params
                         .early_stopping
-                        .is_some_and(|es| self.trials - best_trials >= es)
-                    {
-                        break SchedulerStop::EarlyStopping;
-                    }
+                        .is_some_and(|es| self.trials - best_trials >= es) =>
+                {
+                    break SchedulerStop::EarlyStopping;
                 }
+                Some(_) => {}
                 None => {}
             }
         };

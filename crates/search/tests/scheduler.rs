@@ -281,3 +281,17 @@ fn every_task_of_every_network_can_be_tuned() {
         }
     }
 }
+
+#[test]
+fn the_run_stops_when_the_objective_stops_improving() {
+    let tasks = [(1.0, Fake::Constant(1e-3)), (2.0, Fake::Constant(1e-3))];
+    let p = SchedulerParams {
+        early_stopping: Some(8),
+        ..params(Strategy::Gradient, 1000)
+    };
+    let (r, _, _) = run(&tasks, p);
+    // The warm-up sets the objective (3 ms); two more rounds of 4 without improvement.
+    assert_eq!(r.stop_reason, SchedulerStop::EarlyStopping);
+    assert_eq!(r.trials, 16);
+    assert_eq!(r.estimated_seconds, Some(3e-3));
+}

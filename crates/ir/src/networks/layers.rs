@@ -393,7 +393,7 @@ pub fn relu6(b: &mut DagBuilder, x: &Tensor) -> Result<Tensor, IrError> {
 }
 
 /// `2·sqrt(2/π)`: GELU's tanh approximation written with a logistic function.
-const GELU_2C: f32 = 1.595_769_1;
+const GELU_2C: f32 = 1.595_769;
 
 /// GELU with the tanh approximation (Hendrycks & Gimpel):
 /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, written as the equal

@@ -154,10 +154,10 @@ pub fn resnet50(batch: i64) -> Result<Network, IrError> {
 
 /// MobileNet-V2 1.0/224 (torchvision), NHWC `batch×224×224×3`: stem 3×3/2 conv → 32 +
 /// ReLU6, inverted residuals (t, c, n, s) = (1,16,1,1), (6,24,2,2), (6,32,3,2), (6,64,4,2),
-/// (6,96,3,1), (6,160,3,2), (6,320,1,1) — 1×1 expansion + ReLU6 (when t ≠ 1), depthwise 3×3
-/// + ReLU6, linear 1×1 projection (+ residual add when stride 1 and C_in = C_out) — then 1×1
-/// → 1280 + ReLU6, global average pool, dense 1280→1000. Every conv has a bias (BN folded).
-/// 52 convolutions.
+/// (6,96,3,1), (6,160,3,2), (6,320,1,1) — 1×1 expansion + ReLU6 (when t ≠ 1), depthwise
+/// 3×3 + ReLU6, linear 1×1 projection (+ residual add when stride 1 and C_in = C_out) — then
+/// 1×1 to 1280 + ReLU6, global average pool, dense 1280→1000. Every conv has a bias (BN
+/// folded). 52 convolutions.
 pub fn mobilenet_v2(batch: i64) -> Result<Network, IrError> {
     check_batch(batch)?;
     let mut n = Net(NetworkBuilder::new("mobilenet-v2", batch));
