@@ -461,12 +461,6 @@ impl<'h> TaskScheduler<'h> {
             }
             if self.tasks[i].rounds == 0 && self.tasks[i].dead.is_none() {
                 self.tune(i, true, measurer, scorer);
-                if self.tasks[i].dead.is_none() && self.tasks[i].best.is_none() {
-                    self.tasks[i].dead = Some(DeathReason::NoValidProgram);
-                    if let Some(r) = self.history.last_mut() {
-                        r.died = Some(DeathReason::NoValidProgram);
-                    }
-                }
             }
         }
         let mut best_score = self.objective().unwrap_or(f64::INFINITY);
@@ -611,7 +605,9 @@ impl<'h> TaskScheduler<'h> {
             }
         }
         if died.is_none() {
-            died = if measured == 0 {
+            died = if warmup && task.best.is_none() {
+                Some(DeathReason::NoValidProgram)
+            } else if measured == 0 {
                 Some(DeathReason::Exhausted)
             } else if es.is_some_and(|es| after - task.trials_at_best > es) {
                 Some(DeathReason::EarlyStopping)

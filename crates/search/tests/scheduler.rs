@@ -193,6 +193,7 @@ fn a_task_without_valid_programs_dies_after_the_warm_up() {
         assert_eq!(grads[1], 0.0);
         assert_eq!(r.estimated_seconds, None, "no latency for the network");
         assert!(r.history.iter().skip(3).all(|h| h.task != 1));
+        assert_eq!(r.history[1].died, Some(DeathReason::NoValidProgram));
     }
 }
 
