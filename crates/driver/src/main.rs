@@ -38,6 +38,8 @@ enum Command {
     Worker(commands::worker::Args),
     /// Evaluate the learned cost model on measured records.
     CostModel(commands::cost_model::Args),
+    /// List the tasks (distinct fused subgraphs, with weights) of a built-in network.
+    Tasks(commands::tasks::Args),
 }
 
 fn run(cli: Cli) -> Result<(), DriverError> {
@@ -49,6 +51,7 @@ fn run(cli: Cli) -> Result<(), DriverError> {
         Command::Records(args) => commands::records::run(&args),
         Command::Worker(args) => commands::worker::run(&args),
         Command::CostModel(args) => commands::cost_model::run(&args),
+        Command::Tasks(args) => commands::tasks::run(&args),
     }
 }
 

@@ -8,6 +8,7 @@
 //! * [`analysis`]: Ansor's static access analysis of a DAG (what the sketch rules ask);
 //! * [`ops`]: builders for the operators of Ansor's benchmarks and common networks;
 //! * [`workloads`]: the named workload registry and the `OP:key=value,...` spec syntax;
+//! * [`networks`]: whole networks (ResNet-50, MobileNet-V2, BERT) and their tasks;
 //! * [`state`]: schedule states and their replayable, serializable step log;
 //! * [`lower`]: lowering a state to a [`LoopNest`] (with [`simplify`] for index arithmetic);
 //! * [`eval`]: the reference evaluator of a DAG, and [`interp`]: the interpreter of a loop nest;
@@ -27,6 +28,7 @@ pub mod expr;
 pub mod interp;
 pub mod loop_nest;
 pub mod lower;
+pub mod networks;
 pub mod ops;
 pub mod rng;
 pub mod simplify;

@@ -31,4 +31,5 @@
 
 pub mod evolution;
 pub mod heuristic;
+pub mod scheduler;
 pub mod tuner;

@@ -6,4 +6,5 @@ pub mod records;
 pub mod replay;
 pub mod run;
 pub mod worker;
+pub mod tasks;
 pub mod workloads;

@@ -1,0 +1,546 @@
+//! The layers of a network and how each becomes tensor-expression stages.
+//!
+//! A [`Layer`] is one operator of a network graph. Its weights (convolution kernels, dense
+//! matrices, biases, layer-norm scales) are implicit: they become placeholders of the task
+//! that contains the layer ([`Layer::params`]). [`Layer::emit`] writes the layer's stages
+//! into a [`DagBuilder`] with the operator builders of [`crate::ops`], or with the few
+//! builders only networks need ([`relu6`], [`gelu`], [`scale`], [`layer_norm`],
+//! [`split_heads`], [`merge_heads`]).
+
+use crate::dag::{DagBuilder, Reducer, Tensor};
+use crate::expr::Expr;
+use crate::ops::{self, expect_rank, invalid, named, numbered, ConvParams, Layout, Pool2dParams};
+use crate::IrError;
+
+/// How a layer takes part in fusion (TVM Relay's `OpPattern`, reduced to what our
+/// networks use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pattern {
+    /// A network input: no stages.
+    Input,
+    /// A free reinterpretation of the producer's buffer (reshape): no stages, never in a task.
+    View,
+    /// A complex op that starts a task. `epilogues` says whether element-wise / injective
+    /// consumers may be fused after it (Relay's `OUT_ELEMWISE_FUSABLE`: conv, dense, batch
+    /// matmul, pooling); softmax and layer norm are opaque.
+    Anchor {
+        /// Element-wise / injective consumers may join its task.
+        epilogues: bool,
+    },
+    /// An element-wise or injective op: fused into its producer's task when it may be.
+    Epilogue,
+}
+
+/// One operator of a network. Activations are NHWC for images and `(tokens, features)` for
+/// sequences; weights are implicit (see [`Layer::params`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Layer {
+    /// A network input of the given shape.
+    Input,
+    /// 2-D convolution, NHWC, weight `(kernel, kernel, CI, out_channels)`, no bias (see
+    /// [`Layer::BiasAdd`]).
+    Conv2d {
+        /// Output channels.
+        out_channels: i64,
+        /// Square kernel size.
+        kernel: i64,
+        /// Stride.
+        stride: i64,
+        /// Zero padding on every side.
+        pad: i64,
+    },
+    /// Depthwise 2-D convolution (channel multiplier 1), NHWC, weight `(1, kernel, kernel, C)`.
+    DepthwiseConv2d {
+        /// Square kernel size.
+        kernel: i64,
+        /// Stride.
+        stride: i64,
+        /// Zero padding on every side.
+        pad: i64,
+    },
+    /// `topi.nn.dense` with its bias: `(n, in) x (units, in)^T + bias(units)`.
+    Dense {
+        /// Output features.
+        units: i64,
+    },
+    /// `Z(b, n, m) = X(b, n, k) Y(b, k, m)` of two activations (`te_workload.batch_matmul_nkkm`).
+    BatchMatmul,
+    /// Max pooling, NHWC, square window.
+    MaxPool2d {
+        /// Window size.
+        kernel: i64,
+        /// Stride.
+        stride: i64,
+        /// Padding on every side.
+        pad: i64,
+    },
+    /// Global average pooling, NHWC (keeps `H = W = 1`).
+    GlobalAvgPool,
+    /// Softmax over the rows of a 2-D tensor (`topi.nn.softmax`, axis 1).
+    Softmax,
+    /// Layer normalization over the last axis of a 2-D tensor, with `gamma` and `beta`.
+    LayerNorm {
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// Per-channel bias over the last axis.
+    BiasAdd,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, 0), 6)` (ONNX `Clip(0, 6)`).
+    Relu6,
+    /// GELU, tanh approximation (see [`gelu`]).
+    Gelu,
+    /// Element-wise sum of two tensors of the same shape (a residual connection).
+    Add,
+    /// Multiplication by a constant.
+    Scale(f32),
+    /// `(batch·seq, heads·dim) → (batch·heads, seq, dim)`, or `(batch·heads, dim, seq)` when
+    /// `transpose` (the keys of attention): Relay's `reshape + transpose`.
+    SplitHeads {
+        /// Number of attention heads.
+        heads: i64,
+        /// Sequence length.
+        seq: i64,
+        /// Put the sequence axis last.
+        transpose: bool,
+    },
+    /// `(batch·heads, seq, dim) → (batch·seq, heads·dim)`, the inverse of
+    /// [`Layer::SplitHeads`] without transpose.
+    MergeHeads {
+        /// Number of attention heads.
+        heads: i64,
+    },
+    /// The same buffer seen with another shape (same number of elements).
+    Reshape(Vec<i64>),
+}
+
+impl Layer {
+    /// Its fusion pattern.
+    pub fn pattern(&self) -> Pattern {
+        match self {
+            Layer::Input => Pattern::Input,
+            Layer::Reshape(_) => Pattern::View,
+            Layer::Conv2d { .. }
+            | Layer::DepthwiseConv2d { .. }
+            | Layer::Dense { .. }
+            | Layer::BatchMatmul
+            | Layer::MaxPool2d { .. }
+            | Layer::GlobalAvgPool => Pattern::Anchor { epilogues: true },
+            Layer::Softmax | Layer::LayerNorm { .. } => Pattern::Anchor { epilogues: false },
+            Layer::BiasAdd
+            | Layer::Relu
+            | Layer::Relu6
+            | Layer::Gelu
+            | Layer::Add
+            | Layer::Scale(_)
+            | Layer::SplitHeads { .. }
+            | Layer::MergeHeads { .. } => Pattern::Epilogue,
+        }
+    }
+
+    /// Number of activation inputs it takes.
+    pub fn arity(&self) -> usize {
+        match self {
+            Layer::Input => 0,
+            Layer::BatchMatmul | Layer::Add => 2,
+            _ => 1,
+        }
+    }
+
+    /// Base names of the placeholders of its activation inputs when they come from outside
+    /// its task (TVM's names, so that a task made of one plain op is the registry's DAG).
+    pub(crate) fn input_names(&self) -> &'static [&'static str] {
+        match self {
+            Layer::Input | Layer::Reshape(_) => &[],
+            Layer::Conv2d { .. } => &["inputs"],
+            Layer::DepthwiseConv2d { .. } => &["placeholder"],
+            Layer::Dense { .. } | Layer::MaxPool2d { .. } | Layer::GlobalAvgPool => &["data"],
+            Layer::BatchMatmul => &["X", "Y"],
+            Layer::Softmax => &["A"],
+            Layer::LayerNorm { .. } => &["data"],
+            Layer::Add => &["data", "residual"],
+            _ => &["data"],
+        }
+    }
+
+    /// Its weights, as (placeholder base name, shape), given its input shapes.
+    pub fn params(&self, inputs: &[&[i64]]) -> Vec<(&'static str, Vec<i64>)> {
+        let last = |k: usize| inputs.get(k).and_then(|s| s.last().copied()).unwrap_or(0);
+        match self {
+            Layer::Conv2d {
+                out_channels,
+                kernel,
+                ..
+            } => vec![("weight", vec![*kernel, *kernel, last(0), *out_channels])],
+            Layer::DepthwiseConv2d { kernel, .. } => {
+                vec![("placeholder", vec![1, *kernel, *kernel, last(0)])]
+            }
+            Layer::Dense { units } => {
+                vec![("weight", vec![*units, last(0)]), ("bias", vec![*units])]
+            }
+            Layer::BiasAdd => vec![("bias", vec![last(0)])],
+            Layer::LayerNorm { .. } => vec![("gamma", vec![last(0)]), ("beta", vec![last(0)])],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Writes its stages: `inputs` are its activations, `params` its weights (in
+    /// [`Layer::params`] order). Returns the output tensor.
+    pub fn emit(
+        &self,
+        b: &mut DagBuilder,
+        inputs: &[Tensor],
+        params: &[Tensor],
+    ) -> Result<Tensor, IrError> {
+        let name = self.kind();
+        if inputs.len() != self.arity() {
+            return Err(invalid(
+                name,
+                format!("takes {} inputs, got {}", self.arity(), inputs.len()),
+            ));
+        }
+        let want = self
+            .params(
+                &inputs
+                    .iter()
+                    .map(|t| t.shape.as_slice())
+                    .collect::<Vec<_>>(),
+            )
+            .len();
+        if params.len() != want {
+            return Err(invalid(
+                name,
+                format!("takes {want} weights, got {}", params.len()),
+            ));
+        }
+        let x = inputs.first();
+        let x = || x.ok_or_else(|| invalid(name, "an input layer has no stages"));
+        match self {
+            Layer::Input => Err(invalid(name, "an input layer has no stages")),
+            Layer::Reshape(shape) => Err(invalid(
+                name,
+                format!("a reshape to {shape:?} is a view, not a stage"),
+            )),
+            Layer::Conv2d { stride, pad, .. } => {
+                ops::conv2d_nhwc(b, x()?, &params[0], ConvParams::new(*stride, *pad))
+            }
+            Layer::DepthwiseConv2d { stride, pad, .. } => {
+                ops::depthwise_conv2d_nhwc(b, x()?, &params[0], ConvParams::new(*stride, *pad))
+            }
+            Layer::Dense { .. } => ops::dense(b, x()?, &params[0], Some(&params[1])),
+            Layer::BatchMatmul => ops::batch_matmul_nkkm(b, &inputs[0], &inputs[1]),
+            Layer::MaxPool2d {
+                kernel,
+                stride,
+                pad,
+            } => ops::max_pool2d(
+                b,
+                x()?,
+                Layout::Nhwc,
+                Pool2dParams::square(*kernel, *stride, *pad),
+            ),
+            Layer::GlobalAvgPool => ops::global_avg_pool(b, x()?, Layout::Nhwc),
+            Layer::Softmax => ops::softmax_mn(b, x()?),
+            Layer::LayerNorm { eps } => layer_norm(b, x()?, &params[0], &params[1], *eps),
+            Layer::BiasAdd => ops::bias_add(b, x()?, &params[0]),
+            Layer::Relu => ops::relu(b, x()?),
+            Layer::Relu6 => relu6(b, x()?),
+            Layer::Gelu => gelu(b, x()?),
+            Layer::Add => ops::add(b, &inputs[0], &inputs[1]),
+            Layer::Scale(v) => scale(b, x()?, *v),
+            Layer::SplitHeads {
+                heads,
+                seq,
+                transpose,
+            } => split_heads(b, x()?, *heads, *seq, *transpose),
+            Layer::MergeHeads { heads } => merge_heads(b, x()?, *heads),
+        }
+    }
+
+    /// Short name of the operator (`conv2d`, `bias`, `relu6`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Layer::Input => "input",
+            Layer::Conv2d { .. } => "conv2d",
+            Layer::DepthwiseConv2d { .. } => "depthwise_conv2d",
+            Layer::Dense { .. } => "dense",
+            Layer::BatchMatmul => "batch_matmul",
+            Layer::MaxPool2d { .. } => "max_pool2d",
+            Layer::GlobalAvgPool => "global_avg_pool",
+            Layer::Softmax => "softmax",
+            Layer::LayerNorm { .. } => "layer_norm",
+            Layer::BiasAdd => "bias",
+            Layer::Relu => "relu",
+            Layer::Relu6 => "relu6",
+            Layer::Gelu => "gelu",
+            Layer::Add => "add",
+            Layer::Scale(_) => "mul",
+            Layer::SplitHeads { .. } => "split_heads",
+            Layer::MergeHeads { .. } => "merge_heads",
+            Layer::Reshape(_) => "reshape",
+        }
+    }
+
+    /// The workload spec of this layer alone (`c2d:n=1,...`), when the registry has its op:
+    /// a task made of only this layer is exactly [`crate::workloads::lookup`] of it.
+    pub fn spec(&self, inputs: &[&[i64]]) -> Option<String> {
+        let s = |k: usize| inputs.get(k).copied().unwrap_or(&[]);
+        let d = |k: usize, i: usize| s(k).get(i).copied().unwrap_or(0);
+        Some(match self {
+            Layer::Conv2d {
+                out_channels,
+                kernel,
+                stride,
+                pad,
+            } => format!(
+                "c2d:n={},h={},w={},ci={},co={out_channels},kernel={kernel},stride={stride},pad={pad}",
+                d(0, 0),
+                d(0, 1),
+                d(0, 2),
+                d(0, 3)
+            ),
+            Layer::DepthwiseConv2d {
+                kernel,
+                stride,
+                pad,
+            } => format!(
+                "dep:n={},h={},w={},c={},kernel={kernel},stride={stride},pad={pad}",
+                d(0, 0),
+                d(0, 1),
+                d(0, 2),
+                d(0, 3)
+            ),
+            Layer::Dense { units } => format!("dense:n={},in={},out={units}", d(0, 0), d(0, 1)),
+            Layer::BatchMatmul => format!(
+                "gmm:b={},n={},m={},k={}",
+                d(0, 0),
+                d(0, 1),
+                d(1, 2),
+                d(0, 2)
+            ),
+            Layer::MaxPool2d {
+                kernel,
+                stride,
+                pad,
+            } => format!(
+                "maxpool:n={},h={},w={},c={},kernel={kernel},stride={stride},pad={pad}",
+                d(0, 0),
+                d(0, 1),
+                d(0, 2),
+                d(0, 3)
+            ),
+            Layer::GlobalAvgPool => format!(
+                "avgpool:n={},h={},w={},c={}",
+                d(0, 0),
+                d(0, 1),
+                d(0, 2),
+                d(0, 3)
+            ),
+            Layer::Softmax => format!("softmax:m={},n={}", d(0, 0), d(0, 1)),
+            _ => return None,
+        })
+    }
+
+    /// This layer's part of a task name: its spec for an op of the registry
+    /// (`c2d:n=1,...`), else its kind with what distinguishes it (`mul0.125`,
+    /// `split_heads12t`, `layernorm:m=128,n=768,eps=1e-12`, `relu:1x56x56x64` when it
+    /// heads a task).
+    pub fn token(&self, inputs: &[&[i64]], heads_task: bool) -> String {
+        if let Some(spec) = self.spec(inputs) {
+            return spec;
+        }
+        let shape = || {
+            inputs
+                .first()
+                .map(|s| {
+                    s.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("x")
+                })
+                .unwrap_or_default()
+        };
+        let base = match self {
+            Layer::LayerNorm { eps } => {
+                let d = |i: usize| inputs.first().and_then(|s| s.get(i)).copied().unwrap_or(0);
+                return format!("layernorm:m={},n={},eps={eps:e}", d(0), d(1));
+            }
+            Layer::Scale(v) => format!("mul{v}"),
+            Layer::SplitHeads {
+                heads, transpose, ..
+            } => format!("split_heads{heads}{}", if *transpose { "t" } else { "" }),
+            Layer::MergeHeads { heads } => format!("merge_heads{heads}"),
+            other => other.kind().to_string(),
+        };
+        if heads_task {
+            format!("{base}:{}", shape())
+        } else {
+            base
+        }
+    }
+}
+
+/// ReLU6 (ONNX `Clip(0, 6)`, `topi.clip`): `compute[...] = min(max(x[...], 0.0), 6.0)`.
+pub fn relu6(b: &mut DagBuilder, x: &Tensor) -> Result<Tensor, IrError> {
+    let names = numbered("i", x.ndim());
+    let stage = b.unique_name("compute");
+    Ok(b.compute(&stage, &named(&names, &x.shape), |ax| {
+        x.at(ax.to_vec())
+            .max(Expr::float(0.0))
+            .min(Expr::float(6.0))
+    }))
+}
+
+/// `2·sqrt(2/π)`: GELU's tanh approximation written with a logistic function.
+const GELU_2C: f32 = 1.595_769;
+
+/// GELU with the tanh approximation (Hendrycks & Gimpel):
+/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, written as the equal
+/// `x / (1 + exp(-2√(2/π)·(x + 0.044715·x³)))` because the expression language has `exp` but
+/// neither `tanh` nor `erf` (so this is not the exact erf GELU of BERT; the two differ by
+/// less than 1e-3). One stage `T_gelu`.
+pub fn gelu(b: &mut DagBuilder, x: &Tensor) -> Result<Tensor, IrError> {
+    let names = numbered("ax", x.ndim());
+    let stage = b.unique_name("T_gelu");
+    Ok(b.compute(&stage, &named(&names, &x.shape), |ax| {
+        let v = || x.at(ax.to_vec());
+        let inner = v() + Expr::float(0.044_715) * v() * v() * v();
+        let e = (Expr::float(-GELU_2C) * inner).exp();
+        v() / (Expr::float(1.0) + e)
+    }))
+}
+
+/// `topi.multiply` by a constant: `T_multiply[...] = x[...] * v`.
+pub fn scale(b: &mut DagBuilder, x: &Tensor, v: f32) -> Result<Tensor, IrError> {
+    let names = numbered("ax", x.ndim());
+    let stage = b.unique_name("T_multiply");
+    Ok(b.compute(&stage, &named(&names, &x.shape), |ax| {
+        x.at(ax.to_vec()) * Expr::float(v)
+    }))
+}
+
+/// Layer normalization over the last axis of `x (m, n)`, as `topi.nn.layer_norm` computes
+/// it (one pass of sums, variance = E[x²] − E[x]²):
+/// `T_layer_norm_sum[i] = sum_k x[i, k]`, `T_layer_norm_sqsum[i] = sum_k x[i, k]·x[i, k]`,
+/// `T_layer_norm[i, j] = (x[i, j] − mean[i]) / sqrt(var[i] + eps) · gamma[j] + beta[j]`.
+pub fn layer_norm(
+    b: &mut DagBuilder,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+) -> Result<Tensor, IrError> {
+    let op = "T_layer_norm";
+    expect_rank(op, "data", x, 2)?;
+    let (m, n) = (x.shape[0], x.shape[1]);
+    for (what, t) in [("gamma", gamma), ("beta", beta)] {
+        if t.shape != [n] {
+            return Err(invalid(
+                op,
+                format!("{what} must have shape [{n}], got {:?}", t.shape),
+            ));
+        }
+    }
+    let name = b.unique_name("T_layer_norm_sum");
+    let sum = b.reduce(&name, &[("i", m)], &[("k", n)], Reducer::Sum, |ax| {
+        x.at([ax[0].clone(), ax[1].clone()])
+    });
+    let name = b.unique_name("T_layer_norm_sqsum");
+    let sqsum = b.reduce(&name, &[("i", m)], &[("k", n)], Reducer::Sum, |ax| {
+        x.at([ax[0].clone(), ax[1].clone()]) * x.at([ax[0].clone(), ax[1].clone()])
+    });
+    let inv_n = 1.0 / n as f32;
+    let name = b.unique_name(op);
+    Ok(b.compute(&name, &[("i", m), ("j", n)], |ax| {
+        let (i, j) = (ax[0].clone(), ax[1].clone());
+        let mean = || sum.at([i.clone()]) * Expr::float(inv_n);
+        let var = sqsum.at([i.clone()]) * Expr::float(inv_n) - mean() * mean();
+        (x.at([i.clone(), j.clone()]) - mean()) / (var + Expr::float(eps)).sqrt()
+            * gamma.at([j.clone()])
+            + beta.at([j.clone()])
+    }))
+}
+
+/// `x (batch·seq, heads·dim)` → `T_transpose (batch·heads, seq, dim)`:
+/// `out[bh, s, d] = x[(bh / heads)·seq + s, (bh % heads)·dim + d]`; with `transpose`, the
+/// last two axes swap (`(batch·heads, dim, seq)`, the keys of `Q·Kᵀ`). At batch 1 the
+/// indices are written without the division.
+pub fn split_heads(
+    b: &mut DagBuilder,
+    x: &Tensor,
+    heads: i64,
+    seq: i64,
+    transpose: bool,
+) -> Result<Tensor, IrError> {
+    let op = "T_transpose";
+    expect_rank(op, "data", x, 2)?;
+    let (tokens, width) = (x.shape[0], x.shape[1]);
+    if heads < 1 || seq < 1 || width % heads != 0 || tokens % seq != 0 {
+        return Err(invalid(
+            op,
+            format!(
+                "cannot split {:?} into {heads} heads of sequences of {seq}",
+                x.shape
+            ),
+        ));
+    }
+    let (batch, dim) = (tokens / seq, width / heads);
+    let shape = if transpose {
+        [batch * heads, dim, seq]
+    } else {
+        [batch * heads, seq, dim]
+    };
+    let names = numbered("ax", 3);
+    let name = b.unique_name(op);
+    Ok(b.compute(&name, &named(&names, &shape), |ax| {
+        let (s, d) = if transpose {
+            (ax[2].clone(), ax[1].clone())
+        } else {
+            (ax[1].clone(), ax[2].clone())
+        };
+        let (bi, h) = if batch == 1 {
+            (None, ax[0].clone())
+        } else {
+            (
+                Some(ax[0].clone().floor_div(heads)),
+                ax[0].clone().floor_mod(heads),
+            )
+        };
+        let row = match bi {
+            Some(bi) => bi * seq + s,
+            None => s,
+        };
+        x.at([row, h * dim + d])
+    }))
+}
+
+/// `x (batch·heads, seq, dim)` → `T_reshape (batch·seq, heads·dim)`:
+/// `out[t, c] = x[(t / seq)·heads + c / dim, t % seq, c % dim]` (at batch 1 without the
+/// first division).
+pub fn merge_heads(b: &mut DagBuilder, x: &Tensor, heads: i64) -> Result<Tensor, IrError> {
+    let op = "T_reshape";
+    expect_rank(op, "data", x, 3)?;
+    let (bh, seq, dim) = (x.shape[0], x.shape[1], x.shape[2]);
+    if heads < 1 || bh % heads != 0 {
+        return Err(invalid(
+            op,
+            format!("{:?} does not hold {heads} heads", x.shape),
+        ));
+    }
+    let batch = bh / heads;
+    let names = numbered("ax", 2);
+    let name = b.unique_name(op);
+    Ok(
+        b.compute(&name, &named(&names, &[batch * seq, heads * dim]), |ax| {
+            let (t, c) = (ax[0].clone(), ax[1].clone());
+            let head = c.clone().floor_div(dim);
+            let (first, s) = if batch == 1 {
+                (head, t)
+            } else {
+                (t.clone().floor_div(seq) * heads + head, t.floor_mod(seq))
+            };
+            x.at([first, s, c.floor_mod(dim)])
+        }),
+    )
+}

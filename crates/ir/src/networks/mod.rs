@@ -1,0 +1,63 @@
+//! Whole networks: built-in network graphs and their partition into tasks.
+//!
+//! A [`Network`] is a petgraph DAG of [`Layer`]s (convolutions, dense, batch matmul,
+//! pooling, softmax, layer norm, and element-wise epilogues), built in topological order
+//! with a [`NetworkBuilder`] that infers and checks every shape. [`partition`] fuses
+//! element-wise / injective layers into their producer as TVM Relay does before Ansor sees
+//! the graph, and [`extract_tasks`] returns the distinct fused subgraphs as [`Task`]s: each
+//! a [`ComputeDag`](crate::ComputeDag) the rest of Tessel tunes, with its weight (number of
+//! occurrences), a stable name, and its workload spec when it is a single registry op.
+//!
+//! Built-in networks ([`lookup`], names in [`NAMES`]), NHWC, batch `N`:
+//!
+//! * `resnet50`: ResNet-50 v1.5 ([`resnet50`]) — 27 tasks (24 conv subgraphs over the 23
+//!   conv shapes of WORKLOADS.md §6.1, max-pool, global average pool, dense);
+//! * `mobilenet-v2`: MobileNet-V2 1.0 ([`mobilenet_v2`]);
+//! * `bert-base`: the 12 encoder layers of BERT-base at sequence length 128 ([`bert`]).
+//!
+//! ```
+//! use tessel_ir::networks;
+//! let net = networks::lookup("resnet50", 1).unwrap();
+//! let tasks = networks::extract_tasks(&net).unwrap();
+//! assert_eq!(tasks.len(), 27);
+//! let convs: usize = tasks.iter().filter(|t| t.anchor_kind == "conv2d").map(|t| t.weight).sum();
+//! assert_eq!(convs, 53);
+//! ```
+
+mod graph;
+mod layers;
+mod models;
+mod tasks;
+
+pub use graph::{LayerId, Network, NetworkBuilder, Node};
+pub use layers::{gelu, layer_norm, merge_heads, relu6, scale, split_heads, Layer, Pattern};
+pub use models::{bert, mobilenet_v2, resnet50, BertConfig};
+pub use tasks::{extract_tasks, partition, subgraph_dag, Subgraph, Task};
+
+use crate::IrError;
+
+/// Names of the built-in networks, in documentation order.
+pub const NAMES: &[&str] = &["resnet50", "mobilenet-v2", "bert-base"];
+
+/// The built-in network `name` (one of [`NAMES`]; `resnet-50`, `mobilenet_v2`,
+/// `mobilenetv2`, `bert` are accepted too, in any case) at batch size `batch`.
+pub fn lookup(name: &str, batch: i64) -> Result<Network, IrError> {
+    let key: String = name
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+        .collect();
+    match key.as_str() {
+        "resnet50" | "resnet50v1.5" | "resnet50v15" => resnet50(batch),
+        "mobilenetv2" => mobilenet_v2(batch),
+        "bertbase" | "bert" => bert(BertConfig::base(batch)),
+        _ => Err(IrError::BadSpec {
+            spec: name.to_string(),
+            reason: format!(
+                "unknown network `{name}`; known networks: {}",
+                NAMES.join(", ")
+            ),
+        }),
+    }
+}

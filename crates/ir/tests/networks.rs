@@ -1,0 +1,498 @@
+//! Whole networks: the built-in graphs partition into the tasks WORKLOADS.md and the
+//! onnxruntime anchor describe (shapes, counts, FLOPs), identical subgraphs share one
+//! workload key, single-op tasks are the registry's DAGs, and every kind of task computes
+//! what the reference evaluator computes when lowered and interpreted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tessel_ir::dag::DagBuilder;
+use tessel_ir::networks::{self, BertConfig, Layer, Network, NetworkBuilder, Task};
+use tessel_ir::{eval, lower::lower, rng, testing, workloads, IrError, State};
+
+fn tasks_of(name: &str, batch: i64) -> Vec<Task> {
+    let net = networks::lookup(name, batch).unwrap_or_else(|e| panic!("{name}: {e}"));
+    networks::extract_tasks(&net).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The anchor op's workload (the part of the name before the first `+`).
+fn anchor(t: &Task) -> workloads::Workload {
+    let spec = t.name.split('+').next().unwrap_or("");
+    workloads::lookup(spec).unwrap_or_else(|e| panic!("{}: {e}", t.name))
+}
+
+fn weighted(tasks: &[Task], kind: &str) -> usize {
+    tasks
+        .iter()
+        .filter(|t| t.anchor_kind == kind)
+        .map(|t| t.weight)
+        .sum()
+}
+
+/// WORKLOADS.md §6.1: (C, H=W, K, R=S, stride, pad, count).
+const RESNET50_V15: [[i64; 7]; 23] = [
+    [3, 224, 64, 7, 2, 3, 1],
+    [64, 56, 64, 1, 1, 0, 1],
+    [64, 56, 64, 3, 1, 1, 3],
+    [64, 56, 256, 1, 1, 0, 4],
+    [256, 56, 64, 1, 1, 0, 2],
+    [256, 56, 128, 1, 1, 0, 1],
+    [128, 56, 128, 3, 2, 1, 1],
+    [128, 28, 512, 1, 1, 0, 4],
+    [256, 56, 512, 1, 2, 0, 1],
+    [512, 28, 128, 1, 1, 0, 3],
+    [128, 28, 128, 3, 1, 1, 3],
+    [512, 28, 256, 1, 1, 0, 1],
+    [256, 28, 256, 3, 2, 1, 1],
+    [256, 14, 1024, 1, 1, 0, 6],
+    [512, 28, 1024, 1, 2, 0, 1],
+    [1024, 14, 256, 1, 1, 0, 5],
+    [256, 14, 256, 3, 1, 1, 5],
+    [1024, 14, 512, 1, 1, 0, 1],
+    [512, 14, 512, 3, 2, 1, 1],
+    [512, 7, 2048, 1, 1, 0, 3],
+    [1024, 14, 2048, 1, 2, 0, 1],
+    [2048, 7, 512, 1, 1, 0, 2],
+    [512, 7, 512, 3, 1, 1, 2],
+];
+
+#[test]
+fn resnet50_tasks_have_the_conv_shapes_and_counts_of_the_table() {
+    let tasks = tasks_of("resnet50", 1);
+    let mut by_shape: BTreeMap<[i64; 6], i64> = BTreeMap::new();
+    let mut conv_flop = 0u64;
+    for t in tasks.iter().filter(|t| t.anchor_kind == "conv2d") {
+        let w = anchor(t);
+        let p = |k: &str| w.param(k).unwrap_or(-1);
+        assert_eq!(p("h"), p("w"), "{}", t.name);
+        let key = [p("ci"), p("h"), p("co"), p("kernel"), p("stride"), p("pad")];
+        *by_shape.entry(key).or_default() += t.weight as i64;
+        conv_flop += t.weight as u64 * w.flop();
+    }
+    let want: BTreeMap<[i64; 6], i64> = RESNET50_V15
+        .iter()
+        .map(|r| ([r[0], r[1], r[2], r[3], r[4], r[5]], r[6]))
+        .collect();
+    assert_eq!(by_shape, want);
+    // 53 convs, 8.17 GFLOP (2 per MAC).
+    assert_eq!(weighted(&tasks, "conv2d"), 53);
+    assert!(
+        (8.16e9..8.18e9).contains(&(conv_flop as f64)),
+        "{conv_flop}"
+    );
+    // The same 1x1 64->256 conv appears as a projection (conv + bias) and as the last conv
+    // of a block (conv + bias + add + ReLU): two tasks, so 24 conv tasks for 23 shapes.
+    assert_eq!(
+        tasks.iter().filter(|t| t.anchor_kind == "conv2d").count(),
+        24
+    );
+    let kinds: BTreeMap<&str, usize> = tasks.iter().fold(BTreeMap::new(), |mut m, t| {
+        *m.entry(t.kind.as_str()).or_default() += t.weight;
+        m
+    });
+    assert_eq!(kinds.get("conv2d+bias"), Some(&4), "{kinds:?}");
+    assert_eq!(kinds.get("conv2d+bias+add+relu"), Some(&16), "{kinds:?}");
+    assert_eq!(kinds.get("conv2d+bias+relu"), Some(&33), "{kinds:?}");
+    // The non-conv tasks.
+    let specs: Vec<&str> = tasks.iter().filter_map(|t| t.spec.as_deref()).collect();
+    assert_eq!(
+        specs,
+        [
+            "maxpool:n=1,h=112,w=112,c=64,kernel=3,stride=2,pad=1",
+            "avgpool:n=1,h=7,w=7,c=2048",
+            "dense:n=1,in=2048,out=1000",
+        ]
+    );
+    assert_eq!(tasks.len(), 27);
+    let total: u64 = tasks.iter().map(|t| t.weight as u64 * t.flop()).sum();
+    assert!((8.18e9..8.25e9).contains(&(total as f64)), "{total}");
+}
+
+#[test]
+fn mobilenet_v2_tasks_match_the_onnx_model() {
+    let tasks = tasks_of("mobilenet-v2", 1);
+    // make_models.py: 52 convs (17 depthwise), 30 distinct conv shapes, 0.599 GFLOP of
+    // convs and 0.00256 of Gemm.
+    assert_eq!(
+        weighted(&tasks, "conv2d") + weighted(&tasks, "depthwise_conv2d"),
+        52
+    );
+    assert_eq!(weighted(&tasks, "depthwise_conv2d"), 17);
+    let conv_tasks: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.anchor_kind.contains("conv2d"))
+        .collect();
+    assert_eq!(conv_tasks.len(), 30);
+    let conv_flop: u64 = conv_tasks
+        .iter()
+        .map(|t| t.weight as u64 * anchor(t).flop())
+        .sum();
+    assert!(
+        (0.595e9..0.603e9).contains(&(conv_flop as f64)),
+        "{conv_flop}"
+    );
+    assert!(tasks
+        .iter()
+        .any(|t| t.kind == "depthwise_conv2d+bias+relu6" && t.weight == 4));
+    assert!(tasks.iter().any(|t| t.kind == "conv2d+bias+add"));
+    assert_eq!(
+        tasks.last().and_then(|t| t.spec.as_deref()),
+        Some("dense:n=1,in=1280,out=1000")
+    );
+    assert_eq!(tasks.len(), 32);
+}
+
+#[test]
+fn bert_base_has_nine_tasks_and_about_1_9_gflop_per_layer() {
+    let tasks = tasks_of("bert-base", 1);
+    let got: Vec<(&str, usize)> = tasks.iter().map(|t| (t.kind.as_str(), t.weight)).collect();
+    assert_eq!(
+        got,
+        [
+            ("dense+split_heads", 24), // Q and V: the same subgraph
+            ("dense+split_heads", 12), // K, transposed
+            ("batch_matmul+mul", 12),
+            ("softmax", 12),
+            ("batch_matmul+merge_heads", 12),
+            ("dense+add", 12),
+            ("layer_norm", 24),
+            ("dense+gelu", 12),
+            ("dense+add", 12),
+        ]
+    );
+    // Matmul FLOPs of one layer (2 per MAC): 4 x 128x768x768 + 2 x 128x768x3072 dense,
+    // 2 x 12x128x128x64 batch matmul = 1.862 GFLOP; BERT-base's 12 layers: 22.3 GFLOP.
+    let mm: u64 = tasks
+        .iter()
+        .filter(|t| t.anchor_kind == "dense" || t.anchor_kind == "batch_matmul")
+        .map(|t| t.weight as u64 * anchor(t).flop())
+        .sum();
+    let per_layer = 2 * (4 * 128 * 768 * 768 + 2 * 128 * 768 * 3072 + 2 * 12 * 128 * 128 * 64);
+    // The dense FLOPs include the bias add (one per output).
+    let bias = 4 * 128 * 768 + 128 * 3072 + 128 * 768;
+    assert_eq!(mm, 12 * (per_layer + bias) as u64);
+    let total: u64 = tasks.iter().map(|t| t.weight as u64 * t.flop()).sum();
+    assert!((22.3e9..22.6e9).contains(&(total as f64)), "{total}");
+    assert_eq!(
+        tasks[3].spec.as_deref(),
+        Some("softmax:m=1536,n=128"),
+        "softmax is a plain op"
+    );
+}
+
+#[test]
+fn batch_scales_every_network() {
+    for name in networks::NAMES {
+        let one = tasks_of(name, 1);
+        let four = tasks_of(name, 4);
+        assert_eq!(one.len(), four.len(), "{name}");
+        let flop = |ts: &[Task]| ts.iter().map(|t| t.weight as u64 * t.flop()).sum::<u64>();
+        let (a, b) = (flop(&one) as f64, flop(&four) as f64);
+        assert!((b / a - 4.0).abs() < 0.01, "{name}: {a} -> {b}");
+    }
+    assert!(tasks_of("resnet50", 4)[0].name.starts_with("c2d:n=4,h=224"));
+    assert!(networks::lookup("resnet50", 0).is_err());
+    assert!(matches!(
+        networks::lookup("vgg16", 1),
+        Err(IrError::BadSpec { .. })
+    ));
+    assert!(networks::lookup("MobileNet_V2", 1).is_ok());
+}
+
+#[test]
+fn identical_subgraphs_share_a_key_and_single_ops_are_the_registry_dags() {
+    for name in networks::NAMES {
+        let net = networks::lookup(name, 1).expect("network");
+        let tasks = networks::extract_tasks(&net).expect("tasks");
+        let groups = networks::partition(&net);
+        assert_eq!(
+            groups.len(),
+            tasks.iter().map(|t| t.weight).sum::<usize>(),
+            "{name}"
+        );
+        // Every subgraph's DAG is exactly one task's, and weights count them.
+        let mut seen = vec![0usize; tasks.len()];
+        for g in &groups {
+            let key = networks::subgraph_dag(&net, g).expect("dag").workload_key();
+            let hits: Vec<usize> = (0..tasks.len())
+                .filter(|&k| tasks[k].workload_key() == key)
+                .collect();
+            assert_eq!(hits.len(), 1, "{name}");
+            seen[hits[0]] += 1;
+        }
+        let weights: Vec<usize> = tasks.iter().map(|t| t.weight).collect();
+        assert_eq!(seen, weights, "{name}");
+        for t in &tasks {
+            assert_eq!(t.occurrences.len(), t.weight);
+            if let Some(spec) = &t.spec {
+                let w = workloads::lookup(spec).expect("the spec resolves");
+                assert_eq!(w.dag, t.dag, "{}", t.name);
+                assert_eq!(&t.name, spec);
+            } else {
+                assert!(t.name.contains('+') || t.name.starts_with("layernorm:"));
+            }
+        }
+        // Every computing layer is in exactly one subgraph.
+        let mut count = vec![0; net.len()];
+        for g in &groups {
+            for l in &g.layers {
+                count[l.index()] += 1;
+            }
+        }
+        for id in net.layers() {
+            let in_none = matches!(net.node(id).layer, Layer::Input | Layer::Reshape(_));
+            assert_eq!(
+                count[id.index()],
+                usize::from(!in_none),
+                "{}",
+                net.node(id).name
+            );
+        }
+    }
+}
+
+#[test]
+fn epilogues_fuse_into_their_producer_only_when_nothing_else_reads_it() {
+    let net = networks::lookup("resnet50", 1).expect("network");
+    let groups = networks::partition(&net);
+    let names = |g: &networks::Subgraph| -> Vec<String> {
+        g.layers.iter().map(|&l| net.node(l).name.clone()).collect()
+    };
+    let find = |first: &str| {
+        groups
+            .iter()
+            .find(|g| net.node(g.anchor()).name == first)
+            .map(names)
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        find("layer1.0.downsample"),
+        ["layer1.0.downsample", "layer1.0.downsample.bias"]
+    );
+    assert_eq!(
+        find("layer1.0.conv3"),
+        [
+            "layer1.0.conv3",
+            "layer1.0.conv3.bias",
+            "layer1.0.conv3.add",
+            "layer1.0.conv3.relu"
+        ]
+    );
+    // A ReLU whose input is also read elsewhere starts its own task.
+    let mut b = NetworkBuilder::new("toy", 1);
+    let x = b.input("x", &[1, 8, 8, 4]).expect("input");
+    let c = b
+        .add(
+            "conv",
+            Layer::Conv2d {
+                out_channels: 4,
+                kernel: 3,
+                stride: 1,
+                pad: 1,
+            },
+            &[x],
+        )
+        .expect("conv");
+    let r = b.add("relu", Layer::Relu, &[c]).expect("relu");
+    b.add("sum", Layer::Add, &[r, c]).expect("add");
+    let toy = b.build();
+    let g: Vec<Vec<String>> = networks::partition(&toy)
+        .iter()
+        .map(|g| g.layers.iter().map(|&l| toy.node(l).name.clone()).collect())
+        .collect();
+    assert_eq!(g, [vec!["conv"], vec!["relu", "sum"]]);
+    let tasks = networks::extract_tasks(&toy).expect("tasks");
+    assert_eq!(tasks[1].name, "relu:1x8x8x4+add");
+    assert_eq!(
+        tasks[0].spec.as_deref(),
+        Some("c2d:n=1,h=8,w=8,ci=4,co=4,kernel=3,stride=1,pad=1")
+    );
+}
+
+#[test]
+fn bad_layers_are_errors_naming_the_layer() {
+    let mut b = NetworkBuilder::new("bad", 1);
+    let x = b.input("x", &[1, 8, 8, 4]).expect("input");
+    let e = b
+        .add(
+            "big",
+            Layer::Conv2d {
+                out_channels: 4,
+                kernel: 11,
+                stride: 1,
+                pad: 0,
+            },
+            &[x],
+        )
+        .expect_err("kernel larger than the input");
+    assert!(e.to_string().contains("big"), "{e}");
+    let e = b
+        .add("two", Layer::Add, &[x])
+        .expect_err("add takes 2 inputs");
+    assert!(e.to_string().contains("two"), "{e}");
+    let e = b
+        .add("view", Layer::Reshape(vec![3, 5]), &[x])
+        .expect_err("element count differs");
+    assert!(e.to_string().contains("reshape"), "{e}");
+    assert!(b.input("x", &[1]).is_err(), "duplicate name");
+}
+
+/// A small network with every conv-net layer kind and a small BERT with batch 2.
+fn small_networks() -> Vec<Network> {
+    let mut b = NetworkBuilder::new("small-cnn", 2);
+    let x = b.input("x", &[2, 9, 9, 3]).expect("input");
+    let conv = |co, k, s| Layer::Conv2d {
+        out_channels: co,
+        kernel: k,
+        stride: s,
+        pad: k / 2,
+    };
+    let mut add = |name: &str, l: Layer, i: &[networks::LayerId]| b.add(name, l, i).expect(name);
+    let c = add("c1", conv(8, 3, 2), &[x]);
+    let c = add("c1.bias", Layer::BiasAdd, &[c]);
+    let c = add("c1.relu", Layer::Relu, &[c]);
+    let p = add(
+        "pool",
+        Layer::MaxPool2d {
+            kernel: 3,
+            stride: 2,
+            pad: 1,
+        },
+        &[c],
+    );
+    let d = add(
+        "dw",
+        Layer::DepthwiseConv2d {
+            kernel: 3,
+            stride: 1,
+            pad: 1,
+        },
+        &[p],
+    );
+    let d = add("dw.bias", Layer::BiasAdd, &[d]);
+    let d = add("dw.relu6", Layer::Relu6, &[d]);
+    let s = add("proj", conv(8, 1, 1), &[p]);
+    let s = add("proj.bias", Layer::BiasAdd, &[s]);
+    let y = add("c2", conv(8, 1, 1), &[d]);
+    let y = add("c2.bias", Layer::BiasAdd, &[y]);
+    let y = add("c2.add", Layer::Add, &[y, s]);
+    let y = add("c2.relu", Layer::Relu, &[y]);
+    let g = add("gap", Layer::GlobalAvgPool, &[y]);
+    let f = add("flat", Layer::Reshape(vec![2, 8]), &[g]);
+    add("fc", Layer::Dense { units: 5 }, &[f]);
+    let cnn = b.build();
+    let bert = networks::bert(BertConfig {
+        batch: 2,
+        seq_len: 4,
+        layers: 1,
+        hidden: 8,
+        heads: 2,
+        ffn: 12,
+    })
+    .expect("small bert");
+    vec![cnn, bert]
+}
+
+#[test]
+fn every_kind_of_task_lowers_and_runs_like_the_evaluator() {
+    let mut kinds = Vec::new();
+    for net in small_networks() {
+        for t in networks::extract_tasks(&net).expect("tasks") {
+            let dag = Arc::new(t.dag.clone());
+            let inputs = eval::random_inputs(&dag, 7);
+            let want = eval::evaluate(&dag, &inputs).expect("evaluates");
+            assert!(want.iter().flatten().all(|v| v.is_finite()), "{}", t.name);
+            let nest = lower(&State::new(dag.clone())).expect("lowers");
+            let got = testing::run_interp(&nest, &inputs).expect("runs");
+            testing::check_close(&got, &want, 1e-5, 1e-4)
+                .unwrap_or_else(|e| panic!("{}: {e}", t.name));
+            // And a few random legal schedules of it.
+            for seed in 0..4 {
+                let state = testing::random_state(
+                    &dag,
+                    &mut rng::seeded(seed),
+                    &testing::Limits::default(),
+                );
+                let nest = lower(&state).unwrap_or_else(|e| panic!("{}: {e}", t.name));
+                let got = testing::run_interp(&nest, &inputs).expect("runs");
+                testing::check_close(&got, &want, 1e-5, 1e-4)
+                    .unwrap_or_else(|e| panic!("{} seed {seed}: {e}", t.name));
+            }
+            kinds.push(t.kind.clone());
+        }
+    }
+    kinds.sort();
+    kinds.dedup();
+    for k in [
+        "conv2d+bias+relu",
+        "conv2d+bias+add+relu",
+        "conv2d+bias",
+        "depthwise_conv2d+bias+relu6",
+        "max_pool2d",
+        "global_avg_pool",
+        "dense",
+        "dense+split_heads",
+        "batch_matmul+mul",
+        "softmax",
+        "batch_matmul+merge_heads",
+        "dense+add",
+        "layer_norm",
+        "dense+gelu",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "no {k} task in {kinds:?}");
+    }
+}
+
+#[test]
+fn the_network_ops_compute_their_definitions() {
+    let mut b = DagBuilder::new();
+    let x = b.placeholder("x", &[2, 6]);
+    let g = b.placeholder("gamma", &[6]);
+    let be = b.placeholder("beta", &[6]);
+    let ln = networks::layer_norm(&mut b, &x, &g, &be, 1e-5).expect("ln");
+    let ge = networks::gelu(&mut b, &ln).expect("gelu");
+    let r6 = networks::relu6(&mut b, &ge).expect("relu6");
+    networks::scale(&mut b, &r6, 3.0).expect("scale");
+    let dag = b.build().expect("dag");
+    let xs: Vec<f32> = (0..12).map(|i| (i as f32 - 5.0) * 0.7).collect();
+    let gs: Vec<f32> = (0..6).map(|i| 1.0 + i as f32).collect();
+    let bs: Vec<f32> = (0..6).map(|i| 0.5 - i as f32 * 0.1).collect();
+    let out = eval::evaluate(&dag, &[xs.clone(), gs.clone(), bs.clone()]).expect("evaluates");
+    for row in 0..2 {
+        let r = &xs[row * 6..row * 6 + 6];
+        let mean = r.iter().sum::<f32>() / 6.0;
+        let var = r.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 6.0;
+        for j in 0..6 {
+            let n = (r[j] - mean) / (var + 1e-5).sqrt() * gs[j] + bs[j];
+            let c = (2.0f32 / std::f32::consts::PI).sqrt();
+            let gelu = 0.5 * n * (1.0 + (c * (n + 0.044715 * n * n * n)).tanh());
+            let want = gelu.clamp(0.0, 6.0) * 3.0;
+            let got = out[0][row * 6 + j];
+            assert!((got - want).abs() < 1e-4, "[{row},{j}] {got} vs {want}");
+        }
+    }
+    // Splitting into heads and merging them back is the identity, at batch 1 and 3.
+    for batch in [1, 3] {
+        let (seq, heads, dim) = (4, 2, 3);
+        let mut b = DagBuilder::new();
+        let x = b.placeholder("x", &[batch * seq, heads * dim]);
+        let s = networks::split_heads(&mut b, &x, heads, seq, false).expect("split");
+        assert_eq!(s.shape, [batch * heads, seq, dim]);
+        networks::merge_heads(&mut b, &s, heads).expect("merge");
+        let dag = b.build().expect("dag");
+        let xs: Vec<f32> = (0..batch * seq * heads * dim).map(|i| i as f32).collect();
+        let out = eval::evaluate(&dag, std::slice::from_ref(&xs)).expect("evaluates");
+        assert_eq!(out[0], xs, "batch {batch}");
+        // The transposed split puts the sequence last: out[bh, d, s].
+        let mut b = DagBuilder::new();
+        let x = b.placeholder("x", &[batch * seq, heads * dim]);
+        networks::split_heads(&mut b, &x, heads, seq, true).expect("split");
+        let dag = b.build().expect("dag");
+        let out = eval::evaluate(&dag, std::slice::from_ref(&xs)).expect("evaluates");
+        let (bi, h, d, s) = (batch - 1, 1, 2, 3);
+        let got = out[0][(((bi * heads + h) * dim + d) * seq + s) as usize];
+        assert_eq!(
+            got,
+            xs[((bi * seq + s) * heads * dim + h * dim + d) as usize]
+        );
+    }
+}

@@ -1,0 +1,681 @@
+//! The task scheduler of a whole network (ANSOR.md §7): splits one trial budget over the
+//! tasks of a network, one tuning round at a time.
+//!
+//! Every task is a [`TuneSession`] (its own search state) with a weight (how often it occurs
+//! in the network) and its FLOPs. The objective is the estimated network latency
+//! `f = Σ wᵢ·gᵢ`, with `gᵢ` the best latency of task `i`. One "time unit" is one round of one
+//! task with `min(measures_per_round, total_trials / #tasks)` measurements. After a
+//! warm-up of one round per task (round-robin), the scheduler repeatedly tunes
+//!
+//! * [`Strategy::Gradient`] (Ansor's default): the live task with the most negative
+//!   `∂f/∂tᵢ ≈ wᵢ·(α·backward + (1−α)·forward)`, where `backward` is the slope of the task's
+//!   best latency over its last `backward_window` rounds and `forward = min(gᵢ − gᵢ/tᵢ,
+//!   β·flopᵢ / max_{j∈similar} flopⱼ/gⱼ) − gᵢ` is an optimistic guess of the next round
+//!   (α = 0.2, β = 2, window 3); uniformly at random when all are equal;
+//! * [`Strategy::RoundRobin`]: the live tasks in turn.
+//!
+//! A task dies (gets no more rounds) when it has no valid program after the warm-up, when a
+//! round (retried once) finds nothing new to measure, when it saw no improvement for more
+//! than `per_task_early_stopping` trials, or when its session stops by its own budget. The
+//! scheduler stops when the budget is spent, every task is dead, or the objective did not
+//! improve for `early_stopping` trials. Similarity groups: tasks with the same tag and the
+//! same integer part of `log_1.618(flop + 1)`; a task leaves its group when, after more than
+//! 5 rounds beyond every other member, its FLOP/s is still below the group's best / β.
+//!
+//! One cost model ([`Scorer`]) is shared by all tasks: the same `&mut dyn Scorer` is passed
+//! to every session's round.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tessel_search::evolution::EvolutionParams;
+//! use tessel_search::scheduler::*;
+//! use tessel_search::tuner::*;
+//! use tessel_sketch::{generate_sketches, HardwareParams};
+//! # struct Fixed; impl Measurer for Fixed { fn measure(&mut self, s: &[tessel_ir::State]) -> Vec<Measurement> {
+//! #   s.iter().map(|_| Measurement { seconds: Some(1e-3), error: None, compile_seconds: 0.0 }).collect() } }
+//! # struct Flat; impl Scorer for Flat { fn predict(&mut self, s: &[tessel_ir::State]) -> Vec<f32> { vec![0.0; s.len()] }
+//! #   fn update(&mut self, _: &[tessel_ir::State], _: &[f32]) {} }
+//! let hw = HardwareParams::with_cores(2);
+//! let mut scorer = Flat;
+//! let tasks: Vec<TaskSpec> = ["gmm:b=1,n=16,m=16,k=16", "gmm:b=1,n=16,m=32,k=16"]
+//!     .iter()
+//!     .map(|spec| {
+//!         let w = tessel_ir::workloads::lookup(spec).unwrap();
+//!         let dag = Arc::new(w.dag);
+//!         let params = TuneParams {
+//!             trials: usize::MAX,
+//!             evolution: EvolutionParams { population: 16, ..EvolutionParams::default() },
+//!             ..TuneParams::default()
+//!         };
+//!         let tuner = Tuner::new(dag.clone(), generate_sketches(&dag, &hw).unwrap(), hw.clone());
+//!         let session = tuner.params(params).start(&mut scorer);
+//!         TaskSpec::new(spec, 1.0, dag.flop_count(), session)
+//!     })
+//!     .collect();
+//! let params = SchedulerParams { total_trials: 16, measures_per_round: 4, ..SchedulerParams::default() };
+//! let mut sched = TaskScheduler::new(tasks, params).unwrap();
+//! let mut measurer = |_task: usize, states: &[tessel_ir::State]| Fixed.measure(states);
+//! let result = sched.run(&mut measurer, &mut scorer);
+//! assert_eq!(result.trials, 16);
+//! assert_eq!(result.estimated_seconds, Some(2e-3));
+//! ```
+
+use crate::tuner::{Measurement, Measurer, Scorer, StopReason, TuneSession};
+use rand::RngExt;
+use serde::Serialize;
+use tessel_ir::rng::{seeded, TesselRng};
+use tessel_ir::State;
+
+/// The latency the gradient uses for a task without a valid program (TVM's `1e10`).
+const MISSING: f64 = 1e10;
+
+/// Base of the FLOP buckets of similarity groups (the golden ratio, as TVM).
+const LOG_BASE: f64 = 1.618;
+
+/// How the next task to tune is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Ansor's gradient-based allocation (the default).
+    Gradient,
+    /// The live tasks in turn.
+    RoundRobin,
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = SchedulerError;
+    fn from_str(s: &str) -> Result<Strategy, SchedulerError> {
+        match s {
+            "gradient" => Ok(Strategy::Gradient),
+            "round-robin" | "roundrobin" | "rr" => Ok(Strategy::RoundRobin),
+            other => Err(SchedulerError::UnknownStrategy(other.to_string())),
+        }
+    }
+}
+
+/// Parameters of the task scheduler (Ansor's defaults, ANSOR.md §7 and §9).
+#[derive(Clone, Debug)]
+pub struct SchedulerParams {
+    /// Gradient (default) or round-robin.
+    pub strategy: Strategy,
+    /// Measurements over all tasks.
+    pub total_trials: usize,
+    /// Measurements per round (64); a round measures
+    /// `min(measures_per_round, total_trials / #tasks)` (at least 1).
+    pub measures_per_round: usize,
+    /// Weight of the backward gradient (0.2).
+    pub alpha: f64,
+    /// Optimism of the similarity-based forward guess, and the slack of similarity groups (2).
+    pub beta: f64,
+    /// Rounds over which the backward gradient is taken (3).
+    pub backward_window: usize,
+    /// A task dies after more than this many of its trials without improvement.
+    pub per_task_early_stopping: Option<usize>,
+    /// Stop after this many trials without improvement of the objective (once every task
+    /// has a valid program).
+    pub early_stopping: Option<usize>,
+    /// Seed of the random choice among equal gradients.
+    pub seed: u64,
+}
+
+impl Default for SchedulerParams {
+    fn default() -> SchedulerParams {
+        SchedulerParams {
+            strategy: Strategy::Gradient,
+            total_trials: 1000,
+            measures_per_round: 64,
+            alpha: 0.2,
+            beta: 2.0,
+            backward_window: 3,
+            per_task_early_stopping: None,
+            early_stopping: None,
+            seed: 0,
+        }
+    }
+}
+
+/// Errors in setting up a scheduler.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SchedulerError {
+    /// There is nothing to schedule.
+    #[error("the task scheduler needs at least one task")]
+    NoTasks,
+    /// A weight is negative or not finite.
+    #[error("task `{task}` has an invalid weight {weight} (must be finite and >= 0)")]
+    BadWeight {
+        /// The task's name.
+        task: String,
+        /// Its weight.
+        weight: f64,
+    },
+    /// A strategy name that is neither `gradient` nor `round-robin`.
+    #[error("unknown task-scheduler strategy `{0}` (use `gradient` or `round-robin`)")]
+    UnknownStrategy(String),
+}
+
+/// One task to schedule: its search session and what the objective needs.
+pub struct TaskSpec {
+    /// Name, as reported.
+    pub name: String,
+    /// Occurrences in the network (the weight of its latency in the objective).
+    pub weight: f64,
+    /// FLOPs of one run (for similarity groups).
+    pub flop: u64,
+    /// Similarity tag (e.g. the anchor op's kind, `conv2d`); `None` puts the task in no
+    /// group. The FLOP bucket is appended by the scheduler.
+    pub tag: Option<String>,
+    /// The task's tuning session; give it a trial budget of at least the scheduler's.
+    pub session: TuneSession,
+}
+
+impl TaskSpec {
+    /// A task without similarity tag.
+    pub fn new(name: &str, weight: f64, flop: u64, session: TuneSession) -> TaskSpec {
+        TaskSpec {
+            name: name.to_string(),
+            weight,
+            flop,
+            tag: None,
+            session,
+        }
+    }
+
+    /// The same task with similarity tag `tag`.
+    pub fn with_tag(self, tag: &str) -> TaskSpec {
+        TaskSpec {
+            tag: Some(tag.to_string()),
+            ..self
+        }
+    }
+}
+
+/// Measures the candidates of one task: the scheduler calls it with the task's index.
+pub trait TaskMeasurer {
+    /// Measures `states` of task `task`; one result per state, in order.
+    fn measure(&mut self, task: usize, states: &[State]) -> Vec<Measurement>;
+}
+
+impl<F: FnMut(usize, &[State]) -> Vec<Measurement>> TaskMeasurer for F {
+    fn measure(&mut self, task: usize, states: &[State]) -> Vec<Measurement> {
+        self(task, states)
+    }
+}
+
+/// One [`Measurer`] per task, by index.
+pub struct PerTask<'m>(pub Vec<&'m mut dyn Measurer>);
+
+impl TaskMeasurer for PerTask<'_> {
+    fn measure(&mut self, task: usize, states: &[State]) -> Vec<Measurement> {
+        match self.0.get_mut(task) {
+            Some(m) => m.measure(states),
+            None => states
+                .iter()
+                .map(|_| Measurement {
+                    seconds: None,
+                    error: Some(format!("no measurer for task {task}")),
+                    compile_seconds: 0.0,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The [`Measurer`] a session sees: the task measurer bound to one task.
+struct ForTask<'a> {
+    inner: &'a mut dyn TaskMeasurer,
+    task: usize,
+}
+
+impl Measurer for ForTask<'_> {
+    fn measure(&mut self, states: &[State]) -> Vec<Measurement> {
+        self.inner.measure(self.task, states)
+    }
+}
+
+/// Why a task gets no more rounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeathReason {
+    /// No valid program after the warm-up round.
+    NoValidProgram,
+    /// A round (retried once) found nothing new to measure.
+    Exhausted,
+    /// No improvement for more than `per_task_early_stopping` trials.
+    EarlyStopping,
+    /// The task's own session stopped (its trial or time budget, or its early stopping).
+    Session(StopReason),
+}
+
+/// Why the scheduler stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchedulerStop {
+    /// The trial budget is spent.
+    TrialBudget,
+    /// Every task is dead.
+    AllTasksDead,
+    /// The objective did not improve for `early_stopping` trials.
+    EarlyStopping,
+}
+
+/// One round of the scheduler (one task tuned for one round), as logged.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SchedulerRound {
+    /// Round number over all tasks, from 0.
+    pub round: usize,
+    /// The task tuned.
+    pub task: usize,
+    /// Part of the warm-up (one round per task).
+    pub warmup: bool,
+    /// Candidates measured in this round.
+    pub measured: usize,
+    /// Trials so far, all tasks.
+    pub trials: usize,
+    /// Trials so far of this task.
+    pub task_trials: usize,
+    /// Best latency of this task so far (seconds).
+    pub task_best_seconds: Option<f64>,
+    /// The objective `Σ wᵢ·gᵢ` after this round, once every task has a valid program.
+    pub objective: Option<f64>,
+    /// Set when this round killed the task.
+    pub died: Option<DeathReason>,
+}
+
+/// The outcome for one task.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskReport {
+    /// Its name.
+    pub name: String,
+    /// Its weight.
+    pub weight: f64,
+    /// Its FLOPs.
+    pub flop: u64,
+    /// Rounds it was given.
+    pub rounds: usize,
+    /// Trials it measured.
+    pub trials: usize,
+    /// Its best latency (seconds).
+    pub best_seconds: Option<f64>,
+    /// Why it got no more rounds, if it died.
+    pub dead: Option<DeathReason>,
+}
+
+/// What a scheduler run did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SchedulerResult {
+    /// Per task, in input order.
+    pub tasks: Vec<TaskReport>,
+    /// One record per round, in order; `objective` is the objective's history.
+    pub history: Vec<SchedulerRound>,
+    /// Trials measured, all tasks.
+    pub trials: usize,
+    /// The estimated network latency `Σ wᵢ·gᵢ` (seconds), when every task has a program.
+    pub estimated_seconds: Option<f64>,
+    /// Why it stopped.
+    pub stop_reason: SchedulerStop,
+}
+
+/// A callback run after every round.
+pub type SchedulerHook<'h> = Box<dyn FnMut(&SchedulerRound) + 'h>;
+
+/// The scheduler's bookkeeping of one task.
+struct TaskState {
+    spec: TaskSpec,
+    /// Rounds given (TVM's `task_cts`).
+    rounds: usize,
+    /// Best latency after each of its rounds (`MISSING` while none).
+    history: Vec<f64>,
+    /// The session's trial count when the best last improved.
+    trials_at_best: usize,
+    best: Option<f64>,
+    dead: Option<DeathReason>,
+    group: Option<usize>,
+}
+
+impl TaskState {
+    fn cost(&self) -> f64 {
+        self.best.unwrap_or(MISSING)
+    }
+}
+
+/// Splits a trial budget over the tasks of a network (see the module docs).
+pub struct TaskScheduler<'h> {
+    tasks: Vec<TaskState>,
+    groups: Vec<Vec<usize>>,
+    params: SchedulerParams,
+    rng: TesselRng,
+    history: Vec<SchedulerRound>,
+    trials: usize,
+    on_round: Option<SchedulerHook<'h>>,
+}
+
+impl<'h> TaskScheduler<'h> {
+    /// A scheduler over `tasks` (at least one; weights finite and ≥ 0).
+    pub fn new(
+        tasks: Vec<TaskSpec>,
+        params: SchedulerParams,
+    ) -> Result<TaskScheduler<'h>, SchedulerError> {
+        if tasks.is_empty() {
+            return Err(SchedulerError::NoTasks);
+        }
+        if let Some(t) = tasks
+            .iter()
+            .find(|t| !t.weight.is_finite() || t.weight < 0.0)
+        {
+            return Err(SchedulerError::BadWeight {
+                task: t.name.clone(),
+                weight: t.weight,
+            });
+        }
+        let mut tags: Vec<String> = Vec::new();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut states = Vec::with_capacity(tasks.len());
+        for (i, spec) in tasks.into_iter().enumerate() {
+            let group = spec.tag.as_ref().map(|tag| {
+                let bucket = ((spec.flop as f64 + 1.0).ln() / LOG_BASE.ln()).floor() as i64;
+                let full = format!("{tag}_{bucket}");
+                match tags.iter().position(|t| *t == full) {
+                    Some(g) => {
+                        groups[g].push(i);
+                        g
+                    }
+                    None => {
+                        tags.push(full);
+                        groups.push(vec![i]);
+                        groups.len() - 1
+                    }
+                }
+            });
+            let best = spec.session.best_seconds();
+            states.push(TaskState {
+                trials_at_best: spec.session.trials(),
+                spec,
+                rounds: 0,
+                history: Vec::new(),
+                best,
+                dead: None,
+                group,
+            });
+        }
+        Ok(TaskScheduler {
+            tasks: states,
+            groups,
+            rng: seeded(params.seed),
+            params,
+            history: Vec::new(),
+            trials: 0,
+            on_round: None,
+        })
+    }
+
+    /// Calls `f` after every round (progress bars, logs).
+    pub fn on_round(mut self, f: impl FnMut(&SchedulerRound) + 'h) -> TaskScheduler<'h> {
+        self.on_round = Some(Box::new(f));
+        self
+    }
+
+    /// The session of task `i`.
+    pub fn session(&self, i: usize) -> Option<&TuneSession> {
+        self.tasks.get(i).map(|t| &t.spec.session)
+    }
+
+    /// Ends the scheduler, handing back every task's session (for its best state and rounds).
+    pub fn into_sessions(self) -> Vec<TuneSession> {
+        self.tasks.into_iter().map(|t| t.spec.session).collect()
+    }
+
+    /// The members of each similarity group (task indices), groups in order of first member.
+    pub fn similarity_groups(&self) -> &[Vec<usize>] {
+        &self.groups
+    }
+
+    /// Measurements per round: `min(measures_per_round, total_trials / #tasks)`, at least 1.
+    pub fn per_round(&self) -> usize {
+        self.params
+            .measures_per_round
+            .min(self.params.total_trials / self.tasks.len())
+            .max(1)
+    }
+
+    /// The objective `Σ wᵢ·gᵢ`, when every task has a valid program.
+    pub fn objective(&self) -> Option<f64> {
+        self.tasks
+            .iter()
+            .map(|t| t.best.map(|b| t.spec.weight * b))
+            .sum()
+    }
+
+    /// Runs until the budget is spent, every task is dead, or early stopping. Calling it
+    /// again continues (the warm-up is not repeated; raise `total_trials` with
+    /// [`TaskScheduler::set_total_trials`] first).
+    pub fn run(
+        &mut self,
+        measurer: &mut dyn TaskMeasurer,
+        scorer: &mut dyn Scorer,
+    ) -> SchedulerResult {
+        let n = self.tasks.len();
+        // Warm-up: one round per task.
+        for i in 0..n {
+            if self.trials >= self.params.total_trials {
+                break;
+            }
+            if self.tasks[i].rounds == 0 && self.tasks[i].dead.is_none() {
+                self.tune(i, true, measurer, scorer);
+            }
+        }
+        let mut best_score = self.objective().unwrap_or(f64::INFINITY);
+        let mut best_trials = self.trials;
+        let mut rr_next = 0;
+        let stop = loop {
+            if self.trials >= self.params.total_trials {
+                break SchedulerStop::TrialBudget;
+            }
+            let live: Vec<usize> = (0..n).filter(|&i| self.tasks[i].dead.is_none()).collect();
+            if live.is_empty() {
+                break SchedulerStop::AllTasksDead;
+            }
+            let i = match self.params.strategy {
+                Strategy::RoundRobin => {
+                    let i = (0..n)
+                        .map(|k| (rr_next + k) % n)
+                        .find(|&k| self.tasks[k].dead.is_none())
+                        .unwrap_or(live[0]);
+                    rr_next = (i + 1) % n;
+                    i
+                }
+                Strategy::Gradient => self.pick_by_gradient(&live),
+            };
+            self.tune(i, false, measurer, scorer);
+            self.adjust_similarity_group(i);
+            let score = self.objective();
+            match score {
+                Some(s) if s < best_score => {
+                    best_score = s;
+                    best_trials = self.trials;
+                }
+                Some(_)
+                    if self
+                        .params
+                        .early_stopping
+                        .is_some_and(|es| self.trials - best_trials >= es) =>
+                {
+                    break SchedulerStop::EarlyStopping;
+                }
+                Some(_) => {}
+                None => {}
+            }
+        };
+        self.result(stop)
+    }
+
+    /// Changes the total trial budget (to continue a finished run).
+    pub fn set_total_trials(&mut self, total: usize) {
+        self.params.total_trials = total;
+    }
+
+    /// The gradient `∂f/∂tᵢ` of every task (0 for dead ones), as the gradient strategy
+    /// computes it now.
+    pub fn gradients(&self) -> Vec<f64> {
+        (0..self.tasks.len())
+            .map(|i| {
+                if self.tasks[i].dead.is_some() {
+                    0.0
+                } else {
+                    self.gradient(i)
+                }
+            })
+            .collect()
+    }
+
+    fn gradient(&self, i: usize) -> f64 {
+        let p = &self.params;
+        let t = &self.tasks[i];
+        // ∂f/∂gᵢ of f = Σ wⱼ·gⱼ.
+        let chain = t.spec.weight;
+        let rounds = t.rounds.max(1);
+        let w = p.backward_window;
+        let backward = if w > 0 && rounds > w && t.history.len() >= rounds {
+            (t.history[rounds - 1] - t.history[rounds - 1 - w]) / w as f64
+        } else {
+            0.0
+        };
+        let best = t.cost();
+        let g1 = best - best / rounds as f64;
+        let g2 = match t.group.map(|g| &self.groups[g]) {
+            Some(members) if members.len() > 1 => {
+                let best_flops = members
+                    .iter()
+                    .map(|&j| self.tasks[j].spec.flop as f64 / self.tasks[j].cost())
+                    .fold(0.0, f64::max);
+                if best_flops > 0.0 {
+                    p.beta * t.spec.flop as f64 / best_flops
+                } else {
+                    p.beta * 1e30
+                }
+            }
+            _ => p.beta * 1e30,
+        };
+        let forward = g1.min(g2) - best;
+        chain * (p.alpha * backward + (1.0 - p.alpha) * forward)
+    }
+
+    fn pick_by_gradient(&mut self, live: &[usize]) -> usize {
+        let grads: Vec<(usize, f64)> = live.iter().map(|&i| (i, self.gradient(i))).collect();
+        let min = grads.iter().map(|g| g.1).fold(f64::INFINITY, f64::min);
+        let max = grads.iter().map(|g| g.1).fold(f64::NEG_INFINITY, f64::max);
+        if min == max {
+            return live[self.rng.random_range(0..live.len())];
+        }
+        grads.iter().find(|g| g.1 == min).map_or(live[0], |g| g.0)
+    }
+
+    /// One round of task `i`, with the bookkeeping of ANSOR.md §7.
+    fn tune(
+        &mut self,
+        i: usize,
+        warmup: bool,
+        measurer: &mut dyn TaskMeasurer,
+        scorer: &mut dyn Scorer,
+    ) {
+        let max = self
+            .per_round()
+            .min(self.params.total_trials.saturating_sub(self.trials))
+            .max(1);
+        let es = self.params.per_task_early_stopping;
+        let task = &mut self.tasks[i];
+        let before = task.spec.session.trials();
+        let mut died = task.spec.session.stop_reason().map(DeathReason::Session);
+        if died.is_none() {
+            let mut m = ForTask {
+                inner: measurer,
+                task: i,
+            };
+            if task.spec.session.round(&mut m, scorer, max).is_none() {
+                // Ansor retries an empty round once before giving up on the task.
+                task.spec.session.round(&mut m, scorer, max);
+            }
+        }
+        let after = task.spec.session.trials();
+        let measured = after - before;
+        task.rounds += 1;
+        if let Some(b) = task.spec.session.best_seconds() {
+            if task.best.is_none_or(|old| b < old) {
+                task.best = Some(b);
+                task.trials_at_best = after;
+            }
+        }
+        if died.is_none() {
+            died = if warmup && task.best.is_none() {
+                Some(DeathReason::NoValidProgram)
+            } else if measured == 0 {
+                Some(DeathReason::Exhausted)
+            } else if es.is_some_and(|es| after - task.trials_at_best > es) {
+                Some(DeathReason::EarlyStopping)
+            } else {
+                task.spec.session.stop_reason().map(DeathReason::Session)
+            };
+        }
+        task.dead = died;
+        task.history.push(task.cost());
+        self.trials += measured;
+        let record = SchedulerRound {
+            round: self.history.len(),
+            task: i,
+            warmup,
+            measured,
+            trials: self.trials,
+            task_trials: after,
+            task_best_seconds: self.tasks[i].best,
+            objective: self.objective(),
+            died,
+        };
+        if let Some(f) = self.on_round.as_mut() {
+            f(&record);
+        }
+        self.history.push(record);
+    }
+
+    /// Removes task `i` from its similarity group when, after more than 5 rounds beyond
+    /// every other member, its FLOP/s is still below the group's best / β.
+    fn adjust_similarity_group(&mut self, i: usize) {
+        let Some(g) = self.tasks[i].group else { return };
+        let members = &self.groups[g];
+        if members.len() <= 1 {
+            return;
+        }
+        let flops = |j: usize| self.tasks[j].spec.flop as f64 / self.tasks[j].cost();
+        let best = members.iter().map(|&j| flops(j)).fold(0.0, f64::max);
+        let others = members
+            .iter()
+            .filter(|&&j| j != i)
+            .map(|&j| self.tasks[j].rounds)
+            .max()
+            .unwrap_or(0);
+        if flops(i) < best / self.params.beta && self.tasks[i].rounds > 5 + others {
+            self.groups[g].retain(|&j| j != i);
+            self.tasks[i].group = None;
+        }
+    }
+
+    fn result(&self, stop_reason: SchedulerStop) -> SchedulerResult {
+        SchedulerResult {
+            tasks: self
+                .tasks
+                .iter()
+                .map(|t| TaskReport {
+                    name: t.spec.name.clone(),
+                    weight: t.spec.weight,
+                    flop: t.spec.flop,
+                    rounds: t.rounds,
+                    trials: t.spec.session.trials(),
+                    best_seconds: t.best,
+                    dead: t.dead,
+                })
+                .collect(),
+            history: self.history.clone(),
+            trials: self.trials,
+            estimated_seconds: self.objective(),
+            stop_reason,
+        }
+    }
+}
