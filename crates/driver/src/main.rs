@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// List the named workloads, or show one workload (a name or an `OP:key=value,...` spec).
     Workloads(commands::workloads::Args),
+    /// Search for a fast schedule of a workload (the main job).
+    Tune(commands::tune::Args),
     /// Print the sketches (loop structures with undecided tile sizes) of a workload.
     Sketches(commands::sketches::Args),
     /// Lower, compile, verify and time one schedule (a step-log file) of a workload.
@@ -45,6 +47,7 @@ enum Command {
 fn run(cli: Cli) -> Result<(), DriverError> {
     match cli.command {
         Command::Workloads(args) => commands::workloads::run(&args),
+        Command::Tune(args) => commands::tune::run(&args),
         Command::Sketches(args) => commands::sketches::run(&args),
         Command::Run(args) => commands::run::run(&args),
         Command::Replay(args) => commands::replay::run(&args),

@@ -30,6 +30,8 @@
 #![warn(missing_docs)]
 
 pub mod evolution;
+pub mod harness;
 pub mod heuristic;
+pub mod model;
 pub mod scheduler;
 pub mod tuner;

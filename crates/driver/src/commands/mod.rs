@@ -1,10 +1,11 @@
 //! One module per subcommand; each has an `Args` (clap) and a `run`.
 
 pub mod cost_model;
-pub mod sketches;
 pub mod records;
 pub mod replay;
 pub mod run;
-pub mod worker;
+pub mod sketches;
 pub mod tasks;
+pub mod tune;
+pub mod worker;
 pub mod workloads;

@@ -1,0 +1,107 @@
+//! The tuner's [`Scorer`] over a learned cost model: states are lowered, their per-store
+//! features extracted, and the model predicts; every measurement becomes a training sample.
+//!
+//! Samples are kept per (workload, step log), so one scorer can be shared by all tasks of a
+//! network (Ansor shares one model): a task's update replaces its own samples' labels and
+//! keeps the other tasks' samples, then the model is retrained from scratch on all of them.
+
+use crate::evolution::state_key;
+use crate::tuner::Scorer;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tessel_cost_model::features::{FeatureExtractor, ProgramFeatures};
+use tessel_cost_model::model::{CostModel, GbdtModel, GbdtModelParams, RandomModel};
+use tessel_ir::State;
+
+/// Which model scores states.
+pub enum ModelKind {
+    /// Ansor's gradient-boosted trees (pack-sum), random during warm-up.
+    Gbdt(GbdtModel),
+    /// Random scores (ablation).
+    Random(RandomModel),
+}
+
+/// A [`Scorer`] backed by a cost model.
+pub struct ModelScorer {
+    model: ModelKind,
+    extractor: FeatureExtractor,
+    index: HashMap<(String, String), usize>,
+    features: Vec<ProgramFeatures>,
+    labels: Vec<f32>,
+    workload_keys: HashMap<usize, String>,
+}
+
+impl ModelScorer {
+    /// Ansor's model with default parameters, seeded.
+    pub fn new(seed: u64) -> ModelScorer {
+        ModelScorer::with_model(ModelKind::Gbdt(GbdtModel::new(GbdtModelParams {
+            seed,
+            ..GbdtModelParams::default()
+        })))
+    }
+
+    /// A scorer with the given model.
+    pub fn with_model(model: ModelKind) -> ModelScorer {
+        ModelScorer {
+            model,
+            extractor: FeatureExtractor::new(),
+            index: HashMap::new(),
+            features: Vec::new(),
+            labels: Vec::new(),
+            workload_keys: HashMap::new(),
+        }
+    }
+
+    /// Number of training samples held.
+    pub fn samples(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn features_of(&mut self, state: &State) -> ProgramFeatures {
+        match tessel_ir::lower::lower(state) {
+            Ok(nest) => self.extractor.extract(&nest),
+            Err(_) => ProgramFeatures::default(),
+        }
+    }
+
+    fn workload_key(&mut self, state: &State) -> String {
+        let dag = state.original_dag();
+        let ptr = Arc::as_ptr(dag) as usize;
+        self.workload_keys
+            .entry(ptr)
+            .or_insert_with(|| dag.workload_key())
+            .clone()
+    }
+}
+
+impl Scorer for ModelScorer {
+    fn predict(&mut self, states: &[State]) -> Vec<f32> {
+        let feats: Vec<ProgramFeatures> = states.iter().map(|s| self.features_of(s)).collect();
+        match &self.model {
+            ModelKind::Gbdt(m) => m.predict(&feats),
+            ModelKind::Random(m) => m.predict(&feats),
+        }
+    }
+
+    fn update(&mut self, states: &[State], throughputs: &[f32]) {
+        for (s, &y) in states.iter().zip(throughputs) {
+            let key = (self.workload_key(s), state_key(s));
+            match self.index.get(&key) {
+                Some(&i) => self.labels[i] = y,
+                None => {
+                    let f = self.features_of(s);
+                    self.index.insert(key, self.features.len());
+                    self.features.push(f);
+                    self.labels.push(y);
+                }
+            }
+        }
+        match &mut self.model {
+            ModelKind::Gbdt(m) => {
+                m.clear();
+                m.update(&self.features, &self.labels);
+            }
+            ModelKind::Random(m) => m.update(&self.features, &self.labels),
+        }
+    }
+}
