@@ -216,8 +216,11 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "records": path.display().to_string(),
             "stop_reason": result.stop_reason,
             "errors": measurer.errors,
-            "rounds": result.rounds.iter().map(|r| json!({"round": r.round, "trials": r.trials,
-                "best_gflops": r.best_seconds.map(|s| flop / s / 1e9), "failed": r.failed})).collect::<Vec<_>>(),
+            "rounds": result.rounds.iter().scan(0.0, |elapsed, r| {
+                *elapsed += r.time.total();
+                Some(json!({"round": r.round, "trials": r.trials, "seconds": *elapsed,
+                    "best_gflops": r.best_seconds.map(|s| flop / s / 1e9), "failed": r.failed}))
+            }).collect::<Vec<_>>(),
         });
         writeln!(out, "{summary}")?;
     }
