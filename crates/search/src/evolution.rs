@@ -115,14 +115,28 @@ pub fn evolve(
     let mut in_heap: HashSet<String> = HashSet::new();
     let mut order = 0usize;
     let mut population = init;
+    // Scores already known (copies of a parent keep its score), by population index.
+    let mut known: Vec<Option<f32>> = vec![None; population.len()];
     // Mutants of the previous generation: (index in population, parent score, rule, parent).
     let mut pending: Vec<(usize, f32, usize, State)> = Vec::new();
     for generation in 0..=params.generations {
         if population.is_empty() {
             break;
         }
-        let scores = (ctx.score)(&population);
-        stats.scored += population.len();
+        let unknown: Vec<usize> = (0..population.len())
+            .filter(|&i| known[i].is_none())
+            .collect();
+        let fresh = if unknown.len() == population.len() {
+            (ctx.score)(&population)
+        } else {
+            let states: Vec<State> = unknown.iter().map(|&i| population[i].clone()).collect();
+            (ctx.score)(&states)
+        };
+        stats.scored += unknown.len();
+        for (&i, &sc) in unknown.iter().zip(&fresh) {
+            known[i] = Some(sc);
+        }
+        let scores: Vec<f32> = known.iter().map(|k| k.unwrap_or(f32::MIN)).collect();
         for (child, parent_score, rule, parent) in pending.drain(..) {
             let outcome = if scores[child] > parent_score {
                 stats.mutations_improved[rule] += 1;
@@ -163,6 +177,7 @@ pub fn evolve(
         }
         let weights: Vec<f64> = scores.iter().map(|&s| s.max(0.0) as f64).collect();
         let mut next = Vec::with_capacity(params.population);
+        let mut next_known: Vec<Option<f32>> = Vec::with_capacity(params.population);
         // Failed mutations are retried, but a population where no rule applies must end.
         let mut attempts = 0usize;
         while next.len() < params.population {
@@ -170,6 +185,7 @@ pub fn evolve(
             if attempts > params.population * 8 {
                 let p = tessel_mutation_model::sample_weighted(&weights, rng);
                 next.push(population[p].clone());
+                next_known.push(Some(scores[p]));
                 continue;
             }
             let p = tessel_mutation_model::sample_weighted(&weights, rng);
@@ -182,14 +198,17 @@ pub fn evolve(
                         stats.mutations_valid[rule] += 1;
                         pending.push((next.len(), scores[p], rule, parent.clone()));
                         next.push(child);
+                        next_known.push(None);
                     }
                     None => ctx.policy.observe(parent, rule, MutationOutcome::Invalid),
                 }
             } else {
                 next.push(parent.clone());
+                next_known.push(Some(scores[p]));
             }
         }
         population = next;
+        known = next_known;
     }
     let mut best: Vec<(State, f32)> = heap.into_iter().map(|s| (s.state, s.score)).collect();
     best.sort_by(|a, b| b.1.total_cmp(&a.1));

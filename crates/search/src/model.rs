@@ -7,6 +7,7 @@
 
 use crate::evolution::state_key;
 use crate::tuner::Scorer;
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tessel_cost_model::features::{FeatureExtractor, ProgramFeatures};
@@ -76,7 +77,17 @@ impl ModelScorer {
 
 impl Scorer for ModelScorer {
     fn predict(&mut self, states: &[State]) -> Vec<f32> {
-        let feats: Vec<ProgramFeatures> = states.iter().map(|s| self.features_of(s)).collect();
+        // Lowering dominates; programs are independent, so use every core.
+        let feats: Vec<ProgramFeatures> = states
+            .par_iter()
+            .map_init(
+                FeatureExtractor::new,
+                |ex, s| match tessel_ir::lower::lower(s) {
+                    Ok(nest) => ex.extract(&nest),
+                    Err(_) => ProgramFeatures::default(),
+                },
+            )
+            .collect();
         match &self.model {
             ModelKind::Gbdt(m) => m.predict(&feats),
             ModelKind::Random(m) => m.predict(&feats),
