@@ -141,3 +141,37 @@ fn tune_rejects_a_bad_spec_with_the_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("n=0"));
 }
+
+#[test]
+fn tune_with_both_learned_policies_runs_and_names_them() {
+    let dir = std::env::temp_dir().join(format!("tessel-tune-both-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let records = dir.join("both.jsonl");
+    let (summary, _) = tessel(&[
+        "tune",
+        "gmm:b=1,n=32,m=32,k=32",
+        "--trials",
+        "48",
+        "--threads",
+        "1",
+        "--population",
+        "128",
+        "--measures-per-round",
+        "16",
+        "--policy",
+        "both",
+        "--records",
+        records.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert_eq!(summary["policies"]["sketch"], "ducb");
+    assert_eq!(summary["policies"]["mutation"], "classifier");
+    assert_eq!(summary["trials"], 48);
+    let out = Command::new(env!("CARGO_BIN_EXE_tessel"))
+        .args(["tune", "gmm-3", "--policy", "greedy"])
+        .output()
+        .expect("tessel runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown --policy `greedy`"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

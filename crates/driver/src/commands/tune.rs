@@ -62,6 +62,17 @@ pub struct Args {
     /// Where candidates run.
     #[arg(long, value_enum, default_value_t = Isolation::Worker)]
     pub isolation: Isolation,
+    /// Search policies: `baseline` (Ansor: uniform sketch choice, fixed mutation weights),
+    /// `rl` (discounted-UCB sketch selection), `ml` (learned mutation-rule predictor) or
+    /// `both`.
+    #[arg(long, default_value = "baseline")]
+    pub policy: String,
+    /// Overrides the sketch policy: uniform, ducb, thompson or egreedy.
+    #[arg(long)]
+    pub sketch_policy: Option<String>,
+    /// Overrides the mutation policy: fixed or classifier.
+    #[arg(long)]
+    pub mutation_policy: Option<String>,
     /// Batch size: overrides the workload's batch key.
     #[arg(long)]
     pub batch: Option<i64>,
@@ -82,8 +93,39 @@ fn file_name(name: &str) -> String {
         .collect()
 }
 
+/// The sketch and mutation policy names of a `--policy` preset.
+pub fn policy_preset(name: &str) -> Option<(&'static str, &'static str)> {
+    Some(match name {
+        "baseline" => ("uniform", "fixed"),
+        "rl" => ("ducb", "fixed"),
+        "ml" => ("uniform", "classifier"),
+        "both" => ("ducb", "classifier"),
+        _ => return None,
+    })
+}
+
 /// Runs the subcommand.
 pub fn run(args: &Args) -> Result<(), DriverError> {
+    let (sketch_default, mutation_default) = policy_preset(&args.policy).ok_or_else(|| {
+        DriverError::Usage(format!(
+            "unknown --policy `{}` (use baseline, rl, ml or both)",
+            args.policy
+        ))
+    })?;
+    let sketch_name = args.sketch_policy.as_deref().unwrap_or(sketch_default);
+    let mutation_name = args.mutation_policy.as_deref().unwrap_or(mutation_default);
+    let sketch_policy = tessel_rl_policy::by_name(sketch_name).ok_or_else(|| {
+        DriverError::Usage(format!(
+            "unknown sketch policy `{sketch_name}` (known: {})",
+            tessel_rl_policy::POLICY_NAMES.join(", ")
+        ))
+    })?;
+    let mutation_policy = tessel_mutation_model::by_name(mutation_name).ok_or_else(|| {
+        DriverError::Usage(format!(
+            "unknown mutation policy `{mutation_name}` (known: {})",
+            tessel_mutation_model::POLICY_NAMES.join(", ")
+        ))
+    })?;
     let w = match args.batch {
         Some(b) => workloads::lookup_with_batch(&args.spec, b)?,
         None => workloads::lookup(&args.spec)?,
@@ -138,6 +180,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let start = Instant::now();
     let result = Tuner::new(dag, sketches, hw)
         .params(params)
+        .sketch_policy(sketch_policy)
+        .mutation_policy(mutation_policy)
         .resume_from(previous)
         .on_round(move |r| {
             hook_bar.set_position(r.trials as u64);
@@ -179,6 +223,10 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     }
     writeln!(out, "search time     {seconds:.1} s: sample {:.0}%, evolution {:.0}%, model training {:.0}%, measurement {:.0}%",
         pct(t.sample), pct(t.evolution), pct(t.train), pct(t.measure))?;
+    writeln!(
+        out,
+        "policies        sketches: {sketch_name}, mutations: {mutation_name}"
+    )?;
     writeln!(out, "stopped         {:?}", result.stop_reason)?;
     writeln!(
         out,
@@ -215,6 +263,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
                            "other": (seconds - t.total()).max(0.0)},
             "records": path.display().to_string(),
             "stop_reason": result.stop_reason,
+            "policies": {"sketch": sketch_name, "mutation": mutation_name},
             "errors": measurer.errors,
             "rounds": result.rounds.iter().scan(0.0, |elapsed, r| {
                 *elapsed += r.time.total();
