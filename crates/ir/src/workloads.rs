@@ -42,6 +42,9 @@ impl Workload {
     /// only when they differ from their default (e.g. `gmm:b=1,n=512,m=512,k=512`).
     /// Looking it up gives the same DAG.
     pub fn spec(&self) -> String {
+        if self.op == NETWORK_TASK_OP {
+            return self.name.clone();
+        }
         let info = find_op(&self.op);
         let parts: Vec<String> = self
             .params
@@ -606,8 +609,45 @@ fn op_list() -> String {
     OPS.iter().map(|o| o.name).collect::<Vec<_>>().join(", ")
 }
 
+/// The `op` of a workload that is a task of a built-in network.
+pub const NETWORK_TASK_OP: &str = "task";
+
+/// A task of a built-in network, named `NETWORK@BATCH/TASK` (e.g.
+/// `resnet50@1/c2d:n=1,h=56,w=56,ci=64,co=64,kernel=3,stride=1,pad=1+bias+relu`), as
+/// `tessel tasks` lists them. This is how fused subgraphs travel to measurement workers.
+fn resolve_network_task(text: &str, batch: Option<i64>) -> Option<Result<Workload, IrError>> {
+    let (net_part, task) = text.split_once('/')?;
+    let (net, given_batch) = match net_part.split_once('@') {
+        Some((n, b)) => (n, b.parse::<i64>().ok()),
+        None => (net_part, None),
+    };
+    if !crate::networks::NAMES.contains(&net) {
+        return None;
+    }
+    let batch = batch.or(given_batch).unwrap_or(1);
+    let found = crate::networks::lookup(net, batch)
+        .and_then(|n| crate::networks::extract_tasks(&n))
+        .and_then(|tasks| {
+            tasks.into_iter().find(|t| t.name == task).ok_or_else(|| {
+                bad(
+                    text,
+                    format!("network {net} has no task named `{task}` (see `tessel tasks {net}`)"),
+                )
+            })
+        });
+    Some(found.map(|t| Workload {
+        name: format!("{net}@{batch}/{}", t.name),
+        op: NETWORK_TASK_OP.to_string(),
+        params: vec![("batch".to_string(), batch)],
+        dag: t.dag,
+    }))
+}
+
 fn resolve(spec_or_name: &str, batch: Option<i64>) -> Result<Workload, IrError> {
     let text = spec_or_name.trim();
+    if let Some(task) = resolve_network_task(text, batch) {
+        return task;
+    }
     if text.contains(':') {
         return parse_spec(text, batch);
     }

@@ -496,3 +496,25 @@ fn the_network_ops_compute_their_definitions() {
         );
     }
 }
+
+#[test]
+fn network_tasks_resolve_as_workload_specs() {
+    let net = tessel_ir::networks::lookup("resnet50", 1).expect("resnet50");
+    let tasks = tessel_ir::networks::extract_tasks(&net).expect("tasks");
+    let t = &tasks[4];
+    let spec = format!("resnet50@1/{}", t.name);
+    let w = tessel_ir::workloads::lookup(&spec).expect("a task spec resolves");
+    assert_eq!(w.dag.workload_key(), t.workload_key());
+    assert_eq!(w.spec(), spec);
+    assert_eq!(
+        tessel_ir::workloads::lookup(&w.spec())
+            .expect("round trip")
+            .dag,
+        w.dag
+    );
+    let e = tessel_ir::workloads::lookup("resnet50@1/no-such-task").expect_err("unknown task");
+    assert!(
+        e.to_string().contains("no task named `no-such-task`"),
+        "{e}"
+    );
+}

@@ -13,9 +13,10 @@ use tessel_measure::{
     Candidate, HarnessError, MeasureResult, Record, RecordWriter, Runner, Target,
 };
 
-/// Measures with a harness runner and records every result.
+/// Measures with a harness runner and records every result. It holds one workload, or the
+/// tasks of a network (then it measures for the task scheduler, task by task).
 pub struct HarnessMeasurer {
-    workload: Workload,
+    workloads: Vec<Workload>,
     runner: Box<dyn Runner>,
     writer: Option<RecordWriter>,
     target: Target,
@@ -35,9 +36,19 @@ impl HarnessMeasurer {
         runner: Box<dyn Runner>,
         records: Option<&Path>,
     ) -> Result<HarnessMeasurer, HarnessError> {
+        HarnessMeasurer::for_tasks(vec![workload], runner, records)
+    }
+
+    /// Measures the tasks `workloads` (task `i` is `workloads[i]`) with one runner, appending
+    /// to one records file.
+    pub fn for_tasks(
+        workloads: Vec<Workload>,
+        runner: Box<dyn Runner>,
+        records: Option<&Path>,
+    ) -> Result<HarnessMeasurer, HarnessError> {
         let writer = records.map(RecordWriter::open).transpose()?;
         Ok(HarnessMeasurer {
-            workload,
+            workloads,
             runner,
             writer,
             target: Target::host(),
@@ -50,9 +61,32 @@ impl HarnessMeasurer {
 
 impl Measurer for HarnessMeasurer {
     fn measure(&mut self, states: &[State]) -> Vec<Measurement> {
+        self.measure_task(0, states)
+    }
+}
+
+impl crate::scheduler::TaskMeasurer for HarnessMeasurer {
+    fn measure(&mut self, task: usize, states: &[State]) -> Vec<Measurement> {
+        self.measure_task(task, states)
+    }
+}
+
+impl HarnessMeasurer {
+    /// Measures `states` of task `task` (0 for a single workload).
+    pub fn measure_task(&mut self, task: usize, states: &[State]) -> Vec<Measurement> {
+        let Some(workload) = self.workloads.get(task) else {
+            return states
+                .iter()
+                .map(|_| Measurement {
+                    seconds: None,
+                    error: Some(format!("no task {task}")),
+                    compile_seconds: 0.0,
+                })
+                .collect();
+        };
         let candidates: Vec<Candidate> = states
             .iter()
-            .map(|s| Candidate::from_state(&self.workload, s))
+            .map(|s| Candidate::from_state(workload, s))
             .collect();
         let results = self.runner.measure(&candidates);
         if let Some(w) = self.writer.as_mut() {
@@ -79,6 +113,9 @@ impl Measurer for HarnessMeasurer {
     }
 }
 
+/// A state measured earlier, with its median time (`None` if it failed).
+pub type Resumed = (State, Option<f64>);
+
 /// Earlier measurements of `workload` in a records file, to resume from: each record whose
 /// workload key matches, replayed to its state, with its median time (or `None` if it
 /// failed). Records that do not replay are skipped. Also returns the number of bad lines.
@@ -86,7 +123,7 @@ pub fn resume_records(
     path: &Path,
     workload: &Workload,
     dag: &Arc<ComputeDag>,
-) -> Result<(Vec<(State, Option<f64>)>, usize), HarnessError> {
+) -> Result<(Vec<Resumed>, usize), HarnessError> {
     if !path.exists() {
         return Ok((Vec::new(), 0));
     }

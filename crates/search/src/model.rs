@@ -17,7 +17,7 @@ use tessel_ir::State;
 /// Which model scores states.
 pub enum ModelKind {
     /// Ansor's gradient-boosted trees (pack-sum), random during warm-up.
-    Gbdt(GbdtModel),
+    Gbdt(Box<GbdtModel>),
     /// Random scores (ablation).
     Random(RandomModel),
 }
@@ -35,10 +35,10 @@ pub struct ModelScorer {
 impl ModelScorer {
     /// Ansor's model with default parameters, seeded.
     pub fn new(seed: u64) -> ModelScorer {
-        ModelScorer::with_model(ModelKind::Gbdt(GbdtModel::new(GbdtModelParams {
+        ModelScorer::with_model(ModelKind::Gbdt(Box::new(GbdtModel::new(GbdtModelParams {
             seed,
             ..GbdtModelParams::default()
-        })))
+        }))))
     }
 
     /// A scorer with the given model.

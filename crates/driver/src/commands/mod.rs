@@ -7,5 +7,6 @@ pub mod run;
 pub mod sketches;
 pub mod tasks;
 pub mod tune;
+pub mod tune_network;
 pub mod worker;
 pub mod workloads;

@@ -31,13 +31,13 @@ mod tasks;
 
 pub use graph::{LayerId, Network, NetworkBuilder, Node};
 pub use layers::{gelu, layer_norm, merge_heads, relu6, scale, split_heads, Layer, Pattern};
-pub use models::{bert, mobilenet_v2, resnet50, BertConfig};
+pub use models::{bert, mobilenet_v2, resnet50, tiny_cnn, BertConfig};
 pub use tasks::{extract_tasks, partition, subgraph_dag, Subgraph, Task};
 
 use crate::IrError;
 
 /// Names of the built-in networks, in documentation order.
-pub const NAMES: &[&str] = &["resnet50", "mobilenet-v2", "bert-base"];
+pub const NAMES: &[&str] = &["resnet50", "mobilenet-v2", "bert-base", "tiny-cnn"];
 
 /// The built-in network `name` (one of [`NAMES`]; `resnet-50`, `mobilenet_v2`,
 /// `mobilenetv2`, `bert` are accepted too, in any case) at batch size `batch`.
@@ -52,6 +52,7 @@ pub fn lookup(name: &str, batch: i64) -> Result<Network, IrError> {
         "resnet50" | "resnet50v1.5" | "resnet50v15" => resnet50(batch),
         "mobilenetv2" => mobilenet_v2(batch),
         "bertbase" | "bert" => bert(BertConfig::base(batch)),
+        "tinycnn" => tiny_cnn(batch),
         _ => Err(IrError::BadSpec {
             spec: name.to_string(),
             reason: format!(

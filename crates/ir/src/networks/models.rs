@@ -84,6 +84,29 @@ fn check_batch(batch: i64) -> Result<(), IrError> {
     Ok(())
 }
 
+/// A tiny residual CNN (NHWC `batch×16×16×8`) for trying the tools and for tests: a 3×3
+/// conv + bias + ReLU, a second 3×3 conv + bias + add (residual) + ReLU, a 1×1 conv to 32
+/// channels, max-pool 2×2/2, global average pool and dense 32→10. Six tasks, ~0.6 MFLOP.
+pub fn tiny_cnn(batch: i64) -> Result<Network, IrError> {
+    check_batch(batch)?;
+    let mut n = Net(NetworkBuilder::new("tiny-cnn", batch));
+    let input = n.0.input("input", &[batch, 16, 16, 8])?;
+    let a = n.conv("conv1", input, 8, 3, 1, false, Act::Relu, None)?;
+    let b = n.conv("conv2", a, 8, 3, 1, false, Act::Relu, Some(a))?;
+    let c = n.conv("conv3", b, 32, 1, 1, false, Act::Relu, None)?;
+    let p = n.0.add(
+        "maxpool",
+        Layer::MaxPool2d {
+            kernel: 2,
+            stride: 2,
+            pad: 0,
+        },
+        &[c],
+    )?;
+    n.head(p, 10)?;
+    Ok(n.0.build())
+}
+
 /// ResNet-50 v1.5 (torchvision layout: the stride of a stage's first bottleneck is on its
 /// 3×3 conv and its 1×1 projection), NHWC `batch×224×224×3`: stem 7×7/2 conv + bias + ReLU,
 /// max-pool 3×3/2 pad 1, bottlenecks [3, 4, 6, 3] of widths [64, 128, 256, 512] (×4 out),

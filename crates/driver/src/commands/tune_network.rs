@@ -1,0 +1,244 @@
+//! `tessel tune-network <network>`: tune every task of a built-in network with Ansor's task
+//! scheduler and report the estimated network latency `Σ weight × best latency`.
+//!
+//! One cost model serves all tasks; one worker measures them; every measurement goes to one
+//! records file (default `<network>.tessel.jsonl`), and an existing file resumes every task.
+
+use crate::commands::tune::{policy_preset, Isolation};
+use crate::error::DriverError;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tessel_ir::{networks, workloads};
+use tessel_measure::{InProcessRunner, LocalWorkerRunner, MeasureOptions, Runner, WorkerCommand};
+use tessel_search::harness::{resume_records, HarnessMeasurer};
+use tessel_search::model::ModelScorer;
+use tessel_search::scheduler::{SchedulerParams, Strategy, TaskScheduler, TaskSpec};
+use tessel_search::tuner::{TuneParams, Tuner};
+use tessel_sketch::{generate_sketches, HardwareParams};
+
+/// How trials are shared among tasks.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrategyArg {
+    /// Ansor's gradient-based allocation.
+    Gradient,
+    /// One round per task in turn.
+    RoundRobin,
+}
+
+/// Arguments of `tessel tune-network`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A built-in network: resnet50, mobilenet-v2 or bert-base.
+    pub network: String,
+    /// Batch size.
+    #[arg(long, default_value_t = 1)]
+    pub batch: i64,
+    /// Measurement trials over all tasks (default: 64 per task).
+    #[arg(long)]
+    pub trials: Option<usize>,
+    /// Task scheduling strategy.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Gradient)]
+    pub strategy: StrategyArg,
+    /// Search policies (as for `tune`).
+    #[arg(long, default_value = "baseline")]
+    pub policy: String,
+    /// Seed of every random decision.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threads the kernels run on (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Records file (default `<network>.tessel.jsonl` here); an existing one resumes.
+    #[arg(long)]
+    pub records: Option<PathBuf>,
+    /// Candidates measured per round (at most; Ansor: min(64, trials / tasks)).
+    #[arg(long, default_value_t = 64)]
+    pub measures_per_round: usize,
+    /// Evolution population.
+    #[arg(long, default_value_t = 2048)]
+    pub population: usize,
+    /// Where candidates run.
+    #[arg(long, value_enum, default_value_t = Isolation::Worker)]
+    pub isolation: Isolation,
+    /// Also print one machine-readable JSON object as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn failed(e: impl std::fmt::Display) -> DriverError {
+    DriverError::Failed(e.to_string())
+}
+
+/// Runs the subcommand.
+pub fn run(args: &Args) -> Result<(), DriverError> {
+    let (sketch_name, mutation_name) = policy_preset(&args.policy).ok_or_else(|| {
+        DriverError::Usage(format!(
+            "unknown --policy `{}` (use baseline, rl, ml or both)",
+            args.policy
+        ))
+    })?;
+    let net = networks::lookup(&args.network, args.batch)?;
+    let tasks = networks::extract_tasks(&net)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(tessel_measure::options::available_cores)
+        .max(1);
+    let hw = HardwareParams::with_cores(threads as i64);
+    let path = args
+        .records
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.tessel.jsonl", args.network)));
+    let trials = args.trials.unwrap_or(64 * tasks.len());
+    let mut scorer = ModelScorer::new(args.seed);
+    let mut specs = Vec::with_capacity(tasks.len());
+    let mut task_workloads = Vec::with_capacity(tasks.len());
+    let mut resumed = 0;
+    for (i, t) in tasks.iter().enumerate() {
+        let w = workloads::lookup(&format!("{}@{}/{}", args.network, args.batch, t.name))?;
+        let dag = Arc::new(w.dag.clone());
+        let sketches = generate_sketches(&dag, &hw).map_err(failed)?;
+        let (previous, _) = resume_records(&path, &w, &dag).map_err(failed)?;
+        resumed += previous.len();
+        let sketch_policy =
+            tessel_rl_policy::by_name(sketch_name).ok_or_else(|| failed("sketch policy"))?;
+        let mutation_policy = tessel_mutation_model::by_name(mutation_name)
+            .ok_or_else(|| failed("mutation policy"))?;
+        let params = TuneParams {
+            trials: usize::MAX,
+            measures_per_round: args.measures_per_round.max(1),
+            evolution: tessel_search::evolution::EvolutionParams {
+                population: args.population.max(1),
+                ..Default::default()
+            },
+            seed: args.seed.wrapping_add(i as u64),
+            ..TuneParams::default()
+        };
+        let session = Tuner::new(dag, sketches, hw.clone())
+            .params(params)
+            .sketch_policy(sketch_policy)
+            .mutation_policy(mutation_policy)
+            .resume_from(previous)
+            .start(&mut scorer);
+        specs.push(
+            TaskSpec::new(&t.name, t.weight as f64, t.flop(), session).with_tag(t.anchor_kind),
+        );
+        task_workloads.push(w);
+    }
+    let options = MeasureOptions::with_threads(threads);
+    let runner: Box<dyn Runner> = match args.isolation {
+        Isolation::Worker => Box::new(LocalWorkerRunner::new(
+            WorkerCommand::current_exe(&["worker"]).map_err(failed)?,
+            options,
+        )),
+        Isolation::None => Box::new(InProcessRunner::new(options).map_err(failed)?),
+    };
+    let mut measurer =
+        HarnessMeasurer::for_tasks(task_workloads, runner, Some(&path)).map_err(failed)?;
+    let params = SchedulerParams {
+        strategy: match args.strategy {
+            StrategyArg::Gradient => Strategy::Gradient,
+            StrategyArg::RoundRobin => Strategy::RoundRobin,
+        },
+        total_trials: trials,
+        measures_per_round: args.measures_per_round.max(1),
+        seed: args.seed,
+        ..SchedulerParams::default()
+    };
+    let bar = ProgressBar::new(trials as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} trials  {msg}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let hook = bar.clone();
+    let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+    let start = Instant::now();
+    let result = TaskScheduler::new(specs, params)
+        .map_err(failed)?
+        .on_round(move |r| {
+            hook.set_position(r.trials as u64);
+            let est = r
+                .objective
+                .map_or("-".into(), |s| format!("{:.2} ms", s * 1e3));
+            hook.set_message(format!(
+                "task {} ({})  network {est}",
+                r.task,
+                names[r.task].chars().take(24).collect::<String>()
+            ));
+        })
+        .run(&mut measurer, &mut scorer);
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    writeln!(
+        out,
+        "{} (batch {}): {} tasks, {} trials in {seconds:.1} s{}",
+        args.network,
+        args.batch,
+        tasks.len(),
+        result.trials,
+        if resumed > 0 {
+            format!(", {resumed} records resumed")
+        } else {
+            String::new()
+        }
+    )?;
+    writeln!(
+        out,
+        "{:>3} {:>6} {:>7} {:>11} {:>9}  task",
+        "#", "weight", "trials", "best ms", "GFLOP/s"
+    )?;
+    for (i, t) in result.tasks.iter().enumerate() {
+        let ms = t
+            .best_seconds
+            .map_or("-".to_string(), |s| format!("{:.4}", s * 1e3));
+        let gf = t.best_seconds.map_or("-".to_string(), |s| {
+            format!("{:.1}", t.flop as f64 / s / 1e9)
+        });
+        writeln!(
+            out,
+            "{i:>3} {:>6} {:>7} {ms:>11} {gf:>9}  {}",
+            t.weight, t.trials, t.name
+        )?;
+    }
+    match result.estimated_seconds {
+        Some(s) => writeln!(
+            out,
+            "estimated network latency {:.3} ms (Σ weight × best latency)",
+            s * 1e3
+        )?,
+        None => writeln!(
+            out,
+            "estimated network latency: not every task has a valid program yet"
+        )?,
+    }
+    writeln!(
+        out,
+        "stopped {:?}; records {}",
+        result.stop_reason,
+        path.display()
+    )?;
+    if args.json {
+        let summary = json!({
+            "network": args.network,
+            "batch": args.batch,
+            "tasks": result.tasks.iter().map(|t| json!({"name": t.name, "weight": t.weight, "flop": t.flop,
+                "trials": t.trials, "best_latency_ms": t.best_seconds.map(|s| s * 1e3),
+                "best_gflops": t.best_seconds.map(|s| t.flop as f64 / s / 1e9)})).collect::<Vec<_>>(),
+            "trials": result.trials,
+            "estimated_latency_ms": result.estimated_seconds.map(|s| s * 1e3),
+            "search_seconds": seconds,
+            "strategy": format!("{:?}", args.strategy),
+            "policies": {"sketch": sketch_name, "mutation": mutation_name},
+            "records": path.display().to_string(),
+            "resumed": resumed,
+            "history": result.history.iter().filter_map(|r| r.objective.map(|o| json!({"trials": r.trials, "estimated_latency_ms": o * 1e3}))).collect::<Vec<_>>(),
+        });
+        writeln!(out, "{summary}")?;
+    }
+    Ok(())
+}

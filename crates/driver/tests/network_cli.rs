@@ -1,0 +1,97 @@
+//! `tessel tasks` and `tessel tune-network` end to end on the tiny built-in CNN.
+
+use std::process::Command;
+
+fn tessel(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_tessel"))
+        .args(args)
+        .output()
+        .expect("tessel runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "tessel {args:?}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().expect("output")).expect("last line is JSON")
+}
+
+#[test]
+fn resnet50_task_list_has_the_table_convolutions() {
+    let v = tessel(&["tasks", "resnet50", "--json"]);
+    let tasks = v["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 27);
+    let convs: u64 = tasks
+        .iter()
+        .filter(|t| t["name"].as_str().is_some_and(|n| n.starts_with("c2d:")))
+        .map(|t| t["weight"].as_u64().expect("weight"))
+        .sum();
+    assert_eq!(convs, 53, "53 convolutions in ResNet-50");
+}
+
+#[test]
+fn a_tiny_network_tunes_end_to_end_and_resumes() {
+    let dir = std::env::temp_dir().join(format!("tessel-net-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let records = dir.join("tiny.jsonl");
+    let rec = records.to_str().expect("utf-8");
+    let args = [
+        "tune-network",
+        "tiny-cnn",
+        "--trials",
+        "60",
+        "--measures-per-round",
+        "6",
+        "--population",
+        "128",
+        "--threads",
+        "1",
+        "--records",
+        rec,
+        "--json",
+    ];
+    let v = tessel(&args);
+    let tasks = v["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 6);
+    assert_eq!(v["trials"], 60);
+    let mut sum = 0.0;
+    for t in tasks {
+        let ms = t["best_latency_ms"]
+            .as_f64()
+            .expect("every task has a program");
+        sum += t["weight"].as_f64().expect("weight") * ms;
+        assert!(
+            t["trials"].as_u64().expect("trials") >= 6,
+            "warm-up gives every task a round"
+        );
+    }
+    let est = v["estimated_latency_ms"].as_f64().expect("estimate");
+    assert!(
+        (est - sum).abs() <= 1e-9 * sum.max(1.0),
+        "estimate {est} = Σ weight × best {sum}"
+    );
+    let log = tessel_measure::records::read_records(&records).expect("records");
+    assert_eq!(log.records.len(), 60);
+    assert!(log
+        .records
+        .iter()
+        .all(|r| r.key.workload.starts_with("tiny-cnn@1/")));
+    // Resume: the earlier records are loaded and nothing is measured twice.
+    let again = tessel(&args);
+    assert_eq!(again["resumed"], 60);
+    let log = tessel_measure::records::read_records(&records).expect("records");
+    let distinct: std::collections::HashSet<String> = log
+        .records
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.key.workload,
+                serde_json::to_string(&r.steps).expect("steps")
+            )
+        })
+        .collect();
+    assert_eq!(distinct.len(), log.records.len());
+    assert!(again["estimated_latency_ms"].as_f64().expect("estimate") <= est * 1.0000001);
+    let _ = std::fs::remove_dir_all(&dir);
+}
