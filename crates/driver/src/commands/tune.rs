@@ -7,28 +7,18 @@
 //! file exists the search resumes from it: its states are never measured again and train
 //! the cost model from the start.
 
+use super::search_options::{progress_bar, SearchOptions};
 use crate::error::DriverError;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessel_ir::workloads;
-use tessel_measure::{InProcessRunner, LocalWorkerRunner, MeasureOptions, Runner, WorkerCommand};
 use tessel_search::harness::{resume_records, HarnessMeasurer};
 use tessel_search::model::ModelScorer;
-use tessel_search::tuner::{TuneParams, Tuner};
+use tessel_search::tuner::Tuner;
 use tessel_sketch::{generate_sketches, HardwareParams};
-
-/// Where candidates run.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isolation {
-    /// In a persistent worker process: a crash or hang costs one candidate.
-    Worker,
-    /// In this process (faster start, no protection).
-    None,
-}
 
 /// Arguments of `tessel tune`.
 #[derive(clap::Args, Debug)]
@@ -44,38 +34,15 @@ pub struct Args {
     /// Stop after this many trials without improvement.
     #[arg(long)]
     pub early_stopping: Option<usize>,
-    /// Seed of every random decision.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Threads the kernels run on (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
     /// Records file (default `<workload>.tessel.jsonl` here); an existing one resumes.
     #[arg(long)]
     pub records: Option<PathBuf>,
-    /// Candidates measured per round.
-    #[arg(long, default_value_t = 64)]
-    pub measures_per_round: usize,
-    /// Evolution population.
-    #[arg(long, default_value_t = 2048)]
-    pub population: usize,
-    /// Where candidates run.
-    #[arg(long, value_enum, default_value_t = Isolation::Worker)]
-    pub isolation: Isolation,
-    /// Search policies: `baseline` (Ansor: uniform sketch choice, fixed mutation weights),
-    /// `rl` (discounted-UCB sketch selection), `ml` (learned mutation-rule predictor) or
-    /// `both`.
-    #[arg(long, default_value = "baseline")]
-    pub policy: String,
-    /// Overrides the sketch policy: uniform, ducb, thompson or egreedy.
-    #[arg(long)]
-    pub sketch_policy: Option<String>,
-    /// Overrides the mutation policy: fixed or classifier.
-    #[arg(long)]
-    pub mutation_policy: Option<String>,
     /// Batch size: overrides the workload's batch key.
     #[arg(long)]
     pub batch: Option<i64>,
+    /// Policies, seed, threads, sizes, isolation.
+    #[command(flatten)]
+    pub search: SearchOptions,
     /// Also print one machine-readable JSON object as the last line.
     #[arg(long)]
     pub json: bool,
@@ -93,47 +60,15 @@ fn file_name(name: &str) -> String {
         .collect()
 }
 
-/// The sketch and mutation policy names of a `--policy` preset.
-pub fn policy_preset(name: &str) -> Option<(&'static str, &'static str)> {
-    Some(match name {
-        "baseline" => ("uniform", "fixed"),
-        "rl" => ("ducb", "fixed"),
-        "ml" => ("uniform", "classifier"),
-        "both" => ("ducb", "classifier"),
-        _ => return None,
-    })
-}
-
 /// Runs the subcommand.
 pub fn run(args: &Args) -> Result<(), DriverError> {
-    let (sketch_default, mutation_default) = policy_preset(&args.policy).ok_or_else(|| {
-        DriverError::Usage(format!(
-            "unknown --policy `{}` (use baseline, rl, ml or both)",
-            args.policy
-        ))
-    })?;
-    let sketch_name = args.sketch_policy.as_deref().unwrap_or(sketch_default);
-    let mutation_name = args.mutation_policy.as_deref().unwrap_or(mutation_default);
-    let sketch_policy = tessel_rl_policy::by_name(sketch_name).ok_or_else(|| {
-        DriverError::Usage(format!(
-            "unknown sketch policy `{sketch_name}` (known: {})",
-            tessel_rl_policy::POLICY_NAMES.join(", ")
-        ))
-    })?;
-    let mutation_policy = tessel_mutation_model::by_name(mutation_name).ok_or_else(|| {
-        DriverError::Usage(format!(
-            "unknown mutation policy `{mutation_name}` (known: {})",
-            tessel_mutation_model::POLICY_NAMES.join(", ")
-        ))
-    })?;
+    let (sketch_name, mutation_name) = args.search.policy_names()?;
+    let (sketch_policy, mutation_policy) = args.search.policies()?;
     let w = match args.batch {
         Some(b) => workloads::lookup_with_batch(&args.spec, b)?,
         None => workloads::lookup(&args.spec)?,
     };
-    let threads = args
-        .threads
-        .unwrap_or_else(tessel_measure::options::available_cores)
-        .max(1);
+    let threads = args.search.threads();
     let dag = Arc::new(w.dag.clone());
     let hw = HardwareParams::with_cores(threads as i64);
     let sketches = generate_sketches(&dag, &hw).map_err(|e| DriverError::Failed(e.to_string()))?;
@@ -144,39 +79,16 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let (previous, bad_lines) =
         resume_records(&path, &w, &dag).map_err(|e| DriverError::Failed(e.to_string()))?;
     let resumed = previous.len();
-    let options = MeasureOptions::with_threads(threads);
-    let runner: Box<dyn Runner> = match args.isolation {
-        Isolation::Worker => {
-            let cmd = WorkerCommand::current_exe(&["worker"])
-                .map_err(|e| DriverError::Failed(e.to_string()))?;
-            Box::new(LocalWorkerRunner::new(cmd, options))
-        }
-        Isolation::None => {
-            Box::new(InProcessRunner::new(options).map_err(|e| DriverError::Failed(e.to_string()))?)
-        }
-    };
+    let runner = args.search.runner()?;
     let mut measurer = HarnessMeasurer::new(w.clone(), runner, Some(&path))
         .map_err(|e| DriverError::Failed(e.to_string()))?;
-    let mut scorer = ModelScorer::new(args.seed);
+    let mut scorer = ModelScorer::new(args.search.seed);
     let flop = w.flop() as f64;
-    let bar = ProgressBar::new(args.trials as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} trials  {msg}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(args.trials);
     let hook_bar = bar.clone();
-    let params = TuneParams {
-        trials: args.trials,
-        time_budget: args.time_budget.map(Duration::from_secs_f64),
-        early_stopping: args.early_stopping,
-        measures_per_round: args.measures_per_round.max(1),
-        evolution: tessel_search::evolution::EvolutionParams {
-            population: args.population.max(1),
-            ..Default::default()
-        },
-        seed: args.seed,
-        ..TuneParams::default()
-    };
+    let mut params = args.search.tune_params(args.trials, 0);
+    params.time_budget = args.time_budget.map(Duration::from_secs_f64);
+    params.early_stopping = args.early_stopping;
     let start = Instant::now();
     let result = Tuner::new(dag, sketches, hw)
         .params(params)

@@ -4,20 +4,18 @@
 //! One cost model serves all tasks; one worker measures them; every measurement goes to one
 //! records file (default `<network>.tessel.jsonl`), and an existing file resumes every task.
 
-use crate::commands::tune::{policy_preset, Isolation};
+use super::search_options::{progress_bar, SearchOptions};
 use crate::error::DriverError;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use tessel_ir::{networks, workloads};
-use tessel_measure::{InProcessRunner, LocalWorkerRunner, MeasureOptions, Runner, WorkerCommand};
 use tessel_search::harness::{resume_records, HarnessMeasurer};
 use tessel_search::model::ModelScorer;
 use tessel_search::scheduler::{SchedulerParams, Strategy, TaskScheduler, TaskSpec};
-use tessel_search::tuner::{TuneParams, Tuner};
+use tessel_search::tuner::Tuner;
 use tessel_sketch::{generate_sketches, HardwareParams};
 
 /// How trials are shared among tasks.
@@ -43,27 +41,13 @@ pub struct Args {
     /// Task scheduling strategy.
     #[arg(long, value_enum, default_value_t = StrategyArg::Gradient)]
     pub strategy: StrategyArg,
-    /// Search policies (as for `tune`).
-    #[arg(long, default_value = "baseline")]
-    pub policy: String,
-    /// Seed of every random decision.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Threads the kernels run on (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
     /// Records file (default `<network>.tessel.jsonl` here); an existing one resumes.
     #[arg(long)]
     pub records: Option<PathBuf>,
-    /// Candidates measured per round (at most; Ansor: min(64, trials / tasks)).
-    #[arg(long, default_value_t = 64)]
-    pub measures_per_round: usize,
-    /// Evolution population.
-    #[arg(long, default_value_t = 2048)]
-    pub population: usize,
-    /// Where candidates run.
-    #[arg(long, value_enum, default_value_t = Isolation::Worker)]
-    pub isolation: Isolation,
+    /// Policies, seed, threads, sizes (a round measures at most min(per round, trials /
+    /// tasks), as Ansor), isolation.
+    #[command(flatten)]
+    pub search: SearchOptions,
     /// Also print one machine-readable JSON object as the last line.
     #[arg(long)]
     pub json: bool,
@@ -75,25 +59,17 @@ fn failed(e: impl std::fmt::Display) -> DriverError {
 
 /// Runs the subcommand.
 pub fn run(args: &Args) -> Result<(), DriverError> {
-    let (sketch_name, mutation_name) = policy_preset(&args.policy).ok_or_else(|| {
-        DriverError::Usage(format!(
-            "unknown --policy `{}` (use baseline, rl, ml or both)",
-            args.policy
-        ))
-    })?;
+    let (sketch_name, mutation_name) = args.search.policy_names()?;
     let net = networks::lookup(&args.network, args.batch)?;
     let tasks = networks::extract_tasks(&net)?;
-    let threads = args
-        .threads
-        .unwrap_or_else(tessel_measure::options::available_cores)
-        .max(1);
+    let threads = args.search.threads();
     let hw = HardwareParams::with_cores(threads as i64);
     let path = args
         .records
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.tessel.jsonl", args.network)));
     let trials = args.trials.unwrap_or(64 * tasks.len());
-    let mut scorer = ModelScorer::new(args.seed);
+    let mut scorer = ModelScorer::new(args.search.seed);
     let mut specs = Vec::with_capacity(tasks.len());
     let mut task_workloads = Vec::with_capacity(tasks.len());
     let mut resumed = 0;
@@ -103,20 +79,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         let sketches = generate_sketches(&dag, &hw).map_err(failed)?;
         let (previous, _) = resume_records(&path, &w, &dag).map_err(failed)?;
         resumed += previous.len();
-        let sketch_policy =
-            tessel_rl_policy::by_name(sketch_name).ok_or_else(|| failed("sketch policy"))?;
-        let mutation_policy = tessel_mutation_model::by_name(mutation_name)
-            .ok_or_else(|| failed("mutation policy"))?;
-        let params = TuneParams {
-            trials: usize::MAX,
-            measures_per_round: args.measures_per_round.max(1),
-            evolution: tessel_search::evolution::EvolutionParams {
-                population: args.population.max(1),
-                ..Default::default()
-            },
-            seed: args.seed.wrapping_add(i as u64),
-            ..TuneParams::default()
-        };
+        let (sketch_policy, mutation_policy) = args.search.policies()?;
+        let params = args.search.tune_params(usize::MAX, i as u64);
         let session = Tuner::new(dag, sketches, hw.clone())
             .params(params)
             .sketch_policy(sketch_policy)
@@ -128,14 +92,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         );
         task_workloads.push(w);
     }
-    let options = MeasureOptions::with_threads(threads);
-    let runner: Box<dyn Runner> = match args.isolation {
-        Isolation::Worker => Box::new(LocalWorkerRunner::new(
-            WorkerCommand::current_exe(&["worker"]).map_err(failed)?,
-            options,
-        )),
-        Isolation::None => Box::new(InProcessRunner::new(options).map_err(failed)?),
-    };
+    let runner = args.search.runner()?;
     let mut measurer =
         HarnessMeasurer::for_tasks(task_workloads, runner, Some(&path)).map_err(failed)?;
     let params = SchedulerParams {
@@ -144,15 +101,11 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             StrategyArg::RoundRobin => Strategy::RoundRobin,
         },
         total_trials: trials,
-        measures_per_round: args.measures_per_round.max(1),
-        seed: args.seed,
+        measures_per_round: args.search.measures_per_round.max(1),
+        seed: args.search.seed,
         ..SchedulerParams::default()
     };
-    let bar = ProgressBar::new(trials as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} trials  {msg}  ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(trials);
     let hook = bar.clone();
     let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
     let start = Instant::now();

@@ -1,0 +1,150 @@
+//! Options shared by the commands that search (`tune`, `tune-network`): policies, seed,
+//! threads, round and population sizes, isolation; and what they build from them.
+
+use crate::error::DriverError;
+use indicatif::{ProgressBar, ProgressStyle};
+use tessel_measure::{InProcessRunner, LocalWorkerRunner, MeasureOptions, Runner, WorkerCommand};
+use tessel_mutation_model::MutationPolicy;
+use tessel_rl_policy::SketchPolicy;
+use tessel_search::evolution::EvolutionParams;
+use tessel_search::tuner::TuneParams;
+
+/// Where candidates run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// In a persistent worker process: a crash or hang costs one candidate.
+    Worker,
+    /// In this process (faster start, no protection).
+    None,
+}
+
+/// The sketch and mutation policy names of a `--policy` preset: `baseline` (Ansor),
+/// `rl` (discounted-UCB sketch selection), `ml` (learned mutation-rule predictor), `both`.
+pub fn policy_preset(name: &str) -> Option<(&'static str, &'static str)> {
+    Some(match name {
+        "baseline" => ("uniform", "fixed"),
+        "rl" => ("ducb", "fixed"),
+        "ml" => ("uniform", "classifier"),
+        "both" => ("ducb", "classifier"),
+        _ => return None,
+    })
+}
+
+/// A fresh sketch policy and mutation policy.
+pub type Policies = (Box<dyn SketchPolicy>, Box<dyn MutationPolicy>);
+
+/// Search options (flattened into each searching command).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SearchOptions {
+    /// Search policies: `baseline` (Ansor: uniform sketch choice, fixed mutation weights),
+    /// `rl` (discounted-UCB sketch selection), `ml` (learned mutation-rule predictor) or
+    /// `both`.
+    #[arg(long, default_value = "baseline")]
+    pub policy: String,
+    /// Overrides the sketch policy: uniform, ducb, thompson or egreedy.
+    #[arg(long)]
+    pub sketch_policy: Option<String>,
+    /// Overrides the mutation policy: fixed or classifier.
+    #[arg(long)]
+    pub mutation_policy: Option<String>,
+    /// Seed of every random decision.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threads the kernels run on (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Candidates measured per round.
+    #[arg(long, default_value_t = 64)]
+    pub measures_per_round: usize,
+    /// Evolution population.
+    #[arg(long, default_value_t = 2048)]
+    pub population: usize,
+    /// Where candidates run.
+    #[arg(long, value_enum, default_value_t = Isolation::Worker)]
+    pub isolation: Isolation,
+}
+
+impl SearchOptions {
+    /// Kernel threads (every core by default).
+    pub fn threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(tessel_measure::options::available_cores)
+            .max(1)
+    }
+
+    /// The sketch and mutation policy names chosen.
+    pub fn policy_names(&self) -> Result<(String, String), DriverError> {
+        let (s, m) = policy_preset(&self.policy).ok_or_else(|| {
+            DriverError::Usage(format!(
+                "unknown --policy `{}` (use baseline, rl, ml or both)",
+                self.policy
+            ))
+        })?;
+        let s = self.sketch_policy.clone().unwrap_or_else(|| s.to_string());
+        let m = self
+            .mutation_policy
+            .clone()
+            .unwrap_or_else(|| m.to_string());
+        if !tessel_rl_policy::POLICY_NAMES.contains(&s.as_str()) {
+            return Err(DriverError::Usage(format!(
+                "unknown sketch policy `{s}` (known: {})",
+                tessel_rl_policy::POLICY_NAMES.join(", ")
+            )));
+        }
+        if !tessel_mutation_model::POLICY_NAMES.contains(&m.as_str()) {
+            return Err(DriverError::Usage(format!(
+                "unknown mutation policy `{m}` (known: {})",
+                tessel_mutation_model::POLICY_NAMES.join(", ")
+            )));
+        }
+        Ok((s, m))
+    }
+
+    /// Fresh policies (one pair per tuned workload).
+    pub fn policies(
+        &self,
+    ) -> Result<(Box<dyn SketchPolicy>, Box<dyn MutationPolicy>), DriverError> {
+        let (s, m) = self.policy_names()?;
+        let sketch = tessel_rl_policy::by_name(&s).ok_or_else(|| DriverError::Usage(s.clone()))?;
+        let mutation =
+            tessel_mutation_model::by_name(&m).ok_or_else(|| DriverError::Usage(m.clone()))?;
+        Ok((sketch, mutation))
+    }
+
+    /// Tuning parameters with these sizes and `trials`, seeded with `seed + offset`.
+    pub fn tune_params(&self, trials: usize, offset: u64) -> TuneParams {
+        TuneParams {
+            trials,
+            measures_per_round: self.measures_per_round.max(1),
+            evolution: EvolutionParams {
+                population: self.population.max(1),
+                ..EvolutionParams::default()
+            },
+            seed: self.seed.wrapping_add(offset),
+            ..TuneParams::default()
+        }
+    }
+
+    /// The runner candidates are measured with.
+    pub fn runner(&self) -> Result<Box<dyn Runner>, DriverError> {
+        let failed = |e: tessel_measure::HarnessError| DriverError::Failed(e.to_string());
+        let options = MeasureOptions::with_threads(self.threads());
+        Ok(match self.isolation {
+            Isolation::Worker => Box::new(LocalWorkerRunner::new(
+                WorkerCommand::current_exe(&["worker"]).map_err(failed)?,
+                options,
+            )),
+            Isolation::None => Box::new(InProcessRunner::new(options).map_err(failed)?),
+        })
+    }
+}
+
+/// A progress bar over `trials` (drawn on stderr; hidden when it is not a terminal).
+pub fn progress_bar(trials: usize) -> ProgressBar {
+    let bar = ProgressBar::new(trials as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {bar:30} {pos}/{len} trials  {msg}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
