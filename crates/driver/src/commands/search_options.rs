@@ -101,9 +101,7 @@ impl SearchOptions {
     }
 
     /// Fresh policies (one pair per tuned workload).
-    pub fn policies(
-        &self,
-    ) -> Result<(Box<dyn SketchPolicy>, Box<dyn MutationPolicy>), DriverError> {
+    pub fn policies(&self) -> Result<Policies, DriverError> {
         let (s, m) = self.policy_names()?;
         let sketch = tessel_rl_policy::by_name(&s).ok_or_else(|| DriverError::Usage(s.clone()))?;
         let mutation =
