@@ -27,6 +27,8 @@ enum Command {
     Workloads(commands::workloads::Args),
     /// Search for a fast schedule of a workload (the main job).
     Tune(commands::tune::Args),
+    /// Random search: sample and measure complete schedules of a workload.
+    Sample(commands::sample::Args),
     /// Tune every task of a built-in network with Ansor's task scheduler.
     TuneNetwork(commands::tune_network::Args),
     /// Print the sketches (loop structures with undecided tile sizes) of a workload.
@@ -50,6 +52,7 @@ fn run(cli: Cli) -> Result<(), DriverError> {
     match cli.command {
         Command::Workloads(args) => commands::workloads::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
+        Command::Sample(args) => commands::sample::run(&args),
         Command::TuneNetwork(args) => commands::tune_network::run(&args),
         Command::Sketches(args) => commands::sketches::run(&args),
         Command::Run(args) => commands::run::run(&args),

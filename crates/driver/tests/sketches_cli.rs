@@ -36,3 +36,20 @@ fn sketches_of_a_bad_spec_fail_with_the_reason() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing key `k`"));
 }
+
+#[test]
+fn sample_measures_random_schedules_and_reports_them() {
+    let out = tessel(&[
+        "sample", "gmm:b=1,n=32,m=32,k=32", "--count", "16", "--threads", "1", "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON");
+    assert_eq!(v["sampled"], 16);
+    assert_eq!(v["ok"], 16, "random legal schedules all run correctly: {v}");
+    let best = v["best_gflops"].as_f64().expect("best");
+    let median = v["median_gflops"].as_f64().expect("median");
+    assert!(best >= median && median > 0.0, "{v}");
+    assert!(v["compile_ms_median"].as_f64().expect("compile") > 0.0);
+}

@@ -4,6 +4,7 @@ pub mod cost_model;
 pub mod records;
 pub mod replay;
 pub mod run;
+pub mod sample;
 pub mod search_options;
 pub mod sketches;
 pub mod tasks;

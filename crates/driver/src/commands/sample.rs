@@ -1,0 +1,166 @@
+//! `tessel sample <workload> --count N`: random search — sample N distinct complete
+//! schedules from the sketches (uniform sketch choice, Ansor's annotation rules), measure
+//! them with the harness, and report the best and median GFLOP/s, the errors by class and
+//! the compile time. This is the floor the real search must beat.
+
+use super::search_options::Isolation;
+use crate::error::DriverError;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tessel_ir::workloads;
+use tessel_measure::{
+    Candidate, InProcessRunner, LocalWorkerRunner, MeasureOptions, Record, RecordWriter, Runner,
+    Target, WorkerCommand,
+};
+use tessel_sketch::{generate_sketches, sample_population, HardwareParams};
+
+/// Arguments of `tessel sample`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A registry name or an `OP:key=value,...` spec.
+    pub spec: String,
+    /// Number of schedules.
+    #[arg(long, default_value_t = 64)]
+    pub count: usize,
+    /// Seed of the sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threads the kernels run on (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where candidates run.
+    #[arg(long, value_enum, default_value_t = Isolation::Worker)]
+    pub isolation: Isolation,
+    /// Append the measurements to this records file.
+    #[arg(long)]
+    pub records: Option<PathBuf>,
+    /// Also print one machine-readable JSON object as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn failed(e: impl std::fmt::Display) -> DriverError {
+    DriverError::Failed(e.to_string())
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    })
+}
+
+/// Runs the subcommand.
+pub fn run(args: &Args) -> Result<(), DriverError> {
+    let w = workloads::lookup(&args.spec)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(tessel_measure::options::available_cores)
+        .max(1);
+    let hw = HardwareParams::with_cores(threads as i64);
+    let dag = Arc::new(w.dag.clone());
+    let sketches = generate_sketches(&dag, &hw).map_err(failed)?;
+    let start = Instant::now();
+    let states = sample_population(
+        &sketches,
+        args.count,
+        &hw,
+        &mut tessel_ir::rng::seeded(args.seed),
+    );
+    let sample_seconds = start.elapsed().as_secs_f64();
+    let candidates: Vec<Candidate> = states
+        .iter()
+        .map(|s| Candidate::from_state(&w, s))
+        .collect();
+    let options = MeasureOptions::with_threads(threads);
+    let mut runner: Box<dyn Runner> = match args.isolation {
+        Isolation::Worker => Box::new(LocalWorkerRunner::new(
+            WorkerCommand::current_exe(&["worker"]).map_err(failed)?,
+            options.clone(),
+        )),
+        Isolation::None => Box::new(InProcessRunner::new(options.clone()).map_err(failed)?),
+    };
+    let t = Instant::now();
+    let results = runner.measure(&candidates);
+    let measure_seconds = t.elapsed().as_secs_f64();
+    if let Some(path) = &args.records {
+        let mut writer = RecordWriter::open(path).map_err(failed)?;
+        writer
+            .append(&Record::batch(
+                &candidates,
+                &results,
+                &options,
+                &Target::host(),
+            ))
+            .map_err(failed)?;
+    }
+    let flop = w.flop() as f64;
+    let gflops: Vec<f64> = results
+        .iter()
+        .filter_map(|r| r.median())
+        .map(|s| flop / s / 1e9)
+        .collect();
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &results {
+        if let Some(c) = r.error_class() {
+            *errors.entry(c.name().to_string()).or_default() += 1;
+        }
+    }
+    let compile_ms = median(results.iter().map(|r| r.phases.compile_ms).collect());
+    let best = gflops
+        .iter()
+        .copied()
+        .fold(None, |b: Option<f64>, g| Some(b.map_or(g, |b| b.max(g))));
+    let med = median(gflops.clone());
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    writeln!(
+        out,
+        "workload        {} ({}), {} sketches",
+        w.name,
+        w.spec(),
+        sketches.len()
+    )?;
+    writeln!(
+        out,
+        "sampled         {} distinct schedules in {:.3} s",
+        states.len(),
+        sample_seconds
+    )?;
+    writeln!(
+        out,
+        "measured        {} ok, {} failed in {measure_seconds:.1} s",
+        gflops.len(),
+        results.len() - gflops.len()
+    )?;
+    match (best, med) {
+        (Some(b), Some(m)) => writeln!(out, "GFLOP/s         best {b:.2}, median {m:.2}")?,
+        _ => writeln!(out, "GFLOP/s         none ran correctly")?,
+    }
+    if let Some(c) = compile_ms {
+        writeln!(out, "compile         median {c:.2} ms")?;
+    }
+    for (class, n) in &errors {
+        writeln!(out, "error           {class}: {n}")?;
+    }
+    if args.json {
+        let summary = json!({
+            "workload": w.name, "spec": w.spec(), "sketches": sketches.len(),
+            "sampled": states.len(), "ok": gflops.len(), "errors": errors,
+            "best_gflops": best, "median_gflops": med, "compile_ms_median": compile_ms,
+            "sample_seconds": sample_seconds, "measure_seconds": measure_seconds,
+        });
+        writeln!(out, "{summary}")?;
+    }
+    Ok(())
+}
