@@ -27,6 +27,8 @@ enum Command {
     Workloads(commands::workloads::Args),
     /// Search for a fast schedule of a workload (the main job).
     Tune(commands::tune::Args),
+    /// Compare the baseline with the learned policies (same seeds) and write a report.
+    Experiment(commands::experiment::Args),
     /// Print the sketches (loop structures with undecided tile sizes) of a workload.
     Sketches(commands::sketches::Args),
     /// Lower, compile, verify and time one schedule (a step-log file) of a workload.
@@ -48,6 +50,7 @@ fn run(cli: Cli) -> Result<(), DriverError> {
     match cli.command {
         Command::Workloads(args) => commands::workloads::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
+        Command::Experiment(args) => commands::experiment::run(&args),
         Command::Sketches(args) => commands::sketches::run(&args),
         Command::Run(args) => commands::run::run(&args),
         Command::Replay(args) => commands::replay::run(&args),
