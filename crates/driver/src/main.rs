@@ -31,6 +31,8 @@ enum Command {
     Sample(commands::sample::Args),
     /// Tune every task of a built-in network with Ansor's task scheduler.
     TuneNetwork(commands::tune_network::Args),
+    /// Compare the baseline with the learned policies (same seeds) and write a report.
+    Experiment(commands::experiment::Args),
     /// Print the sketches (loop structures with undecided tile sizes) of a workload.
     Sketches(commands::sketches::Args),
     /// Lower, compile, verify and time one schedule (a step-log file) of a workload.
@@ -54,6 +56,7 @@ fn run(cli: Cli) -> Result<(), DriverError> {
         Command::Tune(args) => commands::tune::run(&args),
         Command::Sample(args) => commands::sample::run(&args),
         Command::TuneNetwork(args) => commands::tune_network::run(&args),
+        Command::Experiment(args) => commands::experiment::run(&args),
         Command::Sketches(args) => commands::sketches::run(&args),
         Command::Run(args) => commands::run::run(&args),
         Command::Replay(args) => commands::replay::run(&args),

@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod evolution;
+pub mod experiment;
 pub mod harness;
 pub mod heuristic;
 pub mod model;

@@ -1,0 +1,115 @@
+//! `tessel experiment` end to end: a tiny matmul under two configs and two seeds writes
+//! the report, the plots, the traces and a summary whose numbers are sane.
+
+use std::process::Command;
+
+#[test]
+fn experiment_writes_report_plots_and_a_sane_summary() {
+    let dir = std::env::temp_dir().join(format!("tessel-experiment-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out_dir = dir.to_str().expect("utf-8 path");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessel"))
+        .args([
+            "experiment",
+            "gmm:b=1,n=32,m=32,k=32",
+            "--trials",
+            "32",
+            "--seeds",
+            "2",
+            "--configs",
+            "both", // baseline is added: it sets the targets
+            "--threads",
+            "1",
+            "--population",
+            "128",
+            "--measures-per-round",
+            "16",
+            "--isolation",
+            "none",
+            "--out",
+            out_dir,
+            "--json",
+        ])
+        .output()
+        .expect("tessel runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("time-to-reach"), "{stdout}");
+    let last = stdout.lines().last().expect("output");
+    let summary: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
+    assert_eq!(summary["configs"], serde_json::json!(["baseline", "both"]));
+    let w = &summary["workloads"][0];
+    assert_eq!(w["spec"], "gmm:b=1,n=32,m=32,k=32");
+    let configs = w["configs"].as_array().expect("configs");
+    assert_eq!(configs.len(), 2, "{w}");
+    for (c, name) in configs.iter().zip(["baseline", "both"]) {
+        assert_eq!(c["config"], name);
+        assert_eq!(c["runs"], 2);
+        assert_eq!(c["compared"], 2);
+        let gflops = c["best_gflops_median"].as_f64().expect("a best");
+        assert!(gflops > 0.0 && gflops < 1e4, "{c}");
+        assert!(c["final_ratio"].as_f64().expect("ratio") > 0.0, "{c}");
+        let validity = c["mutation_validity"].as_f64().expect("validity");
+        assert!(validity > 0.0 && validity <= 1.0, "{c}");
+        let policy = c["policy_share"].as_f64().expect("policy share");
+        let evolution = c["evolution_share"].as_f64().expect("evolution share");
+        assert!(
+            policy > 0.0 && policy < 1.0 && evolution > 0.0 && evolution < 1.0,
+            "{c}"
+        );
+        // A time-to-reach ratio is either "not reached" (null) or positive.
+        for key in ["time_to_reach_ratio", "trials_to_reach_ratio"] {
+            assert!(
+                c[key].is_null() || c[key].as_f64().is_some_and(|x| x > 0.0),
+                "{c}"
+            );
+        }
+    }
+    // The baseline reaches its own final best, by definition at ratio 1.
+    assert_eq!(configs[0]["final_ratio"], 1.0);
+    assert_eq!(configs[0]["time_to_reach_ratio"], 1.0);
+    assert_eq!(configs[0]["trials_to_reach_ratio"], 1.0);
+    assert_eq!(configs[0]["reached"], 2);
+    // Files: summary, traces, report, both plots, one records file per run.
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("summary.json")).expect("summary.json"),
+    )
+    .expect("summary.json parses");
+    assert_eq!(&file, &summary);
+    let report = std::fs::read_to_string(dir.join("report.md")).expect("report.md");
+    assert!(
+        report.contains("| baseline |") && report.contains("| both |"),
+        "{report}"
+    );
+    for plot in w["plots"].as_array().expect("plots") {
+        let svg = std::fs::read_to_string(dir.join(plot.as_str().expect("name"))).expect("plot");
+        assert!(
+            svg.starts_with("<svg") && svg.contains("polyline"),
+            "{plot}"
+        );
+    }
+    let runs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("runs.json")).expect("runs"))
+            .expect("runs.json parses");
+    let traces = runs[0]["runs"].as_array().expect("traces");
+    assert_eq!(traces.len(), 4);
+    for t in traces {
+        assert_eq!(t["trials"], 32);
+        let rounds = t["rounds"].as_array().expect("rounds");
+        assert!(!rounds.is_empty());
+        let secs: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r["seconds"].as_f64())
+            .collect();
+        assert!(secs.windows(2).all(|p| p[0] <= p[1]), "{secs:?}");
+    }
+    let records = std::fs::read_dir(dir.join("records"))
+        .expect("records")
+        .count();
+    assert_eq!(records, 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}

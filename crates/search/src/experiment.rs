@@ -1,0 +1,631 @@
+//! The learned-policies experiment (PAPER.md §5): the same workload tuned under four
+//! configurations with the same seeds, and the statistics that compare them.
+//!
+//! The four [`Config`]s:
+//!
+//! | config     | sketch policy   | mutation policy | paper |
+//! |------------|-----------------|-----------------|-------|
+//! | `baseline` | `uniform`       | `fixed`         | (B) Ansor |
+//! | `rl`       | `ducb`          | `fixed`         | (S) + sketch selection |
+//! | `ml`       | `uniform`       | `classifier`    | (M) + mutation-rule prediction |
+//! | `both`     | `ducb`          | `classifier`    | (S+M) |
+//!
+//! [`run_traced`] tunes once and returns a [`RunTrace`]: per round the trials, the
+//! cumulative wall time, the best latency so far and the time spent inside the two
+//! policies (measured exactly by wrapping them, see [`PolicyClock`]). [`summarize`] turns
+//! the traces of one workload into a [`WorkloadSummary`]; [`median_curve`] gives the
+//! best-so-far curve that the plots draw.
+//!
+//! ```
+//! use tessel_search::experiment::{summarize, Config, RoundPoint, RunTrace};
+//! let trace = |config, seed, points: &[(f64, f64)]| RunTrace {
+//!     config, seed,
+//!     rounds: points.iter().enumerate().map(|(k, &(t, best))| RoundPoint {
+//!         round: k, trials: 10 * (k + 1), seconds: t, best_seconds: Some(best),
+//!         round_seconds: 1.0, evolution_seconds: 0.5, policy_seconds: 0.01,
+//!     }).collect(),
+//!     ..RunTrace::default()
+//! }.finished();
+//! let runs = vec![
+//!     trace(Config::Baseline, 0, &[(1.0, 4.0), (2.0, 2.0), (4.0, 1.0)]),
+//!     trace(Config::Rl, 0, &[(1.0, 1.0), (2.0, 1.0), (4.0, 0.5)]),
+//! ];
+//! let s = summarize("w", "w", 1e9, &runs, 0.01);
+//! let rl = &s.configs[1];
+//! // rl reached the baseline's final best (1.0 s) at 1 s instead of 4 s.
+//! assert_eq!(rl.time_to_reach_ratio, Some(0.25));
+//! assert_eq!(rl.final_ratio, Some(2.0));
+//! ```
+
+use crate::tuner::{Measurer, Scorer, TuneParams, Tuner};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tessel_ir::rng::TesselRng;
+use tessel_ir::{ComputeDag, State};
+use tessel_mutation_model::{MutationOutcome, MutationPolicy, RuleInfo};
+use tessel_rl_policy::SketchPolicy;
+use tessel_sketch::{HardwareParams, Sketch};
+
+/// One system of the comparison: a sketch policy and a mutation policy.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Config {
+    /// Ansor: uniform sketch choice, fixed mutation weights.
+    #[default]
+    Baseline,
+    /// Discounted-UCB sketch selection, fixed mutation weights.
+    Rl,
+    /// Uniform sketch choice, learned mutation-rule classifier.
+    Ml,
+    /// Discounted-UCB sketch selection and the classifier.
+    Both,
+}
+
+impl Config {
+    /// Every configuration, baseline first.
+    pub const ALL: [Config; 4] = [Config::Baseline, Config::Rl, Config::Ml, Config::Both];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Config::Baseline => "baseline",
+            Config::Rl => "rl",
+            Config::Ml => "ml",
+            Config::Both => "both",
+        }
+    }
+
+    /// The configuration called `name`.
+    pub fn parse(name: &str) -> Option<Config> {
+        Config::ALL.into_iter().find(|c| c.name() == name.trim())
+    }
+
+    /// Name of the sketch policy ([`tessel_rl_policy::by_name`]).
+    pub fn sketch_policy(self) -> &'static str {
+        match self {
+            Config::Baseline | Config::Ml => "uniform",
+            Config::Rl | Config::Both => "ducb",
+        }
+    }
+
+    /// Name of the mutation policy ([`tessel_mutation_model::by_name`]).
+    pub fn mutation_policy(self) -> &'static str {
+        match self {
+            Config::Baseline | Config::Rl => "fixed",
+            Config::Ml | Config::Both => "classifier",
+        }
+    }
+
+    /// Fresh policies of this configuration, both timed by `clock`.
+    pub fn policies(
+        self,
+        clock: &PolicyClock,
+    ) -> Option<(Box<dyn SketchPolicy>, Box<dyn MutationPolicy>)> {
+        let sketch = tessel_rl_policy::by_name(self.sketch_policy())?;
+        let mutation = tessel_mutation_model::by_name(self.mutation_policy())?;
+        Some((
+            Box::new(TimedSketchPolicy {
+                inner: sketch,
+                clock: clock.clone(),
+            }),
+            Box::new(TimedMutationPolicy {
+                inner: mutation,
+                clock: clock.clone(),
+            }),
+        ))
+    }
+}
+
+/// Total time spent inside policy calls (shared by the timed wrappers of one run).
+#[derive(Clone, Debug, Default)]
+pub struct PolicyClock(Arc<AtomicU64>);
+
+impl PolicyClock {
+    /// Seconds counted so far.
+    pub fn seconds(&self) -> f64 {
+        self.0.load(Ordering::Relaxed) as f64 * 1e-9
+    }
+
+    fn time<T>(&self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(ns, Ordering::Relaxed);
+        out
+    }
+}
+
+/// A sketch policy whose calls are timed.
+struct TimedSketchPolicy {
+    inner: Box<dyn SketchPolicy>,
+    clock: PolicyClock,
+}
+
+impl SketchPolicy for TimedSketchPolicy {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn allocate(&mut self, n: usize, num_sketches: usize, rng: &mut TesselRng) -> Vec<u32> {
+        let inner = &mut self.inner;
+        self.clock.time(|| inner.allocate(n, num_sketches, rng))
+    }
+
+    fn reward(&mut self, sketch: u32, reward: f64) {
+        let inner = &mut self.inner;
+        self.clock.time(|| inner.reward(sketch, reward))
+    }
+
+    fn state_json(&self) -> serde_json::Value {
+        self.inner.state_json()
+    }
+}
+
+/// A mutation policy whose calls are timed.
+struct TimedMutationPolicy {
+    inner: Box<dyn MutationPolicy>,
+    clock: PolicyClock,
+}
+
+impl MutationPolicy for TimedMutationPolicy {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn choose(&mut self, state: &State, rules: &[RuleInfo], rng: &mut TesselRng) -> usize {
+        let inner = &mut self.inner;
+        self.clock.time(|| inner.choose(state, rules, rng))
+    }
+
+    fn observe(&mut self, state: &State, rule: usize, outcome: MutationOutcome) {
+        let inner = &mut self.inner;
+        self.clock.time(|| inner.observe(state, rule, outcome))
+    }
+
+    fn state_json(&self) -> serde_json::Value {
+        self.inner.state_json()
+    }
+}
+
+/// One round of a traced run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundPoint {
+    /// Round number, from 0.
+    pub round: usize,
+    /// Trials measured so far.
+    pub trials: usize,
+    /// Wall seconds since the run started, at the end of this round.
+    pub seconds: f64,
+    /// Best latency so far (seconds).
+    pub best_seconds: Option<f64>,
+    /// Seconds of this round (sample + evolution + training + measurement).
+    pub round_seconds: f64,
+    /// Seconds of this round's evolution (cost-model prediction included).
+    pub evolution_seconds: f64,
+    /// Seconds of this round spent inside the sketch and mutation policies.
+    pub policy_seconds: f64,
+}
+
+/// One tuning run of the experiment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunTrace {
+    /// Its configuration.
+    pub config: Config,
+    /// Its seed (the same for every configuration).
+    pub seed: u64,
+    /// Per round.
+    pub rounds: Vec<RoundPoint>,
+    /// Final best latency (seconds).
+    pub best_seconds: Option<f64>,
+    /// Wall seconds of the whole run.
+    pub wall_seconds: f64,
+    /// Trials measured.
+    pub trials: usize,
+    /// Mutations tried, over all rounds and rules.
+    pub mutations_tried: usize,
+    /// Of those, the legal ones.
+    pub mutations_valid: usize,
+    /// Of those, the ones predicted better than their parent.
+    pub mutations_improved: usize,
+}
+
+impl RunTrace {
+    /// Fills `best_seconds`, `wall_seconds` and `trials` from the last round (for traces
+    /// built by hand).
+    pub fn finished(mut self) -> RunTrace {
+        if let Some(last) = self.rounds.last() {
+            self.best_seconds = last.best_seconds;
+            self.wall_seconds = last.seconds;
+            self.trials = last.trials;
+        }
+        self
+    }
+
+    /// The first round whose best is at most `target` seconds: (wall seconds, trials).
+    pub fn reach(&self, target: f64) -> Option<(f64, usize)> {
+        self.rounds
+            .iter()
+            .find(|r| r.best_seconds.is_some_and(|b| b <= target))
+            .map(|r| (r.seconds, r.trials))
+    }
+
+    /// Best latency so far at wall time `t` (`None` before the first valid program).
+    pub fn best_at_time(&self, t: f64) -> Option<f64> {
+        self.rounds
+            .iter()
+            .take_while(|r| r.seconds <= t)
+            .last()
+            .and_then(|r| r.best_seconds)
+    }
+
+    /// Seconds spent in the policies over the run.
+    pub fn policy_seconds(&self) -> f64 {
+        self.rounds.iter().map(|r| r.policy_seconds).sum()
+    }
+
+    /// Seconds of evolution over the run.
+    pub fn evolution_seconds(&self) -> f64 {
+        self.rounds.iter().map(|r| r.evolution_seconds).sum()
+    }
+
+    /// Seconds of all rounds (sample + evolution + training + measurement).
+    pub fn round_seconds(&self) -> f64 {
+        self.rounds.iter().map(|r| r.round_seconds).sum()
+    }
+}
+
+/// Tunes once under `config` (`params.seed` is the seed) with fresh policies, and traces it.
+pub fn run_traced(
+    dag: Arc<ComputeDag>,
+    sketches: Vec<Sketch>,
+    hw: HardwareParams,
+    params: TuneParams,
+    config: Config,
+    measurer: &mut dyn Measurer,
+    scorer: &mut dyn Scorer,
+) -> RunTrace {
+    let clock = PolicyClock::default();
+    let seed = params.seed;
+    let mut tuner = Tuner::new(dag, sketches, hw).params(params);
+    if let Some((sketch, mutation)) = config.policies(&clock) {
+        tuner = tuner.sketch_policy(sketch).mutation_policy(mutation);
+    }
+    let points: Rc<RefCell<Vec<RoundPoint>>> = Rc::default();
+    let hook_points = Rc::clone(&points);
+    let hook_clock = clock.clone();
+    let mut policy_before = 0.0;
+    let start = Instant::now();
+    let result = tuner
+        .on_round(move |r| {
+            let policy_now = hook_clock.seconds();
+            hook_points.borrow_mut().push(RoundPoint {
+                round: r.round,
+                trials: r.trials,
+                seconds: start.elapsed().as_secs_f64(),
+                best_seconds: r.best_seconds,
+                round_seconds: r.time.total(),
+                evolution_seconds: r.time.evolution,
+                policy_seconds: policy_now - policy_before,
+            });
+            policy_before = policy_now;
+        })
+        .run(measurer, scorer);
+    let wall_seconds = start.elapsed().as_secs_f64();
+    let sum = |v: &[usize]| v.iter().sum::<usize>();
+    let rounds = points.borrow().clone();
+    RunTrace {
+        config,
+        seed,
+        rounds,
+        best_seconds: result.best.as_ref().map(|b| b.1),
+        wall_seconds,
+        trials: result.trials,
+        mutations_tried: result
+            .rounds
+            .iter()
+            .map(|r| sum(&r.evolution.mutations_tried))
+            .sum(),
+        mutations_valid: result
+            .rounds
+            .iter()
+            .map(|r| sum(&r.evolution.mutations_valid))
+            .sum(),
+        mutations_improved: result
+            .rounds
+            .iter()
+            .map(|r| sum(&r.evolution.mutations_improved))
+            .sum(),
+    }
+}
+
+/// The median of `values` (mean of the two middle ones for an even count); `None` when
+/// empty or when the median is infinite (e.g. a target most seeds never reached).
+pub fn median(values: &[f64]) -> Option<f64> {
+    quantile(values, 0.5)
+}
+
+/// The `q`-quantile of `values` with linear interpolation; `None` when empty or infinite.
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    let x = if lo == hi {
+        v[lo]
+    } else {
+        v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+    };
+    x.is_finite().then_some(x)
+}
+
+/// The statistics of one configuration on one workload, over seeds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigSummary {
+    /// The configuration.
+    pub config: Config,
+    /// Its sketch policy.
+    pub sketch_policy: String,
+    /// Its mutation policy.
+    pub mutation_policy: String,
+    /// Runs (seeds).
+    pub runs: usize,
+    /// Median over seeds of the final best GFLOP/s.
+    pub best_gflops_median: Option<f64>,
+    /// Its first quartile.
+    pub best_gflops_q1: Option<f64>,
+    /// Its third quartile.
+    pub best_gflops_q3: Option<f64>,
+    /// Median over seeds of (final best GFLOP/s ÷ the baseline's of the same seed);
+    /// above 1 = faster than the baseline.
+    pub final_ratio: Option<f64>,
+    /// Median over seeds of (wall time to reach the baseline's final best ÷ the baseline's
+    /// own wall time to reach it); below 1 = faster. `None` when the median seed did not
+    /// reach it.
+    pub time_to_reach_ratio: Option<f64>,
+    /// The same ratio in trials.
+    pub trials_to_reach_ratio: Option<f64>,
+    /// Seeds on which the baseline's final best was reached.
+    pub reached: usize,
+    /// Seeds compared with the baseline (those where the baseline found a program).
+    pub compared: usize,
+    /// Share of the round time spent inside the policies (pooled over seeds).
+    pub policy_share: f64,
+    /// Share of the round time spent in evolution (pooled over seeds).
+    pub evolution_share: f64,
+    /// Median wall seconds of a run.
+    pub wall_seconds_median: Option<f64>,
+    /// Legal mutations ÷ mutations tried (pooled over seeds).
+    pub mutation_validity: Option<f64>,
+    /// Mutations predicted better than their parent ÷ mutations tried (pooled).
+    pub mutation_improved: Option<f64>,
+}
+
+/// The comparison on one workload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadSummary {
+    /// Workload name.
+    pub workload: String,
+    /// Its canonical spec.
+    pub spec: String,
+    /// Floating-point operations of one run of the workload.
+    pub flop: f64,
+    /// The target's tolerance: a run reaches the baseline's best `b` when its best is at
+    /// most `b · (1 + tolerance)`.
+    pub tolerance: f64,
+    /// One entry per configuration, in the order of [`Config::ALL`].
+    pub configs: Vec<ConfigSummary>,
+}
+
+fn ratio(a: usize, b: usize) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+fn share(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        part / whole
+    } else {
+        0.0
+    }
+}
+
+/// Summarizes the runs of one workload (`flop` per run of the workload); the baseline
+/// runs give the per-seed targets.
+pub fn summarize(
+    workload: &str,
+    spec: &str,
+    flop: f64,
+    runs: &[RunTrace],
+    tolerance: f64,
+) -> WorkloadSummary {
+    let baseline = |seed: u64| {
+        runs.iter()
+            .find(|r| r.config == Config::Baseline && r.seed == seed)
+    };
+    let gflops = |s: f64| flop / s / 1e9;
+    let mut configs = Vec::new();
+    for config in Config::ALL {
+        let mine: Vec<&RunTrace> = runs.iter().filter(|r| r.config == config).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let best: Vec<f64> = mine
+            .iter()
+            .map(|r| r.best_seconds.map_or(0.0, gflops))
+            .collect();
+        let (mut final_ratios, mut time_ratios, mut trial_ratios) = (vec![], vec![], vec![]);
+        let (mut reached, mut compared) = (0, 0);
+        for r in &mine {
+            let Some(base) = baseline(r.seed) else {
+                continue;
+            };
+            let Some(target_best) = base.best_seconds else {
+                continue;
+            };
+            compared += 1;
+            final_ratios.push(r.best_seconds.map_or(0.0, |s| target_best / s));
+            let target = target_best * (1.0 + tolerance);
+            let base_reach = base.reach(target);
+            match (r.reach(target), base_reach) {
+                (Some((t, n)), Some((bt, bn))) => {
+                    reached += 1;
+                    time_ratios.push(if bt > 0.0 { t / bt } else { 1.0 });
+                    trial_ratios.push(if bn > 0 { n as f64 / bn as f64 } else { 1.0 });
+                }
+                _ => {
+                    time_ratios.push(f64::INFINITY);
+                    trial_ratios.push(f64::INFINITY);
+                }
+            }
+        }
+        let rounds: f64 = mine.iter().map(|r| r.round_seconds()).sum();
+        configs.push(ConfigSummary {
+            config,
+            sketch_policy: config.sketch_policy().to_string(),
+            mutation_policy: config.mutation_policy().to_string(),
+            runs: mine.len(),
+            best_gflops_median: median(&best),
+            best_gflops_q1: quantile(&best, 0.25),
+            best_gflops_q3: quantile(&best, 0.75),
+            final_ratio: median(&final_ratios),
+            time_to_reach_ratio: median(&time_ratios),
+            trials_to_reach_ratio: median(&trial_ratios),
+            reached,
+            compared,
+            policy_share: share(mine.iter().map(|r| r.policy_seconds()).sum(), rounds),
+            evolution_share: share(mine.iter().map(|r| r.evolution_seconds()).sum(), rounds),
+            wall_seconds_median: median(&mine.iter().map(|r| r.wall_seconds).collect::<Vec<_>>()),
+            mutation_validity: ratio(
+                mine.iter().map(|r| r.mutations_valid).sum(),
+                mine.iter().map(|r| r.mutations_tried).sum(),
+            ),
+            mutation_improved: ratio(
+                mine.iter().map(|r| r.mutations_improved).sum(),
+                mine.iter().map(|r| r.mutations_tried).sum(),
+            ),
+        });
+    }
+    WorkloadSummary {
+        workload: workload.to_string(),
+        spec: spec.to_string(),
+        flop,
+        tolerance,
+        configs,
+    }
+}
+
+/// The median over `runs` of the best-so-far GFLOP/s at `points` evenly spaced wall times
+/// from 0 to `t_max` (0 GFLOP/s before a run's first valid program).
+pub fn median_curve(runs: &[&RunTrace], flop: f64, t_max: f64, points: usize) -> Vec<(f64, f64)> {
+    let points = points.max(2);
+    (0..points)
+        .map(|k| {
+            let t = t_max * k as f64 / (points - 1) as f64;
+            let at: Vec<f64> = runs
+                .iter()
+                .map(|r| r.best_at_time(t).map_or(0.0, |s| flop / s / 1e9))
+                .collect();
+            (t, median(&at).unwrap_or(0.0))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace(config: Config, seed: u64, points: &[(f64, Option<f64>)]) -> RunTrace {
+        RunTrace {
+            config,
+            seed,
+            rounds: points
+                .iter()
+                .enumerate()
+                .map(|(k, &(t, best))| RoundPoint {
+                    round: k,
+                    trials: 8 * (k + 1),
+                    seconds: t,
+                    best_seconds: best,
+                    round_seconds: 1.0,
+                    evolution_seconds: 0.25,
+                    policy_seconds: 0.1,
+                })
+                .collect(),
+            mutations_tried: 100,
+            mutations_valid: 50,
+            mutations_improved: 10,
+            ..RunTrace::default()
+        }
+        .finished()
+    }
+
+    #[test]
+    fn configs_round_trip_and_name_existing_policies() {
+        for c in Config::ALL {
+            assert_eq!(Config::parse(c.name()), Some(c));
+            assert!(c.policies(&PolicyClock::default()).is_some(), "{c:?}");
+        }
+        assert_eq!(Config::parse("nope"), None);
+    }
+
+    #[test]
+    fn quantiles() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[1.0, 2.0, 3.0, 4.0]), Some(2.5));
+        assert_eq!(median(&[1.0, f64::INFINITY, f64::INFINITY]), None);
+        assert_eq!(median(&[1.0, 2.0, f64::INFINITY]), Some(2.0));
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 5.0, 9.0], 0.25), Some(2.0));
+    }
+
+    #[test]
+    fn time_to_reach_is_paired_by_seed_and_unreached_seeds_count_as_infinite() {
+        let runs = vec![
+            trace(Config::Baseline, 0, &[(1.0, Some(2.0)), (2.0, Some(1.0))]),
+            trace(Config::Baseline, 1, &[(1.0, Some(4.0)), (3.0, Some(2.0))]),
+            // seed 0: reaches 1.0 at 1 s (vs 2 s); seed 1: reaches 2.0 at 1.5 s (vs 3 s).
+            trace(Config::Both, 0, &[(1.0, Some(1.0)), (2.0, Some(0.5))]),
+            trace(Config::Both, 1, &[(1.5, Some(2.0)), (3.0, Some(2.0))]),
+            // never reaches on seed 0, reaches on seed 1 at 3 s.
+            trace(Config::Ml, 0, &[(1.0, None), (2.0, Some(1.5))]),
+            trace(Config::Ml, 1, &[(1.0, Some(3.0)), (3.0, Some(2.0))]),
+        ];
+        let s = summarize("w", "w", 2e9, &runs, 0.01);
+        let names: Vec<Config> = s.configs.iter().map(|c| c.config).collect();
+        assert_eq!(names, vec![Config::Baseline, Config::Ml, Config::Both]);
+        let base = &s.configs[0];
+        assert_eq!(base.time_to_reach_ratio, Some(1.0));
+        assert_eq!(base.final_ratio, Some(1.0));
+        assert_eq!(base.reached, 2);
+        let both = &s.configs[2];
+        assert_eq!(both.time_to_reach_ratio, Some(0.5));
+        assert_eq!(both.trials_to_reach_ratio, Some(0.5));
+        // Final ratios: seed 0 → 1.0 / 0.5 = 2, seed 1 → 2 / 2 = 1.
+        assert_eq!(both.final_ratio, Some(1.5));
+        let ml = &s.configs[1];
+        assert_eq!(ml.reached, 1);
+        assert_eq!(ml.time_to_reach_ratio, None);
+        assert_eq!(ml.mutation_validity, Some(0.5));
+        assert!((ml.policy_share - 0.1).abs() < 1e-12);
+        // 2 GFLOP per run, best 0.5 s and 2.0 s → 4 and 1 GFLOP/s.
+        assert_eq!(both.best_gflops_median, Some(2.5));
+    }
+
+    #[test]
+    fn median_curve_steps_with_the_best_so_far() {
+        let a = trace(Config::Baseline, 0, &[(1.0, Some(1.0)), (2.0, Some(0.5))]);
+        let b = trace(Config::Baseline, 1, &[(1.0, Some(1.0)), (3.0, Some(0.25))]);
+        let c = median_curve(&[&a, &b], 1e9, 3.0, 4);
+        let g: Vec<f64> = c.iter().map(|p| p.1).collect();
+        assert_eq!(g, vec![0.0, 1.0, 1.5, 3.0]);
+    }
+}
