@@ -174,9 +174,11 @@ pub struct Classifier {
     pub lambda: f64,
     /// Observations of a rule (with both labels) before its model is used (500).
     pub min_samples: usize,
-    /// Observations kept per rule (20,000).
+    /// Most recent observations kept per rule (4,000: the fit must stay a small share of a
+    /// round's time).
     pub capacity: usize,
-    /// New observations of a rule between refits (2,000).
+    /// New observations of a rule between refits (12,000: about once per round for the
+    /// busiest rule with Ansor's population of 2,048 and 4 generations).
     pub refit_every: usize,
     models: Vec<RuleModel>,
     /// Features of the last `choose` call, reused by the matching `observe`.
@@ -188,8 +190,8 @@ impl Default for Classifier {
         Classifier {
             lambda: 0.5,
             min_samples: 500,
-            capacity: 20_000,
-            refit_every: 2_000,
+            capacity: 4_000,
+            refit_every: 12_000,
             models: Vec::new(),
             last: None,
         }
