@@ -17,7 +17,8 @@
 //! use std::sync::Arc;
 //! use tessel_sketch::{generate_sketches, sample_population, HardwareParams, MutationRegistry};
 //! let w = tessel_ir::workloads::lookup("gmm:b=1,n=32,m=32,k=32").unwrap();
-//! let hw = HardwareParams::with_cores(4);
+//! // Ansor's three sketches; with `micro_kernels` (AVX2 + FMA) two tensorized ones follow.
+//! let hw = HardwareParams { micro_kernels: false, ..HardwareParams::with_cores(4) };
 //! let sketches = generate_sketches(&Arc::new(w.dag), &hw).unwrap();
 //! assert_eq!(sketches.len(), 3);
 //! let mut rng = tessel_ir::rng::seeded(7);
@@ -38,7 +39,7 @@ pub mod rules;
 mod util;
 
 pub use factor::FactorizationMemo;
-pub use hardware::HardwareParams;
+pub use hardware::{micro_kernels_available, HardwareParams};
 pub use init::{sample_initial, sample_initial_with, sample_population, InitRule, InitRules};
 pub use mutation::{MutationRegistry, MutationRule};
 pub use rules::{
