@@ -17,14 +17,29 @@ pub struct CodegenSettings {
     pub threads: usize,
     /// Contract `a + b*c` into fused multiply-adds.
     pub fma: bool,
+    /// Let tensorized loops call the AVX2 micro-kernels (`CompileOptions::micro_kernels`);
+    /// `false` forces plain Cranelift code. Records without the field read as `true`.
+    #[serde(default = "default_true")]
+    pub micro_kernels: bool,
+    /// Ansor's layout rewrite of constant weights for micro-kernel calls
+    /// (`CompileOptions::layout_rewrite`): the records say whether `B` was read packed.
+    /// Records without the field read as `false` (they predate it).
+    #[serde(default)]
+    pub layout_rewrite: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for CodegenSettings {
-    /// One thread per available CPU, FMA on (the codegen's defaults).
+    /// One thread per available CPU, FMA on, micro-kernels on, layout rewrite off.
     fn default() -> Self {
         CodegenSettings {
             threads: available_cores(),
             fma: true,
+            micro_kernels: true,
+            layout_rewrite: false,
         }
     }
 }
@@ -34,6 +49,8 @@ impl CodegenSettings {
     pub fn compile_options(&self) -> tessel_codegen::CompileOptions {
         tessel_codegen::CompileOptions {
             fma: self.fma,
+            micro_kernels: self.micro_kernels,
+            layout_rewrite: self.layout_rewrite,
             ..tessel_codegen::CompileOptions::with_threads(self.threads)
         }
     }

@@ -212,3 +212,39 @@ fn random_mutations_of_tensorized_states_are_legal() {
     assert!(applied >= 300, "only {applied} mutations applied");
     assert!(matched * 10 >= applied * 9, "{matched}/{applied} match");
 }
+
+#[test]
+fn mutate_tensorize_shape_changes_the_kernel_and_keeps_it_matching() {
+    let hw = hw(true);
+    let rule = *MutationRegistry::cpu()
+        .get("MutateTensorizeShape")
+        .expect("registered");
+    let mut rng = seeded(5);
+    for spec in ["gmm-3", "c2d-3"] {
+        let sketches = generate_sketches(&dag(spec), &hw).expect("sketches");
+        let t = tensorized(&sketches);
+        let parent = (0..20)
+            .find_map(|_| sample_initial(t[0], &hw, &mut rng))
+            .expect("a sample");
+        let shape = |s: &State| {
+            let nest = lower(s).expect("lowers");
+            tensorize::find(&nest)
+                .into_iter()
+                .filter_map(|(_, m)| m.ok().map(|m| (m.mr, m.nr)))
+                .collect::<Vec<_>>()
+        };
+        let mut changed = 0;
+        for _ in 0..20 {
+            let child = rule.apply(&parent, &hw, &mut rng).expect("applies");
+            assert!(matches_kernel(&child), "{spec}:\n{}", child.steps_text());
+            if shape(&child) != shape(&parent) {
+                changed += 1;
+            }
+        }
+        assert!(changed >= 15, "{spec}: shape changed {changed}/20 times");
+    }
+    // Plain states: the rule does not apply.
+    let sketches = generate_sketches(&dag("gmm-3"), &hw).expect("sketches");
+    let plain = sample_initial(&sketches[1], &hw, &mut rng).expect("sample");
+    assert!(rule.apply(&plain, &hw, &mut rng).is_none());
+}
