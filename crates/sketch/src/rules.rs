@@ -547,18 +547,10 @@ impl SketchRule for MultiLevelTilingWithFusion {
 /// Applies (never skips the rest), so MultiLevelTilingWithFusion still adds the plain
 /// sketches; off when [`HardwareParams::micro_kernels`] is false. Remove it by name
 /// (`"MultiLevelTilingTensorized"`) to search plain code only.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct MultiLevelTilingTensorized {
     /// The tiling and fusion levels (the same as MultiLevelTilingWithFusion's).
     pub inner: MultiLevelTilingWithFusion,
-}
-
-impl Default for MultiLevelTilingTensorized {
-    fn default() -> Self {
-        MultiLevelTilingTensorized {
-            inner: MultiLevelTilingWithFusion::default(),
-        }
-    }
 }
 
 /// The position of the tensorized loop in a stage tiled with `structure` (the last loop of

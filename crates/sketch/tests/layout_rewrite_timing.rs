@@ -7,10 +7,14 @@ use tessel_ir::state::Step;
 use tessel_ir::{eval, lower::lower, workloads, State};
 
 fn time(name: &str, file: &str) {
-    let path = format!(
-        "{}/../../examples/schedules/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = if file.starts_with('/') {
+        file.to_string()
+    } else {
+        format!(
+            "{}/../../examples/schedules/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
     let steps: Vec<Step> = serde_json::from_value(json["steps"].clone()).expect("steps");
@@ -52,4 +56,10 @@ fn time(name: &str, file: &str) {
 fn layout_rewrite_timing() {
     time("gmm-3", "gmm-3-tensorized.json");
     time("c2d-3", "c2d-3-tensorized.json");
+    // Any other schedule: TESSEL_SCHEDULE=<workload>:<absolute path of a JSON with "steps">.
+    if let Ok(v) = std::env::var("TESSEL_SCHEDULE") {
+        if let Some((name, path)) = v.split_once(':') {
+            time(name, path);
+        }
+    }
 }
