@@ -1,13 +1,17 @@
 //! `tessel-sketch`: the search space, as Ansor defines it (ANSOR.md §3–§5.1).
 //!
 //! * [`generate_sketches`] enumerates the high-level structures of a DAG with the
-//!   [`SketchRules`] (AlwaysInline, AddRfactor, AddCacheWrite, MultiLevelTilingWithFusion,
-//!   MultiLevelTiling, SkipStage). A [`Sketch`] is a [`State`] whose split lengths are holes.
+//!   [`SketchRules`] (AlwaysInline, AddRfactor, AddCacheWrite, MultiLevelTilingTensorized,
+//!   MultiLevelTilingWithFusion, MultiLevelTiling, SkipStage). A [`Sketch`] is a [`State`]
+//!   whose split lengths are holes. MultiLevelTilingTensorized (Tessel's, on when
+//!   [`HardwareParams::micro_kernels`]) adds tensorized variants of the cache-write sketches
+//!   whose register tile maps onto the code generator's AVX2 micro-kernels; they come after
+//!   the plain sketches in the list.
 //! * [`sample_initial`] turns a sketch into a complete, legal state with the [`InitRules`]
 //!   (tile sizes, compute locations, parallel, unroll, vectorize); [`sample_population`]
 //!   draws many distinct ones.
 //! * The [`MutationRegistry`] lists the mutation rules (tile size, auto-unroll, compute
-//!   location, parallel) with Ansor's default weights; each rule is a plain function
+//!   location, parallel, and Tessel's tensorize shape) with their default weights; each rule is a plain function
 //!   `(&State, &HardwareParams, &mut TesselRng) -> Option<State>` that only returns legal
 //!   states. Which rule to apply is left to the caller's policy.
 //!
