@@ -33,6 +33,23 @@ pub struct HardwareParams {
     /// Ansor's `disable_change_compute_location`: InitChangeComputeLocation does nothing and
     /// MutateComputeLocation always fails.
     pub disable_change_compute_location: bool,
+    /// Offer tensorized sketches (the `MultiLevelTilingTensorized` rule) whose register tile
+    /// is mapped onto the code generator's AVX2 micro-kernels. [`HardwareParams::with_cores`]
+    /// and [`HardwareParams::detect`] set it when this CPU has AVX2 and FMA
+    /// ([`micro_kernels_available`]); set it yourself for machine-independent results.
+    pub micro_kernels: bool,
+}
+
+/// Whether this CPU runs the code generator's micro-kernels (x86-64 with AVX2 and FMA).
+pub fn micro_kernels_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 impl HardwareParams {
@@ -43,7 +60,8 @@ impl HardwareParams {
         HardwareParams::with_cores(cores)
     }
 
-    /// Defaults with a given number of cores (machine-independent; what tests use).
+    /// Defaults with a given number of cores (machine-independent except `micro_kernels`,
+    /// which follows this CPU; tests that need fixed results set it).
     pub fn with_cores(num_cores: i64) -> HardwareParams {
         HardwareParams {
             num_cores: num_cores.max(1),
@@ -53,6 +71,7 @@ impl HardwareParams {
             max_vectorize_size: 8,
             auto_unroll_configs: vec![0, 16, 64, 512],
             disable_change_compute_location: false,
+            micro_kernels: micro_kernels_available(),
         }
     }
 

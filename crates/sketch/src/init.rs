@@ -94,6 +94,120 @@ impl InitRule for InitFillTileSize {
     }
 }
 
+/// The split steps of the stage whose loop a tensorized sketch (or a state sampled from
+/// one) annotates `Tensorize`: `(stage, [(step index, extent)])`, one split per axis of the
+/// stage's op (spatial axes first, then reduction axes, as MultiLevelTiling splits them);
+/// `None` when the state is not tensorized or its splits do not have that shape.
+pub(crate) fn tensorized_splits(state: &State) -> Option<(usize, Vec<(usize, i64)>)> {
+    let steps = state.steps();
+    let stage = steps.iter().find_map(|s| match s {
+        Step::Annotate {
+            stage,
+            annotation: Annotation::Tensorize,
+            ..
+        } => Some(*stage),
+        _ => None,
+    })?;
+    let c = state.dag().op(OpId(stage as u32)).compute()?;
+    let splits: Vec<(usize, i64)> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Step::Split {
+                stage: k,
+                extent: Some(e),
+                ..
+            } if *k == stage => Some((i, *e)),
+            _ => None,
+        })
+        .collect();
+    (splits.len() == c.axes.len() + c.reduce_axes.len() && c.axes.len() >= 2)
+        .then_some((stage, splits))
+}
+
+/// The micro-kernel tile shapes `(MR, NR)` that fit a row axis of `rows` and a column axis
+/// of `cols` iterations (both dividing them). Tiles with at least 4 accumulator registers
+/// are preferred when there are any (smaller tiles are latency-bound).
+pub fn kernel_shapes(rows: i64, cols: i64) -> Vec<(i64, i64)> {
+    let mut all = Vec::new();
+    for nr in [8, 16, 24] {
+        for mr in 1..=8 {
+            if cols % nr == 0 && rows % mr == 0 && tessel_ir::tensorize::kernel_supported(mr, nr) {
+                all.push((mr, nr));
+            }
+        }
+    }
+    let big: Vec<(i64, i64)> = all
+        .iter()
+        .copied()
+        .filter(|&(m, n)| m * (n / 8) >= 4)
+        .collect();
+    if big.is_empty() {
+        all
+    } else {
+        big
+    }
+}
+
+/// InitTensorizeTileSize (Tessel's; runs before InitFillTileSize): in a tensorized state,
+/// fills the tile sizes of the tensorized stage so that the loops under the tensorized loop
+/// form a micro-kernel tile: the innermost tile of the second-last spatial axis is MR, of
+/// the last (unit-stride) spatial axis NR, of every other spatial axis 1, with `(MR, NR)`
+/// drawn from [`kernel_shapes`]; the innermost tile of the last reduction axis is its whole
+/// extent (so the kernel runs over the full reduction; `max_innermost_split_factor` does not
+/// apply). The other tile levels are drawn like InitFillTileSize's. Other states pass
+/// unchanged.
+#[derive(Clone, Debug, Default)]
+pub struct InitTensorizeTileSize;
+
+impl InitRule for InitTensorizeTileSize {
+    fn name(&self) -> &str {
+        "InitTensorizeTileSize"
+    }
+    fn apply(&self, ctx: &InitContext, state: State, rng: &mut TesselRng) -> Option<State> {
+        let Some((stage, splits)) = tensorized_splits(&state) else {
+            return Some(state);
+        };
+        let n_space = state.dag().op(OpId(stage as u32)).compute()?.axes.len();
+        let n = splits.len();
+        let (rows, cols) = (splits[n_space - 2].1, splits[n_space - 1].1);
+        let shapes = kernel_shapes(rows, cols);
+        if shapes.is_empty() {
+            return Some(state);
+        }
+        let (mr, nr) = shapes[rng.random_range(0..shapes.len())];
+        let mut steps = state.steps().to_vec();
+        for (axis, &(i, extent)) in splits.iter().enumerate() {
+            let Step::Split { lengths, .. } = &mut steps[i] else {
+                return None;
+            };
+            if lengths.is_empty() || lengths.iter().all(|l| l.is_some()) {
+                continue;
+            }
+            let inner = if axis == n_space - 2 {
+                mr
+            } else if axis == n_space - 1 {
+                nr
+            } else if axis == n - 1 {
+                extent
+            } else if axis < n_space {
+                1
+            } else {
+                // Other reduction axes: outside the kernel; any tiles.
+                let schemes =
+                    factorization_schemes(extent, lengths.len(), ctx.hw.max_innermost_split_factor);
+                let pick = schemes.get(rng.random_range(0..schemes.len().max(1)))?;
+                *lengths = pick.iter().map(|&l| Some(l)).collect();
+                continue;
+            };
+            let schemes = factorization_schemes(extent / inner, lengths.len() - 1, i64::MAX);
+            let pick = schemes.get(rng.random_range(0..schemes.len().max(1)))?;
+            *lengths = pick.iter().chain([&inner]).map(|&l| Some(l)).collect();
+        }
+        util::replay_like(&state, &steps)
+    }
+}
+
 /// TVM's `GetComputeLocationCandidates`: `(stage, loop position)` pairs of the single
 /// consumer where `stage` may be computed. Walking the consumer's loops from the outermost:
 /// stop at a reduction loop if the consumer is not tiled, at a spatial loop after a
@@ -395,10 +509,12 @@ pub struct InitRules {
 
 impl InitRules {
     /// Ansor's CPU init rules: InitFillTileSize, InitChangeComputeLocation, InitParallel,
-    /// InitUnroll, InitVectorization.
+    /// InitUnroll, InitVectorization; preceded by Tessel's InitTensorizeTileSize (a no-op on
+    /// states that are not tensorized).
     pub fn cpu() -> InitRules {
         InitRules {
             rules: vec![
+                Box::new(InitTensorizeTileSize),
                 Box::new(InitFillTileSize),
                 Box::new(InitChangeComputeLocation),
                 Box::new(InitParallel),

@@ -1,13 +1,17 @@
 //! `tessel-sketch`: the search space, as Ansor defines it (ANSOR.md §3–§5.1).
 //!
 //! * [`generate_sketches`] enumerates the high-level structures of a DAG with the
-//!   [`SketchRules`] (AlwaysInline, AddRfactor, AddCacheWrite, MultiLevelTilingWithFusion,
-//!   MultiLevelTiling, SkipStage). A [`Sketch`] is a [`State`] whose split lengths are holes.
+//!   [`SketchRules`] (AlwaysInline, AddRfactor, AddCacheWrite, MultiLevelTilingTensorized,
+//!   MultiLevelTilingWithFusion, MultiLevelTiling, SkipStage). A [`Sketch`] is a [`State`]
+//!   whose split lengths are holes. MultiLevelTilingTensorized (Tessel's, on when
+//!   [`HardwareParams::micro_kernels`]) adds tensorized variants of the cache-write sketches
+//!   whose register tile maps onto the code generator's AVX2 micro-kernels; they come after
+//!   the plain sketches in the list.
 //! * [`sample_initial`] turns a sketch into a complete, legal state with the [`InitRules`]
 //!   (tile sizes, compute locations, parallel, unroll, vectorize); [`sample_population`]
 //!   draws many distinct ones.
 //! * The [`MutationRegistry`] lists the mutation rules (tile size, auto-unroll, compute
-//!   location, parallel) with Ansor's default weights; each rule is a plain function
+//!   location, parallel, and Tessel's tensorize shape) with their default weights; each rule is a plain function
 //!   `(&State, &HardwareParams, &mut TesselRng) -> Option<State>` that only returns legal
 //!   states. Which rule to apply is left to the caller's policy.
 //!
@@ -17,7 +21,8 @@
 //! use std::sync::Arc;
 //! use tessel_sketch::{generate_sketches, sample_population, HardwareParams, MutationRegistry};
 //! let w = tessel_ir::workloads::lookup("gmm:b=1,n=32,m=32,k=32").unwrap();
-//! let hw = HardwareParams::with_cores(4);
+//! // Ansor's three sketches; with `micro_kernels` (AVX2 + FMA) two tensorized ones follow.
+//! let hw = HardwareParams { micro_kernels: false, ..HardwareParams::with_cores(4) };
 //! let sketches = generate_sketches(&Arc::new(w.dag), &hw).unwrap();
 //! assert_eq!(sketches.len(), 3);
 //! let mut rng = tessel_ir::rng::seeded(7);
@@ -38,7 +43,7 @@ pub mod rules;
 mod util;
 
 pub use factor::FactorizationMemo;
-pub use hardware::HardwareParams;
+pub use hardware::{micro_kernels_available, HardwareParams};
 pub use init::{sample_initial, sample_initial_with, sample_population, InitRule, InitRules};
 pub use mutation::{MutationRegistry, MutationRule};
 pub use rules::{

@@ -7,7 +7,7 @@
 
 use crate::factor::divisors;
 use crate::hardware::HardwareParams;
-use crate::init::compute_location_candidates;
+use crate::init::{compute_location_candidates, kernel_shapes, tensorized_splits};
 use crate::util;
 use rand::RngExt;
 use tessel_ir::analysis::AccessAnalysis;
@@ -42,7 +42,7 @@ impl MutationRule {
 /// ```
 /// use tessel_sketch::MutationRegistry;
 /// let reg = MutationRegistry::cpu();
-/// assert_eq!(reg.names(), ["MutateTileSize", "MutateAutoUnroll", "MutateComputeLocation", "MutateParallel"]);
+/// assert_eq!(reg.names(), ["MutateTileSize", "MutateAutoUnroll", "MutateComputeLocation", "MutateParallel", "MutateTensorizeShape"]);
 /// assert_eq!(reg.get("MutateAutoUnroll").unwrap().weight, 0.04);
 /// ```
 #[derive(Clone, Debug)]
@@ -53,7 +53,8 @@ pub struct MutationRegistry {
 
 impl MutationRegistry {
     /// Ansor's CPU rules: MutateTileSize 0.90, MutateAutoUnroll 0.04,
-    /// MutateComputeLocation 0.05, MutateParallel 0.01.
+    /// MutateComputeLocation 0.05, MutateParallel 0.01; then Tessel's MutateTensorizeShape
+    /// 0.05 (which fails on states that are not tensorized).
     pub fn cpu() -> MutationRegistry {
         MutationRegistry {
             rules: vec![
@@ -76,6 +77,11 @@ impl MutationRegistry {
                     name: "MutateParallel",
                     weight: 0.01,
                     apply: mutate_parallel,
+                },
+                MutationRule {
+                    name: "MutateTensorizeShape",
+                    weight: 0.05,
+                    apply: mutate_tensorize_shape,
                 },
             ],
         }
@@ -168,7 +174,14 @@ pub fn mutate_tile_size(state: &State, hw: &HardwareParams, rng: &mut TesselRng)
     let mut tiles = Vec::with_capacity(inner.len() + 1);
     tiles.push(extent / inner.iter().product::<i64>().max(1));
     tiles.extend(&inner);
-    let m = tiles.len();
+    // In a tensorized state, the innermost tiles of the tensorized stage are the kernel's
+    // shape (MR, NR, the reduction): they stay, so the state keeps matching its kernel.
+    let fixed_inner = tensorized_splits(state)
+        .is_some_and(|(_, splits)| splits.iter().any(|&(i, _)| i == step_id));
+    let m = tiles.len() - usize::from(fixed_inner);
+    if m < 2 {
+        return None;
+    }
     let mut perm: Vec<usize> = (0..m).collect();
     for i in (1..m).rev() {
         perm.swap(i, rng.random_range(0..=i));
@@ -181,7 +194,7 @@ pub fn mutate_tile_size(state: &State, hw: &HardwareParams, rng: &mut TesselRng)
         }
         let dst = perm[(i + 1) % m];
         let factors = divisors(length);
-        let factor = if dst == m - 1 {
+        let factor = if dst == tiles.len() - 1 {
             let allowed = factors[1..]
                 .iter()
                 .take_while(|&&f| f * tiles[dst] <= max_inner)
@@ -206,6 +219,79 @@ pub fn mutate_tile_size(state: &State, hw: &HardwareParams, rng: &mut TesselRng)
         return util::replay_like(state, &new_steps);
     }
     None
+}
+
+/// MutateTensorizeShape (Tessel's): in a tensorized state, changes the micro-kernel tile
+/// `MR`×`NR` to another supported shape that divides the row and column axes (changing one
+/// of the two, or both when no single change fits), moving factors between the tile levels
+/// of each changed axis: its innermost tile becomes the new size and the other levels keep
+/// as much of their lengths as still divides (the outermost takes the rest). Fails on states
+/// that are not tensorized or have no other shape.
+pub fn mutate_tensorize_shape(
+    state: &State,
+    _: &HardwareParams,
+    rng: &mut TesselRng,
+) -> Option<State> {
+    let (stage, splits) = tensorized_splits(state)?;
+    let n_space = state.dag().op(OpId(stage as u32)).compute()?.axes.len();
+    let steps = state.steps();
+    let axis_tiles = |k: usize| -> Option<(usize, i64, Vec<i64>)> {
+        let (i, extent) = splits[k];
+        match &steps[i] {
+            Step::Split { lengths, .. } => {
+                Some((i, extent, lengths.iter().map(|l| l.unwrap_or(1)).collect()))
+            }
+            _ => None,
+        }
+    };
+    let (row, col) = (axis_tiles(n_space - 2)?, axis_tiles(n_space - 1)?);
+    let (mr, nr) = (*row.2.last()?, *col.2.last()?);
+    let mut shapes: Vec<(i64, i64)> = kernel_shapes(row.1, col.1)
+        .into_iter()
+        .filter(|&s| s != (mr, nr))
+        .collect();
+    // Prefer changing one dimension (a small move in the space), as MutateTileSize does.
+    let one: Vec<(i64, i64)> = shapes
+        .iter()
+        .copied()
+        .filter(|&(m, n)| m == mr || n == nr)
+        .collect();
+    if !one.is_empty() {
+        shapes = one;
+    }
+    let (new_mr, new_nr) = pick(rng, &shapes)?;
+    let mut new_steps = steps.to_vec();
+    for ((i, extent, lengths), size) in [(row, new_mr), (col, new_nr)] {
+        if lengths.last() == Some(&size) {
+            continue;
+        }
+        let mut rest = extent / size;
+        let mut new_lengths = vec![0; lengths.len()];
+        *new_lengths.last_mut()? = size;
+        for (slot, &old) in new_lengths.iter_mut().zip(&lengths).rev().skip(1) {
+            let g = gcd(old, rest);
+            *slot = g;
+            rest /= g;
+        }
+        let Step::Split { stage, iter, .. } = steps[i] else {
+            return None;
+        };
+        new_steps[i] = Step::Split {
+            stage,
+            iter,
+            extent: Some(extent),
+            lengths: new_lengths.into_iter().map(Some).collect(),
+        };
+    }
+    util::replay_like(state, &new_steps)
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a.abs().max(1)
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// MutateAutoUnroll: picks an `auto_unroll_max_step` pragma step and sets it to a value

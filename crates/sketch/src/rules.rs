@@ -536,6 +536,98 @@ impl SketchRule for MultiLevelTilingWithFusion {
     }
 }
 
+/// MultiLevelTilingTensorized: the tensorized variants of MultiLevelTilingWithFusion for a
+/// cache-write stage (matmul/conv-like) whose last spatial axis is a multiple of 8: the same
+/// tiling and fusion levels, plus a `Tensorize` annotation on the innermost reduction loop
+/// of the structure's last `R` level, the loop right outside the innermost spatial tiles.
+/// [`crate::init::InitTensorizeTileSize`] then fills the tile sizes so that the region under
+/// it is a micro-kernel tile (MR rows on the second-last spatial axis, NR ∈ {8, 16, 24}
+/// columns on the last one, the whole reduction inside).
+///
+/// Applies (never skips the rest), so MultiLevelTilingWithFusion still adds the plain
+/// sketches; off when [`HardwareParams::micro_kernels`] is false. Remove it by name
+/// (`"MultiLevelTilingTensorized"`) to search plain code only.
+#[derive(Clone, Debug, Default)]
+pub struct MultiLevelTilingTensorized {
+    /// The tiling and fusion levels (the same as MultiLevelTilingWithFusion's).
+    pub inner: MultiLevelTilingWithFusion,
+}
+
+/// The position of the tensorized loop in a stage tiled with `structure` (the last loop of
+/// the last `R` level), given its numbers of spatial and reduction axes.
+pub(crate) fn tensorized_loop_position(
+    structure: &str,
+    n_space: usize,
+    n_reduce: usize,
+) -> Option<usize> {
+    let mut pos = 0;
+    let mut last = None;
+    for c in structure.chars() {
+        if c.eq_ignore_ascii_case(&'s') {
+            pos += n_space;
+        } else {
+            pos += n_reduce;
+            last = Some(pos.checked_sub(1)?);
+        }
+    }
+    last
+}
+
+impl SketchRule for MultiLevelTilingTensorized {
+    fn name(&self) -> &str {
+        "MultiLevelTilingTensorized"
+    }
+    fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition {
+        if !ctx.hw().micro_kernels
+            || !util::has_cache_write_stage(state, stage)
+            || self.inner.condition(ctx, state, stage) == Condition::Skip
+        {
+            return Condition::Skip;
+        }
+        let Some(c) = state.dag().op(OpId(stage as u32)).compute() else {
+            return Condition::Skip;
+        };
+        let last_ok = c.axes.last().is_some_and(|a| a.extent % 8 == 0);
+        if last_ok && c.axes.len() >= 2 && !c.reduce_axes.is_empty() {
+            Condition::Apply
+        } else {
+            Condition::Skip
+        }
+    }
+    fn apply(
+        &self,
+        ctx: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
+        let (n_space, n_reduce) = {
+            let st = state.stage(stage);
+            let n_reduce = st
+                .leaves
+                .iter()
+                .filter(|&&l| st.iter(l).kind == IterKind::Reduce)
+                .count();
+            (st.leaves.len() - n_reduce, n_reduce)
+        };
+        let Some(iter) = tensorized_loop_position(&self.inner.structure, n_space, n_reduce) else {
+            return Ok(Vec::new());
+        };
+        let mut out = self.inner.apply(ctx, state, stage)?;
+        for (s, _) in &mut out {
+            step(
+                self.name(),
+                s,
+                Step::Annotate {
+                    stage,
+                    iter,
+                    annotation: tessel_ir::state::Annotation::Tensorize,
+                },
+            )?;
+        }
+        Ok(out)
+    }
+}
+
 /// An ordered, editable list of sketch rules.
 ///
 /// ```
@@ -544,7 +636,7 @@ impl SketchRule for MultiLevelTilingWithFusion {
 /// assert_eq!(rules.names()[0], "AlwaysInline");
 /// rules.remove("AddRfactor");
 /// rules.insert_before("SkipStage", Box::new(SkipStage)); // any SketchRule value
-/// assert_eq!(rules.names().len(), 6);
+/// assert_eq!(rules.names().len(), 7);
 /// ```
 pub struct SketchRules {
     /// The rules, tried in order.
@@ -553,6 +645,7 @@ pub struct SketchRules {
 
 impl SketchRules {
     /// Ansor's CPU rules in order: AlwaysInline, AddRfactor, AddCacheWrite,
+    /// MultiLevelTilingTensorized (Tessel's; only with [`HardwareParams::micro_kernels`]),
     /// MultiLevelTilingWithFusion, MultiLevelTiling, SkipStage.
     /// (SimplifyComputeWithConstTensor is left out: no Tessel operator carries the
     /// const-tensor-indices attribute it reacts to.)
@@ -562,6 +655,7 @@ impl SketchRules {
                 Box::new(AlwaysInline),
                 Box::new(AddRfactor),
                 Box::new(AddCacheWrite),
+                Box::new(MultiLevelTilingTensorized::default()),
                 Box::new(MultiLevelTilingWithFusion::default()),
                 Box::new(MultiLevelTiling::default()),
                 Box::new(SkipStage),
@@ -659,8 +753,11 @@ const MAX_ITEMS: usize = 100_000;
 /// use std::sync::Arc;
 /// use tessel_sketch::{generate_sketches, HardwareParams};
 /// let w = tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=64").unwrap();
-/// let sketches = generate_sketches(&Arc::new(w.dag), &HardwareParams::with_cores(4)).unwrap();
-/// assert_eq!(sketches.len(), 3);
+/// let hw = HardwareParams { micro_kernels: true, ..HardwareParams::with_cores(4) };
+/// let sketches = generate_sketches(&Arc::new(w.dag), &hw).unwrap();
+/// // Ansor's three, then two tensorized (cache write fused at level 1 or 2).
+/// assert_eq!(sketches.len(), 5);
+/// assert!(tessel_sketch::rules::is_tensorized(&sketches[4].state));
 /// ```
 pub fn generate_sketches(
     dag: &Arc<ComputeDag>,
@@ -707,6 +804,11 @@ pub fn generate_sketches_with(
         }
         now = next;
     }
+    // Plain sketches first, tensorized ones after (a stable partition), so that the plain
+    // sketches keep the ids they have without the tensorized rule.
+    let (mut done, tensorized): (Vec<State>, Vec<State>) =
+        done.into_iter().partition(|s| !is_tensorized(s));
+    done.extend(tensorized);
     let mut memo = FactorizationMemo::default();
     let mut out = Vec::with_capacity(done.len());
     for (k, state) in done.into_iter().enumerate() {
@@ -732,6 +834,20 @@ pub fn generate_sketches_with(
         out.push(make_sketch(k as u32, state, hw, &mut memo));
     }
     Ok(out)
+}
+
+/// Whether the state's log annotates a loop `Tensorize` (a tensorized sketch or a state
+/// sampled from one).
+pub fn is_tensorized(state: &State) -> bool {
+    state.steps().iter().any(|s| {
+        matches!(
+            s,
+            Step::Annotate {
+                annotation: tessel_ir::state::Annotation::Tensorize,
+                ..
+            }
+        )
+    })
 }
 
 /// Wraps a sketch state: its analysis and the tile vectors of its holes.

@@ -7,9 +7,13 @@ use tessel_ir::ops::{self, ConvParams};
 use tessel_ir::{workloads, ComputeDag};
 use tessel_sketch::{generate_sketches, HardwareParams, Sketch};
 
-/// Fixed hardware so that the goldens do not depend on the machine.
+/// Fixed hardware so that the goldens do not depend on the machine: Ansor's sketches only
+/// (the tensorized ones are tested in `tensorized.rs`).
 fn hw() -> HardwareParams {
-    HardwareParams::with_cores(4)
+    HardwareParams {
+        micro_kernels: false,
+        ..HardwareParams::with_cores(4)
+    }
 }
 
 fn sketches_of(spec: &str) -> Vec<Sketch> {
@@ -227,12 +231,7 @@ fn rfactor_depends_on_the_number_of_cores() {
     // NRM reduces over 16 points: rfactor only when that exceeds the core count.
     let w = workloads::lookup("nrm:b=1,m=4,n=4").expect("w");
     let dag = Arc::new(w.dag);
-    assert_eq!(
-        generate_sketches(&dag, &HardwareParams::with_cores(4))
-            .expect("s")
-            .len(),
-        3
-    );
+    assert_eq!(generate_sketches(&dag, &hw()).expect("s").len(), 3);
     assert_eq!(
         generate_sketches(&dag, &HardwareParams::with_cores(16))
             .expect("s")

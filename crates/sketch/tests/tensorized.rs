@@ -1,0 +1,250 @@
+//! Tensorized sketches: generation, tile sizes that match a micro-kernel, numerics (the
+//! interpreter and compiled code against the reference) and legality under mutation.
+
+use rand::RngExt;
+use std::sync::Arc;
+use tessel_ir::rng::seeded;
+use tessel_ir::{eval, lower::lower, tensorize, testing, workloads, ComputeDag, State};
+use tessel_sketch::rules::is_tensorized;
+use tessel_sketch::{generate_sketches, sample_initial, HardwareParams, MutationRegistry, Sketch};
+
+fn hw(micro_kernels: bool) -> HardwareParams {
+    HardwareParams {
+        micro_kernels,
+        ..HardwareParams::with_cores(4)
+    }
+}
+
+fn dag(spec: &str) -> Arc<ComputeDag> {
+    Arc::new(workloads::lookup(spec).expect("known workload").dag)
+}
+
+/// Small gmm / conv specs (NHWC conv with co a multiple of 8).
+const SMALL: [&str; 3] = [
+    "gmm:b=1,n=24,m=48,k=40",
+    "gmm:b=2,n=12,m=16,k=24",
+    "c2d:n=1,h=6,w=6,ci=8,co=16,kernel=3,stride=1,pad=1",
+];
+
+/// Compares `text` with `tests/golden/<name>.txt`, rewriting it when `TESSEL_BLESS=1`.
+fn check_golden(name: &str, text: &str) {
+    let path = format!("{}/tests/golden/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var("TESSEL_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, text).expect("write golden");
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden {path} (run with TESSEL_BLESS=1)"));
+    assert_eq!(
+        text, want,
+        "sketches differ from {path} (re-bless with TESSEL_BLESS=1)"
+    );
+}
+
+fn tensorized(sketches: &[Sketch]) -> Vec<&Sketch> {
+    sketches
+        .iter()
+        .filter(|s| is_tensorized(&s.state))
+        .collect()
+}
+
+/// Whether the state lowers to a nest with at least one tensorized loop, all of them
+/// matching a supported micro-kernel.
+fn matches_kernel(state: &State) -> bool {
+    let Ok(nest) = lower(state) else {
+        return false;
+    };
+    let found = tensorize::find(&nest);
+    !found.is_empty()
+        && found.iter().all(|(_, m)| {
+            m.as_ref()
+                .is_ok_and(|m| tensorize::kernel_supported(m.mr, m.nr))
+        })
+}
+
+#[test]
+fn gmm3_and_c2d3_get_tensorized_sketches_besides_the_plain_ones() {
+    for spec in ["gmm-3", "c2d-3"] {
+        let d = dag(spec);
+        let plain = generate_sketches(&d, &hw(false)).expect("sketches");
+        let all = generate_sketches(&d, &hw(true)).expect("sketches");
+        let t = tensorized(&all);
+        assert!(!t.is_empty(), "{spec}: no tensorized sketch");
+        assert_eq!(all.len(), plain.len() + t.len(), "{spec}");
+        // The plain sketches come first, unchanged.
+        for (a, b) in plain.iter().zip(&all) {
+            assert_eq!(a.text(), b.text(), "{spec}: plain sketch changed");
+        }
+        assert!(plain.iter().all(|s| !is_tensorized(&s.state)));
+        let text: String = t.iter().map(|s| format!("{s}\n")).collect();
+        check_golden(&format!("{spec}-tensorized"), &text);
+    }
+}
+
+#[test]
+fn sampled_tensorized_states_match_a_micro_kernel() {
+    let hw = hw(true);
+    let mut rng = seeded(99);
+    for spec in ["gmm-3", "c2d-3", SMALL[0], SMALL[1], SMALL[2]] {
+        let d = dag(spec);
+        let sketches = generate_sketches(&d, &hw).expect("sketches");
+        for sketch in tensorized(&sketches) {
+            let (mut ok, mut total) = (0, 0);
+            for _ in 0..40 {
+                let Some(s) = sample_initial(sketch, &hw, &mut rng) else {
+                    continue;
+                };
+                total += 1;
+                if matches_kernel(&s) {
+                    ok += 1;
+                } else if let Ok(nest) = lower(&s) {
+                    eprintln!(
+                        "{spec}: no match: {:?}\n{}",
+                        tensorize::find(&nest)
+                            .into_iter()
+                            .map(|(_, m)| m.err())
+                            .collect::<Vec<_>>(),
+                        s.steps_text()
+                    );
+                }
+            }
+            assert!(
+                total >= 20,
+                "{spec} sketch {}: only {total} samples",
+                sketch.id
+            );
+            assert!(
+                ok * 10 >= total * 9,
+                "{spec} sketch {}: {ok}/{total} samples match a micro-kernel",
+                sketch.id
+            );
+        }
+    }
+}
+
+fn check_numerics(spec: &str, state: &State, inputs: &[Vec<f32>], want: &[Vec<f32>]) {
+    let nest = lower(state).unwrap_or_else(|e| panic!("{spec}: lowering: {e}"));
+    let got = testing::run_interp(&nest, inputs).unwrap_or_else(|e| panic!("{spec}: {e}"));
+    let compiled = {
+        let opts = tessel_codegen::CompileOptions {
+            micro_kernels: true,
+            ..tessel_codegen::CompileOptions::with_threads(1)
+        };
+        let kernel =
+            tessel_codegen::compile(&nest, &opts).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        let ins: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+        let mut outs: Vec<Vec<f32>> = want.iter().map(|w| vec![0.0; w.len()]).collect();
+        let mut refs: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+        kernel
+            .run(&ins, &mut refs)
+            .unwrap_or_else(|e| panic!("{spec}: run: {e}"));
+        outs
+    };
+    for outs in [&got, &compiled] {
+        for (o, w) in outs.iter().zip(want) {
+            for (i, (a, b)) in o.iter().zip(w).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-3 * b.abs().max(1.0),
+                    "{spec}: [{i}] = {a}, want {b}\n{}",
+                    state.steps_text()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn sampled_tensorized_states_compute_the_reference() {
+    let hw = hw(true);
+    let mut rng = seeded(7);
+    for spec in SMALL {
+        let d = dag(spec);
+        let inputs = eval::random_inputs(&d, 5);
+        let want = eval::evaluate(&d, &inputs).expect("reference");
+        let sketches = generate_sketches(&d, &hw).expect("sketches");
+        let t = tensorized(&sketches);
+        assert!(!t.is_empty(), "{spec}: no tensorized sketch");
+        for sketch in t {
+            let mut n = 0;
+            for _ in 0..20 {
+                if let Some(s) = sample_initial(sketch, &hw, &mut rng) {
+                    check_numerics(spec, &s, &inputs, &want);
+                    n += 1;
+                }
+            }
+            assert!(n >= 5, "{spec}: only {n} samples");
+        }
+    }
+}
+
+#[test]
+fn random_mutations_of_tensorized_states_are_legal() {
+    let hw = hw(true);
+    let reg = MutationRegistry::cpu();
+    let mut rng = seeded(1234);
+    let mut pool: Vec<State> = Vec::new();
+    for spec in ["gmm-3", "c2d-3", SMALL[0], SMALL[2]] {
+        let sketches = generate_sketches(&dag(spec), &hw).expect("sketches");
+        for sketch in tensorized(&sketches) {
+            pool.extend((0..10).filter_map(|_| sample_initial(sketch, &hw, &mut rng)));
+        }
+    }
+    assert!(!pool.is_empty());
+    let (mut applied, mut matched) = (0, 0);
+    for k in 0..1000 {
+        let parent = &pool[k % pool.len()];
+        let rule = &reg.rules[rng.random_range(0..reg.rules.len())];
+        let Some(child) = rule.apply(parent, &hw, &mut rng) else {
+            continue;
+        };
+        applied += 1;
+        assert_eq!(child.sketch_id(), parent.sketch_id());
+        assert!(child.is_concrete(), "{}: not concrete", rule.name);
+        let again = State::replay(child.original_dag().clone(), child.steps())
+            .unwrap_or_else(|e| panic!("{}: replay: {e}", rule.name));
+        assert_eq!(again.to_string(), child.to_string());
+        assert!(lower(&child).is_ok(), "{}: does not lower", rule.name);
+        if matches_kernel(&child) {
+            matched += 1;
+        }
+    }
+    eprintln!("{applied} mutations applied, {matched} match a micro-kernel");
+    assert!(applied >= 300, "only {applied} mutations applied");
+    assert!(matched * 10 >= applied * 9, "{matched}/{applied} match");
+}
+
+#[test]
+fn mutate_tensorize_shape_changes_the_kernel_and_keeps_it_matching() {
+    let hw = hw(true);
+    let rule = *MutationRegistry::cpu()
+        .get("MutateTensorizeShape")
+        .expect("registered");
+    let mut rng = seeded(5);
+    for spec in ["gmm-3", "c2d-3"] {
+        let sketches = generate_sketches(&dag(spec), &hw).expect("sketches");
+        let t = tensorized(&sketches);
+        let parent = (0..20)
+            .find_map(|_| sample_initial(t[0], &hw, &mut rng))
+            .expect("a sample");
+        let shape = |s: &State| {
+            let nest = lower(s).expect("lowers");
+            tensorize::find(&nest)
+                .into_iter()
+                .filter_map(|(_, m)| m.ok().map(|m| (m.mr, m.nr)))
+                .collect::<Vec<_>>()
+        };
+        let mut changed = 0;
+        for _ in 0..20 {
+            let child = rule.apply(&parent, &hw, &mut rng).expect("applies");
+            assert!(matches_kernel(&child), "{spec}:\n{}", child.steps_text());
+            if shape(&child) != shape(&parent) {
+                changed += 1;
+            }
+        }
+        assert!(changed >= 15, "{spec}: shape changed {changed}/20 times");
+    }
+    // Plain states: the rule does not apply.
+    let sketches = generate_sketches(&dag("gmm-3"), &hw).expect("sketches");
+    let plain = sample_initial(&sketches[1], &hw, &mut rng).expect("sample");
+    assert!(rule.apply(&plain, &hw, &mut rng).is_none());
+}
