@@ -21,9 +21,16 @@ fn sketches_of_gmm_3_are_ansors_three() {
     let last = stdout.lines().last().expect("output");
     let v: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
     let sketches = v["sketches"].as_array().expect("sketches");
-    assert_eq!(sketches.len(), 3);
+    // Ansor's three plain sketches; on a CPU with AVX2+FMA also two tensorized variants of
+    // the cache-write ones.
+    let plain: Vec<&serde_json::Value> = sketches
+        .iter()
+        .filter(|s| s["text"].as_str().is_some_and(|t| !t.contains("tensorize")))
+        .collect();
+    assert_eq!(plain.len(), 3, "{stdout}");
+    assert!(sketches.len() == 3 || sketches.len() == 5, "{stdout}");
     // The cache-write sketches (level 1 and 2 fusion) have a Z.local stage.
-    let with_cache = sketches
+    let with_cache = plain
         .iter()
         .filter(|s| s["text"].as_str().is_some_and(|t| t.contains("Z.local")))
         .count();
@@ -40,9 +47,19 @@ fn sketches_of_a_bad_spec_fail_with_the_reason() {
 #[test]
 fn sample_measures_random_schedules_and_reports_them() {
     let out = tessel(&[
-        "sample", "gmm:b=1,n=32,m=32,k=32", "--count", "16", "--threads", "1", "--json",
+        "sample",
+        "gmm:b=1,n=32,m=32,k=32",
+        "--count",
+        "16",
+        "--threads",
+        "1",
+        "--json",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value =
         serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON");
