@@ -62,6 +62,13 @@ pub struct SearchOptions {
     /// Where candidates run.
     #[arg(long, value_enum, default_value_t = Isolation::Worker)]
     pub isolation: Isolation,
+    /// Do not pack constant operands into the micro-kernels' panel layout once before the
+    /// timed calls (Ansor's layout rewrite; records say which was used).
+    #[arg(long)]
+    pub no_layout_rewrite: bool,
+    /// Do not call the AVX2 micro-kernels (plain Cranelift code only).
+    #[arg(long)]
+    pub no_micro_kernels: bool,
 }
 
 impl SearchOptions {
@@ -126,7 +133,9 @@ impl SearchOptions {
     /// The runner candidates are measured with.
     pub fn runner(&self) -> Result<Box<dyn Runner>, DriverError> {
         let failed = |e: tessel_measure::HarnessError| DriverError::Failed(e.to_string());
-        let options = MeasureOptions::with_threads(self.threads());
+        let mut options = MeasureOptions::with_threads(self.threads());
+        options.codegen.layout_rewrite = !self.no_layout_rewrite;
+        options.codegen.micro_kernels = !self.no_micro_kernels;
         Ok(match self.isolation {
             Isolation::Worker => Box::new(LocalWorkerRunner::new(
                 WorkerCommand::current_exe(&["worker"]).map_err(failed)?,
