@@ -1,70 +1,25 @@
-//! Measures the register-tiled 512×512×512 gmm: compile time, GFLOP/s on 1 and 2 threads.
+//! Measures a gmm-3 schedule (512×512×512): compile time, GFLOP/s on 1 and 2 threads.
 //!
-//! `cargo run --release -p tessel-codegen --example gmm [-- --disasm] [--order ij|ji] [--reps N]`
+//! `cargo run --release -p tessel-codegen --example gmm [-- --disasm] [--schedule FILE] [--reps N]`
+//! (default schedule: `examples/schedules/gmm-3.json`).
 
 use std::time::Instant;
 use tessel_codegen::builder::NestBuilder;
 use tessel_codegen::{compile, CompileOptions};
-use tessel_ir::expr::BinOp;
 use tessel_ir::loop_nest::LoopKind::*;
 use tessel_ir::LoopNest;
 
-/// Z = X·Y, 512³, parallel fused tile loop, 4×8 local tile, k innermost.
-fn gmm(n: i64, j_outer: bool) -> LoopNest {
-    let (m, k) = (n, n);
-    let mut b = NestBuilder::new("gmm");
-    let a = b.input("X", &[m, k]);
-    let bb = b.input("Y", &[k, n]);
-    let c = b.output("Z", &[m, n]);
-    let tile = b.local("Z.local", &[4, 8]);
-    let (mt, nt) = (m / 4, n / 8);
-    b.for_("i.0@j.0", mt * nt, Parallel, |b, f| {
-        let (four, eight) = (b.int(4), b.int(8));
-        let (i0, j0) = if j_outer {
-            let d = b.int(mt);
-            (b.bin(BinOp::Mod, f, d), b.bin(BinOp::Div, f, d))
-        } else {
-            let d = b.int(nt);
-            (b.bin(BinOp::Div, f, d), b.bin(BinOp::Mod, f, d))
-        };
-        let ibase = b.mul(i0, four);
-        let jbase = b.mul(j0, eight);
-        b.alloc(tile, |b| {
-            b.for_("i.3", 4, Unrolled, |b, i3| {
-                b.for_("j.3", 8, Vectorized, |b, j3| {
-                    let ti = b.idx(i3, 8, j3);
-                    let z = b.float(0.0);
-                    b.store(tile, ti, z);
-                });
-            });
-            b.for_("k", k, Serial, |b, kk| {
-                b.for_("i.3", 4, Unrolled, |b, i3| {
-                    b.for_("j.3", 8, Vectorized, |b, j3| {
-                        let ti = b.idx(i3, 8, j3);
-                        let row = b.add(ibase, i3);
-                        let ai = b.idx(row, k, kk);
-                        let col = b.add(jbase, j3);
-                        let bi = b.idx(kk, n, col);
-                        let (acc, x, y) = (b.load(tile, ti), b.load(a, ai), b.load(bb, bi));
-                        let p = b.mul(x, y);
-                        let s = b.add(acc, p);
-                        b.store(tile, ti, s);
-                    });
-                });
-            });
-            b.for_("i.3", 4, Unrolled, |b, i3| {
-                b.for_("j.3", 8, Vectorized, |b, j3| {
-                    let ti = b.idx(i3, 8, j3);
-                    let row = b.add(ibase, i3);
-                    let col = b.add(jbase, j3);
-                    let ci = b.idx(row, n, col);
-                    let v = b.load(tile, ti);
-                    b.store(c, ci, v);
-                });
-            });
-        });
-    });
-    b.finish()
+/// The lowered loop nest of a gmm-3 schedule file (`examples/schedules/gmm-3.json`: Z = X·Y,
+/// 512³, a parallel fused tile loop, a 4×8 local tile, k innermost), through the real pipeline.
+fn gmm(schedule: &str) -> LoopNest {
+    let text = std::fs::read_to_string(schedule).expect("schedule file");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let steps: Vec<tessel_ir::Step> = serde_json::from_value(v["steps"].clone()).expect("steps");
+    let w =
+        tessel_ir::workloads::lookup(v["workload"].as_str().expect("workload")).expect("workload");
+    assert_eq!(w.spec(), "gmm:b=1,n=512,m=512,k=512", "a gmm-3 schedule");
+    let state = tessel_ir::State::replay(std::sync::Arc::new(w.dag), &steps).expect("legal");
+    tessel_ir::lower::lower(&state).expect("lowers")
 }
 
 /// A tiny parallel kernel (2 × 8 elements) to measure per-call overhead.
@@ -91,7 +46,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let flag = |f: &str| args.iter().position(|a| a == f);
-    let j_outer = flag("--order").is_some_and(|p| args.get(p + 1).is_some_and(|o| o == "ji"));
+    let default = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/schedules/gmm-3.json"
+    );
+    let schedule = flag("--schedule")
+        .and_then(|p| args.get(p + 1).cloned())
+        .unwrap_or_else(|| default.to_string());
     let reps: usize = flag("--reps")
         .and_then(|p| args.get(p + 1)?.parse().ok())
         .unwrap_or(15);
@@ -119,7 +80,7 @@ fn main() {
         return;
     }
     let n = 512i64;
-    let nest = gmm(n, j_outer);
+    let nest = gmm(&schedule);
     let compile_ms = median(
         (0..51)
             .map(|_| {
