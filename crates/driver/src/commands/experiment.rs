@@ -28,7 +28,7 @@
 //! vs wall time / vs trials). The table goes to stdout; with `--json` the summary is the
 //! last stdout line.
 
-use crate::commands::search_options::Isolation;
+use crate::commands::search_options::{file_name, make_runner, resolve_threads, Isolation};
 use crate::error::DriverError;
 use plotters::prelude::*;
 use serde_json::json;
@@ -36,7 +36,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tessel_ir::workloads::{self, Workload};
-use tessel_measure::{InProcessRunner, LocalWorkerRunner, MeasureOptions, Runner, WorkerCommand};
+use tessel_measure::{MeasureOptions, Runner};
 use tessel_search::evolution::EvolutionParams;
 use tessel_search::experiment::{
     median_curve, run_traced, summarize, Config, RunTrace, WorkloadSummary,
@@ -84,18 +84,6 @@ pub struct Args {
     pub json: bool,
 }
 
-fn file_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// The configurations asked for, baseline first and always present, without repeats.
 fn parse_configs(names: &[String]) -> Result<Vec<Config>, DriverError> {
     let mut wanted = vec![Config::Baseline];
@@ -114,17 +102,8 @@ fn parse_configs(names: &[String]) -> Result<Vec<Config>, DriverError> {
 }
 
 fn runner(args: &Args, threads: usize) -> Result<Box<dyn Runner>, DriverError> {
-    let options = MeasureOptions::with_threads(threads);
-    Ok(match args.isolation {
-        Isolation::Worker => {
-            let cmd = WorkerCommand::current_exe(&["worker"])
-                .map_err(|e| DriverError::Failed(e.to_string()))?;
-            Box::new(LocalWorkerRunner::new(cmd, options))
-        }
-        Isolation::None => {
-            Box::new(InProcessRunner::new(options).map_err(|e| DriverError::Failed(e.to_string()))?)
-        }
-    })
+    make_runner(args.isolation, MeasureOptions::with_threads(threads))
+        .map_err(|e| DriverError::Failed(e.to_string()))
 }
 
 /// Runs every config × seed on one workload.
@@ -450,10 +429,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         .iter()
         .map(|s| workloads::lookup(s))
         .collect::<Result<_, _>>()?;
-    let threads = args
-        .threads
-        .unwrap_or_else(tessel_measure::options::available_cores)
-        .max(1);
+    let threads = resolve_threads(args.threads);
     std::fs::create_dir_all(&args.out)?;
     let total = workloads.len() * configs.len() * args.seeds as usize;
     let mut done = 0;

@@ -8,6 +8,7 @@
 //! the command exits with code 2. This module also holds what the measurement commands share
 //! (their error type, options and runner).
 
+pub use super::search_options::{make_runner, Isolation};
 use crate::error::DriverError;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -15,18 +16,9 @@ use std::path::PathBuf;
 use tessel_ir::workloads::{self, Workload};
 use tessel_ir::IrError;
 use tessel_measure::{
-    Candidate, HarnessError, InProcessRunner, LocalWorkerRunner, MeasureError, MeasureOptions,
-    MeasureResult, Record, RecordWriter, Runner, ScheduleFile, Target, WorkerCommand,
+    Candidate, HarnessError, MeasureError, MeasureOptions, MeasureResult, Record, RecordWriter,
+    ScheduleFile, Target,
 };
-
-/// Where candidates are measured.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isolation {
-    /// In a worker process (`tessel worker`): a crash or hang costs one candidate.
-    Worker,
-    /// In this process.
-    None,
-}
 
 /// Measurement options shared by `run` and `replay`.
 #[derive(clap::Args, Debug, Clone)]
@@ -100,20 +92,6 @@ pub fn finish(r: Result<(), CmdError>) -> Result<(), DriverError> {
             std::process::exit(2)
         }
     }
-}
-
-/// A runner for `options` with the chosen isolation (workers are `current_exe() worker`).
-pub fn make_runner(
-    isolation: Isolation,
-    options: MeasureOptions,
-) -> Result<Box<dyn Runner>, CmdError> {
-    Ok(match isolation {
-        Isolation::None => Box::new(InProcessRunner::new(options)?),
-        Isolation::Worker => Box::new(LocalWorkerRunner::new(
-            WorkerCommand::current_exe(&["worker"])?,
-            options,
-        )),
-    })
 }
 
 /// Arguments of `tessel run`.

@@ -3,7 +3,7 @@
 //! them with the harness, and report the best and median GFLOP/s, the errors by class and
 //! the compile time. This is the floor the real search must beat.
 
-use super::search_options::Isolation;
+use super::search_options::{make_runner, resolve_threads, Isolation};
 use crate::error::DriverError;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -12,10 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use tessel_ir::workloads;
-use tessel_measure::{
-    Candidate, InProcessRunner, LocalWorkerRunner, MeasureOptions, Record, RecordWriter, Runner,
-    Target, WorkerCommand,
-};
+use tessel_measure::{Candidate, MeasureOptions, Record, RecordWriter, Target};
 use tessel_sketch::{generate_sketches, sample_population, HardwareParams};
 
 /// Arguments of `tessel sample`.
@@ -63,10 +60,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 /// Runs the subcommand.
 pub fn run(args: &Args) -> Result<(), DriverError> {
     let w = workloads::lookup(&args.spec)?;
-    let threads = args
-        .threads
-        .unwrap_or_else(tessel_measure::options::available_cores)
-        .max(1);
+    let threads = resolve_threads(args.threads);
     let hw = HardwareParams::with_cores(threads as i64);
     let dag = Arc::new(w.dag.clone());
     let sketches = generate_sketches(&dag, &hw).map_err(failed)?;
@@ -83,13 +77,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         .map(|s| Candidate::from_state(&w, s))
         .collect();
     let options = MeasureOptions::with_threads(threads);
-    let mut runner: Box<dyn Runner> = match args.isolation {
-        Isolation::Worker => Box::new(LocalWorkerRunner::new(
-            WorkerCommand::current_exe(&["worker"]).map_err(failed)?,
-            options.clone(),
-        )),
-        Isolation::None => Box::new(InProcessRunner::new(options.clone()).map_err(failed)?),
-    };
+    let mut runner = make_runner(args.isolation, options.clone()).map_err(failed)?;
     let t = Instant::now();
     let results = runner.measure(&candidates);
     let measure_seconds = t.elapsed().as_secs_f64();

@@ -3,7 +3,9 @@
 
 use crate::error::DriverError;
 use indicatif::{ProgressBar, ProgressStyle};
-use tessel_measure::{InProcessRunner, LocalWorkerRunner, MeasureOptions, Runner, WorkerCommand};
+use tessel_measure::{
+    HarnessError, InProcessRunner, LocalWorkerRunner, MeasureOptions, Runner, WorkerCommand,
+};
 use tessel_mutation_model::MutationPolicy;
 use tessel_rl_policy::SketchPolicy;
 use tessel_search::evolution::EvolutionParams;
@@ -16,6 +18,40 @@ pub enum Isolation {
     Worker,
     /// In this process (faster start, no protection).
     None,
+}
+
+/// A runner for `options` with the chosen isolation (workers are `current_exe() worker`).
+pub fn make_runner(
+    isolation: Isolation,
+    options: MeasureOptions,
+) -> Result<Box<dyn Runner>, HarnessError> {
+    Ok(match isolation {
+        Isolation::Worker => Box::new(LocalWorkerRunner::new(
+            WorkerCommand::current_exe(&["worker"])?,
+            options,
+        )),
+        Isolation::None => Box::new(InProcessRunner::new(options)?),
+    })
+}
+
+/// Kernel threads: the number given, or every core.
+pub fn resolve_threads(threads: Option<usize>) -> usize {
+    threads
+        .unwrap_or_else(tessel_measure::options::available_cores)
+        .max(1)
+}
+
+/// A workload name made safe as a file name (`gmm:b=1,...` → `gmm_b_1_...`).
+pub fn file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The sketch and mutation policy names of a `--policy` preset: `baseline` (Ansor),
@@ -74,9 +110,7 @@ pub struct SearchOptions {
 impl SearchOptions {
     /// Kernel threads (every core by default).
     pub fn threads(&self) -> usize {
-        self.threads
-            .unwrap_or_else(tessel_measure::options::available_cores)
-            .max(1)
+        resolve_threads(self.threads)
     }
 
     /// The sketch and mutation policy names chosen.
@@ -132,17 +166,10 @@ impl SearchOptions {
 
     /// The runner candidates are measured with.
     pub fn runner(&self) -> Result<Box<dyn Runner>, DriverError> {
-        let failed = |e: tessel_measure::HarnessError| DriverError::Failed(e.to_string());
         let mut options = MeasureOptions::with_threads(self.threads());
         options.codegen.layout_rewrite = !self.no_layout_rewrite;
         options.codegen.micro_kernels = !self.no_micro_kernels;
-        Ok(match self.isolation {
-            Isolation::Worker => Box::new(LocalWorkerRunner::new(
-                WorkerCommand::current_exe(&["worker"]).map_err(failed)?,
-                options,
-            )),
-            Isolation::None => Box::new(InProcessRunner::new(options).map_err(failed)?),
-        })
+        make_runner(self.isolation, options).map_err(|e| DriverError::Failed(e.to_string()))
     }
 }
 

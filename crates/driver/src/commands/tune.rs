@@ -7,7 +7,7 @@
 //! file exists the search resumes from it: its states are never measured again and train
 //! the cost model from the start.
 
-use super::search_options::{progress_bar, SearchOptions};
+use super::search_options::{file_name, progress_bar, SearchOptions};
 use crate::error::DriverError;
 use serde_json::json;
 use std::io::Write;
@@ -46,18 +46,6 @@ pub struct Args {
     /// Also print one machine-readable JSON object as the last line.
     #[arg(long)]
     pub json: bool,
-}
-
-fn file_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Runs the subcommand.
