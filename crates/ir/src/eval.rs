@@ -341,24 +341,8 @@ impl<'a> Compiler<'a> {
             Expr::Binary(op, a, b) if op.is_comparison() => {
                 let op = *op;
                 match a.ty() {
-                    ScalarType::Int => {
-                        let (fa, fb) = (self.int(a)?, self.int(b)?);
-                        match op {
-                            BinOp::Lt => Box::new(move |ax: &[i64]| fa(ax) < fb(ax)),
-                            BinOp::Le => Box::new(move |ax: &[i64]| fa(ax) <= fb(ax)),
-                            BinOp::Eq => Box::new(move |ax: &[i64]| fa(ax) == fb(ax)),
-                            _ => Box::new(move |ax: &[i64]| fa(ax) != fb(ax)),
-                        }
-                    }
-                    ScalarType::Float => {
-                        let (fa, fb) = (self.float(a)?, self.float(b)?);
-                        match op {
-                            BinOp::Lt => Box::new(move |ax: &[i64]| fa(ax) < fb(ax)),
-                            BinOp::Le => Box::new(move |ax: &[i64]| fa(ax) <= fb(ax)),
-                            BinOp::Eq => Box::new(move |ax: &[i64]| fa(ax) == fb(ax)),
-                            _ => Box::new(move |ax: &[i64]| fa(ax) != fb(ax)),
-                        }
-                    }
+                    ScalarType::Int => compare(op, self.int(a)?, self.int(b)?),
+                    ScalarType::Float => compare(op, self.float(a)?, self.float(b)?),
                     ScalarType::Bool => {
                         let (fa, fb) = (self.boolean(a)?, self.boolean(b)?);
                         match op {
@@ -649,5 +633,19 @@ fn reduce_product(
             }
             ax[first + d] = 0;
         }
+    }
+}
+
+/// `fa op fb` for an ordering or equality comparison `op` (`<`, `<=`, `==`, `!=`).
+fn compare<'a, T: PartialOrd + 'a>(
+    op: BinOp,
+    fa: Box<dyn Fn(&[i64]) -> T + 'a>,
+    fb: Box<dyn Fn(&[i64]) -> T + 'a>,
+) -> BoolFn<'a> {
+    match op {
+        BinOp::Lt => Box::new(move |ax: &[i64]| fa(ax) < fb(ax)),
+        BinOp::Le => Box::new(move |ax: &[i64]| fa(ax) <= fb(ax)),
+        BinOp::Eq => Box::new(move |ax: &[i64]| fa(ax) == fb(ax)),
+        _ => Box::new(move |ax: &[i64]| fa(ax) != fb(ax)),
     }
 }
