@@ -119,6 +119,7 @@ fn strides(shape: &[i64]) -> Vec<i64> {
 type FloatFn<'a> = Box<dyn Fn(&[i64]) -> f32 + 'a>;
 type IntFn<'a> = Box<dyn Fn(&[i64]) -> i64 + 'a>;
 type BoolFn<'a> = Box<dyn Fn(&[i64]) -> bool + 'a>;
+type ValueFn<'a, T> = Box<dyn Fn(&[i64]) -> T + 'a>;
 
 /// The first run-time fault of an op (reads return 0 after it; the op then fails).
 type Fault = RefCell<Option<String>>;
@@ -639,8 +640,8 @@ fn reduce_product(
 /// `fa op fb` for an ordering or equality comparison `op` (`<`, `<=`, `==`, `!=`).
 fn compare<'a, T: PartialOrd + 'a>(
     op: BinOp,
-    fa: Box<dyn Fn(&[i64]) -> T + 'a>,
-    fb: Box<dyn Fn(&[i64]) -> T + 'a>,
+    fa: ValueFn<'a, T>,
+    fb: ValueFn<'a, T>,
 ) -> BoolFn<'a> {
     match op {
         BinOp::Lt => Box::new(move |ax: &[i64]| fa(ax) < fb(ax)),
