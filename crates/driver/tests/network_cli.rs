@@ -1,19 +1,9 @@
 //! `tessel tasks` and `tessel tune-network` end to end on the tiny built-in CNN.
 
-use std::process::Command;
+mod common;
 
 fn tessel(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_tessel"))
-        .args(args)
-        .output()
-        .expect("tessel runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "tessel {args:?}:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().expect("output")).expect("last line is JSON")
+    common::tessel_json(args).0
 }
 
 #[test]

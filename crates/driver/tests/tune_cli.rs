@@ -9,23 +9,9 @@ use tessel_ir::{eval, lower::lower, testing, workloads, State};
 
 const SPEC: &str = "gmm:b=1,n=64,m=64,k=64";
 
-fn tessel(args: &[&str]) -> (serde_json::Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tessel"))
-        .args(args)
-        .output()
-        .expect("tessel runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "tessel {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = stdout.lines().last().expect("some output").to_string();
-    (
-        serde_json::from_str(&last).expect("last line is JSON"),
-        stdout,
-    )
-}
+mod common;
+
+use common::tessel_json as tessel;
 
 #[test]
 fn tune_finds_a_correct_kernel_no_slower_than_the_heuristic_and_resumes() {
