@@ -115,7 +115,9 @@ pub fn evolve(
     let mut in_heap: HashSet<String> = HashSet::new();
     let mut order = 0usize;
     let mut population = init;
-    // Scores already known (copies of a parent keep its score), by population index.
+    // Scores already known, by population index. New states (the initial population, then
+    // each generation's mutants) come first; unmutated copies, which keep their parent's
+    // score, come after them, so the states to score are always a prefix.
     let mut known: Vec<Option<f32>> = vec![None; population.len()];
     // Mutants of the previous generation: (index in population, parent score, rule, parent).
     let mut pending: Vec<(usize, f32, usize, State)> = Vec::new();
@@ -123,18 +125,11 @@ pub fn evolve(
         if population.is_empty() {
             break;
         }
-        let unknown: Vec<usize> = (0..population.len())
-            .filter(|&i| known[i].is_none())
-            .collect();
-        let fresh = if unknown.len() == population.len() {
-            (ctx.score)(&population)
-        } else {
-            let states: Vec<State> = unknown.iter().map(|&i| population[i].clone()).collect();
-            (ctx.score)(&states)
-        };
-        stats.scored += unknown.len();
-        for (&i, &sc) in unknown.iter().zip(&fresh) {
-            known[i] = Some(sc);
+        let n_new = known.iter().take_while(|k| k.is_none()).count();
+        let fresh = (ctx.score)(&population[..n_new]);
+        stats.scored += n_new;
+        for (slot, &sc) in known.iter_mut().zip(&fresh) {
+            *slot = Some(sc);
         }
         let scores: Vec<f32> = known.iter().map(|k| k.unwrap_or(f32::MIN)).collect();
         for (child, parent_score, rule, parent) in pending.drain(..) {
@@ -146,7 +141,9 @@ pub fn evolve(
             };
             ctx.policy.observe(&parent, rule, outcome);
         }
-        for (state, &score) in population.iter().zip(&scores) {
+        // Only new states are offered to the heap: a copy equals a parent that was offered
+        // in its own generation, and the heap's minimum never decreases.
+        for (state, &score) in population[..n_new].iter().zip(&fresh) {
             let key = state_key(state);
             if ctx.measured.contains(&key) || in_heap.contains(&key) {
                 continue;
@@ -176,19 +173,17 @@ pub fn evolve(
             break;
         }
         let weights: Vec<f64> = scores.iter().map(|&s| s.max(0.0) as f64).collect();
-        let mut next = Vec::with_capacity(params.population);
-        let mut next_known: Vec<Option<f32>> = Vec::with_capacity(params.population);
+        let mut mutants = Vec::with_capacity(params.population);
+        let mut copies: Vec<(State, f32)> = Vec::new();
         // Failed mutations are retried, but a population where no rule applies must end.
         let mut attempts = 0usize;
-        while next.len() < params.population {
+        while mutants.len() + copies.len() < params.population {
             attempts += 1;
+            let p = tessel_mutation_model::sample_weighted(&weights, rng);
             if attempts > params.population * 8 {
-                let p = tessel_mutation_model::sample_weighted(&weights, rng);
-                next.push(population[p].clone());
-                next_known.push(Some(scores[p]));
+                copies.push((population[p].clone(), scores[p]));
                 continue;
             }
-            let p = tessel_mutation_model::sample_weighted(&weights, rng);
             let parent = &population[p];
             if rng.random_bool(params.mutation_prob) {
                 let rule = ctx.policy.choose(parent, &infos, rng).min(n_rules - 1);
@@ -196,19 +191,19 @@ pub fn evolve(
                 match ctx.rules.rules[rule].apply(parent, ctx.hw, rng) {
                     Some(child) => {
                         stats.mutations_valid[rule] += 1;
-                        pending.push((next.len(), scores[p], rule, parent.clone()));
-                        next.push(child);
-                        next_known.push(None);
+                        pending.push((mutants.len(), scores[p], rule, parent.clone()));
+                        mutants.push(child);
                     }
                     None => ctx.policy.observe(parent, rule, MutationOutcome::Invalid),
                 }
             } else {
-                next.push(parent.clone());
-                next_known.push(Some(scores[p]));
+                copies.push((parent.clone(), scores[p]));
             }
         }
-        population = next;
-        known = next_known;
+        known = vec![None; mutants.len()];
+        known.extend(copies.iter().map(|c| Some(c.1)));
+        population = mutants;
+        population.extend(copies.into_iter().map(|c| c.0));
     }
     let mut best: Vec<(State, f32)> = heap.into_iter().map(|s| (s.state, s.score)).collect();
     best.sort_by(|a, b| b.1.total_cmp(&a.1));
