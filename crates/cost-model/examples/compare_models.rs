@@ -30,6 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             workload: r.key.workload.clone(),
             steps: r.steps.clone(),
             cost: r.cost(),
+            threads: r.key.codegen.threads,
+            codegen: tessel_cost_model::CodegenFlags {
+                micro_kernels: r.key.codegen.micro_kernels,
+                layout_rewrite: r.key.codegen.layout_rewrite,
+            },
         }));
     }
     let ds = Dataset::build(&samples);

@@ -1,7 +1,7 @@
 //! Measured programs as training data: replay → lower → features, labelled with normalized
 //! throughput (ANSOR.md §6.2), and train/test splits.
 
-use crate::features::{FeatureExtractor, ProgramFeatures};
+use crate::features::{CodegenFlags, FeatureExtractor, ProgramFeatures};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tessel_ir::{workloads, ComputeDag, State, Step};
@@ -15,6 +15,10 @@ pub struct Sample {
     pub steps: Vec<Step>,
     /// Measured cost in seconds, `None` when the candidate failed.
     pub cost: Option<f64>,
+    /// Threads the program ran on (labels are normalized per workload and setting).
+    pub threads: usize,
+    /// The code generator's options it was compiled with.
+    pub codegen: CodegenFlags,
 }
 
 /// Featurised, labelled programs.
@@ -30,15 +34,22 @@ pub struct Dataset {
     pub groups: Vec<u32>,
     /// Workload names, in order of first appearance.
     pub workloads: Vec<String>,
+    /// Task index of each program (into [`Dataset::tasks`]): a task is a workload measured
+    /// in one setting (threads, codegen options), Ansor's workload + target. Labels are
+    /// normalized per task and only programs of one task are compared with each other.
+    pub task_of: Vec<u32>,
+    /// Task names (`<workload> threads=<n> micro_kernels=<b> layout_rewrite=<b>`).
+    pub tasks: Vec<String>,
     /// Samples whose workload could not be looked up or whose steps did not replay or lower.
     pub unusable: usize,
 }
 
 impl Dataset {
-    /// Replays, lowers and featurises every sample, and labels them per workload.
+    /// Replays, lowers and featurises every sample, and labels them per task.
     pub fn build(samples: &[Sample]) -> Dataset {
         let mut ds = Dataset::default();
         let mut index: BTreeMap<String, u32> = BTreeMap::new();
+        let mut task_index: BTreeMap<String, u32> = BTreeMap::new();
         let mut dags: Vec<Option<Arc<ComputeDag>>> = Vec::new();
         let mut fx = FeatureExtractor::new();
         for s in samples {
@@ -51,7 +62,7 @@ impl Dataset {
                 .as_ref()
                 .and_then(|dag| State::replay(dag.clone(), &s.steps).ok())
                 .and_then(|st| tessel_ir::lower::lower(&st).ok())
-                .map(|nest| fx.extract(&nest));
+                .map(|nest| fx.extract_with(&nest, s.codegen));
             let features = match features {
                 Some(f) => f,
                 None => {
@@ -59,11 +70,20 @@ impl Dataset {
                     ProgramFeatures::default()
                 }
             };
+            let task = format!(
+                "{} threads={} micro_kernels={} layout_rewrite={}",
+                s.workload, s.threads, s.codegen.micro_kernels, s.codegen.layout_rewrite
+            );
+            let t = *task_index.entry(task.clone()).or_insert_with(|| {
+                ds.tasks.push(task);
+                (ds.tasks.len() - 1) as u32
+            });
             ds.programs.push(features);
             ds.groups.push(g);
+            ds.task_of.push(t);
             ds.costs.push(s.cost.filter(|c| c.is_finite() && *c > 0.0));
         }
-        ds.labels = normalized_throughput(&ds.costs, &ds.groups);
+        ds.labels = normalized_throughput(&ds.costs, &ds.task_of);
         ds
     }
 
@@ -77,12 +97,12 @@ impl Dataset {
         self.programs.is_empty()
     }
 
-    /// The programs and labels at `idx`.
+    /// The programs, labels and tasks at `idx`.
     pub fn subset(&self, idx: &[usize]) -> (Vec<ProgramFeatures>, Vec<f32>, Vec<u32>) {
         (
             idx.iter().map(|&i| self.programs[i].clone()).collect(),
             idx.iter().map(|&i| self.labels[i]).collect(),
-            idx.iter().map(|&i| self.groups[i]).collect(),
+            idx.iter().map(|&i| self.task_of[i]).collect(),
         )
     }
 }

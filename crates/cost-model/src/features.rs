@@ -1,4 +1,5 @@
-//! Ansor's per-store features (ANSOR.md §6.1): 164 floats for every buffer a program writes.
+//! Ansor's per-store features (ANSOR.md §6.1): 164 floats for every buffer a program writes,
+//! plus 7 of Tessel's own that describe micro-kernel calls.
 //!
 //! [`FeatureExtractor::extract`] walks a [`LoopNest`] once, keeping the stack of enclosing
 //! loops, the product of their extents and the current `auto_unroll_max_step`. Every
@@ -8,7 +9,7 @@
 //! `slog(x) = sign(x)·log2(1 + |x|)`; one-hots stay 0/1 and the arithmetic-intensity curve
 //! (already a ratio of logarithms) stays as it is.
 //!
-//! The layout is [`FEATURE_LEN`] = 164 floats, named by [`feature_names`]:
+//! The layout is [`FEATURE_LEN`] = 171 floats, named by [`feature_names`]:
 //!
 //! | range | group |
 //! | --- | --- |
@@ -19,6 +20,13 @@
 //! | 147..157 | arithmetic-intensity curve (10 samples) |
 //! | 157..161 | allocation: size, prod, outer prod, inner prod |
 //! | 161..164 | outer scope: product of outer extents, number of loops, `auto_unroll_max_step` |
+//! | 164..171 | micro-kernel call (Tessel's; see [`TENSORIZE_FEATURES`]) |
+//!
+//! The last group exists because a store under a `Tensorize`d loop whose nest matches a
+//! micro-kernel ([`tessel_ir::tensorize::check`]) runs an AVX2 kernel about 3× faster than the
+//! plain code the other 164 features describe, and they cannot tell the two apart. Whether the
+//! kernel really runs, and whether `B` is read packed, depends on the code generator's options
+//! ([`CodegenFlags`], which the records carry in their key).
 //!
 //! Simplifications with respect to Ansor (TVM v0.16):
 //! * Indices are flat (lowering flattens them), so access patterns are analysed on one affine
@@ -40,8 +48,9 @@ use tessel_ir::loop_nest::{
     BufferId, BufferScope, ExprId, LoopId, LoopKind, LoopNest, Node, Stmt, StmtId,
 };
 
-/// Number of floats of one store's feature vector (Ansor's `DEFAULT_FEATURE_VEC_LEN`).
-pub const FEATURE_LEN: usize = 164;
+/// Number of floats of one store's feature vector (Ansor's `DEFAULT_FEATURE_VEC_LEN` = 164,
+/// plus the [`TENSORIZE_FEATURES`]).
+pub const FEATURE_LEN: usize = TENSORIZE_OFFSET + TENSORIZE_FEATURES.len();
 /// Number of buffer-access groups per store (Ansor's `DEFAULT_MAX_N_BUFS`).
 pub const MAX_BUFFERS: usize = 5;
 /// Floats per buffer-access group.
@@ -61,6 +70,47 @@ pub const CURVE_LEN: usize = 10;
 pub const ALLOC_OFFSET: usize = CURVE_OFFSET + CURVE_LEN;
 /// First index of the outer-scope group.
 pub const OUTER_OFFSET: usize = ALLOC_OFFSET + 4;
+/// First index of the micro-kernel group (Ansor's vector ends here).
+pub const TENSORIZE_OFFSET: usize = OUTER_OFFSET + 3;
+
+/// Names of the micro-kernel features of a store under a `Tensorize`d loop (all 0 elsewhere):
+/// * `tensorize.kernel`: 1 when the nest matches a kernel and micro-kernels are on, so the
+///   store runs inside an AVX2 kernel call;
+/// * `tensorize.plain`: 1 when it does not match (or kernels are off): ordinary code;
+/// * `tensorize.mr`, `tensorize.nr`, `tensorize.k`: the matched register tile and reduction
+///   length (`slog`);
+/// * `tensorize.calls`: kernel calls, the product of the extents of the loops around the
+///   tensorized loop (`slog`);
+/// * `tensorize.packed_b`: 1 when the kernel reads `B` packed (layout rewrite on).
+pub const TENSORIZE_FEATURES: [&str; 7] = [
+    "tensorize.kernel",
+    "tensorize.plain",
+    "tensorize.mr",
+    "tensorize.nr",
+    "tensorize.k",
+    "tensorize.calls",
+    "tensorize.packed_b",
+];
+
+/// The code generator's options that change what a loop nest runs as (records carry them in
+/// their key as `codegen`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CodegenFlags {
+    /// Tensorized loops that match a kernel call the AVX2 micro-kernels.
+    pub micro_kernels: bool,
+    /// Micro-kernels read `B` from a packed copy (Ansor's layout rewrite).
+    pub layout_rewrite: bool,
+}
+
+impl Default for CodegenFlags {
+    /// The measurement harness's default: both on.
+    fn default() -> Self {
+        CodegenFlags {
+            micro_kernels: true,
+            layout_rewrite: true,
+        }
+    }
+}
 
 /// Names of the operation counts (indices 0..16).
 pub const OP_FEATURES: [&str; 16] = [
@@ -158,6 +208,7 @@ pub fn feature_names() -> Vec<String> {
     for o in ["outer_prod", "num_loops", "auto_unroll_max_step"] {
         v.push(o.to_string());
     }
+    v.extend(TENSORIZE_FEATURES.iter().map(|s| s.to_string()));
     debug_assert_eq!(v.len(), FEATURE_LEN);
     v
 }
@@ -170,7 +221,8 @@ const fn is_raw(k: usize) -> bool {
         f < 3 || (f >= 7 && f < 10)
     };
     let curve = k >= CURVE_OFFSET && k < ALLOC_OFFSET;
-    ann_onehot || buf_onehot || curve || k == 49
+    let kernel_onehot = k == TENSORIZE_OFFSET || k == TENSORIZE_OFFSET + 1 || k == FEATURE_LEN - 1;
+    ann_onehot || buf_onehot || curve || kernel_onehot || k == 49
 }
 
 /// [`is_raw`] for every feature index.
@@ -289,6 +341,9 @@ struct Scratch {
     /// Buffer-feature rows before sorting: `(lines, bytes, 18 values)`.
     buf_rows: Vec<[f32; BUFFER_FEATURE_LEN]>,
     order: Vec<usize>,
+    /// Per loop id: the micro-kernel match of a tensorized loop (`None`: not tensorized).
+    kernels: Vec<Option<Option<(i64, i64, i64)>>>,
+    flags: CodegenFlags,
     /// Per expression node: 0 = int, 1 = float/bool (computed once per nest).
     is_int: Vec<bool>,
     /// Per expression node: its subtree's operation counts, valid when `ops_stamp` matches.
@@ -314,9 +369,30 @@ impl FeatureExtractor {
         FeatureExtractor::default()
     }
 
-    /// The features of `nest`: one vector per written buffer, in order of first store.
+    /// The features of `nest` under the default [`CodegenFlags`]: one vector per written
+    /// buffer, in order of first store.
     pub fn extract(&mut self, nest: &LoopNest) -> ProgramFeatures {
+        self.extract_with(nest, CodegenFlags::default())
+    }
+
+    /// The features of `nest` compiled with `flags`.
+    pub fn extract_with(&mut self, nest: &LoopNest, flags: CodegenFlags) -> ProgramFeatures {
         let s = &mut self.s;
+        s.flags = flags;
+        s.kernels.clear();
+        if nest.loops.iter().any(|l| l.kind == LoopKind::Tensorized) {
+            s.kernels.resize(nest.loops.len(), None);
+            for (_, m) in tessel_ir::tensorize::find(nest) {
+                if let Ok(m) = m {
+                    s.kernels[m.k_loop.index()] = Some(Some((m.mr, m.nr, m.k)));
+                }
+            }
+            for (k, l) in nest.loops.iter().enumerate() {
+                if l.kind == LoopKind::Tensorized && s.kernels[k].is_none() {
+                    s.kernels[k] = Some(None);
+                }
+            }
+        }
         s.stack.clear();
         s.raw.clear();
         s.row_of.clear();
@@ -832,6 +908,31 @@ impl Walker<'_> {
         row[OUTER_OFFSET] = outer as f32;
         row[OUTER_OFFSET + 1] = depth as f32;
         row[OUTER_OFFSET + 2] = unroll as f32;
+        if !self.s.kernels.is_empty() {
+            let mut calls = 1.0f64;
+            for fr in &self.s.stack {
+                if let Some(m) = self.s.kernels[fr.lp.index()] {
+                    let t = TENSORIZE_OFFSET;
+                    match m.filter(|_| self.s.flags.micro_kernels) {
+                        Some((mr, nr, k)) => {
+                            row[t] = 1.0;
+                            row[t + 2] = mr as f32;
+                            row[t + 3] = nr as f32;
+                            row[t + 4] = k as f32;
+                            row[t + 5] = calls as f32;
+                            row[t + 6] = if self.s.flags.layout_rewrite {
+                                1.0
+                            } else {
+                                0.0
+                            };
+                        }
+                        None => row[t + 1] = 1.0,
+                    }
+                    break;
+                }
+                calls *= fr.extent;
+            }
+        }
 
         // 6. Merge with an earlier store into the same buffer.
         let slot = self.s.row_of[buf.index()];

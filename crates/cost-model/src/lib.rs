@@ -37,9 +37,11 @@ pub mod features;
 pub mod gbdt;
 pub mod model;
 
-pub use features::{extract, feature_names, FeatureExtractor, ProgramFeatures, FEATURE_LEN};
+pub use features::{
+    extract, feature_names, CodegenFlags, FeatureExtractor, ProgramFeatures, FEATURE_LEN,
+};
 pub use gbdt::GbdtParams;
-pub use model::{CostModel, Formulation, GbdtModel, GbdtModelParams, RandomModel};
+pub use model::{CostModel, Formulation, GbdtModel, GbdtModelParams, LabelTransform, RandomModel};
 
 /// Errors of this crate (saving and loading models).
 #[derive(Debug, thiserror::Error)]

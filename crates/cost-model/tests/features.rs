@@ -2,7 +2,7 @@
 //! per feature group). Expected raw values are written out, then log-scaled with `slog`.
 
 use tessel_cost_model::features::{slog, ProgramFeatures};
-use tessel_cost_model::{extract, feature_names, FEATURE_LEN};
+use tessel_cost_model::{extract, feature_names, CodegenFlags, FeatureExtractor, FEATURE_LEN};
 use tessel_ir::expr::BinOp;
 use tessel_ir::loop_nest::{
     Buffer, BufferId, BufferScope, ExprId, Loop, LoopId, LoopKind, LoopNest, Node, Stmt, StmtId,
@@ -95,14 +95,17 @@ fn annotated_nest() -> LoopNest {
 }
 
 #[test]
-fn feature_vector_layout_has_164_named_entries() {
+fn feature_vector_layout_has_164_ansor_entries_then_7_kernel_entries() {
     let names = feature_names();
+    assert_eq!(FEATURE_LEN, 171);
     assert_eq!(names.len(), FEATURE_LEN);
     assert_eq!(names[0], "float_mad");
     assert_eq!(names[57], "B0.acc_type.read");
     assert_eq!(names[146], "B4.stride");
     assert_eq!(names[147], "arith_intensity_curve_0");
     assert_eq!(names[163], "auto_unroll_max_step");
+    assert_eq!(names[164], "tensorize.kernel");
+    assert_eq!(names[170], "tensorize.packed_b");
 }
 
 #[test]
@@ -312,4 +315,95 @@ fn init_and_update_share_one_entry_and_reuse_is_detected() {
     assert_feature(&p, 0, &c("unique_bytes"), slog(16.0));
     // The store and the load of C: bytes count both accesses.
     assert_feature(&p, 0, &c("bytes"), slog(2.0 * 32.0 * 4.0));
+}
+
+/// A 4×8 register tile over a tensorized reduction of 16, called 3 times:
+///
+/// ```text
+/// for o in 0..3 {
+///   tensorized for k in 0..16 {
+///     for i in 0..4 {
+///       vectorized for j in 0..8 {
+///         C[o*32 + i*8 + j] = C[o*32 + i*8 + j] + A[i*16 + k] * B[k*8 + j]
+/// ```
+///
+/// With `nr` = 7 instead of 8 the nest matches no kernel of the family.
+fn tensorized_nest(nr: i64) -> LoopNest {
+    let mut n = LoopNest::new("t");
+    let a = buf(&mut n, "A", 64, BufferScope::Input);
+    let b = buf(&mut n, "B", 16 * nr, BufferScope::Input);
+    let c = buf(&mut n, "C", 3 * 4 * nr, BufferScope::Output);
+    n.params = vec![a, b, c];
+    let lo = lp(&mut n, "o", 3, LoopKind::Serial);
+    let lk = lp(&mut n, "k", 16, LoopKind::Tensorized);
+    let li = lp(&mut n, "i", 4, LoopKind::Serial);
+    let lj = lp(&mut n, "j", nr, LoopKind::Vectorized);
+    let (vo, vk, vi, vj) = (n.var(lo), n.var(lk), n.var(li), n.var(lj));
+    let oi = lin(&mut n, vo, 4 * nr, vj);
+    let ci = lin(&mut n, vi, nr, oi);
+    let ai = lin(&mut n, vi, 16, vk);
+    let bi = lin(&mut n, vk, nr, vj);
+    let lc = load(&mut n, c, ci);
+    let la = load(&mut n, a, ai);
+    let lb = load(&mut n, b, bi);
+    let prod = n.node(Node::Binary(BinOp::Mul, la, lb));
+    let value = n.node(Node::Binary(BinOp::Add, lc, prod));
+    let st = n.add_stmt(Stmt::Store {
+        buf: c,
+        index: ci,
+        value,
+    });
+    let fj = for_(&mut n, lj, vec![st], None);
+    let fi = for_(&mut n, li, vec![fj], None);
+    let fk = for_(&mut n, lk, vec![fi], None);
+    let fo = for_(&mut n, lo, vec![fk], None);
+    n.body = vec![fo];
+    n
+}
+
+#[test]
+fn micro_kernel_features_describe_a_matched_tile() {
+    let p = extract(&tensorized_nest(8));
+    assert_eq!(p.n_stores(), 1);
+    assert_feature(&p, 0, "tensorize.kernel", 1.0);
+    assert_feature(&p, 0, "tensorize.plain", 0.0);
+    assert_feature(&p, 0, "tensorize.mr", slog(4.0));
+    assert_feature(&p, 0, "tensorize.nr", slog(8.0));
+    assert_feature(&p, 0, "tensorize.k", slog(16.0));
+    // One call per iteration of `o`.
+    assert_feature(&p, 0, "tensorize.calls", slog(3.0));
+    assert_feature(&p, 0, "tensorize.packed_b", 1.0);
+
+    // Without layout rewrite B is read in place.
+    let flags = CodegenFlags {
+        micro_kernels: true,
+        layout_rewrite: false,
+    };
+    let p = FeatureExtractor::new().extract_with(&tensorized_nest(8), flags);
+    assert_feature(&p, 0, "tensorize.kernel", 1.0);
+    assert_feature(&p, 0, "tensorize.packed_b", 0.0);
+}
+
+#[test]
+fn tensorized_loops_without_a_kernel_run_plain_code() {
+    // nr = 7: no kernel of the family.
+    let p = extract(&tensorized_nest(7));
+    assert_feature(&p, 0, "tensorize.kernel", 0.0);
+    assert_feature(&p, 0, "tensorize.plain", 1.0);
+    assert_feature(&p, 0, "tensorize.mr", 0.0);
+    assert_feature(&p, 0, "tensorize.calls", 0.0);
+    // Micro-kernels off: the matched tile runs as plain code too.
+    let flags = CodegenFlags {
+        micro_kernels: false,
+        layout_rewrite: true,
+    };
+    let p = FeatureExtractor::new().extract_with(&tensorized_nest(8), flags);
+    assert_feature(&p, 0, "tensorize.kernel", 0.0);
+    assert_feature(&p, 0, "tensorize.plain", 1.0);
+    assert_feature(&p, 0, "tensorize.packed_b", 0.0);
+    // Outside a tensorized loop the group is all zero.
+    let p = extract(&annotated_nest());
+    for name in tessel_cost_model::features::TENSORIZE_FEATURES {
+        assert_feature(&p, 0, name, 0.0);
+    }
 }

@@ -39,6 +39,8 @@ fn measured(n: usize, seed: u64) -> Dataset {
                 workload: c.workload.clone(),
                 steps: c.steps.clone(),
                 cost: r.median(),
+                threads: 1,
+                codegen: tessel_cost_model::CodegenFlags::default(),
             });
         }
     }

@@ -2,19 +2,25 @@
 //! measured schedules it has not seen.
 //!
 //! Every record is replayed on its workload's DAG, lowered and featurised; its label is the
-//! normalized throughput `min_cost(workload) / cost` (0 for a failed record). The models are
+//! normalized throughput `min_cost / cost` over the records of the same workload and setting
+//! (threads, micro-kernels, layout rewrite; 0 for a failed record). The models are
 //! trained on one part and tested on the rest, split two ways: by candidate (a seeded random
 //! `--test-fraction` of all records) and by workload (each workload held out in turn, when
 //! there are several). For each model and split the command prints pairwise ranking accuracy,
-//! recall of the true top-k in the predicted top-k, RMSE, training and prediction time.
+//! recall of the true top-k in the predicted top-k, RMSE, training and prediction time, and
+//! pairwise accuracy per workload. Pairwise accuracy is given twice: over all pairs, and over
+//! the pairs whose costs differ by more than the measurement noise
+//! ([`tessel_cost_model::eval::NOISE`]).
 
 use crate::error::DriverError;
 use serde_json::json;
 use std::io::Write;
 use std::time::Instant;
 use tessel_cost_model::dataset::{split_by_candidate, split_by_workload, Dataset, Sample};
-use tessel_cost_model::eval::{evaluate, EvalReport};
-use tessel_cost_model::{CostModel, Formulation, GbdtModel, GbdtModelParams, RandomModel};
+use tessel_cost_model::eval::{evaluate, EvalReport, NOISE};
+use tessel_cost_model::{
+    CodegenFlags, CostModel, Formulation, GbdtModel, GbdtModelParams, RandomModel,
+};
 
 /// Arguments of `tessel cost-model`.
 #[derive(clap::Args, Debug)]
@@ -53,7 +59,8 @@ pub struct EvalArgs {
     /// Boosting rounds of the GBDT models.
     #[arg(long)]
     pub rounds: Option<usize>,
-    /// Save the pack-sum model trained on all records to this file.
+    /// Save the default model (`GbdtModelParams::default()`) trained on all records to this
+    /// file.
     #[arg(long)]
     pub save_model: Option<std::path::PathBuf>,
     /// Also print one machine-readable JSON object as the last line.
@@ -129,6 +136,11 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
             workload: r.key.workload.clone(),
             steps: r.steps.clone(),
             cost: r.cost(),
+            threads: r.key.codegen.threads,
+            codegen: CodegenFlags {
+                micro_kernels: r.key.codegen.micro_kernels,
+                layout_rewrite: r.key.codegen.layout_rewrite,
+            },
         }));
     }
     let t0 = Instant::now();
@@ -177,12 +189,18 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
 
     writeln!(
         out,
-        "\n{:<28} {:<13} {:>6} {:>6} {:>9} {:>9} {:>7} {:>9} {:>10}",
+        "\npairwise: over pairs of the same workload and setting; >noise: only pairs whose costs differ by more than {:.0} %",
+        100.0 * NOISE
+    )?;
+    writeln!(
+        out,
+        "{:<28} {:<13} {:>6} {:>6} {:>9} {:>7} {:>9} {:>7} {:>9} {:>10}",
         "split",
         "model",
         "train",
         "test",
         "pairwise",
+        ">noise",
         format!("recall@{}", args.k),
         "rmse",
         "train s",
@@ -192,17 +210,32 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
     for r in &reports {
         writeln!(
             out,
-            "{:<28} {:<13} {:>6} {:>6} {:>9} {:>9} {:>7.4} {:>9.3} {:>10.4}",
+            "{:<28} {:<13} {:>6} {:>6} {:>9} {:>7} {:>9} {:>7.4} {:>9.3} {:>10.4}",
             r.split,
             r.model,
             r.n_train,
             r.n_test,
             opt(r.pairwise_accuracy),
+            opt(r.pairwise_beyond_noise),
             opt(r.recall_at_k),
             r.rmse,
             r.train_seconds,
             r.predict_seconds
         )?;
+        if r.per_workload.len() > 1 {
+            for w in &r.per_workload {
+                writeln!(
+                    out,
+                    "  {:<26} {:<13} {:>6} {:>6} {:>9} {:>7}",
+                    short(&w.workload),
+                    "",
+                    "",
+                    w.n_test,
+                    opt(w.pairwise_accuracy),
+                    opt(w.pairwise_beyond_noise)
+                )?;
+            }
+        }
     }
 
     if let Some(path) = &args.save_model {
@@ -233,4 +266,14 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
         writeln!(out, "{v}")?;
     }
     Ok(())
+}
+
+/// A workload name cut to fit the table's first column.
+fn short(name: &str) -> String {
+    if name.chars().count() <= 26 {
+        name.to_string()
+    } else {
+        let cut: String = name.chars().take(25).collect();
+        format!("{cut}…")
+    }
 }
