@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
-use tessel_codegen::{compile, CompileOptions};
+use tessel_codegen::{compile, CompileOptions, LayoutRewrite};
 use tessel_ir::{eval, lower::lower, workloads, LoopNest, State, Step};
 
 /// The lowered loop nest and FLOPs of `examples/schedules/<name>.json`, and random inputs.
@@ -53,7 +53,7 @@ fn bench_run(c: &mut Criterion) {
         g.sample_size(30);
         for threads in [1usize, 2] {
             let opts = CompileOptions {
-                layout_rewrite: true,
+                layout_rewrite: LayoutRewrite::All,
                 ..CompileOptions::with_threads(threads)
             };
             let kernel = compile(&nest, &opts).expect("compile");

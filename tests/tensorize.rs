@@ -1,10 +1,11 @@
 //! Tensorize: the AVX2 micro-kernels against a reference on random sizes and strides, and
 //! tensorized schedules of gmm, c2d, GRP and DIL (small shapes) against the reference
 //! evaluator, with micro-kernels (when the CPU has AVX2 + FMA) and with the pure Cranelift
-//! fallback forced by `CompileOptions::micro_kernels = false`.
+//! fallback forced by `CompileOptions::micro_kernels = false`; under every layout rewrite
+//! mode (constant weights packed once, other inputs packed on every run).
 
 use std::sync::Arc;
-use tessel_codegen::{compile, ukernel, CompileOptions, Kernel};
+use tessel_codegen::{compile, ukernel, CompileOptions, Kernel, LayoutRewrite};
 use tessel_ir::state::Annotation;
 use tessel_ir::{eval, lower::lower, tensorize, testing, workloads, LoopNest, State, Step};
 
@@ -177,8 +178,9 @@ fn run(kernel: &Kernel, nest: &LoopNest, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
 }
 
 /// Replays `steps` on `spec`, checks the result against the reference evaluator with
-/// micro-kernels and with the fallback, on 1 and 2 threads; returns the nest and the number
-/// of micro-kernel calls compiled with micro-kernels on.
+/// micro-kernels (under every layout rewrite mode) and with the fallback, on 1 and 2
+/// threads; returns the nest and the number of micro-kernel calls compiled with
+/// micro-kernels on.
 fn check_schedule(spec: &str, steps: &[Step]) -> (LoopNest, usize) {
     let w = workloads::lookup(spec).expect("workload");
     let dag = Arc::new(w.dag);
@@ -186,9 +188,14 @@ fn check_schedule(spec: &str, steps: &[Step]) -> (LoopNest, usize) {
     let nest = lower(&state).expect("lowers");
     let inputs = eval::random_inputs(&dag, 3);
     let want = eval::evaluate(&dag, &inputs).expect("evaluates");
+    // The matched B operand is the conv weight (a constant) or a gmm operand (not one).
+    let b_is_weight = dag.inputs().iter().any(|&i| dag.is_constant(i));
     let mut calls = 0;
+    let modes = LayoutRewrite::MODES.map(|m| (true, m));
     for threads in [1, 2] {
-        for (micro_kernels, layout_rewrite) in [(true, false), (true, true), (false, true)] {
+        for (micro_kernels, layout_rewrite) in
+            modes.into_iter().chain([(false, LayoutRewrite::All)])
+        {
             let opts = CompileOptions {
                 micro_kernels,
                 layout_rewrite,
@@ -198,8 +205,14 @@ fn check_schedule(spec: &str, steps: &[Step]) -> (LoopNest, usize) {
             let mk = kernel.micro_kernel_calls();
             if micro_kernels {
                 calls = mk.len();
-                // Every matched gmm/conv B operand is a row-major weight: all get packed.
-                assert!(mk.iter().all(|c| c.packed_b == layout_rewrite), "{mk:?}");
+                // Every matched gmm/conv B operand is a row-major input: the mode decides.
+                let packed = layout_rewrite.packs(b_is_weight);
+                assert!(mk.iter().all(|c| c.packed_b == packed), "{mk:?}");
+                assert!(
+                    mk.iter()
+                        .all(|c| c.packs_per_call == (packed && !b_is_weight)),
+                    "{mk:?}"
+                );
             } else {
                 assert!(mk.is_empty());
             }
@@ -214,33 +227,77 @@ fn check_schedule(spec: &str, steps: &[Step]) -> (LoopNest, usize) {
 
 #[test]
 fn packed_weights_follow_new_weights_and_pack_weights_is_checked() {
+    let spec = "c2d:n=1,h=6,w=6,ci=8,co=16,kernel=3,stride=1,pad=1";
+    let dag = Arc::new(workloads::lookup(spec).expect("w").dag);
+    let nest =
+        lower(&State::replay(dag.clone(), &conv_steps(2, 16, 8)).expect("legal")).expect("l");
+    for layout_rewrite in [LayoutRewrite::Weights, LayoutRewrite::All] {
+        let opts = CompileOptions {
+            layout_rewrite,
+            ..CompileOptions::with_threads(2)
+        };
+        let kernel = compile(&nest, &opts).expect("compiles");
+        let mk = kernel.micro_kernel_calls();
+        assert_eq!(mk.iter().filter(|c| c.packed_b).count(), expect_calls(1));
+        // The weight is a constant: packed once, also under `All`.
+        assert!(mk.iter().all(|c| !c.packs_per_call), "{mk:?}");
+        for seed in [1, 2, 3] {
+            let inputs = eval::random_inputs(&dag, seed);
+            let want = eval::evaluate(&dag, &inputs).expect("evaluates");
+            let ins: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+            kernel.pack_weights(&ins).expect("packs");
+            for _ in 0..2 {
+                testing::check_close(&run(&kernel, &nest, &inputs), &want, 1e-4, 1e-4)
+                    .unwrap_or_else(|e| panic!("{layout_rewrite} seed {seed}: {e}"));
+            }
+        }
+        assert!(kernel.pack_weights(&[&[0.0; 3]]).is_err());
+    }
+}
+
+#[test]
+fn per_call_packing_sees_new_b_values_on_every_run() {
     let spec = "gmm:b=2,n=8,m=32,k=9";
     let dag = Arc::new(workloads::lookup(spec).expect("w").dag);
     let nest = lower(&State::replay(dag.clone(), &gmm_steps(4, 16)).expect("legal")).expect("l");
-    let opts = CompileOptions {
-        layout_rewrite: true,
+    // Weights packs nothing here (neither gmm operand is a weight); All packs `Y` per call.
+    let weights = CompileOptions {
+        layout_rewrite: LayoutRewrite::Weights,
         ..CompileOptions::with_threads(2)
     };
-    let kernel = compile(&nest, &opts).expect("compiles");
-    assert_eq!(
-        kernel
-            .micro_kernel_calls()
-            .iter()
-            .filter(|c| c.packed_b)
-            .count(),
-        expect_calls(1)
-    );
-    for seed in [1, 2, 3] {
-        let inputs = eval::random_inputs(&dag, seed);
-        let want = eval::evaluate(&dag, &inputs).expect("evaluates");
-        let ins: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
-        kernel.pack_weights(&ins).expect("packs");
-        for _ in 0..2 {
+    let weights = compile(&nest, &weights).expect("compiles");
+    assert!(weights.micro_kernel_calls().iter().all(|c| !c.packed_b));
+    for threads in [1, 2] {
+        let opts = CompileOptions {
+            layout_rewrite: LayoutRewrite::All,
+            ..CompileOptions::with_threads(threads)
+        };
+        let kernel = compile(&nest, &opts).expect("compiles");
+        let mk = kernel.micro_kernel_calls();
+        assert_eq!(
+            mk.iter().filter(|c| c.packed_b && c.packs_per_call).count(),
+            expect_calls(1),
+            "{mk:?}"
+        );
+        let mut inputs = eval::random_inputs(&dag, 1);
+        for round in 0..6 {
+            // New B values every run, in place (same address and length) and at elements
+            // the old fingerprint never sampled (every 9th of 576); `pack_weights` is never
+            // called.
+            if round % 2 == 0 {
+                inputs = eval::random_inputs(&dag, 10 + round);
+            } else {
+                for (k, x) in inputs[1].iter_mut().enumerate() {
+                    if k % 9 == 4 {
+                        *x = -*x + 0.25;
+                    }
+                }
+            }
+            let want = eval::evaluate(&dag, &inputs).expect("evaluates");
             testing::check_close(&run(&kernel, &nest, &inputs), &want, 1e-4, 1e-4)
-                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+                .unwrap_or_else(|e| panic!("threads={threads} round {round}: {e}"));
         }
     }
-    assert!(kernel.pack_weights(&[&[0.0; 3]]).is_err());
 }
 
 /// Expected micro-kernel calls: `n` on a CPU with AVX2+FMA, none without.

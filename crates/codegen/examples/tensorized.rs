@@ -3,15 +3,18 @@
 //! reference evaluator, and prints the median time and GFLOP/s on 1 and 2 threads.
 //!
 //! `cargo run --release -p tessel-codegen --example tensorized [-- FILE] [--reps N]
-//!  [--flops F] [--threads T]`
+//!  [--flops F] [--threads T] [--as-weights]`
 //!
-//! Each thread count runs three builds: micro-kernels with the layout rewrite of constant
-//! weights (packed once by `Kernel::pack_weights`, not timed), micro-kernels on row-major
-//! weights, and the pure Cranelift fallback.
+//! Each thread count runs four builds: micro-kernels under each layout rewrite mode (`all`:
+//! constant weights packed once by `Kernel::pack_weights`, not timed, other `B` operands
+//! packed inside every timed run; `weights`: constant weights only; `off`: row-major `B`),
+//! and the pure Cranelift fallback. `--as-weights` marks every input a constant weight, so
+//! that `weights` packs a matmul's `B` once, untimed (what `layout_rewrite: true` did before
+//! the modes existed): the difference with `all` is the cost of packing per call.
 
 use std::sync::Arc;
 use std::time::Instant;
-use tessel_codegen::{compile, CompileOptions};
+use tessel_codegen::{compile, CompileOptions, LayoutRewrite};
 use tessel_ir::{eval, lower::lower, testing, workloads, State, Step};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,12 +26,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut reps = 15usize;
     let mut flops: Option<f64> = None;
     let mut threads = vec![1usize, 2];
+    let mut as_weights = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--reps" => reps = it.next().ok_or("--reps N")?.parse()?,
             "--flops" => flops = Some(it.next().ok_or("--flops F")?.parse()?),
             "--threads" => threads = vec![it.next().ok_or("--threads T")?.parse()?],
+            "--as-weights" => as_weights = true,
             f => file = f.to_string(),
         }
     }
@@ -37,13 +42,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let w = workloads::lookup(v["workload"].as_str().ok_or("workload")?)?;
     let dag = Arc::new(w.dag);
     let state = State::replay(dag.clone(), &steps)?;
-    let nest = lower(&state)?;
+    let mut nest = lower(&state)?;
+    if as_weights {
+        for &p in &nest.params[..dag.inputs().len()] {
+            nest.buffers[p.index()].constant = true;
+        }
+    }
     let flops = flops.unwrap_or_else(|| dag.flop_count() as f64);
     let inputs = eval::random_inputs(&dag, 1);
     let want = eval::evaluate(&dag, &inputs)?;
     let n_in = inputs.len();
     for t in threads {
-        for (uk, lr) in [(true, true), (true, false), (false, false)] {
+        let builds = [
+            (true, LayoutRewrite::All),
+            (true, LayoutRewrite::Weights),
+            (true, LayoutRewrite::Off),
+            (false, LayoutRewrite::Off),
+        ];
+        for (uk, lr) in builds {
             let opts = CompileOptions {
                 micro_kernels: uk,
                 layout_rewrite: lr,

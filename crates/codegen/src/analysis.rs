@@ -131,16 +131,18 @@ pub(crate) struct Analysis {
     /// CPU and allowed, every access provably in bounds); other tensorized loops are
     /// ordinary loops.
     pub tensorized: HashMap<LoopId, TensorizeMatch>,
-    /// Layout rewrites of constant weights: the `B` operands of micro-kernel calls that read
-    /// a packed copy (`[cols/NR][rows][NR]` panels) instead of the input.
+    /// Layout rewrites ([`crate::LayoutRewrite`]): the `B` operands of micro-kernel calls
+    /// that read a packed copy (`[cols/NR][rows][NR]` panels) instead of the input.
     pub packs: Vec<PackPlan>,
     /// For a tensorized loop whose `B` is packed: the index into `packs`.
     pub packed_b: HashMap<LoopId, usize>,
 }
 
-/// One packed copy of an input weight matrix, made once (by `Kernel::run`) and read by the
-/// micro-kernel calls: the input, viewed as a row-major `rows`×`cols` matrix, stored as
-/// `cols/nr` panels of `rows`×`nr` (element `(r, c)` at `((c/nr)·rows + r)·nr + c%nr`).
+/// One packed copy of an input matrix, made by `Kernel::run` (once for a constant weight,
+/// on every call otherwise) and read by the micro-kernel calls: the input, viewed as a
+/// row-major `rows`×`cols` matrix, stored as `cols/nr` panels of `rows`×`nr` (element
+/// `(r, c)` at `((c/nr)·rows + r)·nr + c%nr`). Only rows `row_lo..row_hi` of panels
+/// `panel_lo..panel_hi` are copied: the calls read nothing else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PackPlan {
     /// The input buffer.
@@ -151,17 +153,32 @@ pub(crate) struct PackPlan {
     pub cols: i64,
     /// Panel width (the tile's `NR`).
     pub nr: i64,
+    /// Packed on every call (the input is not a constant weight).
+    pub per_call: bool,
+    /// Rows the calls may read.
+    pub row_lo: i64,
+    /// One past the last row the calls may read.
+    pub row_hi: i64,
+    /// Panels the calls may read.
+    pub panel_lo: i64,
+    /// One past the last panel the calls may read.
+    pub panel_hi: i64,
 }
 
 impl PackPlan {
-    /// The packed layout of `m`'s `B` operand, when `m` reads an input as row-major rows of
-    /// `cols` = its `k` stride, `cols` is a multiple of `NR`, and every call's base offset is
-    /// provably a multiple of `NR` (so each call reads whole panels).
-    fn of(nest: &LoopNest, m: &TensorizeMatch) -> Option<PackPlan> {
+    /// The packed layout of `m`'s `B` operand, when `mode` packs that input, `m` reads it
+    /// as row-major rows of `cols` = its `k` stride, `cols` is a multiple of `NR`, and every
+    /// call's base offset is provably a multiple of `NR` (so each call reads whole panels).
+    fn of(nest: &LoopNest, m: &TensorizeMatch, mode: crate::LayoutRewrite) -> Option<PackPlan> {
         let (src, index) = m.b;
         let buf = nest.buffer(src);
         let (cols, nr, len) = (m.b_k_stride, m.nr, buf.len());
-        if buf.scope != BufferScope::Input || cols <= 0 || cols % nr != 0 || len % cols != 0 {
+        if buf.scope != BufferScope::Input
+            || !mode.packs(buf.constant)
+            || cols <= 0
+            || cols % nr != 0
+            || len % cols != 0
+        {
             return None;
         }
         let lin = linear(nest, index);
@@ -171,12 +188,44 @@ impl PackPlan {
                 Term::Var(l) if l == m.k_loop => c == cols,
                 _ => c % nr == 0,
             });
-        aligned.then_some(PackPlan {
+        if !aligned {
+            return None;
+        }
+        // Every element any call reads (the index ranges over the tile's `j` and `k` too).
+        let read = interval(nest, index, &HashMap::new());
+        if !read.within(len) {
+            return None;
+        }
+        let (row_lo, row_hi) = (read.lo / cols, read.hi / cols + 1);
+        let (col_lo, col_hi) = if row_hi - row_lo == 1 {
+            (read.lo % cols, read.hi % cols)
+        } else {
+            (0, cols - 1)
+        };
+        Some(PackPlan {
             src,
             rows: len / cols,
             cols,
             nr,
+            per_call: !buf.constant,
+            row_lo,
+            row_hi,
+            panel_lo: col_lo / nr,
+            panel_hi: col_hi / nr + 1,
         })
+    }
+
+    /// True when `self` and `o` pack the same input into the same layout.
+    fn same_copy(&self, o: &PackPlan) -> bool {
+        (self.src, self.rows, self.cols, self.nr) == (o.src, o.rows, o.cols, o.nr)
+    }
+
+    /// Widens the copied ranges to cover `o`'s too.
+    fn cover(&mut self, o: &PackPlan) {
+        self.row_lo = self.row_lo.min(o.row_lo);
+        self.row_hi = self.row_hi.max(o.row_hi);
+        self.panel_lo = self.panel_lo.min(o.panel_lo);
+        self.panel_hi = self.panel_hi.max(o.panel_hi);
     }
 }
 
@@ -187,7 +236,7 @@ impl Analysis {
         nest: &LoopNest,
         threads: usize,
         micro_kernels: bool,
-        layout_rewrite: bool,
+        layout_rewrite: crate::LayoutRewrite,
     ) -> Result<Analysis, CodegenError> {
         validate(nest)?;
         let words = nest.loops.len().div_ceil(64).max(1);
@@ -242,9 +291,12 @@ impl Analysis {
                     .iter()
                     .all(|&(b, i)| interval(nest, i, &HashMap::new()).within(nest.buffer(b).len()));
                 if in_bounds && crate::ukernel::micro_kernel(m.mr, m.nr).is_some() {
-                    if let Some(plan) = PackPlan::of(nest, &m).filter(|_| layout_rewrite) {
-                        let k = match an.packs.iter().position(|p| *p == plan) {
-                            Some(k) => k,
+                    if let Some(plan) = PackPlan::of(nest, &m, layout_rewrite) {
+                        let k = match an.packs.iter().position(|p| p.same_copy(&plan)) {
+                            Some(k) => {
+                                an.packs[k].cover(&plan);
+                                k
+                            }
                             None => {
                                 an.packs.push(plan);
                                 an.packs.len() - 1

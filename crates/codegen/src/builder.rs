@@ -45,11 +45,7 @@ impl NestBuilder {
     }
 
     fn buffer(&mut self, name: &str, shape: &[i64], scope: BufferScope) -> BufferId {
-        self.nest.add_buffer(Buffer {
-            name: name.to_string(),
-            shape: shape.to_vec(),
-            scope,
-        })
+        self.nest.add_buffer(Buffer::new(name, shape, scope))
     }
 
     /// Declares an input parameter.

@@ -43,8 +43,11 @@
 mod analysis;
 pub mod builder;
 mod emit;
+mod pack;
 mod runtime;
 pub mod ukernel;
+
+pub use pack::{LayoutRewrite, ParseLayoutRewriteError};
 
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
@@ -107,18 +110,15 @@ pub struct CompileOptions {
     /// Let tensorized loops call the AVX2 micro-kernels ([`ukernel`]) when the CPU has AVX2
     /// and FMA. `false` forces the pure Cranelift code, as on a CPU without them.
     pub micro_kernels: bool,
-    /// Layout rewrite of constant weights (Ansor's): micro-kernel calls whose `B` operand is
-    /// an input read as row-major panels read a packed copy (`[cols/NR][rows][NR]`) instead.
-    /// The copy is made on the first [`Kernel::run`] (or by [`Kernel::pack_weights`]) and
-    /// reused: such inputs are treated as **constants**. A cheap fingerprint (address, length
-    /// and 64 sampled elements) makes a later run with different weights repack, but weights
-    /// changed in place at unsampled elements are not noticed; call `pack_weights` then.
-    pub layout_rewrite: bool,
+    /// Which micro-kernel `B` operands read a packed copy (`[cols/NR][rows][NR]` panels):
+    /// none, constant weights only (packed once, Ansor's layout rewrite), or also every other
+    /// input (packed inside every [`Kernel::run`]). See [`LayoutRewrite`].
+    pub layout_rewrite: LayoutRewrite,
 }
 
 impl Default for CompileOptions {
-    /// One thread per available CPU, FMA on, micro-kernels on, no layout rewrite, no IR text
-    /// kept.
+    /// One thread per available CPU, FMA on, micro-kernels on, no layout rewrite
+    /// ([`LayoutRewrite::Off`]), no IR text kept.
     fn default() -> Self {
         CompileOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -126,7 +126,7 @@ impl Default for CompileOptions {
             keep_ir: false,
             disasm: false,
             micro_kernels: true,
-            layout_rewrite: false,
+            layout_rewrite: LayoutRewrite::Off,
         }
     }
 }
@@ -217,6 +217,10 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
             nr: m.nr,
             k: m.k,
             packed_b: an.packed_b.contains_key(&m.k_loop),
+            packs_per_call: an
+                .packed_b
+                .get(&m.k_loop)
+                .is_some_and(|&k| an.packs[k].per_call),
         })
         .collect();
     calls.sort_by(|a, b| a.loop_name.cmp(&b.loop_name));
@@ -280,11 +284,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         calls,
         packs: packs
             .into_iter()
-            .map(|plan| Packed {
-                plan,
-                fingerprint: None,
-                data: Vec::new(),
-            })
+            .map(pack::Packed::new)
             .collect::<Vec<_>>()
             .into(),
     })
@@ -320,6 +320,9 @@ pub struct MicroKernelCall {
     pub k: i64,
     /// The call reads a packed copy of its `B` operand ([`CompileOptions::layout_rewrite`]).
     pub packed_b: bool,
+    /// That copy is made again on every [`Kernel::run`] (`B` is not a constant weight;
+    /// [`LayoutRewrite::All`]).
+    pub packs_per_call: bool,
 }
 
 /// The compiled entry point: `(buffer pointers, runtime)`.
@@ -346,47 +349,8 @@ pub struct Kernel {
     ir_text: String,
     disasm: String,
     calls: Vec<MicroKernelCall>,
-    /// Packed copies of constant weights (layout rewrite).
-    packs: Mutex<Vec<Packed>>,
-}
-
-/// One packed weight copy and the fingerprint of the input it was made from.
-struct Packed {
-    plan: analysis::PackPlan,
-    fingerprint: Option<u64>,
-    data: Vec<f32>,
-}
-
-impl Packed {
-    /// Address, length and 64 evenly spaced elements of `src`, hashed.
-    fn fingerprint(src: &[f32]) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (src.as_ptr() as usize, src.len()).hash(&mut h);
-        let step = (src.len() / 64).max(1);
-        for x in src.iter().step_by(step).chain(src.last()) {
-            x.to_bits().hash(&mut h);
-        }
-        h.finish()
-    }
-
-    /// Repacks from `src` (the input's whole slice) unless its fingerprint is unchanged.
-    fn refresh(&mut self, src: &[f32], force: bool) {
-        let fp = Packed::fingerprint(src);
-        if !force && self.fingerprint == Some(fp) {
-            return;
-        }
-        let p = self.plan;
-        let (rows, cols, nr) = (p.rows as usize, p.cols as usize, p.nr as usize);
-        self.data.resize(rows * cols, 0.0);
-        for (panel, dst) in self.data.chunks_exact_mut(rows * nr).enumerate() {
-            for (r, d) in dst.chunks_exact_mut(nr).enumerate() {
-                let s = r * cols + panel * nr;
-                d.copy_from_slice(&src[s..s + nr]);
-            }
-        }
-        self.fingerprint = Some(fp);
-    }
+    /// Packed copies of `B` operands (layout rewrite).
+    packs: Mutex<Vec<pack::Packed>>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -472,11 +436,12 @@ impl Kernel {
         for g in scratch.iter_mut() {
             ptrs.push(g.as_mut_ptr());
         }
-        // Held for the call: the code reads the packed copies.
+        // Held for the call: the code reads the packed copies. Per-call copies are made
+        // here, inside the call (and so inside any timing of it).
         let mut packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
         for p in packs.iter_mut() {
             let k = self.input_position(p.plan.src);
-            p.refresh(inputs[k], false);
+            p.refresh(inputs[k], false, &self.runtime);
             ptrs.push(p.data.as_mut_ptr());
         }
         // SAFETY: the entry point was compiled for exactly this pointer array: one pointer
@@ -489,8 +454,9 @@ impl Kernel {
     }
 
     /// Makes the packed copies of constant weights from `inputs` now (layout rewrite; see
-    /// [`CompileOptions::layout_rewrite`]), so that no later [`Kernel::run`] packs. Inputs
-    /// are checked like `run` checks them.
+    /// [`LayoutRewrite::Weights`]), so that no later [`Kernel::run`] packs them. Copies of
+    /// other inputs ([`LayoutRewrite::All`]) are made by every `run` anyway and are left
+    /// alone. Inputs are checked like `run` checks them.
     pub fn pack_weights(&self, inputs: &[&[f32]]) -> Result<(), CodegenError> {
         let expected = self.inputs();
         if inputs.len() != expected.len() {
@@ -510,8 +476,8 @@ impl Kernel {
             }
         }
         let mut packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
-        for p in packs.iter_mut() {
-            p.refresh(inputs[self.input_position(p.plan.src)], true);
+        for p in packs.iter_mut().filter(|p| !p.plan.per_call) {
+            p.refresh(inputs[self.input_position(p.plan.src)], true, &self.runtime);
         }
         Ok(())
     }

@@ -9,11 +9,7 @@ use tessel_ir::loop_nest::{
 };
 
 fn buf(n: &mut LoopNest, name: &str, len: i64, scope: BufferScope) -> BufferId {
-    n.add_buffer(Buffer {
-        name: name.into(),
-        shape: vec![len],
-        scope,
-    })
+    n.add_buffer(Buffer::new(name, &[len], scope))
 }
 
 fn lp(n: &mut LoopNest, name: &str, extent: i64, kind: LoopKind) -> LoopId {

@@ -114,6 +114,19 @@ pub struct Op {
     pub shape: Vec<i64>,
     /// Placeholder or compute.
     pub kind: OpKind,
+    /// A constant weight: a placeholder whose value is fixed once the model is trained
+    /// (convolution and dense weights, biases), as opposed to an activation or a matmul
+    /// operand that changes with every call. Ansor calls such inputs "layout-free": code
+    /// generation may rewrite their layout once and reuse it across calls. Only
+    /// placeholders may be constant ([`ComputeDag::from_ops`] checks it). Not part of the
+    /// [`canonical_text`](ComputeDag::canonical_text) nor of the workload key, so records
+    /// made before the flag existed still match; missing in old JSON means `false`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub constant: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Op {
@@ -167,12 +180,25 @@ impl DagBuilder {
         DagBuilder::default()
     }
 
-    /// Adds an input tensor.
+    /// Adds an input tensor that may change from call to call (an activation, a matmul
+    /// operand).
     pub fn placeholder(&mut self, name: &str, shape: &[i64]) -> Tensor {
         self.push(Op {
             name: name.to_string(),
             shape: shape.to_vec(),
             kind: OpKind::Placeholder,
+            constant: false,
+        })
+    }
+
+    /// Adds a constant input tensor: a weight or bias, fixed across calls
+    /// ([`Op::constant`]).
+    pub fn weight(&mut self, name: &str, shape: &[i64]) -> Tensor {
+        self.push(Op {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            kind: OpKind::Placeholder,
+            constant: true,
         })
     }
 
@@ -194,6 +220,7 @@ impl DagBuilder {
                 reducer: None,
                 body,
             }),
+            constant: false,
         })
     }
 
@@ -218,6 +245,7 @@ impl DagBuilder {
                 reducer: Some(reducer),
                 body,
             }),
+            constant: false,
         })
     }
 
@@ -292,6 +320,9 @@ impl ComputeDag {
                 ));
             }
             let Some(c) = op.compute() else { continue };
+            if op.constant {
+                return Err(bad(op, "only placeholders can be constant weights".into()));
+            }
             if c.axes.len() != op.shape.len()
                 || c.axes.iter().zip(&op.shape).any(|(a, &d)| a.extent != d)
             {
@@ -377,6 +408,11 @@ impl ComputeDag {
     /// One op.
     pub fn op(&self, id: OpId) -> &Op {
         &self.ops[id.index()]
+    }
+
+    /// True when input `id` is a constant weight ([`Op::constant`]).
+    pub fn is_constant(&self, id: OpId) -> bool {
+        self.op(id).constant
     }
 
     /// The op named `name`.

@@ -17,8 +17,8 @@
 //! use tessel_ir::loop_nest::{Buffer, BufferScope, Loop, LoopKind, LoopNest, Stmt};
 //! // out[i] = in[i] * 2 for i in 0..4
 //! let mut nest = LoopNest::new("double");
-//! let inp = nest.add_buffer(Buffer { name: "in".into(), shape: vec![4], scope: BufferScope::Input });
-//! let out = nest.add_buffer(Buffer { name: "out".into(), shape: vec![4], scope: BufferScope::Output });
+//! let inp = nest.add_buffer(Buffer::new("in", &[4], BufferScope::Input));
+//! let out = nest.add_buffer(Buffer::new("out", &[4], BufferScope::Output));
 //! nest.params = vec![inp, out];
 //! let i = nest.add_loop(Loop { name: "i".into(), extent: 4, kind: LoopKind::Serial });
 //! let iv = nest.var(i);

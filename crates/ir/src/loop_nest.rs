@@ -72,9 +72,23 @@ pub struct Buffer {
     pub shape: Vec<i64>,
     /// Where its memory comes from.
     pub scope: BufferScope,
+    /// An input that holds a constant weight ([`crate::dag::Op::constant`]): its value is
+    /// the same on every call, so code generation may keep a rewritten copy of it across
+    /// calls. Always `false` for other scopes. Printed as `in const`.
+    pub constant: bool,
 }
 
 impl Buffer {
+    /// A buffer that is not a constant weight.
+    pub fn new(name: &str, shape: &[i64], scope: BufferScope) -> Buffer {
+        Buffer {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            scope,
+            constant: false,
+        }
+    }
+
     /// Number of `f32` elements.
     pub fn len(&self) -> i64 {
         self.shape.iter().product()
@@ -491,10 +505,10 @@ impl fmt::Display for LoopNest {
         write!(f, "kernel {}(", self.name)?;
         for (k, &p) in self.params.iter().enumerate() {
             let b = self.buffer(p);
-            let dir = if b.scope == BufferScope::Output {
-                "out"
-            } else {
-                "in"
+            let dir = match b.scope {
+                BufferScope::Output => "out",
+                _ if b.constant => "in const",
+                _ => "in",
             };
             if k > 0 {
                 write!(f, ", ")?;

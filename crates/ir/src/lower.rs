@@ -151,6 +151,7 @@ impl Lowerer<'_> {
                     name: op.name.clone(),
                     shape: op.shape.clone(),
                     scope,
+                    constant: scope == BufferScope::Input && op.constant,
                 });
                 self.nest.params.push(buf);
                 let zero = self.nest.int(0);
@@ -188,6 +189,7 @@ impl Lowerer<'_> {
                     name: st.name.clone(),
                     shape: exts.clone(),
                     scope: BufferScope::Local,
+                    constant: false,
                 });
                 let info = &mut self.info[k];
                 info.buf = Some(buf);
@@ -200,6 +202,7 @@ impl Lowerer<'_> {
                     name: st.name.clone(),
                     shape: op.shape.clone(),
                     scope: BufferScope::Global,
+                    constant: false,
                 });
                 let zero = self.nest.int(0);
                 let info = &mut self.info[k];

@@ -8,11 +8,7 @@ use tessel_ir::loop_nest::{
 use tessel_ir::IrError;
 
 fn buffer(nest: &mut LoopNest, name: &str, shape: &[i64], scope: BufferScope) -> BufferId {
-    nest.add_buffer(Buffer {
-        name: name.into(),
-        shape: shape.to_vec(),
-        scope,
-    })
+    nest.add_buffer(Buffer::new(name, shape, scope))
 }
 
 fn lp(nest: &mut LoopNest, name: &str, extent: i64, kind: LoopKind) -> (LoopId, ExprId) {

@@ -237,11 +237,7 @@ fn guards_that_become_true() {
 fn float_comparisons_are_opaque_in_conditions() {
     // (A[i] < 0.0) && (i < 8) with i < 8 is A[i] < 0.0.
     let mut nest = LoopNest::new("t");
-    let a = nest.add_buffer(Buffer {
-        name: "A".into(),
-        shape: vec![8],
-        scope: BufferScope::Input,
-    });
+    let a = nest.add_buffer(Buffer::new("A", &[8], BufferScope::Input));
     let i = add_loop(&mut nest, "i", 8);
     let c8 = nest.int(8);
     let x = nest.node(Node::Load(a, i));
@@ -306,16 +302,8 @@ fn simplify_nest_rewrites_indices_and_unwraps_guards() {
     // for io in 0..4 { for ii in 0..4 { if (io*4+ii) < 16 {
     //   out[((io*4+ii)/4)*4 + (io*4+ii)%4] = in[(io*4+ii)/4*4 + ii] * 2 } } }
     let mut nest = LoopNest::new("t");
-    let inp = nest.add_buffer(Buffer {
-        name: "in".into(),
-        shape: vec![16],
-        scope: BufferScope::Input,
-    });
-    let out = nest.add_buffer(Buffer {
-        name: "out".into(),
-        shape: vec![16],
-        scope: BufferScope::Output,
-    });
+    let inp = nest.add_buffer(Buffer::new("in", &[16], BufferScope::Input));
+    let out = nest.add_buffer(Buffer::new("out", &[16], BufferScope::Output));
     nest.params = vec![inp, out];
     let io = add_loop(&mut nest, "io", 4);
     let ii = add_loop(&mut nest, "ii", 4);
@@ -372,11 +360,7 @@ fn simplify_nest_rewrites_indices_and_unwraps_guards() {
 #[test]
 fn simplify_nest_drops_false_guards_and_keeps_undecided_ones() {
     let mut nest = LoopNest::new("t");
-    let out = nest.add_buffer(Buffer {
-        name: "out".into(),
-        shape: vec![8],
-        scope: BufferScope::Output,
-    });
+    let out = nest.add_buffer(Buffer::new("out", &[8], BufferScope::Output));
     nest.params = vec![out];
     let i = add_loop(&mut nest, "i", 8);
     let c8 = nest.int(8);

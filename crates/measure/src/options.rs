@@ -9,6 +9,7 @@
 //! The cache flush is off by default (as in TVM). Timeouts are TVM's: 15 s to build, 10 s to run.
 
 use serde::{Deserialize, Serialize};
+pub use tessel_codegen::LayoutRewrite;
 
 /// The code generator's options that change the generated code (part of a record's key).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,27 +22,60 @@ pub struct CodegenSettings {
     /// `false` forces plain Cranelift code. Records without the field read as `true`.
     #[serde(default = "default_true")]
     pub micro_kernels: bool,
-    /// Ansor's layout rewrite of constant weights for micro-kernel calls
-    /// (`CompileOptions::layout_rewrite`): the records say whether `B` was read packed.
-    /// Records without the field read as `false` (they predate it).
-    #[serde(default)]
-    pub layout_rewrite: bool,
+    /// Which micro-kernel `B` operands read a packed copy (`CompileOptions::layout_rewrite`):
+    /// `off`, `weights` (constant weights packed once, untimed) or `all` (also every other
+    /// input, packed inside every timed call). Written as the mode's name. Older records
+    /// read as follows: without the field, `off` (they predate it); `false`, `off`; `true`,
+    /// `weights` (it packed constant weights once exactly as `weights` does; it also packed
+    /// matmul operands once, untimed, which no mode does any more since it hid their
+    /// packing cost, so those timings match no current mode).
+    #[serde(default, with = "layout_rewrite_serde")]
+    pub layout_rewrite: LayoutRewrite,
 }
 
 fn default_true() -> bool {
     true
 }
 
+/// (De)serialisation of [`LayoutRewrite`] as its name, reading the old boolean too.
+mod layout_rewrite_serde {
+    use super::LayoutRewrite;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(mode: &LayoutRewrite, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(mode.name())
+    }
+
+    /// A mode name, or the boolean older records hold.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Old(bool),
+        Name(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LayoutRewrite, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Old(false) => Ok(LayoutRewrite::Off),
+            Repr::Old(true) => Ok(LayoutRewrite::Weights),
+            Repr::Name(n) => n.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 impl Default for CodegenSettings {
-    /// One thread per available CPU, FMA on, micro-kernels on, layout rewrite on (measured
-    /// on the example tensorized schedules, 2 threads: gmm-3 3.85 → 2.61 ms, c2d-3
-    /// 4.35 → 3.47 ms, same results; the packing happens in the untimed verification call).
+    /// One thread per available CPU, FMA on, micro-kernels on, layout rewrite of every `B`
+    /// operand ([`LayoutRewrite::All`]): packing per call is cheap next to the compute it
+    /// speeds up (gmm-3-tensorized, 2 threads, best of 60 runs: 2.62-2.64 ms packing the
+    /// 1 MB `B` inside every call against 2.59-2.66 ms with `B` packed once, untimed), while
+    /// micro-kernels reading a row-major `B` lose up to half their speed on large matmuls
+    /// (issue #10: ~100 against 203 GFLOP/s on gmm 1024³ after 64 trials).
     fn default() -> Self {
         CodegenSettings {
             threads: available_cores(),
             fma: true,
             micro_kernels: true,
-            layout_rewrite: true,
+            layout_rewrite: LayoutRewrite::All,
         }
     }
 }
@@ -177,16 +211,44 @@ mod tests {
     fn codegen_flags_reach_the_compile_options_and_old_records_still_read() {
         let s = CodegenSettings {
             micro_kernels: false,
-            layout_rewrite: true,
+            layout_rewrite: LayoutRewrite::Weights,
             ..CodegenSettings::default()
         };
         let o = s.compile_options();
-        assert!(!o.micro_kernels && o.layout_rewrite);
+        assert!(!o.micro_kernels && o.layout_rewrite == LayoutRewrite::Weights);
         // A record key written before the two flags existed.
         let old: CodegenSettings =
             serde_json::from_str(r#"{"threads":2,"fma":true}"#).expect("old key reads");
-        assert!(old.micro_kernels && !old.layout_rewrite);
+        assert!(old.micro_kernels && old.layout_rewrite == LayoutRewrite::Off);
         let d = CodegenSettings::default();
-        assert!(d.micro_kernels && d.layout_rewrite);
+        assert!(d.micro_kernels && d.layout_rewrite == LayoutRewrite::All);
+    }
+
+    #[test]
+    fn layout_rewrite_mode_round_trips_and_old_booleans_read() {
+        for mode in LayoutRewrite::MODES {
+            let s = CodegenSettings {
+                layout_rewrite: mode,
+                ..CodegenSettings::default()
+            };
+            let json = serde_json::to_string(&s).expect("writes");
+            assert!(
+                json.contains(&format!(r#""layout_rewrite":"{mode}""#)),
+                "{json}"
+            );
+            let back: CodegenSettings = serde_json::from_str(&json).expect("reads");
+            assert_eq!(back, s);
+        }
+        let read = |v: &str| -> Result<CodegenSettings, _> {
+            serde_json::from_str(&format!(
+                r#"{{"threads":2,"fma":true,"micro_kernels":true,"layout_rewrite":{v}}}"#
+            ))
+        };
+        let mode = |v: &str| read(v).expect("reads").layout_rewrite;
+        assert_eq!(mode("false"), LayoutRewrite::Off);
+        assert_eq!(mode("true"), LayoutRewrite::Weights);
+        assert_eq!(mode(r#""all""#), LayoutRewrite::All);
+        assert!(read(r#""sometimes""#).is_err());
+        assert!(read("3").is_err());
     }
 }

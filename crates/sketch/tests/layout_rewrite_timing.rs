@@ -1,8 +1,9 @@
-//! Times the example tensorized schedules with and without the codegen's layout rewrite
-//! (ignored; run with `--release -- --ignored --nocapture`). It decides the default of
+//! Times the example tensorized schedules under each of the codegen's layout rewrite modes
+//! (ignored; run with `--release -- --ignored --nocapture`). It helps decide the default of
 //! `CodegenSettings::layout_rewrite` in `tessel-measure`.
 
 use std::time::Instant;
+use tessel_codegen::LayoutRewrite;
 use tessel_ir::state::Step;
 use tessel_ir::{eval, lower::lower, workloads, State};
 
@@ -24,7 +25,7 @@ fn time(name: &str, file: &str) {
     let nest = lower(&state).expect("lower");
     let inputs = eval::random_inputs(&dag, 1);
     let want = eval::evaluate(&dag, &inputs).expect("reference");
-    for layout_rewrite in [false, true, false, true] {
+    for layout_rewrite in LayoutRewrite::MODES.into_iter().cycle().take(6) {
         let opts = tessel_codegen::CompileOptions {
             layout_rewrite,
             ..tessel_codegen::CompileOptions::with_threads(2)

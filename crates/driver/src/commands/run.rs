@@ -39,6 +39,10 @@ pub struct MeasureArgs {
     /// Flush the CPU caches before every repeat.
     #[arg(long)]
     pub flush_cache: bool,
+    /// Which micro-kernel `B` operands are packed: `off`, `weights` or `all` (default: the
+    /// measurement default, `all`; for `replay`: the record's).
+    #[arg(long, value_parser = super::search_options::parse_layout_rewrite)]
+    pub layout_rewrite: Option<tessel_measure::options::LayoutRewrite>,
 }
 
 impl MeasureArgs {
@@ -55,6 +59,9 @@ impl MeasureArgs {
         }
         if self.flush_cache {
             base.timing.flush_cache = true;
+        }
+        if let Some(m) = self.layout_rewrite {
+            base.codegen.layout_rewrite = m;
         }
         base
     }

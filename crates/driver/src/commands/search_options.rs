@@ -3,6 +3,7 @@
 
 use crate::error::DriverError;
 use indicatif::{ProgressBar, ProgressStyle};
+use tessel_measure::options::LayoutRewrite;
 use tessel_measure::{
     HarnessError, InProcessRunner, LocalWorkerRunner, MeasureOptions, Runner, WorkerCommand,
 };
@@ -98,9 +99,13 @@ pub struct SearchOptions {
     /// Where candidates run.
     #[arg(long, value_enum, default_value_t = Isolation::Worker)]
     pub isolation: Isolation,
-    /// Do not pack constant operands into the micro-kernels' panel layout once before the
-    /// timed calls (Ansor's layout rewrite; records say which was used).
-    #[arg(long)]
+    /// Which micro-kernel `B` operands are packed into the panel layout: `off` (none),
+    /// `weights` (constant weights, once, before the timed calls: Ansor's layout rewrite) or
+    /// `all` (also every other input, inside every timed call). Records say which was used.
+    #[arg(long, value_parser = parse_layout_rewrite, default_value = "all")]
+    pub layout_rewrite: LayoutRewrite,
+    /// Same as `--layout-rewrite off`.
+    #[arg(long, conflicts_with = "layout_rewrite")]
     pub no_layout_rewrite: bool,
     /// Do not call the AVX2 micro-kernels (plain Cranelift code only).
     #[arg(long)]
@@ -111,6 +116,15 @@ impl SearchOptions {
     /// Kernel threads (every core by default).
     pub fn threads(&self) -> usize {
         resolve_threads(self.threads)
+    }
+
+    /// The layout rewrite mode chosen (`--no-layout-rewrite` is `off`).
+    pub fn layout_rewrite(&self) -> LayoutRewrite {
+        if self.no_layout_rewrite {
+            LayoutRewrite::Off
+        } else {
+            self.layout_rewrite
+        }
     }
 
     /// The sketch and mutation policy names chosen.
@@ -167,10 +181,16 @@ impl SearchOptions {
     /// The runner candidates are measured with.
     pub fn runner(&self) -> Result<Box<dyn Runner>, DriverError> {
         let mut options = MeasureOptions::with_threads(self.threads());
-        options.codegen.layout_rewrite = !self.no_layout_rewrite;
+        options.codegen.layout_rewrite = self.layout_rewrite();
         options.codegen.micro_kernels = !self.no_micro_kernels;
         make_runner(self.isolation, options).map_err(|e| DriverError::Failed(e.to_string()))
     }
+}
+
+/// Parses a `--layout-rewrite` value (`off`, `weights` or `all`).
+pub fn parse_layout_rewrite(s: &str) -> Result<LayoutRewrite, String> {
+    s.parse()
+        .map_err(|e: tessel_codegen::ParseLayoutRewriteError| e.to_string())
 }
 
 /// A progress bar over `trials` (drawn on stderr; hidden when it is not a terminal).
@@ -181,4 +201,35 @@ pub fn progress_bar(trials: usize) -> ProgressBar {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        search: SearchOptions,
+    }
+
+    fn mode(args: &[&str]) -> Result<LayoutRewrite, clap::Error> {
+        let argv = std::iter::once("tessel").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|c| c.search.layout_rewrite())
+    }
+
+    #[test]
+    fn layout_rewrite_flag_parses_with_all_as_default_and_the_old_alias() {
+        assert_eq!(mode(&[]).expect("default"), LayoutRewrite::All);
+        for m in LayoutRewrite::MODES {
+            assert_eq!(mode(&["--layout-rewrite", m.name()]).expect("mode"), m);
+        }
+        assert_eq!(
+            mode(&["--no-layout-rewrite"]).expect("alias"),
+            LayoutRewrite::Off
+        );
+        assert!(mode(&["--layout-rewrite", "sometimes"]).is_err());
+        assert!(mode(&["--no-layout-rewrite", "--layout-rewrite", "all"]).is_err());
+    }
 }

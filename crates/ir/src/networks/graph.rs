@@ -238,7 +238,7 @@ fn infer_shape(layer: &Layer, shapes: &[Vec<i64>]) -> Result<Vec<i64>, IrError> 
         .params(&refs)
         .into_iter()
         .enumerate()
-        .map(|(k, (_, s))| b.placeholder(&format!("w{k}"), &s))
+        .map(|(k, (_, s))| b.weight(&format!("w{k}"), &s))
         .collect();
     Ok(layer.emit(&mut b, &inputs, &params)?.shape)
 }

@@ -133,8 +133,8 @@ fn describe(net: &Network, g: &Subgraph) -> (String, Option<String>, String) {
 }
 
 /// Builds the [`ComputeDag`] of one subgraph: placeholders first (per layer in order, the
-/// activations it reads from outside the subgraph, then its weights, with TVM's names),
-/// then every layer's stages.
+/// activations it reads from outside the subgraph, then its weights, with TVM's names; the
+/// weights are constants, [`DagBuilder::weight`]), then every layer's stages.
 pub fn subgraph_dag(net: &Network, g: &Subgraph) -> Result<ComputeDag, IrError> {
     let mut b = DagBuilder::new();
     let mut external: HashMap<LayerId, Tensor> = HashMap::new();
@@ -159,7 +159,7 @@ pub fn subgraph_dag(net: &Network, g: &Subgraph) -> Result<ComputeDag, IrError> 
             .into_iter()
             .map(|(base, shape)| {
                 let name = b.unique_name(base);
-                b.placeholder(&name, &shape)
+                b.weight(&name, &shape)
             })
             .collect();
         params.push(ps);

@@ -463,7 +463,8 @@ pub fn conv2d_nhwc_bn_relu(
     super::relu(b, &shifted)
 }
 
-/// Adds the two placeholders `names` of a convolution and builds its DAG with `f`.
+/// Adds the two placeholders `names` of a convolution (the input, then the weight, a
+/// constant: [`DagBuilder::weight`]) and builds its DAG with `f`.
 fn conv_dag(
     names: [&str; 2],
     input: Vec<i64>,
@@ -472,7 +473,7 @@ fn conv_dag(
 ) -> Result<ComputeDag, IrError> {
     let mut b = DagBuilder::new();
     let x = b.placeholder(names[0], &input);
-    let w = b.placeholder(names[1], &weight);
+    let w = b.weight(names[1], &weight);
     f(&mut b, &x, &w)?;
     b.build()
 }
@@ -636,10 +637,10 @@ pub fn conv2d_nhwc_bn_relu_dag(
 ) -> Result<ComputeDag, IrError> {
     let mut b = DagBuilder::new();
     let data = b.placeholder("data", &[n, hw[0], hw[1], ci]);
-    let k = b.placeholder("kernel", &[kernel, kernel, ci, co]);
-    let bias = b.placeholder("bias", &[co]);
-    let offset = b.placeholder("bn_offset", &[co]);
-    let scale = b.placeholder("bn_scale", &[co]);
+    let k = b.weight("kernel", &[kernel, kernel, ci, co]);
+    let bias = b.weight("bias", &[co]);
+    let offset = b.weight("bn_offset", &[co]);
+    let scale = b.weight("bn_scale", &[co]);
     conv2d_nhwc_bn_relu(&mut b, &data, &k, &bias, &offset, &scale, p)?;
     b.build()
 }

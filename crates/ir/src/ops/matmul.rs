@@ -169,8 +169,8 @@ pub fn batch_matmul_nkkm_dag(batch: i64, n: i64, m: i64, k: i64) -> Result<Compu
 pub fn dense_dag(n: i64, in_dim: i64, out_dim: i64) -> Result<ComputeDag, IrError> {
     let mut b = DagBuilder::new();
     let data = b.placeholder("data", &[n, in_dim]);
-    let weight = b.placeholder("weight", &[out_dim, in_dim]);
-    let bias = b.placeholder("bias", &[out_dim]);
+    let weight = b.weight("weight", &[out_dim, in_dim]);
+    let bias = b.weight("bias", &[out_dim]);
     dense(&mut b, &data, &weight, Some(&bias))?;
     b.build()
 }

@@ -601,6 +601,7 @@ fn cache_read(s: &mut State, stage: usize, scope: &str, readers: &[usize]) -> St
     let copy = Op {
         name: format!("{}.{scope}", op.name),
         shape: op.shape.clone(),
+        constant: false,
         kind: OpKind::Compute(ComputeOp {
             axes,
             reduce_axes: Vec::new(),
@@ -821,6 +822,7 @@ fn rfactor(s: &mut State, stage: usize, pos: usize, factor_iter: usize) -> StepR
         .collect();
     let rf = Op {
         name: format!("{}.rf", op.name),
+        constant: false,
         shape: rf_axes.iter().map(|a| a.extent).collect(),
         kind: OpKind::Compute(ComputeOp {
             axes: rf_axes,

@@ -1,0 +1,104 @@
+//! Layout rewrite modes on the example tensorized schedules (`examples/schedules/`): which
+//! micro-kernel calls read packed `B` operands under each mode, and that every mode computes
+//! exactly what `Off` computes (the micro-kernel does the same operations in the same order
+//! whatever the layout of `B`), also when the inputs change between runs.
+
+use std::path::Path;
+use std::sync::Arc;
+use tessel_codegen::{compile, ukernel, CompileOptions, Kernel, LayoutRewrite};
+use tessel_ir::{eval, lower::lower, workloads, ComputeDag, LoopNest, State, Step};
+
+/// The lowered nest and DAG of `examples/schedules/<name>.json`.
+fn example(name: &str) -> (LoopNest, Arc<ComputeDag>) {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../examples/schedules/{name}.json"));
+    let text = std::fs::read_to_string(&path).expect("example schedule");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let steps: Vec<Step> = serde_json::from_value(v["steps"].clone()).expect("steps");
+    let w = workloads::lookup(v["workload"].as_str().expect("workload")).expect("workload");
+    let dag = Arc::new(w.dag);
+    let state = State::replay(dag.clone(), &steps).expect("legal schedule");
+    (lower(&state).expect("lowers"), dag)
+}
+
+fn run(kernel: &Kernel, nest: &LoopNest, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let mut outs: Vec<Vec<f32>> = nest.params[inputs.len()..]
+        .iter()
+        .map(|&p| vec![f32::NAN; nest.buffer(p).len() as usize])
+        .collect();
+    let ins: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+    let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+    kernel.run(&ins, &mut o).expect("runs");
+    outs
+}
+
+fn kernel(nest: &LoopNest, layout_rewrite: LayoutRewrite) -> Kernel {
+    let opts = CompileOptions {
+        layout_rewrite,
+        ..CompileOptions::with_threads(2)
+    };
+    compile(nest, &opts).expect("compiles")
+}
+
+/// (packed, packed per call) of every micro-kernel call of `name` under `mode`.
+fn packing(name: &str, mode: LayoutRewrite) -> Vec<(bool, bool)> {
+    let (nest, _) = example(name);
+    kernel(&nest, mode)
+        .micro_kernel_calls()
+        .iter()
+        .map(|c| (c.packed_b, c.packs_per_call))
+        .collect()
+}
+
+#[test]
+fn each_mode_packs_what_it_says() {
+    if !ukernel::available() {
+        return;
+    }
+    // gmm: B is an operand, not a weight.
+    assert_eq!(
+        packing("gmm-3-tensorized", LayoutRewrite::Off),
+        [(false, false)]
+    );
+    assert_eq!(
+        packing("gmm-3-tensorized", LayoutRewrite::Weights),
+        [(false, false)]
+    );
+    assert_eq!(
+        packing("gmm-3-tensorized", LayoutRewrite::All),
+        [(true, true)]
+    );
+    // c2d: B is the weight, packed once under both packing modes.
+    assert_eq!(
+        packing("c2d-3-tensorized", LayoutRewrite::Off),
+        [(false, false)]
+    );
+    assert_eq!(
+        packing("c2d-3-tensorized", LayoutRewrite::Weights),
+        [(true, false)]
+    );
+    assert_eq!(
+        packing("c2d-3-tensorized", LayoutRewrite::All),
+        [(true, false)]
+    );
+}
+
+#[test]
+fn every_mode_computes_what_off_computes_as_inputs_change() {
+    for name in ["gmm-3-tensorized", "c2d-3-tensorized"] {
+        let (nest, dag) = example(name);
+        let kernels = LayoutRewrite::MODES.map(|m| (m, kernel(&nest, m)));
+        for seed in [1, 2, 3] {
+            let inputs = eval::random_inputs(&dag, seed);
+            let want = run(&kernels[0].1, &nest, &inputs);
+            for (mode, k) in &kernels[1..] {
+                if dag.inputs().iter().any(|&i| dag.is_constant(i)) {
+                    // New weights: the fingerprint notices, `pack_weights` makes sure.
+                    let ins: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+                    k.pack_weights(&ins).expect("packs");
+                }
+                assert!(run(k, &nest, &inputs) == want, "{name} {mode} seed {seed}");
+            }
+        }
+    }
+}
