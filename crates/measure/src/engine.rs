@@ -34,6 +34,11 @@ pub trait Events: Sync {
     fn built(&self, index: usize) {
         let _ = index;
     }
+    /// Candidate `index` is built and its workload's reference output is being computed
+    /// (only when it is not cached yet).
+    fn preparing(&self, index: usize) {
+        let _ = index;
+    }
     /// Candidate `index` is about to run (verify and time).
     fn running(&self, index: usize) {
         let _ = index;
@@ -185,10 +190,13 @@ impl Engine {
                     phases.compile_ms = b.compile_ms;
                     match b.kernel {
                         Err(e) => MeasureResult::failed(e, phases.clone()),
-                        Ok(kernel) => {
-                            events.running(i);
-                            self.run_one(w, cand, &kernel, &mut phases)
-                        }
+                        Ok(kernel) => match self.prepare_reference(w, i, events, &mut phases) {
+                            Err(e) => MeasureResult::failed(e, phases.clone()),
+                            Ok(()) => {
+                                events.running(i);
+                                self.run_one(w, cand, &kernel, &mut phases)
+                            }
+                        },
                     }
                 }
                 (Ok(_), None) => MeasureResult::error(ErrorClass::Compile, "not built"),
@@ -207,6 +215,28 @@ impl Engine {
             results.push(result);
         }
         results
+    }
+
+    /// Computes (or finds cached) the reference output of `w` before candidate `index` counts
+    /// as running, so that a worker's run timeout covers the kernel alone: a fresh worker
+    /// evaluates a 1024³ matmul's reference for seconds.
+    fn prepare_reference(
+        &mut self,
+        w: &ResolvedWorkload,
+        index: usize,
+        events: &dyn Events,
+        phases: &mut PhaseTimes,
+    ) -> Result<(), MeasureError> {
+        let verify = &self.options.verify;
+        if !verify.enabled || self.references.contains(&w.key, verify.seed) {
+            return Ok(());
+        }
+        events.preparing(index);
+        let t = Instant::now();
+        self.references
+            .get(&w.dag, &w.key, verify.seed, verify.enabled)?;
+        phases.verify_ms += ms(t);
+        Ok(())
     }
 
     /// Verifies and times one built kernel.

@@ -77,6 +77,15 @@ pub enum Response {
         /// Position in the request's candidates.
         index: usize,
     },
+    /// Candidate `index` of request `id` is built and its workload's reference output is
+    /// being computed (once per workload and worker; seconds for large workloads). The
+    /// parent allows a build timeout for it, so that the run timeout covers the kernel alone.
+    Preparing {
+        /// Request id.
+        id: u64,
+        /// Position in the request's candidates.
+        index: usize,
+    },
     /// Candidate `index` of request `id` is being verified and timed.
     Running {
         /// Request id.

@@ -463,6 +463,9 @@ impl LocalWorkerRunner {
                 Next::Message(Response::Built { id: got, .. }) if got == id => {
                     deadline = Instant::now() + build_timeout;
                 }
+                Next::Message(Response::Preparing { id: got, .. }) if got == id => {
+                    deadline = Instant::now() + build_timeout;
+                }
                 Next::Message(Response::Running { id: got, index }) if got == id => {
                     running = Some(index);
                     deadline = Instant::now() + run_timeout;

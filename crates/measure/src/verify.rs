@@ -51,6 +51,13 @@ impl ReferenceCache {
         self.entries.is_empty()
     }
 
+    /// True when the reference outputs of workload `key` on inputs of `seed` are cached.
+    pub fn contains(&self, key: &str, seed: u64) -> bool {
+        self.entries
+            .iter()
+            .any(|(k, s, r)| k == key && *s == seed && r.outputs.is_some())
+    }
+
     /// The reference of `dag` (whose workload key is `key`) on inputs of `seed`; with
     /// `outputs`, the reference outputs too (evaluated now if the cached entry lacks them).
     pub fn get(

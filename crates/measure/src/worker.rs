@@ -120,6 +120,9 @@ impl<W: Write + Send> Events for WireEvents<'_, W> {
     fn built(&self, index: usize) {
         self.emit(Response::Built { id: self.id, index });
     }
+    fn preparing(&self, index: usize) {
+        self.emit(Response::Preparing { id: self.id, index });
+    }
     fn running(&self, index: usize) {
         self.emit(Response::Running { id: self.id, index });
     }

@@ -233,3 +233,37 @@ fn a_worker_that_cannot_start_loses_every_candidate() {
         .message
         .contains("cannot start"));
 }
+
+/// The reference output is computed before a candidate counts as running (so that the run
+/// timeout covers the kernel alone), announced once per workload and worker.
+#[test]
+fn the_reference_is_prepared_before_the_first_candidate_runs_and_only_once() {
+    use tessel_measure::protocol::{decode, encode, Request, Response};
+    let request = |id| Request::Measure {
+        id,
+        options: options(),
+        candidates: vec![good(1), good(2)],
+    };
+    let input = format!("{}\n{}\n", encode(&request(1)), encode(&request(2)));
+    let mut output = Vec::new();
+    tessel_measure::worker::serve(input.as_bytes(), &mut output).unwrap();
+    let events: Vec<(u64, &str, usize)> = String::from_utf8(output)
+        .unwrap()
+        .lines()
+        .filter_map(|l| match decode::<Response>(l).unwrap() {
+            Response::Preparing { id, index } => Some((id, "preparing", index)),
+            Response::Running { id, index } => Some((id, "running", index)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            (1, "preparing", 0),
+            (1, "running", 0),
+            (1, "running", 1),
+            (2, "running", 0),
+            (2, "running", 1),
+        ]
+    );
+}

@@ -139,7 +139,7 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
             threads: r.key.codegen.threads,
             codegen: CodegenFlags {
                 micro_kernels: r.key.codegen.micro_kernels,
-                layout_rewrite: r.key.codegen.layout_rewrite,
+                layout_rewrite: r.key.codegen.layout_rewrite != tessel_codegen::LayoutRewrite::Off,
             },
         }));
     }
