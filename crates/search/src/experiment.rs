@@ -504,7 +504,8 @@ pub struct ConfigSummary {
     pub policy_share: f64,
     /// Share of the round accounted time spent inside the policies (pooled over seeds).
     pub policy_share_accounted: f64,
-    /// Share of the round wall time spent in evolution (pooled over seeds).
+    /// Share of the round accounted time spent in evolution (pooled over seeds; accounted,
+    /// so that cache hits do not inflate it).
     pub evolution_share: f64,
     /// Median wall seconds of a run.
     pub wall_seconds_median: Option<f64>,
@@ -644,7 +645,10 @@ pub fn summarize(
             compared,
             policy_share: share(policy, rounds),
             policy_share_accounted: share(policy, rounds_accounted),
-            evolution_share: share(mine.iter().map(|r| r.evolution_seconds()).sum(), rounds),
+            evolution_share: share(
+                mine.iter().map(|r| r.evolution_seconds()).sum(),
+                rounds_accounted,
+            ),
             wall_seconds_median: seconds_median(|r| r.wall_seconds),
             accounted_seconds_median: seconds_median(|r| r.accounted_seconds),
             cache_hits: mine.iter().map(|r| r.cache_hits).sum(),
