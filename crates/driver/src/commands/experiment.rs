@@ -12,21 +12,30 @@
 //! configuration, over seeds:
 //!
 //! * the median (and quartiles) of the final best GFLOP/s;
-//! * **time to reach**: median over seeds of (wall time until the run's best is within 1%
-//!   of the baseline's final best of the same seed ÷ the baseline's own wall time to get
-//!   there); the same in trials; a seed that never gets there counts as infinite, so the
-//!   median is "not reached" when half the seeds miss;
-//! * the final-best ratio (GFLOP/s ÷ the baseline's, same seed, median; above 1 = faster);
-//! * the policy overhead: share of the round time spent inside the sketch and mutation
-//!   policies (timed exactly), next to the evolution share;
+//! * **time to reach**: median over seeds of (accounted time until the run's best is
+//!   within 1% of the baseline's final best of the same seed ÷ the baseline's own accounted
+//!   time to get there), and the same by the wall clock and in trials; a seed that never
+//!   gets there counts as infinite, so the median is "not reached" when half the seeds miss;
+//! * the final-best ratio (GFLOP/s ÷ the baseline's, same seed, median; above 1 = faster),
+//!   from the search and from the side-by-side re-measurement, with a paired signed-rank
+//!   test of the latter;
+//! * the policy overhead: share of the round time (wall and accounted) spent inside the
+//!   sketch and mutation policies (timed exactly), next to the evolution share;
 //! * the mutation validity rate (legal ÷ tried) and improvement rate (predicted better ÷
 //!   tried).
 //!
-//! Output in `--out`: `records/<workload>.<config>.s<seed>.jsonl` (rewritten each run),
-//! `runs.json` (every per-round trace), `summary.json`, `report.md`, and per workload
-//! `<workload>.wall.svg` / `<workload>.trials.svg` (best-so-far GFLOP/s, median over seeds,
-//! vs wall time / vs trials). The table goes to stdout; with `--json` the summary is the
-//! last stdout line.
+//! Robustness to measurement noise (issue #8, see `tessel_search::experiment`): the runs
+//! of a workload share one measurement cache keyed by step log (`--no-cache` turns it
+//! off), a hit is charged the time its first measurement cost so "accounted time" stays
+//! fair, and after the runs every run's final best is re-measured in
+//! `--remeasure-rounds` interleaved batches (median of the rounds).
+//!
+//! Output in `--out`: `records/<workload>.<config>.s<seed>.jsonl` (rewritten each run; a
+//! run's file holds what it measured itself, cache hits are in the file of the run that
+//! measured them first), `records/<workload>.remeasure.jsonl`, `runs.json` (every
+//! per-round trace), `summary.json`, `report.md`, and per workload `<workload>.time.svg` /
+//! `<workload>.trials.svg` (best-so-far GFLOP/s, median over seeds, vs accounted time / vs
+//! trials). The tables go to stdout; with `--json` the summary is the last stdout line.
 
 use crate::commands::search_options::{file_name, make_runner, resolve_threads, Isolation};
 use crate::error::DriverError;
@@ -35,14 +44,18 @@ use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 use tessel_ir::workloads::{self, Workload};
+use tessel_ir::State;
 use tessel_measure::{MeasureOptions, Runner};
+use tessel_search::cache::MeasureCache;
 use tessel_search::evolution::EvolutionParams;
 use tessel_search::experiment::{
-    median_curve, run_traced, summarize, Config, RunTrace, WorkloadSummary,
+    median_curve, run_traced, summarize, Config, Problem, RunTrace, WorkloadSummary,
 };
 use tessel_search::harness::HarnessMeasurer;
 use tessel_search::model::ModelScorer;
+use tessel_search::remeasure::remeasure;
 use tessel_search::tuner::TuneParams;
 use tessel_sketch::{generate_sketches, HardwareParams};
 
@@ -79,6 +92,14 @@ pub struct Args {
     /// Where candidates run.
     #[arg(long, value_enum, default_value_t = Isolation::Worker)]
     pub isolation: Isolation,
+    /// Rounds of the final side-by-side re-measurement of every run's best (each round
+    /// measures every program once, interleaved); 0 turns it off.
+    #[arg(long, default_value_t = 10)]
+    pub remeasure_rounds: usize,
+    /// Do not share measurements between the runs of a workload (every run measures
+    /// everything itself, and accounted time equals wall time).
+    #[arg(long)]
+    pub no_cache: bool,
     /// Also print the summary as one JSON object on the last stdout line.
     #[arg(long)]
     pub json: bool,
@@ -106,7 +127,80 @@ fn runner(args: &Args, threads: usize) -> Result<Box<dyn Runner>, DriverError> {
         .map_err(|e| DriverError::Failed(e.to_string()))
 }
 
-/// Runs every config × seed on one workload.
+/// How the runs of one workload were made robust to noise (reported per workload).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+struct Robustness {
+    /// Whether the runs shared a measurement cache.
+    cache: bool,
+    /// Trials answered by the cache, over all runs.
+    cache_hits: usize,
+    /// Trials over all runs.
+    trials: usize,
+    /// Distinct programs measured.
+    distinct_programs: usize,
+    /// Re-measurement rounds.
+    remeasure_rounds: usize,
+    /// Distinct final bests re-measured.
+    remeasured_programs: usize,
+    /// Wall seconds of the re-measurement.
+    remeasure_seconds: f64,
+}
+
+/// The file of a workload's records under `--out` (`<workload>.<tag>.jsonl`), removed if
+/// it exists: a fresh run must not mix in old records.
+fn fresh_records(args: &Args, w: &Workload, tag: &str) -> Result<PathBuf, DriverError> {
+    let dir = args.out.join("records");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{}.{tag}.jsonl", file_name(&w.name)));
+    if path.exists() {
+        std::fs::remove_file(&path)?;
+    }
+    Ok(path)
+}
+
+/// Re-measures the final best of every run side by side, filling `remeasured`.
+fn remeasure_bests(
+    args: &Args,
+    w: &Workload,
+    problem: &Problem,
+    threads: usize,
+    traces: &mut [RunTrace],
+    robustness: &mut Robustness,
+) -> Result<(), DriverError> {
+    if args.remeasure_rounds == 0 {
+        return Ok(());
+    }
+    let programs: Vec<Option<State>> = traces
+        .iter()
+        .map(|t| {
+            let steps = t.best_steps.as_ref()?;
+            State::replay(problem.dag.clone(), steps).ok()
+        })
+        .collect();
+    let distinct: std::collections::HashSet<String> =
+        programs.iter().flatten().map(State::steps_json).collect();
+    let path = fresh_records(args, w, "remeasure")?;
+    let mut measurer = HarnessMeasurer::new(w.clone(), runner(args, threads)?, Some(&path))
+        .map_err(|e| DriverError::Failed(e.to_string()))?;
+    let start = Instant::now();
+    let results = remeasure(&programs, &mut measurer, args.remeasure_rounds);
+    robustness.remeasure_rounds = args.remeasure_rounds;
+    robustness.remeasured_programs = distinct.len();
+    robustness.remeasure_seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{}: re-measured {} distinct final bests × {} rounds in {:.1} s",
+        w.name,
+        distinct.len(),
+        args.remeasure_rounds,
+        robustness.remeasure_seconds
+    );
+    for (t, r) in traces.iter_mut().zip(results) {
+        t.remeasured = r;
+    }
+    Ok(())
+}
+
+/// Runs every config × seed on one workload, then re-measures the final bests.
 fn run_workload(
     args: &Args,
     w: &Workload,
@@ -114,25 +208,17 @@ fn run_workload(
     threads: usize,
     done: &mut usize,
     total: usize,
-) -> Result<Vec<RunTrace>, DriverError> {
+) -> Result<(Vec<RunTrace>, Robustness), DriverError> {
     let dag = Arc::new(w.dag.clone());
     let hw = HardwareParams::with_cores(threads as i64);
     let sketches = generate_sketches(&dag, &hw).map_err(|e| DriverError::Failed(e.to_string()))?;
-    let records = args.out.join("records");
-    std::fs::create_dir_all(&records)?;
+    let problem = Problem { dag, sketches, hw };
+    let cache = (!args.no_cache).then(MeasureCache::shared);
     let flop = w.flop() as f64;
     let mut traces = Vec::new();
     for seed in 0..args.seeds {
         for &config in configs {
-            let path = records.join(format!(
-                "{}.{}.s{seed}.jsonl",
-                file_name(&w.name),
-                config.name()
-            ));
-            if path.exists() {
-                // A fresh run: old records of the same run would be mixed in otherwise.
-                std::fs::remove_file(&path)?;
-            }
+            let path = fresh_records(args, w, &format!("{}.s{seed}", config.name()))?;
             let mut measurer = HarnessMeasurer::new(w.clone(), runner(args, threads)?, Some(&path))
                 .map_err(|e| DriverError::Failed(e.to_string()))?;
             let mut scorer = ModelScorer::new(seed);
@@ -147,17 +233,17 @@ fn run_workload(
                 ..TuneParams::default()
             };
             let trace = run_traced(
-                dag.clone(),
-                sketches.clone(),
-                hw.clone(),
+                &problem,
                 params,
                 config,
                 &mut measurer,
                 &mut scorer,
+                cache.as_ref(),
             );
             *done += 1;
             eprintln!(
-                "[{done}/{total}] {} {:<8} seed {seed}: {} in {:.1} s ({} trials)",
+                "[{done}/{total}] {} {:<8} seed {seed}: {} in {:.1} s wall, {:.1} s accounted \
+                 ({} trials, {} cache hits)",
                 w.name,
                 config.name(),
                 trace
@@ -167,7 +253,9 @@ fn run_workload(
                         flop / s / 1e9
                     )),
                 trace.wall_seconds,
-                trace.trials
+                trace.accounted_seconds,
+                trace.trials,
+                trace.cache_hits
             );
             if let Some(e) = &measurer.write_error {
                 eprintln!("warning: records could not be written: {e}");
@@ -175,7 +263,15 @@ fn run_workload(
             traces.push(trace);
         }
     }
-    Ok(traces)
+    let mut robustness = Robustness {
+        cache: cache.is_some(),
+        cache_hits: traces.iter().map(|t| t.cache_hits).sum(),
+        trials: traces.iter().map(|t| t.trials).sum(),
+        distinct_programs: cache.as_ref().map_or(0, |c| c.borrow().len()),
+        ..Robustness::default()
+    };
+    remeasure_bests(args, w, &problem, threads, &mut traces, &mut robustness)?;
+    Ok((traces, robustness))
 }
 
 fn opt(x: Option<f64>, digits: usize) -> String {
@@ -186,47 +282,123 @@ fn pct(x: Option<f64>) -> String {
     x.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v))
 }
 
-/// The rows of one workload's table: a header and one row per config.
-fn table_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
-    let mut rows = vec![[
+/// A header row.
+fn header(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| c.to_string()).collect()
+}
+
+fn reach(x: Option<f64>) -> String {
+    x.map_or("not reached".to_string(), |v| format!("{v:.2}"))
+}
+
+fn quartiles(median: Option<f64>, q1: Option<f64>, q3: Option<f64>) -> String {
+    format!("{} [{},{}]", opt(median, 2), opt(q1, 2), opt(q3, 2))
+}
+
+/// The search table of one workload: a header and one row per config.
+fn search_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
+    let mut rows = vec![header(&[
         "config",
         "policies",
         "GFLOP/s med [q1,q3]",
         "final ×base",
-        "time-to-reach",
+        "time-to-reach (accounted)",
+        "time-to-reach (wall)",
         "trials-to-reach",
         "reached",
-        "policy %",
-        "evol %",
+        "policy % wall",
+        "evol % accounted",
         "mut valid",
         "mut improved",
-        "wall s (med)",
-    ]
-    .map(String::from)
-    .to_vec()];
+    ])];
     for c in &s.configs {
-        let reach = |x: Option<f64>| x.map_or("not reached".to_string(), |v| format!("{v:.2}"));
         rows.push(vec![
             c.config.name().to_string(),
             format!("{}+{}", c.sketch_policy, c.mutation_policy),
-            format!(
-                "{} [{},{}]",
-                opt(c.best_gflops_median, 2),
-                opt(c.best_gflops_q1, 2),
-                opt(c.best_gflops_q3, 2)
-            ),
+            quartiles(c.best_gflops_median, c.best_gflops_q1, c.best_gflops_q3),
             opt(c.final_ratio, 3),
             reach(c.time_to_reach_ratio),
+            reach(c.time_to_reach_ratio_wall),
             reach(c.trials_to_reach_ratio),
             format!("{}/{}", c.reached, c.compared),
             format!("{:.2}%", 100.0 * c.policy_share),
             format!("{:.1}%", 100.0 * c.evolution_share),
             pct(c.mutation_validity),
             pct(c.mutation_improved),
-            opt(c.wall_seconds_median, 1),
         ]);
     }
     rows
+}
+
+/// The robustness table of one workload: re-measured finals, cache hits, both clocks.
+fn robustness_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
+    let mut rows = vec![header(&[
+        "config",
+        "re-measured GFLOP/s med [q1,q3]",
+        "final ×base (re-measured)",
+        "final ×base (search)",
+        "signed-rank p (n)",
+        "re-measure spread",
+        "cache hits",
+        "accounted s (med)",
+        "wall s (med)",
+        "policy % accounted",
+    ])];
+    for c in &s.configs {
+        rows.push(vec![
+            c.config.name().to_string(),
+            quartiles(
+                c.remeasured_gflops_median,
+                c.remeasured_gflops_q1,
+                c.remeasured_gflops_q3,
+            ),
+            opt(c.final_ratio_remeasured, 3),
+            opt(c.final_ratio, 3),
+            c.signed_rank
+                .as_ref()
+                .map_or("-".to_string(), |t| format!("{:.3} ({})", t.p_value, t.n)),
+            pct(c.remeasure_spread_median),
+            format!(
+                "{}/{} ({})",
+                c.cache_hits,
+                c.trials,
+                pct((c.trials > 0).then(|| c.cache_hits as f64 / c.trials as f64))
+            ),
+            opt(c.accounted_seconds_median, 1),
+            opt(c.wall_seconds_median, 1),
+            format!("{:.2}%", 100.0 * c.policy_share_accounted),
+        ]);
+    }
+    rows
+}
+
+/// One paragraph on how this workload's comparison was made robust.
+fn robustness_text(r: &Robustness, options: &MeasureOptions) -> String {
+    let cache = if r.cache {
+        format!(
+            "one measurement cache shared by all {} trials of the runs ({} distinct programs \
+             measured, {} trials answered from the cache, each charged the time its first \
+             measurement cost)",
+            r.trials, r.distinct_programs, r.cache_hits
+        )
+    } else {
+        "no shared cache (every run measured everything itself)".to_string()
+    };
+    let again = if r.remeasure_rounds > 0 {
+        format!(
+            "the {} distinct final bests re-measured side by side in {} interleaved rounds \
+             (each round: every program once, order rotated; each measurement the median of \
+             {} repeats of ≥ {} ms), final = median of the rounds ({:.1} s)",
+            r.remeasured_programs,
+            r.remeasure_rounds,
+            options.timing.repeat,
+            options.timing.min_repeat_ms,
+            r.remeasure_seconds
+        )
+    } else {
+        "no re-measurement (final ratios are the search's own)".to_string()
+    };
+    format!("Robustness: {cache}; {again}.\n")
 }
 
 fn text_table(rows: &[Vec<String>]) -> String {
@@ -370,8 +542,8 @@ fn plots(
     configs: &[Config],
 ) -> Result<Vec<String>, DriverError> {
     let by_config = |c: Config| runs.iter().filter(|r| r.config == c).collect::<Vec<_>>();
-    let t_max = runs.iter().map(|r| r.wall_seconds).fold(0.0, f64::max);
-    let wall: Vec<(Config, Vec<(f64, f64)>)> = configs
+    let t_max = runs.iter().map(|r| r.accounted_seconds).fold(0.0, f64::max);
+    let time: Vec<(Config, Vec<(f64, f64)>)> = configs
         .iter()
         .map(|&c| (c, median_curve(&by_config(c), s.flop, t_max, 200)))
         .collect();
@@ -380,12 +552,12 @@ fn plots(
         .map(|&c| (c, trials_curve(&by_config(c), s.flop)))
         .collect();
     let stem = file_name(&s.workload);
-    let names = vec![format!("{stem}.wall.svg"), format!("{stem}.trials.svg")];
+    let names = vec![format!("{stem}.time.svg"), format!("{stem}.trials.svg")];
     plot(
         &out.join(&names[0]),
-        &format!("{}: best so far vs wall time", s.workload),
-        "wall time (s)",
-        &wall,
+        &format!("{}: best so far vs accounted time", s.workload),
+        "accounted time (s): measurement as charged, cache hits at their first cost",
+        &time,
     )?;
     plot(
         &out.join(&names[1]),
@@ -403,16 +575,27 @@ discounted-UCB sketch selection + fixed; `ml` = uniform + learned mutation-rule 
 cost model and fresh policies.
 * **GFLOP/s**: final best, median over seeds [quartiles].
 * **final ×base**: median over seeds of final best GFLOP/s ÷ the baseline's (same seed); \
-above 1 = faster.
-* **time-to-reach**: median over seeds of (wall time until the run's best is within 1% of the \
-baseline's final best of the same seed ÷ the baseline's own time to get there); below 1 = \
-faster. A seed that never gets there counts as infinite (\"not reached\" when the median \
-does). **trials-to-reach**: the same in trials. **reached**: seeds that got there / seeds \
-compared.
-* **policy %**: share of the round time spent inside the sketch and mutation policies \
-(timed exactly); **evol %**: share spent in evolution (cost-model prediction included).
+above 1 = faster. *(search)*: the times the searches measured; *(re-measured)*: the final \
+bests of all runs of the workload re-measured side by side (see Robustness), the figure to \
+trust. **signed-rank p (n)**: exact two-sided Wilcoxon signed-rank test of the re-measured \
+log time ratios against the baseline, paired by seed (n non-tied pairs; with 5 seeds p is \
+at least 0.0625). **re-measure spread**: median over runs of (IQR ÷ median) of the \
+re-measurement rounds.
+* **time-to-reach (accounted)**: median over seeds of (accounted time until the run's best \
+is within 1% of the baseline's final best of the same seed ÷ the baseline's own accounted \
+time to get there); below 1 = faster. Accounted time is summed from the round records: \
+sampling, evolution (policies included) and training as measured, measurement as charged \
+(a cache hit is charged what its first measurement cost, so no run profits from another \
+run's measurements). This is the headline ratio. **(wall)**: the same by the wall clock, \
+where cache hits are nearly free. A seed that never gets there counts as infinite (\"not \
+reached\" when the median does). **trials-to-reach**: the same in trials. **reached**: seeds \
+that got there / seeds compared.
+* **policy % wall / accounted**: share of the round wall (accounted) time spent inside the \
+sketch and mutation policies (timed exactly); **evol % accounted**: share of the round \
+accounted time spent in evolution (cost-model prediction included).
 * **mut valid / improved**: legal mutations ÷ tried, and mutations predicted better than \
 their parent ÷ tried, pooled over seeds.
+* **cache hits**: trials answered by the workload's shared measurement cache / trials.
 ";
 
 /// Runs the subcommand.
@@ -435,17 +618,28 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let mut done = 0;
     let mut all_runs = Vec::new();
     let mut summaries = Vec::new();
+    let options = MeasureOptions::with_threads(threads);
     let mut report = format!(
         "# Learned-policies experiment\n\n{} trials per run, {} seeds, {} kernel threads, \
-         population {}, {} measured per round, isolation {:?}.\n\n{METRICS}\n",
-        args.trials, args.seeds, threads, args.population, args.measures_per_round, args.isolation
+         population {}, {} measured per round, isolation {:?}, shared measurement cache {}, \
+         {} re-measurement rounds.\n\n{METRICS}\n",
+        args.trials,
+        args.seeds,
+        threads,
+        args.population,
+        args.measures_per_round,
+        args.isolation,
+        if args.no_cache { "off" } else { "on" },
+        args.remeasure_rounds
     );
     let stdout = std::io::stdout();
     for w in &workloads {
-        let runs = run_workload(args, w, &configs, threads, &mut done, total)?;
+        let (runs, robustness) = run_workload(args, w, &configs, threads, &mut done, total)?;
         let s = summarize(&w.name, &w.spec(), w.flop() as f64, &runs, TOLERANCE);
         let plot_files = plots(&args.out, &s, &runs, &configs)?;
-        let rows = table_rows(&s);
+        let search = search_rows(&s);
+        let robust = robustness_rows(&s);
+        let robust_text = robustness_text(&robustness, &options);
         {
             let mut out = stdout.lock();
             writeln!(
@@ -456,19 +650,27 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
                 args.trials,
                 args.seeds
             )?;
-            write!(out, "{}", text_table(&rows))?;
+            write!(out, "{}", text_table(&search))?;
+            writeln!(out)?;
+            write!(out, "{}", text_table(&robust))?;
+            write!(out, "{robust_text}")?;
         }
         report.push_str(&format!(
-            "## {} (`{}`)\n\n{}\n",
+            "## {} (`{}`)\n\n### Search\n\n{}\n### Robustness\n\n{}\n{}\n",
             w.name,
             w.spec(),
-            markdown_table(&rows)
+            markdown_table(&search),
+            robust_text,
+            markdown_table(&robust)
         ));
         for f in &plot_files {
             report.push_str(&format!("![{f}]({f})\n"));
         }
         report.push('\n');
-        summaries.push(json!({"summary": s, "plots": plot_files}));
+        let mut v = serde_json::to_value(&s).map_err(|e| DriverError::Failed(e.to_string()))?;
+        v["plots"] = json!(plot_files);
+        v["robustness"] = json!(robustness);
+        summaries.push(v);
         all_runs.push(json!({"workload": w.name, "runs": runs}));
     }
     let summary = json!({
@@ -479,11 +681,19 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         "measures_per_round": args.measures_per_round,
         "tolerance": TOLERANCE,
         "configs": configs.iter().map(|c| c.name()).collect::<Vec<_>>(),
-        "workloads": summaries.iter().map(|s| {
-            let mut v = s["summary"].clone();
-            v["plots"] = s["plots"].clone();
-            v
-        }).collect::<Vec<_>>(),
+        "robustness": {
+            "shared_cache": !args.no_cache,
+            "cache_key": "canonical step log (serde JSON of the steps)",
+            "hit_charge": "the time the first measurement cost (its share of its batch)",
+            "time_to_reach": "accounted time (round records; measurement as charged); \
+                              wall-clock ratio reported next to it",
+            "remeasure_rounds": args.remeasure_rounds,
+            "remeasure_order": "every program once per round, order rotated each round",
+            "repeats_per_measurement": options.timing.repeat,
+            "min_repeat_ms": options.timing.min_repeat_ms,
+            "final_ratio": if args.remeasure_rounds > 0 { "re-measured" } else { "search" },
+        },
+        "workloads": summaries,
     });
     let write = |name: &str, text: &str| std::fs::write(args.out.join(name), text);
     write(
