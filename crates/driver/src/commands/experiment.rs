@@ -39,10 +39,9 @@
 
 use crate::commands::search_options::{file_name, make_runner, resolve_threads, Isolation};
 use crate::error::DriverError;
-use plotters::prelude::*;
 use serde_json::json;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use tessel_ir::workloads::{self, Workload};
@@ -50,14 +49,18 @@ use tessel_ir::State;
 use tessel_measure::{MeasureOptions, Runner};
 use tessel_search::cache::MeasureCache;
 use tessel_search::evolution::EvolutionParams;
-use tessel_search::experiment::{
-    median_curve, run_traced, summarize, Config, Problem, RunTrace, WorkloadSummary,
-};
+use tessel_search::experiment::{run_traced, summarize, Config, Problem, RunTrace};
 use tessel_search::harness::HarnessMeasurer;
 use tessel_search::model::ModelScorer;
 use tessel_search::remeasure::remeasure;
 use tessel_search::tuner::TuneParams;
 use tessel_sketch::{generate_sketches, HardwareParams};
+
+mod plots;
+mod tables;
+
+use plots::plots;
+use tables::{markdown_table, robustness_rows, robustness_text, search_rows, text_table};
 
 /// A run reaches the baseline's final best `b` when its best is at most `b · (1 + TOLERANCE)`.
 const TOLERANCE: f64 = 0.01;
@@ -272,300 +275,6 @@ fn run_workload(
     };
     remeasure_bests(args, w, &problem, threads, &mut traces, &mut robustness)?;
     Ok((traces, robustness))
-}
-
-fn opt(x: Option<f64>, digits: usize) -> String {
-    x.map_or("-".to_string(), |v| format!("{v:.digits$}"))
-}
-
-fn pct(x: Option<f64>) -> String {
-    x.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v))
-}
-
-/// A header row.
-fn header(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|c| c.to_string()).collect()
-}
-
-fn reach(x: Option<f64>) -> String {
-    x.map_or("not reached".to_string(), |v| format!("{v:.2}"))
-}
-
-fn quartiles(median: Option<f64>, q1: Option<f64>, q3: Option<f64>) -> String {
-    format!("{} [{},{}]", opt(median, 2), opt(q1, 2), opt(q3, 2))
-}
-
-/// The search table of one workload: a header and one row per config.
-fn search_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
-    let mut rows = vec![header(&[
-        "config",
-        "policies",
-        "GFLOP/s med [q1,q3]",
-        "final ×base",
-        "time-to-reach (accounted)",
-        "time-to-reach (wall)",
-        "trials-to-reach",
-        "reached",
-        "policy % wall",
-        "evol % accounted",
-        "mut valid",
-        "mut improved",
-    ])];
-    for c in &s.configs {
-        rows.push(vec![
-            c.config.name().to_string(),
-            format!("{}+{}", c.sketch_policy, c.mutation_policy),
-            quartiles(c.best_gflops_median, c.best_gflops_q1, c.best_gflops_q3),
-            opt(c.final_ratio, 3),
-            reach(c.time_to_reach_ratio),
-            reach(c.time_to_reach_ratio_wall),
-            reach(c.trials_to_reach_ratio),
-            format!("{}/{}", c.reached, c.compared),
-            format!("{:.2}%", 100.0 * c.policy_share),
-            format!("{:.1}%", 100.0 * c.evolution_share),
-            pct(c.mutation_validity),
-            pct(c.mutation_improved),
-        ]);
-    }
-    rows
-}
-
-/// The robustness table of one workload: re-measured finals, cache hits, both clocks.
-fn robustness_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
-    let mut rows = vec![header(&[
-        "config",
-        "re-measured GFLOP/s med [q1,q3]",
-        "final ×base (re-measured)",
-        "final ×base (search)",
-        "signed-rank p (n)",
-        "re-measure spread",
-        "cache hits",
-        "accounted s (med)",
-        "wall s (med)",
-        "policy % accounted",
-    ])];
-    for c in &s.configs {
-        rows.push(vec![
-            c.config.name().to_string(),
-            quartiles(
-                c.remeasured_gflops_median,
-                c.remeasured_gflops_q1,
-                c.remeasured_gflops_q3,
-            ),
-            opt(c.final_ratio_remeasured, 3),
-            opt(c.final_ratio, 3),
-            c.signed_rank
-                .as_ref()
-                .map_or("-".to_string(), |t| format!("{:.3} ({})", t.p_value, t.n)),
-            pct(c.remeasure_spread_median),
-            format!(
-                "{}/{} ({})",
-                c.cache_hits,
-                c.trials,
-                pct((c.trials > 0).then(|| c.cache_hits as f64 / c.trials as f64))
-            ),
-            opt(c.accounted_seconds_median, 1),
-            opt(c.wall_seconds_median, 1),
-            format!("{:.2}%", 100.0 * c.policy_share_accounted),
-        ]);
-    }
-    rows
-}
-
-/// One paragraph on how this workload's comparison was made robust.
-fn robustness_text(r: &Robustness, options: &MeasureOptions) -> String {
-    let cache = if r.cache {
-        format!(
-            "one measurement cache shared by all {} trials of the runs ({} distinct programs \
-             measured, {} trials answered from the cache, each charged the time its first \
-             measurement cost)",
-            r.trials, r.distinct_programs, r.cache_hits
-        )
-    } else {
-        "no shared cache (every run measured everything itself)".to_string()
-    };
-    let again = if r.remeasure_rounds > 0 {
-        format!(
-            "the {} distinct final bests re-measured side by side in {} interleaved rounds \
-             (each round: every program once, order rotated; each measurement the median of \
-             {} repeats of ≥ {} ms), final = median of the rounds ({:.1} s)",
-            r.remeasured_programs,
-            r.remeasure_rounds,
-            options.timing.repeat,
-            options.timing.min_repeat_ms,
-            r.remeasure_seconds
-        )
-    } else {
-        "no re-measurement (final ratios are the search's own)".to_string()
-    };
-    format!("Robustness: {cache}; {again}.\n")
-}
-
-fn text_table(rows: &[Vec<String>]) -> String {
-    let cols = rows.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..cols)
-        .map(|k| {
-            rows.iter()
-                .map(|r| r.get(k).map_or(0, |c| c.chars().count()))
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let cells: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-fn markdown_table(rows: &[Vec<String>]) -> String {
-    let mut out = String::new();
-    for (k, r) in rows.iter().enumerate() {
-        out.push_str(&format!("| {} |\n", r.join(" | ")));
-        if k == 0 {
-            out.push_str(&format!("|{}\n", "---|".repeat(r.len())));
-        }
-    }
-    out
-}
-
-/// Colour of a config in the plots.
-fn colour(c: Config) -> RGBColor {
-    match c {
-        Config::Baseline => BLACK,
-        Config::Rl => RGBColor(31, 119, 180),
-        Config::Ml => RGBColor(44, 160, 44),
-        Config::Both => RGBColor(214, 39, 40),
-    }
-}
-
-/// Median best-so-far GFLOP/s over the seeds at each trial count of the rounds.
-fn trials_curve(runs: &[&RunTrace], flop: f64) -> Vec<(f64, f64)> {
-    let mut counts: Vec<usize> = runs
-        .iter()
-        .flat_map(|r| r.rounds.iter().map(|p| p.trials))
-        .collect();
-    counts.sort_unstable();
-    counts.dedup();
-    counts
-        .into_iter()
-        .map(|n| {
-            let at: Vec<f64> = runs
-                .iter()
-                .map(|r| {
-                    r.rounds
-                        .iter()
-                        .take_while(|p| p.trials <= n)
-                        .last()
-                        .and_then(|p| p.best_seconds)
-                        .map_or(0.0, |s| flop / s / 1e9)
-                })
-                .collect();
-            (
-                n as f64,
-                tessel_search::experiment::median(&at).unwrap_or(0.0),
-            )
-        })
-        .collect()
-}
-
-/// Draws one curve per config into an SVG file.
-fn plot(
-    path: &Path,
-    title: &str,
-    x_desc: &str,
-    curves: &[(Config, Vec<(f64, f64)>)],
-) -> Result<(), DriverError> {
-    let fail =
-        |e: &dyn std::fmt::Display| DriverError::Failed(format!("plot {}: {e}", path.display()));
-    let x_max = curves
-        .iter()
-        .flat_map(|(_, c)| c.iter().map(|p| p.0))
-        .fold(0.0, f64::max)
-        .max(1e-9);
-    let y_max = curves
-        .iter()
-        .flat_map(|(_, c)| c.iter().map(|p| p.1))
-        .fold(0.0, f64::max)
-        .max(1e-9)
-        * 1.05;
-    let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-        .map_err(|e| fail(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc("best GFLOP/s so far (median over seeds)")
-        .draw()
-        .map_err(|e| fail(&e))?;
-    for (config, curve) in curves {
-        let col = colour(*config);
-        chart
-            .draw_series(LineSeries::new(curve.iter().copied(), col.stroke_width(2)))
-            .map_err(|e| fail(&e))?
-            .label(format!(
-                "{} ({}+{})",
-                config.name(),
-                config.sketch_policy(),
-                config.mutation_policy()
-            ))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| fail(&e))?;
-    root.present().map_err(|e| fail(&e))?;
-    Ok(())
-}
-
-/// Writes both plots of a workload; returns their file names.
-fn plots(
-    out: &Path,
-    s: &WorkloadSummary,
-    runs: &[RunTrace],
-    configs: &[Config],
-) -> Result<Vec<String>, DriverError> {
-    let by_config = |c: Config| runs.iter().filter(|r| r.config == c).collect::<Vec<_>>();
-    let t_max = runs.iter().map(|r| r.accounted_seconds).fold(0.0, f64::max);
-    let time: Vec<(Config, Vec<(f64, f64)>)> = configs
-        .iter()
-        .map(|&c| (c, median_curve(&by_config(c), s.flop, t_max, 200)))
-        .collect();
-    let trials: Vec<(Config, Vec<(f64, f64)>)> = configs
-        .iter()
-        .map(|&c| (c, trials_curve(&by_config(c), s.flop)))
-        .collect();
-    let stem = file_name(&s.workload);
-    let names = vec![format!("{stem}.time.svg"), format!("{stem}.trials.svg")];
-    plot(
-        &out.join(&names[0]),
-        &format!("{}: best so far vs accounted time", s.workload),
-        "accounted time (s): measurement as charged, cache hits at their first cost",
-        &time,
-    )?;
-    plot(
-        &out.join(&names[1]),
-        &format!("{}: best so far vs trials", s.workload),
-        "trials",
-        &trials,
-    )?;
-    Ok(names)
 }
 
 const METRICS: &str = "\
