@@ -1,5 +1,6 @@
 //! `tessel experiment` end to end: a tiny matmul under two configs and two seeds writes
-//! the report, the plots, the traces and a summary whose numbers are sane.
+//! the report, the plots, the traces and a summary whose numbers are sane, including the
+//! shared measurement cache's counts and the side-by-side re-measurement.
 
 use std::process::Command;
 
@@ -26,6 +27,8 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
             "16",
             "--isolation",
             "none",
+            "--remeasure-rounds",
+            "3",
             "--out",
             out_dir,
             "--json",
@@ -38,11 +41,31 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("time-to-reach"), "{stdout}");
+    assert!(stdout.contains("time-to-reach (accounted)"), "{stdout}");
+    assert!(stdout.contains("final ×base (re-measured)"), "{stdout}");
+    assert!(
+        stdout.contains("Robustness: one measurement cache"),
+        "{stdout}"
+    );
     let last = stdout.lines().last().expect("output");
     let summary: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
     assert_eq!(summary["configs"], serde_json::json!(["baseline", "both"]));
+    let robust = &summary["robustness"];
+    assert_eq!(robust["shared_cache"], true, "{robust}");
+    assert_eq!(robust["remeasure_rounds"], 3, "{robust}");
+    assert_eq!(robust["final_ratio"], "re-measured", "{robust}");
     let w = &summary["workloads"][0];
+    let wr = &w["robustness"];
+    assert_eq!(wr["trials"], 4 * 32, "{wr}");
+    let hits = wr["cache_hits"].as_u64().expect("hits");
+    let distinct = wr["distinct_programs"].as_u64().expect("distinct");
+    assert_eq!(
+        hits + distinct,
+        4 * 32,
+        "every trial is a hit or a new program: {wr}"
+    );
+    let programs = wr["remeasured_programs"].as_u64().expect("programs");
+    assert!((1..=4).contains(&programs), "{wr}");
     assert_eq!(w["spec"], "gmm:b=1,n=32,m=32,k=32");
     let configs = w["configs"].as_array().expect("configs");
     assert_eq!(configs.len(), 2, "{w}");
@@ -55,6 +78,27 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
         assert!(c["final_ratio"].as_f64().expect("ratio") > 0.0, "{c}");
         let validity = c["mutation_validity"].as_f64().expect("validity");
         assert!(validity > 0.0 && validity <= 1.0, "{c}");
+        let again = c["remeasured_gflops_median"]
+            .as_f64()
+            .expect("a re-measured best");
+        assert!(again > 0.0 && again < 1e4, "{c}");
+        assert!(
+            c["final_ratio_remeasured"].as_f64().expect("ratio") > 0.0,
+            "{c}"
+        );
+        assert!(
+            c["time_to_reach_ratio_wall"].is_null()
+                || c["time_to_reach_ratio_wall"]
+                    .as_f64()
+                    .is_some_and(|x| x > 0.0),
+            "{c}"
+        );
+        let accounted = c["accounted_seconds_median"].as_f64().expect("accounted");
+        assert!(accounted > 0.0, "{c}");
+        assert!(
+            c["policy_share_accounted"].as_f64().expect("share") > 0.0,
+            "{c}"
+        );
         let policy = c["policy_share"].as_f64().expect("policy share");
         let evolution = c["evolution_share"].as_f64().expect("evolution share");
         assert!(
@@ -74,6 +118,11 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
     assert_eq!(configs[0]["time_to_reach_ratio"], 1.0);
     assert_eq!(configs[0]["trials_to_reach_ratio"], 1.0);
     assert_eq!(configs[0]["reached"], 2);
+    assert_eq!(configs[0]["final_ratio_remeasured"], 1.0);
+    assert!(
+        configs[0]["signed_rank"].is_null(),
+        "the baseline ties itself"
+    );
     // Files: summary, traces, report, both plots, one records file per run.
     let file: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("summary.json")).expect("summary.json"),
@@ -85,6 +134,22 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
         report.contains("| baseline |") && report.contains("| both |"),
         "{report}"
     );
+    for part in [
+        "### Robustness",
+        "3 interleaved rounds",
+        "trials answered from the cache",
+        "time-to-reach (accounted)",
+        "policy % wall",
+    ] {
+        assert!(report.contains(part), "{part}: {report}");
+    }
+    let plots: Vec<&str> = w["plots"]
+        .as_array()
+        .expect("plots")
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(plots.iter().any(|p| p.ends_with(".time.svg")), "{plots:?}");
     for plot in w["plots"].as_array().expect("plots") {
         let svg = std::fs::read_to_string(dir.join(plot.as_str().expect("name"))).expect("plot");
         assert!(
@@ -97,8 +162,16 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
             .expect("runs.json parses");
     let traces = runs[0]["runs"].as_array().expect("traces");
     assert_eq!(traces.len(), 4);
+    assert_eq!(traces[0]["cache_hits"], 0, "the first run cannot hit");
     for t in traces {
         assert_eq!(t["trials"], 32);
+        let again = &t["remeasured"];
+        assert_eq!(again["rounds"].as_array().map(Vec::len), Some(3), "{again}");
+        assert!(
+            again["seconds"].as_f64().is_some_and(|s| s > 0.0),
+            "{again}"
+        );
+        assert!(t["best_steps"].is_array(), "{t}");
         let rounds = t["rounds"].as_array().expect("rounds");
         assert!(!rounds.is_empty());
         let secs: Vec<f64> = rounds
@@ -106,10 +179,16 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
             .filter_map(|r| r["seconds"].as_f64())
             .collect();
         assert!(secs.windows(2).all(|p| p[0] <= p[1]), "{secs:?}");
+        let accounted: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| r["accounted_seconds"].as_f64())
+            .collect();
+        assert_eq!(accounted.len(), rounds.len());
+        assert!(accounted.windows(2).all(|p| p[0] <= p[1]), "{accounted:?}");
     }
     let records = std::fs::read_dir(dir.join("records"))
         .expect("records")
         .count();
-    assert_eq!(records, 4);
+    assert_eq!(records, 5, "one file per run and one of the re-measurement");
     let _ = std::fs::remove_dir_all(&dir);
 }

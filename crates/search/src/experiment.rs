@@ -11,18 +11,31 @@
 //! | `both`     | `ducb`          | `classifier`    | (S+M) |
 //!
 //! [`run_traced`] tunes once and returns a [`RunTrace`]: per round the trials, the
-//! cumulative wall time, the best latency so far and the time spent inside the two
-//! policies (measured exactly by wrapping them, see [`PolicyClock`]). [`summarize`] turns
-//! the traces of one workload into a [`WorkloadSummary`]; [`median_curve`] gives the
-//! best-so-far curve that the plots draw.
+//! cumulative wall time and accounted time, the best latency so far and the time spent
+//! inside the two policies (measured exactly by wrapping them, see [`PolicyClock`]).
+//! [`summarize`] turns the traces of one workload into a [`WorkloadSummary`];
+//! [`median_curve`] gives the best-so-far curve that the plots draw.
+//!
+//! # Robustness to measurement noise
+//!
+//! * The runs of one workload share a [`MeasureCache`]: a program (step log) found by two
+//!   runs has the same measured time in both, so noise cannot reorder them.
+//! * Time is **accounted** from the round records: sampling, evolution (policies
+//!   included) and training as measured, measurement as *charged* — a cache hit costs what
+//!   its first measurement cost, so a run is not sped up by another run's measurements.
+//!   Time-to-reach ratios use accounted time; the wall-clock ratio is reported next to it.
+//! * After the runs, every run's final best is re-measured side by side
+//!   ([`crate::remeasure`]) and final ratios are computed from that, paired by seed, with a
+//!   Wilcoxon signed-rank test ([`crate::signed_rank`]).
 //!
 //! ```
 //! use tessel_search::experiment::{summarize, Config, RoundPoint, RunTrace};
 //! let trace = |config, seed, points: &[(f64, f64)]| RunTrace {
 //!     config, seed,
 //!     rounds: points.iter().enumerate().map(|(k, &(t, best))| RoundPoint {
-//!         round: k, trials: 10 * (k + 1), seconds: t, best_seconds: Some(best),
-//!         round_seconds: 1.0, evolution_seconds: 0.5, policy_seconds: 0.01,
+//!         round: k, trials: 10 * (k + 1), seconds: t, accounted_seconds: t,
+//!         best_seconds: Some(best), round_seconds: 1.0, evolution_seconds: 0.5,
+//!         policy_seconds: 0.01, ..RoundPoint::default()
 //!     }).collect(),
 //!     ..RunTrace::default()
 //! }.finished();
@@ -37,6 +50,9 @@
 //! assert_eq!(rl.final_ratio, Some(2.0));
 //! ```
 
+use crate::cache::{CachingMeasurer, SharedCache};
+use crate::remeasure::Remeasurement;
+use crate::signed_rank::{signed_rank, SignedRank};
 use crate::tuner::{Measurer, Scorer, TuneParams, Tuner};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -45,7 +61,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tessel_ir::rng::TesselRng;
-use tessel_ir::{ComputeDag, State};
+use tessel_ir::{ComputeDag, State, Step};
 use tessel_mutation_model::{MutationOutcome, MutationPolicy, RuleInfo};
 use tessel_rl_policy::SketchPolicy;
 use tessel_sketch::{HardwareParams, Sketch};
@@ -202,10 +218,20 @@ pub struct RoundPoint {
     pub trials: usize,
     /// Wall seconds since the run started, at the end of this round.
     pub seconds: f64,
+    /// Accounted seconds since the run started, at the end of this round: the sum over
+    /// rounds of sample + evolution + training + *charged* measurement.
+    #[serde(default)]
+    pub accounted_seconds: f64,
     /// Best latency so far (seconds).
     pub best_seconds: Option<f64>,
-    /// Seconds of this round (sample + evolution + training + measurement).
+    /// Wall seconds of this round (sample + evolution + training + measurement).
     pub round_seconds: f64,
+    /// Wall seconds of this round's measurement.
+    #[serde(default)]
+    pub measure_seconds: f64,
+    /// Seconds this round's measurement is charged (cache hits at their first cost).
+    #[serde(default)]
+    pub measure_charged_seconds: f64,
     /// Seconds of this round's evolution (cost-model prediction included).
     pub evolution_seconds: f64,
     /// Seconds of this round spent inside the sketch and mutation policies.
@@ -225,8 +251,21 @@ pub struct RunTrace {
     pub best_seconds: Option<f64>,
     /// Wall seconds of the whole run.
     pub wall_seconds: f64,
+    /// Accounted seconds of the whole run (see [`RoundPoint::accounted_seconds`]).
+    #[serde(default)]
+    pub accounted_seconds: f64,
     /// Trials measured.
     pub trials: usize,
+    /// Of those, the ones answered by the shared measurement cache.
+    #[serde(default)]
+    pub cache_hits: usize,
+    /// The step log of the final best program.
+    #[serde(default)]
+    pub best_steps: Option<Vec<Step>>,
+    /// The final best re-measured side by side with the other runs' (see
+    /// [`crate::remeasure`]); filled in after all runs of the workload.
+    #[serde(default)]
+    pub remeasured: Option<Remeasurement>,
     /// Mutations tried, over all rounds and rules.
     pub mutations_tried: usize,
     /// Of those, the legal ones.
@@ -236,32 +275,40 @@ pub struct RunTrace {
 }
 
 impl RunTrace {
-    /// Fills `best_seconds`, `wall_seconds` and `trials` from the last round (for traces
-    /// built by hand).
+    /// Fills `best_seconds`, `wall_seconds`, `accounted_seconds` and `trials` from the last
+    /// round (for traces built by hand).
     pub fn finished(mut self) -> RunTrace {
         if let Some(last) = self.rounds.last() {
             self.best_seconds = last.best_seconds;
             self.wall_seconds = last.seconds;
+            self.accounted_seconds = last.accounted_seconds;
             self.trials = last.trials;
         }
         self
     }
 
-    /// The first round whose best is at most `target` seconds: (wall seconds, trials).
-    pub fn reach(&self, target: f64) -> Option<(f64, usize)> {
+    /// The first round whose best is at most `target` seconds.
+    pub fn reach(&self, target: f64) -> Option<&RoundPoint> {
         self.rounds
             .iter()
             .find(|r| r.best_seconds.is_some_and(|b| b <= target))
-            .map(|r| (r.seconds, r.trials))
     }
 
-    /// Best latency so far at wall time `t` (`None` before the first valid program).
+    /// Best latency so far at accounted time `t` (`None` before the first valid program).
     pub fn best_at_time(&self, t: f64) -> Option<f64> {
         self.rounds
             .iter()
-            .take_while(|r| r.seconds <= t)
+            .take_while(|r| r.accounted_seconds <= t)
             .last()
             .and_then(|r| r.best_seconds)
+    }
+
+    /// The final best as re-measured, else as found by the search.
+    pub fn final_seconds(&self) -> Option<f64> {
+        self.remeasured
+            .as_ref()
+            .and_then(|r| r.seconds)
+            .or(self.best_seconds)
     }
 
     /// Seconds spent in the policies over the run.
@@ -274,25 +321,49 @@ impl RunTrace {
         self.rounds.iter().map(|r| r.evolution_seconds).sum()
     }
 
-    /// Seconds of all rounds (sample + evolution + training + measurement).
+    /// Wall seconds of all rounds (sample + evolution + training + measurement).
     pub fn round_seconds(&self) -> f64 {
         self.rounds.iter().map(|r| r.round_seconds).sum()
     }
+
+    /// Accounted seconds of all rounds (measurement as charged).
+    pub fn round_accounted_seconds(&self) -> f64 {
+        self.rounds
+            .iter()
+            .map(|r| r.round_seconds - r.measure_seconds + r.measure_charged_seconds)
+            .sum()
+    }
 }
 
-/// Tunes once under `config` (`params.seed` is the seed) with fresh policies, and traces it.
+/// What is tuned: a workload's DAG, its sketches and the hardware parameters.
+#[derive(Clone)]
+pub struct Problem {
+    /// The workload's DAG.
+    pub dag: Arc<ComputeDag>,
+    /// Its sketches.
+    pub sketches: Vec<Sketch>,
+    /// The target's parameters.
+    pub hw: HardwareParams,
+}
+
+/// Tunes `problem` once under `config` (`params.seed` is the seed) with fresh policies, and
+/// traces it. With a `cache`, results come from (and go to) it before `measurer` is asked.
 pub fn run_traced(
-    dag: Arc<ComputeDag>,
-    sketches: Vec<Sketch>,
-    hw: HardwareParams,
+    problem: &Problem,
     params: TuneParams,
     config: Config,
     measurer: &mut dyn Measurer,
     scorer: &mut dyn Scorer,
+    cache: Option<&SharedCache>,
 ) -> RunTrace {
     let clock = PolicyClock::default();
     let seed = params.seed;
-    let mut tuner = Tuner::new(dag, sketches, hw).params(params);
+    let mut tuner = Tuner::new(
+        problem.dag.clone(),
+        problem.sketches.clone(),
+        problem.hw.clone(),
+    )
+    .params(params);
     if let Some((sketch, mutation)) = config.policies(&clock) {
         tuner = tuner.sketch_policy(sketch).mutation_policy(mutation);
     }
@@ -300,32 +371,45 @@ pub fn run_traced(
     let hook_points = Rc::clone(&points);
     let hook_clock = clock.clone();
     let mut policy_before = 0.0;
+    let mut accounted = 0.0;
+    let hits_before = cache.map_or(0, |c| c.borrow().hits());
     let start = Instant::now();
-    let result = tuner
-        .on_round(move |r| {
-            let policy_now = hook_clock.seconds();
-            hook_points.borrow_mut().push(RoundPoint {
-                round: r.round,
-                trials: r.trials,
-                seconds: start.elapsed().as_secs_f64(),
-                best_seconds: r.best_seconds,
-                round_seconds: r.time.total(),
-                evolution_seconds: r.time.evolution,
-                policy_seconds: policy_now - policy_before,
-            });
-            policy_before = policy_now;
-        })
-        .run(measurer, scorer);
+    let tuner = tuner.on_round(move |r| {
+        let policy_now = hook_clock.seconds();
+        accounted += r.time.accounted();
+        hook_points.borrow_mut().push(RoundPoint {
+            round: r.round,
+            trials: r.trials,
+            seconds: start.elapsed().as_secs_f64(),
+            accounted_seconds: accounted,
+            best_seconds: r.best_seconds,
+            round_seconds: r.time.total(),
+            measure_seconds: r.time.measure,
+            measure_charged_seconds: r.time.measure_charged,
+            evolution_seconds: r.time.evolution,
+            policy_seconds: policy_now - policy_before,
+        });
+        policy_before = policy_now;
+    });
+    let result = match cache {
+        Some(cache) => tuner.run(&mut CachingMeasurer::new(measurer, cache.clone()), scorer),
+        None => tuner.run(measurer, scorer),
+    };
     let wall_seconds = start.elapsed().as_secs_f64();
+    let cache_hits = cache.map_or(0, |c| c.borrow().hits()) - hits_before;
     let sum = |v: &[usize]| v.iter().sum::<usize>();
     let rounds = points.borrow().clone();
     RunTrace {
         config,
         seed,
-        rounds,
         best_seconds: result.best.as_ref().map(|b| b.1),
+        best_steps: result.best.as_ref().map(|b| b.0.steps().to_vec()),
         wall_seconds,
+        accounted_seconds: rounds.last().map_or(0.0, |r| r.accounted_seconds),
+        rounds,
         trials: result.trials,
+        cache_hits,
+        remeasured: None,
         mutations_tried: result
             .rounds
             .iter()
@@ -385,25 +469,52 @@ pub struct ConfigSummary {
     pub best_gflops_q1: Option<f64>,
     /// Its third quartile.
     pub best_gflops_q3: Option<f64>,
-    /// Median over seeds of (final best GFLOP/s ÷ the baseline's of the same seed);
-    /// above 1 = faster than the baseline.
+    /// Median over seeds of (final best GFLOP/s ÷ the baseline's of the same seed), as
+    /// found in the search; above 1 = faster than the baseline.
     pub final_ratio: Option<f64>,
-    /// Median over seeds of (wall time to reach the baseline's final best ÷ the baseline's
-    /// own wall time to reach it); below 1 = faster. `None` when the median seed did not
-    /// reach it.
+    /// Median over seeds of the re-measured final best GFLOP/s (`None` without a
+    /// re-measurement).
+    pub remeasured_gflops_median: Option<f64>,
+    /// Its first quartile.
+    pub remeasured_gflops_q1: Option<f64>,
+    /// Its third quartile.
+    pub remeasured_gflops_q3: Option<f64>,
+    /// [`final_ratio`](Self::final_ratio) from the side-by-side re-measurement.
+    pub final_ratio_remeasured: Option<f64>,
+    /// Wilcoxon signed-rank test of the re-measured log time ratios against the baseline,
+    /// paired by seed (`None` for the baseline, or when all pairs tie).
+    pub signed_rank: Option<SignedRank>,
+    /// Median over runs of the re-measurement's relative spread (IQR ÷ median of the
+    /// rounds).
+    pub remeasure_spread_median: Option<f64>,
+    /// Median over seeds of (accounted time to reach the baseline's final best ÷ the
+    /// baseline's own accounted time to reach it); below 1 = faster. `None` when the median
+    /// seed did not reach it. Accounted time: measurement as charged (cache hits at their
+    /// first cost), every other phase as measured.
     pub time_to_reach_ratio: Option<f64>,
+    /// The same ratio by the wall clock (cache hits nearly free).
+    pub time_to_reach_ratio_wall: Option<f64>,
     /// The same ratio in trials.
     pub trials_to_reach_ratio: Option<f64>,
     /// Seeds on which the baseline's final best was reached.
     pub reached: usize,
     /// Seeds compared with the baseline (those where the baseline found a program).
     pub compared: usize,
-    /// Share of the round time spent inside the policies (pooled over seeds).
+    /// Share of the round wall time spent inside the policies (pooled over seeds).
     pub policy_share: f64,
-    /// Share of the round time spent in evolution (pooled over seeds).
+    /// Share of the round accounted time spent inside the policies (pooled over seeds).
+    pub policy_share_accounted: f64,
+    /// Share of the round accounted time spent in evolution (pooled over seeds; accounted,
+    /// so that cache hits do not inflate it).
     pub evolution_share: f64,
     /// Median wall seconds of a run.
     pub wall_seconds_median: Option<f64>,
+    /// Median accounted seconds of a run.
+    pub accounted_seconds_median: Option<f64>,
+    /// Trials answered by the shared measurement cache (over seeds).
+    pub cache_hits: usize,
+    /// Trials (over seeds).
+    pub trials: usize,
     /// Legal mutations ÷ mutations tried (pooled over seeds).
     pub mutation_validity: Option<f64>,
     /// Mutations predicted better than their parent ÷ mutations tried (pooled).
@@ -462,8 +573,15 @@ pub fn summarize(
             .iter()
             .map(|r| r.best_seconds.map_or(0.0, gflops))
             .collect();
-        let (mut final_ratios, mut time_ratios, mut trial_ratios) = (vec![], vec![], vec![]);
+        let remeasured: Vec<f64> = mine
+            .iter()
+            .filter_map(|r| r.remeasured.as_ref())
+            .map(|m| m.seconds.map_or(0.0, gflops))
+            .collect();
+        let (mut final_ratios, mut remeasured_ratios, mut log_ratios) = (vec![], vec![], vec![]);
+        let (mut time_ratios, mut wall_ratios, mut trial_ratios) = (vec![], vec![], vec![]);
         let (mut reached, mut compared) = (0, 0);
+        let ratio_of = |t: f64, base: f64| if base > 0.0 { t / base } else { 1.0 };
         for r in &mine {
             let Some(base) = baseline(r.seed) else {
                 continue;
@@ -473,21 +591,38 @@ pub fn summarize(
             };
             compared += 1;
             final_ratios.push(r.best_seconds.map_or(0.0, |s| target_best / s));
+            let again = |t: &RunTrace| t.remeasured.as_ref().and_then(|m| m.seconds);
+            if let Some(b) = again(base) {
+                let mine = again(r);
+                remeasured_ratios.push(mine.map_or(0.0, |s| b / s));
+                if let Some(s) = mine {
+                    log_ratios.push((b / s).ln());
+                }
+            }
             let target = target_best * (1.0 + tolerance);
-            let base_reach = base.reach(target);
-            match (r.reach(target), base_reach) {
-                (Some((t, n)), Some((bt, bn))) => {
+            match (r.reach(target), base.reach(target)) {
+                (Some(p), Some(b)) => {
                     reached += 1;
-                    time_ratios.push(if bt > 0.0 { t / bt } else { 1.0 });
-                    trial_ratios.push(if bn > 0 { n as f64 / bn as f64 } else { 1.0 });
+                    time_ratios.push(ratio_of(p.accounted_seconds, b.accounted_seconds));
+                    wall_ratios.push(ratio_of(p.seconds, b.seconds));
+                    trial_ratios.push(ratio_of(p.trials as f64, b.trials as f64));
                 }
                 _ => {
                     time_ratios.push(f64::INFINITY);
+                    wall_ratios.push(f64::INFINITY);
                     trial_ratios.push(f64::INFINITY);
                 }
             }
         }
         let rounds: f64 = mine.iter().map(|r| r.round_seconds()).sum();
+        let rounds_accounted: f64 = mine.iter().map(|r| r.round_accounted_seconds()).sum();
+        let policy: f64 = mine.iter().map(|r| r.policy_seconds()).sum();
+        let spreads: Vec<f64> = mine
+            .iter()
+            .filter_map(|r| r.remeasured.as_ref().and_then(|m| m.spread))
+            .collect();
+        let seconds_median =
+            |f: fn(&RunTrace) -> f64| median(&mine.iter().map(|r| f(r)).collect::<Vec<_>>());
         configs.push(ConfigSummary {
             config,
             sketch_policy: config.sketch_policy().to_string(),
@@ -497,13 +632,27 @@ pub fn summarize(
             best_gflops_q1: quantile(&best, 0.25),
             best_gflops_q3: quantile(&best, 0.75),
             final_ratio: median(&final_ratios),
+            remeasured_gflops_median: median(&remeasured),
+            remeasured_gflops_q1: quantile(&remeasured, 0.25),
+            remeasured_gflops_q3: quantile(&remeasured, 0.75),
+            final_ratio_remeasured: median(&remeasured_ratios),
+            signed_rank: signed_rank(&log_ratios),
+            remeasure_spread_median: median(&spreads),
             time_to_reach_ratio: median(&time_ratios),
+            time_to_reach_ratio_wall: median(&wall_ratios),
             trials_to_reach_ratio: median(&trial_ratios),
             reached,
             compared,
-            policy_share: share(mine.iter().map(|r| r.policy_seconds()).sum(), rounds),
-            evolution_share: share(mine.iter().map(|r| r.evolution_seconds()).sum(), rounds),
-            wall_seconds_median: median(&mine.iter().map(|r| r.wall_seconds).collect::<Vec<_>>()),
+            policy_share: share(policy, rounds),
+            policy_share_accounted: share(policy, rounds_accounted),
+            evolution_share: share(
+                mine.iter().map(|r| r.evolution_seconds()).sum(),
+                rounds_accounted,
+            ),
+            wall_seconds_median: seconds_median(|r| r.wall_seconds),
+            accounted_seconds_median: seconds_median(|r| r.accounted_seconds),
+            cache_hits: mine.iter().map(|r| r.cache_hits).sum(),
+            trials: mine.iter().map(|r| r.trials).sum(),
             mutation_validity: ratio(
                 mine.iter().map(|r| r.mutations_valid).sum(),
                 mine.iter().map(|r| r.mutations_tried).sum(),
@@ -523,8 +672,8 @@ pub fn summarize(
     }
 }
 
-/// The median over `runs` of the best-so-far GFLOP/s at `points` evenly spaced wall times
-/// from 0 to `t_max` (0 GFLOP/s before a run's first valid program).
+/// The median over `runs` of the best-so-far GFLOP/s at `points` evenly spaced accounted
+/// times from 0 to `t_max` (0 GFLOP/s before a run's first valid program).
 pub fn median_curve(runs: &[&RunTrace], flop: f64, t_max: f64, points: usize) -> Vec<(f64, f64)> {
     let points = points.max(2);
     (0..points)
@@ -554,8 +703,11 @@ mod tests {
                     round: k,
                     trials: 8 * (k + 1),
                     seconds: t,
+                    accounted_seconds: t,
                     best_seconds: best,
                     round_seconds: 1.0,
+                    measure_seconds: 0.5,
+                    measure_charged_seconds: 0.5,
                     evolution_seconds: 0.25,
                     policy_seconds: 0.1,
                 })
@@ -618,6 +770,48 @@ mod tests {
         assert!((ml.policy_share - 0.1).abs() < 1e-12);
         // 2 GFLOP per run, best 0.5 s and 2.0 s → 4 and 1 GFLOP/s.
         assert_eq!(both.best_gflops_median, Some(2.5));
+    }
+
+    #[test]
+    fn accounted_time_decides_time_to_reach_and_remeasurement_decides_final_ratios() {
+        let remeasured = |s: f64| {
+            Some(Remeasurement {
+                seconds: Some(s),
+                spread: Some(0.02),
+                ..Remeasurement::default()
+            })
+        };
+        let mut runs = Vec::new();
+        for seed in 0..3 {
+            let mut base = trace(
+                Config::Baseline,
+                seed,
+                &[(1.0, Some(2.0)), (2.0, Some(1.0))],
+            );
+            base.remeasured = remeasured(1.0);
+            // Reaches 1.0 at 1 s of wall time, but its cache hits are charged: 1.5 s.
+            let mut rl = trace(Config::Rl, seed, &[(1.0, Some(1.0)), (2.0, Some(1.0))]);
+            rl.rounds[0].accounted_seconds = 1.5;
+            rl.cache_hits = 4;
+            // In the search it looked 1 % slower; side by side it is 25 % faster.
+            rl.best_seconds = Some(1.01);
+            rl.remeasured = remeasured(0.8);
+            runs.extend([base, rl]);
+        }
+        let s = summarize("w", "w", 1e9, &runs, 0.01);
+        let rl = &s.configs[1];
+        assert_eq!(rl.time_to_reach_ratio, Some(0.75));
+        assert_eq!(rl.time_to_reach_ratio_wall, Some(0.5));
+        assert!((rl.final_ratio.expect("ratio") - 1.0 / 1.01).abs() < 1e-12);
+        assert_eq!(rl.final_ratio_remeasured, Some(1.25));
+        assert_eq!(rl.remeasured_gflops_median, Some(1.25));
+        assert_eq!(rl.remeasure_spread_median, Some(0.02));
+        assert_eq!((rl.cache_hits, rl.trials), (12, 48));
+        let test = rl.signed_rank.as_ref().expect("a test");
+        assert_eq!((test.n, test.w_plus), (3, 6.0));
+        assert!((test.p_value - 0.25).abs() < 1e-12);
+        assert_eq!(s.configs[0].signed_rank, None, "the baseline ties itself");
+        assert_eq!(s.configs[0].final_ratio_remeasured, Some(1.0));
     }
 
     #[test]

@@ -29,10 +29,13 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod evolution;
 pub mod experiment;
 pub mod harness;
 pub mod heuristic;
 pub mod model;
+pub mod remeasure;
 pub mod scheduler;
+pub mod signed_rank;
 pub mod tuner;

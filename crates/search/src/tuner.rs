@@ -34,6 +34,14 @@ pub struct Measurement {
 pub trait Measurer {
     /// Measures `states` of the tuned workload; one result per state, in order.
     fn measure(&mut self, states: &[State]) -> Vec<Measurement>;
+
+    /// Seconds the last [`measure`](Measurer::measure) call is charged on the search's time
+    /// axis when that is not the wall time it took: a shared cache
+    /// ([`crate::cache::CachingMeasurer`]) charges a hit what its first measurement cost.
+    /// `None` (the default): the wall time.
+    fn charged_seconds(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// A cost model as the search sees it: scores of states, retrained on measurements.
@@ -66,10 +74,14 @@ pub struct TimeSplit {
     pub sample: f64,
     /// Evolution, cost-model prediction included.
     pub evolution: f64,
-    /// Retraining the cost model.
+    /// Rewarding the sketch policy and retraining the cost model.
     pub train: f64,
-    /// Measuring (compile + run + verify + records).
+    /// Measuring (compile + run + verify + records), wall time.
     pub measure: f64,
+    /// Measuring as charged by the measurer ([`Measurer::charged_seconds`]): the same as
+    /// `measure` unless results came from a shared cache, whose hits are charged what
+    /// their first measurement cost.
+    pub measure_charged: f64,
 }
 
 impl TimeSplit {
@@ -78,11 +90,18 @@ impl TimeSplit {
         self.evolution += o.evolution;
         self.train += o.train;
         self.measure += o.measure;
+        self.measure_charged += o.measure_charged;
     }
 
-    /// Total seconds.
+    /// Total wall seconds.
     pub fn total(&self) -> f64 {
         self.sample + self.evolution + self.train + self.measure
+    }
+
+    /// Total accounted seconds: the wall time of every phase but measurement, which counts
+    /// as charged.
+    pub fn accounted(&self) -> f64 {
+        self.sample + self.evolution + self.train + self.measure_charged
     }
 }
 
@@ -512,6 +531,7 @@ impl TuneSession {
         let t = Instant::now();
         let results = measurer.measure(&picks);
         time.measure = t.elapsed().as_secs_f64();
+        time.measure_charged = measurer.charged_seconds().unwrap_or(time.measure);
         let n_measured = picks.len();
         let mut failed = 0;
         // Per sketch: did it have a measured program this round, and its best time.
@@ -543,6 +563,7 @@ impl TuneSession {
         }
         // 5. Reward the sketch policy (each sketch that had a program measured: its best
         //    normalized throughput, 0 if they all failed), retrain the model.
+        let t = Instant::now();
         for (sketch, b) in round_best.iter().enumerate() {
             if had_program[sketch] {
                 let reward = match (b, self.best_seconds) {
@@ -552,7 +573,6 @@ impl TuneSession {
                 tuner.sketch_policy.reward(sketch as u32, reward);
             }
         }
-        let t = Instant::now();
         tuner.train(scorer);
         time.train = t.elapsed().as_secs_f64();
         self.total.add(&time);

@@ -1,0 +1,166 @@
+//! The tables of `tessel experiment`: search results and robustness, as text and Markdown.
+
+use super::Robustness;
+use tessel_measure::MeasureOptions;
+use tessel_search::experiment::WorkloadSummary;
+
+pub(super) fn opt(x: Option<f64>, digits: usize) -> String {
+    x.map_or("-".to_string(), |v| format!("{v:.digits$}"))
+}
+
+pub(super) fn pct(x: Option<f64>) -> String {
+    x.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v))
+}
+
+/// A header row.
+pub(super) fn header(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| c.to_string()).collect()
+}
+
+pub(super) fn reach(x: Option<f64>) -> String {
+    x.map_or("not reached".to_string(), |v| format!("{v:.2}"))
+}
+
+pub(super) fn quartiles(median: Option<f64>, q1: Option<f64>, q3: Option<f64>) -> String {
+    format!("{} [{},{}]", opt(median, 2), opt(q1, 2), opt(q3, 2))
+}
+
+/// The search table of one workload: a header and one row per config.
+pub(super) fn search_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
+    let mut rows = vec![header(&[
+        "config",
+        "policies",
+        "GFLOP/s med [q1,q3]",
+        "final ×base",
+        "time-to-reach (accounted)",
+        "time-to-reach (wall)",
+        "trials-to-reach",
+        "reached",
+        "policy % wall",
+        "evol % accounted",
+        "mut valid",
+        "mut improved",
+    ])];
+    for c in &s.configs {
+        rows.push(vec![
+            c.config.name().to_string(),
+            format!("{}+{}", c.sketch_policy, c.mutation_policy),
+            quartiles(c.best_gflops_median, c.best_gflops_q1, c.best_gflops_q3),
+            opt(c.final_ratio, 3),
+            reach(c.time_to_reach_ratio),
+            reach(c.time_to_reach_ratio_wall),
+            reach(c.trials_to_reach_ratio),
+            format!("{}/{}", c.reached, c.compared),
+            format!("{:.2}%", 100.0 * c.policy_share),
+            format!("{:.1}%", 100.0 * c.evolution_share),
+            pct(c.mutation_validity),
+            pct(c.mutation_improved),
+        ]);
+    }
+    rows
+}
+
+/// The robustness table of one workload: re-measured finals, cache hits, both clocks.
+pub(super) fn robustness_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
+    let mut rows = vec![header(&[
+        "config",
+        "re-measured GFLOP/s med [q1,q3]",
+        "final ×base (re-measured)",
+        "final ×base (search)",
+        "signed-rank p (n)",
+        "re-measure spread",
+        "cache hits",
+        "accounted s (med)",
+        "wall s (med)",
+        "policy % accounted",
+    ])];
+    for c in &s.configs {
+        rows.push(vec![
+            c.config.name().to_string(),
+            quartiles(
+                c.remeasured_gflops_median,
+                c.remeasured_gflops_q1,
+                c.remeasured_gflops_q3,
+            ),
+            opt(c.final_ratio_remeasured, 3),
+            opt(c.final_ratio, 3),
+            c.signed_rank
+                .as_ref()
+                .map_or("-".to_string(), |t| format!("{:.3} ({})", t.p_value, t.n)),
+            pct(c.remeasure_spread_median),
+            format!(
+                "{}/{} ({})",
+                c.cache_hits,
+                c.trials,
+                pct((c.trials > 0).then(|| c.cache_hits as f64 / c.trials as f64))
+            ),
+            opt(c.accounted_seconds_median, 1),
+            opt(c.wall_seconds_median, 1),
+            format!("{:.2}%", 100.0 * c.policy_share_accounted),
+        ]);
+    }
+    rows
+}
+
+/// One paragraph on how this workload's comparison was made robust.
+pub(super) fn robustness_text(r: &Robustness, options: &MeasureOptions) -> String {
+    let cache = if r.cache {
+        format!(
+            "one measurement cache shared by all {} trials of the runs ({} distinct programs \
+             measured, {} trials answered from the cache, each charged the time its first \
+             measurement cost)",
+            r.trials, r.distinct_programs, r.cache_hits
+        )
+    } else {
+        "no shared cache (every run measured everything itself)".to_string()
+    };
+    let again = if r.remeasure_rounds > 0 {
+        format!(
+            "the {} distinct final bests re-measured side by side in {} interleaved rounds \
+             (each round: every program once, order rotated; each measurement the median of \
+             {} repeats of ≥ {} ms), final = median of the rounds ({:.1} s)",
+            r.remeasured_programs,
+            r.remeasure_rounds,
+            options.timing.repeat,
+            options.timing.min_repeat_ms,
+            r.remeasure_seconds
+        )
+    } else {
+        "no re-measurement (final ratios are the search's own)".to_string()
+    };
+    format!("Robustness: {cache}; {again}.\n")
+}
+
+pub(super) fn text_table(rows: &[Vec<String>]) -> String {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|k| {
+            rows.iter()
+                .map(|r| r.get(k).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub(super) fn markdown_table(rows: &[Vec<String>]) -> String {
+    let mut out = String::new();
+    for (k, r) in rows.iter().enumerate() {
+        out.push_str(&format!("| {} |\n", r.join(" | ")));
+        if k == 0 {
+            out.push_str(&format!("|{}\n", "---|".repeat(r.len())));
+        }
+    }
+    out
+}
