@@ -1,7 +1,7 @@
 //! Tensorize: the AVX2 micro-kernels against a reference on random sizes and strides, and
-//! tensorized schedules of gmm, c2d, GRP, DIL and fused conv tasks (small shapes) against the reference
-//! evaluator, with micro-kernels (when the CPU has AVX2 + FMA) and with the pure Cranelift
-//! fallback forced by `CompileOptions::micro_kernels = false`.
+//! tensorized schedules of gmm, c2d, GRP, DIL and fused conv tasks (small shapes) against
+//! the reference evaluator, with micro-kernels (when the CPU has AVX2 + FMA) and with the
+//! pure Cranelift fallback forced by `CompileOptions::micro_kernels = false`.
 
 use std::sync::Arc;
 use tessel_codegen::{compile, ukernel, CompileOptions, Kernel};
