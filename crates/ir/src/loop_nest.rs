@@ -280,18 +280,55 @@ impl LoopNest {
                 let neg = self.int(-c);
                 return self.binary(BinOp::Add, a, neg);
             }
-            // (x + y) - x → y and (x + y) - y → x: local offsets into region buffers.
-            (BinOp::Sub, Node::Binary(BinOp::Add, x, y), _) if self.ty(a) == ScalarType::Int => {
-                if x == b {
-                    return y;
-                }
-                if y == b {
-                    return x;
+            // (x + y) - x → y, and any sum of terms minus a sum of some of them: local
+            // offsets into region buffers (`(base + w + rw) - base`), which interval bounds
+            // could not otherwise prove in range.
+            (BinOp::Sub, Node::Binary(BinOp::Add, _, _), _) if self.ty(a) == ScalarType::Int => {
+                if let Some(rest) = self.remove_terms(a, b) {
+                    return rest;
                 }
             }
             _ => {}
         }
         self.node(Node::Binary(op, a, b))
+    }
+
+    /// `a` without the additive terms of `b` (each term of the sum `b` removed once from the
+    /// sum `a`), when every one of them is a term of `a`.
+    fn remove_terms(&mut self, a: ExprId, b: ExprId) -> Option<ExprId> {
+        let mut terms = Vec::new();
+        self.sum_terms(b, &mut terms);
+        let mut rest = a;
+        for t in terms {
+            rest = self.remove_term(rest, t)?;
+        }
+        Some(rest)
+    }
+
+    /// The additive terms of `e` (through `Add` nodes).
+    fn sum_terms(&self, e: ExprId, out: &mut Vec<ExprId>) {
+        match self.get(e) {
+            Node::Binary(BinOp::Add, x, y) => {
+                self.sum_terms(x, out);
+                self.sum_terms(y, out);
+            }
+            _ => out.push(e),
+        }
+    }
+
+    /// The sum `a` without one occurrence of the term `t`, if it has one.
+    fn remove_term(&mut self, a: ExprId, t: ExprId) -> Option<ExprId> {
+        if a == t {
+            return Some(self.int(0));
+        }
+        let Node::Binary(BinOp::Add, x, y) = self.get(a) else {
+            return None;
+        };
+        if let Some(x2) = self.remove_term(x, t) {
+            return Some(self.add(x2, y));
+        }
+        let y2 = self.remove_term(y, t)?;
+        Some(self.add(x, y2))
     }
 
     /// `a + b`
