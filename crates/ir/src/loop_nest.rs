@@ -280,11 +280,11 @@ impl LoopNest {
                 let neg = self.int(-c);
                 return self.binary(BinOp::Add, a, neg);
             }
-            // (x + y) - x → y, and any sum of terms minus a sum of some of them: local
-            // offsets into region buffers (`(base + w + rw) - base`), which interval bounds
-            // could not otherwise prove in range.
+            // (x + y) - x → y, and any sum minus an expression that cancels some of its
+            // terms: local offsets into region buffers (`(base + w + rw) - base`), which
+            // interval bounds could not otherwise prove in range.
             (BinOp::Sub, Node::Binary(BinOp::Add, _, _), _) if self.ty(a) == ScalarType::Int => {
-                if let Some(rest) = self.remove_terms(a, b) {
+                if let Some(rest) = self.cancel_sub(a, b) {
                     return rest;
                 }
             }
@@ -293,42 +293,77 @@ impl LoopNest {
         self.node(Node::Binary(op, a, b))
     }
 
-    /// `a` without the additive terms of `b` (each term of the sum `b` removed once from the
-    /// sum `a`), when every one of them is a term of `a`.
-    fn remove_terms(&mut self, a: ExprId, b: ExprId) -> Option<ExprId> {
+    /// `a - b` rebuilt from their linear forms (integer multiples of the non-linear
+    /// sub-expressions, plus a constant) when some sub-expression of `b` cancels one of `a`,
+    /// so that `((w1*2 + w2)*4 + w3 + rw) - (w1*2)*4` becomes `w2*4 + w3 + rw`; `None` when
+    /// nothing cancels (or on overflow).
+    fn cancel_sub(&mut self, a: ExprId, b: ExprId) -> Option<ExprId> {
         let mut terms = Vec::new();
-        self.sum_terms(b, &mut terms);
-        let mut rest = a;
-        for t in terms {
-            rest = self.remove_term(rest, t)?;
-        }
-        Some(rest)
-    }
-
-    /// The additive terms of `e` (through `Add` nodes).
-    fn sum_terms(&self, e: ExprId, out: &mut Vec<ExprId>) {
-        match self.get(e) {
-            Node::Binary(BinOp::Add, x, y) => {
-                self.sum_terms(x, out);
-                self.sum_terms(y, out);
+        let mut konst = 0i64;
+        self.linear(a, 1, &mut terms, &mut konst, 0)?;
+        let n_a = terms.len();
+        self.linear(b, -1, &mut terms, &mut konst, 0)?;
+        // Merge by sub-expression, keeping `a`'s order.
+        let mut merged: Vec<(ExprId, i64, bool)> = Vec::new();
+        for (k, &(e, c)) in terms.iter().enumerate() {
+            match merged.iter_mut().find(|(x, _, _)| *x == e) {
+                Some(slot) => {
+                    slot.1 = slot.1.checked_add(c)?;
+                    slot.2 |= k >= n_a;
+                }
+                None => merged.push((e, c, false)),
             }
-            _ => out.push(e),
         }
+        if !merged.iter().any(|&(_, c, met)| met && c == 0) {
+            return None;
+        }
+        let mut out = self.int(konst);
+        for (e, c, _) in merged {
+            if c != 0 {
+                let k = self.int(c);
+                let t = self.mul(e, k);
+                out = self.add(out, t);
+            }
+        }
+        Some(out)
     }
 
-    /// The sum `a` without one occurrence of the term `t`, if it has one.
-    fn remove_term(&mut self, a: ExprId, t: ExprId) -> Option<ExprId> {
-        if a == t {
-            return Some(self.int(0));
-        }
-        let Node::Binary(BinOp::Add, x, y) = self.get(a) else {
+    /// Appends the linear form of integer expression `e` times `scale` to `terms` and
+    /// `konst`: sums, differences and products by constants are expanded, anything else is
+    /// a term. `None` on overflow or a too deep expression.
+    fn linear(
+        &self,
+        e: ExprId,
+        scale: i64,
+        terms: &mut Vec<(ExprId, i64)>,
+        konst: &mut i64,
+        depth: usize,
+    ) -> Option<()> {
+        if depth > 32 {
             return None;
-        };
-        if let Some(x2) = self.remove_term(x, t) {
-            return Some(self.add(x2, y));
         }
-        let y2 = self.remove_term(y, t)?;
-        Some(self.add(x, y2))
+        match self.get(e) {
+            Node::Int(c) => *konst = konst.checked_add(c.checked_mul(scale)?)?,
+            Node::Binary(BinOp::Add, x, y) => {
+                self.linear(x, scale, terms, konst, depth + 1)?;
+                self.linear(y, scale, terms, konst, depth + 1)?;
+            }
+            Node::Binary(BinOp::Sub, x, y) => {
+                self.linear(x, scale, terms, konst, depth + 1)?;
+                self.linear(y, scale.checked_neg()?, terms, konst, depth + 1)?;
+            }
+            Node::Binary(BinOp::Mul, x, y) => match (self.get(x), self.get(y)) {
+                (_, Node::Int(c)) => {
+                    self.linear(x, scale.checked_mul(c)?, terms, konst, depth + 1)?
+                }
+                (Node::Int(c), _) => {
+                    self.linear(y, scale.checked_mul(c)?, terms, konst, depth + 1)?
+                }
+                _ => terms.push((e, scale)),
+            },
+            _ => terms.push((e, scale)),
+        }
+        Some(())
     }
 
     /// `a + b`

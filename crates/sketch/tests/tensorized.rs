@@ -268,7 +268,7 @@ const TINY_CNN_TASKS: [&str; 3] = [
 ];
 
 /// Samples `n` states of `sketch`; returns (samples, samples whose tensorized loops all
-/// match a micro-kernel), printing why the others do not.
+/// match a micro-kernel and compile to a call), printing why the others do not.
 fn match_rate(
     spec: &str,
     sketch: &Sketch,
@@ -282,11 +282,12 @@ fn match_rate(
             continue;
         };
         total += 1;
-        if matches_kernel(&s) {
+        let called = compiled_calls(&s) == usize::from(tessel_codegen::ukernel::available());
+        if matches_kernel(&s) && called {
             ok += 1;
         } else if let Ok(nest) = lower(&s) {
             eprintln!(
-                "{spec}: no match: {:?}\n{}",
+                "{spec}: no match or no call: {:?}\n{}",
                 tensorize::find(&nest)
                     .into_iter()
                     .map(|(_, m)| m.err())
@@ -343,6 +344,17 @@ fn fused_task_sketches_list_the_tensorized_variants() {
     check_golden("resnet50-c2d-bias-relu-tensorized", &text);
 }
 
+/// Micro-kernel calls of the compiled state (code generation also needs every operand
+/// access provably in bounds, e.g. into a padded input computed inside the tile).
+fn compiled_calls(state: &State) -> usize {
+    let nest = lower(state).expect("lowers");
+    let opts = tessel_codegen::CompileOptions::with_threads(2);
+    tessel_codegen::compile(&nest, &opts)
+        .expect("compiles")
+        .micro_kernel_calls()
+        .len()
+}
+
 #[test]
 fn sampled_tensorized_fused_tasks_compute_the_reference() {
     let hw = hw(true);
@@ -357,6 +369,12 @@ fn sampled_tensorized_fused_tasks_compute_the_reference() {
             for _ in 0..12 {
                 if let Some(s) = sample_initial(sketch, &hw, &mut rng) {
                     assert!(matches_kernel(&s), "{spec}:\n{}", s.steps_text());
+                    assert_eq!(
+                        compiled_calls(&s),
+                        usize::from(tessel_codegen::ukernel::available()),
+                        "{spec}: the compiled kernel does not call the micro-kernel\n{}",
+                        s.steps_text()
+                    );
                     check_numerics(spec, &s, &inputs, &want);
                     n += 1;
                 }
