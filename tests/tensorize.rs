@@ -1,8 +1,8 @@
 //! Tensorize: the AVX2 micro-kernels against a reference on random sizes and strides, and
-//! tensorized schedules of gmm, c2d, GRP and DIL (small shapes) against the reference
-//! evaluator, with micro-kernels (when the CPU has AVX2 + FMA) and with the pure Cranelift
-//! fallback forced by `CompileOptions::micro_kernels = false`; under every layout rewrite
-//! mode (constant weights packed once, other inputs packed on every run).
+//! tensorized schedules of gmm, c2d, GRP, DIL and fused conv tasks (small shapes) against
+//! the reference evaluator, with micro-kernels (when the CPU has AVX2 + FMA) and with the
+//! pure Cranelift fallback forced by `CompileOptions::micro_kernels = false`; under every
+//! layout rewrite mode (constant weights packed once, other inputs packed on every run).
 
 use std::sync::Arc;
 use tessel_codegen::{compile, ukernel, CompileOptions, Kernel, LayoutRewrite};
@@ -439,5 +439,96 @@ fn example_tensorized_schedules_compile_and_are_correct() {
         assert_eq!(kernel.micro_kernel_calls().len(), expect_calls(1), "{name}");
         let got = run(&kernel, &nest, &inputs);
         testing::check_close(&got, &want, 1e-3, 1e-3).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+/// A fused tiny-cnn conv task (`conv` at stage `conv`, its element-wise output at stage
+/// `out`, the bias/add stages inlined): a 1×`mr`×`nr` (h × w × co) tile reduced over rh, rw
+/// and then rc (whole) innermost, rc tensorized; the conv computed at the output's level-1
+/// tile loop (no cache write: the fused sketch MultiLevelTilingTensorized offers).
+fn fused_conv_steps(
+    inline: &[usize],
+    conv: usize,
+    out: usize,
+    mr: i64,
+    nr: i64,
+    rc: i64,
+) -> Vec<Step> {
+    let mut json = String::from("[");
+    for s in inline {
+        json += &format!(r#"{{"step":"compute_inline","stage":{s}}},"#);
+    }
+    json += &format!(
+        r#"
+    {{"step":"split","stage":{conv},"iter":0,"extent":null,"lengths":[1,1,1]}},
+    {{"step":"split","stage":{conv},"iter":4,"extent":null,"lengths":[2,1,1]}},
+    {{"step":"split","stage":{conv},"iter":8,"extent":null,"lengths":[1,1,{mr}]}},
+    {{"step":"split","stage":{conv},"iter":12,"extent":null,"lengths":[1,1,{nr}]}},
+    {{"step":"split","stage":{conv},"iter":16,"extent":null,"lengths":[1]}},
+    {{"step":"split","stage":{conv},"iter":18,"extent":null,"lengths":[1]}},
+    {{"step":"split","stage":{conv},"iter":20,"extent":null,"lengths":[{rc}]}},
+    {{"step":"reorder","stage":{conv},"order":[0,4,8,12,1,5,9,13,16,18,20,2,6,10,14,17,19,21,3,7,11,15]}},
+    {{"step":"follow_split","stage":{out},"iter":0,"src_step":{s0},"n_split":1}},
+    {{"step":"follow_split","stage":{out},"iter":2,"src_step":{s1},"n_split":1}},
+    {{"step":"follow_split","stage":{out},"iter":4,"src_step":{s2},"n_split":1}},
+    {{"step":"follow_split","stage":{out},"iter":6,"src_step":{s3},"n_split":1}},
+    {{"step":"reorder","stage":{out},"order":[0,2,4,6,1,3,5,7]}},
+    {{"step":"compute_at","stage":{conv},"target_stage":{out},"target_iter":3}},
+    {{"step":"fuse","stage":{out},"iters":[0,1,2,3]}},
+    {{"step":"annotate","stage":{out},"iter":0,"annotation":"parallel"}},
+    {{"step":"annotate","stage":{conv},"iter":17,"annotation":"tensorize"}},
+    {{"step":"annotate","stage":{out},"iter":4,"annotation":"vectorize"}}
+    ]"#,
+        s0 = inline.len(),
+        s1 = inline.len() + 1,
+        s2 = inline.len() + 2,
+        s3 = inline.len() + 3,
+    );
+    serde_json::from_str(&json).expect("steps")
+}
+
+#[test]
+fn tensorized_fused_conv_tasks_match_the_reference() {
+    // (task, inlined stages (bias, add; the 1×1 conv's padding), conv stage, output
+    // stage, mr, nr, rc)
+    let cases = [
+        (
+            "tiny-cnn@1/c2d:n=1,h=16,w=16,ci=8,co=8,kernel=3,stride=1,pad=1+bias+relu",
+            vec![5],
+            4,
+            6,
+            8,
+            8,
+            8,
+        ),
+        (
+            "tiny-cnn@1/c2d:n=1,h=16,w=16,ci=8,co=8,kernel=3,stride=1,pad=1+bias+add+relu",
+            vec![6, 5],
+            4,
+            7,
+            4,
+            8,
+            8,
+        ),
+        (
+            "tiny-cnn@1/c2d:n=1,h=16,w=16,ci=8,co=32,kernel=1,stride=1,pad=0+bias+relu",
+            vec![5, 3],
+            4,
+            6,
+            4,
+            16,
+            8,
+        ),
+    ];
+    for (spec, inline, conv, out, mr, nr, rc) in cases {
+        let (nest, calls) = check_schedule(spec, &fused_conv_steps(&inline, conv, out, mr, nr, rc));
+        assert_eq!(calls, expect_calls(1), "{spec}\n{nest}");
+        let found = tensorize::find(&nest);
+        assert_eq!(found.len(), 1, "{spec}");
+        let m = found[0]
+            .1
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{spec}: {e}\n{nest}"));
+        assert_eq!((m.mr, m.nr, m.k), (mr, nr, rc), "{spec}");
     }
 }

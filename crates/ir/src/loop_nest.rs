@@ -294,18 +294,90 @@ impl LoopNest {
                 let neg = self.int(-c);
                 return self.binary(BinOp::Add, a, neg);
             }
-            // (x + y) - x → y and (x + y) - y → x: local offsets into region buffers.
-            (BinOp::Sub, Node::Binary(BinOp::Add, x, y), _) if self.ty(a) == ScalarType::Int => {
-                if x == b {
-                    return y;
-                }
-                if y == b {
-                    return x;
+            // (x + y) - x → y, and any sum minus an expression that cancels some of its
+            // terms: local offsets into region buffers (`(base + w + rw) - base`), which
+            // interval bounds could not otherwise prove in range.
+            (BinOp::Sub, Node::Binary(BinOp::Add, _, _), _) if self.ty(a) == ScalarType::Int => {
+                if let Some(rest) = self.cancel_sub(a, b) {
+                    return rest;
                 }
             }
             _ => {}
         }
         self.node(Node::Binary(op, a, b))
+    }
+
+    /// `a - b` rebuilt from their linear forms (integer multiples of the non-linear
+    /// sub-expressions, plus a constant) when some sub-expression of `b` cancels one of `a`,
+    /// so that `((w1*2 + w2)*4 + w3 + rw) - (w1*2)*4` becomes `w2*4 + w3 + rw`; `None` when
+    /// nothing cancels (or on overflow).
+    fn cancel_sub(&mut self, a: ExprId, b: ExprId) -> Option<ExprId> {
+        let mut terms = Vec::new();
+        let mut konst = 0i64;
+        self.linear(a, 1, &mut terms, &mut konst, 0)?;
+        let n_a = terms.len();
+        self.linear(b, -1, &mut terms, &mut konst, 0)?;
+        // Merge by sub-expression, keeping `a`'s order.
+        let mut merged: Vec<(ExprId, i64, bool)> = Vec::new();
+        for (k, &(e, c)) in terms.iter().enumerate() {
+            match merged.iter_mut().find(|(x, _, _)| *x == e) {
+                Some(slot) => {
+                    slot.1 = slot.1.checked_add(c)?;
+                    slot.2 |= k >= n_a;
+                }
+                None => merged.push((e, c, false)),
+            }
+        }
+        if !merged.iter().any(|&(_, c, met)| met && c == 0) {
+            return None;
+        }
+        let mut out = self.int(konst);
+        for (e, c, _) in merged {
+            if c != 0 {
+                let k = self.int(c);
+                let t = self.mul(e, k);
+                out = self.add(out, t);
+            }
+        }
+        Some(out)
+    }
+
+    /// Appends the linear form of integer expression `e` times `scale` to `terms` and
+    /// `konst`: sums, differences and products by constants are expanded, anything else is
+    /// a term. `None` on overflow or a too deep expression.
+    fn linear(
+        &self,
+        e: ExprId,
+        scale: i64,
+        terms: &mut Vec<(ExprId, i64)>,
+        konst: &mut i64,
+        depth: usize,
+    ) -> Option<()> {
+        if depth > 32 {
+            return None;
+        }
+        match self.get(e) {
+            Node::Int(c) => *konst = konst.checked_add(c.checked_mul(scale)?)?,
+            Node::Binary(BinOp::Add, x, y) => {
+                self.linear(x, scale, terms, konst, depth + 1)?;
+                self.linear(y, scale, terms, konst, depth + 1)?;
+            }
+            Node::Binary(BinOp::Sub, x, y) => {
+                self.linear(x, scale, terms, konst, depth + 1)?;
+                self.linear(y, scale.checked_neg()?, terms, konst, depth + 1)?;
+            }
+            Node::Binary(BinOp::Mul, x, y) => match (self.get(x), self.get(y)) {
+                (_, Node::Int(c)) => {
+                    self.linear(x, scale.checked_mul(c)?, terms, konst, depth + 1)?
+                }
+                (Node::Int(c), _) => {
+                    self.linear(y, scale.checked_mul(c)?, terms, konst, depth + 1)?
+                }
+                _ => terms.push((e, scale)),
+            },
+            _ => terms.push((e, scale)),
+        }
+        Some(())
     }
 
     /// `a + b`

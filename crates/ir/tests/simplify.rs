@@ -496,3 +496,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_sum_minus_some_of_its_terms_folds_at_construction() {
+    // `(base + w + rw) - base`, as a region-local index: the common term cancels, so that
+    // interval bounds see `w + rw` (in range) rather than `base + w + rw - base` (not).
+    let mut nest = LoopNest::new("t");
+    let n = add_loop(&mut nest, "n", 4);
+    let w = add_loop(&mut nest, "w", 7);
+    let rw = add_loop(&mut nest, "rw", 3);
+    let two = nest.int(2);
+    let seven = nest.int(7);
+    let m = nest.binary(BinOp::Mod, n, two);
+    let base = nest.mul(m, seven);
+    let bw = nest.add(base, w);
+    let a = nest.add(bw, rw);
+    let d = nest.binary(BinOp::Sub, a, base);
+    let want = nest.add(w, rw);
+    assert_eq!(d, want, "{}", nest.expr_text(d));
+    assert_eq!(int_bounds(&nest, d), Some((0, 8)));
+    // A sum minus a sum of some of its terms; nothing in common leaves the node.
+    let wrw = nest.add(w, rw);
+    let base_rw = nest.add(base, rw);
+    let d2 = nest.binary(BinOp::Sub, a, base_rw);
+    assert_eq!(d2, w);
+    let partly = nest.binary(BinOp::Sub, bw, wrw);
+    let unfolded = raw(&mut nest, BinOp::Sub, bw, wrw);
+    assert_equivalent(&nest, partly, unfolded);
+    let kept = nest.binary(BinOp::Sub, bw, rw);
+    assert!(matches!(nest.get(kept), Node::Binary(BinOp::Sub, _, _)));
+    // Products by constants are expanded: ((w*2 + rw)*4 + n) - (w*2)*4 = rw*4 + n.
+    let w2 = nest.mul(w, two);
+    let w2rw = nest.add(w2, rw);
+    let four = nest.int(4);
+    let x = nest.mul(w2rw, four);
+    let x = nest.add(x, n);
+    let w8 = nest.mul(w2, four);
+    let d3 = nest.binary(BinOp::Sub, x, w8);
+    assert_eq!(int_bounds(&nest, d3), Some((0, 11)));
+    let unfolded = raw(&mut nest, BinOp::Sub, x, w8);
+    assert_equivalent(&nest, d3, unfolded);
+    let unfolded = raw(&mut nest, BinOp::Sub, a, base);
+    assert_equivalent(&nest, d, unfolded);
+}

@@ -537,9 +537,12 @@ impl SketchRule for MultiLevelTilingWithFusion {
 }
 
 /// MultiLevelTilingTensorized: the tensorized variants of MultiLevelTilingWithFusion for a
-/// cache-write stage (matmul/conv-like) whose last spatial axis is a multiple of 8: the same
-/// tiling and fusion levels, plus a `Tensorize` annotation on the innermost reduction loop
-/// of the structure's last `R` level, the loop right outside the innermost spatial tiles.
+/// matmul/conv-like stage whose last spatial axis is a multiple of 8 and is read
+/// contiguously by its operands (not `dense`'s transposed weight), either a cache-write
+/// stage or a stage with a fusible element-wise consumer (a conv + bias + ReLU task): the
+/// same tiling and fusion levels, plus a `Tensorize` annotation on the innermost reduction
+/// loop of the structure's last `R` level, the loop right outside the innermost spatial
+/// tiles.
 /// [`crate::init::InitTensorizeTileSize`] then fills the tile sizes so that the region under
 /// it is a micro-kernel tile (MR rows on the second-last spatial axis, NR ∈ {8, 16, 24}
 /// columns on the last one, the whole reduction inside).
@@ -578,17 +581,18 @@ impl SketchRule for MultiLevelTilingTensorized {
         "MultiLevelTilingTensorized"
     }
     fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition {
-        if !ctx.hw().micro_kernels
-            || !util::has_cache_write_stage(state, stage)
-            || self.inner.condition(ctx, state, stage) == Condition::Skip
-        {
+        if !ctx.hw().micro_kernels || self.inner.condition(ctx, state, stage) == Condition::Skip {
             return Condition::Skip;
         }
         let Some(c) = state.dag().op(OpId(stage as u32)).compute() else {
             return Condition::Skip;
         };
         let last_ok = c.axes.last().is_some_and(|a| a.extent % 8 == 0);
-        if last_ok && c.axes.len() >= 2 && !c.reduce_axes.is_empty() {
+        if last_ok
+            && c.axes.len() >= 2
+            && !c.reduce_axes.is_empty()
+            && util::columns_are_contiguous(c)
+        {
             Condition::Apply
         } else {
             Condition::Skip

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 use tessel_ir::analysis::AccessAnalysis;
+use tessel_ir::dag::ComputeOp;
+use tessel_ir::expr::Expr;
 use tessel_ir::state::{Annotation, ComputeAt, IterKind, State, Step};
 use tessel_ir::{ComputeDag, OpId};
 
@@ -160,6 +162,29 @@ pub(crate) fn has_nested_parallel(state: &State) -> bool {
         count(state, k, &mut n);
         n >= 2
     })
+}
+
+/// Whether every tensor the op reads along its last spatial axis reads it as its own last
+/// index and nowhere else, so that a tile of consecutive columns reads consecutive elements
+/// (what the micro-kernels need of `B`). False for `dense`'s `weight[j, k]` or a grouped
+/// convolution's input channel `co / g`.
+pub(crate) fn columns_are_contiguous(c: &ComputeOp) -> bool {
+    let Some(col) = c.axes.len().checked_sub(1) else {
+        return false;
+    };
+    let col = Expr::Axis(col as u32);
+    let uses = |e: &Expr| {
+        let mut found = false;
+        e.visit(&mut |x| found |= *x == col);
+        found
+    };
+    c.body
+        .reads()
+        .iter()
+        .all(|(_, indices)| match indices.split_last() {
+            Some((last, rest)) => !rest.iter().any(uses) && (*last == col || !uses(last)),
+            None => true,
+        })
 }
 
 /// Replays `steps` on the state's workload DAG and keeps its sketch id.

@@ -248,3 +248,138 @@ fn mutate_tensorize_shape_changes_the_kernel_and_keeps_it_matching() {
     let plain = sample_initial(&sketches[1], &hw, &mut rng).expect("sample");
     assert!(rule.apply(&plain, &hw, &mut rng).is_none());
 }
+
+/// Fused ResNet-50 conv tasks (conv + bias (+ add) (+ ReLU)): 3×3, 1×1, strided, the 7×7
+/// stem and a 7×7 feature map.
+const RESNET_CONV_TASKS: [&str; 6] = [
+    "resnet50@1/c2d:n=1,h=56,w=56,ci=64,co=64,kernel=3,stride=1,pad=1+bias+relu",
+    "resnet50@1/c2d:n=1,h=56,w=56,ci=64,co=256,kernel=1,stride=1,pad=0+bias+add+relu",
+    "resnet50@1/c2d:n=1,h=56,w=56,ci=256,co=512,kernel=1,stride=2,pad=0+bias",
+    "resnet50@1/c2d:n=1,h=56,w=56,ci=128,co=128,kernel=3,stride=2,pad=1+bias+relu",
+    "resnet50@1/c2d:n=1,h=224,w=224,ci=3,co=64,kernel=7,stride=2,pad=3+bias+relu",
+    "resnet50@1/c2d:n=1,h=7,w=7,ci=512,co=512,kernel=3,stride=1,pad=1+bias+relu",
+];
+
+/// Small fused tasks (tiny-cnn): conv + bias + ReLU, conv + bias + add + ReLU, 1×1 conv.
+const TINY_CNN_TASKS: [&str; 3] = [
+    "tiny-cnn@1/c2d:n=1,h=16,w=16,ci=8,co=8,kernel=3,stride=1,pad=1+bias+relu",
+    "tiny-cnn@1/c2d:n=1,h=16,w=16,ci=8,co=8,kernel=3,stride=1,pad=1+bias+add+relu",
+    "tiny-cnn@1/c2d:n=1,h=16,w=16,ci=8,co=32,kernel=1,stride=1,pad=0+bias+relu",
+];
+
+/// Samples `n` states of `sketch`; returns (samples, samples whose tensorized loops all
+/// match a micro-kernel and compile to a call), printing why the others do not.
+fn match_rate(
+    spec: &str,
+    sketch: &Sketch,
+    n: usize,
+    rng: &mut tessel_ir::rng::TesselRng,
+) -> (usize, usize) {
+    let hw = hw(true);
+    let (mut ok, mut total) = (0, 0);
+    for _ in 0..n {
+        let Some(s) = sample_initial(sketch, &hw, rng) else {
+            continue;
+        };
+        total += 1;
+        let called = compiled_calls(&s) == usize::from(tessel_codegen::ukernel::available());
+        if matches_kernel(&s) && called {
+            ok += 1;
+        } else if let Ok(nest) = lower(&s) {
+            eprintln!(
+                "{spec}: no match or no call: {:?}\n{}",
+                tensorize::find(&nest)
+                    .into_iter()
+                    .map(|(_, m)| m.err())
+                    .collect::<Vec<_>>(),
+                s.steps_text()
+            );
+        }
+    }
+    (total, ok)
+}
+
+#[test]
+fn fused_resnet_conv_tasks_get_tensorized_sketches_that_match_a_kernel() {
+    let mut rng = seeded(3);
+    for spec in RESNET_CONV_TASKS.iter().chain(&TINY_CNN_TASKS) {
+        let d = dag(spec);
+        let plain = generate_sketches(&d, &hw(false)).expect("sketches");
+        let all = generate_sketches(&d, &hw(true)).expect("sketches");
+        let t = tensorized(&all);
+        // The conv stage is fused with its element-wise consumer at level 1 and 2.
+        assert_eq!(t.len(), 2, "{spec}");
+        assert_eq!(all.len(), plain.len() + 2, "{spec}");
+        for sketch in t {
+            let (total, ok) = match_rate(spec, sketch, 30, &mut rng);
+            assert!(
+                total >= 20,
+                "{spec} sketch {}: only {total} samples",
+                sketch.id
+            );
+            assert_eq!(ok, total, "{spec} sketch {}: {ok}/{total} match", sketch.id);
+        }
+    }
+}
+
+#[test]
+fn dense_tasks_get_no_tensorized_sketch() {
+    // `dense` reads `weight[j, k]`: the tile columns are not contiguous in B, so no
+    // micro-kernel matches and the rule offers nothing (gmm's B[k, j] does match).
+    for spec in [
+        "resnet50@1/dense:n=1,in=2048,out=1000",
+        "bert-base@1/dense:n=128,in=768,out=3072+gelu",
+        "bert-base@1/dense:n=128,in=768,out=768+add",
+    ] {
+        let all = generate_sketches(&dag(spec), &hw(true)).expect("sketches");
+        assert!(tensorized(&all).is_empty(), "{spec}");
+    }
+}
+
+#[test]
+fn fused_task_sketches_list_the_tensorized_variants() {
+    let spec = RESNET_CONV_TASKS[0];
+    let all = generate_sketches(&dag(spec), &hw(true)).expect("sketches");
+    let text: String = tensorized(&all).iter().map(|s| format!("{s}\n")).collect();
+    check_golden("resnet50-c2d-bias-relu-tensorized", &text);
+}
+
+/// Micro-kernel calls of the compiled state (code generation also needs every operand
+/// access provably in bounds, e.g. into a padded input computed inside the tile).
+fn compiled_calls(state: &State) -> usize {
+    let nest = lower(state).expect("lowers");
+    let opts = tessel_codegen::CompileOptions::with_threads(2);
+    tessel_codegen::compile(&nest, &opts)
+        .expect("compiles")
+        .micro_kernel_calls()
+        .len()
+}
+
+#[test]
+fn sampled_tensorized_fused_tasks_compute_the_reference() {
+    let hw = hw(true);
+    let mut rng = seeded(11);
+    for spec in TINY_CNN_TASKS {
+        let d = dag(spec);
+        let inputs = eval::random_inputs(&d, 5);
+        let want = eval::evaluate(&d, &inputs).expect("reference");
+        let sketches = generate_sketches(&d, &hw).expect("sketches");
+        for sketch in tensorized(&sketches) {
+            let mut n = 0;
+            for _ in 0..12 {
+                if let Some(s) = sample_initial(sketch, &hw, &mut rng) {
+                    assert!(matches_kernel(&s), "{spec}:\n{}", s.steps_text());
+                    assert_eq!(
+                        compiled_calls(&s),
+                        usize::from(tessel_codegen::ukernel::available()),
+                        "{spec}: the compiled kernel does not call the micro-kernel\n{}",
+                        s.steps_text()
+                    );
+                    check_numerics(spec, &s, &inputs, &want);
+                    n += 1;
+                }
+            }
+            assert!(n >= 5, "{spec}: only {n} samples");
+        }
+    }
+}
