@@ -279,6 +279,8 @@ pub struct SchedulerRound {
     pub objective: Option<f64>,
     /// Set when this round killed the task.
     pub died: Option<DeathReason>,
+    /// Wall time since the scheduler was made, at the end of this round (seconds).
+    pub seconds: f64,
 }
 
 /// The outcome for one task.
@@ -347,6 +349,7 @@ pub struct TaskScheduler<'h> {
     history: Vec<SchedulerRound>,
     trials: usize,
     on_round: Option<SchedulerHook<'h>>,
+    started: std::time::Instant,
 }
 
 impl<'h> TaskScheduler<'h> {
@@ -405,6 +408,7 @@ impl<'h> TaskScheduler<'h> {
             history: Vec::new(),
             trials: 0,
             on_round: None,
+            started: std::time::Instant::now(),
         })
     }
 
@@ -628,6 +632,7 @@ impl<'h> TaskScheduler<'h> {
             task_best_seconds: self.tasks[i].best,
             objective: self.objective(),
             died,
+            seconds: self.started.elapsed().as_secs_f64(),
         };
         if let Some(f) = self.on_round.as_mut() {
             f(&record);

@@ -189,7 +189,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "policies": {"sketch": sketch_name, "mutation": mutation_name},
             "records": path.display().to_string(),
             "resumed": resumed,
-            "history": result.history.iter().filter_map(|r| r.objective.map(|o| json!({"trials": r.trials, "estimated_latency_ms": o * 1e3}))).collect::<Vec<_>>(),
+            "history": result.history.iter().filter_map(|r| r.objective.map(|o| json!({"trials": r.trials, "seconds": r.seconds, "estimated_latency_ms": o * 1e3}))).collect::<Vec<_>>(),
         });
         writeln!(out, "{summary}")?;
     }
