@@ -40,7 +40,7 @@ pub mod model;
 pub use features::{
     extract, feature_names, CodegenFlags, FeatureExtractor, ProgramFeatures, FEATURE_LEN,
 };
-pub use gbdt::GbdtParams;
+pub use gbdt::{GbdtParams, Objective};
 pub use model::{CostModel, Formulation, GbdtModel, GbdtModelParams, LabelTransform, RandomModel};
 
 /// Errors of this crate (saving and loading models).
