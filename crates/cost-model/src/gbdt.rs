@@ -72,6 +72,11 @@ pub enum Objective {
         pairs_per_row: u32,
         /// Multiply the pair weight by the label gap.
         gap_weighted: bool,
+        /// Skip pairs whose larger label exceeds the smaller by at most this relative gap
+        /// (0: only equal labels are skipped), e.g. 0.05 to ignore pairs within the
+        /// measurement noise.
+        #[serde(default)]
+        min_gap: f32,
     },
 }
 
@@ -331,12 +336,12 @@ pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
             Objective::Pairwise {
                 pairs_per_row,
                 gap_weighted,
+                min_gap,
             } => pairwise_gradients(
                 set,
                 &members,
                 &pred_prog,
-                pairs_per_row as usize,
-                gap_weighted,
+                (pairs_per_row as usize, gap_weighted, min_gap),
                 &mut rng,
                 &mut gh_prog,
             ),
@@ -520,7 +525,7 @@ impl SplitMix {
 
     /// Uniform in `0..n` (`n > 0`).
     fn below(&mut self, n: usize) -> usize {
-        ((self.next() >> 32) * n as u64 >> 32) as usize
+        (((self.next() >> 32) * n as u64) >> 32) as usize
     }
 }
 
@@ -530,8 +535,7 @@ fn pairwise_gradients(
     set: &TrainSet,
     members: &[Vec<u32>],
     pred: &[f64],
-    pairs_per_row: usize,
-    gap_weighted: bool,
+    (pairs_per_row, gap_weighted, min_gap): (usize, bool, f32),
     rng: &mut SplitMix,
     gh: &mut [f64],
 ) -> f64 {
@@ -546,7 +550,7 @@ fn pairwise_gradients(
             for _ in 0..pairs_per_row {
                 let j = m[rng.below(m.len())] as usize;
                 let (yi, yj) = (set.y[i], set.y[j]);
-                if yi == yj {
+                if yi == yj || yi.max(yj) <= yi.min(yj) * (1.0 + min_gap) {
                     continue;
                 }
                 let (hi, lo) = if yi > yj { (i, j) } else { (j, i) };
@@ -677,14 +681,14 @@ mod tests {
             objective: Objective::Pairwise {
                 pairs_per_row: 8,
                 gap_weighted: false,
+                min_gap: 0.0,
             },
             seed: 3,
             ..GbdtParams::default()
         };
         let (xt, yt, gt) = planted(400, 8);
-        let predict = |b: &Booster| -> Vec<f32> {
-            xt.chunks_exact(4).map(|r| b.predict_row(r)).collect()
-        };
+        let predict =
+            |b: &Booster| -> Vec<f32> { xt.chunks_exact(4).map(|r| b.predict_row(r)).collect() };
         let acc_rank = accuracy(&predict(&train(&set, &rank)), &yt, &gt);
         assert!(acc_rank > 0.9, "pairwise: {acc_rank:.3}");
         // Randomly permuted labels leave nothing to learn.

@@ -16,7 +16,8 @@ use tessel_ir::State;
 
 /// Which model scores states.
 pub enum ModelKind {
-    /// Ansor's gradient-boosted trees (pack-sum), random during warm-up.
+    /// Gradient-boosted trees (by default `GbdtModelParams::default()`: one row per program,
+    /// pairwise ranking loss per workload), random during warm-up.
     Gbdt(Box<GbdtModel>),
     /// Random scores (ablation).
     Random(RandomModel),
@@ -37,7 +38,7 @@ pub struct ModelScorer {
 }
 
 impl ModelScorer {
-    /// Ansor's model with default parameters, seeded.
+    /// The default GBDT model (`GbdtModelParams::default()`), seeded.
     pub fn new(seed: u64) -> ModelScorer {
         ModelScorer::with_model(ModelKind::Gbdt(Box::new(GbdtModel::new(GbdtModelParams {
             seed,
