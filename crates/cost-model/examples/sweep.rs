@@ -73,7 +73,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         f(&mut p.trees);
         p
     };
-    let mut configs: Vec<(String, GbdtModelParams)> = vec![("default".into(), base.clone())];
+    let mut configs: Vec<(String, GbdtModelParams)> = vec![
+        ("default".into(), base.clone()),
+        (
+            "squared".into(),
+            GbdtModelParams {
+                num_warmup_sample: 0,
+                ..GbdtModelParams::squared_error()
+            },
+        ),
+    ];
     configs.push((
         "packsum".into(),
         GbdtModelParams {
@@ -107,6 +116,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for (name, k, gap, floor) in [
         ("rank", 8, false, 1.0),
+        ("rank floor=0.2", 8, false, 0.2),
+        ("rank floor=0", 8, false, 0.0),
         ("rank gap", 8, true, 1.0),
         ("rank floor=0.05", 8, false, 0.05),
         ("rank gap floor=0.05", 8, true, 0.05),
@@ -182,7 +193,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let f = |v: f64| format!("{v:.3}");
         let (mut all, mut beyond, mut per_seed) = (0.0, 0.0, Vec::new());
         let mut per: Vec<(String, f64, f64)> = Vec::new();
-        let mut train_s = 0.0;
+        let (mut train_s, mut recall) = (0.0, 0.0);
         for &seed in &seeds {
             let (train, test) = split_by_candidate(ds.len(), 0.2, seed);
             let mut m = GbdtModel::new(p.clone());
@@ -198,6 +209,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             all += r.pairwise_accuracy.unwrap_or(0.0);
             beyond += r.pairwise_beyond_noise.unwrap_or(0.0);
             train_s += r.train_seconds;
+            recall += r.recall_at_k.unwrap_or(0.0);
             let mut this = Vec::new();
             for (k, w) in r.per_workload.iter().enumerate() {
                 if per.len() <= k {
@@ -215,11 +227,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|(w, a, b)| format!("{w} {}/{}", f(a / n), f(b / n)))
             .collect();
         println!(
-            "{:<26} all {}/{}  {}  seeds [{}] train {:.3}s",
+            "{:<26} all {}/{}  {}  recall@30 {}  seeds [{}] train {:.3}s",
             name,
             f(all / n),
             f(beyond / n),
             per.join("  "),
+            f(recall / n),
             per_seed.join(" "),
             train_s / n
         );

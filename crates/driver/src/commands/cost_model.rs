@@ -1,4 +1,4 @@
-//! `tessel cost-model eval --records FILE... [--json]`: how well the learned cost model ranks
+//! `tessel cost-model eval --records FILE... [--model M] [--json]`: how well the learned cost model ranks
 //! measured schedules it has not seen.
 //!
 //! Every record is replayed on its workload's DAG, lowered and featurised; its label is the
@@ -212,7 +212,7 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
     )?;
     writeln!(
         out,
-        "{:<28} {:<13} {:>6} {:>6} {:>9} {:>7} {:>9} {:>7} {:>9} {:>10}",
+        "{:<28} {:<17} {:>6} {:>6} {:>9} {:>7} {:>9} {:>7} {:>9} {:>10}",
         "split",
         "model",
         "train",
@@ -228,7 +228,7 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
     for r in &reports {
         writeln!(
             out,
-            "{:<28} {:<13} {:>6} {:>6} {:>9} {:>7} {:>9} {:>7.4} {:>9.3} {:>10.4}",
+            "{:<28} {:<17} {:>6} {:>6} {:>9} {:>7} {:>9} {:>7.4} {:>9.3} {:>10.4}",
             r.split,
             r.model,
             r.n_train,
@@ -244,7 +244,7 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
             for w in &r.per_workload {
                 writeln!(
                     out,
-                    "  {:<26} {:<13} {:>6} {:>6} {:>9} {:>7}",
+                    "  {:<26} {:<17} {:>6} {:>6} {:>9} {:>7}",
                     short(&w.workload),
                     "",
                     "",
