@@ -168,6 +168,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             p.trees.max_bins = 32;
             configs.push(("rank bins=32".into(), p.clone()));
             p.trees.max_bins = 64;
+            for c in [0.3, 0.5, 0.7] {
+                p.trees.colsample = c;
+                configs.push((format!("rank colsample={c}"), p.clone()));
+            }
+            p.trees.colsample = 1.0;
         }
     }
     configs.push(("rounds=200".into(), t(&|p| p.n_rounds = 200)));

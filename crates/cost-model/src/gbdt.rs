@@ -47,9 +47,17 @@ pub struct GbdtParams {
     /// What the trees minimise.
     #[serde(default)]
     pub objective: Objective,
-    /// Seed of the pair sampling of [`Objective::Pairwise`].
+    /// Seed of the pair sampling of [`Objective::Pairwise`] and of the feature sampling.
     #[serde(default)]
     pub seed: u64,
+    /// Fraction of the (non-constant) features each tree may split on, drawn at random per
+    /// tree (XGBoost's `colsample_bytree`; 1: all).
+    #[serde(default = "one")]
+    pub colsample: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 /// The loss [`train`] minimises.
@@ -96,6 +104,7 @@ impl Default for GbdtParams {
             early_stopping_rounds: 20,
             objective: Objective::SquaredError,
             seed: 0,
+            colsample: 1.0,
         }
     }
 }
@@ -302,6 +311,8 @@ pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
     let mut pred_prog = vec![0.0f64; n_prog];
     let mut gh_prog = vec![0.0f64; 2 * n_prog];
     let members = group_members(set, n_prog);
+    let n_feats = ((params.colsample.clamp(0.0, 1.0) * nu as f32).ceil() as usize).clamp(1, nu);
+    let mut feats: Vec<usize> = Vec::with_capacity(nu);
     let mut rng = SplitMix(params.seed ^ 0x9A12_B5E5_0F5E_ED00);
     let mut gh = vec![0.0f32; 2 * n_rows];
     let mut idx: Vec<u32> = Vec::with_capacity(n_rows);
@@ -363,7 +374,17 @@ pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
             }
         }
 
-        // Grow one tree.
+        // Grow one tree, on a sample of the features.
+        feats.clear();
+        feats.extend(0..nu);
+        if n_feats < nu {
+            for i in 0..n_feats {
+                let k = i + rng.below(nu - i);
+                feats.swap(i, k);
+            }
+            feats.truncate(n_feats);
+            feats.sort_unstable();
+        }
         idx.clear();
         idx.extend(0..n_rows as u32);
         free.clear();
@@ -372,7 +393,7 @@ pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
         let mut tree = Tree::default();
         tree.nodes.push(leaf_node(0.0));
         let slot = free.pop().unwrap_or(0);
-        build_hist(&mut pool[slot], &idx, &binned, nu, &bins, &gh);
+        build_hist(&mut pool[slot], &idx, &binned, nu, &bins, &feats, &gh);
         let (g, h) = (0..n_rows).fold((0.0f64, 0.0f64), |(g, h), r| {
             (g + gh[2 * r] as f64, h + gh[2 * r + 1] as f64)
         });
@@ -386,7 +407,7 @@ pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
             node: 0,
             split: None,
         };
-        root.split = best_split(&pool[slot], &bins, g, h, params);
+        root.split = best_split(&pool[slot], &bins, &feats, g, h, params);
         leaves.push(root);
         while leaves.len() < max_leaves {
             let Some((li, _)) = leaves
@@ -435,7 +456,15 @@ pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
                 } else {
                     (mid, leaf.end)
                 };
-                build_hist(&mut pool[small_slot], &idx[s..e], &binned, nu, &bins, &gh);
+                build_hist(
+                    &mut pool[small_slot],
+                    &idx[s..e],
+                    &binned,
+                    nu,
+                    &bins,
+                    &feats,
+                    &gh,
+                );
             }
             // Parent minus the small child = the large child (in the parent's slot).
             if small_slot != leaf.slot {
@@ -476,8 +505,8 @@ pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
                 split: None,
             };
             if leaves.len() + 2 < max_leaves {
-                l.split = best_split(&pool[ls], &bins, gl, hl, params);
-                r.split = best_split(&pool[rs], &bins, gr, hr, params);
+                l.split = best_split(&pool[ls], &bins, &feats, gl, hl, params);
+                r.split = best_split(&pool[rs], &bins, &feats, gr, hr, params);
             }
             leaves.push(l);
             leaves.push(r);
@@ -584,24 +613,50 @@ fn leaf_node(value: f32) -> TreeNode {
     }
 }
 
-fn build_hist(hist: &mut [f32], rows: &[u32], binned: &[u8], nu: usize, bins: &Bins, gh: &[f32]) {
+/// Gradient and hessian sums per bin of the features `feats` over `rows` (other features'
+/// bins are left at 0).
+fn build_hist(
+    hist: &mut [f32],
+    rows: &[u32],
+    binned: &[u8],
+    nu: usize,
+    bins: &Bins,
+    feats: &[usize],
+    gh: &[f32],
+) {
     hist.iter_mut().for_each(|v| *v = 0.0);
+    let all = feats.len() == nu;
     for &r in rows {
         let r = r as usize;
         let (g, h) = (gh[2 * r], gh[2 * r + 1]);
         let b = &binned[r * nu..(r + 1) * nu];
-        for (&off, &bin) in bins.off.iter().zip(b) {
-            let k = 2 * (off + bin as usize);
-            hist[k] += g;
-            hist[k + 1] += h;
+        if all {
+            for (&off, &bin) in bins.off.iter().zip(b) {
+                let k = 2 * (off + bin as usize);
+                hist[k] += g;
+                hist[k + 1] += h;
+            }
+        } else {
+            for &j in feats {
+                let k = 2 * (bins.off[j] + b[j] as usize);
+                hist[k] += g;
+                hist[k + 1] += h;
+            }
         }
     }
 }
 
-fn best_split(hist: &[f32], bins: &Bins, g: f64, h: f64, p: &GbdtParams) -> Option<Split> {
+fn best_split(
+    hist: &[f32],
+    bins: &Bins,
+    feats: &[usize],
+    g: f64,
+    h: f64,
+    p: &GbdtParams,
+) -> Option<Split> {
     let parent = g * g / (h + p.lambda);
     let mut best: Option<Split> = None;
-    for j in 0..bins.used.len() {
+    for &j in feats {
         let off = bins.off[j];
         let nb = bins.thr[j].len() + 1;
         let (mut gl, mut hl) = (0.0, 0.0);
@@ -635,6 +690,8 @@ mod tests {
     /// through different monotone maps (group 1's labels are cubed and tiny): the order is
     /// one function, the values are not.
     fn planted(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<u32>) {
+        let n_feats = ((params.colsample.clamp(0.0, 1.0) * nu as f32).ceil() as usize).clamp(1, nu);
+        let mut feats: Vec<usize> = Vec::with_capacity(nu);
         let mut rng = SplitMix(seed);
         let mut u = || (rng.next() >> 40) as f32 / (1u64 << 24) as f32;
         let (mut x, mut y, mut g) = (Vec::new(), Vec::new(), Vec::new());

@@ -1,5 +1,5 @@
-//! `tessel cost-model eval --records FILE... [--model M] [--json]`: how well the learned cost model ranks
-//! measured schedules it has not seen.
+//! `tessel cost-model eval --records FILE... [--model M] [--json]`: how well the learned cost
+//! model ranks measured schedules it has not seen.
 //!
 //! Every record is replayed on its workload's DAG, lowered and featurised; its label is the
 //! normalized throughput `min_cost / cost` over the records of the same workload and setting
