@@ -690,8 +690,6 @@ mod tests {
     /// through different monotone maps (group 1's labels are cubed and tiny): the order is
     /// one function, the values are not.
     fn planted(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<u32>) {
-        let n_feats = ((params.colsample.clamp(0.0, 1.0) * nu as f32).ceil() as usize).clamp(1, nu);
-        let mut feats: Vec<usize> = Vec::with_capacity(nu);
         let mut rng = SplitMix(seed);
         let mut u = || (rng.next() >> 40) as f32 / (1u64 << 24) as f32;
         let (mut x, mut y, mut g) = (Vec::new(), Vec::new(), Vec::new());
@@ -748,6 +746,15 @@ mod tests {
             |b: &Booster| -> Vec<f32> { xt.chunks_exact(4).map(|r| b.predict_row(r)).collect() };
         let acc_rank = accuracy(&predict(&train(&set, &rank)), &yt, &gt);
         assert!(acc_rank > 0.9, "pairwise: {acc_rank:.3}");
+        let sampled = GbdtParams {
+            colsample: 0.5,
+            ..rank.clone()
+        };
+        let acc_sampled = accuracy(&predict(&train(&set, &sampled)), &yt, &gt);
+        assert!(
+            acc_sampled > 0.9,
+            "pairwise, half the features: {acc_sampled:.3}"
+        );
         // Randomly permuted labels leave nothing to learn.
         let mut shuffled = y.clone();
         shuffled.reverse();
