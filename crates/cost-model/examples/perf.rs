@@ -90,11 +90,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let max = raw.iter().copied().fold(f32::MIN, f32::max);
     let labels: Vec<f32> = raw.iter().map(|&v| v / max).collect();
 
-    for formulation in [Formulation::PackSum, Formulation::Program] {
+    let configs = [
+        GbdtModelParams {
+            formulation: Formulation::PackSum,
+            ..GbdtModelParams::squared_error()
+        },
+        GbdtModelParams::squared_error(),
+        GbdtModelParams::rank(),
+    ];
+    for params in configs {
         let mut m = GbdtModel::new(GbdtModelParams {
-            formulation,
             num_warmup_sample: 0,
-            ..GbdtModelParams::default()
+            ..params
         });
         let ((), train_wall, train) = timed(|| m.update(&programs, &labels));
         let booster = m.booster().ok_or("no trees")?;

@@ -141,10 +141,25 @@ pub fn evaluate(
     split: &str,
     k: usize,
 ) -> EvalReport {
-    let (xtr, ytr, _) = ds.subset(train);
+    evaluate_with_train_labels(model, ds, &ds.labels, train, test, split, k)
+}
+
+/// [`evaluate`], training on `train_labels` (one per program of `ds`, e.g. labels from
+/// another statistic of the repeated measurements) and testing against `ds.labels`.
+pub fn evaluate_with_train_labels(
+    model: &mut dyn CostModel,
+    ds: &Dataset,
+    train_labels: &[f32],
+    train: &[usize],
+    test: &[usize],
+    split: &str,
+    k: usize,
+) -> EvalReport {
+    let (xtr, _, ttr) = ds.subset(train);
+    let ytr: Vec<f32> = train.iter().map(|&i| train_labels[i]).collect();
     let (xte, yte, gte) = ds.subset(test);
     let t0 = Instant::now();
-    model.update(&xtr, &ytr);
+    model.update_tasks(&xtr, &ytr, &ttr);
     let train_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let pred = model.predict(&xte);

@@ -3,9 +3,11 @@
 //! * [`features`]: Ansor's 164 features of every store statement of a lowered
 //!   [`tessel_ir::LoopNest`] ([`FeatureExtractor`], [`feature_names`]); a program is the bag
 //!   of its store vectors ([`ProgramFeatures`]).
-//! * [`model`]: the [`CostModel`] trait; [`GbdtModel`], gradient-boosted trees trained with
-//!   Ansor's pack-sum objective (or one row per program, [`Formulation::Program`]), and
-//!   [`RandomModel`]. Models save and load as JSON.
+//! * [`model`]: the [`CostModel`] trait; [`GbdtModel`], gradient-boosted trees on one row per
+//!   program ([`Formulation::Program`]) or Ansor's pack-sum, trained with a pairwise ranking
+//!   loss within each task (the default, [`GbdtModelParams::rank`]) or the squared error
+//!   ([`GbdtModelParams::squared_error`], [`Objective`]), and [`RandomModel`]. Models save
+//!   and load as JSON.
 //! * [`gbdt`]: the histogram GBDT trainer behind [`GbdtModel`].
 //! * [`dataset`]: measured schedules ([`dataset::Sample`]) → features and normalized-throughput
 //!   labels, and train/test splits; [`eval`]: pairwise accuracy, recall@k, RMSE.
@@ -40,7 +42,7 @@ pub mod model;
 pub use features::{
     extract, feature_names, CodegenFlags, FeatureExtractor, ProgramFeatures, FEATURE_LEN,
 };
-pub use gbdt::GbdtParams;
+pub use gbdt::{GbdtParams, Objective};
 pub use model::{CostModel, Formulation, GbdtModel, GbdtModelParams, LabelTransform, RandomModel};
 
 /// Errors of this crate (saving and loading models).

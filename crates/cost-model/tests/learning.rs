@@ -1,6 +1,8 @@
 //! The model learns: on random gmm and conv2d schedules (small shapes, sampled with a fixed
 //! seed and measured in this process), a model trained on 80 % ranks the held-out 20 % clearly
-//! better than chance. Also: save/load keeps predictions, warm-up is random.
+//! better than chance, with the squared error (pack-sum and per program) and with the pairwise
+//! ranking objective. Also: save/load keeps predictions (also the rank model's calibration),
+//! warm-up is random.
 
 use std::sync::Arc;
 use tessel_cost_model::dataset::{split_by_candidate, Dataset, Sample};
@@ -52,15 +54,20 @@ fn gbdt_ranks_held_out_schedules_better_than_chance() {
     let ds = measured(200, 11);
     assert_eq!(ds.unusable, 0);
     let (train, test) = split_by_candidate(ds.len(), 0.2, 5);
-    let (xtr, ytr, _) = ds.subset(&train);
+    let (xtr, ytr, ttr) = ds.subset(&train);
     let (xte, yte, gte) = ds.subset(&test);
     let mut accs = Vec::new();
-    for formulation in [Formulation::PackSum, Formulation::Program] {
-        let mut m = GbdtModel::new(GbdtModelParams {
-            formulation,
-            ..GbdtModelParams::default()
-        });
-        m.update(&xtr, &ytr);
+    let configs = [
+        GbdtModelParams {
+            formulation: Formulation::PackSum,
+            ..GbdtModelParams::squared_error()
+        },
+        GbdtModelParams::squared_error(),
+        GbdtModelParams::rank(),
+    ];
+    for params in configs {
+        let mut m = GbdtModel::new(params);
+        m.update_tasks(&xtr, &ytr, &ttr);
         let pred = m.predict(&xte);
         let acc = pairwise_accuracy(&pred, &yte, &gte).expect("pairs");
         let recall = recall_at_k(&pred, &yte, &gte, 10).expect("recall");
@@ -80,18 +87,33 @@ fn gbdt_ranks_held_out_schedules_better_than_chance() {
         "program-level pairwise accuracy {:.3} < 0.65",
         accs[1]
     );
+    assert!(
+        accs[2] >= 0.65,
+        "pairwise-objective accuracy {:.3} < 0.65",
+        accs[2]
+    );
     assert!(racc < 0.6, "random model ranks too well: {racc:.3}");
 }
 
 #[test]
 fn saved_model_predicts_the_same_and_bad_files_are_errors() {
     let ds = measured(60, 21);
-    let mut m = GbdtModel::new(GbdtModelParams {
-        num_warmup_sample: 0,
-        ..GbdtModelParams::default()
-    });
-    m.update(&ds.programs, &ds.labels);
-    let dir = std::env::temp_dir().join(format!("tessel-cost-model-{}", std::process::id()));
+    for params in [GbdtModelParams::squared_error(), GbdtModelParams::rank()] {
+        let mut m = GbdtModel::new(GbdtModelParams {
+            num_warmup_sample: 0,
+            ..params
+        });
+        m.update_tasks(&ds.programs, &ds.labels, &ds.task_of);
+        saves_and_loads(&m, &ds);
+    }
+}
+
+fn saves_and_loads(m: &GbdtModel, ds: &Dataset) {
+    let dir = std::env::temp_dir().join(format!(
+        "tessel-cost-model-{}-{}",
+        std::process::id(),
+        m.name()
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("model.json");
     m.save(&path).expect("save");

@@ -79,8 +79,8 @@ fn eval_reports_accuracy_and_timing_for_both_splits() {
     assert_eq!(v["records"], 120);
     assert_eq!(v["bad_lines"], 1);
     let reports = v["reports"].as_array().expect("reports");
-    // 3 models × (1 candidate split + 2 workload folds).
-    assert_eq!(reports.len(), 9, "{stdout}");
+    // 4 models × (1 candidate split + 2 workload folds).
+    assert_eq!(reports.len(), 12, "{stdout}");
     for r in reports {
         assert!(r["train_seconds"].as_f64().is_some());
         assert!(r["rmse"].as_f64().is_some_and(|x| x.is_finite()));
@@ -90,6 +90,9 @@ fn eval_reports_accuracy_and_timing_for_both_splits() {
     assert!(reports
         .iter()
         .any(|r| r["split"] == "candidate" && r["model"] == "gbdt-packsum"));
+    assert!(reports
+        .iter()
+        .any(|r| r["split"] == "candidate" && r["model"] == "gbdt-program-rank"));
     assert!(reports.iter().any(|r| r["split"]
         .as_str()
         .is_some_and(|s| s.starts_with("workload:"))));

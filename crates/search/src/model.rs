@@ -16,7 +16,8 @@ use tessel_ir::State;
 
 /// Which model scores states.
 pub enum ModelKind {
-    /// Ansor's gradient-boosted trees (pack-sum), random during warm-up.
+    /// Gradient-boosted trees (by default `GbdtModelParams::default()`: one row per program,
+    /// pairwise ranking loss per workload), random during warm-up.
     Gbdt(Box<GbdtModel>),
     /// Random scores (ablation).
     Random(RandomModel),
@@ -29,11 +30,15 @@ pub struct ModelScorer {
     index: HashMap<(String, String), usize>,
     features: Vec<ProgramFeatures>,
     labels: Vec<f32>,
+    /// Task (workload) of each sample: a pairwise-trained model compares only programs of
+    /// one workload.
+    tasks: Vec<u32>,
+    task_ids: HashMap<String, u32>,
     workload_keys: HashMap<usize, String>,
 }
 
 impl ModelScorer {
-    /// Ansor's model with default parameters, seeded.
+    /// The default GBDT model (`GbdtModelParams::default()`), seeded.
     pub fn new(seed: u64) -> ModelScorer {
         ModelScorer::with_model(ModelKind::Gbdt(Box::new(GbdtModel::new(GbdtModelParams {
             seed,
@@ -49,6 +54,8 @@ impl ModelScorer {
             index: HashMap::new(),
             features: Vec::new(),
             labels: Vec::new(),
+            tasks: Vec::new(),
+            task_ids: HashMap::new(),
             workload_keys: HashMap::new(),
         }
     }
@@ -101,16 +108,19 @@ impl Scorer for ModelScorer {
                 Some(&i) => self.labels[i] = y,
                 None => {
                     let f = self.features_of(s);
+                    let n_tasks = self.task_ids.len() as u32;
+                    let task = *self.task_ids.entry(key.0.clone()).or_insert(n_tasks);
                     self.index.insert(key, self.features.len());
                     self.features.push(f);
                     self.labels.push(y);
+                    self.tasks.push(task);
                 }
             }
         }
         match &mut self.model {
             ModelKind::Gbdt(m) => {
                 m.clear();
-                m.update(&self.features, &self.labels);
+                m.update_tasks(&self.features, &self.labels, &self.tasks);
             }
             ModelKind::Random(m) => m.update(&self.features, &self.labels),
         }

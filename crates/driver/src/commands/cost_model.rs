@@ -1,5 +1,5 @@
-//! `tessel cost-model eval --records FILE... [--json]`: how well the learned cost model ranks
-//! measured schedules it has not seen.
+//! `tessel cost-model eval --records FILE... [--model M] [--json]`: how well the learned cost
+//! model ranks measured schedules it has not seen.
 //!
 //! Every record is replayed on its workload's DAG, lowered and featurised; its label is the
 //! normalized throughput `min_cost / cost` over the records of the same workload and setting
@@ -44,7 +44,9 @@ pub struct EvalArgs {
     #[arg(long, num_args = 1.., required = true)]
     pub records: Vec<std::path::PathBuf>,
     /// Models to evaluate: `packsum` (Ansor's GBDT), `program` (GBDT on one row per
-    /// program), `random`, or `all`.
+    /// program, squared error), `rank` (one row per program, pairwise ranking loss within
+    /// each workload and setting), `default` (the search's model, `GbdtModelParams::default()`),
+    /// `random`, or `all`.
     #[arg(long, default_value = "all")]
     pub model: String,
     /// Fraction of the records held out in the split by candidate.
@@ -80,35 +82,51 @@ type Factory = Box<dyn Fn() -> Box<dyn CostModel>>;
 
 fn models(args: &EvalArgs) -> Result<Vec<Factory>, DriverError> {
     let rounds = args.rounds;
-    let gbdt = move |formulation: Formulation| -> Factory {
+    let gbdt = move |change: fn(&mut GbdtModelParams)| -> Factory {
         Box::new(move || {
             let mut p = GbdtModelParams {
-                formulation,
                 num_warmup_sample: 0,
                 ..GbdtModelParams::default()
             };
+            change(&mut p);
             if let Some(r) = rounds {
                 p.trees.n_rounds = r;
             }
             Box::new(GbdtModel::new(p))
         })
     };
+    let packsum = || {
+        gbdt(|p| {
+            *p = zero_warmup(GbdtModelParams {
+                formulation: Formulation::PackSum,
+                ..GbdtModelParams::squared_error()
+            })
+        })
+    };
+    let program = || gbdt(|p| *p = zero_warmup(GbdtModelParams::squared_error()));
+    let rank = || gbdt(|p| *p = zero_warmup(GbdtModelParams::rank()));
     let random = || -> Factory { Box::new(|| Box::new(RandomModel::new(0)) as Box<dyn CostModel>) };
     Ok(match args.model.as_str() {
-        "packsum" => vec![gbdt(Formulation::PackSum)],
-        "program" => vec![gbdt(Formulation::Program)],
+        "packsum" => vec![packsum()],
+        "program" => vec![program()],
+        "rank" => vec![rank()],
+        "default" => vec![gbdt(|_| {})],
         "random" => vec![random()],
-        "all" => vec![
-            gbdt(Formulation::PackSum),
-            gbdt(Formulation::Program),
-            random(),
-        ],
+        "all" => vec![packsum(), program(), rank(), random()],
         other => {
             return Err(DriverError::Usage(format!(
-                "--model `{other}`: expected packsum, program, random or all"
+                "--model `{other}`: expected packsum, program, rank, default, random or all"
             )))
         }
     })
+}
+
+/// `p` without warm-up (evaluation trains once, on enough samples).
+fn zero_warmup(p: GbdtModelParams) -> GbdtModelParams {
+    GbdtModelParams {
+        num_warmup_sample: 0,
+        ..p
+    }
 }
 
 fn eval(args: &EvalArgs) -> Result<(), DriverError> {
@@ -194,7 +212,7 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
     )?;
     writeln!(
         out,
-        "{:<28} {:<13} {:>6} {:>6} {:>9} {:>7} {:>9} {:>7} {:>9} {:>10}",
+        "{:<28} {:<17} {:>6} {:>6} {:>9} {:>7} {:>9} {:>7} {:>9} {:>10}",
         "split",
         "model",
         "train",
@@ -210,7 +228,7 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
     for r in &reports {
         writeln!(
             out,
-            "{:<28} {:<13} {:>6} {:>6} {:>9} {:>7} {:>9} {:>7.4} {:>9.3} {:>10.4}",
+            "{:<28} {:<17} {:>6} {:>6} {:>9} {:>7} {:>9} {:>7.4} {:>9.3} {:>10.4}",
             r.split,
             r.model,
             r.n_train,
@@ -226,7 +244,7 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
             for w in &r.per_workload {
                 writeln!(
                     out,
-                    "  {:<26} {:<13} {:>6} {:>6} {:>9} {:>7}",
+                    "  {:<26} {:<17} {:>6} {:>6} {:>9} {:>7}",
                     short(&w.workload),
                     "",
                     "",
@@ -243,12 +261,12 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
             num_warmup_sample: 0,
             ..GbdtModelParams::default()
         });
-        m.update(&ds.programs, &ds.labels);
+        m.update_tasks(&ds.programs, &ds.labels, &ds.task_of);
         m.save(path)
             .map_err(|e| DriverError::Failed(e.to_string()))?;
         writeln!(
             out,
-            "\nsaved the pack-sum model trained on all records to {}",
+            "\nsaved the default model trained on all records to {}",
             path.display()
         )?;
     }
