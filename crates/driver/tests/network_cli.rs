@@ -85,3 +85,40 @@ fn a_tiny_network_tunes_end_to_end_and_resumes() {
     assert!(again["estimated_latency_ms"].as_f64().expect("estimate") <= est * 1.0000001);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_time_budget_stops_the_network_search_and_a_bad_one_is_refused() {
+    let dir = std::env::temp_dir().join(format!("tessel-net-budget-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let records = dir.join("tiny.jsonl");
+    let v = tessel(&[
+        "tune-network",
+        "tiny-cnn",
+        "--trials",
+        "100000",
+        "--time-budget",
+        "0.001",
+        "--measures-per-round",
+        "2",
+        "--population",
+        "64",
+        "--threads",
+        "1",
+        "--records",
+        records.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert_eq!(v["stop_reason"], "TimeBudget");
+    assert!(v["trials"].as_u64().expect("trials") < 100000);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessel"))
+        .args(["tune-network", "tiny-cnn", "--time-budget", "-3"])
+        .output()
+        .expect("tessel runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--time-budget must be a positive number of seconds"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -116,6 +116,8 @@ pub struct SchedulerParams {
     pub early_stopping: Option<usize>,
     /// Seed of the random choice among equal gradients.
     pub seed: u64,
+    /// Stop starting rounds after this much wall time (the round in flight finishes).
+    pub time_budget: Option<std::time::Duration>,
 }
 
 impl Default for SchedulerParams {
@@ -130,6 +132,7 @@ impl Default for SchedulerParams {
             per_task_early_stopping: None,
             early_stopping: None,
             seed: 0,
+            time_budget: None,
         }
     }
 }
@@ -256,6 +259,8 @@ pub enum SchedulerStop {
     AllTasksDead,
     /// The objective did not improve for `early_stopping` trials.
     EarlyStopping,
+    /// The time budget ([`SchedulerParams::time_budget`]) is spent.
+    TimeBudget,
 }
 
 /// One round of the scheduler (one task tuned for one round), as logged.
@@ -460,7 +465,7 @@ impl<'h> TaskScheduler<'h> {
         let n = self.tasks.len();
         // Warm-up: one round per task.
         for i in 0..n {
-            if self.trials >= self.params.total_trials {
+            if self.trials >= self.params.total_trials || self.out_of_time() {
                 break;
             }
             if self.tasks[i].rounds == 0 && self.tasks[i].dead.is_none() {
@@ -473,6 +478,9 @@ impl<'h> TaskScheduler<'h> {
         let stop = loop {
             if self.trials >= self.params.total_trials {
                 break SchedulerStop::TrialBudget;
+            }
+            if self.out_of_time() {
+                break SchedulerStop::TimeBudget;
             }
             let live: Vec<usize> = (0..n).filter(|&i| self.tasks[i].dead.is_none()).collect();
             if live.is_empty() {
@@ -510,6 +518,13 @@ impl<'h> TaskScheduler<'h> {
             }
         };
         self.result(stop)
+    }
+
+    /// True when the time budget is set and spent.
+    fn out_of_time(&self) -> bool {
+        self.params
+            .time_budget
+            .is_some_and(|b| self.started.elapsed() >= b)
     }
 
     /// Changes the total trial budget (to continue a finished run).

@@ -13,7 +13,7 @@ use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tessel_ir::workloads;
 use tessel_search::harness::{resume_records, HarnessMeasurer};
 use tessel_search::model::ModelScorer;
@@ -75,7 +75,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let bar = progress_bar(args.trials);
     let hook_bar = bar.clone();
     let mut params = args.search.tune_params(args.trials, 0);
-    params.time_budget = args.time_budget.map(Duration::from_secs_f64);
+    params.time_budget = super::search_options::time_budget(args.time_budget)?;
     params.early_stopping = args.early_stopping;
     let start = Instant::now();
     let result = Tuner::new(dag, sketches, hw)

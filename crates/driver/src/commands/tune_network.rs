@@ -38,6 +38,9 @@ pub struct Args {
     /// Measurement trials over all tasks (default: 64 per task).
     #[arg(long)]
     pub trials: Option<usize>,
+    /// Stop starting new rounds after this many seconds (the warm-up included).
+    #[arg(long)]
+    pub time_budget: Option<f64>,
     /// Task scheduling strategy.
     #[arg(long, value_enum, default_value_t = StrategyArg::Gradient)]
     pub strategy: StrategyArg,
@@ -103,6 +106,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         total_trials: trials,
         measures_per_round: args.search.measures_per_round.max(1),
         seed: args.search.seed,
+        time_budget: super::search_options::time_budget(args.time_budget)?,
         ..SchedulerParams::default()
     };
     let bar = progress_bar(trials);
@@ -185,6 +189,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "trials": result.trials,
             "estimated_latency_ms": result.estimated_seconds.map(|s| s * 1e3),
             "search_seconds": seconds,
+            "stop_reason": format!("{:?}", result.stop_reason),
             "strategy": format!("{:?}", args.strategy),
             "policies": {"sketch": sketch_name, "mutation": mutation_name},
             "records": path.display().to_string(),
