@@ -33,7 +33,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             threads: r.key.codegen.threads,
             codegen: tessel_cost_model::CodegenFlags {
                 micro_kernels: r.key.codegen.micro_kernels,
-                layout_rewrite: r.key.codegen.layout_rewrite != tessel_measure::options::LayoutRewrite::Off,
+                layout_rewrite: r.key.codegen.layout_rewrite
+                    != tessel_measure::options::LayoutRewrite::Off,
             },
         }));
     }

@@ -39,7 +39,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             threads: r.key.codegen.threads,
             codegen: CodegenFlags {
                 micro_kernels: r.key.codegen.micro_kernels,
-                layout_rewrite: r.key.codegen.layout_rewrite != tessel_measure::options::LayoutRewrite::Off,
+                layout_rewrite: r.key.codegen.layout_rewrite
+                    != tessel_measure::options::LayoutRewrite::Off,
             },
         }));
     }

@@ -111,7 +111,7 @@ fn a_time_budget_stops_the_network_search_and_a_bad_one_is_refused() {
     assert_eq!(v["stop_reason"], "TimeBudget");
     assert!(v["trials"].as_u64().expect("trials") < 100000);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessel"))
-        .args(["tune-network", "tiny-cnn", "--time-budget", "-3"])
+        .args(["tune-network", "tiny-cnn", "--time-budget=-3"])
         .output()
         .expect("tessel runs");
     assert!(!out.status.success());

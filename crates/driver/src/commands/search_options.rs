@@ -203,6 +203,22 @@ pub fn progress_bar(trials: usize) -> ProgressBar {
     bar
 }
 
+/// The `--time-budget` argument as a duration: a positive, finite number of seconds.
+pub fn time_budget(seconds: Option<f64>) -> Result<Option<std::time::Duration>, DriverError> {
+    seconds
+        .map(|s| {
+            std::time::Duration::try_from_secs_f64(s)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    DriverError::Usage(format!(
+                        "--time-budget must be a positive number of seconds, not {s}"
+                    ))
+                })
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,20 +248,4 @@ mod tests {
         assert!(mode(&["--layout-rewrite", "sometimes"]).is_err());
         assert!(mode(&["--no-layout-rewrite", "--layout-rewrite", "all"]).is_err());
     }
-}
-
-/// The `--time-budget` argument as a duration: a positive, finite number of seconds.
-pub fn time_budget(seconds: Option<f64>) -> Result<Option<std::time::Duration>, DriverError> {
-    seconds
-        .map(|s| {
-            std::time::Duration::try_from_secs_f64(s)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    DriverError::Usage(format!(
-                        "--time-budget must be a positive number of seconds, not {s}"
-                    ))
-                })
-        })
-        .transpose()
 }
