@@ -53,9 +53,15 @@ impl ReferenceCache {
 
     /// True when the reference outputs of workload `key` on inputs of `seed` are cached.
     pub fn contains(&self, key: &str, seed: u64) -> bool {
+        self.position(key, seed, true).is_some()
+    }
+
+    /// Where the entry of workload `key` on inputs of `seed` is (with reference outputs when
+    /// `outputs`).
+    fn position(&self, key: &str, seed: u64, outputs: bool) -> Option<usize> {
         self.entries
             .iter()
-            .any(|(k, s, r)| k == key && *s == seed && r.outputs.is_some())
+            .position(|(k, s, r)| k == key && *s == seed && (!outputs || r.outputs.is_some()))
     }
 
     /// The reference of `dag` (whose workload key is `key`) on inputs of `seed`; with
@@ -67,11 +73,7 @@ impl ReferenceCache {
         seed: u64,
         outputs: bool,
     ) -> Result<Arc<Reference>, MeasureError> {
-        if let Some(pos) = self
-            .entries
-            .iter()
-            .position(|(k, s, r)| k == key && *s == seed && (!outputs || r.outputs.is_some()))
-        {
+        if let Some(pos) = self.position(key, seed, outputs) {
             let entry = self.entries.remove(pos).ok_or_else(|| {
                 MeasureError::new(ErrorClass::WorkerLost, "reference cache is inconsistent")
             })?;
