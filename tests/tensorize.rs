@@ -91,8 +91,8 @@ fn every_micro_kernel_shape_matches_a_reference() {
     }
     let mut rng = Rng::seed_from_u64(7);
     let mut shapes = 0;
-    for mr in 1..=8 {
-        for nr in [8, 16, 24] {
+    for mr in 1..=tensorize::MAX_MR {
+        for nr in tensorize::KERNEL_NR {
             if !tensorize::kernel_supported(mr, nr) {
                 assert!(ukernel::micro_kernel(mr, nr).is_none());
                 continue;
@@ -107,7 +107,7 @@ fn every_micro_kernel_shape_matches_a_reference() {
             }
         }
     }
-    assert_eq!(shapes, 18);
+    assert_eq!(shapes, 20);
 }
 
 /// gmm (`b, n, m, k`): Z.local as an `mr`×`nr` tile at the fused parallel tile loop, the k
@@ -320,6 +320,9 @@ fn tensorized_gmm_matches_the_reference_for_every_tile_shape() {
         (6, 16),
         (3, 24),
         (4, 24),
+        (7, 8),
+        (1, 32),
+        (2, 32),
     ] {
         let spec = format!("gmm:b=2,n={},m={},k=7", 2 * mr, 2 * nr);
         let (nest, calls) = check_schedule(&spec, &gmm_steps(mr, nr));
@@ -385,6 +388,14 @@ fn tensorized_convolutions_match_the_reference() {
             2,
             24,
             4,
+            1,
+        ),
+        // A 2x32 tile (c2d-3's shape: 14 columns, 256 output channels, scaled down).
+        (
+            "c2d:n=1,h=4,w=14,ci=6,co=64,kernel=3,stride=1,pad=1",
+            2,
+            32,
+            6,
             1,
         ),
         // Grouped: the input channel depends on co through a division, so the tile does not

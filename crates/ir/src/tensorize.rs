@@ -29,13 +29,25 @@
 use crate::expr::BinOp;
 use crate::loop_nest::{BufferId, ExprId, LoopId, LoopKind, LoopNest, Node, Stmt, StmtId};
 
-/// Widest register tile row, in `f32` lanes, of the micro-kernel family.
-pub const MAX_NR: i64 = 24;
+/// Column counts of the micro-kernel family's tiles: one to four AVX2 vectors per row.
+pub const KERNEL_NR: [i64; 4] = [8, 16, 24, 32];
 
-/// True when the micro-kernel family has an `mr`×`nr` tile: `nr` is 8, 16 or 24 (one to three
-/// AVX2 vectors per row) and the tile needs at most 12 vector accumulators, with `mr` ≤ 8.
+/// Most rows of a micro-kernel tile.
+pub const MAX_MR: i64 = 8;
+
+/// Widest register tile row, in `f32` lanes, of the micro-kernel family.
+pub const MAX_NR: i64 = 32;
+
+/// True when the micro-kernel family has an `mr`×`nr` tile: `nr` is one of [`KERNEL_NR`],
+/// `mr` ≤ [`MAX_MR`], the tile needs at most 12 vector accumulators, and accumulators plus
+/// one row of `b` plus the broadcast fit the 16 ymm registers (so 3×32, which would spill
+/// and measured 46 GFLOP/s/core against 104 for 2×32, is left out).
 pub fn kernel_supported(mr: i64, nr: i64) -> bool {
-    matches!(nr, 8 | 16 | 24) && (1..=8).contains(&mr) && mr * (nr / 8) <= 12
+    let vectors = nr / 8;
+    KERNEL_NR.contains(&nr)
+        && (1..=MAX_MR).contains(&mr)
+        && mr * vectors <= 12
+        && mr * vectors + vectors + 1 <= 16
 }
 
 /// A matched register tile: everything a micro-kernel call needs, as strides in elements.

@@ -130,8 +130,8 @@ pub(crate) fn tensorized_splits(state: &State) -> Option<(usize, Vec<(usize, i64
 /// are preferred when there are any (smaller tiles are latency-bound).
 pub fn kernel_shapes(rows: i64, cols: i64) -> Vec<(i64, i64)> {
     let mut all = Vec::new();
-    for nr in [8, 16, 24] {
-        for mr in 1..=8 {
+    for nr in tessel_ir::tensorize::KERNEL_NR {
+        for mr in 1..=tessel_ir::tensorize::MAX_MR {
             if cols % nr == 0 && rows % mr == 0 && tessel_ir::tensorize::kernel_supported(mr, nr) {
                 all.push((mr, nr));
             }

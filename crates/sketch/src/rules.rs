@@ -544,7 +544,8 @@ impl SketchRule for MultiLevelTilingWithFusion {
 /// loop of the structure's last `R` level, the loop right outside the innermost spatial
 /// tiles.
 /// [`crate::init::InitTensorizeTileSize`] then fills the tile sizes so that the region under
-/// it is a micro-kernel tile (MR rows on the second-last spatial axis, NR ∈ {8, 16, 24}
+/// it is a micro-kernel tile (MR rows on the second-last spatial axis, NR one of
+/// [`tessel_ir::tensorize::KERNEL_NR`]
 /// columns on the last one, the whole reduction inside).
 ///
 /// Applies (never skips the rest), so MultiLevelTilingWithFusion still adds the plain
