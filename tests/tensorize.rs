@@ -543,3 +543,142 @@ fn tensorized_fused_conv_tasks_match_the_reference() {
         assert_eq!((m.mr, m.nr, m.k), (mr, nr, rc), "{spec}");
     }
 }
+
+/// `steps` (from [`conv_steps`] or [`fused_conv_steps`], conv at stage `conv`) with the rw
+/// tile made whole (`kw`) and the innermost rw and rc tiles fused into the tensorized loop
+/// (the fused-reduction variant of MultiLevelTilingTensorized): the kernel then reduces over
+/// `kw * rc` steps per call.
+fn fuse_reduction(steps: &[Step], conv: usize, kw: i64) -> Vec<Step> {
+    let mut out = Vec::new();
+    let mut fused = false;
+    for s in steps {
+        match s.clone() {
+            Step::Split {
+                stage,
+                iter: 18,
+                extent,
+                ..
+            } if stage == conv => out.push(Step::Split {
+                stage,
+                iter: 18,
+                extent,
+                lengths: vec![Some(kw)],
+            }),
+            r @ Step::Reorder { stage, .. } if stage == conv && !fused => {
+                out.push(r);
+                out.push(Step::Fuse {
+                    stage,
+                    iters: vec![16, 17],
+                });
+                fused = true;
+            }
+            Step::Annotate {
+                stage,
+                iter,
+                annotation,
+            } if stage == conv && iter >= 17 => out.push(Step::Annotate {
+                stage,
+                iter: iter - 1,
+                annotation,
+            }),
+            other => out.push(other),
+        }
+    }
+    assert!(fused, "no reorder of stage {conv}");
+    out
+}
+
+/// The single tensorized loop of `nest` matches with `(mr, nr, k)`.
+fn assert_match(spec: &str, nest: &LoopNest, mr: i64, nr: i64, k: i64) {
+    let found = tensorize::find(nest);
+    assert_eq!(found.len(), 1, "{spec}");
+    let m = found[0]
+        .1
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{spec}: {e}\n{nest}"));
+    assert_eq!((m.mr, m.nr, m.k), (mr, nr, k), "{spec}\n{nest}");
+}
+
+#[test]
+fn tensorized_fused_reduction_convolutions_match_the_reference() {
+    // (spec, mr, nr, kernel, ci, expected calls with AVX2)
+    let cases = [
+        (
+            "c2d:n=1,h=6,w=6,ci=4,co=16,kernel=3,stride=1,pad=1",
+            3,
+            16,
+            3,
+            4,
+            1,
+        ),
+        (
+            "c2d:n=1,h=6,w=6,ci=5,co=8,kernel=3,stride=2,pad=1",
+            3,
+            8,
+            3,
+            5,
+            1,
+        ),
+        (
+            "c2d:n=1,h=7,w=7,ci=3,co=16,kernel=5,stride=2,pad=2",
+            2,
+            16,
+            5,
+            3,
+            1,
+        ),
+    ];
+    for (spec, mr, nr, kw, ci, n) in cases {
+        let steps = fuse_reduction(&conv_steps(mr, nr, ci), 3, kw);
+        let (nest, calls) = check_schedule(spec, &steps);
+        assert_eq!(calls, expect_calls(n), "{spec}\n{nest}");
+        assert_match(spec, &nest, mr, nr, kw * ci);
+    }
+    // Dilated (rw steps 2 columns, so the fused index is not affine) and grouped (A depends
+    // on the tile columns, as without fusion): no match, still correct.
+    for (spec, mr, nr, ci) in [
+        (
+            "dil:n=1,h=8,w=8,ci=4,co=24,kernel=3,stride=1,pad=1",
+            2,
+            24,
+            4,
+        ),
+        (
+            "grp:n=1,h=6,w=6,ci=8,co=16,kernel=3,stride=1,pad=1",
+            2,
+            8,
+            2,
+        ),
+    ] {
+        let (nest, calls) = check_schedule(spec, &fuse_reduction(&conv_steps(mr, nr, ci), 3, 3));
+        assert_eq!(calls, 0, "{spec}\n{nest}");
+    }
+}
+
+#[test]
+fn tensorized_fused_reduction_conv_tasks_match_the_reference() {
+    let cases = [
+        (
+            "tiny-cnn@1/c2d:n=1,h=16,w=16,ci=8,co=8,kernel=3,stride=1,pad=1+bias+relu",
+            vec![5],
+            4,
+            6,
+            8,
+            8,
+        ),
+        (
+            "tiny-cnn@1/c2d:n=1,h=16,w=16,ci=8,co=8,kernel=3,stride=1,pad=1+bias+add+relu",
+            vec![6, 5],
+            4,
+            7,
+            4,
+            8,
+        ),
+    ];
+    for (spec, inline, conv, out, mr, nr) in cases {
+        let steps = fuse_reduction(&fused_conv_steps(&inline, conv, out, mr, nr, 8), conv, 3);
+        let (nest, calls) = check_schedule(spec, &steps);
+        assert_eq!(calls, expect_calls(1), "{spec}\n{nest}");
+        assert_match(spec, &nest, mr, nr, 3 * 8);
+    }
+}

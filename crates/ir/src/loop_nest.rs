@@ -302,9 +302,107 @@ impl LoopNest {
                     return rest;
                 }
             }
+            // (x / c) * (c*k) + (x % c) * k → x * k, with any other terms on either side:
+            // the index of a fused loop split back into its parents (`rw = f / C`,
+            // `rc = f % C`) where the parents are contiguous in the buffer.
+            (BinOp::Add, _, _)
+                if self.ty(a) == ScalarType::Int
+                    && (self.has_mod_term(a, 0) || self.has_mod_term(b, 0)) =>
+            {
+                if let Some(fused) = self.fuse_div_mod(a, b) {
+                    return fused;
+                }
+            }
             _ => {}
         }
         self.node(Node::Binary(op, a, b))
+    }
+
+    /// True when the linear form of `e` (sums, differences and constant multiples) has a
+    /// term `x % c` with a constant `c` (the cheap trigger of [`LoopNest::fuse_div_mod`]).
+    fn has_mod_term(&self, e: ExprId, depth: usize) -> bool {
+        if depth > 32 {
+            return false;
+        }
+        match self.get(e) {
+            Node::Binary(BinOp::Mod, _, m) => matches!(self.get(m), Node::Int(_)),
+            Node::Binary(BinOp::Add | BinOp::Sub, x, y) => {
+                self.has_mod_term(x, depth + 1) || self.has_mod_term(y, depth + 1)
+            }
+            Node::Binary(BinOp::Mul, x, y) => match (self.get(x), self.get(y)) {
+                (_, Node::Int(_)) => self.has_mod_term(x, depth + 1),
+                (Node::Int(_), _) => self.has_mod_term(y, depth + 1),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// `a + b` rebuilt from their linear forms when a term `(x % c) * k` meets a term
+    /// `(x / c) * (c*k)` (floor division and modulo, so the pair is exactly `x * k`);
+    /// `None` when no such pair exists (or on overflow).
+    fn fuse_div_mod(&mut self, a: ExprId, b: ExprId) -> Option<ExprId> {
+        let mut terms = Vec::new();
+        let mut konst = 0i64;
+        self.linear(a, 1, &mut terms, &mut konst, 0)?;
+        self.linear(b, 1, &mut terms, &mut konst, 0)?;
+        let mut merged: Vec<(ExprId, i64)> = Vec::new();
+        for (e, c) in terms {
+            match merged.iter_mut().find(|(x, _)| *x == e) {
+                Some(slot) => slot.1 = slot.1.checked_add(c)?,
+                None => merged.push((e, c)),
+            }
+        }
+        let mut fused = false;
+        let mut k = 0;
+        while k < merged.len() {
+            let (m, coef) = merged[k];
+            let Node::Binary(BinOp::Mod, x, cid) = self.get(m) else {
+                k += 1;
+                continue;
+            };
+            let Node::Int(c) = self.get(cid) else {
+                k += 1;
+                continue;
+            };
+            let div = self.dedup.get(&Node::Binary(BinOp::Div, x, cid)).copied();
+            let want = coef.checked_mul(c);
+            let pos = div.and_then(|d| {
+                merged
+                    .iter()
+                    .position(|&(e, dc)| e == d && Some(dc) == want && dc != 0)
+            });
+            let Some(pos) = pos else {
+                k += 1;
+                continue;
+            };
+            // Remove both terms (the later index first), then add x * coef.
+            let (hi, lo) = if pos > k { (pos, k) } else { (k, pos) };
+            merged.remove(hi);
+            merged.remove(lo);
+            let mut more = Vec::new();
+            self.linear(x, coef, &mut more, &mut konst, 0)?;
+            for (e, c) in more {
+                match merged.iter_mut().find(|(y, _)| *y == e) {
+                    Some(slot) => slot.1 = slot.1.checked_add(c)?,
+                    None => merged.push((e, c)),
+                }
+            }
+            fused = true;
+            k = 0;
+        }
+        if !fused {
+            return None;
+        }
+        let mut out = self.int(konst);
+        for (e, c) in merged {
+            if c != 0 {
+                let k = self.int(c);
+                let t = self.mul(e, k);
+                out = self.add(out, t);
+            }
+        }
+        Some(out)
     }
 
     /// `a - b` rebuilt from their linear forms (integer multiples of the non-linear

@@ -552,6 +552,17 @@ fn le(x: &str, y: &str) -> Cond {
     Box::new(move |eg, _, s| range(eg, s, x).hi <= range(eg, s, y).lo)
 }
 
+/// `?c`, `?c2` and `?s` are constants with `?c != 0` and `?c2 == ?c * ?s`.
+fn scaled_pair() -> Cond {
+    let (c, c2, sc) = (var("?c"), var("?c2"), var("?s"));
+    Box::new(
+        move |eg, _, s| match (konst(eg, s, c), konst(eg, s, c2), konst(eg, s, sc)) {
+            (Some(c), Some(c2), Some(k)) => c != 0 && c.checked_mul(k) == Some(c2),
+            _ => false,
+        },
+    )
+}
+
 fn divides(a: i64, b: i64) -> bool {
     a != 0 && b % a == 0
 }
@@ -579,6 +590,17 @@ fn rules() -> &'static [Rewrite<Idx, Intervals>] {
             // Split then fuse: (x/c)*c + x%c = x.
             rewrite!("div-mod-fuse"; "(+ (* (/ ?x ?c) ?c) (% ?x ?c))" => "?x" if nonzero("?c")),
             rewrite!("mod-div-fuse"; "(+ (% ?x ?c) (* (/ ?x ?c) ?c))" => "?x" if nonzero("?c")),
+            // Scaled: (x/c)*(c*s) + (x%c)*s = x*s (a fused loop over parents that are
+            // contiguous in a buffer with stride s), and with an offset on the outer parent,
+            // ((x/c) + w)*c + x%c = x + w*c, as lowering flattens indices.
+            rewrite!("div-mod-fuse-scaled"; "(+ (* (/ ?x ?c) ?c2) (* (% ?x ?c) ?s))" => "(* ?x ?s)"
+                if scaled_pair()),
+            rewrite!("mod-div-fuse-scaled"; "(+ (* (% ?x ?c) ?s) (* (/ ?x ?c) ?c2))" => "(* ?x ?s)"
+                if scaled_pair()),
+            rewrite!("div-off-mod-fuse"; "(+ (* (+ (/ ?x ?c) ?w) ?c) (% ?x ?c))" => "(+ ?x (* ?w ?c))"
+                if nonzero("?c")),
+            rewrite!("off-div-mod-fuse"; "(+ (* (+ ?w (/ ?x ?c)) ?c) (% ?x ?c))" => "(+ (* ?w ?c) ?x)"
+                if nonzero("?c")),
             // (a*c1 + b) / c2 = a*(c1/c2) + b/c2 when c2 | c1 (exact for floor division).
             rewrite!("div-mul-add"; "(/ (+ (* ?a ?c1) ?b) ?c2)" => "(+ (* ?a (/ ?c1 ?c2)) (/ ?b ?c2))"
                 if consts2("?c2", "?c1", divides)),

@@ -16,7 +16,9 @@
 //! variables divided or taken modulo, is a base offset): unit stride in `j` for `B` and `C`,
 //! any stride in `i` and `k`, and `C` must not depend on `k`, `A` not on `j`, `B` not on `i`.
 //! `C` must be a different buffer from `A` and `B`. Matmul, dense, batch matmul and NHWC
-//! convolutions (A = input rows at a stride, B = weights) all take this form.
+//! convolutions (A = input rows at a stride, B = weights) all take this form; for an NHWC
+//! convolution `k` may also be the fused loop `rw@rc` (its `f / C`, `f % C` indices fold to
+//! `f` when the loop nest is built, so the kernel reduces over `kernel_w * C` steps).
 //!
 //! [`check`] answers for one loop and [`find`] for every tensorized loop of a nest, so that
 //! code generation and the search ask the same question. Code generation additionally needs

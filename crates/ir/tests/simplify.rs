@@ -539,3 +539,50 @@ fn a_sum_minus_some_of_its_terms_folds_at_construction() {
     let unfolded = raw(&mut nest, BinOp::Sub, a, base);
     assert_equivalent(&nest, d, unfolded);
 }
+
+/// A fused reduction loop `f` over (rw, rc) split back as `f / C` and `f % C`: indices where
+/// the pair is contiguous fold to an affine `f * s`, both when the nest is built and in the
+/// e-graph, and the results are equal to the originals on every value.
+#[test]
+fn fused_div_mod_pairs_fold_to_the_fused_variable() {
+    let mut nest = LoopNest::new("k");
+    let f = add_loop(&mut nest, "f", 12);
+    let w = add_loop(&mut nest, "w", 3);
+    let c = nest.int(4);
+    let d = nest.binary(BinOp::Div, f, c);
+    let m = nest.binary(BinOp::Mod, f, c);
+    // Construction: (f / 4) * 4 + f % 4 → f.
+    let dc = nest.mul(d, c);
+    let e = nest.add(dc, m);
+    assert_eq!(nest.expr_text(e), "f");
+    // Input row: ((f / 4) + w) * 4 + f % 4 → w * 4 + f (either operand order).
+    let dw = nest.add(d, w);
+    let dw4 = nest.mul(dw, c);
+    let e = nest.add(dw4, m);
+    assert_eq!(nest.expr_text(e), "((w * 4) + f)");
+    let e = nest.add(m, dw4);
+    assert_eq!(nest.expr_text(e), "((w * 4) + f)");
+    // Weight: (((f / 4) * 4 + f % 4) ... ) * 8 with a stride: (f/4)*32 + (f%4)*8 → f*8.
+    let (c32, c8) = (nest.int(32), nest.int(8));
+    let d32 = nest.mul(d, c32);
+    let m8 = nest.mul(m, c8);
+    let e = nest.add(d32, m8);
+    assert_eq!(nest.expr_text(e), "(f * 8)");
+    // Not a pair: the coefficients do not match.
+    let d8 = nest.mul(d, c8);
+    let e = nest.add(d8, m8);
+    assert_eq!(nest.expr_text(e), "(((f / 4) * 8) + ((f % 4) * 8))");
+
+    // The e-graph rules, on raw (unfolded) nodes.
+    let d32 = raw(&mut nest, BinOp::Mul, d, c32);
+    let m8 = raw(&mut nest, BinOp::Mul, m, c8);
+    let e = raw(&mut nest, BinOp::Add, d32, m8);
+    assert_eq!(simplified(&mut nest, e), "(f * 8)");
+    let e = raw(&mut nest, BinOp::Add, m8, d32);
+    assert_eq!(simplified(&mut nest, e), "(f * 8)");
+    let dw = raw(&mut nest, BinOp::Add, d, w);
+    let dw4 = raw(&mut nest, BinOp::Mul, dw, c);
+    let e = raw(&mut nest, BinOp::Add, dw4, m);
+    let s = simplified(&mut nest, e);
+    assert!(!s.contains('/') && !s.contains('%'), "{s}");
+}

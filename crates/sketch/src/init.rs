@@ -125,6 +125,25 @@ pub(crate) fn tensorized_splits(state: &State) -> Option<(usize, Vec<(usize, i64
         .then_some((stage, splits))
 }
 
+/// Whether the tensorized state fuses loops of the tensorized stage before annotating
+/// (the fused-reduction variant of MultiLevelTilingTensorized: the innermost tiles of the
+/// last two reduction axes fused into the tensorized loop).
+pub(crate) fn fuses_reduction(state: &State, stage: usize) -> bool {
+    state
+        .steps()
+        .iter()
+        .take_while(|s| {
+            !matches!(
+                s,
+                Step::Annotate {
+                    annotation: Annotation::Tensorize,
+                    ..
+                }
+            )
+        })
+        .any(|s| matches!(s, Step::Fuse { stage: k, .. } if *k == stage))
+}
+
 /// The micro-kernel tile shapes `(MR, NR)` that fit a row axis of `rows` and a column axis
 /// of `cols` iterations (both dividing them). Tiles with at least 4 accumulator registers
 /// are preferred when there are any (smaller tiles are latency-bound).
@@ -155,7 +174,8 @@ pub fn kernel_shapes(rows: i64, cols: i64) -> Vec<(i64, i64)> {
 /// the last (unit-stride) spatial axis NR, of every other spatial axis 1, with `(MR, NR)`
 /// drawn from [`kernel_shapes`]; the innermost tile of the last reduction axis is its whole
 /// extent (so the kernel runs over the full reduction; `max_innermost_split_factor` does not
-/// apply). The other tile levels are drawn like InitFillTileSize's. Other states pass
+/// apply), and so is the second-last one's when the sketch fuses the two into the tensorized
+/// loop. The other tile levels are drawn like InitFillTileSize's. Other states pass
 /// unchanged.
 #[derive(Clone, Debug, Default)]
 pub struct InitTensorizeTileSize;
@@ -176,6 +196,7 @@ impl InitRule for InitTensorizeTileSize {
             return Some(state);
         }
         let (mr, nr) = shapes[rng.random_range(0..shapes.len())];
+        let fused = fuses_reduction(&state, stage);
         let mut steps = state.steps().to_vec();
         for (axis, &(i, extent)) in splits.iter().enumerate() {
             let Step::Split { lengths, .. } = &mut steps[i] else {
@@ -188,7 +209,7 @@ impl InitRule for InitTensorizeTileSize {
                 mr
             } else if axis == n_space - 1 {
                 nr
-            } else if axis == n - 1 {
+            } else if axis == n - 1 || (fused && axis == n - 2) {
                 extent
             } else if axis < n_space {
                 1

@@ -5,8 +5,9 @@
 //!   MultiLevelTilingWithFusion, MultiLevelTiling, SkipStage). A [`Sketch`] is a [`State`]
 //!   whose split lengths are holes. MultiLevelTilingTensorized (Tessel's, on when
 //!   [`HardwareParams::micro_kernels`]) adds tensorized variants of the cache-write sketches
-//!   whose register tile maps onto the code generator's AVX2 micro-kernels; they come after
-//!   the plain sketches in the list.
+//!   whose register tile maps onto the code generator's AVX2 micro-kernels (for NHWC
+//!   convolutions also with the innermost `rw` and `rc` loops fused into the kernel's
+//!   reduction); they come after the plain sketches in the list.
 //! * [`sample_initial`] turns a sketch into a complete, legal state with the [`InitRules`]
 //!   (tile sizes, compute locations, parallel, unroll, vectorize); [`sample_population`]
 //!   draws many distinct ones.

@@ -548,6 +548,12 @@ impl SketchRule for MultiLevelTilingWithFusion {
 /// [`tessel_ir::tensorize::KERNEL_NR`]
 /// columns on the last one, the whole reduction inside).
 ///
+/// For an NHWC convolution whose operands read its last two reduction axes (`rw`, `rc`)
+/// contiguously (`rw` with stride `ci`, `rc` with stride 1), each variant comes twice: as
+/// above, and with the innermost `rw` and `rc` tiles fused into one tensorized loop (both
+/// whole, so the kernel reduces over `kernel_w * ci` steps per call instead of `ci`); the
+/// search chooses by measurement.
+///
 /// Applies (never skips the rest), so MultiLevelTilingWithFusion still adds the plain
 /// sketches; off when [`HardwareParams::micro_kernels`] is false. Remove it by name
 /// (`"MultiLevelTilingTensorized"`) to search plain code only.
@@ -617,17 +623,48 @@ impl SketchRule for MultiLevelTilingTensorized {
         let Some(iter) = tensorized_loop_position(&self.inner.structure, n_space, n_reduce) else {
             return Ok(Vec::new());
         };
-        let mut out = self.inner.apply(ctx, state, stage)?;
-        for (s, _) in &mut out {
+        let base = self.inner.apply(ctx, state, stage)?;
+        let fusible = state
+            .dag()
+            .op(OpId(stage as u32))
+            .compute()
+            .is_some_and(|c| util::reduction_pair_is_contiguous(state.dag(), c));
+        let mut out = Vec::with_capacity(base.len() * 2);
+        for (s, next) in base {
+            let mut plain = s.clone();
             step(
                 self.name(),
-                s,
+                &mut plain,
                 Step::Annotate {
                     stage,
                     iter,
                     annotation: tessel_ir::state::Annotation::Tensorize,
                 },
             )?;
+            out.push((plain, next));
+            if fusible && n_reduce >= 2 {
+                // The fused-reduction variant: the innermost rw and rc tiles (both whole,
+                // see InitTensorizeTileSize) become one loop, a longer kernel reduction.
+                let mut fused = s;
+                step(
+                    self.name(),
+                    &mut fused,
+                    Step::Fuse {
+                        stage,
+                        iters: vec![iter - 1, iter],
+                    },
+                )?;
+                step(
+                    self.name(),
+                    &mut fused,
+                    Step::Annotate {
+                        stage,
+                        iter: iter - 1,
+                        annotation: tessel_ir::state::Annotation::Tensorize,
+                    },
+                )?;
+                out.push((fused, next));
+            }
         }
         Ok(out)
     }

@@ -187,6 +187,70 @@ pub(crate) fn columns_are_contiguous(c: &ComputeOp) -> bool {
         })
 }
 
+/// The coefficient of `axis` in `e` when `e` is affine in it (sums, differences and
+/// products by constants of terms; other terms must not use `axis`), else `None`.
+fn axis_coef(e: &Expr, axis: &Expr) -> Option<i64> {
+    use tessel_ir::expr::BinOp;
+    let uses = |x: &Expr| {
+        let mut found = false;
+        x.visit(&mut |y| found |= y == axis);
+        found
+    };
+    match e {
+        _ if e == axis => Some(1),
+        Expr::Binary(BinOp::Add, a, b) => axis_coef(a, axis)?.checked_add(axis_coef(b, axis)?),
+        Expr::Binary(BinOp::Sub, a, b) => axis_coef(a, axis)?.checked_sub(axis_coef(b, axis)?),
+        Expr::Binary(BinOp::Mul, a, b) => match (a.as_ref(), b.as_ref()) {
+            (x, Expr::Int(c)) | (Expr::Int(c), x) => axis_coef(x, axis)?.checked_mul(*c),
+            _ if uses(e) => None,
+            _ => Some(0),
+        },
+        _ if uses(e) => None,
+        _ => Some(0),
+    }
+}
+
+/// Whether the op's last two reduction axes (an NHWC convolution's `rw, rc`) can be fused
+/// into one reduction loop `f` that every operand reads at one stride: each tensor read
+/// that uses them reads `rc` with coefficient 1 in exactly one dimension `d`, whose size is
+/// the extent of `rc`, and `rw` with coefficient 1 in dimension `d - 1` only, so that
+/// `(.. + rw) * size_d + rc` is `.. + f` with `f = rw * size_d + rc`. False when `rw` has
+/// extent 1 (nothing to gain), with dilation (`rw * d`) or groups (`rc` offset into a wider
+/// channel dimension).
+pub(crate) fn reduction_pair_is_contiguous(dag: &ComputeDag, c: &ComputeOp) -> bool {
+    let (n_sp, n_red) = (c.axes.len(), c.reduce_axes.len());
+    if n_red < 2 || c.reduce_axes[n_red - 2].extent <= 1 {
+        return false;
+    }
+    let rw = Expr::Axis((n_sp + n_red - 2) as u32);
+    let rc = Expr::Axis((n_sp + n_red - 1) as u32);
+    let rc_extent = c.reduce_axes[n_red - 1].extent;
+    let mut any = false;
+    for (tensor, indices) in c.body.reads() {
+        let coefs: Option<Vec<(i64, i64)>> = indices
+            .iter()
+            .map(|i| Some((axis_coef(i, &rw)?, axis_coef(i, &rc)?)))
+            .collect();
+        let Some(coefs) = coefs else {
+            return false;
+        };
+        let rw_dims: Vec<usize> = (0..coefs.len()).filter(|&d| coefs[d].0 != 0).collect();
+        let rc_dims: Vec<usize> = (0..coefs.len()).filter(|&d| coefs[d].1 != 0).collect();
+        match (&rw_dims[..], &rc_dims[..]) {
+            ([], []) => continue,
+            (&[w], &[r]) => {
+                let size = dag.op(tensor).shape.get(r).copied();
+                if w + 1 != r || coefs[w].0 != 1 || coefs[r].1 != 1 || size != Some(rc_extent) {
+                    return false;
+                }
+                any = true;
+            }
+            _ => return false,
+        }
+    }
+    any
+}
+
 /// Replays `steps` on the state's workload DAG and keeps its sketch id.
 pub(crate) fn replay_like(state: &State, steps: &[Step]) -> Option<State> {
     let mut s = State::replay(state.original_dag().clone(), steps).ok()?;
