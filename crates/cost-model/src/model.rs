@@ -154,6 +154,9 @@ impl GbdtModelParams {
     pub fn rank() -> GbdtModelParams {
         let mut p = GbdtModelParams::squared_error();
         p.trees.n_rounds = 50;
+        // The loss of freshly sampled pairs never stopped training early; without early
+        // stopping it need not be computed.
+        p.trees.early_stopping_rounds = 0;
         p.trees.objective = Objective::Pairwise {
             pairs_per_row: 8,
             gap_weighted: false,
@@ -278,17 +281,8 @@ impl GbdtModel {
             w: &w,
             group: &self.tasks,
         };
-        let booster = gbdt::train(&set, &self.params.trees);
+        let (booster, scores) = gbdt::train_scored(&set, &self.params.trees);
         if matches!(self.params.trees.objective, Objective::Pairwise { .. }) {
-            let n = self.params.formulation.row_len();
-            let scores: Vec<f64> = (0..self.y.len())
-                .map(|p| {
-                    let rows = &self.x[self.offsets[p] * n..self.offsets[p + 1] * n];
-                    rows.chunks_exact(n)
-                        .map(|r| booster.predict_row(r) as f64)
-                        .sum()
-                })
-                .collect();
             self.calibration = Some(fit_increasing_line(&scores, &self.y));
         }
         self.booster = Some(booster);
