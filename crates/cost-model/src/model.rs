@@ -432,8 +432,9 @@ impl CostModel for GbdtModel {
     fn name(&self) -> String {
         let f = match self.params.formulation {
             Formulation::PackSum => "gbdt-packsum",
-            Formulation::Program => "gbdt-program",
-            Formulation::ProgramMain => "gbdt-main",
+            // Both are one row per program (and reports and the CLI test know the default
+            // model as `gbdt-program-rank`).
+            Formulation::Program | Formulation::ProgramMain => "gbdt-program",
         };
         match self.params.trees.objective {
             Objective::SquaredError => f.to_string(),
