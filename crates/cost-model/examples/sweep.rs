@@ -7,7 +7,9 @@
 //! ```
 //! Environment: `SEEDS=0,1,2` split seeds, `ONLY=name,name` configurations, `NOKERNEL`
 //! blanks the micro-kernel features, `COST=min` trains on labels from the fastest repeat
-//! (tests use the median unless `TEST=min`).
+//! (tests use the median unless `TEST=min`), `CONFIGS='key=value,...;...'` replaces the
+//! built-in list by changes to the default (keys in [`parse_config`]), e.g.
+//! `CONFIGS='rounds=50,form=program,colsample=1;pairs=16'`.
 use tessel_cost_model::dataset::{normalized_throughput, split_by_candidate, Dataset, Sample};
 use tessel_cost_model::eval::evaluate_with_train_labels;
 use tessel_cost_model::{
@@ -189,6 +191,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     configs.push(("mcw=1".into(), t(&|p| p.min_child_weight = 1.0)));
     configs.push(("lambda=0.1".into(), t(&|p| p.lambda = 0.1)));
     configs.push(("bins=128".into(), t(&|p| p.max_bins = 128)));
+    if let Ok(spec) = std::env::var("CONFIGS") {
+        // Ad-hoc configurations: `key=value,key=value;...` on top of the default.
+        configs.clear();
+        for c in spec.split(';').filter(|c| !c.trim().is_empty()) {
+            configs.push((c.trim().to_string(), parse_config(&base, c)?));
+        }
+    }
     for (name, p) in configs {
         if only
             .as_deref()
@@ -244,4 +253,66 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// `base` changed by `key=value` pairs separated by commas (keys: rounds, lr, leaves, depth,
+/// mcw, lambda, gamma, bins, colsample, pairs, gap, min_gap, floor, form, label).
+fn parse_config(base: &GbdtModelParams, spec: &str) -> Result<GbdtModelParams, String> {
+    let mut p = base.clone();
+    for kv in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or(format!("`{kv}`: expected key=value"))?;
+        let num = |v: &str| v.parse::<f64>().map_err(|e| format!("`{kv}`: {e}"));
+        let t = &mut p.trees;
+        let (mut pairs, mut gap, mut min_gap) = match t.objective {
+            Objective::Pairwise {
+                pairs_per_row,
+                gap_weighted,
+                min_gap,
+            } => (pairs_per_row, gap_weighted, min_gap),
+            Objective::SquaredError => (8, false, 0.0),
+        };
+        match k {
+            "rounds" => t.n_rounds = num(v)? as usize,
+            "lr" => t.learning_rate = num(v)? as f32,
+            "leaves" => t.max_leaves = num(v)? as usize,
+            "depth" => t.max_depth = num(v)? as u32,
+            "mcw" => t.min_child_weight = num(v)?,
+            "lambda" => t.lambda = num(v)?,
+            "gamma" => t.gamma = num(v)?,
+            "bins" => t.max_bins = num(v)? as usize,
+            "colsample" => t.colsample = num(v)? as f32,
+            "pairs" => pairs = num(v)? as u32,
+            "gap" => gap = v == "1" || v == "true",
+            "min_gap" => min_gap = num(v)? as f32,
+            "floor" => p.weight_floor = num(v)? as f32,
+            "form" => {
+                p.formulation = match v {
+                    "packsum" => Formulation::PackSum,
+                    "program" => Formulation::Program,
+                    "program-main" => Formulation::ProgramMain,
+                    _ => return Err(format!("`{kv}`: unknown formulation")),
+                }
+            }
+            "label" => {
+                p.label = match v {
+                    "identity" => LabelTransform::Identity,
+                    "sqrt" => LabelTransform::Sqrt,
+                    "log" => LabelTransform::Log,
+                    _ => return Err(format!("`{kv}`: unknown label transform")),
+                }
+            }
+            "squared" => t.objective = Objective::SquaredError,
+            _ => return Err(format!("`{kv}`: unknown key")),
+        }
+        if matches!(k, "pairs" | "gap" | "min_gap") {
+            t.objective = Objective::Pairwise {
+                pairs_per_row: pairs,
+                gap_weighted: gap,
+                min_gap,
+            };
+        }
+    }
+    Ok(p)
 }

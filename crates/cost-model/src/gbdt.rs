@@ -213,7 +213,7 @@ fn make_bins(set: &TrainSet, max_bins: usize) -> Bins {
                 .step_by(step)
                 .map(|r| set.x[r * set.n_features + f]),
         );
-        vals.sort_by(|a, b| a.total_cmp(b));
+        vals.sort_unstable_by(|a, b| a.total_cmp(b));
         vals.dedup();
         if vals.len() < 2 {
             continue;
@@ -277,6 +277,12 @@ struct Leaf {
 
 /// Trains a booster on `set` (see the module docs for the objective).
 pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
+    train_scored(set, params).0
+}
+
+/// [`train`], also returning the booster's prediction for every program of `set` (the sum of
+/// its rows' predictions), which training computes anyway.
+pub fn train_scored(set: &TrainSet, params: &GbdtParams) -> (Booster, Vec<f64>) {
     let nf = set.n_features;
     let n_rows = set.x.len().checked_div(nf).unwrap_or(0);
     let n_prog = set.y.len();
@@ -286,13 +292,13 @@ pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
         gain: vec![0.0; nf],
     };
     if n_rows == 0 || n_prog == 0 {
-        return booster;
+        return (booster, vec![0.0; n_prog]);
     }
     let max_bins = params.max_bins.clamp(2, 256);
     let bins = make_bins(set, max_bins);
     let nu = bins.used.len();
     if nu == 0 {
-        return booster;
+        return (booster, vec![0.0; n_prog]);
     }
     // Row-major binned matrix.
     let mut binned = vec![0u8; n_rows * nu];
@@ -355,6 +361,7 @@ pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
                 (pairs_per_row as usize, gap_weighted, min_gap),
                 &mut rng,
                 &mut gh_prog,
+                params.early_stopping_rounds > 0,
             ),
         };
         for r in 0..n_rows {
@@ -521,7 +528,12 @@ pub fn train(set: &TrainSet, params: &GbdtParams) -> Booster {
         }
         booster.trees.push(tree);
     }
-    booster
+    for (p, pp) in pred_prog.iter_mut().enumerate() {
+        *pp = (set.offsets[p]..set.offsets[p + 1])
+            .map(|r| pred_row[r])
+            .sum();
+    }
+    (booster, pred_prog)
 }
 
 /// The programs of each group, in order (one group when `set.group` is empty).
@@ -559,7 +571,8 @@ impl SplitMix {
 }
 
 /// RankNet gradients and hessians of [`Objective::Pairwise`] per program (into `gh`,
-/// interleaved) over freshly sampled pairs; returns the loss of those pairs.
+/// interleaved) over freshly sampled pairs; returns the loss of those pairs when `with_loss`
+/// (only early stopping needs it), else 0.
 fn pairwise_gradients(
     set: &TrainSet,
     members: &[Vec<u32>],
@@ -567,6 +580,7 @@ fn pairwise_gradients(
     (pairs_per_row, gap_weighted, min_gap): (usize, bool, f32),
     rng: &mut SplitMix,
     gh: &mut [f64],
+    with_loss: bool,
 ) -> f64 {
     gh.iter_mut().for_each(|v| *v = 0.0);
     let mut loss = 0.0;
@@ -587,16 +601,24 @@ fn pairwise_gradients(
                 if gap_weighted {
                     w *= (set.y[hi] - set.y[lo]) as f64;
                 }
-                // d loss / d s_hi = −ρ·w, d loss / d s_lo = ρ·w, hessian ρ(1 − ρ)·w.
+                // d loss / d s_hi = −ρ·w, d loss / d s_lo = ρ·w, hessian ρ(1 − ρ)·w, with
+                // ρ = 1 / (1 + e^m) from one exponential e^−|m| (stable for both signs).
                 let margin = pred[hi] - pred[lo];
-                let rho = 1.0 / (1.0 + margin.exp());
+                let e = (-margin.abs()).exp();
+                let rho = if margin >= 0.0 {
+                    e / (1.0 + e)
+                } else {
+                    1.0 / (1.0 + e)
+                };
                 let h = (rho * (1.0 - rho)).max(1e-6) * w;
                 gh[2 * hi] -= rho * w;
                 gh[2 * lo] += rho * w;
                 gh[2 * hi + 1] += h;
                 gh[2 * lo + 1] += h;
-                // log(1 + e^−m), stable.
-                loss += w * ((-margin).max(0.0) + (-margin.abs()).exp().ln_1p());
+                if with_loss {
+                    // log(1 + e^−m).
+                    loss += w * ((-margin).max(0.0) + e.ln_1p());
+                }
             }
         }
     }
@@ -766,5 +788,10 @@ mod tests {
         assert!(acc_noise < 0.6, "pairwise on noise: {acc_noise:.3}");
         // Deterministic for a fixed seed.
         assert_eq!(train(&set, &rank), train(&set, &rank));
+        // The training scores are the booster's predictions.
+        let (booster, scores) = train_scored(&set, &rank);
+        for (row, s) in x.chunks_exact(4).zip(&scores) {
+            assert!((booster.predict_row(row) as f64 - s).abs() < 1e-4);
+        }
     }
 }

@@ -4,10 +4,10 @@
 //!   [`tessel_ir::LoopNest`] ([`FeatureExtractor`], [`feature_names`]); a program is the bag
 //!   of its store vectors ([`ProgramFeatures`]).
 //! * [`model`]: the [`CostModel`] trait; [`GbdtModel`], gradient-boosted trees on one row per
-//!   program ([`Formulation::Program`]) or Ansor's pack-sum, trained with a pairwise ranking
-//!   loss within each task (the default, [`GbdtModelParams::rank`]) or the squared error
-//!   ([`GbdtModelParams::squared_error`], [`Objective`]), and [`RandomModel`]. Models save
-//!   and load as JSON.
+//!   program ([`Formulation::Program`], [`Formulation::ProgramMain`]) or Ansor's pack-sum,
+//!   trained with a pairwise ranking loss within each task (the default,
+//!   [`GbdtModelParams::rank`]) or the squared error ([`GbdtModelParams::squared_error`],
+//!   [`Objective`]), and [`RandomModel`]. Models save and load as JSON.
 //! * [`gbdt`]: the histogram GBDT trainer behind [`GbdtModel`].
 //! * [`dataset`]: measured schedules ([`dataset::Sample`]) → features and normalized-throughput
 //!   labels, and train/test splits; [`eval`]: pairwise accuracy, recall@k, RMSE.
