@@ -6,7 +6,8 @@
 //! cargo run --release -p tessel-search --example schedule_replay -- \
 //!     --records /work/bench2/r50-grad.jsonl --records /work/bench2/r50-rr2.jsonl \
 //!     [--network resnet50] [--batch 1] [--trials 5400] [--at 1728,2500,3000,3780,5400] \
-//!     [--alpha 0.2] [--beta 2] [--window 3] [--per-round 64] [--seed 0] [--rounds]
+//!     [--alpha 0.2] [--beta 2] [--window 3] [--forward-power 2] [--per-round 64] [--seed 0] \
+//!     [--rounds]
 //! ```
 //!
 //! Each task's curve is the list of latencies the records hold for its workload, in
@@ -15,8 +16,10 @@
 //! The real [`TaskScheduler`] is run with a fake measurer that hands a task the next recorded
 //! latencies of its curve, in order, whatever programs the task's session proposes (the
 //! sessions search a small stand-in matmul to have programs to propose, and a fixed hash
-//! stands in for the cost model). Round-robin is replayed first; its final estimate is the
-//! target whose reach is reported for every strategy.
+//! stands in for the cost model). Replayed: round-robin, the gradient with Ansor's forward
+//! guess (`--forward-power 1`) and, when it differs, with `--forward-power` (default: the
+//! scheduler's). Round-robin's final estimate is the target whose reach is reported; the
+//! per-task table compares round-robin with the last strategy.
 //!
 //! Limitations: past its recorded trials a task's curve is flat (its measurements fail), so a
 //! strategy is not credited for trials beyond what some recorded run gave a task; the curves
@@ -60,6 +63,7 @@ struct Options {
     window: usize,
     seed: u64,
     rounds: bool,
+    power: f64,
 }
 
 fn options() -> Result<Options, String> {
@@ -75,6 +79,7 @@ fn options() -> Result<Options, String> {
         window: 3,
         seed: 0,
         rounds: false,
+        power: SchedulerParams::default().forward_power,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -98,6 +103,7 @@ fn options() -> Result<Options, String> {
             "--alpha" => o.alpha = value.parse().map_err(|e| bad(&e))?,
             "--beta" => o.beta = value.parse().map_err(|e| bad(&e))?,
             "--window" => o.window = value.parse().map_err(|e| bad(&e))?,
+            "--forward-power" => o.power = value.parse().map_err(|e| bad(&e))?,
             "--seed" => o.seed = value.parse().map_err(|e| bad(&e))?,
             "--at" => {
                 o.at = value
@@ -244,24 +250,37 @@ fn main() -> Result<(), String> {
         ..SchedulerParams::default()
     };
     let mut runs = Vec::new();
-    for strategy in [Strategy::RoundRobin, Strategy::Gradient] {
+    let mut variants = vec![
+        ("round-robin".to_string(), Strategy::RoundRobin, o.power),
+        ("gradient p=1".to_string(), Strategy::Gradient, 1.0),
+    ];
+    if o.power != 1.0 {
+        variants.push((
+            format!("gradient p={}", o.power),
+            Strategy::Gradient,
+            o.power,
+        ));
+    }
+    for (name, strategy, forward_power) in variants {
         let r = replay(
             &tasks,
             SchedulerParams {
                 strategy,
+                forward_power,
                 ..base.clone()
             },
         );
-        runs.push((strategy, r));
+        runs.push((name, r));
     }
+    let last = runs.len() - 1;
     let target = runs[0].1.estimated_seconds.unwrap_or(f64::NAN);
-    print!("{:<12}", "strategy");
+    print!("{:<14}", "strategy");
     for t in &o.at {
         print!(" {:>9}", format!("@{t}"));
     }
     println!("  reaches RR's final {:.3} ms at", target * 1e3);
     for (s, r) in &runs {
-        print!("{:<12}", format!("{s:?}"));
+        print!("{s:<14}");
         for &t in &o.at {
             let e = estimate_at(r, t).map_or("-".into(), |e| format!("{:.3}", e * 1e3));
             print!(" {e:>9}");
@@ -285,10 +304,10 @@ fn main() -> Result<(), String> {
     }
     println!(
         "\n{:>3} {:>6} {:>9} {:>9} {:>9}   {:>9} {:>9}  task",
-        "#", "weight", "recorded", "rr", "gradient", "rr ms", "grad ms"
+        "#", "weight", "recorded", "rr", "last", "rr ms", "last ms"
     );
     for (i, t) in tasks.iter().enumerate() {
-        let (a, b) = (&runs[0].1.tasks[i], &runs[1].1.tasks[i]);
+        let (a, b) = (&runs[0].1.tasks[i], &runs[last].1.tasks[i]);
         let ms = |x: Option<f64>| x.map_or("-".into(), |s| format!("{:.4}", s * 1e3));
         println!(
             "{i:>3} {:>6} {:>9} {:>9} {:>9}   {:>9} {:>9}  {}",
@@ -302,14 +321,14 @@ fn main() -> Result<(), String> {
         );
     }
     if o.rounds {
-        let order: Vec<usize> = runs[1]
+        let order: Vec<usize> = runs[last]
             .1
             .history
             .iter()
             .filter(|h| !h.warmup)
             .map(|h| h.task)
             .collect();
-        println!("\ngradient's rounds after the warm-up: {order:?}");
+        println!("\n{}'s rounds after the warm-up: {order:?}", runs[last].0);
     }
     Ok(())
 }
