@@ -28,6 +28,11 @@
 //! estimate at 5,400 trials is 0.5 and 2.0 ms lower than with p = 1 (p = 2: 0.9 and 2.3).
 //! [`SchedulerParams::forward_power`] = 1 restores Ansor's guess.
 //!
+//! Resuming: the latencies of a task's earlier trials ([`TaskSpec::with_resumed`]), cut into
+//! rounds of this run's round size, become its first rounds and their history, so the
+//! gradient continues where the previous run stopped; such a task gets no warm-up round.
+//! `total_trials` counts the trials of this run only.
+//!
 //! A task dies (gets no more rounds) when it has no valid program after the warm-up, when a
 //! round (retried once) finds nothing new to measure, when it saw no improvement for more
 //! than `per_task_early_stopping` trials, or when its session stops by its own budget. The
@@ -188,6 +193,9 @@ pub struct TaskSpec {
     pub tag: Option<String>,
     /// The task's tuning session; give it a trial budget of at least the scheduler's.
     pub session: TuneSession,
+    /// Latencies of the task's earlier trials (resumed records, `None` when failed), in
+    /// measurement order: they become its first rounds (see [`TaskSpec::with_resumed`]).
+    pub resumed: Vec<Option<f64>>,
 }
 
 impl TaskSpec {
@@ -199,6 +207,18 @@ impl TaskSpec {
             flop,
             tag: None,
             session,
+            resumed: Vec::new(),
+        }
+    }
+
+    /// The same task with earlier trials (e.g. the records a session resumed from), in
+    /// measurement order. Cut into rounds of the scheduler's round size, they give the task
+    /// its rounds and per-round history, so the gradient continues where a previous run
+    /// left off; a task with resumed trials skips the warm-up unless none of them is valid.
+    pub fn with_resumed(self, latencies: Vec<Option<f64>>) -> TaskSpec {
+        TaskSpec {
+            resumed: latencies,
+            ..self
         }
     }
 
@@ -364,6 +384,24 @@ impl TaskState {
     }
 }
 
+/// A task's best latency after each round of `per_round` of its earlier trials (the last
+/// round may be shorter); empty when none of them is valid (the task then gets a warm-up).
+fn resumed_history(latencies: &[Option<f64>], per_round: usize) -> Vec<f64> {
+    let mut best = MISSING;
+    let history: Vec<f64> = latencies
+        .chunks(per_round)
+        .map(|round| {
+            best = round.iter().flatten().fold(best, |b, &s| b.min(s));
+            best
+        })
+        .collect();
+    if best < MISSING {
+        history
+    } else {
+        Vec::new()
+    }
+}
+
 /// Splits a trial budget over the tasks of a network (see the module docs).
 pub struct TaskScheduler<'h> {
     tasks: Vec<TaskState>,
@@ -394,6 +432,10 @@ impl<'h> TaskScheduler<'h> {
                 weight: t.weight,
             });
         }
+        let per_round = params
+            .measures_per_round
+            .min(params.total_trials / tasks.len())
+            .max(1);
         let mut tags: Vec<String> = Vec::new();
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut states = Vec::with_capacity(tasks.len());
@@ -413,12 +455,17 @@ impl<'h> TaskScheduler<'h> {
                     }
                 }
             });
-            let best = spec.session.best_seconds();
+            let history = resumed_history(&spec.resumed, per_round);
+            let resumed_best = history.last().copied();
+            let best = match (spec.session.best_seconds(), resumed_best) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             states.push(TaskState {
                 trials_at_best: spec.session.trials(),
                 spec,
-                rounds: 0,
-                history: Vec::new(),
+                rounds: history.len(),
+                history,
                 best,
                 dead: None,
                 group,

@@ -1,7 +1,7 @@
-//! The gradient's forward guess, with fake measurers whose latency is a fixed function of
-//! the task and of how many rounds it had: a cheap task that can still drop a lot gets
-//! rounds rather than starving behind heavy tasks that stopped improving (Ansor's `g/t`
-//! guess starves it).
+//! The gradient's forward guess and resuming, with fake measurers whose latency is a fixed
+//! function of the task and of how many rounds it had: a cheap task that can still drop a
+//! lot gets rounds rather than starving behind heavy tasks that stopped improving (Ansor's
+//! `g/t` guess starves it); resumed trials give a task its rounds and history.
 
 use std::sync::Arc;
 use tessel_ir::dag::fnv1a;
@@ -64,9 +64,9 @@ fn run(
     let specs: Vec<TaskSpec> = tasks
         .iter()
         .enumerate()
-        .map(|(i, (w, _, _))| {
+        .map(|(i, (w, _, resumed))| {
             let (s, flop) = session(i as u64, &mut scorer);
-            TaskSpec::new(&format!("t{i}"), *w, flop, s)
+            TaskSpec::new(&format!("t{i}"), *w, flop, s).with_resumed(resumed.clone())
         })
         .collect();
     let mut sched = TaskScheduler::new(specs, params).expect("scheduler");
@@ -129,5 +129,59 @@ fn a_cheap_task_that_keeps_improving_gets_rounds() {
     assert!(
         est < ansor_est.expect("est") - 0.5e-4,
         "{est} vs {ansor_est:?}"
+    );
+}
+
+#[test]
+fn resumed_trials_become_rounds_and_history() {
+    // Task 0 resumes 10 trials (rounds of 4: 4 + 4 + 2), its best after each round
+    // 3, 2 and 2 ms (one failed trial); task 1 resumes only failures, so it gets a warm-up.
+    let ms = |x: f64| Some(x * 1e-3);
+    let resumed0 = vec![
+        ms(4.0),
+        ms(3.0),
+        None,
+        ms(5.0),
+        ms(2.0),
+        ms(2.5),
+        ms(6.0),
+        ms(2.2),
+        ms(3.0),
+        ms(2.1),
+    ];
+    let tasks: Vec<(f64, Curve, Vec<Option<f64>>)> =
+        vec![(4.0, |_| 1e-3, resumed0), (1.0, |_| 1e-3, vec![None, None])];
+    let p = SchedulerParams {
+        backward_window: 2,
+        ..params(8)
+    };
+    let (r, before) = run(&tasks, p);
+    // Task 0: 3 rounds, backward (2 − 3) / 2 ms per round, forward −2 ms / 3^1.7.
+    let power = SchedulerParams::default().forward_power;
+    assert_eq!(power, 1.7);
+    let want = 4.0 * (0.2 * (2e-3 - 3e-3) / 2.0 + 0.8 * -(2e-3 / 3f64.powf(power)));
+    assert!((before[0] - want).abs() < 1e-15, "{} vs {want}", before[0]);
+    // Task 1 has no valid program yet: its guess is the huge missing latency.
+    assert!(before[1] < -1e9);
+    // Only task 1 gets a warm-up round (1 ms); the next round is task 0's (gradient
+    // −1.4 ms against task 1's −0.8 · 1 ms), which brings it to 1 ms.
+    assert_eq!(r.history.len(), 2);
+    assert!(r.history[0].warmup && r.history[0].task == 1);
+    assert!(!r.history[1].warmup && r.history[1].task == 0);
+    assert_eq!(r.trials, 8);
+    assert_eq!(r.tasks[0].best_seconds, Some(1e-3));
+    assert_eq!(r.tasks[0].rounds, 3 + r.tasks[0].trials / 4);
+    assert_eq!(r.tasks[1].rounds, 1 + (r.tasks[1].trials - 4) / 4);
+}
+
+#[test]
+fn without_resumed_trials_the_warm_up_is_round_robin() {
+    let (r, before) = run(&network(), params(20));
+    assert!(r.history.iter().all(|h| h.warmup));
+    let order: Vec<usize> = r.history.iter().map(|h| h.task).collect();
+    assert_eq!(order, [0, 1, 2, 3, 4]);
+    assert!(
+        before.iter().all(|&g| g < -1e9),
+        "no program yet: {before:?}"
     );
 }

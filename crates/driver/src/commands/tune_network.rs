@@ -2,7 +2,10 @@
 //! scheduler and report the estimated network latency `Σ weight × best latency`.
 //!
 //! One cost model serves all tasks; one worker measures them; every measurement goes to one
-//! records file (default `<network>.tessel.jsonl`), and an existing file resumes every task.
+//! records file (default `<network>.tessel.jsonl`), and an existing file resumes every task:
+//! its records (in file order) become the task's first rounds, so a resumed run has no
+//! warm-up for tasks with a valid record and the gradient continues from their history;
+//! `--trials` counts the new trials only.
 
 use super::search_options::{progress_bar, SearchOptions};
 use crate::error::DriverError;
@@ -82,6 +85,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         let sketches = generate_sketches(&dag, &hw).map_err(failed)?;
         let (previous, _) = resume_records(&path, &w, &dag).map_err(failed)?;
         resumed += previous.len();
+        // The resumed latencies, in record order, rebuild the task's rounds for the gradient.
+        let latencies: Vec<Option<f64>> = previous.iter().map(|p| p.1).collect();
         let (sketch_policy, mutation_policy) = args.search.policies()?;
         let params = args.search.tune_params(usize::MAX, i as u64);
         let session = Tuner::new(dag, sketches, hw.clone())
@@ -91,7 +96,9 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             .resume_from(previous)
             .start(&mut scorer);
         specs.push(
-            TaskSpec::new(&t.name, t.weight as f64, t.flop(), session).with_tag(t.anchor_kind),
+            TaskSpec::new(&t.name, t.weight as f64, t.flop(), session)
+                .with_tag(t.anchor_kind)
+                .with_resumed(latencies),
         );
         task_workloads.push(w);
     }
