@@ -46,10 +46,12 @@ pub const MAX_NR: i64 = 32;
 /// and measured 46 GFLOP/s/core against 104 for 2×32, is left out).
 pub fn kernel_supported(mr: i64, nr: i64) -> bool {
     let vectors = nr / 8;
+    // Accumulators, one row of `b`, and the broadcast of `a`.
+    let ymm_registers = mr * vectors + vectors + 1;
     KERNEL_NR.contains(&nr)
         && (1..=MAX_MR).contains(&mr)
         && mr * vectors <= 12
-        && mr * vectors + vectors + 1 <= 16
+        && ymm_registers <= 16
 }
 
 /// A matched register tile: everything a micro-kernel call needs, as strides in elements.
