@@ -59,6 +59,47 @@ mod imp {
     use super::MicroKernelFn;
     use std::arch::x86_64::*;
 
+    /// The `MR`×`NV`-vector tile of `c` (rows `c_rs` floats apart) into registers.
+    ///
+    /// # Safety
+    /// As the kernels: AVX2, and the tile's elements valid.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn load_c<const MR: usize, const NV: usize>(
+        c: *const f32,
+        c_rs: i64,
+    ) -> [[__m256; NV]; MR] {
+        // SAFETY: the caller guarantees every element of the tile is in bounds.
+        unsafe {
+            std::array::from_fn(|i| {
+                let ci = c.offset(i as isize * c_rs as isize);
+                std::array::from_fn(|v| _mm256_loadu_ps(ci.add(8 * v)))
+            })
+        }
+    }
+
+    /// Stores the register tile back to `c`.
+    ///
+    /// # Safety
+    /// As [`load_c`].
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn store_c<const MR: usize, const NV: usize>(
+        acc: &[[__m256; NV]; MR],
+        c: *mut f32,
+        c_rs: i64,
+    ) {
+        // SAFETY: as in `load_c`.
+        unsafe {
+            for (i, row) in acc.iter().enumerate() {
+                let ci = c.offset(i as isize * c_rs as isize);
+                for (v, r) in row.iter().enumerate() {
+                    _mm256_storeu_ps(ci.add(8 * v), *r);
+                }
+            }
+        }
+    }
+
     /// The kernel for `MR` rows and `NV` vectors of 8 columns.
     ///
     /// # Safety
@@ -79,13 +120,7 @@ mod imp {
         // SAFETY (whole body): the caller guarantees every address formed below is in
         // bounds (see `micro_kernel`); unaligned loads and stores are used throughout.
         unsafe {
-            let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ci = c.offset(i as isize * c_rs as isize);
-                for (v, r) in row.iter_mut().enumerate() {
-                    *r = _mm256_loadu_ps(ci.add(8 * v));
-                }
-            }
+            let mut acc = load_c::<MR, NV>(c, c_rs);
             let mut ap = a;
             let mut bp = b;
             for _ in 0..k {
@@ -102,12 +137,7 @@ mod imp {
                 ap = ap.offset(a_ks as isize);
                 bp = bp.offset(b_ks as isize);
             }
-            for (i, row) in acc.iter().enumerate() {
-                let ci = c.offset(i as isize * c_rs as isize);
-                for (v, r) in row.iter().enumerate() {
-                    _mm256_storeu_ps(ci.add(8 * v), *r);
-                }
-            }
+            store_c(&acc, c, c_rs);
         }
     }
 
@@ -134,13 +164,7 @@ mod imp {
         unsafe {
             let rows: [*const f32; MR] =
                 std::array::from_fn(|i| a.offset(i as isize * a_rs as isize));
-            let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-            for (i, row) in acc.iter_mut().enumerate() {
-                let ci = c.offset(i as isize * c_rs as isize);
-                for (v, r) in row.iter_mut().enumerate() {
-                    *r = _mm256_loadu_ps(ci.add(8 * v));
-                }
-            }
+            let mut acc = load_c::<MR, NV>(c, c_rs);
             let step = |acc: &mut [[__m256; NV]; MR], a_off: isize, bp: *const f32| {
                 let mut bv = [_mm256_setzero_ps(); NV];
                 for (v, x) in bv.iter_mut().enumerate() {
@@ -169,12 +193,7 @@ mod imp {
                 bp = bp.offset(b_ks);
                 p += 1;
             }
-            for (i, row) in acc.iter().enumerate() {
-                let ci = c.offset(i as isize * c_rs as isize);
-                for (v, r) in row.iter().enumerate() {
-                    _mm256_storeu_ps(ci.add(8 * v), *r);
-                }
-            }
+            store_c(&acc, c, c_rs);
         }
     }
 

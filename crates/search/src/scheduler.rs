@@ -384,6 +384,15 @@ impl TaskState {
     }
 }
 
+/// Measurements per round of a scheduler over `n_tasks` tasks:
+/// `min(measures_per_round, total_trials / n_tasks)`, at least 1.
+fn round_size(params: &SchedulerParams, n_tasks: usize) -> usize {
+    params
+        .measures_per_round
+        .min(params.total_trials / n_tasks.max(1))
+        .max(1)
+}
+
 /// A task's best latency after each round of `per_round` of its earlier trials (the last
 /// round may be shorter); empty when none of them is valid (the task then gets a warm-up).
 fn resumed_history(latencies: &[Option<f64>], per_round: usize) -> Vec<f64> {
@@ -432,10 +441,7 @@ impl<'h> TaskScheduler<'h> {
                 weight: t.weight,
             });
         }
-        let per_round = params
-            .measures_per_round
-            .min(params.total_trials / tasks.len())
-            .max(1);
+        let per_round = round_size(&params, tasks.len());
         let mut tags: Vec<String> = Vec::new();
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut states = Vec::with_capacity(tasks.len());
@@ -506,10 +512,7 @@ impl<'h> TaskScheduler<'h> {
 
     /// Measurements per round: `min(measures_per_round, total_trials / #tasks)`, at least 1.
     pub fn per_round(&self) -> usize {
-        self.params
-            .measures_per_round
-            .min(self.params.total_trials / self.tasks.len())
-            .max(1)
+        round_size(&self.params, self.tasks.len())
     }
 
     /// The objective `Σ wᵢ·gᵢ`, when every task has a valid program.

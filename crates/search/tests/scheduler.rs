@@ -3,31 +3,16 @@
 //! round-robin splits evenly, dead tasks get no more trials; and every task of every
 //! built-in network can be tuned (it has sketches, and a sampled program lowers).
 
+mod common;
+
+use common::{session, FakeScorer};
 use std::sync::Arc;
 use tessel_ir::dag::fnv1a;
 use tessel_ir::{networks, State};
-use tessel_search::evolution::{state_key, EvolutionParams};
+use tessel_search::evolution::state_key;
 use tessel_search::scheduler::*;
 use tessel_search::tuner::*;
 use tessel_sketch::{generate_sketches, sample_initial, HardwareParams};
-
-/// Scores are a fixed function of the step log; counts retraining calls.
-#[derive(Default)]
-struct FakeScorer {
-    updates: usize,
-}
-
-impl Scorer for FakeScorer {
-    fn predict(&mut self, states: &[State]) -> Vec<f32> {
-        states
-            .iter()
-            .map(|s| (fnv1a(state_key(s).as_bytes()) % 1000) as f32 / 1000.0)
-            .collect()
-    }
-    fn update(&mut self, _states: &[State], _throughputs: &[f32]) {
-        self.updates += 1;
-    }
-}
 
 /// How a fake task behaves.
 #[derive(Clone, Copy)]
@@ -57,24 +42,6 @@ fn measure(fake: Fake, states: &[State]) -> Vec<Measurement> {
             }
         })
         .collect()
-}
-
-fn session(spec: &str, seed: u64, scorer: &mut dyn Scorer) -> (TuneSession, u64) {
-    let dag = Arc::new(tessel_ir::workloads::lookup(spec).expect("spec").dag);
-    let hw = HardwareParams::with_cores(2);
-    let sketches = generate_sketches(&dag, &hw).expect("sketches");
-    let params = TuneParams {
-        trials: usize::MAX,
-        evolution: EvolutionParams {
-            population: 32,
-            ..EvolutionParams::default()
-        },
-        seed,
-        ..TuneParams::default()
-    };
-    let flop = dag.flop_count();
-    let s = Tuner::new(dag, sketches, hw).params(params).start(scorer);
-    (s, flop)
 }
 
 /// Runs a scheduler over tasks `(weight, fake)` (all the same 32×32×32 matmul).

@@ -3,50 +3,12 @@
 //! lot gets rounds rather than starving behind heavy tasks that stopped improving (Ansor's
 //! `g/t` guess starves it); resumed trials give a task its rounds and history.
 
-use std::sync::Arc;
-use tessel_ir::dag::fnv1a;
+mod common;
+
+use common::{session, FakeScorer};
 use tessel_ir::State;
-use tessel_search::evolution::{state_key, EvolutionParams};
 use tessel_search::scheduler::*;
 use tessel_search::tuner::*;
-use tessel_sketch::{generate_sketches, HardwareParams};
-
-/// Scores are a fixed function of the step log.
-struct FakeScorer;
-
-impl Scorer for FakeScorer {
-    fn predict(&mut self, states: &[State]) -> Vec<f32> {
-        states
-            .iter()
-            .map(|s| (fnv1a(state_key(s).as_bytes()) % 1000) as f32 / 1000.0)
-            .collect()
-    }
-    fn update(&mut self, _states: &[State], _throughputs: &[f32]) {}
-}
-
-fn session(seed: u64, scorer: &mut dyn Scorer) -> (TuneSession, u64) {
-    let dag = Arc::new(
-        tessel_ir::workloads::lookup("gmm:b=1,n=32,m=32,k=32")
-            .expect("spec")
-            .dag,
-    );
-    let hw = HardwareParams::with_cores(2);
-    let sketches = generate_sketches(&dag, &hw).expect("sketches");
-    let params = TuneParams {
-        trials: usize::MAX,
-        evolution: EvolutionParams {
-            population: 32,
-            ..EvolutionParams::default()
-        },
-        seed,
-        ..TuneParams::default()
-    };
-    let flop = dag.flop_count();
-    (
-        Tuner::new(dag, sketches, hw).params(params).start(scorer),
-        flop,
-    )
-}
 
 /// The latency of every trial of a task's `k`-th round (from 0).
 type Curve = fn(usize) -> f64;
@@ -60,12 +22,12 @@ fn run(
     tasks: &[(f64, Curve, Vec<Option<f64>>)],
     params: SchedulerParams,
 ) -> (SchedulerResult, Vec<f64>) {
-    let mut scorer = FakeScorer;
+    let mut scorer = FakeScorer::default();
     let specs: Vec<TaskSpec> = tasks
         .iter()
         .enumerate()
         .map(|(i, (w, _, resumed))| {
-            let (s, flop) = session(i as u64, &mut scorer);
+            let (s, flop) = session("gmm:b=1,n=32,m=32,k=32", i as u64, &mut scorer);
             TaskSpec::new(&format!("t{i}"), *w, flop, s).with_resumed(resumed.clone())
         })
         .collect();

@@ -1,0 +1,47 @@
+//! Helpers shared by the scheduler tests: a fake model and tuning sessions of small matmuls.
+
+use std::sync::Arc;
+use tessel_ir::dag::fnv1a;
+use tessel_ir::State;
+use tessel_search::evolution::{state_key, EvolutionParams};
+use tessel_search::tuner::*;
+use tessel_sketch::{generate_sketches, HardwareParams};
+
+/// Scores are a fixed function of the step log; counts retraining calls.
+#[derive(Default)]
+pub struct FakeScorer {
+    /// How many times `update` was called.
+    pub updates: usize,
+}
+
+impl Scorer for FakeScorer {
+    fn predict(&mut self, states: &[State]) -> Vec<f32> {
+        states
+            .iter()
+            .map(|s| (fnv1a(state_key(s).as_bytes()) % 1000) as f32 / 1000.0)
+            .collect()
+    }
+    fn update(&mut self, _states: &[State], _throughputs: &[f32]) {
+        self.updates += 1;
+    }
+}
+
+/// A session tuning `spec` with an unbounded trial budget (the scheduler decides), and the
+/// workload's FLOPs.
+pub fn session(spec: &str, seed: u64, scorer: &mut dyn Scorer) -> (TuneSession, u64) {
+    let dag = Arc::new(tessel_ir::workloads::lookup(spec).expect("spec").dag);
+    let hw = HardwareParams::with_cores(2);
+    let sketches = generate_sketches(&dag, &hw).expect("sketches");
+    let params = TuneParams {
+        trials: usize::MAX,
+        evolution: EvolutionParams {
+            population: 32,
+            ..EvolutionParams::default()
+        },
+        seed,
+        ..TuneParams::default()
+    };
+    let flop = dag.flop_count();
+    let s = Tuner::new(dag, sketches, hw).params(params).start(scorer);
+    (s, flop)
+}
