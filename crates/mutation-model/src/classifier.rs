@@ -174,8 +174,8 @@ pub struct Classifier {
     pub lambda: f64,
     /// Observations of a rule (with both labels) before its model is used (500).
     pub min_samples: usize,
-    /// Most recent observations kept per rule (4,000: the fit must stay a small share of a
-    /// round's time).
+    /// Most recent observations kept per rule (1,500: the fit (LBFGS, linear in the rows)
+    /// must stay a small share of a round's time; `examples/classifier_cost` measures it).
     pub capacity: usize,
     /// New observations of a rule between refits (12,000: about once per round for the
     /// busiest rule with Ansor's population of 2,048 and 4 generations).
@@ -190,7 +190,7 @@ impl Default for Classifier {
         Classifier {
             lambda: 0.5,
             min_samples: 500,
-            capacity: 4_000,
+            capacity: 1_500,
             refit_every: 12_000,
             models: Vec::new(),
             last: None,

@@ -52,6 +52,15 @@ pub trait SketchPolicy: Send {
     /// reached in the round.
     fn reward(&mut self, sketch: u32, reward: f64);
 
+    /// The share of a round's measured candidates each sketch should get (summing to 1),
+    /// or `None` to leave that choice to the cost model, as Ansor does. A policy that
+    /// answers also gets a *probe* in the first round: a few random programs of every
+    /// sketch are measured and rewarded first, and the shares are asked again before the
+    /// rest of the round is picked. Called after the rewards of the previous batch.
+    fn measure_shares(&mut self, _num_sketches: usize) -> Option<Vec<f64>> {
+        None
+    }
+
     /// The policy's internal state, for logs (`null` when it has none).
     fn state_json(&self) -> serde_json::Value {
         serde_json::Value::Null

@@ -178,6 +178,11 @@ impl SketchPolicy for TimedSketchPolicy {
         self.clock.time(|| inner.reward(sketch, reward))
     }
 
+    fn measure_shares(&mut self, num_sketches: usize) -> Option<Vec<f64>> {
+        let inner = &mut self.inner;
+        self.clock.time(|| inner.measure_shares(num_sketches))
+    }
+
     fn state_json(&self) -> serde_json::Value {
         self.inner.state_json()
     }

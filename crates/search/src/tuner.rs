@@ -342,7 +342,12 @@ impl Tuner {
             self.history.iter().map(|m| state_key(&m.state)).collect();
         self.train(scorer);
         let best_seconds = self.best().map(|b| b.1);
+        let mut sketch_best = vec![None; self.sketches.len()];
+        for m in &self.history {
+            note_sketch_best(&mut sketch_best, &m.state, m.seconds);
+        }
         TuneSession {
+            sketch_best,
             rng: seeded(self.params.seed),
             tuner: self,
             measured_keys,
@@ -382,8 +387,18 @@ pub struct TuneSession {
     valid: usize,
     best_trial: usize,
     best_seconds: Option<f64>,
+    /// Per sketch, the best time any of its programs reached (resumed records included).
+    sketch_best: Vec<Option<f64>>,
     empty_rounds: usize,
     start: Instant,
+}
+
+/// Lowers `state`'s sketch's best time to `seconds` if it is faster.
+fn note_sketch_best(best: &mut [Option<f64>], state: &State, seconds: Option<f64>) {
+    let slot = state.sketch_id().and_then(|k| best.get_mut(k as usize));
+    if let (Some(slot), Some(s)) = (slot, seconds) {
+        *slot = Some(slot.map_or(s, |b: f64| b.min(s)));
+    }
 }
 
 impl TuneSession {
@@ -437,36 +452,57 @@ impl TuneSession {
             time: self.total,
         }
     }
-
     /// One round: sample, evolve, pick at most `max_measures` new candidates (and never more
     /// than the trial budget left), measure them, reward the sketch policy, retrain the
     /// model. Returns the round's record, or `None` if there was nothing new to measure.
+    ///
+    /// When the sketch policy gives [measurement shares](SketchPolicy::measure_shares),
+    /// the picks follow them (best predicted first within a sketch), and the first round
+    /// starts with a probe of [`PROBE_PER_SKETCH`] random programs of every sketch.
     pub fn round(
         &mut self,
         measurer: &mut dyn Measurer,
         scorer: &mut dyn Scorer,
         max_measures: usize,
     ) -> Option<&RoundRecord> {
-        let tuner = &mut self.tuner;
-        let rng = &mut self.rng;
-        let measured_keys = &mut self.measured_keys;
         let mut time = TimeSplit::default();
         let per_round = max_measures
-            .min(tuner.params.trials.saturating_sub(self.trials))
+            .min(self.tuner.params.trials.saturating_sub(self.trials))
             .max(1);
+        let n_sketches = self.tuner.sketches.len();
+        let first_round = self.rounds.is_empty();
         // 1. Initial population, plus the best measured states.
         let t = Instant::now();
-        let mut population = tuner.sample_population(rng);
-        let n_random =
-            ((tuner.params.eps_greedy * per_round as f64).floor() as usize).min(per_round);
+        let mut population = self.tuner.sample_population(&mut self.rng);
+        let mut shares = self.tuner.sketch_policy.measure_shares(n_sketches);
+        let mut picks: Vec<State> = Vec::with_capacity(per_round);
+        let mut probe: Vec<State> = Vec::new();
+        if shares.is_some() && first_round {
+            let mut per_sketch = vec![0usize; n_sketches];
+            for s in &population {
+                let Some(k) = s.sketch_id().map(|k| k as usize) else {
+                    continue;
+                };
+                if per_sketch.get(k).is_some_and(|&n| n < PROBE_PER_SKETCH)
+                    && probe.len() < per_round / 2
+                    && self.measured_keys.insert(state_key(s))
+                {
+                    per_sketch[k] += 1;
+                    probe.push(s.clone());
+                }
+            }
+        }
+        let n_random = ((self.tuner.params.eps_greedy * per_round as f64).floor() as usize)
+            .min(per_round - probe.len());
         let random: Vec<State> = if population.is_empty() {
             Vec::new()
         } else {
             (0..3 * n_random)
-                .map(|_| population[rng.random_range(0..population.len())].clone())
+                .map(|_| population[self.rng.random_range(0..population.len())].clone())
                 .collect()
         };
-        let mut by_speed: Vec<&Measured> = tuner
+        let mut by_speed: Vec<&Measured> = self
+            .tuner
             .history
             .iter()
             .filter(|m| m.seconds.is_some())
@@ -476,71 +512,123 @@ impl TuneSession {
                 .partial_cmp(&b.seconds)
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
-        let n_best =
-            (tuner.params.use_measured_ratio * tuner.params.evolution.population as f64) as usize;
+        let params = &self.tuner.params;
+        let n_best = (params.use_measured_ratio * params.evolution.population as f64) as usize;
         population.extend(by_speed.iter().take(n_best).map(|m| m.state.clone()));
         time.sample = t.elapsed().as_secs_f64();
-        // 2. Evolution.
+        // 2. Evolution (a wider selection when the picks must follow shares).
         let t = Instant::now();
+        let tuner = &mut self.tuner;
+        let out_size = if shares.is_some() { 4 } else { 2 } * per_round;
         let mut score = |states: &[State]| scorer.predict(states);
         let mut ctx = EvolutionContext {
             hw: &tuner.hw,
             rules: &tuner.rules,
             policy: tuner.mutation_policy.as_mut(),
             score: &mut score,
-            measured: measured_keys,
+            measured: &self.measured_keys,
         };
         let (evolved, stats) = evolve(
             population,
-            2 * per_round,
+            out_size,
             &tuner.params.evolution,
             &mut ctx,
-            rng,
+            &mut self.rng,
         );
         time.evolution = t.elapsed().as_secs_f64();
-        // 3. Pick: the heuristic schedule first (first round), then the best predicted,
-        //    then random states (ε-greedy); never a state measured before.
-        let mut picks: Vec<State> = Vec::with_capacity(per_round);
+        // 3. The probe, measured and rewarded before the rest is picked.
+        let mut tally = RoundTally::new(n_sketches);
+        if !probe.is_empty() {
+            self.measure_batch(measurer, probe, &mut time, &mut tally);
+            let t = Instant::now();
+            self.reward_sketches(&tally);
+            shares = self.tuner.sketch_policy.measure_shares(n_sketches);
+            time.train += t.elapsed().as_secs_f64();
+        }
+        let budget = per_round - tally.measured;
+        // 4. Pick: the heuristic schedule first (first round), then the best predicted (by
+        //    sketch shares if any), then random states (ε-greedy); never a state measured
+        //    before.
+        let keys = &mut self.measured_keys;
         let take = |s: State, picks: &mut Vec<State>, keys: &mut HashSet<String>| {
-            if picks.len() < per_round && keys.insert(state_key(&s)) {
+            if picks.len() < budget && keys.insert(state_key(&s)) {
                 picks.push(s);
             }
         };
-        if self.rounds.is_empty() {
-            if let Some(h) = heuristic_state(&tuner.dag, &tuner.hw) {
-                take(h, &mut picks, measured_keys);
+        if first_round {
+            if let Some(h) = heuristic_state(&self.tuner.dag, &self.tuner.hw) {
+                take(h, &mut picks, keys);
             }
         }
-        let n_good = per_round.saturating_sub(n_random);
-        let mut evolved = evolved.into_iter().map(|(s, _)| s);
+        let n_good = budget.saturating_sub(n_random);
+        let mut evolved: Vec<State> = evolved.into_iter().map(|(s, _)| s).collect();
+        if let Some(shares) = &shares {
+            let wanted = n_good.saturating_sub(picks.len());
+            let (chosen, rest) = split_by_shares(evolved, shares, wanted, keys);
+            picks.extend(chosen);
+            evolved = rest;
+        }
+        let mut evolved = evolved.into_iter();
         for s in evolved.by_ref() {
             if picks.len() >= n_good {
                 break;
             }
-            take(s, &mut picks, measured_keys);
+            take(s, &mut picks, keys);
         }
         for s in random.into_iter().chain(evolved) {
-            take(s, &mut picks, measured_keys);
+            take(s, &mut picks, keys);
         }
-        if picks.is_empty() {
+        if picks.is_empty() && tally.measured == 0 {
             self.empty_rounds += 1;
             return None;
         }
         self.empty_rounds = 0;
-        // 4. Measure.
+        // 5. Measure.
+        let mut round_tally = RoundTally::new(n_sketches);
+        self.measure_batch(measurer, picks, &mut time, &mut round_tally);
+        // 6. Reward the sketch policy, retrain the model.
+        let t = Instant::now();
+        self.reward_sketches(&round_tally);
+        self.tuner.train(scorer);
+        time.train += t.elapsed().as_secs_f64();
+        self.total.add(&time);
+        let record = RoundRecord {
+            round: self.rounds.len(),
+            trials: self.trials,
+            measured: tally.measured + round_tally.measured,
+            failed: tally.failed + round_tally.failed,
+            best_seconds: self.best_seconds,
+            time,
+            evolution: stats,
+        };
+        if let Some(f) = self.tuner.on_round.as_mut() {
+            f(&record);
+        }
+        self.rounds.push(record);
+        self.rounds.last()
+    }
+
+    /// Measures `picks`, adds them to the history and the counters, and tallies them.
+    fn measure_batch(
+        &mut self,
+        measurer: &mut dyn Measurer,
+        picks: Vec<State>,
+        time: &mut TimeSplit,
+        tally: &mut RoundTally,
+    ) {
+        if picks.is_empty() {
+            return;
+        }
         let t = Instant::now();
         let results = measurer.measure(&picks);
-        time.measure = t.elapsed().as_secs_f64();
-        time.measure_charged = measurer.charged_seconds().unwrap_or(time.measure);
-        let n_measured = picks.len();
-        let mut failed = 0;
-        // Per sketch: did it have a measured program this round, and its best time.
-        let mut had_program = vec![false; tuner.sketches.len()];
-        let mut round_best: Vec<Option<f64>> = vec![None; tuner.sketches.len()];
+        let wall = t.elapsed().as_secs_f64();
+        time.measure += wall;
+        time.measure_charged += measurer.charged_seconds().unwrap_or(wall);
         for (state, m) in picks.into_iter().zip(results) {
             self.trials += 1;
+            tally.measured += 1;
             let sketch = state.sketch_id().map(|id| id as usize);
-            if let Some(slot) = sketch.and_then(|id| had_program.get_mut(id)) {
+            if let Some(slot) = sketch.and_then(|id| tally.had_program.get_mut(id)) {
                 *slot = true;
             }
             match m.seconds {
@@ -550,45 +638,132 @@ impl TuneSession {
                         self.best_seconds = Some(s);
                         self.best_trial = self.trials;
                     }
-                    if let Some(slot) = sketch.and_then(|id| round_best.get_mut(id)) {
+                    if let Some(slot) = sketch.and_then(|id| tally.best.get_mut(id)) {
                         *slot = Some(slot.map_or(s, |b: f64| b.min(s)));
                     }
                 }
-                None => failed += 1,
+                None => tally.failed += 1,
             }
-            tuner.history.push(Measured {
+            note_sketch_best(&mut self.sketch_best, &state, m.seconds);
+            self.tuner.history.push(Measured {
                 state,
                 seconds: m.seconds,
             });
         }
-        // 5. Reward the sketch policy (each sketch that had a program measured: its best
-        //    normalized throughput, 0 if they all failed), retrain the model.
-        let t = Instant::now();
-        for (sketch, b) in round_best.iter().enumerate() {
-            if had_program[sketch] {
-                let reward = match (b, self.best_seconds) {
+    }
+
+    /// Rewards every sketch that had a program measured in `tally` with the normalized
+    /// throughput of the best program it has reached so far (0 while all have failed).
+    ///
+    /// The best so far, not the round's best: a round's best rewards a sketch for the
+    /// number of its programs measured in the round (the best of 50 beats the best of 3),
+    /// so a sketch that got more picks would get more again.
+    fn reward_sketches(&mut self, tally: &RoundTally) {
+        for (sketch, had) in tally.had_program.iter().enumerate() {
+            if *had {
+                let reward = match (self.sketch_best[sketch], self.best_seconds) {
                     (Some(b), Some(best)) => (best / b).clamp(0.0, 1.0),
                     _ => 0.0,
                 };
-                tuner.sketch_policy.reward(sketch as u32, reward);
+                self.tuner.sketch_policy.reward(sketch as u32, reward);
             }
         }
-        tuner.train(scorer);
-        time.train = t.elapsed().as_secs_f64();
-        self.total.add(&time);
-        let record = RoundRecord {
-            round: self.rounds.len(),
-            trials: self.trials,
-            measured: n_measured,
-            failed,
-            best_seconds: self.best_seconds,
-            time,
-            evolution: stats,
-        };
-        if let Some(f) = tuner.on_round.as_mut() {
-            f(&record);
+    }
+}
+
+/// Random programs of every sketch measured first in the first round when the sketch policy
+/// steers the measurements (at most half the round).
+pub const PROBE_PER_SKETCH: usize = 2;
+
+/// What one measured batch gave, per sketch.
+struct RoundTally {
+    measured: usize,
+    failed: usize,
+    /// Did the sketch have a program measured?
+    had_program: Vec<bool>,
+    /// Its best time.
+    best: Vec<Option<f64>>,
+}
+
+impl RoundTally {
+    fn new(n_sketches: usize) -> RoundTally {
+        RoundTally {
+            measured: 0,
+            failed: 0,
+            had_program: vec![false; n_sketches],
+            best: vec![None; n_sketches],
         }
-        self.rounds.push(record);
-        self.rounds.last()
+    }
+}
+
+/// Takes up to `wanted` states from `ranked` (best first) so that each sketch gets its
+/// share (largest-remainder quotas), skipping states in `keys` and adding the taken ones to
+/// it. Returns the taken states and the untaken rest, still in rank order; a sketch with
+/// too few states leaves its quota unfilled (the caller fills up from the rest).
+pub fn split_by_shares(
+    ranked: Vec<State>,
+    shares: &[f64],
+    wanted: usize,
+    keys: &mut HashSet<String>,
+) -> (Vec<State>, Vec<State>) {
+    let quotas = quotas(shares, wanted);
+    let mut left = quotas;
+    let mut chosen = Vec::with_capacity(wanted);
+    let mut rest = Vec::new();
+    for s in ranked {
+        let slot = s
+            .sketch_id()
+            .and_then(|k| left.get_mut(k as usize))
+            .filter(|n| **n > 0);
+        match slot {
+            Some(n) if keys.insert(state_key(&s)) => {
+                *n -= 1;
+                chosen.push(s);
+            }
+            _ => rest.push(s),
+        }
+    }
+    (chosen, rest)
+}
+
+/// Splits `n` into integer quotas proportional to `shares` (largest remainder).
+pub fn quotas(shares: &[f64], n: usize) -> Vec<usize> {
+    let total: f64 = shares.iter().filter(|s| s.is_finite() && **s > 0.0).sum();
+    if total <= 0.0 || shares.is_empty() {
+        return vec![0; shares.len()];
+    }
+    let exact: Vec<f64> = shares
+        .iter()
+        .map(|&s| {
+            if s.is_finite() && s > 0.0 {
+                s / total * n as f64
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mut out: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..shares.len()).collect();
+    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
+    let short = n.saturating_sub(out.iter().sum());
+    for &k in order.iter().cycle().take(short) {
+        out[k] += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quotas;
+
+    #[test]
+    fn quotas_follow_shares_and_sum_to_n() {
+        assert_eq!(quotas(&[0.5, 0.25, 0.25], 8), vec![4, 2, 2]);
+        assert_eq!(quotas(&[0.7, 0.2, 0.1], 10), vec![7, 2, 1]);
+        let q = quotas(&[0.34, 0.33, 0.33], 10);
+        assert_eq!(q.iter().sum::<usize>(), 10);
+        assert_eq!(q[0], 4);
+        assert_eq!(quotas(&[0.0, 0.0], 5), vec![0, 0]);
+        assert_eq!(quotas(&[1.0, f64::NAN], 3), vec![3, 0]);
     }
 }
