@@ -79,9 +79,10 @@ pub struct DiscountedUcb {
     /// Rounds that use the uniform distribution first (0: never-tried arms come first
     /// anyway, and the first round's probe gives every arm evidence).
     pub warmup_rounds: usize,
-    /// Steer the measured candidates by the same probabilities
-    /// ([`SketchPolicy::measure_shares`]; on).
-    pub steer_measurements: bool,
+    /// Rounds whose measured candidates are steered by the same probabilities
+    /// ([`SketchPolicy::measure_shares`]): 3, while the cost model is still learning
+    /// what the sketches are worth (0 turns steering off).
+    pub steer_rounds: usize,
     counts: Vec<f64>,
     sums: Vec<f64>,
     round: usize,
@@ -97,7 +98,7 @@ impl Default for DiscountedUcb {
             tau: 0.25,
             eps: 0.1,
             warmup_rounds: 0,
-            steer_measurements: true,
+            steer_rounds: 3,
             counts: Vec::new(),
             sums: Vec::new(),
             round: 0,
@@ -175,12 +176,12 @@ impl SketchPolicy for DiscountedUcb {
     }
 
     fn measure_shares(&mut self, num_sketches: usize) -> Option<Vec<f64>> {
-        if !self.steer_measurements || num_sketches == 0 {
+        // `round` already counts the round being picked.
+        if self.round > self.steer_rounds || num_sketches == 0 {
             return None;
         }
         self.fold(num_sketches);
-        // `round` already counts the round being picked; its shares follow the warm-up of
-        // the allocation that sampled it.
+        // Its shares follow the warm-up of the allocation that sampled it.
         let round = self.round;
         self.round = round.saturating_sub(1);
         let probs = self.probabilities(num_sketches);

@@ -71,3 +71,36 @@ fn every_policy_name_resolves_and_handles_one_sketch() {
     }
     assert!(by_name("nope").is_none());
 }
+
+#[test]
+fn ducb_steers_measurements_for_its_first_rounds_and_uniform_never() {
+    let mut uniform = by_name("uniform").expect("uniform");
+    uniform.allocate(8, 3, &mut seeded(1));
+    assert_eq!(uniform.measure_shares(3), None);
+
+    let mut ducb = by_name("ducb").expect("ducb");
+    let mut rng = seeded(2);
+    ducb.allocate(64, 3, &mut rng);
+    // Nothing tried yet: every sketch gets the same share (the probe comes first).
+    let shares = ducb.measure_shares(3).expect("ducb steers");
+    assert!(
+        shares.iter().all(|&s| (s - 1.0 / 3.0).abs() < 1e-9),
+        "{shares:?}"
+    );
+    // After the probe: the best sketch gets the most, the 5× slower one little but not 0.
+    for (sketch, reward) in [(0, 1.0), (1, 0.8), (2, 0.2)] {
+        ducb.reward(sketch, reward);
+    }
+    let shares = ducb.measure_shares(3).expect("ducb steers");
+    assert!(
+        (shares.iter().sum::<f64>() - 1.0).abs() < 1e-9,
+        "{shares:?}"
+    );
+    assert!(shares[0] > shares[1] && shares[1] > shares[2], "{shares:?}");
+    assert!(shares[2] > 0.0 && shares[2] < 0.1, "{shares:?}");
+    // Steering ends after three rounds; the model picks alone from then on.
+    for _ in 0..3 {
+        ducb.allocate(64, 3, &mut rng);
+    }
+    assert_eq!(ducb.measure_shares(3), None);
+}

@@ -156,3 +156,72 @@ fn resuming_never_remeasures_and_keeps_the_best() {
     let best2 = r2.best.expect("best").1;
     assert!(best2 <= best1.1);
 }
+
+/// Sketch 0's programs are 8× slower than the others'; no failures.
+#[derive(Default)]
+struct SketchSpeedMeasurer {
+    sketches: Vec<Option<u32>>,
+}
+
+impl Measurer for SketchSpeedMeasurer {
+    fn measure(&mut self, states: &[State]) -> Vec<Measurement> {
+        states
+            .iter()
+            .map(|s| {
+                self.sketches.push(s.sketch_id());
+                let base = fake_seconds(&state_key(s));
+                let slow = if s.sketch_id() == Some(0) { 8.0 } else { 1.0 };
+                Measurement {
+                    seconds: Some(base * slow),
+                    error: None,
+                    compile_seconds: 0.0,
+                }
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_steering_sketch_policy_probes_every_sketch_then_measures_the_slow_one_less() {
+    let n_sketches = {
+        let dag = tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=64")
+            .expect("spec")
+            .dag;
+        generate_sketches(&Arc::new(dag), &HardwareParams::with_cores(2))
+            .expect("sketches")
+            .len()
+    };
+    assert!(n_sketches >= 3, "the test needs several sketches");
+    let slow_share = |policy: &str, seed: u64| {
+        let mut m = SketchSpeedMeasurer::default();
+        let policy = tessel_rl_policy::by_name(policy).expect("policy");
+        let result = tuner(seed)
+            .trials(160)
+            .sketch_policy(policy)
+            .run(&mut m, &mut FakeScorer::default());
+        assert_eq!(result.trials, 160);
+        (m.sketches.iter().filter(|&&s| s == Some(0)).count(), m)
+    };
+    let (mut uniform, mut steered) = (0, 0);
+    for seed in 0..3 {
+        uniform += slow_share("uniform", seed).0;
+        let (slow, m) = slow_share("ducb", seed);
+        steered += slow;
+        // The probe: the first measurements cover every sketch.
+        let first: HashSet<u32> = m.sketches[..2 * n_sketches]
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        assert_eq!(
+            first.len(),
+            n_sketches,
+            "probe {:?}",
+            &m.sketches[..2 * n_sketches]
+        );
+    }
+    assert!(
+        2 * steered < uniform,
+        "the slow sketch got {steered} trials steered, {uniform} uniform"
+    );
+}
