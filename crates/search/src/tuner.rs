@@ -638,9 +638,6 @@ impl TuneSession {
                         self.best_seconds = Some(s);
                         self.best_trial = self.trials;
                     }
-                    if let Some(slot) = sketch.and_then(|id| tally.best.get_mut(id)) {
-                        *slot = Some(slot.map_or(s, |b: f64| b.min(s)));
-                    }
                 }
                 None => tally.failed += 1,
             }
@@ -675,14 +672,12 @@ impl TuneSession {
 /// steers the measurements (at most half the round).
 pub const PROBE_PER_SKETCH: usize = 2;
 
-/// What one measured batch gave, per sketch.
+/// What one measured batch gave.
 struct RoundTally {
     measured: usize,
     failed: usize,
     /// Did the sketch have a program measured?
     had_program: Vec<bool>,
-    /// Its best time.
-    best: Vec<Option<f64>>,
 }
 
 impl RoundTally {
@@ -691,7 +686,6 @@ impl RoundTally {
             measured: 0,
             failed: 0,
             had_program: vec![false; n_sketches],
-            best: vec![None; n_sketches],
         }
     }
 }
