@@ -135,8 +135,9 @@ impl DiscountedUcb {
             .collect()
     }
 
-    fn probabilities(&self, arms: usize) -> Vec<f64> {
-        if self.round < self.warmup_rounds {
+    /// The distribution over `arms` for round `round` (uniform during the warm-up).
+    fn probabilities(&self, arms: usize, round: usize) -> Vec<f64> {
+        if round < self.warmup_rounds {
             return uniform(arms);
         }
         let bounds = self.bounds();
@@ -168,7 +169,7 @@ impl SketchPolicy for DiscountedUcb {
             return Vec::new();
         }
         self.fold(num_sketches);
-        let probs = self.probabilities(num_sketches);
+        let probs = self.probabilities(num_sketches, self.round);
         self.round += 1;
         let picks = draw(&probs, n, rng);
         self.last_probs = probs;
@@ -181,11 +182,8 @@ impl SketchPolicy for DiscountedUcb {
             return None;
         }
         self.fold(num_sketches);
-        // Its shares follow the warm-up of the allocation that sampled it.
-        let round = self.round;
-        self.round = round.saturating_sub(1);
-        let probs = self.probabilities(num_sketches);
-        self.round = round;
+        // The shares follow the warm-up of the allocation that sampled this round.
+        let probs = self.probabilities(num_sketches, self.round.saturating_sub(1));
         self.last_probs.clone_from(&probs);
         Some(probs)
     }

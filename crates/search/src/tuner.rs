@@ -452,6 +452,7 @@ impl TuneSession {
             time: self.total,
         }
     }
+
     /// One round: sample, evolve, pick at most `max_measures` new candidates (and never more
     /// than the trial budget left), measure them, reward the sketch policy, retrain the
     /// model. Returns the round's record, or `None` if there was nothing new to measure.
@@ -475,7 +476,6 @@ impl TuneSession {
         let t = Instant::now();
         let mut population = self.tuner.sample_population(&mut self.rng);
         let mut shares = self.tuner.sketch_policy.measure_shares(n_sketches);
-        let mut picks: Vec<State> = Vec::with_capacity(per_round);
         let mut probe: Vec<State> = Vec::new();
         if shares.is_some() && first_round {
             let mut per_sketch = vec![0usize; n_sketches];
@@ -550,6 +550,7 @@ impl TuneSession {
         //    sketch shares if any), then random states (ε-greedy); never a state measured
         //    before.
         let keys = &mut self.measured_keys;
+        let mut picks: Vec<State> = Vec::with_capacity(budget);
         let take = |s: State, picks: &mut Vec<State>, keys: &mut HashSet<String>| {
             if picks.len() < budget && keys.insert(state_key(&s)) {
                 picks.push(s);
@@ -700,8 +701,7 @@ pub fn split_by_shares(
     wanted: usize,
     keys: &mut HashSet<String>,
 ) -> (Vec<State>, Vec<State>) {
-    let quotas = quotas(shares, wanted);
-    let mut left = quotas;
+    let mut left = quotas(shares, wanted);
     let mut chosen = Vec::with_capacity(wanted);
     let mut rest = Vec::new();
     for s in ranked {
@@ -722,20 +722,15 @@ pub fn split_by_shares(
 
 /// Splits `n` into integer quotas proportional to `shares` (largest remainder).
 pub fn quotas(shares: &[f64], n: usize) -> Vec<usize> {
-    let total: f64 = shares.iter().filter(|s| s.is_finite() && **s > 0.0).sum();
-    if total <= 0.0 || shares.is_empty() {
+    let usable: Vec<f64> = shares
+        .iter()
+        .map(|&s| if s.is_finite() && s > 0.0 { s } else { 0.0 })
+        .collect();
+    let total: f64 = usable.iter().sum();
+    if total <= 0.0 {
         return vec![0; shares.len()];
     }
-    let exact: Vec<f64> = shares
-        .iter()
-        .map(|&s| {
-            if s.is_finite() && s > 0.0 {
-                s / total * n as f64
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let exact: Vec<f64> = usable.iter().map(|s| s / total * n as f64).collect();
     let mut out: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
     let mut order: Vec<usize> = (0..shares.len()).collect();
     order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));

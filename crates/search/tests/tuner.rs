@@ -1,5 +1,8 @@
 //! The tuning loop with a deterministic fake runner and model.
 
+mod common;
+
+use common::FakeScorer;
 use std::collections::HashSet;
 use std::sync::Arc;
 use tessel_ir::dag::fnv1a;
@@ -39,26 +42,6 @@ impl Measurer for FakeMeasurer {
                 }
             })
             .collect()
-    }
-}
-
-/// Scores are a fixed function of the step log; counts retraining calls.
-#[derive(Default)]
-struct FakeScorer {
-    updates: Vec<usize>,
-}
-
-impl Scorer for FakeScorer {
-    fn predict(&mut self, states: &[State]) -> Vec<f32> {
-        states
-            .iter()
-            .map(|s| (fnv1a(state_key(s).as_bytes()) % 1000) as f32 / 1000.0)
-            .collect()
-    }
-    fn update(&mut self, states: &[State], throughputs: &[f32]) {
-        assert_eq!(states.len(), throughputs.len());
-        assert!(throughputs.iter().all(|t| (0.0..=1.0).contains(t)));
-        self.updates.push(states.len());
     }
 }
 

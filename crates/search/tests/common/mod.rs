@@ -1,4 +1,5 @@
-//! Helpers shared by the scheduler tests: a fake model and tuning sessions of small matmuls.
+//! Helpers shared by the search tests: a fake model and tuning sessions of small matmuls.
+#![allow(dead_code)] // each test binary uses its own subset
 
 use std::sync::Arc;
 use tessel_ir::dag::fnv1a;
@@ -7,11 +8,11 @@ use tessel_search::evolution::{state_key, EvolutionParams};
 use tessel_search::tuner::*;
 use tessel_sketch::{generate_sketches, HardwareParams};
 
-/// Scores are a fixed function of the step log; counts retraining calls.
+/// Scores are a fixed function of the step log; records the size of every retraining.
 #[derive(Default)]
 pub struct FakeScorer {
-    /// How many times `update` was called.
-    pub updates: usize,
+    /// The number of states of each `update` call.
+    pub updates: Vec<usize>,
 }
 
 impl Scorer for FakeScorer {
@@ -21,8 +22,10 @@ impl Scorer for FakeScorer {
             .map(|s| (fnv1a(state_key(s).as_bytes()) % 1000) as f32 / 1000.0)
             .collect()
     }
-    fn update(&mut self, _states: &[State], _throughputs: &[f32]) {
-        self.updates += 1;
+    fn update(&mut self, states: &[State], throughputs: &[f32]) {
+        assert_eq!(states.len(), throughputs.len());
+        assert!(throughputs.iter().all(|t| (0.0..=1.0).contains(t)));
+        self.updates.push(states.len());
     }
 }
 
