@@ -29,6 +29,8 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
             "none",
             "--remeasure-rounds",
             "3",
+            "--trail-rounds",
+            "2",
             "--out",
             out_dir,
             "--json",
@@ -66,6 +68,10 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
     );
     let programs = wr["remeasured_programs"].as_u64().expect("programs");
     assert!((1..=4).contains(&programs), "{wr}");
+    // The trails end with the final bests, so they hold at least those programs.
+    let trail = wr["trail_programs"].as_u64().expect("trail programs");
+    assert!(trail >= programs, "{wr}");
+    assert_eq!(wr["trail_rounds"], 2, "{wr}");
     assert_eq!(w["spec"], "gmm:b=1,n=32,m=32,k=32");
     let configs = w["configs"].as_array().expect("configs");
     assert_eq!(configs.len(), 2, "{w}");
@@ -118,6 +124,9 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
     assert_eq!(configs[0]["time_to_reach_ratio"], 1.0);
     assert_eq!(configs[0]["trials_to_reach_ratio"], 1.0);
     assert_eq!(configs[0]["reached"], 2);
+    assert_eq!(configs[0]["time_to_reach_ratio_remeasured"], 1.0);
+    assert_eq!(configs[0]["reached_remeasured"], 2);
+    assert_eq!(configs[1]["compared_remeasured"], 2);
     assert_eq!(configs[0]["final_ratio_remeasured"], 1.0);
     assert!(
         configs[0]["signed_rank"].is_null(),
@@ -139,6 +148,8 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
         "3 interleaved rounds",
         "trials answered from the cache",
         "time-to-reach (accounted)",
+        "time-to-reach (re-measured)",
+        "re-measured the same way in 2 rounds",
         "policy % wall",
     ] {
         assert!(report.contains(part), "{part}: {report}");
@@ -185,10 +196,26 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
             .collect();
         assert_eq!(accounted.len(), rounds.len());
         assert!(accounted.windows(2).all(|p| p[0] <= p[1]), "{accounted:?}");
+        // The trail ends with the final best, and every point was re-measured.
+        let trail = t["trail"].as_array().expect("trail");
+        assert_eq!(
+            trail.last().map(|p| &p["steps"]),
+            Some(&t["best_steps"]),
+            "{t}"
+        );
+        assert!(
+            trail
+                .iter()
+                .all(|p| p["remeasured_seconds"].as_f64().is_some_and(|s| s > 0.0)),
+            "{t}"
+        );
     }
     let records = std::fs::read_dir(dir.join("records"))
         .expect("records")
         .count();
-    assert_eq!(records, 5, "one file per run and one of the re-measurement");
+    assert_eq!(
+        records, 6,
+        "one file per run, one of the re-measurement, one of the trails"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -243,6 +243,20 @@ pub struct RoundPoint {
     pub policy_seconds: f64,
 }
 
+/// A program a run would have returned had it stopped at the end of a round: its best so
+/// far, recorded each time that changed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrailPoint {
+    /// The first round (an index into [`RunTrace::rounds`]) that ended with this best.
+    pub round: usize,
+    /// Its step log.
+    pub steps: Vec<Step>,
+    /// Its time re-measured side by side with every trail program of the workload's runs
+    /// (median of the rounds; `None` until re-measured, or if that failed).
+    #[serde(default)]
+    pub remeasured_seconds: Option<f64>,
+}
+
 /// One tuning run of the experiment.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunTrace {
@@ -271,6 +285,10 @@ pub struct RunTrace {
     /// [`crate::remeasure`]); filled in after all runs of the workload.
     #[serde(default)]
     pub remeasured: Option<Remeasurement>,
+    /// Every program the run would have returned had it stopped after some round (its best
+    /// so far, each time that changed), in order; the last is the final best.
+    #[serde(default)]
+    pub trail: Vec<TrailPoint>,
     /// Mutations tried, over all rounds and rules.
     pub mutations_tried: usize,
     /// Of those, the legal ones.
@@ -297,6 +315,21 @@ impl RunTrace {
         self.rounds
             .iter()
             .find(|r| r.best_seconds.is_some_and(|b| b <= target))
+    }
+
+    /// The first round that ended with a best whose *re-measured* time (see
+    /// [`TrailPoint::remeasured_seconds`]) is at most `target` seconds. Robust to a lucky
+    /// reading in the search: every trail program is timed again under the same conditions.
+    pub fn reach_remeasured(&self, target: f64) -> Option<&RoundPoint> {
+        self.trail
+            .iter()
+            .find(|p| p.remeasured_seconds.is_some_and(|s| s <= target))
+            .and_then(|p| self.rounds.get(p.round))
+    }
+
+    /// The final best's time in the trail re-measurement.
+    pub fn final_trail_seconds(&self) -> Option<f64> {
+        self.trail.last().and_then(|p| p.remeasured_seconds)
     }
 
     /// Best latency so far at accounted time `t` (`None` before the first valid program).
@@ -373,7 +406,9 @@ pub fn run_traced(
         tuner = tuner.sketch_policy(sketch).mutation_policy(mutation);
     }
     let points: Rc<RefCell<Vec<RoundPoint>>> = Rc::default();
+    let trail: Rc<RefCell<Vec<TrailPoint>>> = Rc::default();
     let hook_points = Rc::clone(&points);
+    let hook_trail = Rc::clone(&trail);
     let hook_clock = clock.clone();
     let mut policy_before = 0.0;
     let mut accounted = 0.0;
@@ -382,6 +417,16 @@ pub fn run_traced(
     let tuner = tuner.on_round(move |r| {
         let policy_now = hook_clock.seconds();
         accounted += r.time.accounted();
+        let mut trail = hook_trail.borrow_mut();
+        if let Some(steps) = &r.best_steps {
+            if trail.last().is_none_or(|p| &p.steps != steps) {
+                trail.push(TrailPoint {
+                    round: hook_points.borrow().len(),
+                    steps: steps.clone(),
+                    remeasured_seconds: None,
+                });
+            }
+        }
         hook_points.borrow_mut().push(RoundPoint {
             round: r.round,
             trials: r.trials,
@@ -404,6 +449,7 @@ pub fn run_traced(
     let cache_hits = cache.map_or(0, |c| c.borrow().hits()) - hits_before;
     let sum = |v: &[usize]| v.iter().sum::<usize>();
     let rounds = points.borrow().clone();
+    let trail = trail.borrow().clone();
     RunTrace {
         config,
         seed,
@@ -415,6 +461,7 @@ pub fn run_traced(
         trials: result.trials,
         cache_hits,
         remeasured: None,
+        trail,
         mutations_tried: result
             .rounds
             .iter()
@@ -503,6 +550,22 @@ pub struct ConfigSummary {
     pub trials_to_reach_ratio: Option<f64>,
     /// Seeds on which the baseline's final best was reached.
     pub reached: usize,
+    /// [`time_to_reach_ratio`](Self::time_to_reach_ratio) with every run's best-so-far
+    /// programs re-measured side by side ([`RunTrace::reach_remeasured`]): the target is the
+    /// baseline's final best as timed in that same re-measurement, so a lucky reading in a
+    /// search sets no target and reaches none. `None` without a trail re-measurement, or
+    /// when the median seed did not reach it.
+    #[serde(default)]
+    pub time_to_reach_ratio_remeasured: Option<f64>,
+    /// The same in trials.
+    #[serde(default)]
+    pub trials_to_reach_ratio_remeasured: Option<f64>,
+    /// Seeds that reached the re-measured target.
+    #[serde(default)]
+    pub reached_remeasured: usize,
+    /// Seeds compared on re-measured trails (the baseline's final best was re-measured).
+    #[serde(default)]
+    pub compared_remeasured: usize,
     /// Seeds compared with the baseline (those where the baseline found a program).
     pub compared: usize,
     /// Share of the round wall time spent inside the policies (pooled over seeds).
@@ -586,6 +649,8 @@ pub fn summarize(
         let (mut final_ratios, mut remeasured_ratios, mut log_ratios) = (vec![], vec![], vec![]);
         let (mut time_ratios, mut wall_ratios, mut trial_ratios) = (vec![], vec![], vec![]);
         let (mut reached, mut compared) = (0, 0);
+        let (mut again_time, mut again_trials) = (vec![], vec![]);
+        let (mut reached_again, mut compared_again) = (0, 0);
         let ratio_of = |t: f64, base: f64| if base > 0.0 { t / base } else { 1.0 };
         for r in &mine {
             let Some(base) = baseline(r.seed) else {
@@ -618,6 +683,21 @@ pub fn summarize(
                     trial_ratios.push(f64::INFINITY);
                 }
             }
+            if let Some(b) = base.final_trail_seconds() {
+                compared_again += 1;
+                let target = b * (1.0 + tolerance);
+                match (r.reach_remeasured(target), base.reach_remeasured(target)) {
+                    (Some(p), Some(b)) => {
+                        reached_again += 1;
+                        again_time.push(ratio_of(p.accounted_seconds, b.accounted_seconds));
+                        again_trials.push(ratio_of(p.trials as f64, b.trials as f64));
+                    }
+                    _ => {
+                        again_time.push(f64::INFINITY);
+                        again_trials.push(f64::INFINITY);
+                    }
+                }
+            }
         }
         let rounds: f64 = mine.iter().map(|r| r.round_seconds()).sum();
         let rounds_accounted: f64 = mine.iter().map(|r| r.round_accounted_seconds()).sum();
@@ -648,6 +728,10 @@ pub fn summarize(
             trials_to_reach_ratio: median(&trial_ratios),
             reached,
             compared,
+            time_to_reach_ratio_remeasured: median(&again_time),
+            trials_to_reach_ratio_remeasured: median(&again_trials),
+            reached_remeasured: reached_again,
+            compared_remeasured: compared_again,
             policy_share: share(policy, rounds),
             policy_share_accounted: share(policy, rounds_accounted),
             evolution_share: share(
@@ -817,6 +901,48 @@ mod tests {
         assert!((test.p_value - 0.25).abs() < 1e-12);
         assert_eq!(s.configs[0].signed_rank, None, "the baseline ties itself");
         assert_eq!(s.configs[0].final_ratio_remeasured, Some(1.0));
+    }
+
+    #[test]
+    fn re_measured_trails_set_the_target_and_decide_the_reach() {
+        let point = |round: usize, tag: usize, again: f64| TrailPoint {
+            round,
+            steps: vec![Step::Fuse {
+                stage: tag,
+                iters: vec![],
+            }],
+            remeasured_seconds: Some(again),
+        };
+        // The baseline's last best (1.0 in the search) was a lucky reading: re-measured it
+        // takes 1.5, as does its round-1 best. The rl run's round-0 best re-measures at 1.4.
+        let mut base = trace(
+            Config::Baseline,
+            0,
+            &[(1.0, Some(3.0)), (2.0, Some(1.6)), (4.0, Some(1.0))],
+        );
+        base.trail = vec![point(0, 0, 3.0), point(1, 1, 1.5), point(2, 2, 1.5)];
+        let mut rl = trace(Config::Rl, 0, &[(1.0, Some(1.1)), (4.0, Some(1.1))]);
+        rl.trail = vec![point(0, 3, 1.4)];
+        let s = summarize("w", "w", 1e9, &[base, rl], 0.01);
+        let (b, r) = (&s.configs[0], &s.configs[1]);
+        // In the search rl never reached 1.0 · 1.01.
+        assert_eq!(r.time_to_reach_ratio, None);
+        assert_eq!(r.reached, 0);
+        // Re-measured, the baseline reached its own 1.5 at 2 s, rl at 1 s.
+        assert_eq!(b.time_to_reach_ratio_remeasured, Some(1.0));
+        assert_eq!(r.time_to_reach_ratio_remeasured, Some(0.5));
+        assert_eq!(r.trials_to_reach_ratio_remeasured, Some(0.5));
+        assert_eq!((r.reached_remeasured, r.compared_remeasured), (1, 1));
+        // Without a trail re-measurement there is nothing to compare.
+        let plain = summarize(
+            "w",
+            "w",
+            1e9,
+            &[trace(Config::Baseline, 0, &[(1.0, Some(1.0))])],
+            0.01,
+        );
+        assert_eq!(plain.configs[0].compared_remeasured, 0);
+        assert_eq!(plain.configs[0].time_to_reach_ratio_remeasured, None);
     }
 
     #[test]

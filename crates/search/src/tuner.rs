@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessel_ir::rng::{seeded, TesselRng};
-use tessel_ir::{ComputeDag, State};
+use tessel_ir::{ComputeDag, State, Step};
 use tessel_mutation_model::MutationPolicy;
 use tessel_rl_policy::SketchPolicy;
 use tessel_sketch::{sample_initial, HardwareParams, MutationRegistry, Sketch};
@@ -118,6 +118,9 @@ pub struct RoundRecord {
     pub failed: usize,
     /// Best time so far (seconds), if any candidate succeeded.
     pub best_seconds: Option<f64>,
+    /// The step log of that best program (not logged: records files hold the programs).
+    #[serde(skip)]
+    pub best_steps: Option<Vec<Step>>,
     /// Time split of this round.
     pub time: TimeSplit,
     /// Mutation statistics of this round's evolution.
@@ -341,7 +344,9 @@ impl Tuner {
         let measured_keys: HashSet<String> =
             self.history.iter().map(|m| state_key(&m.state)).collect();
         self.train(scorer);
-        let best_seconds = self.best().map(|b| b.1);
+        let best = self.best();
+        let best_seconds = best.as_ref().map(|b| b.1);
+        let best_steps = best.map(|b| b.0.steps().to_vec());
         let mut sketch_best = vec![None; self.sketches.len()];
         for m in &self.history {
             note_sketch_best(&mut sketch_best, &m.state, m.seconds);
@@ -357,6 +362,7 @@ impl Tuner {
             valid: 0,
             best_trial: 0,
             best_seconds,
+            best_steps,
             empty_rounds: 0,
             start: Instant::now(),
         }
@@ -387,6 +393,8 @@ pub struct TuneSession {
     valid: usize,
     best_trial: usize,
     best_seconds: Option<f64>,
+    /// The step log of the program with `best_seconds`.
+    best_steps: Option<Vec<Step>>,
     /// Per sketch, the best time any of its programs reached (resumed records included).
     sketch_best: Vec<Option<f64>>,
     empty_rounds: usize,
@@ -599,6 +607,7 @@ impl TuneSession {
             measured: tally.measured + round_tally.measured,
             failed: tally.failed + round_tally.failed,
             best_seconds: self.best_seconds,
+            best_steps: self.best_steps.clone(),
             time,
             evolution: stats,
         };
@@ -637,6 +646,7 @@ impl TuneSession {
                     self.valid += 1;
                     if self.best_seconds.is_none_or(|b| s < b) {
                         self.best_seconds = Some(s);
+                        self.best_steps = Some(state.steps().to_vec());
                         self.best_trial = self.trials;
                     }
                 }

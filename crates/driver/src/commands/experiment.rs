@@ -28,12 +28,16 @@
 //! of a workload share one measurement cache keyed by step log (`--no-cache` turns it
 //! off), a hit is charged the time its first measurement cost so "accounted time" stays
 //! fair, and after the runs every run's final best is re-measured in
-//! `--remeasure-rounds` interleaved batches (median of the rounds).
+//! `--remeasure-rounds` interleaved batches (median of the rounds). Every run's *trail*
+//! (each program it held as its best after some round) is then re-measured the same way in
+//! `--trail-rounds` batches, and time-to-reach is decided a second time on those times
+//! ("re-measured"), so that a lucky reading in one search neither sets a target nor
+//! reaches one.
 //!
 //! Output in `--out`: `records/<workload>.<config>.s<seed>.jsonl` (rewritten each run; a
 //! run's file holds what it measured itself, cache hits are in the file of the run that
-//! measured them first), `records/<workload>.remeasure.jsonl`, `runs.json` (every
-//! per-round trace), `summary.json`, `report.md`, and per workload `<workload>.time.svg` /
+//! measured them first), `records/<workload>.remeasure.jsonl`,
+//! `records/<workload>.trail.jsonl`, `runs.json` (every per-round trace and trail), `summary.json`, `report.md`, and per workload `<workload>.time.svg` /
 //! `<workload>.trials.svg` (best-so-far GFLOP/s, median over seeds, vs accounted time / vs
 //! trials). The tables go to stdout; with `--json` the summary is the last stdout line.
 
@@ -99,6 +103,12 @@ pub struct Args {
     /// measures every program once, interleaved); 0 turns it off.
     #[arg(long, default_value_t = 10)]
     pub remeasure_rounds: usize,
+    /// Rounds of the trail re-measurement: every program a run held as its best after some
+    /// round, from every run of the workload, timed again side by side (interleaved,
+    /// median of the rounds) to decide time-to-reach without lucky readings; 0 turns it
+    /// off.
+    #[arg(long, default_value_t = 5)]
+    pub trail_rounds: usize,
     /// Do not share measurements between the runs of a workload (every run measures
     /// everything itself, and accounted time equals wall time).
     #[arg(long)]
@@ -147,6 +157,12 @@ struct Robustness {
     remeasured_programs: usize,
     /// Wall seconds of the re-measurement.
     remeasure_seconds: f64,
+    /// Trail re-measurement rounds.
+    trail_rounds: usize,
+    /// Distinct trail programs re-measured.
+    trail_programs: usize,
+    /// Wall seconds of the trail re-measurement.
+    trail_seconds: f64,
 }
 
 /// The file of a workload's records under `--out` (`<workload>.<tag>.jsonl`), removed if
@@ -203,7 +219,49 @@ fn remeasure_bests(
     Ok(())
 }
 
-/// Runs every config × seed on one workload, then re-measures the final bests.
+/// Re-measures every run's trail (each best so far) side by side, filling
+/// `TrailPoint::remeasured_seconds`.
+fn remeasure_trails(
+    args: &Args,
+    w: &Workload,
+    problem: &Problem,
+    threads: usize,
+    traces: &mut [RunTrace],
+    robustness: &mut Robustness,
+) -> Result<(), DriverError> {
+    if args.trail_rounds == 0 {
+        return Ok(());
+    }
+    let programs: Vec<Option<State>> = traces
+        .iter()
+        .flat_map(|t| &t.trail)
+        .map(|p| State::replay(problem.dag.clone(), &p.steps).ok())
+        .collect();
+    let distinct: std::collections::HashSet<String> =
+        programs.iter().flatten().map(State::steps_json).collect();
+    let path = fresh_records(args, w, "trail")?;
+    let mut measurer = HarnessMeasurer::new(w.clone(), runner(args, threads)?, Some(&path))
+        .map_err(|e| DriverError::Failed(e.to_string()))?;
+    let start = Instant::now();
+    let mut results = remeasure(&programs, &mut measurer, args.trail_rounds).into_iter();
+    robustness.trail_rounds = args.trail_rounds;
+    robustness.trail_programs = distinct.len();
+    robustness.trail_seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{}: re-measured {} distinct trail programs × {} rounds in {:.1} s",
+        w.name,
+        distinct.len(),
+        args.trail_rounds,
+        robustness.trail_seconds
+    );
+    for point in traces.iter_mut().flat_map(|t| t.trail.iter_mut()) {
+        point.remeasured_seconds = results.next().flatten().and_then(|r| r.seconds);
+    }
+    Ok(())
+}
+
+/// Runs every config × seed on one workload, then re-measures the final bests and the
+/// trails.
 fn run_workload(
     args: &Args,
     w: &Workload,
@@ -274,6 +332,7 @@ fn run_workload(
         ..Robustness::default()
     };
     remeasure_bests(args, w, &problem, threads, &mut traces, &mut robustness)?;
+    remeasure_trails(args, w, &problem, threads, &mut traces, &mut robustness)?;
     Ok((traces, robustness))
 }
 
@@ -299,6 +358,12 @@ run's measurements). This is the headline ratio. **(wall)**: the same by the wal
 where cache hits are nearly free. A seed that never gets there counts as infinite (\"not \
 reached\" when the median does). **trials-to-reach**: the same in trials. **reached**: seeds \
 that got there / seeds compared.
+* **time-to-reach (re-measured)**: the same ratio decided on *re-measured* programs. Every \
+program a run held as its best after some round (its trail) is timed again, side by side \
+with the trails of all runs of the workload (interleaved rounds, median); the target is the \
+baseline's final best as timed there, and a run reaches it at the first round whose best \
+re-measures within 1%. A lucky reading in a search then neither sets a target nor reaches \
+one. **reached (re-measured)**: seeds that got there / seeds compared.
 * **policy % wall / accounted**: share of the round wall (accounted) time spent inside the \
 sketch and mutation policies (timed exactly); **evol % accounted**: share of the round \
 accounted time spent in evolution (cost-model prediction included).
@@ -331,7 +396,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let mut report = format!(
         "# Learned-policies experiment\n\n{} trials per run, {} seeds, {} kernel threads, \
          population {}, {} measured per round, isolation {:?}, shared measurement cache {}, \
-         {} re-measurement rounds.\n\n{METRICS}\n",
+         {} re-measurement rounds, {} trail re-measurement rounds.\n\n{METRICS}\n",
         args.trials,
         args.seeds,
         threads,
@@ -339,7 +404,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         args.measures_per_round,
         args.isolation,
         if args.no_cache { "off" } else { "on" },
-        args.remeasure_rounds
+        args.remeasure_rounds,
+        args.trail_rounds
     );
     let stdout = std::io::stdout();
     for w in &workloads {
@@ -401,6 +467,9 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "repeats_per_measurement": options.timing.repeat,
             "min_repeat_ms": options.timing.min_repeat_ms,
             "final_ratio": if args.remeasure_rounds > 0 { "re-measured" } else { "search" },
+            "trail_rounds": args.trail_rounds,
+            "time_to_reach_remeasured": "every run's best-so-far programs re-measured side by \
+                                         side; target = the baseline's final as re-measured",
         },
         "workloads": summaries,
     });

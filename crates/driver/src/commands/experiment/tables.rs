@@ -69,6 +69,9 @@ pub(super) fn robustness_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
         "final ×base (search)",
         "signed-rank p (n)",
         "re-measure spread",
+        "time-to-reach (re-measured)",
+        "trials-to-reach (re-measured)",
+        "reached (re-measured)",
         "cache hits",
         "accounted s (med)",
         "wall s (med)",
@@ -88,6 +91,9 @@ pub(super) fn robustness_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
                 .as_ref()
                 .map_or("-".to_string(), |t| format!("{:.3} ({})", t.p_value, t.n)),
             pct(c.remeasure_spread_median),
+            reach(c.time_to_reach_ratio_remeasured),
+            reach(c.trials_to_reach_ratio_remeasured),
+            format!("{}/{}", c.reached_remeasured, c.compared_remeasured),
             format!(
                 "{}/{} ({})",
                 c.cache_hits,
@@ -128,7 +134,16 @@ pub(super) fn robustness_text(r: &Robustness, options: &MeasureOptions) -> Strin
     } else {
         "no re-measurement (final ratios are the search's own)".to_string()
     };
-    format!("Robustness: {cache}; {again}.\n")
+    let trail = if r.trail_rounds > 0 {
+        format!(
+            "; the {} distinct programs the runs held as best after some round re-measured \
+             the same way in {} rounds ({:.1} s), for time-to-reach (re-measured)",
+            r.trail_programs, r.trail_rounds, r.trail_seconds
+        )
+    } else {
+        String::new()
+    };
+    format!("Robustness: {cache}; {again}{trail}.\n")
 }
 
 pub(super) fn text_table(rows: &[Vec<String>]) -> String {
