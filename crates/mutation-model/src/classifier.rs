@@ -2,11 +2,19 @@
 //!
 //! `p(rule | parent) = (1 − λ)·p_default(rule) + λ·p_model(rule | parent)` over the rules that
 //! can structurally apply to the parent (a rule with nothing to mutate is skipped, which
-//! alone removes many failed mutations). `p_model(rule) ∝ P(improve | features(parent))`
-//! comes from one logistic-regression classifier per rule (smartcore), trained online on
-//! every mutation the evolution reports: label 1 when the mutant was legal and predicted
-//! better than its parent. Until a rule has enough observations of both kinds, the fixed
-//! weights are used.
+//! alone removes many failed mutations). `P(improve | rule, features(parent))` comes from
+//! one logistic-regression classifier per rule (smartcore), trained online on every
+//! mutation the evolution reports: label 1 when the mutant was legal and predicted better
+//! than its parent. Until a rule has enough observations of both kinds, the fixed weights
+//! are used.
+//!
+//! By default (`prior_weighted`) `p_model(rule) ∝ p_default(rule) · P(improve | rule,
+//! parent)`: the probability that the rule, drawn from the default mix, is the one that
+//! improves the parent. PAPER.md §4's per-rule variant, `p_model ∝ P(improve)`
+//! (`prior_weighted: false`), ignores the mix: with similar improvement rates it makes the
+//! four CPU rules equally likely, so tile-size mutations fall from 90 % to about 58 % of
+//! the draws at λ = 0.5. In the session-4 experiment (1,000 trials × 5 seeds) that left 3
+//! of 5 c2d-3 runs of `ml` stuck near 182 GFLOP/s while every baseline run reached ~201.
 
 use crate::{sample_weighted, MutationOutcome, MutationPolicy, RuleInfo};
 use serde_json::json;
@@ -172,6 +180,9 @@ impl RuleModel {
 pub struct Classifier {
     /// Weight of the model against the default weights (0.5).
     pub lambda: f64,
+    /// `p_model ∝ p_default · P(improve)` (true, the default) or `∝ P(improve)` alone
+    /// (PAPER.md §4's per-rule variant); see the module docs.
+    pub prior_weighted: bool,
     /// Observations of a rule (with both labels) before its model is used (500).
     pub min_samples: usize,
     /// Most recent observations kept per rule (1,500: the fit (LBFGS, linear in the rows)
@@ -189,6 +200,7 @@ impl Default for Classifier {
     fn default() -> Classifier {
         Classifier {
             lambda: 0.5,
+            prior_weighted: true,
             min_samples: 500,
             capacity: 1_500,
             refit_every: 12_000,
@@ -238,7 +250,12 @@ impl Classifier {
                 if m.rows.len() < self.min_samples {
                     return None;
                 }
-                m.probability(x)
+                let prior = if self.prior_weighted {
+                    rules[k].weight.max(0.0)
+                } else {
+                    1.0
+                };
+                m.probability(x).map(|p| prior * p)
             })
             .collect();
         match model {

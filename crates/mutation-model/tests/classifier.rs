@@ -45,24 +45,12 @@ const RULES: [RuleInfo; 3] = [
     },
 ];
 
-#[test]
-fn it_learns_which_rule_improves_which_state() {
-    let pool = states(600);
-    let mut policy = Classifier::default();
-    let probe_zero = pool
-        .iter()
-        .find(|s| unroll_of(s) == Some(0))
-        .expect("a state with unroll 0");
-    let probe_big = pool
-        .iter()
-        .find(|s| unroll_of(s) == Some(512))
-        .expect("a state with unroll 512");
-    let before = policy.probabilities(probe_zero, &RULES);
-    // Planted: unrolling helps exactly the states whose auto_unroll_max_step is 0; tile-size
-    // mutations help one time in ten.
+/// Trains `policy` on the planted pattern: unrolling helps exactly the states whose
+/// auto_unroll_max_step is 0; tile-size mutations help one time in ten.
+fn train_planted(policy: &mut Classifier, pool: &[State]) {
     let mut rng = tessel_ir::rng::seeded(9);
     for _ in 0..3 {
-        for s in &pool {
+        for s in pool {
             let tile = if rng.random_bool(0.1) {
                 MutationOutcome::Improved
             } else {
@@ -77,14 +65,69 @@ fn it_learns_which_rule_improves_which_state() {
             policy.observe(s, 1, unroll);
         }
     }
-    let zero = policy.probabilities(probe_zero, &RULES);
-    let big = policy.probabilities(probe_big, &RULES);
-    assert!(
-        zero[1] > 0.3,
-        "unroll favoured where it helps: {zero:?} (before {before:?})"
-    );
-    assert!(big[1] < 0.1, "and not elsewhere: {big:?}");
-    assert!(!policy.state_json().is_null());
+}
+
+#[test]
+fn it_learns_which_rule_improves_which_state() {
+    let pool = states(600);
+    let probe_zero = pool
+        .iter()
+        .find(|s| unroll_of(s) == Some(0))
+        .expect("a state with unroll 0");
+    let probe_big = pool
+        .iter()
+        .find(|s| unroll_of(s) == Some(512))
+        .expect("a state with unroll 512");
+    for prior_weighted in [true, false] {
+        let mut policy = Classifier::default();
+        policy.prior_weighted = prior_weighted;
+        let before = policy.probabilities(probe_zero, &RULES);
+        train_planted(&mut policy, &pool);
+        let zero = policy.probabilities(probe_zero, &RULES);
+        let big = policy.probabilities(probe_big, &RULES);
+        // The default share of unrolling among the two applicable rules: 0.05 / 0.95.
+        let default = before[1];
+        assert!((default - 0.05 / 0.95).abs() < 1e-9, "{before:?}");
+        // Prior-weighted: 0.5·0.053 + 0.5·(0.05·1 / (0.05·1 + 0.9·0.1)) ≈ 0.21; alone: ≈ 0.48.
+        let wanted = if prior_weighted { 0.15 } else { 0.3 };
+        assert!(
+            zero[1] > wanted,
+            "unroll favoured where it helps (prior-weighted {prior_weighted}): {zero:?}"
+        );
+        assert!(
+            big[1] < default,
+            "and below its default share elsewhere: {big:?}"
+        );
+        assert!(!policy.state_json().is_null());
+    }
+}
+
+#[test]
+fn prior_weighting_keeps_the_default_mix_when_every_rule_improves_alike() {
+    let pool = states(600);
+    let probe = &pool[0];
+    let mut rng = tessel_ir::rng::seeded(2);
+    let mut weighted = Classifier::default();
+    let mut alone = Classifier::default();
+    alone.prior_weighted = false;
+    for _ in 0..3 {
+        for s in &pool {
+            for rule in 0..2 {
+                let outcome = if rng.random_bool(0.3) {
+                    MutationOutcome::Improved
+                } else {
+                    MutationOutcome::NoGain
+                };
+                weighted.observe(s, rule, outcome);
+                alone.observe(s, rule, outcome);
+            }
+        }
+    }
+    let w = weighted.probabilities(probe, &RULES);
+    let a = alone.probabilities(probe, &RULES);
+    // Default among the applicable rules: 0.9 / 0.95 ≈ 0.947 for tile sizes.
+    assert!(w[0] > 0.9, "tile sizes keep their share: {w:?}");
+    assert!(a[0] < 0.8, "P(improve) alone flattens the mix: {a:?}");
 }
 
 #[test]
