@@ -7,7 +7,7 @@
 //!     --records /work/bench2/r50-grad.jsonl --records /work/bench2/r50-rr2.jsonl \
 //!     [--network resnet50] [--batch 1] [--trials 5400] [--at 1728,2500,3000,3780,5400] \
 //!     [--alpha 0.2] [--beta 2] [--window 3] [--forward-power 2] [--per-round 64] [--seed 0] \
-//!     [--rounds]
+//!     [--round-floor 0.85] [--rounds]
 //! ```
 //!
 //! Each task's curve is the list of latencies the records hold for its workload, in
@@ -16,10 +16,11 @@
 //! The real [`TaskScheduler`] is run with a fake measurer that hands a task the next recorded
 //! latencies of its curve, in order, whatever programs the task's session proposes (the
 //! sessions search a small stand-in matmul to have programs to propose, and a fixed hash
-//! stands in for the cost model). Replayed: round-robin, the gradient with Ansor's forward
-//! guess (`--forward-power 1`) and, when it differs, with `--forward-power` (default: the
-//! scheduler's). Round-robin's final estimate is the target whose reach is reported; the
-//! per-task table compares round-robin with the last strategy.
+//! stands in for the cost model). Replayed: round-robin, Ansor's gradient (forward power 1,
+//! no exploration floor), the gradient with `--forward-power` (default: the scheduler's)
+//! without floor and, when `--round-floor` (default: the scheduler's) is not 0, with it.
+//! Round-robin's final estimate is the target whose reach is reported; the per-task table
+//! compares round-robin with the last strategy.
 //!
 //! Limitations: past its recorded trials a task's curve is flat (its measurements fail), so a
 //! strategy is not credited for trials beyond what some recorded run gave a task; the curves
@@ -64,6 +65,7 @@ struct Options {
     seed: u64,
     rounds: bool,
     power: f64,
+    floor: f64,
 }
 
 fn options() -> Result<Options, String> {
@@ -80,6 +82,7 @@ fn options() -> Result<Options, String> {
         seed: 0,
         rounds: false,
         power: SchedulerParams::default().forward_power,
+        floor: SchedulerParams::default().round_floor,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -104,6 +107,7 @@ fn options() -> Result<Options, String> {
             "--beta" => o.beta = value.parse().map_err(|e| bad(&e))?,
             "--window" => o.window = value.parse().map_err(|e| bad(&e))?,
             "--forward-power" => o.power = value.parse().map_err(|e| bad(&e))?,
+            "--round-floor" => o.floor = value.parse().map_err(|e| bad(&e))?,
             "--seed" => o.seed = value.parse().map_err(|e| bad(&e))?,
             "--at" => {
                 o.at = value
@@ -251,22 +255,37 @@ fn main() -> Result<(), String> {
     };
     let mut runs = Vec::new();
     let mut variants = vec![
-        ("round-robin".to_string(), Strategy::RoundRobin, o.power),
-        ("gradient p=1".to_string(), Strategy::Gradient, 1.0),
+        (
+            "round-robin".to_string(),
+            Strategy::RoundRobin,
+            o.power,
+            0.0,
+        ),
+        ("gradient p=1".to_string(), Strategy::Gradient, 1.0, 0.0),
     ];
     if o.power != 1.0 {
         variants.push((
             format!("gradient p={}", o.power),
             Strategy::Gradient,
             o.power,
+            0.0,
         ));
     }
-    for (name, strategy, forward_power) in variants {
+    if o.floor != 0.0 {
+        variants.push((
+            format!("p={} f={}", o.power, o.floor),
+            Strategy::Gradient,
+            o.power,
+            o.floor,
+        ));
+    }
+    for (name, strategy, forward_power, round_floor) in variants {
         let r = replay(
             &tasks,
             SchedulerParams {
                 strategy,
                 forward_power,
+                round_floor,
                 ..base.clone()
             },
         );
