@@ -7,7 +7,7 @@
 //!     --records /work/bench2/r50-grad.jsonl --records /work/bench2/r50-rr2.jsonl \
 //!     [--network resnet50] [--batch 1] [--trials 5400] [--at 1728,2500,3000,3780,5400] \
 //!     [--alpha 0.2] [--beta 2] [--window 3] [--forward-power 2] [--per-round 64] [--seed 0] \
-//!     [--round-floor 0.85] [--rounds]
+//!     [--round-floor 0.85] [--group-room true] [--rounds]
 //! ```
 //!
 //! Each task's curve is the list of latencies the records hold for its workload, in
@@ -17,10 +17,10 @@
 //! latencies of its curve, in order, whatever programs the task's session proposes (the
 //! sessions search a small stand-in matmul to have programs to propose, and a fixed hash
 //! stands in for the cost model). Replayed: round-robin, Ansor's gradient (forward power 1,
-//! no exploration floor), the gradient with `--forward-power` (default: the scheduler's)
-//! without floor and, when `--round-floor` (default: the scheduler's) is not 0, with it.
-//! Round-robin's final estimate is the target whose reach is reported; the per-task table
-//! compares round-robin with the last strategy.
+//! no exploration floor, no group room), the gradient with `--forward-power` (default: the
+//! scheduler's) alone and, when `--round-floor` is not 0 or `--group-room` is true
+//! (defaults: the scheduler's), with them. Round-robin's final estimate is the target whose
+//! reach is reported; the per-task table compares round-robin with the last strategy.
 //!
 //! Limitations: past its recorded trials a task's curve is flat (its measurements fail), so a
 //! strategy is not credited for trials beyond what some recorded run gave a task; the curves
@@ -66,6 +66,7 @@ struct Options {
     rounds: bool,
     power: f64,
     floor: f64,
+    room: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -83,6 +84,7 @@ fn options() -> Result<Options, String> {
         rounds: false,
         power: SchedulerParams::default().forward_power,
         floor: SchedulerParams::default().round_floor,
+        room: SchedulerParams::default().group_room,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -108,6 +110,7 @@ fn options() -> Result<Options, String> {
             "--window" => o.window = value.parse().map_err(|e| bad(&e))?,
             "--forward-power" => o.power = value.parse().map_err(|e| bad(&e))?,
             "--round-floor" => o.floor = value.parse().map_err(|e| bad(&e))?,
+            "--group-room" => o.room = value.parse().map_err(|e| bad(&e))?,
             "--seed" => o.seed = value.parse().map_err(|e| bad(&e))?,
             "--at" => {
                 o.at = value
@@ -254,38 +257,40 @@ fn main() -> Result<(), String> {
         ..SchedulerParams::default()
     };
     let mut runs = Vec::new();
+    // (name, strategy, forward power, exploration floor, group room)
+    let gradient = |name: String, power: f64, floor: f64, room: bool| {
+        (name, Strategy::Gradient, power, floor, room)
+    };
     let mut variants = vec![
         (
             "round-robin".to_string(),
             Strategy::RoundRobin,
-            o.power,
+            1.0,
             0.0,
+            false,
         ),
-        ("gradient p=1".to_string(), Strategy::Gradient, 1.0, 0.0),
+        gradient("ansor p=1".into(), 1.0, 0.0, false),
     ];
     if o.power != 1.0 {
-        variants.push((
-            format!("gradient p={}", o.power),
-            Strategy::Gradient,
-            o.power,
-            0.0,
-        ));
+        variants.push(gradient(format!("p={}", o.power), o.power, 0.0, false));
     }
-    if o.floor != 0.0 {
-        variants.push((
-            format!("p={} f={}", o.power, o.floor),
-            Strategy::Gradient,
+    if o.floor != 0.0 || o.room {
+        let name = format!(
+            "p={} f={}{}",
             o.power,
             o.floor,
-        ));
+            if o.room { " room" } else { "" }
+        );
+        variants.push(gradient(name, o.power, o.floor, o.room));
     }
-    for (name, strategy, forward_power, round_floor) in variants {
+    for (name, strategy, forward_power, round_floor, group_room) in variants {
         let r = replay(
             &tasks,
             SchedulerParams {
                 strategy,
                 forward_power,
                 round_floor,
+                group_room,
                 ..base.clone()
             },
         );
@@ -293,13 +298,13 @@ fn main() -> Result<(), String> {
     }
     let last = runs.len() - 1;
     let target = runs[0].1.estimated_seconds.unwrap_or(f64::NAN);
-    print!("{:<14}", "strategy");
+    print!("{:<18}", "strategy");
     for t in &o.at {
         print!(" {:>9}", format!("@{t}"));
     }
     println!("  reaches RR's final {:.3} ms at", target * 1e3);
     for (s, r) in &runs {
-        print!("{s:<14}");
+        print!("{s:<18}");
         for &t in &o.at {
             let e = estimate_at(r, t).map_or("-".into(), |e| format!("{:.3}", e * 1e3));
             print!(" {e:>9}");

@@ -1,7 +1,9 @@
 //! The gradient's exploration floor, with fake measurers whose latency is a fixed function of
 //! the task and of how many rounds it had: rounds still go to the task whose weighted
 //! latency can drop most, but no live task falls below `round_floor ×` the mean rounds, so a
-//! flat or cheap task still gets rounds; 0 turns the floor off (Ansor's gradient).
+//! flat or cheap task still gets rounds; 0 turns the floor off (Ansor's gradient). And the
+//! forward guess's room: a task already at its similarity group's best FLOP/s is guessed to
+//! gain less than one far from it.
 
 mod common;
 
@@ -128,4 +130,60 @@ fn the_floor_ignores_dead_tasks() {
     assert_eq!(r.tasks[2].rounds, 1);
     assert_eq!(r.tasks[0].rounds + r.tasks[1].rounds, 14);
     assert!(r.tasks[1].rounds >= 3, "{:?}", r.tasks);
+}
+
+/// Runs the gradient alone (no floor) over tasks `(weight, latency)` of the same workload
+/// and similarity tag (one group), constant latencies; the order of the rounds after the
+/// warm-up.
+fn order_in_one_group(tasks: &[(f64, f64)], total: usize, group_room: bool) -> Vec<usize> {
+    let mut scorer = FakeScorer::default();
+    let specs: Vec<TaskSpec> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, (w, _))| {
+            let (s, flop) = session("gmm:b=1,n=32,m=32,k=32", i as u64, &mut scorer);
+            TaskSpec::new(&format!("t{i}"), *w, flop, s).with_tag("batch_matmul")
+        })
+        .collect();
+    let params = SchedulerParams {
+        total_trials: total,
+        measures_per_round: 4,
+        round_floor: 0.0,
+        group_room,
+        ..SchedulerParams::default()
+    };
+    let mut sched = TaskScheduler::new(specs, params).expect("scheduler");
+    assert_eq!(sched.similarity_groups(), [vec![0, 1]]);
+    let latencies: Vec<f64> = tasks.iter().map(|t| t.1).collect();
+    let mut measurer = |task: usize, states: &[State]| {
+        states
+            .iter()
+            .map(|_| Measurement {
+                seconds: Some(latencies[task]),
+                error: None,
+                compile_seconds: 0.0,
+            })
+            .collect::<Vec<_>>()
+    };
+    let r = sched.run(&mut measurer, &mut scorer);
+    r.history
+        .iter()
+        .filter(|h| !h.warmup)
+        .map(|h| h.task)
+        .collect()
+}
+
+#[test]
+fn the_room_favours_the_task_far_from_its_groups_best() {
+    // Same FLOPs: task 0 (weight 3, 1 ms) runs at the group's best; task 1 (weight 1, 2 ms)
+    // at half of it. Ansor's guess sees 3 ms against 2 ms of weighted latency and tunes
+    // task 0; the room (0 against 1 ms) tunes task 1.
+    let tasks = [(3.0, 1e-3), (1.0, 2e-3)];
+    assert_eq!(order_in_one_group(&tasks, 12, false), [0]);
+    assert_eq!(order_in_one_group(&tasks, 12, true), [1]);
+    // Both constant: task 1's gradient is −0.8 · 1 ms / t^1.7, task 0's 0 (no room, no
+    // backward slope): every round goes to task 1.
+    assert_eq!(order_in_one_group(&tasks, 24, true), [1, 1, 1, 1]);
+    // The default is the room.
+    assert!(SchedulerParams::default().group_room);
 }

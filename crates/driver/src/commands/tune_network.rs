@@ -55,6 +55,11 @@ pub struct Args {
     /// live tasks is tuned first (0: off, Ansor's; default: the scheduler's, 0.85).
     #[arg(long, value_name = "F")]
     pub round_floor: Option<f64>,
+    /// The gradient's forward guess removes 1/t^P of a task's whole latency (Ansor's), not
+    /// of its room: its latency minus what it would take at its similarity group's best
+    /// FLOP/s (the scheduler's default).
+    #[arg(long)]
+    pub no_group_room: bool,
     /// Records file (default `<network>.tessel.jsonl` here); an existing one resumes.
     #[arg(long)]
     pub records: Option<PathBuf>,
@@ -142,6 +147,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         time_budget: super::search_options::time_budget(args.time_budget)?,
         forward_power,
         round_floor,
+        group_room: !args.no_group_room,
         ..SchedulerParams::default()
     };
     let bar = progress_bar(trials);
