@@ -20,7 +20,9 @@
 //! no exploration floor, no group room), the gradient with `--forward-power` (default: the
 //! scheduler's) alone and, when `--round-floor` is not 0 or `--group-room` is true
 //! (defaults: the scheduler's), with them. Round-robin's final estimate is the target whose
-//! reach is reported; the per-task table compares round-robin with the last strategy.
+//! reach is reported, also for a clairvoyant allocation (the fewest whole rounds after the
+//! warm-up that reach it, knowing every curve); the per-task table compares round-robin with
+//! the last strategy.
 //!
 //! Limitations: past its recorded trials a task's curve is flat (its measurements fail), so a
 //! strategy is not credited for trials beyond what some recorded run gave a task; the curves
@@ -207,6 +209,44 @@ fn replay(tasks: &[Task], params: SchedulerParams) -> SchedulerResult {
     sched.run(&mut measurer, &mut scorer)
 }
 
+/// A task's best latency after each round of `per_round` of its recorded trials (`∞` while
+/// none is valid), from its warm-up round on.
+fn best_by_round(curve: &[Option<f64>], per_round: usize) -> Vec<f64> {
+    let mut best = f64::INFINITY;
+    curve
+        .chunks(per_round.max(1))
+        .map(|round| {
+            best = round.iter().flatten().fold(best, |b, &s| b.min(s));
+            best
+        })
+        .collect()
+}
+
+/// The fewest trials after which some allocation of whole rounds, knowing every curve in
+/// advance, has an estimate of at most `target`: the warm-up (one round per task) and the
+/// fewest further rounds (a knapsack over the tasks' recorded rounds); `None` when even all
+/// recorded rounds do not reach it.
+fn clairvoyant(tasks: &[Task], per_round: usize, target: f64) -> Option<usize> {
+    // best[r]: the lowest estimate with r rounds after the warm-up.
+    let mut best = vec![0.0f64];
+    for t in tasks {
+        let curve = best_by_round(&t.curve, per_round);
+        if curve.is_empty() {
+            return None;
+        }
+        let mut next = vec![f64::INFINITY; best.len() + curve.len() - 1];
+        for (r, &b) in best.iter().enumerate() {
+            for (k, &g) in curve.iter().enumerate() {
+                next[r + k] = next[r + k].min(b + t.weight * g);
+            }
+        }
+        best = next;
+    }
+    best.iter()
+        .position(|&e| e <= target * (1.0 + 1e-12))
+        .map(|r| (tasks.len() + r) * per_round)
+}
+
 /// The estimate after the last round ending at or before `trials`.
 fn estimate_at(r: &SchedulerResult, trials: usize) -> Option<f64> {
     r.history
@@ -298,6 +338,15 @@ fn main() -> Result<(), String> {
     }
     let last = runs.len() - 1;
     let target = runs[0].1.estimated_seconds.unwrap_or(f64::NAN);
+    let per_round = o.per_round.min(o.trials / tasks.len().max(1)).max(1);
+    println!(
+        "clairvoyant (whole rounds, every curve known in advance) reaches RR's final at {}",
+        clairvoyant(&tasks, per_round, target).map_or("never".into(), |c| format!(
+            "{c} trials ({:.2}× {})",
+            c as f64 / o.trials as f64,
+            o.trials
+        ))
+    );
     print!("{:<18}", "strategy");
     for t in &o.at {
         print!(" {:>9}", format!("@{t}"));
