@@ -122,3 +122,19 @@ fn a_time_budget_stops_the_network_search_and_a_bad_one_is_refused() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_bad_round_floor_is_refused() {
+    for bad in ["1.5", "-0.1", "NaN"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessel"))
+            .args(["tune-network", "tiny-cnn", &format!("--round-floor={bad}")])
+            .output()
+            .expect("tessel runs");
+        assert!(!out.status.success(), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--round-floor must be a number from 0 to 1"),
+            "{bad}: {err}"
+        );
+    }
+}

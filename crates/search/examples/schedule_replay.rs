@@ -7,7 +7,7 @@
 //!     --records /work/bench2/r50-grad.jsonl --records /work/bench2/r50-rr2.jsonl \
 //!     [--network resnet50] [--batch 1] [--trials 5400] [--at 1728,2500,3000,3780,5400] \
 //!     [--alpha 0.2] [--beta 2] [--window 3] [--forward-power 2] [--per-round 64] [--seed 0] \
-//!     [--rounds]
+//!     [--round-floor 0.85] [--group-room true] [--rounds]
 //! ```
 //!
 //! Each task's curve is the list of latencies the records hold for its workload, in
@@ -16,10 +16,13 @@
 //! The real [`TaskScheduler`] is run with a fake measurer that hands a task the next recorded
 //! latencies of its curve, in order, whatever programs the task's session proposes (the
 //! sessions search a small stand-in matmul to have programs to propose, and a fixed hash
-//! stands in for the cost model). Replayed: round-robin, the gradient with Ansor's forward
-//! guess (`--forward-power 1`) and, when it differs, with `--forward-power` (default: the
-//! scheduler's). Round-robin's final estimate is the target whose reach is reported; the
-//! per-task table compares round-robin with the last strategy.
+//! stands in for the cost model). Replayed: round-robin, Ansor's gradient (forward power 1,
+//! no exploration floor, no group room), the gradient with `--forward-power` (default: the
+//! scheduler's) alone and, when `--round-floor` is not 0 or `--group-room` is true
+//! (defaults: the scheduler's), with them. Round-robin's final estimate is the target whose
+//! reach is reported, also for a clairvoyant allocation (the fewest whole rounds after the
+//! warm-up that reach it, knowing every curve); the per-task table compares round-robin with
+//! the last strategy.
 //!
 //! Limitations: past its recorded trials a task's curve is flat (its measurements fail), so a
 //! strategy is not credited for trials beyond what some recorded run gave a task; the curves
@@ -64,6 +67,8 @@ struct Options {
     seed: u64,
     rounds: bool,
     power: f64,
+    floor: f64,
+    room: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -80,6 +85,8 @@ fn options() -> Result<Options, String> {
         seed: 0,
         rounds: false,
         power: SchedulerParams::default().forward_power,
+        floor: SchedulerParams::default().round_floor,
+        room: SchedulerParams::default().group_room,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -104,6 +111,8 @@ fn options() -> Result<Options, String> {
             "--beta" => o.beta = value.parse().map_err(|e| bad(&e))?,
             "--window" => o.window = value.parse().map_err(|e| bad(&e))?,
             "--forward-power" => o.power = value.parse().map_err(|e| bad(&e))?,
+            "--round-floor" => o.floor = value.parse().map_err(|e| bad(&e))?,
+            "--group-room" => o.room = value.parse().map_err(|e| bad(&e))?,
             "--seed" => o.seed = value.parse().map_err(|e| bad(&e))?,
             "--at" => {
                 o.at = value
@@ -200,6 +209,44 @@ fn replay(tasks: &[Task], params: SchedulerParams) -> SchedulerResult {
     sched.run(&mut measurer, &mut scorer)
 }
 
+/// A task's best latency after each round of `per_round` of its recorded trials (`∞` while
+/// none is valid), from its warm-up round on.
+fn best_by_round(curve: &[Option<f64>], per_round: usize) -> Vec<f64> {
+    let mut best = f64::INFINITY;
+    curve
+        .chunks(per_round.max(1))
+        .map(|round| {
+            best = round.iter().flatten().fold(best, |b, &s| b.min(s));
+            best
+        })
+        .collect()
+}
+
+/// The fewest trials after which some allocation of whole rounds, knowing every curve in
+/// advance, has an estimate of at most `target`: the warm-up (one round per task) and the
+/// fewest further rounds (a knapsack over the tasks' recorded rounds); `None` when even all
+/// recorded rounds do not reach it.
+fn clairvoyant(tasks: &[Task], per_round: usize, target: f64) -> Option<usize> {
+    // best[r]: the lowest estimate with r rounds after the warm-up.
+    let mut best = vec![0.0f64];
+    for t in tasks {
+        let curve = best_by_round(&t.curve, per_round);
+        if curve.is_empty() {
+            return None;
+        }
+        let mut next = vec![f64::INFINITY; best.len() + curve.len() - 1];
+        for (r, &b) in best.iter().enumerate() {
+            for (k, &g) in curve.iter().enumerate() {
+                next[r + k] = next[r + k].min(b + t.weight * g);
+            }
+        }
+        best = next;
+    }
+    best.iter()
+        .position(|&e| e <= target * (1.0 + 1e-12))
+        .map(|r| (tasks.len() + r) * per_round)
+}
+
 /// The estimate after the last round ending at or before `trials`.
 fn estimate_at(r: &SchedulerResult, trials: usize) -> Option<f64> {
     r.history
@@ -250,23 +297,40 @@ fn main() -> Result<(), String> {
         ..SchedulerParams::default()
     };
     let mut runs = Vec::new();
+    // (name, strategy, forward power, exploration floor, group room)
+    let gradient = |name: String, power: f64, floor: f64, room: bool| {
+        (name, Strategy::Gradient, power, floor, room)
+    };
     let mut variants = vec![
-        ("round-robin".to_string(), Strategy::RoundRobin, o.power),
-        ("gradient p=1".to_string(), Strategy::Gradient, 1.0),
+        (
+            "round-robin".to_string(),
+            Strategy::RoundRobin,
+            1.0,
+            0.0,
+            false,
+        ),
+        gradient("ansor p=1".into(), 1.0, 0.0, false),
     ];
     if o.power != 1.0 {
-        variants.push((
-            format!("gradient p={}", o.power),
-            Strategy::Gradient,
-            o.power,
-        ));
+        variants.push(gradient(format!("p={}", o.power), o.power, 0.0, false));
     }
-    for (name, strategy, forward_power) in variants {
+    if o.floor != 0.0 || o.room {
+        let name = format!(
+            "p={} f={}{}",
+            o.power,
+            o.floor,
+            if o.room { " room" } else { "" }
+        );
+        variants.push(gradient(name, o.power, o.floor, o.room));
+    }
+    for (name, strategy, forward_power, round_floor, group_room) in variants {
         let r = replay(
             &tasks,
             SchedulerParams {
                 strategy,
                 forward_power,
+                round_floor,
+                group_room,
                 ..base.clone()
             },
         );
@@ -274,13 +338,22 @@ fn main() -> Result<(), String> {
     }
     let last = runs.len() - 1;
     let target = runs[0].1.estimated_seconds.unwrap_or(f64::NAN);
-    print!("{:<14}", "strategy");
+    let per_round = o.per_round.min(o.trials / tasks.len().max(1)).max(1);
+    println!(
+        "clairvoyant (whole rounds, every curve known in advance) reaches RR's final at {}",
+        clairvoyant(&tasks, per_round, target).map_or("never".into(), |c| format!(
+            "{c} trials ({:.2}× {})",
+            c as f64 / o.trials as f64,
+            o.trials
+        ))
+    );
+    print!("{:<18}", "strategy");
     for t in &o.at {
         print!(" {:>9}", format!("@{t}"));
     }
     println!("  reaches RR's final {:.3} ms at", target * 1e3);
     for (s, r) in &runs {
-        print!("{s:<14}");
+        print!("{s:<18}");
         for &t in &o.at {
             let e = estimate_at(r, t).map_or("-".into(), |e| format!("{:.3}", e * 1e3));
             print!(" {e:>9}");

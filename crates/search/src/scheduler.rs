@@ -9,9 +9,10 @@
 //!
 //! * [`Strategy::Gradient`] (Ansor's default): the live task with the most negative
 //!   `∂f/∂tᵢ ≈ wᵢ·(α·backward + (1−α)·forward)`, where `backward` is the slope of the task's
-//!   best latency over its last `backward_window` rounds and `forward = min(gᵢ − gᵢ/tᵢᵖ,
+//!   best latency over its last `backward_window` rounds and `forward = min(gᵢ − rᵢ/tᵢᵖ,
 //!   β·flopᵢ / max_{j∈similar} flopⱼ/gⱼ) − gᵢ` is an optimistic guess of the next round
-//!   (α = 0.2, β = 2, window 3, p = 1.7); uniformly at random when all are equal;
+//!   (α = 0.2, β = 2, window 3, p = 1.7), `rᵢ` the task's room (below); uniformly at random
+//!   when all are equal; but first, any live task below the exploration floor (below);
 //! * [`Strategy::RoundRobin`]: the live tasks in turn.
 //!
 //! Tessel-specific: the forward guess. Ansor's is `gᵢ − gᵢ/tᵢ` (p = 1): a task with `t`
@@ -27,6 +28,38 @@
 //! `(wᵢ·gᵢ)^(1/p)`). Replayed on those runs' curves (`examples/schedule_replay.rs`), the
 //! estimate at 5,400 trials is 0.5 and 2.0 ms lower than with p = 1 (p = 2: 0.9 and 2.3).
 //! [`SchedulerParams::forward_power`] = 1 restores Ansor's guess.
+//!
+//! Tessel-specific: the exploration floor ([`SchedulerParams::round_floor`], default 0.85).
+//! A live task with fewer rounds than `0.85 ×` the mean rounds of the live tasks is tuned
+//! before the gradient is asked (the fewest rounds first, then the most negative gradient),
+//! so no task starves: with the gradient alone, the cheap tasks of ResNet-50 (avgpool,
+//! maxpool, dense: 0.06–0.35 ms to gain in a 2nd round) never had a round after the warm-up,
+//! and the heaviest convolution had its 4th and 5th before they had their 2nd. What a round
+//! finds is hardly predictable from a task's own history: in one recorded run, 4 tasks whose
+//! 2nd round found nothing found something in their 3rd, and estimates of the next gain
+//! from the observed gains (smoothed per task, or pooled over tasks by round) did worse in
+//! replay than the guess above. With few tasks the floor is close to round-robin (two tasks:
+//! the lighter one keeps at least 74% of the heavier one's rounds); with ResNet-50's 27, the
+//! favourite can have about 5× the mean.
+//!
+//! Tessel-specific: the room ([`SchedulerParams::group_room`], default on). Ansor's guess
+//! removes `1/tᵖ` of the whole latency (`rᵢ = gᵢ`), so two tasks of the same weighted latency
+//! look alike even when one already runs at the best FLOP/s of its similarity group and the
+//! other at half of it. The room is the part the group shows to be removable:
+//! `rᵢ = max(0, gᵢ − flopᵢ / max_{j∈similar} flopⱼ/gⱼ)` (`gᵢ` for a task without group). On
+//! the recorded runs the 2nd-round gain of most convolutions was 0.6–0.9× their room in one
+//! run, and the 3 tasks with the most room had the 3 largest 2nd-round gains in the other; a
+//! task at its group's best gets its rounds from the backward term and the floor.
+//!
+//! Replayed on recorded ResNet-50 runs (`examples/schedule_replay.rs`, 5,400 trials, two
+//! pairs of runs sharing their 1,728-trial warm-up), round-robin's final estimate is reached
+//! after 0.79× and 0.95× its trials with floor and room, 0.85× and 0.95× with the floor alone,
+//! 0.97× and never with the gradient alone (p = 1.7), never with Ansor's gradient; floors
+//! from 0.8 to 0.9 give 0.79–0.83× and 0.94–0.97×. A clairvoyant allocation would need 0.68×
+//! and 0.64×. Those curves end where the recorded runs stopped (mostly 3 rounds a task,
+//! round-robin's share; a strategy gains nothing past them), which favours allocations
+//! close to round-robin's. `round_floor` = 0 with `group_room` = false restores the gradient
+//! alone, and with `forward_power` = 1 Ansor's.
 //!
 //! Resuming: the latencies of a task's earlier trials ([`TaskSpec::with_resumed`]), cut into
 //! rounds of this run's round size, become its first rounds and their history, so the
@@ -95,7 +128,8 @@ const LOG_BASE: f64 = 1.618;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
-    /// Ansor's gradient-based allocation (the default).
+    /// Ansor's gradient-based allocation (the default), with Tessel's forward guess and
+    /// exploration floor ([`SchedulerParams::forward_power`], [`SchedulerParams::round_floor`]).
     Gradient,
     /// The live tasks in turn.
     RoundRobin,
@@ -141,6 +175,17 @@ pub struct SchedulerParams {
     /// `1/t^forward_power` of its best latency: 1 is Ansor's `gᵢ − gᵢ/tᵢ`; Tessel's default
     /// is 1.7 (see the module docs).
     pub forward_power: f64,
+    /// Exploration floor of the gradient strategy: a live task whose rounds fall below
+    /// `round_floor ×` the mean rounds of the live tasks is tuned before any other (the one
+    /// with the fewest rounds first, then by gradient). 0 turns the floor off (Ansor's
+    /// gradient); 1 keeps every task within one round of the mean (close to round-robin).
+    /// Tessel's default is 0.85 (see the module docs).
+    pub round_floor: f64,
+    /// The forward guess removes `1/tᵖ` of a task's *room* rather than of its whole
+    /// latency: its latency minus the latency it would have at the best FLOP/s of its
+    /// similarity group (its whole latency when it has no group). Tessel's default (true);
+    /// false is Ansor's guess (see the module docs).
+    pub group_room: bool,
 }
 
 impl Default for SchedulerParams {
@@ -157,6 +202,8 @@ impl Default for SchedulerParams {
             seed: 0,
             time_budget: None,
             forward_power: 1.7,
+            round_floor: 0.85,
+            group_room: true,
         }
     }
 }
@@ -628,26 +675,65 @@ impl<'h> TaskScheduler<'h> {
             0.0
         };
         let best = t.cost();
-        let g1 = best - best / (rounds as f64).powf(p.forward_power);
-        let g2 = match t.group.map(|g| &self.groups[g]) {
-            Some(members) if members.len() > 1 => {
-                let best_flops = members
+        // The best FLOP/s of the task's similarity group, when it has other members.
+        let best_flops = t
+            .group
+            .map(|g| &self.groups[g])
+            .filter(|members| members.len() > 1)
+            .map(|members| {
+                members
                     .iter()
                     .map(|&j| self.tasks[j].spec.flop as f64 / self.tasks[j].cost())
-                    .fold(0.0, f64::max);
-                if best_flops > 0.0 {
-                    p.beta * t.spec.flop as f64 / best_flops
-                } else {
-                    p.beta * 1e30
-                }
-            }
-            _ => p.beta * 1e30,
+                    .fold(0.0, f64::max)
+            })
+            .filter(|&f| f > 0.0);
+        // The part of its latency the next round is guessed to remove 1/tᵖ of.
+        let room = match best_flops {
+            Some(f) if p.group_room => (best - t.spec.flop as f64 / f).max(0.0),
+            _ => best,
+        };
+        let g1 = best - room / (rounds as f64).powf(p.forward_power);
+        let g2 = match best_flops {
+            Some(f) => p.beta * t.spec.flop as f64 / f,
+            None => p.beta * 1e30,
         };
         let forward = g1.min(g2) - best;
         chain * (p.alpha * backward + (1.0 - p.alpha) * forward)
     }
 
+    /// The live tasks below the exploration floor: fewer rounds than
+    /// `round_floor ×` the mean rounds of the live tasks.
+    fn below_floor(&self, live: &[usize]) -> Vec<usize> {
+        let f = self.params.round_floor;
+        if f.is_nan() || f <= 0.0 || live.is_empty() {
+            return Vec::new();
+        }
+        let mean = live
+            .iter()
+            .map(|&i| self.tasks[i].rounds as f64)
+            .sum::<f64>()
+            / live.len() as f64;
+        live.iter()
+            .copied()
+            .filter(|&i| (self.tasks[i].rounds as f64) < f * mean)
+            .collect()
+    }
+
     fn pick_by_gradient(&mut self, live: &[usize]) -> usize {
+        let starved = self.below_floor(live);
+        if let Some(fewest) = starved.iter().map(|&i| self.tasks[i].rounds).min() {
+            // The exploration floor: the most starved task, by gradient among equals.
+            return starved
+                .iter()
+                .copied()
+                .filter(|&i| self.tasks[i].rounds == fewest)
+                .map(|i| (i, self.gradient(i)))
+                .fold(None, |best: Option<(usize, f64)>, (i, g)| match best {
+                    Some((_, bg)) if bg <= g => best,
+                    _ => Some((i, g)),
+                })
+                .map_or(starved[0], |(i, _)| i);
+        }
         let grads: Vec<(usize, f64)> = live.iter().map(|&i| (i, self.gradient(i))).collect();
         let min = grads.iter().map(|g| g.1).fold(f64::INFINITY, f64::min);
         let max = grads.iter().map(|g| g.1).fold(f64::NEG_INFINITY, f64::max);

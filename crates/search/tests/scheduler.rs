@@ -71,11 +71,13 @@ fn run(
     (result, seen, grads)
 }
 
+/// The gradient alone, without the exploration floor (see tests/scheduler_floor.rs).
 fn params(strategy: Strategy, total: usize) -> SchedulerParams {
     SchedulerParams {
         strategy,
         total_trials: total,
         measures_per_round: 4,
+        round_floor: 0.0,
         ..SchedulerParams::default()
     }
 }

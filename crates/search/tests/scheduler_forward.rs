@@ -50,10 +50,12 @@ fn run(
     (result, before)
 }
 
+/// The gradient alone, without the exploration floor (see tests/scheduler_floor.rs).
 fn params(total: usize) -> SchedulerParams {
     SchedulerParams {
         total_trials: total,
         measures_per_round: 4,
+        round_floor: 0.0,
         ..SchedulerParams::default()
     }
 }

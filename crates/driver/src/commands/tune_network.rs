@@ -51,6 +51,15 @@ pub struct Args {
     /// latency in its next round (1: Ansor's; default: the scheduler's, 1.7).
     #[arg(long, value_name = "P")]
     pub forward_power: Option<f64>,
+    /// The gradient's exploration floor: a task with fewer rounds than F × the mean of the
+    /// live tasks is tuned first (0: off, Ansor's; default: the scheduler's, 0.85).
+    #[arg(long, value_name = "F")]
+    pub round_floor: Option<f64>,
+    /// The gradient's forward guess removes 1/t^P of a task's whole latency (Ansor's), not
+    /// of its room: its latency minus what it would take at its similarity group's best
+    /// FLOP/s (the scheduler's default).
+    #[arg(long)]
+    pub no_group_room: bool,
     /// Records file (default `<network>.tessel.jsonl` here); an existing one resumes.
     #[arg(long)]
     pub records: Option<PathBuf>,
@@ -78,6 +87,15 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         }
         Some(p) => p,
         None => SchedulerParams::default().forward_power,
+    };
+    let round_floor = match args.round_floor {
+        Some(f) if !(f.is_finite() && (0.0..=1.0).contains(&f)) => {
+            return Err(DriverError::Usage(format!(
+                "--round-floor must be a number from 0 to 1, not {f}"
+            )))
+        }
+        Some(f) => f,
+        None => SchedulerParams::default().round_floor,
     };
     let net = networks::lookup(&args.network, args.batch)?;
     let tasks = networks::extract_tasks(&net)?;
@@ -128,6 +146,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         seed: args.search.seed,
         time_budget: super::search_options::time_budget(args.time_budget)?,
         forward_power,
+        round_floor,
+        group_room: !args.no_group_room,
         ..SchedulerParams::default()
     };
     let bar = progress_bar(trials);
