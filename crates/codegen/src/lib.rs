@@ -43,6 +43,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod aligned;
 mod analysis;
 pub mod builder;
 mod emit;
@@ -359,7 +360,7 @@ pub struct Kernel {
     slots: Vec<Slot>,
     runtime: runtime::Runtime,
     /// Reused memory for global temporaries.
-    scratch: Mutex<Vec<Vec<f32>>>,
+    scratch: Mutex<Vec<aligned::AlignedBuf>>,
     compile_time: Duration,
     ir_text: String,
     disasm: String,
@@ -438,7 +439,7 @@ impl Kernel {
             .collect();
         let mut own;
         let mut guard = self.scratch.try_lock().ok();
-        let scratch: &mut Vec<Vec<f32>> = match guard.as_deref_mut() {
+        let scratch: &mut Vec<aligned::AlignedBuf> = match guard.as_deref_mut() {
             Some(s) => s,
             None => {
                 own = Vec::new();
@@ -446,7 +447,10 @@ impl Kernel {
             }
         };
         if scratch.len() != globals.len() {
-            *scratch = globals.iter().map(|&n| vec![0.0; n]).collect();
+            *scratch = globals
+                .iter()
+                .map(|&n| aligned::AlignedBuf::zeroed(n))
+                .collect();
         }
         for g in scratch.iter_mut() {
             ptrs.push(g.as_mut_ptr());
