@@ -5,7 +5,9 @@
 //! median of each, the ratio, and the share of rounds the second build won.
 //!
 //! `cargo run --release -p tessel-codegen --example auto_vector -- WORKLOAD STEPS.json
-//!  [--threads T] [--rounds N]`
+//!  [--threads T] [--rounds N] [--no-micro-kernels]`
+//!
+//! `--no-micro-kernels` times the pure Cranelift code of the same schedule.
 //!
 //! `WORKLOAD` is a registry name or spec (`gmm-3`, `c2d:n=1,h=14,...`); `STEPS.json` is a
 //! step log (a JSON array of steps, as `tessel run --steps` takes).
@@ -19,17 +21,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut threads = 1usize;
     let mut rounds = 200usize;
+    let mut micro_kernels = true;
     let mut pos = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--threads" => threads = it.next().ok_or("--threads T")?.parse()?,
             "--rounds" => rounds = it.next().ok_or("--rounds N")?.parse()?,
+            "--no-micro-kernels" => micro_kernels = false,
             p => pos.push(p.to_string()),
         }
     }
     let [workload, steps] = pos.as_slice() else {
-        return Err("usage: auto_vector WORKLOAD STEPS.json [--threads T] [--rounds N]".into());
+        return Err(
+            "usage: auto_vector WORKLOAD STEPS.json [--threads T] [--rounds N] [--no-micro-kernels]"
+                .into(),
+        );
     };
     let w = workloads::lookup(workload)?;
     let steps: Vec<Step> = serde_json::from_str(&std::fs::read_to_string(steps)?)?;
@@ -41,6 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let build = |auto_vectorize: bool| -> Result<Kernel, Box<dyn std::error::Error>> {
         let opts = CompileOptions {
             layout_rewrite: LayoutRewrite::All,
+            micro_kernels,
             auto_vectorize,
             ..CompileOptions::with_threads(threads)
         };
@@ -80,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (m0, m1) = (med(&mut times[0]), med(&mut times[1]));
     println!(
-        "{workload} threads={threads} rounds={rounds}: auto_vectorize off {:.3} ms ({:.1} GFLOP/s), on {:.3} ms ({:.1} GFLOP/s), on/off speed {:.3}, on faster in {:.0} % of rounds",
+        "{workload} threads={threads} micro_kernels={micro_kernels} rounds={rounds}: auto_vectorize off {:.3} ms ({:.1} GFLOP/s), on {:.3} ms ({:.1} GFLOP/s), on/off speed {:.3}, on faster in {:.0} % of rounds",
         m0 * 1e3,
         flops / m0 * 1e-9,
         m1 * 1e3,
