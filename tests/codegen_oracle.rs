@@ -1,7 +1,8 @@
 //! Codegen against the foundation's oracle: random legal schedules of every operator kind
 //! (the same generator the lowering tests use), lowered, compiled with Cranelift and run on
-//! one and two threads, compute what the reference evaluator computes; and the hand-written
-//! example schedules in `examples/schedules/` compile and are correct.
+//! one and two threads, compute what the reference evaluator computes (and, without
+//! auto-vectorization, bit-for-bit what they compute with it); and the hand-written example
+//! schedules in `examples/schedules/` compile and are correct.
 
 use proptest::prelude::*;
 use std::path::Path;
@@ -14,8 +15,15 @@ fn run_compiled(
     inputs: &[Vec<f32>],
     threads: usize,
 ) -> Result<Vec<Vec<f32>>, String> {
-    let kernel =
-        compile(nest, &CompileOptions::with_threads(threads)).map_err(|e| e.to_string())?;
+    run_with(nest, inputs, &CompileOptions::with_threads(threads))
+}
+
+fn run_with(
+    nest: &LoopNest,
+    inputs: &[Vec<f32>],
+    opts: &CompileOptions,
+) -> Result<Vec<Vec<f32>>, String> {
+    let kernel = compile(nest, opts).map_err(|e| e.to_string())?;
     let n_in = inputs.len();
     let mut outputs: Vec<Vec<f32>> = nest.params[n_in..]
         .iter()
@@ -34,6 +42,7 @@ fn check(spec: &str, seed: u64) -> Result<(), String> {
     let want = eval::evaluate(&dag, &inputs).map_err(|e| e.to_string())?;
     let state = testing::random_state(&dag, &mut rng::seeded(seed), &testing::Limits::default());
     let nest = lower(&state).map_err(|e| e.to_string())?;
+    let mut one_thread = Vec::new();
     for threads in [1, 2] {
         let got = run_compiled(&nest, &inputs, threads)
             .map_err(|e| format!("{spec} seed {seed}: {e}\n{}\n{nest}", state.steps_text()))?;
@@ -43,6 +52,27 @@ fn check(spec: &str, seed: u64) -> Result<(), String> {
                 state.steps_text()
             )
         })?;
+        if threads == 1 {
+            one_thread = got;
+        }
+    }
+    // Auto-vectorization only regroups independent iterations: the same bits either way.
+    let scalar = CompileOptions {
+        auto_vectorize: false,
+        ..CompileOptions::with_threads(1)
+    };
+    let got = run_with(&nest, &inputs, &scalar)
+        .map_err(|e| format!("{spec} seed {seed}: {e}\n{}\n{nest}", state.steps_text()))?;
+    let bits = |o: &[Vec<f32>]| -> Vec<Vec<u32>> {
+        o.iter()
+            .map(|v| v.iter().map(|x| x.to_bits()).collect())
+            .collect()
+    };
+    if bits(&got) != bits(&one_thread) {
+        return Err(format!(
+            "{spec} seed {seed}: outputs differ without auto-vectorization\n{}\n{nest}",
+            state.steps_text()
+        ));
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Static facts about a loop nest that code generation needs before it emits anything:
 //! validation, which loop variables each expression uses, integer ranges (for bounds),
 //! affine forms of indices (for strides and address arithmetic), which vectorized loops can
-//! become SIMD, which parallel loops are outlined, and which local buffers live in registers.
+//! become SIMD, which other innermost loops become SIMD anyway (auto-vectorization), which
+//! parallel loops are outlined, and which local buffers live in registers.
 
 use crate::CodegenError;
 use std::collections::{HashMap, HashSet};
@@ -123,6 +124,10 @@ pub(crate) struct Analysis {
     static_loops: Vec<bool>,
     /// Vectorized loops whose body can be emitted as `f32x4` code.
     pub vector_ok: HashSet<LoopId>,
+    /// Serial and unrolled innermost loops that are emitted as `f32x4` code although the
+    /// schedule did not vectorize them (see [`Analysis::auto_vectorizable`]): copies,
+    /// initialisations and element-wise loops such as a cache-write stage's write-back.
+    pub auto_vector: HashSet<LoopId>,
     /// Parallel loops that are outlined into their own function and run on the pool.
     pub outlined: HashSet<LoopId>,
     /// `Alloc` statements whose buffer lives in SSA variables, with the layout.
@@ -231,12 +236,14 @@ impl PackPlan {
 
 impl Analysis {
     /// Validates `nest` and computes the analysis (`threads` decides which parallel loops are
-    /// outlined, `micro_kernels` whether tensorized loops may call micro-kernels).
+    /// outlined, `micro_kernels` whether tensorized loops may call micro-kernels,
+    /// `auto_vectorize` whether plain innermost loops may become SIMD code).
     pub fn new(
         nest: &LoopNest,
         threads: usize,
         micro_kernels: bool,
         layout_rewrite: crate::LayoutRewrite,
+        auto_vectorize: bool,
     ) -> Result<Analysis, CodegenError> {
         validate(nest)?;
         let words = nest.loops.len().div_ceil(64).max(1);
@@ -277,6 +284,7 @@ impl Analysis {
             depth: vec![0; nest.loops.len()],
             static_loops,
             vector_ok: HashSet::new(),
+            auto_vector: HashSet::new(),
             outlined: HashSet::new(),
             promoted: HashMap::new(),
             tensorized: HashMap::new(),
@@ -317,7 +325,101 @@ impl Analysis {
                 an.promoted.insert(s, layout);
             }
         }
+        if auto_vectorize {
+            // After promotion, which it must not change: its layouts follow `vector_ok`.
+            let promoted: HashSet<BufferId> = an
+                .promoted
+                .keys()
+                .filter_map(|&s| match nest.stmt(s) {
+                    Stmt::Alloc { buf, .. } => Some(*buf),
+                    _ => None,
+                })
+                .collect();
+            for s in &nest.stmts {
+                let Stmt::For { lp, body, .. } = s else {
+                    continue;
+                };
+                if matches!(nest.lp(*lp).kind, LoopKind::Serial | LoopKind::Unrolled)
+                    && an.auto_vectorizable(nest, *lp, body, &promoted)
+                {
+                    an.auto_vector.insert(*lp);
+                }
+            }
+        }
         Ok(an)
+    }
+
+    /// Can serial or unrolled loop `v` run as `f32x4` chunks (plus a scalar tail) with
+    /// nothing but contiguous vector loads and stores? Its body must pass [`vectorizable`]
+    /// (stores only, lanes independent, so the chunked order computes exactly what the loop
+    /// does, rounding included), store with stride 1 in `v`, and evaluate every value
+    /// lane-wise: loads of stride 0 (a splat) or 1, arithmetic, and selects whose condition
+    /// does not depend on `v`. Anything that would fall back to per-lane code (gathers,
+    /// scatters, `exp`) keeps the loop scalar, as do accesses to buffers promoted to
+    /// registers (their layout was chosen from the loops the schedule vectorized).
+    ///
+    /// [`vectorizable`]: Analysis::vectorizable
+    fn auto_vectorizable(
+        &self,
+        nest: &LoopNest,
+        v: LoopId,
+        body: &[StmtId],
+        promoted: &HashSet<BufferId>,
+    ) -> bool {
+        if !self.vectorizable(nest, v, body) {
+            return false;
+        }
+        let mut stack: Vec<StmtId> = body.to_vec();
+        while let Some(s) = stack.pop() {
+            match nest.stmt(s) {
+                Stmt::Store { buf, index, value } => {
+                    if promoted.contains(buf)
+                        || nest.buffer(*buf).len() < 4
+                        || self.stride(nest, *index, v) != Some(1)
+                        || !self.lane_wise(nest, *value, v, promoted)
+                    {
+                        return false;
+                    }
+                }
+                Stmt::If { body, .. } => stack.extend(body.iter().copied()),
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// True when float expression `e` evaluates as `f32x4` lanes of loop `v` without per-lane
+    /// code (see [`Analysis::auto_vectorizable`]).
+    fn lane_wise(
+        &self,
+        nest: &LoopNest,
+        e: ExprId,
+        v: LoopId,
+        promoted: &HashSet<BufferId>,
+    ) -> bool {
+        if !self.depends(e, v) {
+            // A splat; a promoted buffer read this way is one scalar variable.
+            return true;
+        }
+        match nest.get(e) {
+            Node::Load(buf, index) => {
+                !promoted.contains(&buf)
+                    && nest.buffer(buf).len() >= 4
+                    && matches!(self.stride(nest, index, v), Some(0 | 1))
+            }
+            Node::Unary(UnOp::Neg | UnOp::Sqrt, a) => self.lane_wise(nest, a, v, promoted),
+            Node::Binary(
+                BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Min | BinOp::Max,
+                a,
+                b,
+            ) => self.lane_wise(nest, a, v, promoted) && self.lane_wise(nest, b, v, promoted),
+            Node::Select(c, a, b) => {
+                !self.depends(c, v)
+                    && self.lane_wise(nest, a, v, promoted)
+                    && self.lane_wise(nest, b, v, promoted)
+            }
+            _ => false,
+        }
     }
 
     fn walk(&mut self, nest: &LoopNest, body: &[StmtId], depth: u32, may_outline: bool) {

@@ -302,6 +302,13 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             {
                 self.emit_tensorized(lp)?
             }
+            LoopKind::Serial | LoopKind::Unrolled
+                if self.vec.is_none() && self.c.an.auto_vector.contains(&lp) =>
+            {
+                // Unrolled loops keep their constant variable: chunks unrolled too.
+                let unroll = l.kind == LoopKind::Unrolled && extent <= MAX_UNROLL;
+                self.simd_chunks(lp, body, unroll || extent < 8)?
+            }
             LoopKind::Unrolled | LoopKind::Vectorized if extent <= MAX_UNROLL => {
                 for t in 0..extent {
                     self.env.insert(lp, IVal::Const(t));
@@ -368,8 +375,16 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             }
             return self.serial(lp, extent, body);
         }
+        self.simd_chunks(lp, body, extent <= MAX_STATIC_VECTOR)
+    }
+
+    /// Loop `lp` (its body SIMD-safe, see `Analysis::vectorizable`) as `f32x4` chunks, all
+    /// unrolled when `unroll` or else a counted loop of them, then a scalar tail for the
+    /// last `extent % 4` iterations.
+    fn simd_chunks(&mut self, lp: LoopId, body: &[StmtId], unroll: bool) -> R<()> {
+        let extent = self.nest.lp(lp).extent;
         let n4 = extent / 4;
-        if extent <= MAX_STATIC_VECTOR {
+        if unroll {
             for c in 0..n4 {
                 self.env.insert(lp, IVal::Const(4 * c));
                 self.vec = Some(lp);

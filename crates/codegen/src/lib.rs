@@ -9,6 +9,9 @@
 //! * **vectorized** loops become `f32x4` SIMD code (contiguous accesses as vector loads and
 //!   stores, loop-invariant operands as splats, `acc + a*b` as `fma`, a scalar tail for
 //!   extents that are not a multiple of 4, per-lane code for strided accesses);
+//! * innermost **serial or unrolled** loops that are plain copies, fills or element-wise maps
+//!   over contiguous memory (a cache-write stage's initialisation and write-back, a padding
+//!   stage) become the same SIMD code ([`CompileOptions::auto_vectorize`]);
 //! * **parallel** loops are outlined into their own function and run on a persistent thread
 //!   pool ([`CompileOptions::threads`]);
 //! * **local** buffers whose every access has a constant index after unrolling live in SSA
@@ -40,6 +43,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod aligned;
 mod analysis;
 pub mod builder;
 mod emit;
@@ -114,11 +118,16 @@ pub struct CompileOptions {
     /// none, constant weights only (packed once, Ansor's layout rewrite), or also every other
     /// input (packed inside every [`Kernel::run`]). See [`LayoutRewrite`].
     pub layout_rewrite: LayoutRewrite,
+    /// Emit serial and unrolled innermost loops as `f32x4` code when that computes exactly
+    /// what the loop does with contiguous vector loads and stores only (copies, fills,
+    /// element-wise maps: e.g. a cache-write stage's initialisation and write-back, or a
+    /// padding stage). `false` emits them as the schedule says.
+    pub auto_vectorize: bool,
 }
 
 impl Default for CompileOptions {
     /// One thread per available CPU, FMA on, micro-kernels on, no layout rewrite
-    /// ([`LayoutRewrite::Off`]), no IR text kept.
+    /// ([`LayoutRewrite::Off`]), auto-vectorization on, no IR text kept.
     fn default() -> Self {
         CompileOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -127,6 +136,7 @@ impl Default for CompileOptions {
             disasm: false,
             micro_kernels: true,
             layout_rewrite: LayoutRewrite::Off,
+            auto_vectorize: true,
         }
     }
 }
@@ -172,7 +182,13 @@ fn host_isa() -> Result<OwnedTargetIsa, CodegenError> {
 pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, CodegenError> {
     let start = Instant::now();
     let threads = opts.threads.max(1);
-    let an = analysis::Analysis::new(nest, threads, opts.micro_kernels, opts.layout_rewrite)?;
+    let an = analysis::Analysis::new(
+        nest,
+        threads,
+        opts.micro_kernels,
+        opts.layout_rewrite,
+        opts.auto_vectorize,
+    )?;
     let mut jb = JITBuilder::with_isa(host_isa()?, default_libcall_names());
     let mut shapes: Vec<(i64, i64)> = an.tensorized.values().map(|m| (m.mr, m.nr)).collect();
     shapes.sort_unstable();
@@ -344,7 +360,7 @@ pub struct Kernel {
     slots: Vec<Slot>,
     runtime: runtime::Runtime,
     /// Reused memory for global temporaries.
-    scratch: Mutex<Vec<Vec<f32>>>,
+    scratch: Mutex<Vec<aligned::AlignedBuf>>,
     compile_time: Duration,
     ir_text: String,
     disasm: String,
@@ -423,7 +439,7 @@ impl Kernel {
             .collect();
         let mut own;
         let mut guard = self.scratch.try_lock().ok();
-        let scratch: &mut Vec<Vec<f32>> = match guard.as_deref_mut() {
+        let scratch: &mut Vec<aligned::AlignedBuf> = match guard.as_deref_mut() {
             Some(s) => s,
             None => {
                 own = Vec::new();
@@ -431,7 +447,10 @@ impl Kernel {
             }
         };
         if scratch.len() != globals.len() {
-            *scratch = globals.iter().map(|&n| vec![0.0; n]).collect();
+            *scratch = globals
+                .iter()
+                .map(|&n| aligned::AlignedBuf::zeroed(n))
+                .collect();
         }
         for g in scratch.iter_mut() {
             ptrs.push(g.as_mut_ptr());

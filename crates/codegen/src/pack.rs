@@ -7,6 +7,7 @@
 //! micro-kernel call reads its `k`×`nr` slice of `B` contiguously. Only the rows and panels
 //! that the calls can read are copied ([`PackPlan`]).
 
+use crate::aligned::AlignedBuf;
 use crate::analysis::PackPlan;
 use crate::runtime::{self, Runtime};
 use std::str::FromStr;
@@ -96,7 +97,7 @@ const PARALLEL_MIN: usize = 1 << 16;
 pub(crate) struct Packed {
     pub plan: PackPlan,
     fingerprint: Option<u64>,
-    pub data: Vec<f32>,
+    pub data: AlignedBuf,
 }
 
 impl Packed {
@@ -105,7 +106,7 @@ impl Packed {
         Packed {
             plan,
             fingerprint: None,
-            data: Vec::new(),
+            data: AlignedBuf::default(),
         }
     }
 
@@ -136,9 +137,9 @@ impl Packed {
         }
         let len = (p.rows * p.cols) as usize;
         if self.data.len() != len {
-            self.data = vec![0.0; len];
+            self.data = AlignedBuf::zeroed(len);
         }
-        pack(src, &mut self.data, &p, rt);
+        pack(src, self.data.as_mut_slice(), &p, rt);
     }
 }
 
