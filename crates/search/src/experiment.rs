@@ -617,6 +617,20 @@ fn share(part: f64, whole: f64) -> f64 {
     }
 }
 
+/// The accounted-time, wall-time and trial ratios of a run's reach `p` of a target to the
+/// baseline's reach `b` of it; infinite when either never got there.
+fn reach_ratios(p: Option<&RoundPoint>, b: Option<&RoundPoint>) -> [f64; 3] {
+    let ratio_of = |t: f64, base: f64| if base > 0.0 { t / base } else { 1.0 };
+    match (p, b) {
+        (Some(p), Some(b)) => [
+            ratio_of(p.accounted_seconds, b.accounted_seconds),
+            ratio_of(p.seconds, b.seconds),
+            ratio_of(p.trials as f64, b.trials as f64),
+        ],
+        _ => [f64::INFINITY; 3],
+    }
+}
+
 /// Summarizes the runs of one workload (`flop` per run of the workload); the baseline
 /// runs give the per-seed targets.
 pub fn summarize(
@@ -651,7 +665,6 @@ pub fn summarize(
         let (mut reached, mut compared) = (0, 0);
         let (mut again_time, mut again_trials) = (vec![], vec![]);
         let (mut reached_again, mut compared_again) = (0, 0);
-        let ratio_of = |t: f64, base: f64| if base > 0.0 { t / base } else { 1.0 };
         for r in &mine {
             let Some(base) = baseline(r.seed) else {
                 continue;
@@ -670,33 +683,19 @@ pub fn summarize(
                 }
             }
             let target = target_best * (1.0 + tolerance);
-            match (r.reach(target), base.reach(target)) {
-                (Some(p), Some(b)) => {
-                    reached += 1;
-                    time_ratios.push(ratio_of(p.accounted_seconds, b.accounted_seconds));
-                    wall_ratios.push(ratio_of(p.seconds, b.seconds));
-                    trial_ratios.push(ratio_of(p.trials as f64, b.trials as f64));
-                }
-                _ => {
-                    time_ratios.push(f64::INFINITY);
-                    wall_ratios.push(f64::INFINITY);
-                    trial_ratios.push(f64::INFINITY);
-                }
-            }
+            let [t, w, n] = reach_ratios(r.reach(target), base.reach(target));
+            reached += usize::from(t.is_finite());
+            time_ratios.push(t);
+            wall_ratios.push(w);
+            trial_ratios.push(n);
             if let Some(b) = base.final_trail_seconds() {
                 compared_again += 1;
                 let target = b * (1.0 + tolerance);
-                match (r.reach_remeasured(target), base.reach_remeasured(target)) {
-                    (Some(p), Some(b)) => {
-                        reached_again += 1;
-                        again_time.push(ratio_of(p.accounted_seconds, b.accounted_seconds));
-                        again_trials.push(ratio_of(p.trials as f64, b.trials as f64));
-                    }
-                    _ => {
-                        again_time.push(f64::INFINITY);
-                        again_trials.push(f64::INFINITY);
-                    }
-                }
+                let [t, _, n] =
+                    reach_ratios(r.reach_remeasured(target), base.reach_remeasured(target));
+                reached_again += usize::from(t.is_finite());
+                again_time.push(t);
+                again_trials.push(n);
             }
         }
         let rounds: f64 = mine.iter().map(|r| r.round_seconds()).sum();

@@ -4,14 +4,12 @@
 mod common;
 
 use common::FakeScorer;
-use std::sync::Arc;
 use tessel_ir::dag::fnv1a;
 use tessel_ir::State;
 use tessel_search::evolution::{state_key, EvolutionParams};
 use tessel_search::experiment::{run_traced, Config, Problem};
 use tessel_search::remeasure::remeasure;
 use tessel_search::tuner::{Measurement, Measurer, TuneParams};
-use tessel_sketch::{generate_sketches, HardwareParams};
 
 /// Times are a fixed function of the step log: the faster the better [`FakeScorer`] scores
 /// it, so that the search keeps improving.
@@ -49,13 +47,7 @@ impl Measurer for FakeMeasurer {
 }
 
 fn problem() -> Problem {
-    let dag = Arc::new(
-        tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=64")
-            .expect("spec")
-            .dag,
-    );
-    let hw = HardwareParams::with_cores(2);
-    let sketches = generate_sketches(&dag, &hw).expect("sketches");
+    let (dag, sketches, hw) = common::problem_parts("gmm:b=1,n=64,m=64,k=64");
     Problem { dag, sketches, hw }
 }
 

@@ -56,7 +56,7 @@ use tessel_search::evolution::EvolutionParams;
 use tessel_search::experiment::{run_traced, summarize, Config, Problem, RunTrace};
 use tessel_search::harness::HarnessMeasurer;
 use tessel_search::model::ModelScorer;
-use tessel_search::remeasure::remeasure;
+use tessel_search::remeasure::{remeasure, Remeasurement};
 use tessel_search::tuner::TuneParams;
 use tessel_sketch::{generate_sketches, HardwareParams};
 
@@ -177,6 +177,47 @@ fn fresh_records(args: &Args, w: &Workload, tag: &str) -> Result<PathBuf, Driver
     Ok(path)
 }
 
+/// What one side-by-side re-measurement of a workload's programs measured.
+struct SideBySide {
+    /// One result per program, in order (`None` for a skipped or failed one).
+    results: Vec<Option<Remeasurement>>,
+    /// Distinct programs measured.
+    distinct: usize,
+    /// Wall seconds it took.
+    seconds: f64,
+}
+
+/// Re-measures `programs` side by side in `rounds` interleaved rounds, recording to
+/// `records/<workload>.<tag>.jsonl`; `what` names them in the progress line.
+fn remeasure_side_by_side(
+    args: &Args,
+    w: &Workload,
+    threads: usize,
+    programs: &[Option<State>],
+    rounds: usize,
+    tag: &str,
+    what: &str,
+) -> Result<SideBySide, DriverError> {
+    let distinct: std::collections::HashSet<String> =
+        programs.iter().flatten().map(State::steps_json).collect();
+    let path = fresh_records(args, w, tag)?;
+    let mut measurer = HarnessMeasurer::new(w.clone(), runner(args, threads)?, Some(&path))
+        .map_err(|e| DriverError::Failed(e.to_string()))?;
+    let start = Instant::now();
+    let results = remeasure(programs, &mut measurer, rounds);
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{}: re-measured {} distinct {what} × {rounds} rounds in {seconds:.1} s",
+        w.name,
+        distinct.len(),
+    );
+    Ok(SideBySide {
+        results,
+        distinct: distinct.len(),
+        seconds,
+    })
+}
+
 /// Re-measures the final best of every run side by side, filling `remeasured`.
 fn remeasure_bests(
     args: &Args,
@@ -196,24 +237,19 @@ fn remeasure_bests(
             State::replay(problem.dag.clone(), steps).ok()
         })
         .collect();
-    let distinct: std::collections::HashSet<String> =
-        programs.iter().flatten().map(State::steps_json).collect();
-    let path = fresh_records(args, w, "remeasure")?;
-    let mut measurer = HarnessMeasurer::new(w.clone(), runner(args, threads)?, Some(&path))
-        .map_err(|e| DriverError::Failed(e.to_string()))?;
-    let start = Instant::now();
-    let results = remeasure(&programs, &mut measurer, args.remeasure_rounds);
-    robustness.remeasure_rounds = args.remeasure_rounds;
-    robustness.remeasured_programs = distinct.len();
-    robustness.remeasure_seconds = start.elapsed().as_secs_f64();
-    eprintln!(
-        "{}: re-measured {} distinct final bests × {} rounds in {:.1} s",
-        w.name,
-        distinct.len(),
+    let done = remeasure_side_by_side(
+        args,
+        w,
+        threads,
+        &programs,
         args.remeasure_rounds,
-        robustness.remeasure_seconds
-    );
-    for (t, r) in traces.iter_mut().zip(results) {
+        "remeasure",
+        "final bests",
+    )?;
+    robustness.remeasure_rounds = args.remeasure_rounds;
+    robustness.remeasured_programs = done.distinct;
+    robustness.remeasure_seconds = done.seconds;
+    for (t, r) in traces.iter_mut().zip(done.results) {
         t.remeasured = r;
     }
     Ok(())
@@ -237,23 +273,19 @@ fn remeasure_trails(
         .flat_map(|t| &t.trail)
         .map(|p| State::replay(problem.dag.clone(), &p.steps).ok())
         .collect();
-    let distinct: std::collections::HashSet<String> =
-        programs.iter().flatten().map(State::steps_json).collect();
-    let path = fresh_records(args, w, "trail")?;
-    let mut measurer = HarnessMeasurer::new(w.clone(), runner(args, threads)?, Some(&path))
-        .map_err(|e| DriverError::Failed(e.to_string()))?;
-    let start = Instant::now();
-    let mut results = remeasure(&programs, &mut measurer, args.trail_rounds).into_iter();
-    robustness.trail_rounds = args.trail_rounds;
-    robustness.trail_programs = distinct.len();
-    robustness.trail_seconds = start.elapsed().as_secs_f64();
-    eprintln!(
-        "{}: re-measured {} distinct trail programs × {} rounds in {:.1} s",
-        w.name,
-        distinct.len(),
+    let done = remeasure_side_by_side(
+        args,
+        w,
+        threads,
+        &programs,
         args.trail_rounds,
-        robustness.trail_seconds
-    );
+        "trail",
+        "trail programs",
+    )?;
+    robustness.trail_rounds = args.trail_rounds;
+    robustness.trail_programs = done.distinct;
+    robustness.trail_seconds = done.seconds;
+    let mut results = done.results.into_iter();
     for point in traces.iter_mut().flat_map(|t| t.trail.iter_mut()) {
         point.remeasured_seconds = results.next().flatten().and_then(|r| r.seconds);
     }

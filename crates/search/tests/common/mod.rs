@@ -29,12 +29,24 @@ impl Scorer for FakeScorer {
     }
 }
 
-/// A session tuning `spec` with an unbounded trial budget (the scheduler decides), and the
-/// workload's FLOPs.
-pub fn session(spec: &str, seed: u64, scorer: &mut dyn Scorer) -> (TuneSession, u64) {
+/// The DAG of `spec`, its sketches for 2 cores, and those hardware parameters.
+pub fn problem_parts(
+    spec: &str,
+) -> (
+    Arc<tessel_ir::ComputeDag>,
+    Vec<tessel_sketch::Sketch>,
+    HardwareParams,
+) {
     let dag = Arc::new(tessel_ir::workloads::lookup(spec).expect("spec").dag);
     let hw = HardwareParams::with_cores(2);
     let sketches = generate_sketches(&dag, &hw).expect("sketches");
+    (dag, sketches, hw)
+}
+
+/// A session tuning `spec` with an unbounded trial budget (the scheduler decides), and the
+/// workload's FLOPs.
+pub fn session(spec: &str, seed: u64, scorer: &mut dyn Scorer) -> (TuneSession, u64) {
+    let (dag, sketches, hw) = problem_parts(spec);
     let params = TuneParams {
         trials: usize::MAX,
         evolution: EvolutionParams {
