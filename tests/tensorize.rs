@@ -93,7 +93,7 @@ fn every_micro_kernel_shape_matches_a_reference() {
     let mut shapes = 0;
     for mr in 1..=tensorize::MAX_MR {
         for nr in tensorize::KERNEL_NR {
-            if !tensorize::kernel_supported(mr, nr) {
+            if !tensorize::register_tile_fits(mr, nr) {
                 assert!(ukernel::micro_kernel(mr, nr).is_none());
                 continue;
             }
@@ -352,17 +352,39 @@ fn tensorized_gmm_with_k_equal_to_one() {
 
 #[test]
 fn tile_shapes_without_a_kernel_or_with_guards_fall_back_and_stay_correct() {
-    // 5 columns: no kernel; 12 columns with a 16-wide tile: guards; 7x16: too many
-    // accumulators.
+    // 5 columns: no kernel; 12 columns with a 16-wide tile: guards; 65 rows: taller than
+    // any strip.
     for (spec, mr, nr) in [
         ("gmm:b=1,n=4,m=5,k=3", 4, 5),
         ("gmm:b=1,n=4,m=12,k=3", 4, 16),
-        ("gmm:b=1,n=7,m=16,k=3", 7, 16),
+        ("gmm:b=1,n=65,m=8,k=3", 65, 8),
     ] {
         let (nest, calls) = check_schedule(spec, &gmm_steps(mr, nr));
         assert_eq!(calls, 0, "{spec}");
         assert!(tensorize::find(&nest).iter().all(|(_, r)| r.is_err()));
     }
+}
+
+#[test]
+fn strips_taller_than_a_register_tile_match_the_reference() {
+    // 7x16 needs 14 accumulators: a strip of 4 and 3 rows. 56x16 (ResNet-50's W = 56) is
+    // ten blocks; 3x32 would spill: 2 + 1 rows; 64x8 is the tallest strip.
+    for (mr, nr) in [(7, 16), (14, 16), (56, 16), (3, 32), (9, 24), (64, 8)] {
+        let spec = format!("gmm:b=1,n={},m={},k=5", 2 * mr, 2 * nr);
+        let (nest, calls) = check_schedule(&spec, &gmm_steps(mr, nr));
+        assert_eq!(calls, expect_calls(1), "{spec}\n{nest}");
+        let found = tensorize::find(&nest);
+        let m = found[0].1.as_ref().expect("matches");
+        assert_eq!((m.mr, m.nr, m.k), (mr, nr, 5));
+        assert!(tensorize::strip_blocks(mr, nr).len() > 1, "{mr}x{nr}");
+    }
+    // A 56-row strip in an NHWC convolution: the A rows are input pixels at the channel
+    // stride, so each block's rows start 64 floats further on.
+    let (nest, calls) = check_schedule(
+        "c2d:n=1,h=2,w=56,ci=3,co=16,kernel=3,stride=1,pad=1",
+        &conv_steps(56, 16, 3),
+    );
+    assert_eq!(calls, expect_calls(1), "{nest}");
 }
 
 #[test]

@@ -298,7 +298,7 @@ impl Analysis {
                 let in_bounds = [m.a, m.b, m.c]
                     .iter()
                     .all(|&(b, i)| interval(nest, i, &HashMap::new()).within(nest.buffer(b).len()));
-                if in_bounds && crate::ukernel::micro_kernel(m.mr, m.nr).is_some() {
+                if in_bounds && crate::ukernel::strip_kernels(m.mr, m.nr).is_some() {
                     if let Some(plan) = PackPlan::of(nest, &m, layout_rewrite) {
                         let k = match an.packs.iter().position(|p| p.same_copy(&plan)) {
                             Some(k) => {

@@ -578,35 +578,53 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             pb = p?;
             b_ks = m.nr;
         }
-        let shape = (m.mr, m.nr);
-        let f = match self.uk_refs.get(&shape) {
-            Some(&f) => f,
-            None => {
-                let id = *self
-                    .c
-                    .ukernels
-                    .get(&shape)
-                    .ok_or_else(|| Self::internal("micro-kernel not imported"))?;
-                let f = self.c.module.declare_func_in_func(id, self.b.func);
-                self.uk_refs.insert(shape, f);
-                f
+        // One call per register tile of the strip, each over the whole reduction.
+        let mut row = 0;
+        for rows in tessel_ir::tensorize::strip_blocks(m.mr, m.nr) {
+            let f = self.ukernel_ref((rows, m.nr))?;
+            let a_row = self.offset_bytes(pa, row * m.a_row_stride);
+            let c_row = self.offset_bytes(pc, row * m.c_row_stride);
+            let mut args = Vec::with_capacity(8);
+            for (v, ptr) in [
+                (m.k, None),
+                (0, Some(a_row)),
+                (m.a_row_stride, None),
+                (m.a_k_stride, None),
+                (0, Some(pb)),
+                (b_ks, None),
+                (0, Some(c_row)),
+                (m.c_row_stride, None),
+            ] {
+                args.push(ptr.unwrap_or_else(|| self.b.ins().iconst(I64, v)));
             }
-        };
-        let mut args = Vec::with_capacity(8);
-        for (v, ptr) in [
-            (m.k, None),
-            (0, Some(pa)),
-            (m.a_row_stride, None),
-            (m.a_k_stride, None),
-            (0, Some(pb)),
-            (b_ks, None),
-            (0, Some(pc)),
-            (m.c_row_stride, None),
-        ] {
-            args.push(ptr.unwrap_or_else(|| self.b.ins().iconst(I64, v)));
+            self.b.ins().call(f, &args);
+            row += rows;
         }
-        self.b.ins().call(f, &args);
         Ok(())
+    }
+
+    /// `base` advanced by `elements` `f32`s.
+    fn offset_bytes(&mut self, base: Value, elements: i64) -> Value {
+        if elements == 0 {
+            base
+        } else {
+            self.b.ins().iadd_imm_s(base, elements * 4)
+        }
+    }
+
+    /// The function reference of the `shape` register-tile kernel in this function.
+    fn ukernel_ref(&mut self, shape: (i64, i64)) -> R<FuncRef> {
+        if let Some(&f) = self.uk_refs.get(&shape) {
+            return Ok(f);
+        }
+        let id = *self
+            .c
+            .ukernels
+            .get(&shape)
+            .ok_or_else(|| Self::internal("micro-kernel not imported"))?;
+        let f = self.c.module.declare_func_in_func(id, self.b.func);
+        self.uk_refs.insert(shape, f);
+        Ok(f)
     }
 
     /// The address in packed copy `k` of the panel that starts at element `index` of the

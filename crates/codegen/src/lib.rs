@@ -190,7 +190,16 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         opts.auto_vectorize,
     )?;
     let mut jb = JITBuilder::with_isa(host_isa()?, default_libcall_names());
-    let mut shapes: Vec<(i64, i64)> = an.tensorized.values().map(|m| (m.mr, m.nr)).collect();
+    // The register tiles every tensorized tile (strips included) is computed with.
+    let mut shapes: Vec<(i64, i64)> = an
+        .tensorized
+        .values()
+        .flat_map(|m| {
+            tessel_ir::tensorize::strip_blocks(m.mr, m.nr)
+                .into_iter()
+                .map(move |rows| (rows, m.nr))
+        })
+        .collect();
     shapes.sort_unstable();
     shapes.dedup();
     for &(mr, nr) in &shapes {

@@ -13,8 +13,9 @@
 //! broadcasts one element of `a` per row. Kernels are compiled ahead of time by rustc with
 //! `#[target_feature(enable = "avx2,fma")]` and const generics (CODEGEN.md measured 82
 //! GFLOP/s/core for this shape of code, against Cranelift's 31), one per shape that
-//! [`tessel_ir::tensorize::kernel_supported`] accepts, and run only when the CPU has both
-//! features ([`available`]).
+//! [`tessel_ir::tensorize::register_tile_fits`] accepts, and run only when the CPU has both
+//! features ([`available`]). Taller tiles (strips) run as one call per register tile
+//! ([`strip_kernels`]).
 
 /// The C signature of every micro-kernel (`k, a, a_rs, a_ks, b, b_ks, c, c_rs`).
 pub type MicroKernelFn =
@@ -48,10 +49,24 @@ pub(crate) fn symbol(mr: i64, nr: i64) -> String {
 /// (`a[i*a_rs + p*a_ks]`, `b[p*b_ks + j]`, `c[i*c_rs + j]` for `i < mr`, `j < nr`, `p < k`)
 /// must be valid, and `c`'s elements must not overlap `a`'s or `b`'s.
 pub fn micro_kernel(mr: i64, nr: i64) -> Option<MicroKernelFn> {
-    if !available() || !tessel_ir::tensorize::kernel_supported(mr, nr) {
+    if !available() || !tessel_ir::tensorize::register_tile_fits(mr, nr) {
         return None;
     }
     imp::lookup(mr, nr)
+}
+
+/// The kernels a tensorized `mr`×`nr` tile runs as: one `(rows, kernel)` per block of
+/// [`tessel_ir::tensorize::strip_blocks`], top to bottom (a single block for a register
+/// tile). `None` when the tile is not supported or this CPU cannot run the kernels.
+pub fn strip_kernels(mr: i64, nr: i64) -> Option<Vec<(i64, MicroKernelFn)>> {
+    let blocks = tessel_ir::tensorize::strip_blocks(mr, nr);
+    if blocks.is_empty() {
+        return None;
+    }
+    blocks
+        .into_iter()
+        .map(|rows| micro_kernel(rows, nr).map(|f| (rows, f)))
+        .collect()
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -251,7 +266,26 @@ mod tests {
             for nr in 0..=40 {
                 assert_eq!(
                     micro_kernel(mr, nr).is_some(),
-                    tessel_ir::tensorize::kernel_supported(mr, nr),
+                    tessel_ir::tensorize::register_tile_fits(mr, nr),
+                    "{mr}x{nr}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_supported_tile_has_its_strip_of_kernels() {
+        if !available() {
+            assert!(strip_kernels(56, 16).is_none());
+            return;
+        }
+        for mr in 0..=70 {
+            for nr in 0..=40 {
+                let blocks: Option<Vec<i64>> =
+                    strip_kernels(mr, nr).map(|b| b.iter().map(|x| x.0).collect());
+                assert_eq!(
+                    blocks.unwrap_or_default(),
+                    tessel_ir::tensorize::strip_blocks(mr, nr),
                     "{mr}x{nr}"
                 );
             }

@@ -10,6 +10,11 @@
 //!       C[c0 + i*ldc + j] = C[c0 + i*ldc + j] + A[a0 + i*sa + k*ska] * B[b0 + k*skb + j]
 //! ```
 //!
+//! A tile with more rows than fit in registers (up to [`MAX_STRIP_MR`]) is a *strip*: code
+//! generation calls one register-tile kernel per block of [`strip_blocks`], each over the
+//! whole reduction. So tile rows need not divide into register tiles (W = 56 takes a 56-row
+//! strip of 6- and 5-row blocks instead of 4-row tiles).
+//!
 //! `i` and `j` may come in either order and be serial, unrolled or vectorized loops; the
 //! product may be written either way round and the accumulator on either side of `+`.
 //! Indices must be affine in `i`, `j` and `k` (anything else in them, such as outer loop
@@ -34,17 +39,22 @@ use crate::loop_nest::{BufferId, ExprId, LoopId, LoopKind, LoopNest, Node, Stmt,
 /// Column counts of the micro-kernel family's tiles: one to four AVX2 vectors per row.
 pub const KERNEL_NR: [i64; 4] = [8, 16, 24, 32];
 
-/// Most rows of a micro-kernel tile.
+/// Most rows of a micro-kernel's register tile.
 pub const MAX_MR: i64 = 8;
+
+/// Most rows of a tensorized tile. Tiles taller than a register tile holds are *strips*:
+/// code generation cuts them into register tiles ([`strip_blocks`]) and calls one kernel
+/// per block, so a row count such as 56 or 14 (ResNet-50's widths) needs no edge tile.
+pub const MAX_STRIP_MR: i64 = 64;
 
 /// Widest register tile row, in `f32` lanes, of the micro-kernel family.
 pub const MAX_NR: i64 = 32;
 
-/// True when the micro-kernel family has an `mr`×`nr` tile: `nr` is one of [`KERNEL_NR`],
-/// `mr` ≤ [`MAX_MR`], the tile needs at most 12 vector accumulators, and accumulators plus
-/// one row of `b` plus the broadcast fit the 16 ymm registers (so 3×32, which would spill
-/// and measured 46 GFLOP/s/core against 104 for 2×32, is left out).
-pub fn kernel_supported(mr: i64, nr: i64) -> bool {
+/// True when the micro-kernel family has an `mr`×`nr` *register* tile: `nr` is one of
+/// [`KERNEL_NR`], `mr` ≤ [`MAX_MR`], the tile needs at most 12 vector accumulators, and
+/// accumulators plus one row of `b` plus the broadcast fit the 16 ymm registers (so 3×32,
+/// which would spill and measured 46 GFLOP/s/core against 104 for 2×32, is left out).
+pub fn register_tile_fits(mr: i64, nr: i64) -> bool {
     let vectors = nr / 8;
     // Accumulators, one row of `b`, and the broadcast of `a`.
     let ymm_registers = mr * vectors + vectors + 1;
@@ -52,6 +62,40 @@ pub fn kernel_supported(mr: i64, nr: i64) -> bool {
         && (1..=MAX_MR).contains(&mr)
         && mr * vectors <= 12
         && ymm_registers <= 16
+}
+
+/// True when an `mr`×`nr` tile can be tensorized: `nr` is one of [`KERNEL_NR`] and
+/// `1 ≤ mr ≤` [`MAX_STRIP_MR`]. Tiles that [`register_tile_fits`] are one kernel call; taller
+/// ones are strips of register tiles ([`strip_blocks`]).
+pub fn kernel_supported(mr: i64, nr: i64) -> bool {
+    KERNEL_NR.contains(&nr) && (1..=MAX_STRIP_MR).contains(&mr)
+}
+
+/// Most rows of a register tile `nr` columns wide (6 for 16 columns, 2 for 32).
+pub fn max_register_rows(nr: i64) -> i64 {
+    (1..=MAX_MR)
+        .rev()
+        .find(|&mr| register_tile_fits(mr, nr))
+        .unwrap_or(0)
+}
+
+/// The row counts of the register tiles an `mr`×`nr` tile is cut into, top to bottom: the
+/// tile itself when it fits in registers, otherwise the fewest register tiles that cover
+/// it, as even as possible (56 rows of 16 columns: 6, 6, 6, 6, 6, 6, 5, 5, 5, 5). Even blocks
+/// keep every call near the peak rate instead of leaving one thin, latency-bound tail
+/// (a 2×16 tile runs at half the rate of a 6×16 one). Empty when the tile is not
+/// [`kernel_supported`].
+pub fn strip_blocks(mr: i64, nr: i64) -> Vec<i64> {
+    if !kernel_supported(mr, nr) {
+        return Vec::new();
+    }
+    if register_tile_fits(mr, nr) {
+        return vec![mr];
+    }
+    let tallest = max_register_rows(nr);
+    let blocks = (mr + tallest - 1) / tallest;
+    let (short, extra) = (mr / blocks, mr % blocks);
+    (0..blocks).map(|b| short + i64::from(b < extra)).collect()
 }
 
 /// A matched register tile: everything a micro-kernel call needs, as strides in elements.
@@ -312,4 +356,45 @@ fn affine(nest: &LoopNest, e: ExprId) -> Option<Affine> {
     }
     f.coefs.retain(|&(_, c)| c != 0);
     Some(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_tiles_are_one_block() {
+        assert_eq!(strip_blocks(6, 16), vec![6]);
+        assert_eq!(strip_blocks(8, 8), vec![8]);
+        assert_eq!(strip_blocks(2, 32), vec![2]);
+    }
+
+    #[test]
+    fn strips_are_cut_into_the_fewest_even_register_tiles() {
+        assert_eq!(strip_blocks(56, 16), vec![6, 6, 6, 6, 6, 6, 5, 5, 5, 5]);
+        assert_eq!(strip_blocks(14, 16), vec![5, 5, 4]);
+        assert_eq!(strip_blocks(7, 16), vec![4, 3]);
+        assert_eq!(strip_blocks(3, 32), vec![2, 1]);
+        assert_eq!(strip_blocks(14, 8), vec![7, 7]);
+        assert_eq!(strip_blocks(12, 24), vec![4, 4, 4]);
+    }
+
+    #[test]
+    fn every_supported_tile_is_covered_by_register_tiles() {
+        for nr in KERNEL_NR {
+            for mr in 1..=MAX_STRIP_MR {
+                let blocks = strip_blocks(mr, nr);
+                assert_eq!(blocks.iter().sum::<i64>(), mr, "{mr}x{nr}");
+                assert!(
+                    blocks.iter().all(|&b| register_tile_fits(b, nr)),
+                    "{mr}x{nr}"
+                );
+                let (lo, hi) = (blocks.iter().min(), blocks.iter().max());
+                assert!(hi.zip(lo).is_some_and(|(h, l)| h - l <= 1), "{mr}x{nr}");
+            }
+        }
+        assert!(strip_blocks(MAX_STRIP_MR + 1, 16).is_empty());
+        assert!(strip_blocks(4, 12).is_empty());
+        assert!(strip_blocks(0, 16).is_empty());
+    }
 }

@@ -145,12 +145,13 @@ pub(crate) fn fuses_reduction(state: &State, stage: usize) -> bool {
 }
 
 /// The micro-kernel tile shapes `(MR, NR)` that fit a row axis of `rows` and a column axis
-/// of `cols` iterations (both dividing them). Tiles with at least 4 accumulator registers
-/// are preferred when there are any (smaller tiles are latency-bound).
+/// of `cols` iterations (both dividing them): register tiles and strips of them (up to
+/// [`tessel_ir::tensorize::MAX_STRIP_MR`] rows). Tiles with at least 4 accumulator
+/// registers are preferred when there are any (smaller tiles are latency-bound).
 pub fn kernel_shapes(rows: i64, cols: i64) -> Vec<(i64, i64)> {
     let mut all = Vec::new();
     for nr in tessel_ir::tensorize::KERNEL_NR {
-        for mr in 1..=tessel_ir::tensorize::MAX_MR {
+        for mr in 1..=tessel_ir::tensorize::MAX_STRIP_MR {
             if cols % nr == 0 && rows % mr == 0 && tessel_ir::tensorize::kernel_supported(mr, nr) {
                 all.push((mr, nr));
             }
