@@ -53,6 +53,16 @@ pub mod ukernel;
 
 pub use pack::{LayoutRewrite, ParseLayoutRewriteError};
 
+/// The revision of the code this crate generates. It changes whenever the same schedule and
+/// options compile to code of a different speed, so that timings measured by an older code
+/// generator are not mixed with current ones (records carry it in their key):
+/// 1. Cranelift loop nests with AVX2 micro-kernels for register tiles;
+/// 2. plain innermost copies, fills and element-wise loops vectorized, packed weights and
+///    temporaries 64-byte aligned;
+/// 3. strips: tensorized tiles taller than a register tile call one kernel per block
+///    (before, they fell back to plain loops).
+pub const REVISION: u32 = 3;
+
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};

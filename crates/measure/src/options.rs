@@ -31,6 +31,10 @@ pub struct CodegenSettings {
     /// packing cost, so those timings match no current mode).
     #[serde(default, with = "layout_rewrite_serde")]
     pub layout_rewrite: LayoutRewrite,
+    /// The code generator's [`tessel_codegen::REVISION`]. Records without the field read as
+    /// 0: they predate revisions, and their timings may not hold for today's code.
+    #[serde(default)]
+    pub revision: u32,
 }
 
 fn default_true() -> bool {
@@ -76,6 +80,7 @@ impl Default for CodegenSettings {
             fma: true,
             micro_kernels: true,
             layout_rewrite: LayoutRewrite::All,
+            revision: tessel_codegen::REVISION,
         }
     }
 }
@@ -220,8 +225,10 @@ mod tests {
         let old: CodegenSettings =
             serde_json::from_str(r#"{"threads":2,"fma":true}"#).expect("old key reads");
         assert!(old.micro_kernels && old.layout_rewrite == LayoutRewrite::Off);
+        assert_eq!(old.revision, 0);
         let d = CodegenSettings::default();
         assert!(d.micro_kernels && d.layout_rewrite == LayoutRewrite::All);
+        assert_eq!(d.revision, tessel_codegen::REVISION);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tessel_ir::workloads::Workload;
 use tessel_ir::{ComputeDag, State};
 use tessel_measure::records::read_records;
 use tessel_measure::{
-    Candidate, HarnessError, MeasureResult, Record, RecordWriter, Runner, Target,
+    Candidate, CodegenSettings, HarnessError, MeasureResult, Record, RecordWriter, Runner, Target,
 };
 
 /// Measures with a harness runner and records every result. It holds one workload, or the
@@ -116,29 +116,49 @@ impl HarnessMeasurer {
 /// A state measured earlier, with its median time (`None` if it failed).
 pub type Resumed = (State, Option<f64>);
 
+/// Earlier measurements of a workload in a records file, to resume from.
+#[derive(Debug, Default)]
+pub struct ResumeLog {
+    /// The workload's records measured under the same code generation settings, replayed to
+    /// their states, with their median times (`None` for the failed ones), in file order.
+    pub states: Vec<Resumed>,
+    /// The workload's records skipped because another code generator or other settings
+    /// (threads, micro-kernels, layout rewrite, `tessel_codegen::REVISION`) measured
+    /// them: their times would not hold for this search.
+    pub other_codegen: usize,
+    /// Lines of the file that could not be read.
+    pub bad_lines: usize,
+}
+
 /// Earlier measurements of `workload` in a records file, to resume from: each record whose
-/// workload key matches, replayed to its state, with its median time (or `None` if it
-/// failed). Records that do not replay are skipped. Also returns the number of bad lines.
+/// workload key matches and that was measured with `codegen`, replayed to its state, with
+/// its median time (or `None` if it failed). Records that do not replay are skipped.
 pub fn resume_records(
     path: &Path,
     workload: &Workload,
     dag: &Arc<ComputeDag>,
-) -> Result<(Vec<Resumed>, usize), HarnessError> {
+    codegen: &CodegenSettings,
+) -> Result<ResumeLog, HarnessError> {
+    let mut out = ResumeLog::default();
     if !path.exists() {
-        return Ok((Vec::new(), 0));
+        return Ok(out);
     }
     let log = read_records(path)?;
+    out.bad_lines = log.problems.len();
     let key = dag.workload_key();
     let spec = workload.spec();
-    let mut out = Vec::new();
     for r in &log.records {
         if r.key.workload_key != key && r.key.workload != spec {
             continue;
         }
+        if r.key.codegen != *codegen {
+            out.other_codegen += 1;
+            continue;
+        }
         if let Ok(mut s) = State::replay(dag.clone(), &r.steps) {
             s.set_sketch_id(r.sketch);
-            out.push((s, r.cost()));
+            out.states.push((s, r.cost()));
         }
     }
-    Ok((out, log.problems.len()))
+    Ok(out)
 }

@@ -180,10 +180,16 @@ impl SearchOptions {
 
     /// The runner candidates are measured with.
     pub fn runner(&self) -> Result<Box<dyn Runner>, DriverError> {
+        make_runner(self.isolation, self.measure_options())
+            .map_err(|e| DriverError::Failed(e.to_string()))
+    }
+
+    /// The measurement options these flags select (threads, micro-kernels, layout rewrite).
+    pub fn measure_options(&self) -> MeasureOptions {
         let mut options = MeasureOptions::with_threads(self.threads());
         options.codegen.layout_rewrite = self.layout_rewrite();
         options.codegen.micro_kernels = !self.no_micro_kernels;
-        make_runner(self.isolation, options).map_err(|e| DriverError::Failed(e.to_string()))
+        options
     }
 }
 

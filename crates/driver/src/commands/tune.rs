@@ -64,8 +64,9 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         .records
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.tessel.jsonl", file_name(&w.name))));
-    let (previous, bad_lines) =
-        resume_records(&path, &w, &dag).map_err(|e| DriverError::Failed(e.to_string()))?;
+    let log = resume_records(&path, &w, &dag, &args.search.measure_options().codegen)
+        .map_err(|e| DriverError::Failed(e.to_string()))?;
+    let (previous, bad_lines, other_codegen) = (log.states, log.bad_lines, log.other_codegen);
     let resumed = previous.len();
     let runner = args.search.runner()?;
     let mut measurer = HarnessMeasurer::new(w.clone(), runner, Some(&path))
@@ -132,11 +133,17 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         out,
         "records         {}{}",
         path.display(),
-        if bad_lines > 0 {
-            format!(" ({bad_lines} unreadable lines skipped)")
-        } else {
-            String::new()
-        }
+        [
+            (bad_lines, "unreadable lines"),
+            (
+                other_codegen,
+                "records of other codegen settings or revisions"
+            )
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!(" ({n} {what} skipped)"))
+        .collect::<String>()
     )?;
     if !measurer.errors.is_empty() {
         let errs: Vec<String> = measurer
@@ -156,6 +163,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "trials": result.trials,
             "valid": result.valid,
             "resumed": resumed,
+            "skipped_other_codegen": other_codegen,
             "best_latency_ms": best_ms,
             "best_gflops": best_gflops,
             "search_seconds": seconds,

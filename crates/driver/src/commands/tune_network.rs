@@ -114,7 +114,10 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         let w = workloads::lookup(&format!("{}@{}/{}", args.network, args.batch, t.name))?;
         let dag = Arc::new(w.dag.clone());
         let sketches = generate_sketches(&dag, &hw).map_err(failed)?;
-        let (previous, _) = resume_records(&path, &w, &dag).map_err(failed)?;
+        let codegen = args.search.measure_options().codegen;
+        let previous = resume_records(&path, &w, &dag, &codegen)
+            .map_err(failed)?
+            .states;
         resumed += previous.len();
         // The resumed latencies, in record order, rebuild the task's rounds for the gradient.
         let latencies: Vec<Option<f64>> = previous.iter().map(|p| p.1).collect();

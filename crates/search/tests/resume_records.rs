@@ -1,0 +1,76 @@
+//! Resuming from a records file takes only the records measured under the search's own code
+//! generation settings: a timing from another thread count, with micro-kernels off, or from
+//! an older code generator (revision) would not hold for the programs this search compiles.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use tessel_ir::workloads;
+use tessel_measure::records::Record;
+use tessel_measure::{
+    Candidate, MeasureOptions, MeasureResult, PhaseTimes, RecordKey, RecordWriter, Target, Timing,
+};
+use tessel_search::harness::resume_records;
+
+fn temp_records(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tessel-resume-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("records.jsonl");
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[test]
+fn resume_skips_records_of_other_codegen_settings_and_counts_them() {
+    let spec = "gmm:b=1,n=8,m=8,k=8";
+    let w = workloads::lookup(spec).expect("workload");
+    let dag = Arc::new(w.dag.clone());
+    let other = workloads::lookup("gmm:b=1,n=16,m=8,k=8").expect("workload");
+    let ours = MeasureOptions::with_threads(1);
+    let mut two_threads = ours.clone();
+    two_threads.codegen.threads = 2;
+    let mut plain = ours.clone();
+    plain.codegen.micro_kernels = false;
+    let mut old_revision = ours.clone();
+    old_revision.codegen.revision = 0;
+
+    let target = Target::host();
+    let timed = |ms: f64| MeasureResult {
+        timing: Timing::from_costs(vec![ms * 1e-3], 1),
+        error: None,
+        phases: PhaseTimes::default(),
+    };
+    let record = |w: &workloads::Workload, options: &MeasureOptions, ms: f64| {
+        let c = Candidate::new(w.spec(), Vec::new());
+        Record::with_key(RecordKey::new(&c, options, &target), &c, &timed(ms))
+    };
+    let path = temp_records("codegen");
+    let mut writer = RecordWriter::open(&path).expect("opens");
+    writer
+        .append(&[
+            record(&w, &ours, 3.0),
+            record(&w, &two_threads, 1.0),
+            record(&w, &plain, 9.0),
+            record(&w, &old_revision, 2.0),
+            record(&other, &ours, 0.5),
+            record(&w, &ours, 4.0),
+        ])
+        .expect("writes");
+    drop(writer);
+
+    let log = resume_records(&path, &w, &dag, &ours.codegen).expect("reads");
+    let times: Vec<Option<f64>> = log.states.iter().map(|s| s.1).collect();
+    assert_eq!(times, vec![Some(3e-3), Some(4e-3)]);
+    assert_eq!(log.other_codegen, 3);
+    assert_eq!(log.bad_lines, 0);
+
+    // The same file seen by a two-thread search resumes only the two-thread record.
+    let log = resume_records(&path, &w, &dag, &two_threads.codegen).expect("reads");
+    assert_eq!(log.states.len(), 1);
+    assert_eq!(log.states[0].1, Some(1e-3));
+    assert_eq!(log.other_codegen, 4);
+
+    // No file: nothing to resume, nothing skipped.
+    let missing = path.with_file_name("missing.jsonl");
+    let log = resume_records(&missing, &w, &dag, &ours.codegen).expect("no file is fine");
+    assert!(log.states.is_empty() && log.other_codegen == 0);
+}
