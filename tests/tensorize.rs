@@ -376,7 +376,12 @@ fn strips_taller_than_a_register_tile_match_the_reference() {
         let found = tensorize::find(&nest);
         let m = found[0].1.as_ref().expect("matches");
         assert_eq!((m.mr, m.nr, m.k), (mr, nr, 5));
-        assert!(tensorize::strip_blocks(mr, nr).len() > 1, "{mr}x{nr}");
+        let kernel = compile(&nest, &CompileOptions::with_threads(1)).expect("compiles");
+        let blocks = tensorize::strip_blocks(mr, nr);
+        assert!(blocks.len() > 1, "{mr}x{nr}");
+        if ukernel::available() {
+            assert_eq!(kernel.micro_kernel_calls()[0].blocks, blocks);
+        }
     }
     // A 56-row strip in an NHWC convolution: the A rows are input pixels at the channel
     // stride, so each block's rows start 64 floats further on.

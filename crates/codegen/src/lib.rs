@@ -250,6 +250,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
             loop_name: nest.lp(m.k_loop).name.clone(),
             mr: m.mr,
             nr: m.nr,
+            blocks: tessel_ir::tensorize::strip_blocks(m.mr, m.nr),
             k: m.k,
             packed_b: an.packed_b.contains_key(&m.k_loop),
             packs_per_call: an
@@ -347,10 +348,13 @@ fn declare_imports(
 pub struct MicroKernelCall {
     /// Name of the tensorized reduction loop.
     pub loop_name: String,
-    /// Rows of the register tile.
+    /// Rows of the tile (a strip when taller than a register tile).
     pub mr: i64,
-    /// Columns of the register tile.
+    /// Columns of the tile.
     pub nr: i64,
+    /// Rows of each register tile the tile is computed with, top to bottom: one kernel call
+    /// per block ([`tessel_ir::tensorize::strip_blocks`]; `[mr]` for a register tile).
+    pub blocks: Vec<i64>,
     /// Reduction steps per call.
     pub k: i64,
     /// The call reads a packed copy of its `B` operand ([`CompileOptions::layout_rewrite`]).
