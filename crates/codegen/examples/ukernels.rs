@@ -1,6 +1,8 @@
 //! Times every micro-kernel shape on one core: GFLOP/s of repeated calls with `a`, `b` and
 //! `c` in L1/L2, `b` packed (`b_ks = NR`) and `a` rows 256 floats apart, as in an NHWC conv.
-//! The figures back the per-shape kernel forms chosen in `ukernel::lookup`.
+//! The figures back the per-shape kernel forms chosen in `ukernel::lookup`. Then a few
+//! strips (tiles taller than a register tile, one call per block, as code generation emits
+//! them) of ResNet-50's widths.
 //!
 //! ```text
 //! cargo run --release -p tessel-codegen --example ukernels [-- K]
@@ -23,30 +25,55 @@ fn main() {
     println!("k = {k}, one core, best of 5");
     for nr in tensorize::KERNEL_NR {
         for mr in 1..=tensorize::MAX_MR {
-            let Some(kernel) = ukernel::micro_kernel(mr, nr) else {
-                continue;
-            };
-            let a = vec![1.0f32; (a_rs * mr + k) as usize];
-            let b = vec![0.5f32; (k * nr) as usize];
-            let mut c = vec![0.0f32; (mr * nr) as usize];
-            let flop_per_call = 2.0 * (mr * nr * k) as f64;
-            let calls = (2e9 / flop_per_call) as usize;
-            let mut best = f64::MAX;
-            for _ in 0..5 {
-                let start = Instant::now();
-                for _ in 0..calls {
-                    // SAFETY: `a` has `mr` rows of `a_rs` plus `k`, `b` is `k`×`nr` and `c`
-                    // `mr`×`nr`, so every access of the kernel is in bounds.
-                    unsafe {
-                        kernel(k, a.as_ptr(), a_rs, 1, b.as_ptr(), nr, c.as_mut_ptr(), nr);
-                    }
-                }
-                best = best.min(start.elapsed().as_secs_f64());
+            if let Some(kernel) = ukernel::micro_kernel(mr, nr) {
+                let rate = time_tile(&[(mr, kernel)], nr, k, a_rs);
+                println!("{mr}x{nr:<3} {rate:6.1} GFLOP/s");
             }
-            println!(
-                "{mr}x{nr:<3} {:6.1} GFLOP/s",
-                flop_per_call * calls as f64 / best / 1e9
-            );
         }
     }
+    println!("strips:");
+    for (mr, nr) in [(7, 16), (14, 16), (28, 16), (56, 16), (14, 32), (56, 8)] {
+        if let Some(blocks) = ukernel::strip_kernels(mr, nr) {
+            let rows: Vec<i64> = blocks.iter().map(|b| b.0).collect();
+            let rate = time_tile(&blocks, nr, k, a_rs);
+            println!("{mr}x{nr:<3} {rate:6.1} GFLOP/s  blocks {rows:?}");
+        }
+    }
+}
+
+/// GFLOP/s of an `nr`-column tile computed block by block (`(rows, kernel)`, top to
+/// bottom) over `k` steps, best of 5 timings of about 2 GFLOP each.
+fn time_tile(blocks: &[(i64, ukernel::MicroKernelFn)], nr: i64, k: i64, a_rs: i64) -> f64 {
+    let mr: i64 = blocks.iter().map(|b| b.0).sum();
+    let a = vec![1.0f32; (a_rs * mr + k) as usize];
+    let b = vec![0.5f32; (k * nr) as usize];
+    let mut c = vec![0.0f32; (mr * nr) as usize];
+    let flop_per_call = 2.0 * (mr * nr * k) as f64;
+    let calls = (2e9 / flop_per_call).max(1.0) as usize;
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let start = Instant::now();
+        for _ in 0..calls {
+            let mut row = 0;
+            for &(rows, kernel) in blocks {
+                // SAFETY: `a` has `mr` rows of `a_rs` plus `k`, `b` is `k`x`nr` and `c`
+                // `mr`x`nr`; block rows start at `row < mr`, so every access is in bounds.
+                unsafe {
+                    kernel(
+                        k,
+                        a.as_ptr().add((row * a_rs) as usize),
+                        a_rs,
+                        1,
+                        b.as_ptr(),
+                        nr,
+                        c.as_mut_ptr().add((row * nr) as usize),
+                        nr,
+                    );
+                }
+                row += rows;
+            }
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    flop_per_call * calls as f64 / best / 1e9
 }

@@ -34,7 +34,14 @@ fn learned_policies_concentrate_on_the_best_sketch_and_starve_none() {
     for name in ["ducb", "thompson", "egreedy"] {
         let mut policy = by_name(name).expect("known policy");
         let shares = simulate(policy.as_mut(), 12, 7);
-        assert!(shares[0] > 0.6, "{name}: best sketch share {shares:?}");
+        // ducb keeps a broad initial population (`population_floor`): the best sketch gets
+        // the most samples, not all.
+        let least = if name == "ducb" { 0.5 } else { 0.6 };
+        assert!(shares[0] > least, "{name}: best sketch share {shares:?}");
+        assert!(
+            shares[0] > 2.0 * shares[1].max(shares[2]),
+            "{name}: best sketch share {shares:?}"
+        );
         assert!(
             shares.iter().all(|&s| s > 0.0),
             "{name}: a sketch starved {shares:?}"
@@ -103,4 +110,34 @@ fn ducb_steers_measurements_for_its_first_rounds_and_uniform_never() {
         ducb.allocate(64, 3, &mut rng);
     }
     assert_eq!(ducb.measure_shares(3), None);
+}
+
+#[test]
+fn ducb_population_keeps_its_floor_while_measurements_concentrate() {
+    let mut ducb = tessel_rl_policy::DiscountedUcb::default();
+    let floor = ducb.population_floor;
+    let mut rng = seeded(5);
+    // Sketch 0's first programs look bad: it earns a tenth of the others' reward.
+    for _ in 0..8 {
+        let picks = ducb.allocate(1000, 4, &mut rng);
+        for k in 0..4u32 {
+            if picks.contains(&k) {
+                ducb.reward(k, if k == 0 { 0.1 } else { 0.9 });
+            }
+        }
+    }
+    let picks = ducb.allocate(20_000, 4, &mut rng);
+    let share0 = picks.iter().filter(|&&k| k == 0).count() as f64 / picks.len() as f64;
+    assert!(
+        share0 > 0.9 * floor / 4.0,
+        "sketch 0 keeps {share0} of the population"
+    );
+    // The policy's own probabilities (what steered measurements follow) concentrate away
+    // from it.
+    let state = ducb.state_json();
+    let probs: Vec<f64> = serde_json::from_value(state["probabilities"].clone()).expect("probs");
+    assert!(
+        probs[0] < share0 && probs[0] < 0.05,
+        "{probs:?} vs {share0}"
+    );
 }
