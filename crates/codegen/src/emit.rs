@@ -582,8 +582,8 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         let mut row = 0;
         for rows in tessel_ir::tensorize::strip_blocks(m.mr, m.nr) {
             let f = self.ukernel_ref((rows, m.nr))?;
-            let a_row = self.offset_bytes(pa, row * m.a_row_stride);
-            let c_row = self.offset_bytes(pc, row * m.c_row_stride);
+            let a_row = self.advance_f32s(pa, row * m.a_row_stride);
+            let c_row = self.advance_f32s(pc, row * m.c_row_stride);
             let mut args = Vec::with_capacity(8);
             for (v, ptr) in [
                 (m.k, None),
@@ -604,7 +604,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
     }
 
     /// `base` advanced by `elements` `f32`s.
-    fn offset_bytes(&mut self, base: Value, elements: i64) -> Value {
+    fn advance_f32s(&mut self, base: Value, elements: i64) -> Value {
         if elements == 0 {
             base
         } else {

@@ -225,6 +225,48 @@ pub enum SchedulerError {
     /// A strategy name that is neither `gradient` nor `round-robin`.
     #[error("unknown task-scheduler strategy `{0}` (use `gradient` or `round-robin`)")]
     UnknownStrategy(String),
+    /// A scheduler parameter out of its range.
+    #[error("scheduler parameter `{name}` is {value}; it must be {expected}")]
+    BadParam {
+        /// The parameter's name in [`SchedulerParams`].
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// The range it must be in.
+        expected: &'static str,
+    },
+}
+
+impl SchedulerParams {
+    /// Checks the parameters that have a range: `round_floor` in `0..=1` and `forward_power`
+    /// positive, both finite.
+    pub fn validate(&self) -> Result<(), SchedulerError> {
+        let checks = [
+            (
+                "round_floor",
+                self.round_floor,
+                (0.0..=1.0).contains(&self.round_floor),
+                "a number from 0 to 1",
+            ),
+            (
+                "forward_power",
+                self.forward_power,
+                self.forward_power > 0.0,
+                "a positive number",
+            ),
+        ];
+        match checks
+            .into_iter()
+            .find(|(_, value, ok, _)| !(value.is_finite() && *ok))
+        {
+            Some((name, value, _, expected)) => Err(SchedulerError::BadParam {
+                name,
+                value,
+                expected,
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// One task to schedule: its search session and what the objective needs.
@@ -471,7 +513,8 @@ pub struct TaskScheduler<'h> {
 }
 
 impl<'h> TaskScheduler<'h> {
-    /// A scheduler over `tasks` (at least one; weights finite and ≥ 0).
+    /// A scheduler over `tasks` (at least one; weights finite and ≥ 0) with `params`
+    /// ([`SchedulerParams::validate`]).
     pub fn new(
         tasks: Vec<TaskSpec>,
         params: SchedulerParams,
@@ -479,6 +522,7 @@ impl<'h> TaskScheduler<'h> {
         if tasks.is_empty() {
             return Err(SchedulerError::NoTasks);
         }
+        params.validate()?;
         if let Some(t) = tasks
             .iter()
             .find(|t| !t.weight.is_finite() || t.weight < 0.0)

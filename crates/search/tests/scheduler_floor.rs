@@ -67,6 +67,34 @@ fn network() -> Vec<(f64, Curve)> {
 #[test]
 fn the_default_floor_is_0_85() {
     assert_eq!(SchedulerParams::default().round_floor, 0.85);
+    assert_eq!(SchedulerParams::default().validate(), Ok(()));
+}
+
+#[test]
+fn a_floor_or_forward_power_out_of_range_is_refused() {
+    let mut scorer = FakeScorer::default();
+    for (floor, power, name) in [
+        (1.5, 1.7, "round_floor"),
+        (-0.1, 1.7, "round_floor"),
+        (f64::NAN, 1.7, "round_floor"),
+        (0.85, 0.0, "forward_power"),
+        (0.85, f64::INFINITY, "forward_power"),
+    ] {
+        let (s, flop) = session("gmm:b=1,n=32,m=32,k=32", 0, &mut scorer);
+        let params = SchedulerParams {
+            round_floor: floor,
+            forward_power: power,
+            ..SchedulerParams::default()
+        };
+        let err = TaskScheduler::new(vec![TaskSpec::new("t0", 1.0, flop, s)], params)
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(err, SchedulerError::BadParam { name: n, .. } if n == name),
+            "{floor} {power}: {err}"
+        );
+        assert!(err.to_string().contains(name), "{err}");
+    }
 }
 
 #[test]
