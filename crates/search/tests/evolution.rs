@@ -66,7 +66,10 @@ fn run(seed: u64, measured: &HashSet<String>) -> Vec<(State, f32)> {
 #[test]
 fn evolution_improves_the_predicted_score_and_returns_distinct_sorted_states() {
     let (_, _, init) = setup();
-    let best_init = fake_score(&init).into_iter().fold(f32::MIN, f32::max);
+    let mut init_scores = fake_score(&init);
+    init_scores.sort_by(|a, b| b.total_cmp(a));
+    let best_init = init_scores[0];
+    let mean_init_top: f32 = init_scores.iter().take(16).sum::<f32>() / 16.0;
     let best = run(5, &HashSet::new());
     assert_eq!(best.len(), 16);
     assert!(
@@ -75,10 +78,13 @@ fn evolution_improves_the_predicted_score_and_returns_distinct_sorted_states() {
     );
     let keys: HashSet<String> = best.iter().map(|(s, _)| state_key(s)).collect();
     assert_eq!(keys.len(), best.len(), "distinct");
+    // The initial population may already hold the best-scoring tile (a 64-row strip for
+    // this 64x64 gmm), so the check is on the top 16: evolution raises their mean.
+    let mean_top: f32 = best.iter().map(|b| b.1).sum::<f32>() / best.len() as f32;
+    assert!(best[0].1 >= best_init, "{} vs {best_init}", best[0].1);
     assert!(
-        best[0].1 > best_init,
-        "mutation finds better predicted states ({} vs {best_init})",
-        best[0].1
+        mean_top > mean_init_top,
+        "mutation finds better predicted states (top-16 mean {mean_top} vs {mean_init_top})"
     );
     for (s, _) in &best {
         assert!(s.is_concrete() && s.sketch_id().is_some());
