@@ -680,8 +680,12 @@ impl TuneSession {
 }
 
 /// Random programs of every sketch measured first in the first round when the sketch policy
-/// steers the measurements (at most half the round).
-pub const PROBE_PER_SKETCH: usize = 2;
+/// steers the measurements (at most half the round). Four, not two: a sketch is judged by
+/// the best of its probe, and random programs of some sketches are very uneven (dep-1's
+/// best sketch: 4–19 GFLOP/s in round 1, against a steady 15–18 for the others), so a
+/// best-of-two often ranked it last and the steering starved it (one-thread experiment:
+/// 2 of 5 seeds; with four, none of 5).
+pub const PROBE_PER_SKETCH: usize = 4;
 
 /// What one measured batch gave.
 struct RoundTally {

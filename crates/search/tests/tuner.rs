@@ -191,7 +191,7 @@ fn a_steering_sketch_policy_probes_every_sketch_then_measures_the_slow_one_less(
         let (slow, m) = slow_share("ducb", seed);
         steered += slow;
         // The probe: the first measurements cover every sketch.
-        let first: HashSet<u32> = m.sketches[..2 * n_sketches]
+        let first: HashSet<u32> = m.sketches[..PROBE_PER_SKETCH * n_sketches]
             .iter()
             .flatten()
             .copied()
@@ -200,7 +200,7 @@ fn a_steering_sketch_policy_probes_every_sketch_then_measures_the_slow_one_less(
             first.len(),
             n_sketches,
             "probe {:?}",
-            &m.sketches[..2 * n_sketches]
+            &m.sketches[..PROBE_PER_SKETCH * n_sketches]
         );
     }
     assert!(
