@@ -200,22 +200,19 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         opts.auto_vectorize,
     )?;
     let mut jb = JITBuilder::with_isa(host_isa()?, default_libcall_names());
-    // The register tiles every tensorized tile (strips included) is computed with.
-    let mut shapes: Vec<(i64, i64)> = an
+    // The register-tile kernels every tensorized tile (strips included) calls; the analysis
+    // kept only tiles whose kernels all exist.
+    let mut kernels: Vec<((i64, i64), ukernel::MicroKernelFn)> = an
         .tensorized
         .values()
-        .flat_map(|m| {
-            tessel_ir::tensorize::strip_blocks(m.mr, m.nr)
-                .into_iter()
-                .map(move |rows| (rows, m.nr))
-        })
+        .filter_map(|m| Some((m.nr, ukernel::strip_kernels(m.mr, m.nr)?)))
+        .flat_map(|(nr, blocks)| blocks.into_iter().map(move |(rows, f)| ((rows, nr), f)))
         .collect();
-    shapes.sort_unstable();
-    shapes.dedup();
-    for &(mr, nr) in &shapes {
-        if let Some(f) = ukernel::micro_kernel(mr, nr) {
-            jb.symbol(ukernel::symbol(mr, nr), f as *const u8);
-        }
+    kernels.sort_unstable_by_key(|k| k.0);
+    kernels.dedup_by_key(|k| k.0);
+    let shapes: Vec<(i64, i64)> = kernels.iter().map(|k| k.0).collect();
+    for &((mr, nr), f) in &kernels {
+        jb.symbol(ukernel::symbol(mr, nr), f as *const u8);
     }
     jb.symbol("tessel_expf", runtime::tessel_expf as *const u8);
     jb.symbol(

@@ -71,12 +71,13 @@ pub fn kernel_supported(mr: i64, nr: i64) -> bool {
     KERNEL_NR.contains(&nr) && (1..=MAX_STRIP_MR).contains(&mr)
 }
 
-/// Most rows of a register tile `nr` columns wide (6 for 16 columns, 2 for 32).
-pub fn max_register_rows(nr: i64) -> i64 {
+/// Most rows of a register tile `nr` columns wide (6 for 16 columns, 2 for 32); 1 when
+/// the family has no tile that wide (callers check [`kernel_supported`] first).
+fn max_register_rows(nr: i64) -> i64 {
     (1..=MAX_MR)
         .rev()
         .find(|&mr| register_tile_fits(mr, nr))
-        .unwrap_or(0)
+        .unwrap_or(1)
 }
 
 /// The row counts of the register tiles an `mr`×`nr` tile is cut into, top to bottom: the

@@ -110,11 +110,12 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let mut specs = Vec::with_capacity(tasks.len());
     let mut task_workloads = Vec::with_capacity(tasks.len());
     let mut resumed = 0;
+    // Only records measured under this run's code generation settings resume.
+    let codegen = args.search.measure_options().codegen;
     for (i, t) in tasks.iter().enumerate() {
         let w = workloads::lookup(&format!("{}@{}/{}", args.network, args.batch, t.name))?;
         let dag = Arc::new(w.dag.clone());
         let sketches = generate_sketches(&dag, &hw).map_err(failed)?;
-        let codegen = args.search.measure_options().codegen;
         let previous = resume_records(&path, &w, &dag, &codegen)
             .map_err(failed)?
             .states;
