@@ -38,13 +38,16 @@ impl Rng {
 
 /// Calls the `mr`×`nr` kernel on random operands laid out with random strides and checks
 /// `C += A·B` against an f64 reference; elements outside the tile must be left alone.
-fn check_kernel(mr: i64, nr: i64, k: i64, rng: &mut Rng) {
-    let f = ukernel::micro_kernel(mr, nr).expect("kernel exists");
-    let a_rs = rng.int(1..=5) * if rng.int(0..=1) == 1 { k } else { 1 };
+fn check_kernel(kind: ukernel::KernelKind, mr: i64, nr: i64, k: i64, rng: &mut Rng) {
+    let f = ukernel::kernel(kind, mr, nr).expect("kernel exists");
+    let elementwise = kind == ukernel::KernelKind::Elementwise;
+    // An elementwise A row is `nr` wide; rows and steps may overlap (they are only read).
+    let width = if elementwise { nr } else { 1 };
+    let a_rs = rng.int(1..=5) * if rng.int(0..=1) == 1 { k * width } else { 1 };
     let a_ks = if a_rs == 1 { mr + rng.int(0..=2) } else { 1 };
     let b_ks = nr + rng.int(0..=8);
     let c_rs = nr + rng.int(0..=8);
-    let a_len = ((mr - 1) * a_rs + (k - 1) * a_ks + 1) as usize;
+    let a_len = ((mr - 1) * a_rs + (k - 1) * a_ks + width) as usize;
     let b_len = ((k - 1) * b_ks + nr) as usize;
     let c_len = ((mr - 1) * c_rs + nr) as usize;
     let mut r = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.float()).collect() };
@@ -69,7 +72,8 @@ fn check_kernel(mr: i64, nr: i64, k: i64, rng: &mut Rng) {
         for j in 0..nr {
             let mut s = 0.0f64;
             for p in 0..k {
-                s += a[(i * a_rs + p * a_ks) as usize] as f64 * b[(p * b_ks + j) as usize] as f64;
+                let a_at = i * a_rs + p * a_ks + if elementwise { j } else { 0 };
+                s += a[a_at as usize] as f64 * b[(p * b_ks + j) as usize] as f64;
             }
             want[(i * c_rs + j) as usize] += s;
         }
@@ -77,13 +81,13 @@ fn check_kernel(mr: i64, nr: i64, k: i64, rng: &mut Rng) {
     for (x, (&got, &w)) in c.iter().zip(&want).enumerate() {
         assert!(
             (got as f64 - w).abs() <= 1e-4 * (1.0 + k as f64),
-            "{mr}x{nr} k={k} a_rs={a_rs} a_ks={a_ks} b_ks={b_ks} c_rs={c_rs}: c[{x}] = {got}, want {w}"
+            "{kind:?} {mr}x{nr} k={k} a_rs={a_rs} a_ks={a_ks} b_ks={b_ks} c_rs={c_rs}: c[{x}] = {got}, want {w}"
         );
     }
 }
 
 #[test]
-fn every_micro_kernel_shape_matches_a_reference() {
+fn every_micro_kernel_shape_of_both_families_matches_a_reference() {
     if !ukernel::available() {
         eprintln!("no AVX2+FMA: micro-kernels are not available, nothing to check");
         assert!(ukernel::micro_kernel(4, 16).is_none());
@@ -98,12 +102,17 @@ fn every_micro_kernel_shape_matches_a_reference() {
                 continue;
             }
             shapes += 1;
-            for k in [1, 2, 3, 17] {
-                check_kernel(mr, nr, k, &mut rng);
-            }
-            for _ in 0..4 {
-                let k = rng.int(1..=70);
-                check_kernel(mr, nr, k, &mut rng);
+            for kind in [
+                ukernel::KernelKind::Broadcast,
+                ukernel::KernelKind::Elementwise,
+            ] {
+                for k in [1, 2, 3, 17] {
+                    check_kernel(kind, mr, nr, k, &mut rng);
+                }
+                for _ in 0..4 {
+                    let k = rng.int(1..=70);
+                    check_kernel(kind, mr, nr, k, &mut rng);
+                }
             }
         }
     }
@@ -166,6 +175,34 @@ fn conv_steps(mr: i64, nr: i64, rc: i64) -> Vec<Step> {
     serde_json::from_str(&json).expect("steps")
 }
 
+/// Depthwise NHWC conv (`dep`): a 1×`mr`×`nr` (h × w × c) tile reduced over rh, then rw
+/// (whole) innermost, rw tensorized (an elementwise tile: input and weight both run along
+/// c); the padded input is computed at the root.
+fn dep_steps(mr: i64, nr: i64, kernel: i64) -> Vec<Step> {
+    let json = format!(
+        r#"[
+    {{"step":"cache_write","stage":3,"scope":"local"}},
+    {{"step":"split","stage":3,"iter":0,"extent":null,"lengths":[1,1,1]}},
+    {{"step":"split","stage":3,"iter":4,"extent":null,"lengths":[1,1,1]}},
+    {{"step":"split","stage":3,"iter":8,"extent":null,"lengths":[1,1,{mr}]}},
+    {{"step":"split","stage":3,"iter":12,"extent":null,"lengths":[1,1,{nr}]}},
+    {{"step":"split","stage":3,"iter":16,"extent":null,"lengths":[1]}},
+    {{"step":"split","stage":3,"iter":18,"extent":null,"lengths":[{kernel}]}},
+    {{"step":"reorder","stage":3,"order":[0,4,8,12,1,5,9,13,16,18,2,6,10,14,17,19,3,7,11,15]}},
+    {{"step":"follow_split","stage":4,"iter":0,"src_step":1,"n_split":1}},
+    {{"step":"follow_split","stage":4,"iter":2,"src_step":2,"n_split":1}},
+    {{"step":"follow_split","stage":4,"iter":4,"src_step":3,"n_split":1}},
+    {{"step":"follow_split","stage":4,"iter":6,"src_step":4,"n_split":1}},
+    {{"step":"reorder","stage":4,"order":[0,2,4,6,1,3,5,7]}},
+    {{"step":"compute_at","stage":3,"target_stage":4,"target_iter":3}},
+    {{"step":"fuse","stage":4,"iters":[0,1,2,3]}},
+    {{"step":"annotate","stage":4,"iter":0,"annotation":"parallel"}},
+    {{"step":"annotate","stage":3,"iter":15,"annotation":"tensorize"}}
+    ]"#
+    );
+    serde_json::from_str(&json).expect("steps")
+}
+
 fn run(kernel: &Kernel, nest: &LoopNest, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
     let mut outs: Vec<Vec<f32>> = nest.params[inputs.len()..]
         .iter()
@@ -206,11 +243,14 @@ fn check_schedule(spec: &str, steps: &[Step]) -> (LoopNest, usize) {
             if micro_kernels {
                 calls = mk.len();
                 // Every matched gmm/conv B operand is a row-major input: the mode decides.
-                let packed = layout_rewrite.packs(b_is_weight);
-                assert!(mk.iter().all(|c| c.packed_b == packed), "{mk:?}");
+                // Elementwise kernels read their B rows as they are (never packed).
+                let packed = |c: &tessel_codegen::MicroKernelCall| {
+                    layout_rewrite.packs(b_is_weight) && c.kind == ukernel::KernelKind::Broadcast
+                };
+                assert!(mk.iter().all(|c| c.packed_b == packed(c)), "{mk:?}");
                 assert!(
                     mk.iter()
-                        .all(|c| c.packs_per_call == (packed && !b_is_weight)),
+                        .all(|c| c.packs_per_call == (packed(c) && !b_is_weight)),
                     "{mk:?}"
                 );
             } else {
@@ -707,5 +747,50 @@ fn tensorized_fused_reduction_conv_tasks_match_the_reference() {
         let (nest, calls) = check_schedule(spec, &steps);
         assert_eq!(calls, expect_calls(1), "{spec}\n{nest}");
         assert_match(spec, &nest, mr, nr, 3 * 8);
+    }
+}
+
+#[test]
+fn tensorized_depthwise_convolutions_use_the_elementwise_kernels_and_match_the_reference() {
+    // (mr, nr, kernel, stride): register tiles, strips (14 and 56 rows), a 5x5 window and
+    // stride 2 (input rows two pixels apart).
+    for (mr, nr, kernel, stride) in [
+        (4, 16, 3, 1),
+        (2, 32, 3, 1),
+        (8, 8, 3, 1),
+        (3, 24, 3, 2),
+        (14, 16, 3, 1),
+        (56, 32, 3, 1),
+        (6, 16, 5, 1),
+    ] {
+        let w = 2 * mr * stride;
+        let spec = format!(
+            "dep:n=1,h=3,w={w},c={},kernel={kernel},stride={stride},pad={}",
+            2 * nr,
+            kernel / 2
+        );
+        let (nest, calls) = check_schedule(&spec, &dep_steps(mr, nr, kernel));
+        assert_eq!(calls, expect_calls(1), "{spec}\n{nest}");
+        let found = tensorize::find(&nest);
+        let m = found[0]
+            .1
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{spec}: {e}\n{nest}"));
+        assert_eq!(m.kind, tensorize::KernelKind::Elementwise, "{spec}");
+        assert_eq!((m.mr, m.nr, m.k), (mr, nr, kernel), "{spec}");
+        // A: padded input rows `stride` pixels apart, the window's next column one pixel on;
+        // B: the weight's next window column; both one channel per tile column.
+        let c = 2 * nr;
+        assert_eq!(
+            (m.a_row_stride, m.a_k_stride, m.b_k_stride),
+            (stride * c, c, c)
+        );
+        if ukernel::available() {
+            let kernel = compile(&nest, &CompileOptions::with_threads(1)).expect("compiles");
+            let call = &kernel.micro_kernel_calls()[0];
+            assert_eq!(call.kind, ukernel::KernelKind::Elementwise);
+            assert!(!call.packed_b, "depthwise weights are read as they are");
+            assert_eq!(call.blocks, tensorize::strip_blocks(mr, nr));
+        }
     }
 }

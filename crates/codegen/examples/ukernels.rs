@@ -33,7 +33,7 @@ fn main() {
     }
     println!("strips:");
     for (mr, nr) in [(7, 16), (14, 16), (28, 16), (56, 16), (14, 32), (56, 8)] {
-        if let Some(blocks) = ukernel::strip_kernels(mr, nr) {
+        if let Some(blocks) = ukernel::strip_kernels(ukernel::KernelKind::Broadcast, mr, nr) {
             let rows: Vec<i64> = blocks.iter().map(|b| b.0).collect();
             let rate = time_tile(&blocks, nr, k, a_rs);
             println!("{mr}x{nr:<3} {rate:6.1} GFLOP/s  blocks {rows:?}");

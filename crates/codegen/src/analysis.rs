@@ -8,7 +8,7 @@ use crate::CodegenError;
 use std::collections::{HashMap, HashSet};
 use tessel_ir::expr::{BinOp, ScalarType, UnOp};
 use tessel_ir::loop_nest::{BufferId, BufferScope, ExprId, LoopId, LoopKind, Node, Stmt, StmtId};
-use tessel_ir::tensorize::TensorizeMatch;
+use tessel_ir::tensorize::{KernelKind, TensorizeMatch};
 use tessel_ir::LoopNest;
 
 /// Unrolled loops longer than this are emitted as ordinary loops (code size guard).
@@ -298,8 +298,14 @@ impl Analysis {
                 let in_bounds = [m.a, m.b, m.c]
                     .iter()
                     .all(|&(b, i)| interval(nest, i, &HashMap::new()).within(nest.buffer(b).len()));
-                if in_bounds && crate::ukernel::strip_kernels(m.mr, m.nr).is_some() {
-                    if let Some(plan) = PackPlan::of(nest, &m, layout_rewrite) {
+                if in_bounds && crate::ukernel::strip_kernels(m.kind, m.mr, m.nr).is_some() {
+                    // An elementwise kernel's `B` rows are already contiguous along the
+                    // tile columns (a depthwise weight's channels): nothing to pack.
+                    let plan = match m.kind {
+                        KernelKind::Broadcast => PackPlan::of(nest, &m, layout_rewrite),
+                        KernelKind::Elementwise => None,
+                    };
+                    if let Some(plan) = plan {
                         let k = match an.packs.iter().position(|p| p.same_copy(&plan)) {
                             Some(k) => {
                                 an.packs[k].cover(&plan);

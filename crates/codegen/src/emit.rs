@@ -9,6 +9,7 @@
 
 use crate::analysis::{interval, linear, refine, visit_loads, Analysis, Interval, Layout, Term};
 use crate::analysis::{MAX_STATIC_VECTOR, MAX_UNROLL};
+use crate::ukernel::KernelShape;
 use crate::{CodegenError, CompileOptions};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::Ieee32;
@@ -40,8 +41,8 @@ pub(crate) struct Compiler<'n> {
     pub ctx: Context,
     pub exp_fn: FuncId,
     pub par_fn: FuncId,
-    /// Imported micro-kernels by tile shape `(mr, nr)`.
-    pub ukernels: HashMap<(i64, i64), FuncId>,
+    /// Imported micro-kernels by family and register tile `(kind, mr, nr)`.
+    pub ukernels: HashMap<KernelShape, FuncId>,
     pub n_funcs: u32,
     pub ir_text: String,
     pub disasm: String,
@@ -211,7 +212,7 @@ struct Emitter<'c, 'n, 'f> {
     vec: Option<LoopId>,
     exp_ref: Option<FuncRef>,
     par_ref: Option<FuncRef>,
-    uk_refs: HashMap<(i64, i64), FuncRef>,
+    uk_refs: HashMap<KernelShape, FuncRef>,
 }
 
 fn scalar_flags() -> MemFlagsData {
@@ -581,7 +582,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         // One call per register tile of the strip, each over the whole reduction.
         let mut row = 0;
         for rows in tessel_ir::tensorize::strip_blocks(m.mr, m.nr) {
-            let f = self.ukernel_ref((rows, m.nr))?;
+            let f = self.ukernel_ref((m.kind, rows, m.nr))?;
             let a_row = self.advance_f32s(pa, row * m.a_row_stride);
             let c_row = self.advance_f32s(pc, row * m.c_row_stride);
             let mut args = Vec::with_capacity(8);
@@ -613,7 +614,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
     }
 
     /// The function reference of the `shape` register-tile kernel in this function.
-    fn ukernel_ref(&mut self, shape: (i64, i64)) -> R<FuncRef> {
+    fn ukernel_ref(&mut self, shape: KernelShape) -> R<FuncRef> {
         if let Some(&f) = self.uk_refs.get(&shape) {
             return Ok(f);
         }

@@ -202,17 +202,21 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
     let mut jb = JITBuilder::with_isa(host_isa()?, default_libcall_names());
     // The register-tile kernels every tensorized tile (strips included) calls; the analysis
     // kept only tiles whose kernels all exist.
-    let mut kernels: Vec<((i64, i64), ukernel::MicroKernelFn)> = an
+    let mut kernels: Vec<(ukernel::KernelShape, ukernel::MicroKernelFn)> = an
         .tensorized
         .values()
-        .filter_map(|m| Some((m.nr, ukernel::strip_kernels(m.mr, m.nr)?)))
-        .flat_map(|(nr, blocks)| blocks.into_iter().map(move |(rows, f)| ((rows, nr), f)))
+        .filter_map(|m| Some((m.kind, m.nr, ukernel::strip_kernels(m.kind, m.mr, m.nr)?)))
+        .flat_map(|(kind, nr, blocks)| {
+            blocks
+                .into_iter()
+                .map(move |(rows, f)| ((kind, rows, nr), f))
+        })
         .collect();
     kernels.sort_unstable_by_key(|k| k.0);
     kernels.dedup_by_key(|k| k.0);
-    let shapes: Vec<(i64, i64)> = kernels.iter().map(|k| k.0).collect();
-    for &((mr, nr), f) in &kernels {
-        jb.symbol(ukernel::symbol(mr, nr), f as *const u8);
+    let shapes: Vec<ukernel::KernelShape> = kernels.iter().map(|k| k.0).collect();
+    for &((kind, mr, nr), f) in &kernels {
+        jb.symbol(ukernel::symbol(kind, mr, nr), f as *const u8);
     }
     jb.symbol("tessel_expf", runtime::tessel_expf as *const u8);
     jb.symbol(
@@ -223,12 +227,12 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
     let declared = declare_imports(&mut module);
     let declared = declared.and_then(|fns| {
         let mut uk = std::collections::HashMap::new();
-        for &(mr, nr) in &shapes {
+        for &(kind, mr, nr) in &shapes {
             let sig = emit::ukernel_signature(&module);
             let id = module
-                .declare_function(&ukernel::symbol(mr, nr), Linkage::Import, &sig)
+                .declare_function(&ukernel::symbol(kind, mr, nr), Linkage::Import, &sig)
                 .map_err(|e| CodegenError::Cranelift(format!("{e:?}")))?;
-            uk.insert((mr, nr), id);
+            uk.insert((kind, mr, nr), id);
         }
         Ok((fns, uk))
     });
@@ -245,6 +249,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         .values()
         .map(|m| MicroKernelCall {
             loop_name: nest.lp(m.k_loop).name.clone(),
+            kind: m.kind,
             mr: m.mr,
             nr: m.nr,
             blocks: tessel_ir::tensorize::strip_blocks(m.mr, m.nr),
@@ -345,6 +350,8 @@ fn declare_imports(
 pub struct MicroKernelCall {
     /// Name of the tensorized reduction loop.
     pub loop_name: String,
+    /// The kernel family (`A` broadcast, or read per column for depthwise convolutions).
+    pub kind: ukernel::KernelKind,
     /// Rows of the tile (a strip when taller than a register tile).
     pub mr: i64,
     /// Columns of the tile.

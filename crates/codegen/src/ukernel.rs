@@ -16,6 +16,15 @@
 //! [`tessel_ir::tensorize::register_tile_fits`] accepts, and run only when the CPU has both
 //! features ([`available`]). Taller tiles (strips) run as one call per register tile
 //! ([`strip_kernels`]).
+//!
+//! The elementwise family ([`KernelKind::Elementwise`], depthwise convolutions) has the
+//! same signature and tiles but reads `a` per column, `a[i*a_rs + p*a_ks + j]`, as a vector
+//! operand of each FMA instead of a broadcast.
+
+pub use tessel_ir::tensorize::KernelKind;
+
+/// A register-tile kernel: its family and tile `(kind, mr, nr)`.
+pub type KernelShape = (KernelKind, i64, i64);
 
 /// The C signature of every micro-kernel (`k, a, a_rs, a_ks, b, b_ks, c, c_rs`).
 pub type MicroKernelFn =
@@ -38,9 +47,12 @@ pub fn available() -> bool {
     }
 }
 
-/// The symbol name JIT code imports the `mr`×`nr` kernel under.
-pub(crate) fn symbol(mr: i64, nr: i64) -> String {
-    format!("tessel_ukernel_{mr}x{nr}")
+/// The symbol name JIT code imports the `mr`×`nr` kernel of family `kind` under.
+pub(crate) fn symbol(kind: KernelKind, mr: i64, nr: i64) -> String {
+    match kind {
+        KernelKind::Broadcast => format!("tessel_ukernel_{mr}x{nr}"),
+        KernelKind::Elementwise => format!("tessel_ukernel_ew_{mr}x{nr}"),
+    }
 }
 
 /// The `mr`×`nr` micro-kernel, when the family has it and this CPU can run it.
@@ -49,23 +61,34 @@ pub(crate) fn symbol(mr: i64, nr: i64) -> String {
 /// (`a[i*a_rs + p*a_ks]`, `b[p*b_ks + j]`, `c[i*c_rs + j]` for `i < mr`, `j < nr`, `p < k`)
 /// must be valid, and `c`'s elements must not overlap `a`'s or `b`'s.
 pub fn micro_kernel(mr: i64, nr: i64) -> Option<MicroKernelFn> {
+    kernel(KernelKind::Broadcast, mr, nr)
+}
+
+/// The `mr`×`nr` micro-kernel of family `kind`, when the family has it and this CPU can
+/// run it. An elementwise kernel reads `a[i*a_rs + p*a_ks + j]` for `j < nr` (otherwise as
+/// [`micro_kernel`]).
+pub fn kernel(kind: KernelKind, mr: i64, nr: i64) -> Option<MicroKernelFn> {
     if !available() || !tessel_ir::tensorize::register_tile_fits(mr, nr) {
         return None;
     }
-    imp::lookup(mr, nr)
+    match kind {
+        KernelKind::Broadcast => imp::lookup(mr, nr),
+        KernelKind::Elementwise => imp::lookup_elementwise(mr, nr),
+    }
 }
 
-/// The kernels a tensorized `mr`×`nr` tile runs as: one `(rows, kernel)` per block of
-/// [`tessel_ir::tensorize::strip_blocks`], top to bottom (a single block for a register
-/// tile). `None` when the tile is not supported or this CPU cannot run the kernels.
-pub fn strip_kernels(mr: i64, nr: i64) -> Option<Vec<(i64, MicroKernelFn)>> {
+/// The kernels a tensorized `mr`×`nr` tile of family `kind` runs as: one `(rows, kernel)`
+/// per block of [`tessel_ir::tensorize::strip_blocks`], top to bottom (a single block for
+/// a register tile). `None` when the tile is not supported or this CPU cannot run the
+/// kernels.
+pub fn strip_kernels(kind: KernelKind, mr: i64, nr: i64) -> Option<Vec<(i64, MicroKernelFn)>> {
     let blocks = tessel_ir::tensorize::strip_blocks(mr, nr);
     if blocks.is_empty() {
         return None;
     }
     blocks
         .into_iter()
-        .map(|rows| micro_kernel(rows, nr).map(|f| (rows, f)))
+        .map(|rows| kernel(kind, rows, nr).map(|f| (rows, f)))
         .collect()
 }
 
@@ -212,6 +235,75 @@ mod imp {
         }
     }
 
+    /// The elementwise kernel for `MR` rows and `NV` vectors of 8 columns: each step loads
+    /// `NV` vectors of `b` and multiplies them with a row of `a` per tile row (a vector
+    /// memory operand of the FMA, no broadcast).
+    ///
+    /// # Safety
+    /// As [`tile`], with `a[i*a_rs + p*a_ks + j]` valid for every `j < 8·NV`.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn elementwise_tile<const MR: usize, const NV: usize>(
+        k: i64,
+        a: *const f32,
+        a_rs: i64,
+        a_ks: i64,
+        b: *const f32,
+        b_ks: i64,
+        c: *mut f32,
+        c_rs: i64,
+    ) {
+        // SAFETY (whole body): every address formed is one the caller guarantees in
+        // bounds; unaligned loads and stores throughout.
+        unsafe {
+            let rows: [*const f32; MR] =
+                std::array::from_fn(|i| a.offset(i as isize * a_rs as isize));
+            let mut acc = load_c::<MR, NV>(c, c_rs);
+            let (a_ks, b_ks) = (a_ks as isize, b_ks as isize);
+            let (mut a_off, mut bp) = (0isize, b);
+            for _ in 0..k {
+                let bv: [__m256; NV] = std::array::from_fn(|v| _mm256_loadu_ps(bp.add(8 * v)));
+                for (row, r) in acc.iter_mut().zip(rows.iter()) {
+                    let ar = r.offset(a_off);
+                    for (v, (x, &y)) in row.iter_mut().zip(bv.iter()).enumerate() {
+                        *x = _mm256_fmadd_ps(_mm256_loadu_ps(ar.add(8 * v)), y, *x);
+                    }
+                }
+                a_off += a_ks;
+                bp = bp.offset(b_ks);
+            }
+            store_c(&acc, c, c_rs);
+        }
+    }
+
+    /// The elementwise kernel of each shape (the same tiles as [`lookup`]'s).
+    pub(super) fn lookup_elementwise(mr: i64, nr: i64) -> Option<MicroKernelFn> {
+        let f: MicroKernelFn = match (mr, nr / 8) {
+            (1, 1) => elementwise_tile::<1, 1>,
+            (2, 1) => elementwise_tile::<2, 1>,
+            (3, 1) => elementwise_tile::<3, 1>,
+            (4, 1) => elementwise_tile::<4, 1>,
+            (5, 1) => elementwise_tile::<5, 1>,
+            (6, 1) => elementwise_tile::<6, 1>,
+            (7, 1) => elementwise_tile::<7, 1>,
+            (8, 1) => elementwise_tile::<8, 1>,
+            (1, 2) => elementwise_tile::<1, 2>,
+            (2, 2) => elementwise_tile::<2, 2>,
+            (3, 2) => elementwise_tile::<3, 2>,
+            (4, 2) => elementwise_tile::<4, 2>,
+            (5, 2) => elementwise_tile::<5, 2>,
+            (6, 2) => elementwise_tile::<6, 2>,
+            (1, 3) => elementwise_tile::<1, 3>,
+            (2, 3) => elementwise_tile::<2, 3>,
+            (3, 3) => elementwise_tile::<3, 3>,
+            (4, 3) => elementwise_tile::<4, 3>,
+            (1, 4) => elementwise_tile::<1, 4>,
+            (2, 4) => elementwise_tile::<2, 4>,
+            _ => return None,
+        };
+        (nr % 8 == 0).then_some(f)
+    }
+
     /// The kernel of each shape, in the form that measured fastest for it: `tile` unless
     /// noted. GFLOP/s on one Zen4 core at k = 256 (`tile` → chosen form): 5×8 65 → 71,
     /// 6×8 70 → 87, 7×8 69 → 92 (`U = 2`), 8×8 67 → 92, 4×24 47 → 115 (`U = 2`); the
@@ -251,6 +343,10 @@ mod imp {
     pub(super) fn lookup(_mr: i64, _nr: i64) -> Option<MicroKernelFn> {
         None
     }
+
+    pub(super) fn lookup_elementwise(_mr: i64, _nr: i64) -> Option<MicroKernelFn> {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -264,11 +360,13 @@ mod tests {
         }
         for mr in 0..=13 {
             for nr in 0..=40 {
-                assert_eq!(
-                    micro_kernel(mr, nr).is_some(),
-                    tessel_ir::tensorize::register_tile_fits(mr, nr),
-                    "{mr}x{nr}"
-                );
+                for kind in [KernelKind::Broadcast, KernelKind::Elementwise] {
+                    assert_eq!(
+                        kernel(kind, mr, nr).is_some(),
+                        tessel_ir::tensorize::register_tile_fits(mr, nr),
+                        "{kind:?} {mr}x{nr}"
+                    );
+                }
             }
         }
     }
@@ -276,18 +374,20 @@ mod tests {
     #[test]
     fn every_supported_tile_has_its_strip_of_kernels() {
         if !available() {
-            assert!(strip_kernels(56, 16).is_none());
+            assert!(strip_kernels(KernelKind::Broadcast, 56, 16).is_none());
             return;
         }
-        for mr in 0..=70 {
-            for nr in 0..=40 {
-                let blocks: Option<Vec<i64>> =
-                    strip_kernels(mr, nr).map(|b| b.iter().map(|x| x.0).collect());
-                assert_eq!(
-                    blocks.unwrap_or_default(),
-                    tessel_ir::tensorize::strip_blocks(mr, nr),
-                    "{mr}x{nr}"
-                );
+        for kind in [KernelKind::Broadcast, KernelKind::Elementwise] {
+            for mr in 0..=70 {
+                for nr in 0..=40 {
+                    let blocks: Option<Vec<i64>> =
+                        strip_kernels(kind, mr, nr).map(|b| b.iter().map(|x| x.0).collect());
+                    assert_eq!(
+                        blocks.unwrap_or_default(),
+                        tessel_ir::tensorize::strip_blocks(mr, nr),
+                        "{kind:?} {mr}x{nr}"
+                    );
+                }
             }
         }
     }

@@ -15,11 +15,22 @@
 //! whole reduction. So tile rows need not divide into register tiles (W = 56 takes a 56-row
 //! strip of 6- and 5-row blocks instead of 4-row tiles).
 //!
+//! A second family, *elementwise*, reads `A` per column too (unit stride along `j`), as a
+//! depthwise convolution does (input times per-channel weight, summed over the kernel
+//! window):
+//!
+//! ```text
+//!       C[c0 + i*ldc + j] = C[c0 + i*ldc + j] + A[a0 + i*sa + k*ska + j] * B[b0 + k*skb + j]
+//! ```
+//!
+//! [`TensorizeMatch::kind`] tells which ([`KernelKind`]); both families have the same tiles.
+//!
 //! `i` and `j` may come in either order and be serial, unrolled or vectorized loops; the
 //! product may be written either way round and the accumulator on either side of `+`.
 //! Indices must be affine in `i`, `j` and `k` (anything else in them, such as outer loop
 //! variables divided or taken modulo, is a base offset): unit stride in `j` for `B` and `C`,
-//! any stride in `i` and `k`, and `C` must not depend on `k`, `A` not on `j`, `B` not on `i`.
+//! any stride in `i` and `k`, and `C` must not depend on `k`, `A` not on `j` (broadcast) or
+//! with unit stride (elementwise), `B` not on `i`.
 //! `C` must be a different buffer from `A` and `B`. Matmul, dense, batch matmul and NHWC
 //! convolutions (A = input rows at a stride, B = weights) all take this form; for an NHWC
 //! convolution `k` may also be the fused loop `rw@rc` (its `f / C`, `f % C` indices fold to
@@ -99,11 +110,24 @@ pub fn strip_blocks(mr: i64, nr: i64) -> Vec<i64> {
     (0..blocks).map(|b| short + i64::from(b < extra)).collect()
 }
 
+/// How a micro-kernel reads its row operand `A`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KernelKind {
+    /// One element of `A` per row and reduction step, broadcast across the columns (an outer
+    /// product: matmul, dense, convolutions over input channels).
+    Broadcast,
+    /// A row of `A` per row and reduction step, multiplied column by column with `B` (an
+    /// elementwise product: depthwise convolutions).
+    Elementwise,
+}
+
 /// A matched register tile: everything a micro-kernel call needs, as strides in elements.
 /// Base indices are the index expressions of the accesses; evaluate them with the `i`, `j`
 /// and `k` variables set to 0 to get the base offsets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorizeMatch {
+    /// Whether `A` is broadcast or read per column.
+    pub kind: KernelKind,
     /// The tensorized reduction loop.
     pub k_loop: LoopId,
     /// The row loop of the tile (`None` when the tile has one row).
@@ -201,22 +225,32 @@ pub fn check(nest: &LoopNest, s: StmtId) -> Result<TensorizeMatch, String> {
         }
     }
     let j_loop = j_loop.ok_or("no tile loop has unit stride in the accumulator")?;
-    // B is the factor that depends on j.
+    // B is the factor that depends on j; when both do (elementwise), B is the one that
+    // does not depend on i.
     let (xa, ya) = (
         affine(nest, xi).ok_or("a factor's index is not affine")?,
         affine(nest, yi).ok_or("a factor's index is not affine")?,
     );
-    let ((a, a_aff), (b, b_aff)) = if ya.coef(j_loop) != 0 {
+    let coef_i = |f: &Affine| i_loop.map_or(0, |i| f.coef(i));
+    let kind = if xa.coef(j_loop) != 0 && ya.coef(j_loop) != 0 {
+        KernelKind::Elementwise
+    } else {
+        KernelKind::Broadcast
+    };
+    let y_is_b = match kind {
+        KernelKind::Broadcast => ya.coef(j_loop) != 0,
+        KernelKind::Elementwise => coef_i(&ya) == 0,
+    };
+    let ((a, a_aff), (b, b_aff)) = if y_is_b {
         (((xb, xi), xa), ((yb, yi), ya))
     } else {
         (((yb, yi), ya), ((xb, xi), xa))
     };
-    let coef_i = |f: &Affine| i_loop.map_or(0, |i| f.coef(i));
     if b_aff.coef(j_loop) != 1 {
         return Err("B does not have unit stride along the tile columns".into());
     }
-    if a_aff.coef(j_loop) != 0 {
-        return Err("A depends on the tile columns".into());
+    if kind == KernelKind::Elementwise && a_aff.coef(j_loop) != 1 {
+        return Err("A depends on the tile columns without unit stride".into());
     }
     if coef_i(&b_aff) != 0 {
         return Err("B depends on the tile rows".into());
@@ -242,6 +276,7 @@ pub fn check(nest: &LoopNest, s: StmtId) -> Result<TensorizeMatch, String> {
         return Err(format!("no micro-kernel for a {mr}x{nr} tile"));
     }
     Ok(TensorizeMatch {
+        kind,
         k_loop,
         i_loop,
         j_loop,
