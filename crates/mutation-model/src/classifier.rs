@@ -188,13 +188,22 @@ pub struct Classifier {
     /// Most recent observations kept per rule (1,500: the fit (LBFGS, linear in the rows)
     /// must stay a small share of a round's time; `examples/classifier_cost` measures it).
     pub capacity: usize,
-    /// New observations of a rule between refits (12,000: about once per round for the
-    /// busiest rule with Ansor's population of 2,048 and 4 generations).
+    /// New observations of a rule between refits (24,000: about every third round for the
+    /// busiest rule with Ansor's population of 2,048 and 4 generations; a smartcore fit on
+    /// 1,500 rows takes about 50 ms, and once per round it was half the policy's time, 2–3 %
+    /// of a dep-1 round).
     pub refit_every: usize,
     models: Vec<RuleModel>,
-    /// Features of the last `choose` call, reused by the matching `observe`.
-    last: Option<(usize, [f64; NUM_FEATURES])>,
+    /// Rule and parent features of each `choose` call not yet observed, oldest first,
+    /// reused by the matching `observe` (features cost about as much as the rest of a
+    /// call). The evolution observes an invalid mutation at once (the newest entry) and a
+    /// legal one after scoring the next generation, in the order it chose them (the oldest).
+    unobserved: VecDeque<(usize, [f64; NUM_FEATURES])>,
 }
+
+/// Most `choose` calls kept waiting for their `observe` (a caller that never observes
+/// must not grow the queue without bound).
+const MAX_UNOBSERVED: usize = 1 << 16;
 
 impl Default for Classifier {
     fn default() -> Classifier {
@@ -203,9 +212,9 @@ impl Default for Classifier {
             prior_weighted: true,
             min_samples: 500,
             capacity: 1_500,
-            refit_every: 12_000,
+            refit_every: 24_000,
             models: Vec::new(),
-            last: None,
+            unobserved: VecDeque::new(),
         }
     }
 }
@@ -281,7 +290,10 @@ impl MutationPolicy for Classifier {
         let x = state_features(state);
         let probs = self.probabilities_for(state, &x, rules);
         let rule = sample_weighted(&probs, rng);
-        self.last = Some((rule, x));
+        if self.unobserved.len() >= MAX_UNOBSERVED {
+            self.unobserved.clear();
+        }
+        self.unobserved.push_back((rule, x));
         rule
     }
 
@@ -289,11 +301,24 @@ impl MutationPolicy for Classifier {
         if self.models.len() <= rule {
             self.models.resize_with(rule + 1, RuleModel::default);
         }
-        // The evolution reports outcomes later than it chose (after scoring the next
-        // generation), so recompute features unless they are the ones just made.
-        let x = match self.last.take() {
-            Some((r, x)) if r == rule && outcome == MutationOutcome::Invalid => x,
-            _ => state_features(state),
+        // The features computed when the rule was chosen, when the call order is the
+        // evolution's (see `unobserved`); otherwise computed again.
+        let waiting = match outcome {
+            MutationOutcome::Invalid => self.unobserved.back(),
+            _ => self.unobserved.front(),
+        };
+        let x = match waiting {
+            Some(&(r, x)) if r == rule => {
+                match outcome {
+                    MutationOutcome::Invalid => self.unobserved.pop_back(),
+                    _ => self.unobserved.pop_front(),
+                };
+                x
+            }
+            _ => {
+                self.unobserved.clear();
+                state_features(state)
+            }
         };
         let m = &mut self.models[rule];
         m.push(x, outcome == MutationOutcome::Improved, self.capacity);
