@@ -116,6 +116,16 @@ mod imp {
         }
     }
 
+    /// The first element of each of the `MR` rows of `a` (rows `a_rs` floats apart).
+    ///
+    /// # Safety
+    /// Every row start must lie in (or one past) the same allocation as `a`.
+    #[inline]
+    unsafe fn row_starts<const MR: usize>(a: *const f32, a_rs: i64) -> [*const f32; MR] {
+        // SAFETY: the caller guarantees the row starts are in bounds.
+        unsafe { std::array::from_fn(|i| a.offset(i as isize * a_rs as isize)) }
+    }
+
     /// Stores the register tile back to `c`.
     ///
     /// # Safety
@@ -200,8 +210,7 @@ mod imp {
         // SAFETY (whole body): as in `tile`, every address formed is one the caller
         // guarantees in bounds.
         unsafe {
-            let rows: [*const f32; MR] =
-                std::array::from_fn(|i| a.offset(i as isize * a_rs as isize));
+            let rows = row_starts::<MR>(a, a_rs);
             let mut acc = load_c::<MR, NV>(c, c_rs);
             let step = |acc: &mut [[__m256; NV]; MR], a_off: isize, bp: *const f32| {
                 let mut bv = [_mm256_setzero_ps(); NV];
@@ -256,8 +265,7 @@ mod imp {
         // SAFETY (whole body): every address formed is one the caller guarantees in
         // bounds; unaligned loads and stores throughout.
         unsafe {
-            let rows: [*const f32; MR] =
-                std::array::from_fn(|i| a.offset(i as isize * a_rs as isize));
+            let rows = row_starts::<MR>(a, a_rs);
             let mut acc = load_c::<MR, NV>(c, c_rs);
             let (a_ks, b_ks) = (a_ks as isize, b_ks as isize);
             let (mut a_off, mut bp) = (0isize, b);
