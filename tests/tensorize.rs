@@ -37,7 +37,8 @@ impl Rng {
 }
 
 /// Calls the `mr`×`nr` kernel on random operands laid out with random strides and checks
-/// `C += A·B` against an f64 reference; elements outside the tile must be left alone.
+/// `C += A·B` against an f64 reference; elements outside the tile must be left alone. An
+/// elementwise kernel also folds in an outer reduction of 1 to 3 steps.
 fn check_kernel(kind: ukernel::KernelKind, mr: i64, nr: i64, k: i64, rng: &mut Rng) {
     let f = ukernel::kernel(kind, mr, nr).expect("kernel exists");
     let elementwise = kind == ukernel::KernelKind::Elementwise;
@@ -47,8 +48,11 @@ fn check_kernel(kind: ukernel::KernelKind, mr: i64, nr: i64, k: i64, rng: &mut R
     let a_ks = if a_rs == 1 { mr + rng.int(0..=2) } else { 1 };
     let b_ks = nr + rng.int(0..=8);
     let c_rs = nr + rng.int(0..=8);
-    let a_len = ((mr - 1) * a_rs + (k - 1) * a_ks + width) as usize;
-    let b_len = ((k - 1) * b_ks + nr) as usize;
+    let k2 = if elementwise { rng.int(1..=3) } else { 1 };
+    let a_k2s = (mr - 1) * a_rs + (k - 1) * a_ks + width + rng.int(0..=4);
+    let b_k2s = (k - 1) * b_ks + nr + rng.int(0..=4);
+    let a_len = ((k2 - 1) * a_k2s + (mr - 1) * a_rs + (k - 1) * a_ks + width) as usize;
+    let b_len = ((k2 - 1) * b_k2s + (k - 1) * b_ks + nr) as usize;
     let c_len = ((mr - 1) * c_rs + nr) as usize;
     let mut r = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.float()).collect() };
     let (a, b, c0) = (r(a_len), r(b_len), r(c_len));
@@ -56,32 +60,50 @@ fn check_kernel(kind: ukernel::KernelKind, mr: i64, nr: i64, k: i64, rng: &mut R
     // SAFETY: every element the kernel touches lies inside `a`, `b` and `c` by construction
     // of their lengths from the strides, and `c` does not overlap `a` or `b`.
     unsafe {
-        f(
-            k,
-            a.as_ptr(),
-            a_rs,
-            a_ks,
-            b.as_ptr(),
-            b_ks,
-            c.as_mut_ptr(),
-            c_rs,
-        )
+        match f {
+            ukernel::KernelFn::Broadcast(f) => f(
+                k,
+                a.as_ptr(),
+                a_rs,
+                a_ks,
+                b.as_ptr(),
+                b_ks,
+                c.as_mut_ptr(),
+                c_rs,
+            ),
+            ukernel::KernelFn::Elementwise(f) => f(
+                k2,
+                a_k2s,
+                b_k2s,
+                k,
+                a.as_ptr(),
+                a_rs,
+                a_ks,
+                b.as_ptr(),
+                b_ks,
+                c.as_mut_ptr(),
+                c_rs,
+            ),
+        }
     };
     let mut want: Vec<f64> = c0.iter().map(|&x| x as f64).collect();
     for i in 0..mr {
         for j in 0..nr {
             let mut s = 0.0f64;
-            for p in 0..k {
-                let a_at = i * a_rs + p * a_ks + if elementwise { j } else { 0 };
-                s += a[a_at as usize] as f64 * b[(p * b_ks + j) as usize] as f64;
+            for q in 0..k2 {
+                for p in 0..k {
+                    let a_at = q * a_k2s + i * a_rs + p * a_ks + if elementwise { j } else { 0 };
+                    let b_at = q * b_k2s + p * b_ks + j;
+                    s += a[a_at as usize] as f64 * b[b_at as usize] as f64;
+                }
             }
             want[(i * c_rs + j) as usize] += s;
         }
     }
     for (x, (&got, &w)) in c.iter().zip(&want).enumerate() {
         assert!(
-            (got as f64 - w).abs() <= 1e-4 * (1.0 + k as f64),
-            "{kind:?} {mr}x{nr} k={k} a_rs={a_rs} a_ks={a_ks} b_ks={b_ks} c_rs={c_rs}: c[{x}] = {got}, want {w}"
+            (got as f64 - w).abs() <= 1e-4 * (1.0 + (k * k2) as f64),
+            "{kind:?} {mr}x{nr} k={k} k2={k2} a_rs={a_rs} a_ks={a_ks} b_ks={b_ks} c_rs={c_rs}: c[{x}] = {got}, want {w}"
         );
     }
 }
@@ -177,16 +199,19 @@ fn conv_steps(mr: i64, nr: i64, rc: i64) -> Vec<Step> {
 
 /// Depthwise NHWC conv (`dep`): a 1×`mr`×`nr` (h × w × c) tile reduced over rh, then rw
 /// (whole) innermost, rw tensorized (an elementwise tile: input and weight both run along
-/// c); the padded input is computed at the root.
-fn dep_steps(mr: i64, nr: i64, kernel: i64) -> Vec<Step> {
+/// c); the padded input is computed at the root. With `fold` the rh loop encloses the
+/// tensorized loop alone and is folded into the call; without it a 2-extent channel loop
+/// sits between them.
+fn dep_steps(mr: i64, nr: i64, kernel: i64, fold: bool) -> Vec<Step> {
+    let (rh_inner, c_mid) = if fold { (kernel, 1) } else { (1, 2) };
     let json = format!(
         r#"[
     {{"step":"cache_write","stage":3,"scope":"local"}},
     {{"step":"split","stage":3,"iter":0,"extent":null,"lengths":[1,1,1]}},
     {{"step":"split","stage":3,"iter":4,"extent":null,"lengths":[1,1,1]}},
     {{"step":"split","stage":3,"iter":8,"extent":null,"lengths":[1,1,{mr}]}},
-    {{"step":"split","stage":3,"iter":12,"extent":null,"lengths":[1,1,{nr}]}},
-    {{"step":"split","stage":3,"iter":16,"extent":null,"lengths":[1]}},
+    {{"step":"split","stage":3,"iter":12,"extent":null,"lengths":[1,{c_mid},{nr}]}},
+    {{"step":"split","stage":3,"iter":16,"extent":null,"lengths":[{rh_inner}]}},
     {{"step":"split","stage":3,"iter":18,"extent":null,"lengths":[{kernel}]}},
     {{"step":"reorder","stage":3,"order":[0,4,8,12,1,5,9,13,16,18,2,6,10,14,17,19,3,7,11,15]}},
     {{"step":"follow_split","stage":4,"iter":0,"src_step":1,"n_split":1}},
@@ -769,7 +794,8 @@ fn tensorized_depthwise_convolutions_use_the_elementwise_kernels_and_match_the_r
             2 * nr,
             kernel / 2
         );
-        let (nest, calls) = check_schedule(&spec, &dep_steps(mr, nr, kernel));
+        let fold = mr % 2 == 0;
+        let (nest, calls) = check_schedule(&spec, &dep_steps(mr, nr, kernel, fold));
         assert_eq!(calls, expect_calls(1), "{spec}\n{nest}");
         let found = tensorize::find(&nest);
         let m = found[0]
@@ -785,12 +811,28 @@ fn tensorized_depthwise_convolutions_use_the_elementwise_kernels_and_match_the_r
             (m.a_row_stride, m.a_k_stride, m.b_k_stride),
             (stride * c, c, c)
         );
+        if fold {
+            // rh: the next padded input row (w + 2·pad pixels) and the next weight row.
+            let o = m
+                .outer
+                .as_ref()
+                .expect("rh encloses the tensorized loop alone");
+            let padded_w = w + 2 * (kernel / 2);
+            assert_eq!(
+                (o.extent, o.a_stride, o.b_stride),
+                (kernel, padded_w * c, kernel * c)
+            );
+        } else {
+            assert!(m.outer.is_none());
+        }
         if ukernel::available() {
-            let kernel = compile(&nest, &CompileOptions::with_threads(1)).expect("compiles");
-            let call = &kernel.micro_kernel_calls()[0];
+            let compiled = compile(&nest, &CompileOptions::with_threads(1)).expect("compiles");
+            let call = &compiled.micro_kernel_calls()[0];
             assert_eq!(call.kind, ukernel::KernelKind::Elementwise);
             assert!(!call.packed_b, "depthwise weights are read as they are");
             assert_eq!(call.blocks, tensorize::strip_blocks(mr, nr));
+            // The window's rows fold into the call when rh encloses it alone.
+            assert_eq!(call.k2, if fold { kernel } else { 1 }, "{spec}");
         }
     }
 }

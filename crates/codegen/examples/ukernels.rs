@@ -31,14 +31,93 @@ fn main() {
             }
         }
     }
+    println!("elementwise (depthwise 3x3, 32 channels): three calls | one folded call");
+    for (mr, nr) in [(2, 32), (4, 16), (6, 16), (3, 24), (8, 8)] {
+        for _ in 0..3 {
+            if let (Some(three), Some(one)) = (
+                time_depthwise(mr, nr, 32, false),
+                time_depthwise(mr, nr, 32, true),
+            ) {
+                println!("{mr}x{nr:<3} {three:6.1} | {one:6.1} GFLOP/s");
+            }
+        }
+    }
     println!("strips:");
     for (mr, nr) in [(7, 16), (14, 16), (28, 16), (56, 16), (14, 32), (56, 8)] {
         if let Some(blocks) = ukernel::strip_kernels(ukernel::KernelKind::Broadcast, mr, nr) {
             let rows: Vec<i64> = blocks.iter().map(|b| b.0).collect();
+            let blocks: Vec<(i64, ukernel::MicroKernelFn)> = blocks
+                .into_iter()
+                .filter_map(|(rows, f)| match f {
+                    ukernel::KernelFn::Broadcast(f) => Some((rows, f)),
+                    ukernel::KernelFn::Elementwise(_) => None,
+                })
+                .collect();
             let rate = time_tile(&blocks, nr, k, a_rs);
             println!("{mr}x{nr:<3} {rate:6.1} GFLOP/s  blocks {rows:?}");
         }
     }
+}
+
+/// GFLOP/s of the elementwise `mr`×`nr` kernel over a 3×3 window of a depthwise
+/// convolution with `c` channels (`a` rows `c` apart, the window's rows `row` apart), as one
+/// call per window row (`k2 = 1`, three calls) or one call folding the rows in (`k2 = 3`);
+/// best of 5 timings of about 1 GFLOP each.
+fn time_depthwise(mr: i64, nr: i64, c: i64, folded: bool) -> Option<f64> {
+    let ukernel::KernelFn::Elementwise(kernel) =
+        ukernel::kernel(ukernel::KernelKind::Elementwise, mr, nr)?
+    else {
+        return None;
+    };
+    let row = (mr + 2) * c;
+    let a = vec![1.0f32; (3 * row) as usize];
+    let b = vec![0.5f32; (9 * c) as usize];
+    let mut out = vec![0.0f32; (mr * c) as usize];
+    let flop_per_window = 2.0 * (mr * nr * 9) as f64;
+    let windows = (1e9 / flop_per_window).max(1.0) as usize;
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let start = Instant::now();
+        for _ in 0..windows {
+            // SAFETY: `a` holds 3 rows of `mr + 2` pixels of `c` channels, `b` 3×3×`c`
+            // and `out` `mr`×`c`; with `nr` ≤ `c` every access is in bounds.
+            unsafe {
+                if folded {
+                    kernel(
+                        3,
+                        row,
+                        3 * c,
+                        3,
+                        a.as_ptr(),
+                        c,
+                        c,
+                        b.as_ptr(),
+                        c,
+                        out.as_mut_ptr(),
+                        c,
+                    );
+                } else {
+                    for q in 0..3 {
+                        kernel(
+                            1,
+                            0,
+                            0,
+                            3,
+                            a.as_ptr().add((q * row) as usize),
+                            c,
+                            c,
+                            b.as_ptr().add((q * 3 * c) as usize),
+                            c,
+                            out.as_mut_ptr(),
+                            c,
+                        );
+                    }
+                }
+            }
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Some(flop_per_window * windows as f64 / best / 1e9)
 }
 
 /// GFLOP/s of an `nr`-column tile computed block by block (`(rows, kernel)`, top to

@@ -9,7 +9,7 @@
 
 use crate::analysis::{interval, linear, refine, visit_loads, Analysis, Interval, Layout, Term};
 use crate::analysis::{MAX_STATIC_VECTOR, MAX_UNROLL};
-use crate::ukernel::KernelShape;
+use crate::ukernel::{KernelKind, KernelShape};
 use crate::{CodegenError, CompileOptions};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::immediates::Ieee32;
@@ -298,6 +298,11 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
                 self.emit_parallel(lp, body)?
             }
             LoopKind::Vectorized if self.vec.is_none() => self.emit_vectorized(lp, body)?,
+            _ if self.vec.is_none() && self.c.an.folded.contains_key(&lp) => {
+                // A reduction loop folded into the micro-kernel call it encloses.
+                let inner = self.c.an.folded[&lp];
+                self.emit_tensorized(inner)?
+            }
             LoopKind::Tensorized
                 if self.vec.is_none() && self.c.an.tensorized.contains_key(&lp) =>
             {
@@ -550,8 +555,10 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
     /// addresses are the operands' addresses at `i = j = k = 0`, strides are constants.
     fn emit_tensorized(&mut self, lp: LoopId) -> R<()> {
         let m = self.c.an.tensorized[&lp].clone();
-        let tile_loops: Vec<LoopId> = [Some(m.k_loop), m.i_loop, Some(m.j_loop)]
+        let outer = self.c.an.folded_outer(&m).cloned();
+        let tile_loops: Vec<LoopId> = [outer.as_ref().map(|o| o.lp), Some(m.k_loop), m.i_loop]
             .into_iter()
+            .chain([Some(m.j_loop)])
             .flatten()
             .collect();
         let saved: Vec<Option<IVal>> = tile_loops
@@ -585,7 +592,15 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             let f = self.ukernel_ref((m.kind, rows, m.nr))?;
             let a_row = self.advance_f32s(pa, row * m.a_row_stride);
             let c_row = self.advance_f32s(pc, row * m.c_row_stride);
-            let mut args = Vec::with_capacity(8);
+            let mut args = Vec::with_capacity(11);
+            if m.kind == KernelKind::Elementwise {
+                let (k2, a_k2s, b_k2s) = outer
+                    .as_ref()
+                    .map_or((1, 0, 0), |o| (o.extent, o.a_stride, o.b_stride));
+                for v in [k2, a_k2s, b_k2s] {
+                    args.push(self.b.ins().iconst(I64, v));
+                }
+            }
             for (v, ptr) in [
                 (m.k, None),
                 (0, Some(a_row)),
@@ -1306,9 +1321,13 @@ pub(crate) fn exp_signature(module: &JITModule) -> Signature {
 }
 
 /// A micro-kernel: `(k, a, a_rs, a_ks, b, b_ks, c, c_rs)`, all 64-bit.
-pub(crate) fn ukernel_signature(module: &JITModule) -> Signature {
+pub(crate) fn ukernel_signature(module: &JITModule, kind: KernelKind) -> Signature {
     let mut sig = module.make_signature();
-    for _ in 0..8 {
+    let params = match kind {
+        KernelKind::Broadcast => 8,
+        KernelKind::Elementwise => 11,
+    };
+    for _ in 0..params {
         sig.params.push(AbiParam::new(I64));
     }
     sig

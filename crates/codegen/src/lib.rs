@@ -202,7 +202,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
     let mut jb = JITBuilder::with_isa(host_isa()?, default_libcall_names());
     // The register-tile kernels every tensorized tile (strips included) calls; the analysis
     // kept only tiles whose kernels all exist.
-    let mut kernels: Vec<(ukernel::KernelShape, ukernel::MicroKernelFn)> = an
+    let mut kernels: Vec<(ukernel::KernelShape, ukernel::KernelFn)> = an
         .tensorized
         .values()
         .filter_map(|m| Some((m.kind, m.nr, ukernel::strip_kernels(m.kind, m.mr, m.nr)?)))
@@ -216,7 +216,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
     kernels.dedup_by_key(|k| k.0);
     let shapes: Vec<ukernel::KernelShape> = kernels.iter().map(|k| k.0).collect();
     for &((kind, mr, nr), f) in &kernels {
-        jb.symbol(ukernel::symbol(kind, mr, nr), f as *const u8);
+        jb.symbol(ukernel::symbol(kind, mr, nr), f.addr());
     }
     jb.symbol("tessel_expf", runtime::tessel_expf as *const u8);
     jb.symbol(
@@ -228,7 +228,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
     let declared = declared.and_then(|fns| {
         let mut uk = std::collections::HashMap::new();
         for &(kind, mr, nr) in &shapes {
-            let sig = emit::ukernel_signature(&module);
+            let sig = emit::ukernel_signature(&module, kind);
             let id = module
                 .declare_function(&ukernel::symbol(kind, mr, nr), Linkage::Import, &sig)
                 .map_err(|e| CodegenError::Cranelift(format!("{e:?}")))?;
@@ -254,6 +254,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
             nr: m.nr,
             blocks: tessel_ir::tensorize::strip_blocks(m.mr, m.nr),
             k: m.k,
+            k2: an.folded_outer(m).map_or(1, |o| o.extent),
             packed_b: an.packed_b.contains_key(&m.k_loop),
             packs_per_call: an
                 .packed_b
@@ -361,6 +362,9 @@ pub struct MicroKernelCall {
     pub blocks: Vec<i64>,
     /// Reduction steps per call.
     pub k: i64,
+    /// Steps of the outer reduction loop folded into each call (elementwise kernels: a
+    /// depthwise window's rows; 1 when nothing is folded).
+    pub k2: i64,
     /// The call reads a packed copy of its `B` operand ([`CompileOptions::layout_rewrite`]).
     pub packed_b: bool,
     /// That copy is made again on every [`Kernel::run`] (`B` is not a constant weight;

@@ -18,8 +18,10 @@
 //! ([`strip_kernels`]).
 //!
 //! The elementwise family ([`KernelKind::Elementwise`], depthwise convolutions) has the
-//! same signature and tiles but reads `a` per column, `a[i*a_rs + p*a_ks + j]`, as a vector
-//! operand of each FMA instead of a broadcast.
+//! same tiles but reads `a` per column, `a[i*a_rs + p*a_ks + j]`, as a vector operand of
+//! each FMA instead of a broadcast, and folds in an outer reduction loop `q` (a depthwise
+//! window's rows around its columns; see [`ElementwiseKernelFn`]), so one call covers the
+//! whole window and the tile stays in registers across it.
 
 pub use tessel_ir::tensorize::KernelKind;
 
@@ -29,6 +31,37 @@ pub type KernelShape = (KernelKind, i64, i64);
 /// The C signature of every micro-kernel (`k, a, a_rs, a_ks, b, b_ks, c, c_rs`).
 pub type MicroKernelFn =
     unsafe extern "C" fn(i64, *const f32, i64, i64, *const f32, i64, *mut f32, i64);
+
+/// The C signature of the elementwise micro-kernels (`k2, a_k2s, b_k2s, k, a, a_rs, a_ks,
+/// b, b_ks, c, c_rs`):
+///
+/// ```text
+/// for q in 0..k2, p in 0..k, i in 0..MR, j in 0..NR:
+///     c[i*c_rs + j] += a[q*a_k2s + i*a_rs + p*a_ks + j] * b[q*b_k2s + p*b_ks + j]
+/// ```
+///
+/// (`k2 = 1` when there is no outer loop to fold in).
+pub type ElementwiseKernelFn =
+    unsafe extern "C" fn(i64, i64, i64, i64, *const f32, i64, i64, *const f32, i64, *mut f32, i64);
+
+/// A micro-kernel of either family.
+#[derive(Clone, Copy, Debug)]
+pub enum KernelFn {
+    /// A broadcast kernel ([`MicroKernelFn`]).
+    Broadcast(MicroKernelFn),
+    /// An elementwise kernel ([`ElementwiseKernelFn`]).
+    Elementwise(ElementwiseKernelFn),
+}
+
+impl KernelFn {
+    /// The kernel's address, for the JIT's symbol table.
+    pub fn addr(self) -> *const u8 {
+        match self {
+            KernelFn::Broadcast(f) => f as *const u8,
+            KernelFn::Elementwise(f) => f as *const u8,
+        }
+    }
+}
 
 /// True when this CPU can run the micro-kernels (x86-64 with AVX2 and FMA).
 pub fn available() -> bool {
@@ -61,19 +94,24 @@ pub(crate) fn symbol(kind: KernelKind, mr: i64, nr: i64) -> String {
 /// (`a[i*a_rs + p*a_ks]`, `b[p*b_ks + j]`, `c[i*c_rs + j]` for `i < mr`, `j < nr`, `p < k`)
 /// must be valid, and `c`'s elements must not overlap `a`'s or `b`'s.
 pub fn micro_kernel(mr: i64, nr: i64) -> Option<MicroKernelFn> {
-    kernel(KernelKind::Broadcast, mr, nr)
-}
-
-/// The `mr`×`nr` micro-kernel of family `kind`, when the family has it and this CPU can
-/// run it. An elementwise kernel reads `a[i*a_rs + p*a_ks + j]` for `j < nr` (otherwise as
-/// [`micro_kernel`]).
-pub fn kernel(kind: KernelKind, mr: i64, nr: i64) -> Option<MicroKernelFn> {
     if !available() || !tessel_ir::tensorize::register_tile_fits(mr, nr) {
         return None;
     }
+    imp::lookup(mr, nr)
+}
+
+/// The `mr`×`nr` micro-kernel of family `kind`, when the family has it and this CPU can
+/// run it (an elementwise kernel has the same requirements as [`micro_kernel`] for the
+/// elements of [`ElementwiseKernelFn`]'s loops).
+pub fn kernel(kind: KernelKind, mr: i64, nr: i64) -> Option<KernelFn> {
     match kind {
-        KernelKind::Broadcast => imp::lookup(mr, nr),
-        KernelKind::Elementwise => imp::lookup_elementwise(mr, nr),
+        KernelKind::Broadcast => micro_kernel(mr, nr).map(KernelFn::Broadcast),
+        KernelKind::Elementwise => {
+            if !available() || !tessel_ir::tensorize::register_tile_fits(mr, nr) {
+                return None;
+            }
+            imp::lookup_elementwise(mr, nr).map(KernelFn::Elementwise)
+        }
     }
 }
 
@@ -81,7 +119,7 @@ pub fn kernel(kind: KernelKind, mr: i64, nr: i64) -> Option<MicroKernelFn> {
 /// per block of [`tessel_ir::tensorize::strip_blocks`], top to bottom (a single block for
 /// a register tile). `None` when the tile is not supported or this CPU cannot run the
 /// kernels.
-pub fn strip_kernels(kind: KernelKind, mr: i64, nr: i64) -> Option<Vec<(i64, MicroKernelFn)>> {
+pub fn strip_kernels(kind: KernelKind, mr: i64, nr: i64) -> Option<Vec<(i64, KernelFn)>> {
     let blocks = tessel_ir::tensorize::strip_blocks(mr, nr);
     if blocks.is_empty() {
         return None;
@@ -94,7 +132,7 @@ pub fn strip_kernels(kind: KernelKind, mr: i64, nr: i64) -> Option<Vec<(i64, Mic
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
-    use super::MicroKernelFn;
+    use super::{ElementwiseKernelFn, MicroKernelFn};
     use std::arch::x86_64::*;
 
     /// The `MR`×`NV`-vector tile of `c` (rows `c_rs` floats apart) into registers.
@@ -253,6 +291,9 @@ mod imp {
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     unsafe extern "C" fn elementwise_tile<const MR: usize, const NV: usize>(
+        k2: i64,
+        a_k2s: i64,
+        b_k2s: i64,
         k: i64,
         a: *const f32,
         a_rs: i64,
@@ -268,25 +309,27 @@ mod imp {
             let rows = row_starts::<MR>(a, a_rs);
             let mut acc = load_c::<MR, NV>(c, c_rs);
             let (a_ks, b_ks) = (a_ks as isize, b_ks as isize);
-            let (mut a_off, mut bp) = (0isize, b);
-            for _ in 0..k {
-                let bv: [__m256; NV] = std::array::from_fn(|v| _mm256_loadu_ps(bp.add(8 * v)));
-                for (row, r) in acc.iter_mut().zip(rows.iter()) {
-                    let ar = r.offset(a_off);
-                    for (v, (x, &y)) in row.iter_mut().zip(bv.iter()).enumerate() {
-                        *x = _mm256_fmadd_ps(_mm256_loadu_ps(ar.add(8 * v)), y, *x);
+            for q in 0..k2 as isize {
+                let (mut a_off, mut bp) = (q * a_k2s as isize, b.offset(q * b_k2s as isize));
+                for _ in 0..k {
+                    let bv: [__m256; NV] = std::array::from_fn(|v| _mm256_loadu_ps(bp.add(8 * v)));
+                    for (row, r) in acc.iter_mut().zip(rows.iter()) {
+                        let ar = r.offset(a_off);
+                        for (v, (x, &y)) in row.iter_mut().zip(bv.iter()).enumerate() {
+                            *x = _mm256_fmadd_ps(_mm256_loadu_ps(ar.add(8 * v)), y, *x);
+                        }
                     }
+                    a_off += a_ks;
+                    bp = bp.offset(b_ks);
                 }
-                a_off += a_ks;
-                bp = bp.offset(b_ks);
             }
             store_c(&acc, c, c_rs);
         }
     }
 
     /// The elementwise kernel of each shape (the same tiles as [`lookup`]'s).
-    pub(super) fn lookup_elementwise(mr: i64, nr: i64) -> Option<MicroKernelFn> {
-        let f: MicroKernelFn = match (mr, nr / 8) {
+    pub(super) fn lookup_elementwise(mr: i64, nr: i64) -> Option<ElementwiseKernelFn> {
+        let f: ElementwiseKernelFn = match (mr, nr / 8) {
             (1, 1) => elementwise_tile::<1, 1>,
             (2, 1) => elementwise_tile::<2, 1>,
             (3, 1) => elementwise_tile::<3, 1>,
@@ -346,13 +389,13 @@ mod imp {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
-    use super::MicroKernelFn;
+    use super::{ElementwiseKernelFn, MicroKernelFn};
 
     pub(super) fn lookup(_mr: i64, _nr: i64) -> Option<MicroKernelFn> {
         None
     }
 
-    pub(super) fn lookup_elementwise(_mr: i64, _nr: i64) -> Option<MicroKernelFn> {
+    pub(super) fn lookup_elementwise(_mr: i64, _nr: i64) -> Option<ElementwiseKernelFn> {
         None
     }
 }

@@ -121,6 +121,22 @@ pub enum KernelKind {
     Elementwise,
 }
 
+/// A reduction loop right around a tensorized loop, with nothing else in its body, that a
+/// kernel can fold into the same call (`for q in 0..extent` around the `k` loop): the
+/// accumulator does not depend on it, the operands do with constant strides. A depthwise
+/// convolution's `rh` around a tensorized `rw` is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OuterReduction {
+    /// The enclosing loop.
+    pub lp: LoopId,
+    /// Its extent.
+    pub extent: i64,
+    /// Stride of `A` along it.
+    pub a_stride: i64,
+    /// Stride of `B` along it.
+    pub b_stride: i64,
+}
+
 /// A matched register tile: everything a micro-kernel call needs, as strides in elements.
 /// Base indices are the index expressions of the accesses; evaluate them with the `i`, `j`
 /// and `k` variables set to 0 to get the base offsets.
@@ -154,6 +170,9 @@ pub struct TensorizeMatch {
     pub b: (BufferId, ExprId),
     /// Stride of `B` along `k`.
     pub b_k_stride: i64,
+    /// The reduction loop around `k` that a call may fold in ([`find`] fills it; `None`
+    /// from [`check`], which sees only the tensorized loop).
+    pub outer: Option<OuterReduction>,
 }
 
 /// Checks the `For` statement `s`: `Ok` with the match when its body is a micro-kernel tile
@@ -290,24 +309,63 @@ pub fn check(nest: &LoopNest, s: StmtId) -> Result<TensorizeMatch, String> {
         a_k_stride: a_aff.coef(k_loop),
         b,
         b_k_stride: b_aff.coef(k_loop),
+        outer: None,
+    })
+}
+
+/// The [`OuterReduction`] around matched loop `s` whose parent statement is `parent`, if
+/// it qualifies: a serial or unrolled loop of extent > 1 whose body is `s` alone, that the
+/// accumulator does not depend on and the operands do with constant strides.
+fn outer_reduction(
+    nest: &LoopNest,
+    parent: StmtId,
+    s: StmtId,
+    m: &TensorizeMatch,
+) -> Option<OuterReduction> {
+    let Stmt::For { lp, body, .. } = nest.stmt(parent) else {
+        return None;
+    };
+    let l = nest.lp(*lp);
+    if body.as_slice() != [s]
+        || !matches!(l.kind, LoopKind::Serial | LoopKind::Unrolled)
+        || l.extent <= 1
+    {
+        return None;
+    }
+    let stride = |index: ExprId| affine(nest, index).map(|f| f.coef(*lp));
+    let (a_stride, b_stride, c_stride) = (stride(m.a.1)?, stride(m.b.1)?, stride(m.c.1)?);
+    if c_stride != 0 || a_stride == i64::MIN || b_stride == i64::MIN {
+        return None;
+    }
+    Some(OuterReduction {
+        lp: *lp,
+        extent: l.extent,
+        a_stride,
+        b_stride,
     })
 }
 
 /// Every [`LoopKind::Tensorized`] loop of `nest` (by its `For` statement), in statement
-/// order, with the result of [`check`].
+/// order, with the result of [`check`] and the [`OuterReduction`] around it, if any.
 pub fn find(nest: &LoopNest) -> Vec<(StmtId, Result<TensorizeMatch, String>)> {
     let mut out = Vec::new();
-    let mut stack: Vec<StmtId> = nest.body.iter().rev().copied().collect();
-    while let Some(s) = stack.pop() {
+    // (statement, its parent statement)
+    let mut stack: Vec<(StmtId, Option<StmtId>)> =
+        nest.body.iter().rev().map(|&s| (s, None)).collect();
+    while let Some((s, parent)) = stack.pop() {
         match nest.stmt(s) {
             Stmt::For { lp, body, .. } => {
                 if nest.lp(*lp).kind == LoopKind::Tensorized {
-                    out.push((s, check(nest, s)));
+                    let found = check(nest, s).map(|mut m| {
+                        m.outer = parent.and_then(|p| outer_reduction(nest, p, s, &m));
+                        m
+                    });
+                    out.push((s, found));
                 }
-                stack.extend(body.iter().rev().copied());
+                stack.extend(body.iter().rev().map(|&b| (b, Some(s))));
             }
             Stmt::If { body, .. } | Stmt::Alloc { body, .. } => {
-                stack.extend(body.iter().rev().copied())
+                stack.extend(body.iter().rev().map(|&b| (b, Some(s))))
             }
             Stmt::Store { .. } => {}
         }
