@@ -556,9 +556,9 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
     fn emit_tensorized(&mut self, lp: LoopId) -> R<()> {
         let m = self.c.an.tensorized[&lp].clone();
         let outer = self.c.an.folded_outer(&m).cloned();
-        let tile_loops: Vec<LoopId> = [outer.as_ref().map(|o| o.lp), Some(m.k_loop), m.i_loop]
+        let outer_loop = outer.as_ref().map(|o| o.lp);
+        let tile_loops: Vec<LoopId> = [outer_loop, Some(m.k_loop), m.i_loop, Some(m.j_loop)]
             .into_iter()
-            .chain([Some(m.j_loop)])
             .flatten()
             .collect();
         let saved: Vec<Option<IVal>> = tile_loops
@@ -1320,7 +1320,8 @@ pub(crate) fn exp_signature(module: &JITModule) -> Signature {
     sig
 }
 
-/// A micro-kernel: `(k, a, a_rs, a_ks, b, b_ks, c, c_rs)`, all 64-bit.
+/// A micro-kernel of family `kind`: `(k, a, a_rs, a_ks, b, b_ks, c, c_rs)`, all 64-bit,
+/// preceded by `(k2, a_k2s, b_k2s)` for an elementwise one.
 pub(crate) fn ukernel_signature(module: &JITModule, kind: KernelKind) -> Signature {
     let mut sig = module.make_signature();
     let params = match kind {

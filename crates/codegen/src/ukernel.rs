@@ -94,24 +94,22 @@ pub(crate) fn symbol(kind: KernelKind, mr: i64, nr: i64) -> String {
 /// (`a[i*a_rs + p*a_ks]`, `b[p*b_ks + j]`, `c[i*c_rs + j]` for `i < mr`, `j < nr`, `p < k`)
 /// must be valid, and `c`'s elements must not overlap `a`'s or `b`'s.
 pub fn micro_kernel(mr: i64, nr: i64) -> Option<MicroKernelFn> {
-    if !available() || !tessel_ir::tensorize::register_tile_fits(mr, nr) {
-        return None;
+    match kernel(KernelKind::Broadcast, mr, nr)? {
+        KernelFn::Broadcast(f) => Some(f),
+        KernelFn::Elementwise(_) => None,
     }
-    imp::lookup(mr, nr)
 }
 
 /// The `mr`×`nr` micro-kernel of family `kind`, when the family has it and this CPU can
 /// run it (an elementwise kernel has the same requirements as [`micro_kernel`] for the
 /// elements of [`ElementwiseKernelFn`]'s loops).
 pub fn kernel(kind: KernelKind, mr: i64, nr: i64) -> Option<KernelFn> {
+    if !available() || !tessel_ir::tensorize::register_tile_fits(mr, nr) {
+        return None;
+    }
     match kind {
-        KernelKind::Broadcast => micro_kernel(mr, nr).map(KernelFn::Broadcast),
-        KernelKind::Elementwise => {
-            if !available() || !tessel_ir::tensorize::register_tile_fits(mr, nr) {
-                return None;
-            }
-            imp::lookup_elementwise(mr, nr).map(KernelFn::Elementwise)
-        }
+        KernelKind::Broadcast => imp::lookup(mr, nr).map(KernelFn::Broadcast),
+        KernelKind::Elementwise => imp::lookup_elementwise(mr, nr).map(KernelFn::Elementwise),
     }
 }
 

@@ -303,18 +303,14 @@ impl MutationPolicy for Classifier {
         }
         // The features computed when the rule was chosen, when the call order is the
         // evolution's (see `unobserved`); otherwise computed again.
-        let waiting = match outcome {
-            MutationOutcome::Invalid => self.unobserved.back(),
-            _ => self.unobserved.front(),
+        let newest = outcome == MutationOutcome::Invalid;
+        let waiting = if newest {
+            self.unobserved.pop_back()
+        } else {
+            self.unobserved.pop_front()
         };
         let x = match waiting {
-            Some(&(r, x)) if r == rule => {
-                match outcome {
-                    MutationOutcome::Invalid => self.unobserved.pop_back(),
-                    _ => self.unobserved.pop_front(),
-                };
-                x
-            }
+            Some((r, x)) if r == rule => x,
             _ => {
                 self.unobserved.clear();
                 state_features(state)
