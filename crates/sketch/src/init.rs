@@ -289,6 +289,8 @@ pub(crate) fn compute_location_candidates(
 /// inlined, not tiled and do not need multi-level tiling, draw uniformly among
 /// `candidates + 2` choices: inline (only if it has no reduction loop and is currently
 /// attached), compute at the root, or one of the compute-location candidates.
+/// A stage whose placement its sketch decided (`AttachPaddingToTile`) stays at the root,
+/// or stays attached at a loop drawn uniformly among the candidates.
 #[derive(Clone, Debug, Default)]
 pub struct InitChangeComputeLocation;
 
@@ -310,6 +312,23 @@ impl InitRule for InitChangeComputeLocation {
                 continue;
             }
             let candidates = compute_location_candidates(an, &state, stage);
+            if crate::rules::placement_fixed_by_sketch(an, &state, stage) {
+                // The sketch chose root or tile (AttachPaddingToTile); draw only the loop.
+                if matches!(state.stage(stage).compute_at, ComputeAt::At { .. })
+                    && !candidates.is_empty()
+                {
+                    let (target_stage, target_iter) =
+                        candidates[rng.random_range(0..candidates.len())];
+                    state
+                        .apply(Step::ComputeAt {
+                            stage,
+                            target_stage,
+                            target_iter,
+                        })
+                        .ok()?;
+                }
+                continue;
+            }
             let choice = rng.random_range(0..candidates.len() + 2);
             let step = match choice {
                 0 => {

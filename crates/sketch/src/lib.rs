@@ -2,12 +2,15 @@
 //!
 //! * [`generate_sketches`] enumerates the high-level structures of a DAG with the
 //!   [`SketchRules`] (AlwaysInline, AddRfactor, AddCacheWrite, MultiLevelTilingTensorized,
-//!   MultiLevelTilingWithFusion, MultiLevelTiling, SkipStage). A [`Sketch`] is a [`State`]
-//!   whose split lengths are holes. MultiLevelTilingTensorized (Tessel's, on when
-//!   [`HardwareParams::micro_kernels`]) adds tensorized variants of the cache-write sketches
-//!   whose register tile maps onto the code generator's AVX2 micro-kernels (for NHWC
-//!   convolutions also with the innermost `rw` and `rc` loops fused into the kernel's
-//!   reduction); they come after the plain sketches in the list.
+//!   MultiLevelTilingWithFusion, MultiLevelTiling, AttachPaddingToTile, SkipStage). A
+//!   [`Sketch`] is a [`State`] whose split lengths are holes. MultiLevelTilingTensorized
+//!   (Tessel's, on when [`HardwareParams::micro_kernels`]) adds tensorized variants of the
+//!   cache-write sketches whose register tile maps onto the code generator's AVX2
+//!   micro-kernels (for NHWC convolutions also with the innermost `rw` and `rc` loops fused
+//!   into the kernel's reduction); they come after the plain sketches in the list.
+//!   AttachPaddingToTile (Tessel's) makes the placement of a padding stage that feeds a
+//!   tensorized stage with a short reduction (a depthwise convolution) a sketch choice: in
+//!   the tile, or at the root.
 //! * [`sample_initial`] turns a sketch into a complete, legal state with the [`InitRules`]
 //!   (tile sizes, compute locations, parallel, unroll, vectorize); [`sample_population`]
 //!   draws many distinct ones.

@@ -175,6 +175,98 @@ impl SketchRule for AlwaysInline {
     }
 }
 
+/// Longest reduction (points per output) for which [`AttachPaddingToTile`] applies: with a
+/// short reduction a separate pass over the padded tensor costs a sizeable share of the
+/// consumer's work (a 3×3 depthwise window reads each padded element 9 times, a 3×3×256
+/// convolution 2,304 times).
+pub const SHORT_REDUCTION: i64 = 64;
+
+/// Whether `stage` is a producer whose placement the sketch decides ([`AttachPaddingToTile`]):
+/// a computed, non-inlined, non-output stage without reduction (a padding stage: not
+/// strictly inlineable, or AlwaysInline would have taken it) whose single consumer is a
+/// tensorized stage with a reduction of at most [`SHORT_REDUCTION`] points.
+///
+/// The random annotation keeps such a stage where its sketch put it (at the root, or
+/// attached to the consumer's tile loops); only the loop it is attached at is drawn.
+pub(crate) fn placement_fixed_by_sketch(an: &AccessAnalysis, state: &State, stage: usize) -> bool {
+    let st = state.stage(stage);
+    if !st.is_compute
+        || util::is_inlined(state, stage)
+        || an.is_output(OpId(stage as u32))
+        || util::has_reduce_iter(state, stage)
+        || an.is_strictly_inlineable(OpId(stage as u32))
+    {
+        return false;
+    }
+    let consumers = util::consumers(an, state, stage);
+    let [consumer] = consumers[..] else {
+        return false;
+    };
+    let tensorized_consumer = state.stage(consumer).leaves.iter().any(|&l| {
+        state.stage(consumer).iter(l).annotation == tessel_ir::state::Annotation::Tensorize
+    });
+    let reduce = state
+        .dag()
+        .op(OpId(consumer as u32))
+        .compute()
+        .map_or(1, |c| c.reduce_size());
+    tensorized_consumer && reduce > 1 && reduce <= SHORT_REDUCTION
+}
+
+/// AttachPaddingToTile (Tessel's): a padding stage feeding a tensorized stage with a short
+/// reduction ([`placement_fixed_by_sketch`]) gets a variant computed inside the consumer's
+/// tile loops (at its first compute-location candidate; the annotation draws the loop);
+/// the rules after it keep the variant at the root (apply).
+///
+/// Ansor draws such a stage's placement per program (InitChangeComputeLocation), so an
+/// evolution holds two populations that mutation never joins: programs with the padding at
+/// the root, and programs with it in the tile. For a depthwise convolution the second holds
+/// the fastest programs but starts slower, and which one a search ends in was decided by
+/// chance. As two sketches, the choice is the sketch policy's.
+#[derive(Clone, Debug, Default)]
+pub struct AttachPaddingToTile;
+
+impl SketchRule for AttachPaddingToTile {
+    fn name(&self) -> &str {
+        "AttachPaddingToTile"
+    }
+    fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition {
+        let an = ctx.analysis(state);
+        if placement_fixed_by_sketch(&an, state, stage)
+            && state.stage(stage).compute_at == tessel_ir::state::ComputeAt::Root
+            && !crate::init::compute_location_candidates(&an, state, stage).is_empty()
+        {
+            Condition::Apply
+        } else {
+            Condition::Skip
+        }
+    }
+    fn apply(
+        &self,
+        ctx: &SketchContext,
+        state: &State,
+        stage: usize,
+    ) -> Result<Vec<Derived>, SketchError> {
+        let an = ctx.analysis(state);
+        let Some(&(target_stage, target_iter)) =
+            crate::init::compute_location_candidates(&an, state, stage).first()
+        else {
+            return Ok(Vec::new());
+        };
+        let mut s = state.clone();
+        step(
+            self.name(),
+            &mut s,
+            Step::ComputeAt {
+                stage,
+                target_stage,
+                target_iter,
+            },
+        )?;
+        Ok(vec![(s, stage.checked_sub(1))])
+    }
+}
+
 /// AddRfactor: a stage that NeedsRfactor and has no cache-write stage gets its reduction
 /// loops fused and split in two; one derived state factors out the outer part, the other
 /// the inner part (then moved innermost for vectorization) (apply).
@@ -678,7 +770,7 @@ impl SketchRule for MultiLevelTilingTensorized {
 /// assert_eq!(rules.names()[0], "AlwaysInline");
 /// rules.remove("AddRfactor");
 /// rules.insert_before("SkipStage", Box::new(SkipStage)); // any SketchRule value
-/// assert_eq!(rules.names().len(), 7);
+/// assert_eq!(rules.names().len(), 8);
 /// ```
 pub struct SketchRules {
     /// The rules, tried in order.
@@ -688,7 +780,8 @@ pub struct SketchRules {
 impl SketchRules {
     /// Ansor's CPU rules in order: AlwaysInline, AddRfactor, AddCacheWrite,
     /// MultiLevelTilingTensorized (Tessel's; only with [`HardwareParams::micro_kernels`]),
-    /// MultiLevelTilingWithFusion, MultiLevelTiling, SkipStage.
+    /// MultiLevelTilingWithFusion, MultiLevelTiling, AttachPaddingToTile (Tessel's),
+    /// SkipStage.
     /// (SimplifyComputeWithConstTensor is left out: no Tessel operator carries the
     /// const-tensor-indices attribute it reacts to.)
     pub fn cpu() -> SketchRules {
@@ -700,6 +793,7 @@ impl SketchRules {
                 Box::new(MultiLevelTilingTensorized::default()),
                 Box::new(MultiLevelTilingWithFusion::default()),
                 Box::new(MultiLevelTiling::default()),
+                Box::new(AttachPaddingToTile),
                 Box::new(SkipStage),
             ],
         }

@@ -168,6 +168,8 @@ fn ten_thousand_mutations_give_only_legal_states() {
     let mut rng = seeded(99);
     let mut applied = vec![0usize; reg.rules.len()];
     let mut succeeded = vec![0usize; reg.rules.len()];
+    // MutateTileSize on states of plain (not tensorized) sketches: (applied, succeeded).
+    let mut plain_tile = (0usize, 0usize);
     let per_spec = 10_000 / specs.len();
     for spec in specs {
         let dag = dag(spec);
@@ -180,8 +182,11 @@ fn ten_thousand_mutations_give_only_legal_states() {
             let parent = pop[n % pop.len()].clone();
             let (k, child) = mutate(&reg, &parent, &hw, &mut rng);
             applied[k] += 1;
+            let plain = k == 0 && !tessel_sketch::rules::is_tensorized(&parent);
+            plain_tile.0 += usize::from(plain);
             let Some(child) = child else { continue };
             succeeded[k] += 1;
+            plain_tile.1 += usize::from(plain);
             assert_eq!(child.sketch_id(), parent.sketch_id(), "{spec}");
             check_replay(spec, &child);
             lower(&child).unwrap_or_else(|e| panic!("{spec}: {}: {e}\n{child}", reg.rules[k].name));
@@ -196,11 +201,17 @@ fn ten_thousand_mutations_give_only_legal_states() {
     for (k, r) in reg.rules.iter().enumerate() {
         println!("{}: {} / {} succeeded", r.name, succeeded[k], applied[k]);
     }
-    // The tile-size mutation applies to most tiled states (on these tiny extents some splits
-    // have no other factorization; ~79 % succeed); the others at least sometimes.
+    // The tile-size mutation applies to most states of the plain sketches (on these tiny
+    // extents some splits have no other factorization; ~90 % succeed). In tensorized states
+    // the innermost tiles are the kernel's and stay, so on these extents few splits are left
+    // to change (tests/tensorized.rs covers them); the other rules succeed at least sometimes.
+    println!(
+        "MutateTileSize on plain states: {} / {}",
+        plain_tile.1, plain_tile.0
+    );
     assert!(
-        succeeded[0] * 10 > applied[0] * 7,
-        "MutateTileSize rarely succeeds"
+        plain_tile.1 * 10 > plain_tile.0 * 7,
+        "MutateTileSize rarely succeeds on plain states: {plain_tile:?}"
     );
     assert!(
         succeeded.iter().all(|&n| n > 0),

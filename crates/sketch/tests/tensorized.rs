@@ -458,3 +458,67 @@ fn fused_reduction_sketches_run_the_kernel_over_kernel_w_times_ci() {
         );
     }
 }
+
+/// Where the stage named `PadInput` is computed: `Some(true)` attached to a loop,
+/// `Some(false)` at the root, `None` inlined or absent.
+fn padding_attached(state: &State) -> Option<bool> {
+    let pad = state.stages().iter().find(|s| s.name == "PadInput")?;
+    match pad.compute_at {
+        tessel_ir::state::ComputeAt::At { .. } => Some(true),
+        tessel_ir::state::ComputeAt::Root => Some(false),
+        tessel_ir::state::ComputeAt::Inline => None,
+    }
+}
+
+#[test]
+fn depthwise_padding_placement_is_a_sketch_choice_that_samples_and_mutations_keep() {
+    let hw = hw(true);
+    let reg = MutationRegistry::cpu();
+    let mut rng = seeded(21);
+    let spec = "dep:n=1,h=6,w=6,c=16,kernel=3,stride=1,pad=1";
+    let d = dag(spec);
+    let inputs = eval::random_inputs(&d, 3);
+    let want = eval::evaluate(&d, &inputs).expect("reference");
+    let sketches = generate_sketches(&d, &hw).expect("sketches");
+    let t = tensorized(&sketches);
+    let attached: Vec<bool> = t
+        .iter()
+        .map(|s| padding_attached(&s.state).expect("a padding stage"))
+        .collect();
+    // Each tensorized structure comes twice: the padding in the tile, then at the root.
+    assert_eq!(attached, [true, false, true, false], "{spec}");
+    for sketch in t {
+        let in_tile = padding_attached(&sketch.state) == Some(true);
+        let mut n = 0;
+        for _ in 0..30 {
+            let Some(s) = sample_initial(sketch, &hw, &mut rng) else {
+                continue;
+            };
+            n += 1;
+            assert_eq!(
+                padding_attached(&s),
+                Some(in_tile),
+                "sample of #{}",
+                sketch.id
+            );
+            check_numerics(spec, &s, &inputs, &want);
+            for rule in &reg.rules {
+                if let Some(child) = rule.apply(&s, &hw, &mut rng) {
+                    assert_eq!(
+                        padding_attached(&child),
+                        Some(in_tile),
+                        "{} moved the padding of #{}",
+                        rule.name,
+                        sketch.id
+                    );
+                }
+            }
+        }
+        assert!(n >= 10, "#{}: only {n} samples", sketch.id);
+    }
+    // A long reduction (c2d-3: 3×3×256 points per output) keeps Ansor's per-program draw.
+    let c2d = generate_sketches(&dag("c2d-3"), &hw).expect("sketches");
+    assert!(tensorized(&c2d)
+        .iter()
+        .all(|s| padding_attached(&s.state) == Some(false)));
+}
