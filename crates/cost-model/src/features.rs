@@ -1,5 +1,5 @@
 //! Ansor's per-store features (ANSOR.md §6.1): 164 floats for every buffer a program writes,
-//! plus 7 of Tessel's own that describe micro-kernel calls.
+//! plus 9 of Tessel's own that describe micro-kernel calls.
 //!
 //! [`FeatureExtractor::extract`] walks a [`LoopNest`] once, keeping the stack of enclosing
 //! loops, the product of their extents and the current `auto_unroll_max_step`. Every
@@ -9,7 +9,7 @@
 //! `slog(x) = sign(x)·log2(1 + |x|)`; one-hots stay 0/1 and the arithmetic-intensity curve
 //! (already a ratio of logarithms) stays as it is.
 //!
-//! The layout is [`FEATURE_LEN`] = 171 floats, named by [`feature_names`]:
+//! The layout is [`FEATURE_LEN`] = 173 floats, named by [`feature_names`]:
 //!
 //! | range | group |
 //! | --- | --- |
@@ -20,7 +20,7 @@
 //! | 147..157 | arithmetic-intensity curve (10 samples) |
 //! | 157..161 | allocation: size, prod, outer prod, inner prod |
 //! | 161..164 | outer scope: product of outer extents, number of loops, `auto_unroll_max_step` |
-//! | 164..171 | micro-kernel call (Tessel's; see [`TENSORIZE_FEATURES`]) |
+//! | 164..173 | micro-kernel call (Tessel's; see [`TENSORIZE_FEATURES`]) |
 //!
 //! The last group exists because a store under a `Tensorize`d loop whose nest matches a
 //! micro-kernel ([`tessel_ir::tensorize::check`]) runs an AVX2 kernel about 3× faster than the
@@ -80,9 +80,13 @@ pub const TENSORIZE_OFFSET: usize = OUTER_OFFSET + 3;
 /// * `tensorize.mr`, `tensorize.nr`, `tensorize.k`: the matched register tile and reduction
 ///   length (`slog`);
 /// * `tensorize.calls`: kernel calls, the product of the extents of the loops around the
-///   tensorized loop (`slog`);
-/// * `tensorize.packed_b`: 1 when the kernel reads `B` packed (layout rewrite on).
-pub const TENSORIZE_FEATURES: [&str; 7] = [
+///   tensorized loop, less the folded one (`slog`);
+/// * `tensorize.packed_b`: 1 when the kernel reads `B` packed (layout rewrite on);
+/// * `tensorize.elementwise`: 1 for the elementwise family (`A` read per column, as in a
+///   depthwise convolution), 0 for the broadcast one;
+/// * `tensorize.k2`: the extent of the reduction loop folded into each call (1 without;
+///   `slog`): a folded call keeps its `C` tile in registers over `k2 × k` steps.
+pub const TENSORIZE_FEATURES: [&str; 9] = [
     "tensorize.kernel",
     "tensorize.plain",
     "tensorize.mr",
@@ -90,7 +94,20 @@ pub const TENSORIZE_FEATURES: [&str; 7] = [
     "tensorize.k",
     "tensorize.calls",
     "tensorize.packed_b",
+    "tensorize.elementwise",
+    "tensorize.k2",
 ];
+
+/// What a tensorized loop runs as: `None` ordinary code, or the matched kernel.
+#[derive(Clone, Copy, Debug)]
+struct KernelCall {
+    mr: i64,
+    nr: i64,
+    k: i64,
+    elementwise: bool,
+    /// Extent of the folded outer reduction loop (1: none).
+    k2: i64,
+}
 
 /// The code generator's options that change what a loop nest runs as (records carry them in
 /// their key as `codegen`).
@@ -221,7 +238,10 @@ const fn is_raw(k: usize) -> bool {
         f < 3 || (f >= 7 && f < 10)
     };
     let curve = k >= CURVE_OFFSET && k < ALLOC_OFFSET;
-    let kernel_onehot = k == TENSORIZE_OFFSET || k == TENSORIZE_OFFSET + 1 || k == FEATURE_LEN - 1;
+    let kernel_onehot = k == TENSORIZE_OFFSET
+        || k == TENSORIZE_OFFSET + 1
+        || k == TENSORIZE_OFFSET + 6
+        || k == TENSORIZE_OFFSET + 7;
     ann_onehot || buf_onehot || curve || kernel_onehot || k == 49
 }
 
@@ -342,7 +362,7 @@ struct Scratch {
     buf_rows: Vec<[f32; BUFFER_FEATURE_LEN]>,
     order: Vec<usize>,
     /// Per loop id: the micro-kernel match of a tensorized loop (`None`: not tensorized).
-    kernels: Vec<Option<Option<(i64, i64, i64)>>>,
+    kernels: Vec<Option<Option<KernelCall>>>,
     flags: CodegenFlags,
     /// Per expression node: 0 = int, 1 = float/bool (computed once per nest).
     is_int: Vec<bool>,
@@ -384,7 +404,20 @@ impl FeatureExtractor {
             s.kernels.resize(nest.loops.len(), None);
             for (_, m) in tessel_ir::tensorize::find(nest) {
                 if let Ok(m) = m {
-                    s.kernels[m.k_loop.index()] = Some(Some((m.mr, m.nr, m.k)));
+                    let elementwise = m.kind == tessel_ir::tensorize::KernelKind::Elementwise;
+                    // The code generator folds the outer reduction into elementwise calls.
+                    let k2 = m
+                        .outer
+                        .as_ref()
+                        .filter(|_| elementwise)
+                        .map_or(1, |o| o.extent);
+                    s.kernels[m.k_loop.index()] = Some(Some(KernelCall {
+                        mr: m.mr,
+                        nr: m.nr,
+                        k: m.k,
+                        elementwise,
+                        k2,
+                    }));
                 }
             }
             for (k, l) in nest.loops.iter().enumerate() {
@@ -914,17 +947,19 @@ impl Walker<'_> {
                 if let Some(m) = self.s.kernels[fr.lp.index()] {
                     let t = TENSORIZE_OFFSET;
                     match m.filter(|_| self.s.flags.micro_kernels) {
-                        Some((mr, nr, k)) => {
+                        Some(call) => {
                             row[t] = 1.0;
-                            row[t + 2] = mr as f32;
-                            row[t + 3] = nr as f32;
-                            row[t + 4] = k as f32;
-                            row[t + 5] = calls as f32;
+                            row[t + 2] = call.mr as f32;
+                            row[t + 3] = call.nr as f32;
+                            row[t + 4] = call.k as f32;
+                            row[t + 5] = (calls / call.k2 as f64) as f32;
                             row[t + 6] = if self.s.flags.layout_rewrite {
                                 1.0
                             } else {
                                 0.0
                             };
+                            row[t + 7] = if call.elementwise { 1.0 } else { 0.0 };
+                            row[t + 8] = call.k2 as f32;
                         }
                         None => row[t + 1] = 1.0,
                     }

@@ -40,7 +40,7 @@ pub enum Formulation {
     /// `w·(Σ f(store) − y)²`.
     PackSum,
     /// One row per program: the elementwise sum and the elementwise max of its store
-    /// vectors (2 × 171 features), loss `w·(f(program) − y)²`.
+    /// vectors (2 × 173 features), loss `w·(f(program) − y)²`.
     Program,
     /// [`Formulation::Program`] followed by the vector of the program's main store, the one
     /// with the most floating-point operations (3 × [`FEATURE_LEN`] features): the sum and

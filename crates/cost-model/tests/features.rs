@@ -91,9 +91,9 @@ fn annotated_nest() -> LoopNest {
 }
 
 #[test]
-fn feature_vector_layout_has_164_ansor_entries_then_7_kernel_entries() {
+fn feature_vector_layout_has_164_ansor_entries_then_9_kernel_entries() {
     let names = feature_names();
-    assert_eq!(FEATURE_LEN, 171);
+    assert_eq!(FEATURE_LEN, 173);
     assert_eq!(names.len(), FEATURE_LEN);
     assert_eq!(names[0], "float_mad");
     assert_eq!(names[57], "B0.acc_type.read");
@@ -102,6 +102,7 @@ fn feature_vector_layout_has_164_ansor_entries_then_7_kernel_entries() {
     assert_eq!(names[163], "auto_unroll_max_step");
     assert_eq!(names[164], "tensorize.kernel");
     assert_eq!(names[170], "tensorize.packed_b");
+    assert_eq!(names[172], "tensorize.k2");
 }
 
 #[test]
@@ -378,6 +379,66 @@ fn micro_kernel_features_describe_a_matched_tile() {
     let p = FeatureExtractor::new().extract_with(&tensorized_nest(8), flags);
     assert_feature(&p, 0, "tensorize.kernel", 1.0);
     assert_feature(&p, 0, "tensorize.packed_b", 0.0);
+}
+
+/// A depthwise-style tile: elementwise `A` (unit stride along `j`), a weight row `B` that
+/// does not depend on `i`, and the reduction loop `r` around the call:
+///
+/// ```text
+/// for r in 0..3 {
+///   tensorized for k in 0..3 {
+///     for i in 0..4 {
+///       vectorized for j in 0..8 {
+///         C[i*8 + j] = C[i*8 + j] + A[r*100 + i*16 + k*8 + j] * B[r*24 + k*8 + j]
+/// ```
+fn elementwise_nest_with_outer_reduction() -> LoopNest {
+    let mut n = LoopNest::new("dw");
+    let a = buf(&mut n, "A", 300, BufferScope::Input);
+    let b = buf(&mut n, "B", 72, BufferScope::Input);
+    let c = buf(&mut n, "C", 32, BufferScope::Output);
+    n.params = vec![a, b, c];
+    let lr = lp(&mut n, "r", 3, LoopKind::Serial);
+    let lk = lp(&mut n, "k", 3, LoopKind::Tensorized);
+    let li = lp(&mut n, "i", 4, LoopKind::Serial);
+    let lj = lp(&mut n, "j", 8, LoopKind::Vectorized);
+    let (vr, vk, vi, vj) = (n.var(lr), n.var(lk), n.var(li), n.var(lj));
+    let ci = lin(&mut n, vi, 8, vj);
+    let kj = lin(&mut n, vk, 8, vj);
+    let ikj = lin(&mut n, vi, 16, kj);
+    let ai = lin(&mut n, vr, 100, ikj);
+    let bi = lin(&mut n, vr, 24, kj);
+    let lc = load(&mut n, c, ci);
+    let la = load(&mut n, a, ai);
+    let lb = load(&mut n, b, bi);
+    let prod = n.node(Node::Binary(BinOp::Mul, la, lb));
+    let value = n.node(Node::Binary(BinOp::Add, lc, prod));
+    let st = n.add_stmt(Stmt::Store {
+        buf: c,
+        index: ci,
+        value,
+    });
+    let fj = for_(&mut n, lj, vec![st], None);
+    let fi = for_(&mut n, li, vec![fj], None);
+    let fk = for_(&mut n, lk, vec![fi], None);
+    let fr = for_(&mut n, lr, vec![fk], None);
+    n.body = vec![fr];
+    n
+}
+
+#[test]
+fn micro_kernel_features_tell_the_elementwise_family_and_the_folded_reduction() {
+    let p = extract(&elementwise_nest_with_outer_reduction());
+    assert_feature(&p, 0, "tensorize.kernel", 1.0);
+    assert_feature(&p, 0, "tensorize.elementwise", 1.0);
+    assert_feature(&p, 0, "tensorize.mr", slog(4.0));
+    assert_feature(&p, 0, "tensorize.k", slog(3.0));
+    // `r` is folded into the call: one call of 3 × 3 steps, not three calls.
+    assert_feature(&p, 0, "tensorize.k2", slog(3.0));
+    assert_feature(&p, 0, "tensorize.calls", slog(1.0));
+    // The broadcast tile of `tensorized_nest`: its outer loop `o` writes other C rows.
+    let p = extract(&tensorized_nest(8));
+    assert_feature(&p, 0, "tensorize.elementwise", 0.0);
+    assert_feature(&p, 0, "tensorize.k2", slog(1.0));
 }
 
 #[test]
