@@ -46,7 +46,8 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
     assert!(stdout.contains("time-to-reach (accounted)"), "{stdout}");
     assert!(stdout.contains("final ×base (re-measured)"), "{stdout}");
     assert!(
-        stdout.contains("Robustness: one measurement cache"),
+        stdout.contains("Robustness: the configs of a seed tuned in lockstep")
+            && stdout.contains("one measurement cache shared"),
         "{stdout}"
     );
     let last = stdout.lines().last().expect("output");

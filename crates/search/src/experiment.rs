@@ -18,6 +18,10 @@
 //!
 //! # Robustness to measurement noise
 //!
+//! * [`run_lockstep`] tunes the configurations of one seed one round each in turn: the
+//!   host's speed drifts over minutes on a shared machine, and in lockstep the drift meets
+//!   every configuration at the same point of its search instead of deciding, run by run,
+//!   which one looks faster. A run's clock counts its own rounds only.
 //! * The runs of one workload share a [`MeasureCache`]: a program (step log) found by two
 //!   runs has the same measured time in both, so noise cannot reorder them.
 //! * Time is **accounted** from the round records: sampling, evolution (policies
@@ -53,9 +57,9 @@
 use crate::cache::{CachingMeasurer, SharedCache};
 use crate::remeasure::Remeasurement;
 use crate::signed_rank::{signed_rank, SignedRank};
-use crate::tuner::{Measurer, Scorer, TuneParams, Tuner};
+use crate::tuner::{Measurer, Scorer, TuneParams, TuneSession, Tuner};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -394,89 +398,225 @@ pub fn run_traced(
     scorer: &mut dyn Scorer,
     cache: Option<&SharedCache>,
 ) -> RunTrace {
-    let clock = PolicyClock::default();
-    let seed = params.seed;
-    let mut tuner = Tuner::new(
-        problem.dag.clone(),
-        problem.sketches.clone(),
-        problem.hw.clone(),
-    )
-    .params(params);
-    if let Some((sketch, mutation)) = config.policies(&clock) {
-        tuner = tuner.sketch_policy(sketch).mutation_policy(mutation);
+    let mut run = TracedRun::start(problem, params, config, scorer, cache);
+    while !run.is_done() {
+        run.round(measurer, scorer);
     }
-    let points: Rc<RefCell<Vec<RoundPoint>>> = Rc::default();
-    let trail: Rc<RefCell<Vec<TrailPoint>>> = Rc::default();
-    let hook_points = Rc::clone(&points);
-    let hook_trail = Rc::clone(&trail);
-    let hook_clock = clock.clone();
-    let mut policy_before = 0.0;
-    let mut accounted = 0.0;
-    let hits_before = cache.map_or(0, |c| c.borrow().hits());
-    let start = Instant::now();
-    let tuner = tuner.on_round(move |r| {
-        let policy_now = hook_clock.seconds();
-        accounted += r.time.accounted();
-        let mut trail = hook_trail.borrow_mut();
-        if let Some(steps) = &r.best_steps {
-            if trail.last().is_none_or(|p| &p.steps != steps) {
-                trail.push(TrailPoint {
-                    round: hook_points.borrow().len(),
-                    steps: steps.clone(),
-                    remeasured_seconds: None,
-                });
+    run.finish()
+}
+
+/// One system's tuning of one seed, `(measurer, scorer)` given per round: what
+/// [`run_lockstep`] advances.
+pub struct RunParts<'a> {
+    /// The configuration.
+    pub config: Config,
+    /// Its measurer (its own records file, say).
+    pub measurer: &'a mut dyn Measurer,
+    /// Its cost model.
+    pub scorer: &'a mut dyn Scorer,
+}
+
+/// Tunes `problem` under several configurations with the same seed, **in lockstep**: one
+/// round of each run in turn until all are done. Host speed drifts over minutes on a shared
+/// machine; in lockstep every system of a seed meets the same drift at the same point of
+/// its search, so the drift cannot decide which one reaches a target first. Each trace's
+/// time counts its own rounds only. Traces come back in the order of `runs`.
+pub fn run_lockstep(
+    problem: &Problem,
+    params: &TuneParams,
+    runs: &mut [RunParts],
+    cache: Option<&SharedCache>,
+) -> Vec<RunTrace> {
+    let mut active: Vec<TracedRun> = runs
+        .iter_mut()
+        .map(|r| TracedRun::start(problem, params.clone(), r.config, &mut *r.scorer, cache))
+        .collect();
+    while active.iter().any(|r| !r.is_done()) {
+        for (run, parts) in active.iter_mut().zip(runs.iter_mut()) {
+            if !run.is_done() {
+                run.round(&mut *parts.measurer, &mut *parts.scorer);
             }
         }
-        hook_points.borrow_mut().push(RoundPoint {
-            round: r.round,
-            trials: r.trials,
-            seconds: start.elapsed().as_secs_f64(),
-            accounted_seconds: accounted,
-            best_seconds: r.best_seconds,
-            round_seconds: r.time.total(),
-            measure_seconds: r.time.measure,
-            measure_charged_seconds: r.time.measure_charged,
-            evolution_seconds: r.time.evolution,
-            policy_seconds: policy_now - policy_before,
+    }
+    active.into_iter().map(TracedRun::finish).collect()
+}
+
+/// A traced tuning run in progress: [`run_traced`] and [`run_lockstep`] step it round by
+/// round. Its wall clock runs only inside its own rounds.
+pub struct TracedRun {
+    config: Config,
+    seed: u64,
+    session: TuneSession,
+    measures_per_round: usize,
+    points: Rc<RefCell<Vec<RoundPoint>>>,
+    trail: Rc<RefCell<Vec<TrailPoint>>>,
+    clock: RunClock,
+    cache: Option<SharedCache>,
+    cache_hits: usize,
+}
+
+/// A wall clock that runs only while its run is working (shared with the round hook).
+#[derive(Clone, Default)]
+struct RunClock {
+    /// Seconds of the finished rounds (and the start).
+    before: Rc<Cell<f64>>,
+    /// When the current round started.
+    round_start: Rc<Cell<Option<Instant>>>,
+}
+
+impl RunClock {
+    fn now(&self) -> f64 {
+        self.before.get()
+            + self
+                .round_start
+                .get()
+                .map_or(0.0, |t| t.elapsed().as_secs_f64())
+    }
+
+    fn time<T>(&self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        self.round_start.set(Some(t));
+        let out = f();
+        self.round_start.set(None);
+        self.before
+            .set(self.before.get() + t.elapsed().as_secs_f64());
+        out
+    }
+}
+
+impl TracedRun {
+    /// Starts tuning `problem` under `config` with fresh policies (`params.seed` is the
+    /// seed). With a `cache`, results come from (and go to) it before a measurer is asked.
+    pub fn start(
+        problem: &Problem,
+        params: TuneParams,
+        config: Config,
+        scorer: &mut dyn Scorer,
+        cache: Option<&SharedCache>,
+    ) -> TracedRun {
+        let policy_clock = PolicyClock::default();
+        let seed = params.seed;
+        let measures_per_round = params.measures_per_round;
+        let mut tuner = Tuner::new(
+            problem.dag.clone(),
+            problem.sketches.clone(),
+            problem.hw.clone(),
+        )
+        .params(params);
+        if let Some((sketch, mutation)) = config.policies(&policy_clock) {
+            tuner = tuner.sketch_policy(sketch).mutation_policy(mutation);
+        }
+        let points: Rc<RefCell<Vec<RoundPoint>>> = Rc::default();
+        let trail: Rc<RefCell<Vec<TrailPoint>>> = Rc::default();
+        let clock = RunClock::default();
+        let hook_points = Rc::clone(&points);
+        let hook_trail = Rc::clone(&trail);
+        let hook_clock = clock.clone();
+        let mut policy_before = 0.0;
+        let mut accounted = 0.0;
+        let tuner = tuner.on_round(move |r| {
+            let policy_now = policy_clock.seconds();
+            accounted += r.time.accounted();
+            let mut trail = hook_trail.borrow_mut();
+            if let Some(steps) = &r.best_steps {
+                if trail.last().is_none_or(|p| &p.steps != steps) {
+                    trail.push(TrailPoint {
+                        round: hook_points.borrow().len(),
+                        steps: steps.clone(),
+                        remeasured_seconds: None,
+                    });
+                }
+            }
+            hook_points.borrow_mut().push(RoundPoint {
+                round: r.round,
+                trials: r.trials,
+                seconds: hook_clock.now(),
+                accounted_seconds: accounted,
+                best_seconds: r.best_seconds,
+                round_seconds: r.time.total(),
+                measure_seconds: r.time.measure,
+                measure_charged_seconds: r.time.measure_charged,
+                evolution_seconds: r.time.evolution,
+                policy_seconds: policy_now - policy_before,
+            });
+            policy_before = policy_now;
         });
-        policy_before = policy_now;
-    });
-    let result = match cache {
-        Some(cache) => tuner.run(&mut CachingMeasurer::new(measurer, cache.clone()), scorer),
-        None => tuner.run(measurer, scorer),
-    };
-    let wall_seconds = start.elapsed().as_secs_f64();
-    let cache_hits = cache.map_or(0, |c| c.borrow().hits()) - hits_before;
-    let sum = |v: &[usize]| v.iter().sum::<usize>();
-    let rounds = points.borrow().clone();
-    let trail = trail.borrow().clone();
-    RunTrace {
-        config,
-        seed,
-        best_seconds: result.best.as_ref().map(|b| b.1),
-        best_steps: result.best.as_ref().map(|b| b.0.steps().to_vec()),
-        wall_seconds,
-        accounted_seconds: rounds.last().map_or(0.0, |r| r.accounted_seconds),
-        rounds,
-        trials: result.trials,
-        cache_hits,
-        remeasured: None,
-        trail,
-        mutations_tried: result
-            .rounds
-            .iter()
-            .map(|r| sum(&r.evolution.mutations_tried))
-            .sum(),
-        mutations_valid: result
-            .rounds
-            .iter()
-            .map(|r| sum(&r.evolution.mutations_valid))
-            .sum(),
-        mutations_improved: result
-            .rounds
-            .iter()
-            .map(|r| sum(&r.evolution.mutations_improved))
-            .sum(),
+        let session = clock.time(|| tuner.start(scorer));
+        TracedRun {
+            config,
+            seed,
+            session,
+            measures_per_round,
+            points,
+            trail,
+            clock,
+            cache: cache.cloned(),
+            cache_hits: 0,
+        }
+    }
+
+    /// Whether the run has reached its budget (or cannot go on).
+    pub fn is_done(&self) -> bool {
+        self.session.stop_reason().is_some()
+    }
+
+    /// One round, measured by `measurer` (through the cache, if any).
+    pub fn round(&mut self, measurer: &mut dyn Measurer, scorer: &mut dyn Scorer) {
+        let hits_before = self.cache.as_ref().map_or(0, |c| c.borrow().hits());
+        let per_round = self.measures_per_round;
+        let session = &mut self.session;
+        match &self.cache {
+            Some(cache) => self.clock.time(|| {
+                let mut caching = CachingMeasurer::new(measurer, cache.clone());
+                session.round(&mut caching, scorer, per_round);
+            }),
+            None => self.clock.time(|| {
+                session.round(measurer, scorer, per_round);
+            }),
+        }
+        // Only this run measures during its round, so the new hits are its own.
+        self.cache_hits += self.cache.as_ref().map_or(0, |c| c.borrow().hits()) - hits_before;
+    }
+
+    /// Ends the run and returns its trace.
+    pub fn finish(self) -> RunTrace {
+        let reason = self
+            .session
+            .stop_reason()
+            .unwrap_or(crate::tuner::StopReason::TrialBudget);
+        let wall_seconds = self.clock.now();
+        let result = self.session.finish(reason);
+        let sum = |v: &[usize]| v.iter().sum::<usize>();
+        let rounds = self.points.borrow().clone();
+        let trail = self.trail.borrow().clone();
+        RunTrace {
+            config: self.config,
+            seed: self.seed,
+            best_seconds: result.best.as_ref().map(|b| b.1),
+            best_steps: result.best.as_ref().map(|b| b.0.steps().to_vec()),
+            wall_seconds,
+            accounted_seconds: rounds.last().map_or(0.0, |r| r.accounted_seconds),
+            rounds,
+            trials: result.trials,
+            cache_hits: self.cache_hits,
+            remeasured: None,
+            trail,
+            mutations_tried: result
+                .rounds
+                .iter()
+                .map(|r| sum(&r.evolution.mutations_tried))
+                .sum(),
+            mutations_valid: result
+                .rounds
+                .iter()
+                .map(|r| sum(&r.evolution.mutations_valid))
+                .sum(),
+            mutations_improved: result
+                .rounds
+                .iter()
+                .map(|r| sum(&r.evolution.mutations_improved))
+                .sum(),
+        }
     }
 }
 

@@ -53,7 +53,7 @@ use tessel_ir::State;
 use tessel_measure::{MeasureOptions, Runner};
 use tessel_search::cache::MeasureCache;
 use tessel_search::evolution::EvolutionParams;
-use tessel_search::experiment::{run_traced, summarize, Config, Problem, RunTrace};
+use tessel_search::experiment::{run_lockstep, summarize, Config, Problem, RunParts, RunTrace};
 use tessel_search::harness::HarnessMeasurer;
 use tessel_search::model::ModelScorer;
 use tessel_search::remeasure::{remeasure, Remeasurement};
@@ -310,35 +310,46 @@ fn run_workload(
     let flop = w.flop() as f64;
     let mut traces = Vec::new();
     for seed in 0..args.seeds {
+        let params = TuneParams {
+            trials: args.trials,
+            measures_per_round: args.measures_per_round.max(1),
+            evolution: EvolutionParams {
+                population: args.population.max(1),
+                ..EvolutionParams::default()
+            },
+            seed,
+            ..TuneParams::default()
+        };
+        let mut measurers = Vec::with_capacity(configs.len());
         for &config in configs {
             let path = fresh_records(args, w, &format!("{}.s{seed}", config.name()))?;
-            let mut measurer = HarnessMeasurer::new(w.clone(), runner(args, threads)?, Some(&path))
-                .map_err(|e| DriverError::Failed(e.to_string()))?;
-            let mut scorer = ModelScorer::new(seed);
-            let params = TuneParams {
-                trials: args.trials,
-                measures_per_round: args.measures_per_round.max(1),
-                evolution: EvolutionParams {
-                    population: args.population.max(1),
-                    ..EvolutionParams::default()
-                },
-                seed,
-                ..TuneParams::default()
-            };
-            let trace = run_traced(
-                &problem,
-                params,
-                config,
-                &mut measurer,
-                &mut scorer,
-                cache.as_ref(),
+            measurers.push(
+                HarnessMeasurer::new(w.clone(), runner(args, threads)?, Some(&path))
+                    .map_err(|e| DriverError::Failed(e.to_string()))?,
             );
+        }
+        let mut scorers: Vec<ModelScorer> =
+            configs.iter().map(|_| ModelScorer::new(seed)).collect();
+        let mut parts: Vec<RunParts> = configs
+            .iter()
+            .zip(measurers.iter_mut())
+            .zip(scorers.iter_mut())
+            .map(|((&config, measurer), scorer)| RunParts {
+                config,
+                measurer,
+                scorer,
+            })
+            .collect();
+        // All configs of a seed advance in lockstep (one round each in turn), so that a
+        // drift of the host's speed meets them at the same point of their searches.
+        let seed_traces = run_lockstep(&problem, &params, &mut parts, cache.as_ref());
+        for (trace, measurer) in seed_traces.iter().zip(&measurers) {
             *done += 1;
             eprintln!(
                 "[{done}/{total}] {} {:<8} seed {seed}: {} in {:.1} s wall, {:.1} s accounted \
                  ({} trials, {} cache hits)",
                 w.name,
-                config.name(),
+                trace.config.name(),
                 trace
                     .best_seconds
                     .map_or("no valid program".to_string(), |s| format!(
@@ -353,8 +364,8 @@ fn run_workload(
             if let Some(e) = &measurer.write_error {
                 eprintln!("warning: records could not be written: {e}");
             }
-            traces.push(trace);
         }
+        traces.extend(seed_traces);
     }
     let mut robustness = Robustness {
         cache: cache.is_some(),

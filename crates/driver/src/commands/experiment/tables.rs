@@ -143,7 +143,11 @@ pub(super) fn robustness_text(r: &Robustness, options: &MeasureOptions) -> Strin
     } else {
         String::new()
     };
-    format!("Robustness: {cache}; {again}{trail}.\n")
+    format!(
+        "Robustness: the configs of a seed tuned in lockstep (one round of each in turn, so \
+         a drift of the host's speed meets all of them at the same point of their searches; \
+         each run's times count its own rounds only); {cache}; {again}{trail}.\n"
+    )
 }
 
 pub(super) fn text_table(rows: &[Vec<String>]) -> String {
