@@ -8,7 +8,7 @@ use crate::CodegenError;
 use std::collections::{HashMap, HashSet};
 use tessel_ir::expr::{BinOp, ScalarType, UnOp};
 use tessel_ir::loop_nest::{BufferId, BufferScope, ExprId, LoopId, LoopKind, Node, Stmt, StmtId};
-use tessel_ir::tensorize::{KernelKind, OuterReduction, TensorizeMatch};
+use tessel_ir::tensorize::{KernelKind, TensorizeMatch};
 use tessel_ir::LoopNest;
 
 /// Unrolled loops longer than this are emitted as ordinary loops (code size guard).
@@ -141,8 +141,8 @@ pub(crate) struct Analysis {
     pub packs: Vec<PackPlan>,
     /// For a tensorized loop whose `B` is packed: the index into `packs`.
     pub packed_b: HashMap<LoopId, usize>,
-    /// Reduction loops folded into the elementwise micro-kernel call they enclose
-    /// ([`TensorizeMatch::outer`]), with that call's tensorized loop: emitting the outer
+    /// Reduction loops folded into the micro-kernel call they enclose
+    /// ([`TensorizeMatch::folded`]), with that call's tensorized loop: emitting the outer
     /// loop emits the one call.
     pub folded: HashMap<LoopId, LoopId>,
 }
@@ -239,13 +239,6 @@ impl PackPlan {
 }
 
 impl Analysis {
-    /// The outer reduction loop folded into `m`'s call, if any.
-    pub fn folded_outer<'m>(&self, m: &'m TensorizeMatch) -> Option<&'m OuterReduction> {
-        m.outer
-            .as_ref()
-            .filter(|o| self.folded.get(&o.lp) == Some(&m.k_loop))
-    }
-
     /// Validates `nest` and computes the analysis (`threads` decides which parallel loops are
     /// outlined, `micro_kernels` whether tensorized loops may call micro-kernels,
     /// `auto_vectorize` whether plain innermost loops may become SIMD code).
@@ -330,7 +323,7 @@ impl Analysis {
                         };
                         an.packed_b.insert(m.k_loop, k);
                     }
-                    if let (KernelKind::Elementwise, Some(o)) = (m.kind, &m.outer) {
+                    if let Some(o) = m.folded() {
                         an.folded.insert(o.lp, m.k_loop);
                     }
                     an.tensorized.insert(m.k_loop, m);

@@ -555,7 +555,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
     /// addresses are the operands' addresses at `i = j = k = 0`, strides are constants.
     fn emit_tensorized(&mut self, lp: LoopId) -> R<()> {
         let m = self.c.an.tensorized[&lp].clone();
-        let outer = self.c.an.folded_outer(&m).cloned();
+        let outer = m.folded().cloned();
         let outer_loop = outer.as_ref().map(|o| o.lp);
         let tile_loops: Vec<LoopId> = [outer_loop, Some(m.k_loop), m.i_loop, Some(m.j_loop)]
             .into_iter()

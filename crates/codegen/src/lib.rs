@@ -254,7 +254,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
             nr: m.nr,
             blocks: tessel_ir::tensorize::strip_blocks(m.mr, m.nr),
             k: m.k,
-            k2: an.folded_outer(m).map_or(1, |o| o.extent),
+            k2: m.folded().map_or(1, |o| o.extent),
             packed_b: an.packed_b.contains_key(&m.k_loop),
             packs_per_call: an
                 .packed_b

@@ -405,12 +405,7 @@ impl FeatureExtractor {
             for (_, m) in tessel_ir::tensorize::find(nest) {
                 if let Ok(m) = m {
                     let elementwise = m.kind == tessel_ir::tensorize::KernelKind::Elementwise;
-                    // The code generator folds the outer reduction into elementwise calls.
-                    let k2 = m
-                        .outer
-                        .as_ref()
-                        .filter(|_| elementwise)
-                        .map_or(1, |o| o.extent);
+                    let k2 = m.folded().map_or(1, |o| o.extent);
                     s.kernels[m.k_loop.index()] = Some(Some(KernelCall {
                         mr: m.mr,
                         nr: m.nr,

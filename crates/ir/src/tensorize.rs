@@ -175,6 +175,16 @@ pub struct TensorizeMatch {
     pub outer: Option<OuterReduction>,
 }
 
+impl TensorizeMatch {
+    /// The outer reduction a kernel call folds in: the elementwise kernels take it as their
+    /// `k2` loop; the broadcast kernels have no such argument, so theirs stays a loop.
+    pub fn folded(&self) -> Option<&OuterReduction> {
+        self.outer
+            .as_ref()
+            .filter(|_| self.kind == KernelKind::Elementwise)
+    }
+}
+
 /// Checks the `For` statement `s`: `Ok` with the match when its body is a micro-kernel tile
 /// that the kernel family has, `Err` with the reason otherwise.
 pub fn check(nest: &LoopNest, s: StmtId) -> Result<TensorizeMatch, String> {

@@ -564,16 +564,16 @@ impl TracedRun {
     pub fn round(&mut self, measurer: &mut dyn Measurer, scorer: &mut dyn Scorer) {
         let hits_before = self.cache.as_ref().map_or(0, |c| c.borrow().hits());
         let per_round = self.measures_per_round;
-        let session = &mut self.session;
-        match &self.cache {
-            Some(cache) => self.clock.time(|| {
+        let (session, cache) = (&mut self.session, &self.cache);
+        self.clock.time(|| match cache {
+            Some(cache) => {
                 let mut caching = CachingMeasurer::new(measurer, cache.clone());
                 session.round(&mut caching, scorer, per_round);
-            }),
-            None => self.clock.time(|| {
+            }
+            None => {
                 session.round(measurer, scorer, per_round);
-            }),
-        }
+            }
+        });
         // Only this run measures during its round, so the new hits are its own.
         self.cache_hits += self.cache.as_ref().map_or(0, |c| c.borrow().hits()) - hits_before;
     }

@@ -202,9 +202,11 @@ pub(crate) fn placement_fixed_by_sketch(an: &AccessAnalysis, state: &State, stag
     let [consumer] = consumers[..] else {
         return false;
     };
-    let tensorized_consumer = state.stage(consumer).leaves.iter().any(|&l| {
-        state.stage(consumer).iter(l).annotation == tessel_ir::state::Annotation::Tensorize
-    });
+    let consumer_stage = state.stage(consumer);
+    let tensorized_consumer = consumer_stage
+        .leaves
+        .iter()
+        .any(|&l| consumer_stage.iter(l).annotation == tessel_ir::state::Annotation::Tensorize);
     let reduce = state
         .dag()
         .op(OpId(consumer as u32))
@@ -232,9 +234,10 @@ impl SketchRule for AttachPaddingToTile {
     }
     fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition {
         let an = ctx.analysis(state);
+        // Without a compute-location candidate `apply` derives nothing and only the root
+        // variant (the rules after this one) remains.
         if placement_fixed_by_sketch(&an, state, stage)
             && state.stage(stage).compute_at == tessel_ir::state::ComputeAt::Root
-            && !crate::init::compute_location_candidates(&an, state, stage).is_empty()
         {
             Condition::Apply
         } else {
