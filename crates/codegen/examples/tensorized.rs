@@ -3,7 +3,9 @@
 //! reference evaluator, and prints the median time and GFLOP/s on 1 and 2 threads.
 //!
 //! `cargo run --release -p tessel-codegen --example tensorized [-- FILE] [--reps N]
-//!  [--flops F] [--threads T] [--as-weights]`
+//!  [--flops F] [--threads T] [--as-weights] [--print]`
+//!
+//! `--print` prints the schedule state and the lowered loop nest first.
 //!
 //! Each thread count runs four builds: micro-kernels under each layout rewrite mode (`all`:
 //! constant weights packed once by `Kernel::pack_weights`, not timed, other `B` operands
@@ -27,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut flops: Option<f64> = None;
     let mut threads = vec![1usize, 2];
     let mut as_weights = false;
+    let mut print_nest = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -34,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--flops" => flops = Some(it.next().ok_or("--flops F")?.parse()?),
             "--threads" => threads = vec![it.next().ok_or("--threads T")?.parse()?],
             "--as-weights" => as_weights = true,
+            "--print" => print_nest = true,
             f => file = f.to_string(),
         }
     }
@@ -43,6 +47,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dag = Arc::new(w.dag);
     let state = State::replay(dag.clone(), &steps)?;
     let mut nest = lower(&state)?;
+    if print_nest {
+        println!("{state}\n{nest}");
+    }
     if as_weights {
         for &p in &nest.params[..dag.inputs().len()] {
             nest.buffers[p.index()].constant = true;

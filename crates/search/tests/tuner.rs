@@ -45,9 +45,16 @@ impl Measurer for FakeMeasurer {
     }
 }
 
+/// The small matmul most tests tune.
+const SMALL_GMM: &str = "gmm:b=1,n=64,m=64,k=64";
+
 fn tuner(seed: u64) -> Tuner {
+    tuner_for(SMALL_GMM, seed)
+}
+
+fn tuner_for(spec: &str, seed: u64) -> Tuner {
     let dag = Arc::new(
-        tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=64")
+        tessel_ir::workloads::lookup(spec)
             .expect("spec")
             .dag,
     );
@@ -90,7 +97,7 @@ fn same_seed_and_same_times_choose_the_same_candidates() {
 #[test]
 fn the_heuristic_schedule_is_measured_in_the_first_round() {
     let dag = Arc::new(
-        tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=64")
+        tessel_ir::workloads::lookup(SMALL_GMM)
             .expect("spec")
             .dag,
     );
@@ -109,7 +116,7 @@ fn resuming_never_remeasures_and_keeps_the_best() {
     let best1 = r1.best.clone().expect("best");
     // Rebuild what a records file would give back: replayed states and their times.
     let dag = Arc::new(
-        tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=64")
+        tessel_ir::workloads::lookup(SMALL_GMM)
             .expect("spec")
             .dag,
     );
@@ -164,10 +171,14 @@ impl Measurer for SketchSpeedMeasurer {
     }
 }
 
+/// A matmul whose reduction is too long for in-place tensorized sketches: five sketches, so
+/// the probe leaves most of 160 trials to the steering.
+const LONG_K_GMM: &str = "gmm:b=1,n=64,m=64,k=128";
+
 #[test]
 fn a_steering_sketch_policy_probes_every_sketch_then_measures_the_slow_one_less() {
     let n_sketches = {
-        let dag = tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=64")
+        let dag = tessel_ir::workloads::lookup(LONG_K_GMM)
             .expect("spec")
             .dag;
         generate_sketches(&Arc::new(dag), &HardwareParams::with_cores(2))
@@ -178,7 +189,7 @@ fn a_steering_sketch_policy_probes_every_sketch_then_measures_the_slow_one_less(
     let slow_share = |policy: &str, seed: u64| {
         let mut m = SketchSpeedMeasurer::default();
         let policy = tessel_rl_policy::by_name(policy).expect("policy");
-        let result = tuner(seed)
+        let result = tuner_for(LONG_K_GMM, seed)
             .trials(160)
             .sketch_policy(policy)
             .run(&mut m, &mut FakeScorer::default());

@@ -4,7 +4,7 @@
 use rand::RngExt;
 use std::sync::Arc;
 use tessel_ir::rng::seeded;
-use tessel_ir::{eval, lower::lower, tensorize, testing, workloads, ComputeDag, State};
+use tessel_ir::{eval, lower::lower, tensorize, testing, workloads, ComputeDag, State, Step};
 use tessel_sketch::rules::is_tensorized;
 use tessel_sketch::{generate_sketches, sample_initial, HardwareParams, MutationRegistry, Sketch};
 
@@ -485,8 +485,9 @@ fn depthwise_padding_placement_is_a_sketch_choice_that_samples_and_mutations_kee
         .iter()
         .map(|s| padding_attached(&s.state).expect("a padding stage"))
         .collect();
-    // Each tensorized structure comes twice: the padding in the tile, then at the root.
-    assert_eq!(attached, [true, false, true, false], "{spec}");
+    // Each tensorized structure (in place, then two with a local stage) comes twice: the
+    // padding in the tile, then at the root.
+    assert_eq!(attached, [true, false, true, false, true, false], "{spec}");
     for sketch in t {
         let in_tile = padding_attached(&sketch.state) == Some(true);
         let mut n = 0;
@@ -521,4 +522,51 @@ fn depthwise_padding_placement_is_a_sketch_choice_that_samples_and_mutations_kee
     assert!(tensorized(&c2d)
         .iter()
         .all(|s| padding_attached(&s.state) == Some(false)));
+}
+
+/// Whether the sketch's step log caches the stage's output in a local buffer.
+fn has_cache_write(sketch: &Sketch) -> bool {
+    sketch
+        .state
+        .steps()
+        .iter()
+        .any(|s| matches!(s, Step::CacheWrite { .. }))
+}
+
+#[test]
+fn short_reductions_also_tensorize_in_place_and_long_ones_keep_the_local_stage() {
+    let hw = hw(true);
+    let mut rng = seeded(5);
+    let spec = "dep:n=1,h=6,w=6,c=16,kernel=3,stride=1,pad=1";
+    let d = dag(spec);
+    let inputs = eval::random_inputs(&d, 3);
+    let want = eval::evaluate(&d, &inputs).expect("reference");
+    let sketches = generate_sketches(&d, &hw).expect("sketches");
+    let in_place: Vec<&Sketch> = tensorized(&sketches)
+        .into_iter()
+        .filter(|s| !has_cache_write(s))
+        .collect();
+    // One structure, with the padding in the tile and at the root.
+    assert_eq!(in_place.len(), 2, "{spec}");
+    for sketch in in_place {
+        let mut n = 0;
+        for _ in 0..20 {
+            let Some(s) = sample_initial(sketch, &hw, &mut rng) else {
+                continue;
+            };
+            n += 1;
+            // The kernel accumulates in the output: no stage besides the DAG's own.
+            assert_eq!(s.stages().len(), d.ops().len(), "sample of #{}", sketch.id);
+            check_numerics(spec, &s, &inputs, &want);
+        }
+        assert!(n >= 10, "#{}: only {n} samples", sketch.id);
+    }
+    // Long reductions (a 3×3×256 conv, a 512-long matmul) keep the local stage only.
+    for spec in ["c2d-3", "gmm-3"] {
+        let sketches = generate_sketches(&dag(spec), &hw).expect("sketches");
+        assert!(
+            tensorized(&sketches).iter().all(|s| has_cache_write(s)),
+            "{spec}"
+        );
+    }
 }
