@@ -86,11 +86,66 @@ pub struct EvolutionContext<'a> {
     pub measured: &'a HashSet<String>,
 }
 
+/// The `k` best-scored distinct states offered so far (a min-heap on score; ties keep the
+/// earlier-offered state).
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Scored>,
+    keys: HashSet<String>,
+}
+
+impl TopK {
+    fn new(k: usize) -> TopK {
+        TopK {
+            k,
+            heap: BinaryHeap::new(),
+            keys: HashSet::new(),
+        }
+    }
+
+    fn offer(&mut self, state: &State, key: &str, score: f32, order: usize) {
+        if self.k == 0 || self.keys.contains(key) {
+            return;
+        }
+        if self.heap.len() >= self.k {
+            if !self.heap.peek().is_some_and(|min| score > min.score) {
+                return;
+            }
+            if let Some(old) = self.heap.pop() {
+                self.keys.remove(&state_key(&old.state));
+            }
+        }
+        self.keys.insert(key.to_string());
+        self.heap.push(Scored {
+            score,
+            order,
+            state: state.clone(),
+        });
+    }
+}
+
 /// Evolves `init` and returns up to `out_size` distinct, unmeasured states with the best
 /// predicted scores, best first.
 pub fn evolve(
     init: Vec<State>,
     out_size: usize,
+    params: &EvolutionParams,
+    ctx: &mut EvolutionContext,
+    rng: &mut TesselRng,
+) -> (Vec<(State, f32)>, EvolutionStats) {
+    evolve_keeping_sketches(init, out_size, 0, params, ctx, rng)
+}
+
+/// [`evolve`], plus the `per_sketch` best-scored distinct, unmeasured states of every sketch
+/// however low they rank overall; all of them best first, without duplicates.
+///
+/// A sketch policy that gives each sketch a share of the measurements needs them: the
+/// overall best `out_size` can hold almost none of a sketch the model ranks below another
+/// (dep-1: 4 of 256 in the third round), and its share then goes to the others.
+pub fn evolve_keeping_sketches(
+    init: Vec<State>,
+    out_size: usize,
+    per_sketch: usize,
     params: &EvolutionParams,
     ctx: &mut EvolutionContext,
     rng: &mut TesselRng,
@@ -111,8 +166,8 @@ pub fn evolve(
         mutations_improved: vec![0; n_rules],
         scored: 0,
     };
-    let mut heap: BinaryHeap<Scored> = BinaryHeap::new();
-    let mut in_heap: HashSet<String> = HashSet::new();
+    let mut best = TopK::new(out_size);
+    let mut best_of_sketch: Vec<TopK> = Vec::new();
     let mut order = 0usize;
     let mut population = init;
     // Scores already known, by population index. New states (the initial population, then
@@ -141,33 +196,22 @@ pub fn evolve(
             };
             ctx.policy.observe(&parent, rule, outcome);
         }
-        // Only new states are offered to the heap: a copy equals a parent that was offered
-        // in its own generation, and the heap's minimum never decreases.
+        // Only new states are offered: a copy equals a parent that was offered in its own
+        // generation, and a heap's minimum never decreases.
         for (state, &score) in population[..n_new].iter().zip(&fresh) {
             let key = state_key(state);
-            if ctx.measured.contains(&key) || in_heap.contains(&key) {
+            if ctx.measured.contains(&key) {
                 continue;
             }
-            if heap.len() < out_size {
-                in_heap.insert(key);
-                heap.push(Scored {
-                    score,
-                    order,
-                    state: state.clone(),
-                });
-                order += 1;
-            } else if heap.peek().is_some_and(|min| score > min.score) {
-                if let Some(old) = heap.pop() {
-                    in_heap.remove(&state_key(&old.state));
+            best.offer(state, &key, score, order);
+            if let (true, Some(k)) = (per_sketch > 0, state.sketch_id()) {
+                let k = k as usize;
+                if best_of_sketch.len() <= k {
+                    best_of_sketch.resize_with(k + 1, || TopK::new(per_sketch));
                 }
-                in_heap.insert(key);
-                heap.push(Scored {
-                    score,
-                    order,
-                    state: state.clone(),
-                });
-                order += 1;
+                best_of_sketch[k].offer(state, &key, score, order);
             }
+            order += 1;
         }
         if generation == params.generations {
             break;
@@ -205,7 +249,15 @@ pub fn evolve(
         population = mutants;
         population.extend(copies.into_iter().map(|c| c.0));
     }
-    let mut best: Vec<(State, f32)> = heap.into_iter().map(|s| (s.state, s.score)).collect();
-    best.sort_by(|a, b| b.1.total_cmp(&a.1));
-    (best, stats)
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut out: Vec<(State, f32)> = Vec::new();
+    for top in std::iter::once(best).chain(best_of_sketch) {
+        for s in top.heap {
+            if seen.insert(state_key(&s.state)) {
+                out.push((s.state, s.score));
+            }
+        }
+    }
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    (out, stats)
 }

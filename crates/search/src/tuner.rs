@@ -6,7 +6,9 @@
 //! [`Scorer`], so that the loop can be driven by the real harness and model, or by
 //! deterministic fakes in tests.
 
-use crate::evolution::{evolve, state_key, EvolutionContext, EvolutionParams, EvolutionStats};
+use crate::evolution::{
+    evolve_keeping_sketches, state_key, EvolutionContext, EvolutionParams, EvolutionStats,
+};
 use crate::heuristic::heuristic_state;
 use rand::RngExt;
 use serde::Serialize;
@@ -524,10 +526,12 @@ impl TuneSession {
         let n_best = (params.use_measured_ratio * params.evolution.population as f64) as usize;
         population.extend(by_speed.iter().take(n_best).map(|m| m.state.clone()));
         time.sample = t.elapsed().as_secs_f64();
-        // 2. Evolution (a wider selection when the picks must follow shares).
+        // 2. Evolution (a wider selection, and every sketch's own best, when the picks must
+        //    follow shares).
         let t = Instant::now();
         let tuner = &mut self.tuner;
         let out_size = if shares.is_some() { 4 } else { 2 } * per_round;
+        let per_sketch = if shares.is_some() { per_round } else { 0 };
         let mut score = |states: &[State]| scorer.predict(states);
         let mut ctx = EvolutionContext {
             hw: &tuner.hw,
@@ -536,9 +540,10 @@ impl TuneSession {
             score: &mut score,
             measured: &self.measured_keys,
         };
-        let (evolved, stats) = evolve(
+        let (evolved, stats) = evolve_keeping_sketches(
             population,
             out_size,
+            per_sketch,
             &tuner.params.evolution,
             &mut ctx,
             &mut self.rng,

@@ -3,7 +3,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use tessel_ir::State;
-use tessel_search::evolution::{evolve, state_key, EvolutionContext, EvolutionParams};
+use tessel_search::evolution::{
+    evolve, evolve_keeping_sketches, state_key, EvolutionContext, EvolutionParams,
+};
 use tessel_sketch::{generate_sketches, sample_initial, HardwareParams, MutationRegistry};
 
 /// A fake model: prefers larger innermost tiles (sum of the last split lengths).
@@ -102,4 +104,74 @@ fn evolution_is_deterministic_and_never_returns_measured_states() {
     let measured: HashSet<String> = ka.iter().take(8).cloned().collect();
     let c = run(9, &measured);
     assert!(c.iter().all(|(s, _)| !measured.contains(&state_key(s))));
+}
+
+#[test]
+fn keeping_sketches_adds_each_sketch_best_states_that_rank_low_overall() {
+    let (_, hw, init) = setup();
+    let n_sketches = init
+        .iter()
+        .filter_map(|s| s.sketch_id())
+        .collect::<HashSet<u32>>()
+        .len();
+    assert!(n_sketches >= 3, "the test needs several sketches");
+    let rules = MutationRegistry::cpu();
+    // A model that ranks every program of sketch 0 below every other program.
+    let mut score = |states: &[State]| -> Vec<f32> {
+        let base = fake_score(states);
+        states
+            .iter()
+            .zip(base)
+            .map(|(s, b)| if s.sketch_id() == Some(0) { b - 1e6 } else { b })
+            .collect()
+    };
+    let params = EvolutionParams {
+        population: 128,
+        ..EvolutionParams::default()
+    };
+    let measured = HashSet::new();
+    let mut evolve_with = |per_sketch: usize| {
+        let mut policy = tessel_mutation_model::FixedWeights;
+        let mut ctx = EvolutionContext {
+            hw: &hw,
+            rules: &rules,
+            policy: &mut policy,
+            score: &mut score,
+            measured: &measured,
+        };
+        evolve_keeping_sketches(
+            init.clone(),
+            16,
+            per_sketch,
+            &params,
+            &mut ctx,
+            &mut tessel_ir::rng::seeded(3),
+        )
+        .0
+    };
+    let of_sketch_0 =
+        |out: &[(State, f32)]| out.iter().filter(|(s, _)| s.sketch_id() == Some(0)).count();
+    let plain = evolve_with(0);
+    assert_eq!(plain.len(), 16);
+    assert_eq!(of_sketch_0(&plain), 0, "sketch 0 ranks last overall");
+    let kept = evolve_with(4);
+    assert_eq!(of_sketch_0(&kept), 4, "sketch 0's own best four");
+    for k in 0..n_sketches as u32 {
+        assert!(
+            kept.iter()
+                .filter(|(s, _)| s.sketch_id() == Some(k))
+                .count()
+                >= 4,
+            "sketch {k}"
+        );
+    }
+    // The overall best come first, in the same order; no duplicates; best first.
+    let plain_keys: Vec<String> = plain.iter().map(|(s, _)| state_key(s)).collect();
+    let kept_keys: Vec<String> = kept.iter().map(|(s, _)| state_key(s)).collect();
+    assert_eq!(&kept_keys[..16], &plain_keys[..]);
+    assert_eq!(kept_keys.iter().collect::<HashSet<_>>().len(), kept.len());
+    assert!(
+        kept.windows(2).all(|w| w[0].1 >= w[1].1),
+        "sorted best first"
+    );
 }
