@@ -48,13 +48,19 @@ pub fn state_key(state: &State) -> String {
     state.steps_json()
 }
 
-#[derive(PartialEq)]
+/// A state in a [`TopK`], with its score, when it was offered, and its key.
 struct Scored {
     score: f32,
     order: usize,
     state: State,
+    key: String,
 }
 
+impl PartialEq for Scored {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
 impl Eq for Scored {}
 impl PartialOrd for Scored {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
@@ -112,7 +118,7 @@ impl TopK {
                 return;
             }
             if let Some(old) = self.heap.pop() {
-                self.keys.remove(&state_key(&old.state));
+                self.keys.remove(&old.key);
             }
         }
         self.keys.insert(key.to_string());
@@ -120,6 +126,7 @@ impl TopK {
             score,
             order,
             state: state.clone(),
+            key: key.to_string(),
         });
     }
 }
@@ -253,7 +260,7 @@ pub fn evolve_keeping_sketches(
     let mut out: Vec<(State, f32)> = Vec::new();
     for top in std::iter::once(best).chain(best_of_sketch) {
         for s in top.heap {
-            if seen.insert(state_key(&s.state)) {
+            if seen.insert(s.key) {
                 out.push((s.state, s.score));
             }
         }

@@ -296,15 +296,15 @@ pub(crate) fn compute_location_candidates(
 /// in the outer level.
 fn outer_tile_level(state: &State, candidates: &[(usize, usize)]) -> Vec<(usize, usize)> {
     let suffix = |&(stage, pos): &(usize, usize)| {
-        let name = &state.stage(stage).leaf(pos)?.name;
-        name.rfind('.').map(|i| name[i..].to_string())
+        let name = state.stage(stage).leaf(pos)?.name.as_str();
+        name.rfind('.').map(|i| &name[i..])
     };
     let Some(first) = candidates.first().and_then(suffix) else {
         return candidates.to_vec();
     };
     candidates
         .iter()
-        .filter(|c| suffix(c).as_deref() == Some(first.as_str()))
+        .filter(|c| suffix(c) == Some(first))
         .copied()
         .collect()
 }

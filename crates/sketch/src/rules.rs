@@ -207,12 +207,18 @@ pub(crate) fn placement_fixed_by_sketch(an: &AccessAnalysis, state: &State, stag
         .leaves
         .iter()
         .any(|&l| consumer_stage.iter(l).annotation == tessel_ir::state::Annotation::Tensorize);
+    tensorized_consumer && has_short_reduction(state, consumer)
+}
+
+/// Whether `stage` reduces over more than one and at most [`SHORT_REDUCTION`] points per
+/// output element.
+fn has_short_reduction(state: &State, stage: usize) -> bool {
     let reduce = state
         .dag()
-        .op(OpId(consumer as u32))
+        .op(OpId(stage as u32))
         .compute()
         .map_or(1, |c| c.reduce_size());
-    tensorized_consumer && reduce > 1 && reduce <= SHORT_REDUCTION
+    reduce > 1 && reduce <= SHORT_REDUCTION
 }
 
 /// AttachPaddingToTile (Tessel's): a padding stage feeding a tensorized stage with a short
@@ -672,18 +678,12 @@ pub struct MultiLevelTilingTensorized {
 /// sizeable share of the work (a 3×3 depthwise window does 9), and the in-place sketches are
 /// 10–15 % faster on dep-1.
 fn tensorizes_in_place(ctx: &SketchContext, state: &State, stage: usize) -> bool {
-    let reduce = state
-        .dag()
-        .op(OpId(stage as u32))
-        .compute()
-        .map_or(1, |c| c.reduce_size());
-    ctx.needs_multi_level_tiling(state, stage)
+    has_short_reduction(state, stage)
+        && ctx.needs_multi_level_tiling(state, stage)
         && !util::has_cache_write_stage(state, stage)
         && ctx
             .single_elementwise_matched_consumer(state, stage)
             .is_none()
-        && reduce > 1
-        && reduce <= SHORT_REDUCTION
 }
 
 /// The position of the tensorized loop in a stage tiled with `structure` (the last loop of
