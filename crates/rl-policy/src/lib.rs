@@ -61,6 +61,15 @@ pub trait SketchPolicy: Send {
         None
     }
 
+    /// Whether the sketches given the largest [measurement share](Self::measure_shares)
+    /// are picked as one pool: together they get the sum of their quotas, filled with the
+    /// best predicted states of any of them, so that the policy only decides which sketches
+    /// are out and the cost model ranks the rest. `false` (the default): every sketch gets
+    /// its own quota.
+    fn pools_leading_sketches(&self) -> bool {
+        false
+    }
+
     /// The policy's internal state, for logs (`null` when it has none).
     fn state_json(&self) -> serde_json::Value {
         serde_json::Value::Null

@@ -187,6 +187,10 @@ impl SketchPolicy for TimedSketchPolicy {
         self.clock.time(|| inner.measure_shares(num_sketches))
     }
 
+    fn pools_leading_sketches(&self) -> bool {
+        self.inner.pools_leading_sketches()
+    }
+
     fn state_json(&self) -> serde_json::Value {
         self.inner.state_json()
     }

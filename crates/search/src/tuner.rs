@@ -578,7 +578,11 @@ impl TuneSession {
         let mut evolved: Vec<State> = evolved.into_iter().map(|(s, _)| s).collect();
         if let Some(shares) = &shares {
             let wanted = n_good.saturating_sub(picks.len());
-            let (chosen, rest) = split_by_shares(evolved, shares, wanted, keys);
+            let (chosen, rest) = if self.tuner.sketch_policy.pools_leading_sketches() {
+                split_by_shares_pooling_leaders(evolved, shares, wanted, keys)
+            } else {
+                split_by_shares(evolved, shares, wanted, keys)
+            };
             picks.extend(chosen);
             evolved = rest;
         }
@@ -720,13 +724,55 @@ pub fn split_by_shares(
     wanted: usize,
     keys: &mut HashSet<String>,
 ) -> (Vec<State>, Vec<State>) {
-    let mut left = quotas(shares, wanted);
+    let groups: Vec<usize> = (0..shares.len()).collect();
+    split_by_groups(ranked, shares, &groups, wanted, keys)
+}
+
+/// [`split_by_shares`], but the sketches with the largest share form one pool: their
+/// quotas add up, and the pool takes its best ranked states whatever their sketch.
+pub fn split_by_shares_pooling_leaders(
+    ranked: Vec<State>,
+    shares: &[f64],
+    wanted: usize,
+    keys: &mut HashSet<String>,
+) -> (Vec<State>, Vec<State>) {
+    let top = shares
+        .iter()
+        .copied()
+        .filter(|s| s.is_finite())
+        .fold(0.0, f64::max);
+    let leader = shares.iter().position(|&s| s >= top * (1.0 - 1e-9));
+    let groups: Vec<usize> = shares
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| match leader {
+            Some(first) if s >= top * (1.0 - 1e-9) => first,
+            _ => k,
+        })
+        .collect();
+    split_by_groups(ranked, shares, &groups, wanted, keys)
+}
+
+/// Takes up to `wanted` states from `ranked` so that each group of sketches (`groups[k]`:
+/// the group of sketch `k`, a sketch index) gets the quotas of its sketches' shares.
+fn split_by_groups(
+    ranked: Vec<State>,
+    shares: &[f64],
+    groups: &[usize],
+    wanted: usize,
+    keys: &mut HashSet<String>,
+) -> (Vec<State>, Vec<State>) {
+    let mut left = vec![0usize; shares.len()];
+    for (k, q) in quotas(shares, wanted).into_iter().enumerate() {
+        left[groups[k]] += q;
+    }
     let mut chosen = Vec::with_capacity(wanted);
     let mut rest = Vec::new();
     for s in ranked {
         let slot = s
             .sketch_id()
-            .and_then(|k| left.get_mut(k as usize))
+            .and_then(|k| groups.get(k as usize))
+            .and_then(|&g| left.get_mut(g))
             .filter(|n| **n > 0);
         match slot {
             Some(n) if keys.insert(state_key(&s)) => {

@@ -205,3 +205,46 @@ fn a_steering_sketch_policy_probes_every_sketch_then_measures_the_slow_one_less(
         "the slow sketch got {steered} trials steered, {uniform} uniform"
     );
 }
+
+#[test]
+fn pooled_leaders_share_one_quota_and_the_ranking_fills_it() {
+    let dag = Arc::new(tessel_ir::workloads::lookup(LONG_K_GMM).expect("spec").dag);
+    let hw = HardwareParams::with_cores(2);
+    let sketches = generate_sketches(&dag, &hw).expect("sketches");
+    let mut rng = tessel_ir::rng::seeded(3);
+    // Six distinct programs of each of the first three sketches, ranked sketch 1 first,
+    // then 0, then 2.
+    let mut of_sketch = |k: usize| {
+        let mut out: Vec<State> = Vec::new();
+        let mut seen = HashSet::new();
+        for _ in 0..200 {
+            if let Some(s) = tessel_sketch::sample_initial(&sketches[k], &hw, &mut rng) {
+                if seen.insert(state_key(&s)) {
+                    out.push(s);
+                }
+            }
+            if out.len() == 6 {
+                break;
+            }
+        }
+        assert_eq!(out.len(), 6, "sketch {k}");
+        out
+    };
+    let ranked: Vec<State> = [of_sketch(1), of_sketch(0), of_sketch(2)].concat();
+    let shares = [0.45, 0.45, 0.1];
+    let count = |chosen: &[State]| {
+        let mut n = [0usize; 3];
+        for s in chosen {
+            n[s.sketch_id().expect("sketch") as usize] += 1;
+        }
+        n
+    };
+    let (own, rest) = split_by_shares(ranked.clone(), &shares, 10, &mut HashSet::new());
+    assert_eq!(rest.len(), 8);
+    let n = count(&own);
+    assert!(n[0] >= 4 && n[1] >= 4 && n[2] == 1, "own quotas: {n:?}");
+    let (pooled, rest) = split_by_shares_pooling_leaders(ranked, &shares, 10, &mut HashSet::new());
+    assert_eq!(rest.len(), 8);
+    // Sketches 0 and 1 hold nine picks together; sketch 1 ranks first, so it takes six.
+    assert_eq!(count(&pooled), [3, 6, 1]);
+}
