@@ -79,8 +79,9 @@ fn uniform(k: usize) -> Vec<f64> {
 /// seeds → 0.92 with 3 of 5 reached.
 ///
 /// Why not favour the leader among the arms that stay in: a sketch's early best says little
-/// about how far its programs go. dep-1's in-place sketch with the padding inside the tile
-/// holds the fastest programs (72–78 GFLOP/s against 64–66 for the padding at the root),
+/// about how far its programs go. In session 9, dep-1's in-place sketch with the padding
+/// inside the tile held the fastest programs (72–78 GFLOP/s against 64–66 for the in-place
+/// sketch with the padding at the root, which the sketch rules no longer generate),
 /// but its random programs are uneven; a softmax over `U` (temperature 0.25) steered the
 /// first rounds to whichever led after the probe, and in one run 3 of 5 seeds ended in the
 /// slower sketch while the baseline (the cost model alone choosing) ended in the faster one
