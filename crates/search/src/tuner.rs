@@ -741,12 +741,13 @@ pub fn split_by_shares_pooling_leaders(
         .copied()
         .filter(|s| s.is_finite())
         .fold(0.0, f64::max);
-    let leader = shares.iter().position(|&s| s >= top * (1.0 - 1e-9));
+    let leads = |s: f64| s >= top * (1.0 - 1e-9);
+    let pool = shares.iter().position(|&s| leads(s));
     let groups: Vec<usize> = shares
         .iter()
         .enumerate()
-        .map(|(k, &s)| match leader {
-            Some(first) if s >= top * (1.0 - 1e-9) => first,
+        .map(|(k, &s)| match pool {
+            Some(first) if leads(s) => first,
             _ => k,
         })
         .collect();
