@@ -1,6 +1,13 @@
 //! The tuner's [`Measurer`] over the measurement harness: candidates go to a
 //! [`tessel_measure::Runner`] (in-process or an isolated worker), every measured batch is
 //! appended to a records file, and earlier records of the workload resume a search.
+//!
+//! A search keeps the fastest reading it has seen, and one reading of a program carries a
+//! noise of a per cent or two on a shared machine: the best of hundreds of near-equal
+//! programs is then as much the luckiest reading as the fastest program. With
+//! [`HarnessMeasurer::confirming`], a candidate whose first reading comes within a margin of
+//! the task's best (or beats it) is measured again, later in the same batch, and gets the
+//! median of all its repeats ([`Confirm`]); the record holds every repeat's cost.
 
 use crate::tuner::{Measurement, Measurer};
 use std::collections::BTreeMap;
@@ -11,7 +18,36 @@ use tessel_ir::{ComputeDag, State};
 use tessel_measure::records::read_records;
 use tessel_measure::{
     Candidate, CodegenSettings, HarnessError, MeasureResult, Record, RecordWriter, Runner, Target,
+    Timing,
 };
+
+/// How readings near the best are confirmed (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Confirm {
+    /// Further measurements of a candidate near the best; 0 turns confirmation off.
+    pub extra: usize,
+    /// A first reading below `best × (1 + margin)` is confirmed, `best` being the task's
+    /// confirmed best so far (in its first batch, the batch's best first reading).
+    pub margin: f64,
+}
+
+impl Confirm {
+    /// No confirmation: every candidate is measured once.
+    pub const OFF: Confirm = Confirm {
+        extra: 0,
+        margin: 0.0,
+    };
+}
+
+impl Default for Confirm {
+    /// Two more measurements of every reading within 1 % of the best.
+    fn default() -> Confirm {
+        Confirm {
+            extra: 2,
+            margin: 0.01,
+        }
+    }
+}
 
 /// Measures with a harness runner and records every result. It holds one workload, or the
 /// tasks of a network (then it measures for the task scheduler, task by task).
@@ -27,6 +63,11 @@ pub struct HarnessMeasurer {
     pub write_error: Option<String>,
     /// Median compile and harness-overhead time per candidate (milliseconds), last batch.
     pub last_phases: Vec<MeasureResult>,
+    /// Candidates measured again because their first reading was near the best.
+    pub confirmed: usize,
+    confirm: Confirm,
+    /// The fastest (confirmed) time per task so far.
+    task_best: Vec<Option<f64>>,
 }
 
 impl HarnessMeasurer {
@@ -48,6 +89,7 @@ impl HarnessMeasurer {
     ) -> Result<HarnessMeasurer, HarnessError> {
         let writer = records.map(RecordWriter::open).transpose()?;
         Ok(HarnessMeasurer {
+            task_best: vec![None; workloads.len()],
             workloads,
             runner,
             writer,
@@ -55,7 +97,15 @@ impl HarnessMeasurer {
             errors: BTreeMap::new(),
             write_error: None,
             last_phases: Vec::new(),
+            confirmed: 0,
+            confirm: Confirm::OFF,
         })
+    }
+
+    /// Confirms readings near the best as `confirm` says (off by default).
+    pub fn confirming(mut self, confirm: Confirm) -> HarnessMeasurer {
+        self.confirm = confirm;
+        self
     }
 }
 
@@ -88,7 +138,8 @@ impl HarnessMeasurer {
             .iter()
             .map(|s| Candidate::from_state(workload, s))
             .collect();
-        let results = self.runner.measure(&candidates);
+        let mut results = self.runner.measure(&candidates);
+        self.confirm_near_best(task, &candidates, &mut results);
         if let Some(w) = self.writer.as_mut() {
             let records = Record::batch(&candidates, &results, self.runner.options(), &self.target);
             if let Err(e) = w.append(&records) {
@@ -111,6 +162,89 @@ impl HarnessMeasurer {
         self.last_phases = results;
         out
     }
+}
+
+impl HarnessMeasurer {
+    /// Measures the candidates of `results` whose reading is near the task's best
+    /// `confirm.extra` more times (all in one batch, each candidate's readings spread over
+    /// it), pools every repeat's cost into its result and updates the task's best. A
+    /// candidate that fails on a later reading is failed: a kernel that crashes or hangs
+    /// once is not a result to keep.
+    fn confirm_near_best(
+        &mut self,
+        task: usize,
+        candidates: &[Candidate],
+        results: &mut [MeasureResult],
+    ) {
+        // The task's confirmed best; in its first batch, the batch's best first reading.
+        let first_best = || {
+            results
+                .iter()
+                .filter_map(MeasureResult::median)
+                .min_by(f64::total_cmp)
+        };
+        let Some(best) = self
+            .task_best
+            .get(task)
+            .copied()
+            .flatten()
+            .or_else(first_best)
+        else {
+            return;
+        };
+        if self.confirm.extra > 0 {
+            let threshold = best * (1.0 + self.confirm.margin.max(0.0));
+            let near: Vec<usize> = (0..results.len())
+                .filter(|&i| results[i].median().is_some_and(|m| m < threshold))
+                .collect();
+            if !near.is_empty() {
+                let again: Vec<Candidate> = (0..self.confirm.extra)
+                    .flat_map(|_| near.iter().map(|&i| candidates[i].clone()))
+                    .collect();
+                let readings = self.runner.measure(&again);
+                for (k, reading) in readings.into_iter().enumerate() {
+                    pool_reading(&mut results[near[k % near.len()]], reading);
+                }
+                self.confirmed += near.len();
+            }
+        }
+        let confirmed_best = results
+            .iter()
+            .filter_map(MeasureResult::median)
+            .min_by(f64::total_cmp);
+        if let (Some(slot), Some(b)) = (self.task_best.get_mut(task), confirmed_best) {
+            *slot = Some(slot.map_or(b, |old: f64| old.min(b)));
+        }
+    }
+}
+
+/// Adds a later reading of the same candidate to `result`: its costs join the earlier ones
+/// (median, min and spread recomputed), its phase times add up; a failed reading fails the
+/// result, saying it failed on confirmation.
+fn pool_reading(result: &mut MeasureResult, reading: MeasureResult) {
+    let Some(first) = result.timing.as_ref() else {
+        return;
+    };
+    if let Some(mut e) = reading.error {
+        e.message = format!("on a confirming measurement: {}", e.message);
+        result.timing = None;
+        result.error = Some(e);
+        return;
+    }
+    let Some(later) = reading.timing else {
+        return;
+    };
+    let mut costs = first.costs.clone();
+    costs.extend(later.costs);
+    result.timing = Timing::from_costs(costs, first.number);
+    let (p, q) = (&mut result.phases, &reading.phases);
+    p.replay_ms += q.replay_ms;
+    p.lower_ms += q.lower_ms;
+    p.compile_ms += q.compile_ms;
+    p.verify_ms += q.verify_ms;
+    p.run_ms += q.run_ms;
+    p.flush_ms += q.flush_ms;
+    p.total_ms += q.total_ms;
 }
 
 /// A state measured earlier, with its median time (`None` if it failed).

@@ -41,7 +41,9 @@
 //! `<workload>.trials.svg` (best-so-far GFLOP/s, median over seeds, vs accounted time / vs
 //! trials). The tables go to stdout; with `--json` the summary is the last stdout line.
 
-use crate::commands::search_options::{file_name, make_runner, resolve_threads, Isolation};
+use crate::commands::search_options::{
+    confirm_extra, file_name, make_runner, resolve_threads, Isolation,
+};
 use crate::error::DriverError;
 use serde_json::json;
 use std::io::Write;
@@ -109,6 +111,10 @@ pub struct Args {
     /// off.
     #[arg(long, default_value_t = 5)]
     pub trail_rounds: usize,
+    /// Further measurements of a candidate whose first reading is within 1 % of its run's
+    /// best (it gets the median of all its repeats); 0 measures every candidate once.
+    #[arg(long, default_value_t = 2)]
+    pub confirm: usize,
     /// Do not share measurements between the runs of a workload (every run measures
     /// everything itself, and accounted time equals wall time).
     #[arg(long)]
@@ -163,6 +169,10 @@ struct Robustness {
     trail_programs: usize,
     /// Wall seconds of the trail re-measurement.
     trail_seconds: f64,
+    /// Further measurements of each reading near its run's best (`--confirm`).
+    confirm_extra: usize,
+    /// Candidates so confirmed, over all runs.
+    confirmed: usize,
 }
 
 /// The file of a workload's records under `--out` (`<workload>.<tag>.jsonl`), removed if
@@ -309,6 +319,7 @@ fn run_workload(
     let cache = (!args.no_cache).then(MeasureCache::shared);
     let flop = w.flop() as f64;
     let mut traces = Vec::new();
+    let mut confirmed = 0;
     for seed in 0..args.seeds {
         let params = TuneParams {
             trials: args.trials,
@@ -325,7 +336,8 @@ fn run_workload(
             let path = fresh_records(args, w, &format!("{}.s{seed}", config.name()))?;
             measurers.push(
                 HarnessMeasurer::new(w.clone(), runner(args, threads)?, Some(&path))
-                    .map_err(|e| DriverError::Failed(e.to_string()))?,
+                    .map_err(|e| DriverError::Failed(e.to_string()))?
+                    .confirming(confirm_extra(args.confirm)),
             );
         }
         let mut scorers: Vec<ModelScorer> =
@@ -365,9 +377,12 @@ fn run_workload(
                 eprintln!("warning: records could not be written: {e}");
             }
         }
+        confirmed += measurers.iter().map(|m| m.confirmed).sum::<usize>();
         traces.extend(seed_traces);
     }
     let mut robustness = Robustness {
+        confirm_extra: args.confirm,
+        confirmed,
         cache: cache.is_some(),
         cache_hits: traces.iter().map(|t| t.cache_hits).sum(),
         trials: traces.iter().map(|t| t.trials).sum(),
@@ -509,6 +524,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "remeasure_order": "every program once per round, order rotated each round",
             "repeats_per_measurement": options.timing.repeat,
             "min_repeat_ms": options.timing.min_repeat_ms,
+            "confirm_extra_measurements": args.confirm,
+            "confirm_margin": confirm_extra(args.confirm).margin,
             "final_ratio": if args.remeasure_rounds > 0 { "re-measured" } else { "search" },
             "trail_rounds": args.trail_rounds,
             "time_to_reach_remeasured": "every run's best-so-far programs re-measured side by \

@@ -10,6 +10,7 @@ use tessel_measure::{
 use tessel_mutation_model::MutationPolicy;
 use tessel_rl_policy::SketchPolicy;
 use tessel_search::evolution::EvolutionParams;
+use tessel_search::harness::Confirm;
 use tessel_search::tuner::TuneParams;
 
 /// Where candidates run.
@@ -33,6 +34,14 @@ pub fn make_runner(
         )),
         Isolation::None => Box::new(InProcessRunner::new(options)?),
     })
+}
+
+/// `extra` further measurements of readings within the default margin (0: off).
+pub fn confirm_extra(extra: usize) -> Confirm {
+    Confirm {
+        extra,
+        ..Confirm::default()
+    }
 }
 
 /// Kernel threads: the number given, or every core.
@@ -110,6 +119,10 @@ pub struct SearchOptions {
     /// Do not call the AVX2 micro-kernels (plain Cranelift code only).
     #[arg(long)]
     pub no_micro_kernels: bool,
+    /// Further measurements of a candidate whose first reading is within 1 % of the best
+    /// (it gets the median of all its repeats); 0 measures every candidate once.
+    #[arg(long, default_value_t = 2)]
+    pub confirm: usize,
 }
 
 impl SearchOptions {
@@ -182,6 +195,11 @@ impl SearchOptions {
     pub fn runner(&self) -> Result<Box<dyn Runner>, DriverError> {
         make_runner(self.isolation, self.measure_options())
             .map_err(|e| DriverError::Failed(e.to_string()))
+    }
+
+    /// How readings near the best are confirmed (`--confirm`).
+    pub fn confirm(&self) -> Confirm {
+        confirm_extra(self.confirm)
     }
 
     /// The measurement options these flags select (threads, micro-kernels, layout rewrite).

@@ -70,7 +70,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let resumed = previous.len();
     let runner = args.search.runner()?;
     let mut measurer = HarnessMeasurer::new(w.clone(), runner, Some(&path))
-        .map_err(|e| DriverError::Failed(e.to_string()))?;
+        .map_err(|e| DriverError::Failed(e.to_string()))?
+        .confirming(args.search.confirm());
     let mut scorer = ModelScorer::new(args.search.seed);
     let flop = w.flop() as f64;
     let bar = progress_bar(args.trials);
@@ -122,6 +123,13 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         (Some(ms), Some(g)) => writeln!(out, "best            {ms:.4} ms  {g:.2} GFLOP/s")?,
         _ => writeln!(out, "best            none (no candidate ran correctly)")?,
     }
+    if measurer.confirmed > 0 {
+        writeln!(
+            out,
+            "confirmed       {} readings near the best, each measured {} more times",
+            measurer.confirmed, args.search.confirm
+        )?;
+    }
     writeln!(out, "search time     {seconds:.1} s: sample {:.0}%, evolution {:.0}%, model training {:.0}%, measurement {:.0}%",
         pct(t.sample), pct(t.evolution), pct(t.train), pct(t.measure))?;
     writeln!(
@@ -162,6 +170,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "spec": w.spec(),
             "trials": result.trials,
             "valid": result.valid,
+            "confirmed": measurer.confirmed,
             "resumed": resumed,
             "skipped_other_codegen": other_codegen,
             "best_latency_ms": best_ms,

@@ -138,8 +138,9 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         task_workloads.push(w);
     }
     let runner = args.search.runner()?;
-    let mut measurer =
-        HarnessMeasurer::for_tasks(task_workloads, runner, Some(&path)).map_err(failed)?;
+    let mut measurer = HarnessMeasurer::for_tasks(task_workloads, runner, Some(&path))
+        .map_err(failed)?
+        .confirming(args.search.confirm());
     let params = SchedulerParams {
         strategy: match args.strategy {
             StrategyArg::Gradient => Strategy::Gradient,

@@ -143,10 +143,19 @@ pub(super) fn robustness_text(r: &Robustness, options: &MeasureOptions) -> Strin
     } else {
         String::new()
     };
+    let confirm = if r.confirm_extra > 0 {
+        format!(
+            "a first reading within 1 % of its run's best measured {} more times, the \
+             program getting the median of all its repeats ({} programs); ",
+            r.confirm_extra, r.confirmed
+        )
+    } else {
+        String::new()
+    };
     format!(
         "Robustness: the configs of a seed tuned in lockstep (one round of each in turn, so \
          a drift of the host's speed meets all of them at the same point of their searches; \
-         each run's times count its own rounds only); {cache}; {again}{trail}.\n"
+         each run's times count its own rounds only); {confirm}{cache}; {again}{trail}.\n"
     )
 }
 
