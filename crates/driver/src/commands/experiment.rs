@@ -112,8 +112,9 @@ pub struct Args {
     #[arg(long, default_value_t = 5)]
     pub trail_rounds: usize,
     /// Further measurements of a candidate whose first reading is within 1 % of its run's
-    /// best (it gets the median of all its repeats); 0 measures every candidate once.
-    #[arg(long, default_value_t = 2)]
+    /// best (it gets the median of all its repeats); 0 (the default) measures every
+    /// candidate once.
+    #[arg(long, default_value_t = 0)]
     pub confirm: usize,
     /// Do not share measurements between the runs of a workload (every run measures
     /// everything itself, and accounted time equals wall time).

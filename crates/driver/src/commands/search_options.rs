@@ -120,8 +120,9 @@ pub struct SearchOptions {
     #[arg(long)]
     pub no_micro_kernels: bool,
     /// Further measurements of a candidate whose first reading is within 1 % of the best
-    /// (it gets the median of all its repeats); 0 measures every candidate once.
-    #[arg(long, default_value_t = 2)]
+    /// (it gets the median of all its repeats); 0 (the default) measures every
+    /// candidate once.
+    #[arg(long, default_value_t = 0)]
     pub confirm: usize,
 }
 
