@@ -37,6 +37,14 @@ impl Confirm {
         extra: 0,
         margin: 0.0,
     };
+
+    /// `extra` further measurements of readings within the default margin (0: off).
+    pub fn with_extra(extra: usize) -> Confirm {
+        Confirm {
+            extra,
+            ..Confirm::default()
+        }
+    }
 }
 
 impl Default for Confirm {
@@ -66,7 +74,7 @@ pub struct HarnessMeasurer {
     /// Candidates measured again because their first reading was near the best.
     pub confirmed: usize,
     confirm: Confirm,
-    /// The fastest (confirmed) time per task so far.
+    /// The fastest (confirmed) time per task so far; kept only while confirming.
     task_best: Vec<Option<f64>>,
 }
 
@@ -162,9 +170,7 @@ impl HarnessMeasurer {
         self.last_phases = results;
         out
     }
-}
 
-impl HarnessMeasurer {
     /// Measures the candidates of `results` whose reading is near the task's best
     /// `confirm.extra` more times (all in one batch, each candidate's readings spread over
     /// it), pools every repeat's cost into its result and updates the task's best. A
@@ -176,46 +182,45 @@ impl HarnessMeasurer {
         candidates: &[Candidate],
         results: &mut [MeasureResult],
     ) {
+        if self.confirm.extra == 0 {
+            return;
+        }
         // The task's confirmed best; in its first batch, the batch's best first reading.
-        let first_best = || {
-            results
-                .iter()
-                .filter_map(MeasureResult::median)
-                .min_by(f64::total_cmp)
-        };
         let Some(best) = self
             .task_best
             .get(task)
             .copied()
             .flatten()
-            .or_else(first_best)
+            .or_else(|| fastest(results))
         else {
             return;
         };
-        if self.confirm.extra > 0 {
-            let threshold = best * (1.0 + self.confirm.margin.max(0.0));
-            let near: Vec<usize> = (0..results.len())
-                .filter(|&i| results[i].median().is_some_and(|m| m < threshold))
+        let threshold = best * (1.0 + self.confirm.margin.max(0.0));
+        let near: Vec<usize> = (0..results.len())
+            .filter(|&i| results[i].median().is_some_and(|m| m < threshold))
+            .collect();
+        if !near.is_empty() {
+            let again: Vec<Candidate> = (0..self.confirm.extra)
+                .flat_map(|_| near.iter().map(|&i| candidates[i].clone()))
                 .collect();
-            if !near.is_empty() {
-                let again: Vec<Candidate> = (0..self.confirm.extra)
-                    .flat_map(|_| near.iter().map(|&i| candidates[i].clone()))
-                    .collect();
-                let readings = self.runner.measure(&again);
-                for (k, reading) in readings.into_iter().enumerate() {
-                    pool_reading(&mut results[near[k % near.len()]], reading);
-                }
-                self.confirmed += near.len();
+            let readings = self.runner.measure(&again);
+            for (k, reading) in readings.into_iter().enumerate() {
+                pool_reading(&mut results[near[k % near.len()]], reading);
             }
+            self.confirmed += near.len();
         }
-        let confirmed_best = results
-            .iter()
-            .filter_map(MeasureResult::median)
-            .min_by(f64::total_cmp);
-        if let (Some(slot), Some(b)) = (self.task_best.get_mut(task), confirmed_best) {
+        if let (Some(slot), Some(b)) = (self.task_best.get_mut(task), fastest(results)) {
             *slot = Some(slot.map_or(b, |old: f64| old.min(b)));
         }
     }
+}
+
+/// The least median time of `results`, if any was timed.
+fn fastest(results: &[MeasureResult]) -> Option<f64> {
+    results
+        .iter()
+        .filter_map(MeasureResult::median)
+        .min_by(f64::total_cmp)
 }
 
 /// Adds a later reading of the same candidate to `result`: its costs join the earlier ones

@@ -74,10 +74,6 @@ fn states() -> (workloads::Workload, Vec<State>) {
     (w, out)
 }
 
-fn key(s: &State) -> String {
-    serde_json::to_string(s.steps()).expect("steps serialize")
-}
-
 fn temp_records(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tessel-confirm-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -100,8 +96,11 @@ fn readings_near_the_best_get_the_median_of_their_confirmations() {
         vec![1.005, 1.02, 0.99], // s3: within 1 % of the best, median 1.005
         vec![0.9, -1.0, 0.9],    // s4: crashes on its first confirmation
     ];
-    let readings: HashMap<String, Vec<f64>> =
-        s.iter().map(key).zip(script.iter().cloned()).collect();
+    let readings: HashMap<String, Vec<f64>> = s
+        .iter()
+        .map(State::steps_json)
+        .zip(script.iter().cloned())
+        .collect();
     let runner = Scripted {
         options: MeasureOptions::with_threads(1),
         readings,
@@ -149,7 +148,7 @@ fn without_confirmation_every_candidate_is_measured_once() {
     let (w, s) = states();
     let readings: HashMap<String, Vec<f64>> = s
         .iter()
-        .map(key)
+        .map(State::steps_json)
         .zip([vec![1.0, 9.0], vec![0.95, 9.0]])
         .collect();
     let runner = Scripted {

@@ -41,9 +41,7 @@
 //! `<workload>.trials.svg` (best-so-far GFLOP/s, median over seeds, vs accounted time / vs
 //! trials). The tables go to stdout; with `--json` the summary is the last stdout line.
 
-use crate::commands::search_options::{
-    confirm_extra, file_name, make_runner, resolve_threads, Isolation,
-};
+use crate::commands::search_options::{file_name, make_runner, resolve_threads, Isolation};
 use crate::error::DriverError;
 use serde_json::json;
 use std::io::Write;
@@ -56,7 +54,7 @@ use tessel_measure::{MeasureOptions, Runner};
 use tessel_search::cache::MeasureCache;
 use tessel_search::evolution::EvolutionParams;
 use tessel_search::experiment::{run_lockstep, summarize, Config, Problem, RunParts, RunTrace};
-use tessel_search::harness::HarnessMeasurer;
+use tessel_search::harness::{Confirm, HarnessMeasurer};
 use tessel_search::model::ModelScorer;
 use tessel_search::remeasure::{remeasure, Remeasurement};
 use tessel_search::tuner::TuneParams;
@@ -338,7 +336,7 @@ fn run_workload(
             measurers.push(
                 HarnessMeasurer::new(w.clone(), runner(args, threads)?, Some(&path))
                     .map_err(|e| DriverError::Failed(e.to_string()))?
-                    .confirming(confirm_extra(args.confirm)),
+                    .confirming(Confirm::with_extra(args.confirm)),
             );
         }
         let mut scorers: Vec<ModelScorer> =
@@ -526,7 +524,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "repeats_per_measurement": options.timing.repeat,
             "min_repeat_ms": options.timing.min_repeat_ms,
             "confirm_extra_measurements": args.confirm,
-            "confirm_margin": confirm_extra(args.confirm).margin,
+            "confirm_margin": Confirm::with_extra(args.confirm).margin,
             "final_ratio": if args.remeasure_rounds > 0 { "re-measured" } else { "search" },
             "trail_rounds": args.trail_rounds,
             "time_to_reach_remeasured": "every run's best-so-far programs re-measured side by \

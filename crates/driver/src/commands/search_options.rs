@@ -36,14 +36,6 @@ pub fn make_runner(
     })
 }
 
-/// `extra` further measurements of readings within the default margin (0: off).
-pub fn confirm_extra(extra: usize) -> Confirm {
-    Confirm {
-        extra,
-        ..Confirm::default()
-    }
-}
-
 /// Kernel threads: the number given, or every core.
 pub fn resolve_threads(threads: Option<usize>) -> usize {
     threads
@@ -200,7 +192,7 @@ impl SearchOptions {
 
     /// How readings near the best are confirmed (`--confirm`).
     pub fn confirm(&self) -> Confirm {
-        confirm_extra(self.confirm)
+        Confirm::with_extra(self.confirm)
     }
 
     /// The measurement options these flags select (threads, micro-kernels, layout rewrite).
