@@ -56,7 +56,10 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
     let robust = &summary["robustness"];
     assert_eq!(robust["shared_cache"], true, "{robust}");
     assert_eq!(robust["remeasure_rounds"], 3, "{robust}");
-    assert_eq!(robust["final_ratio"], "re-measured", "{robust}");
+    assert_eq!(
+        robust["final_ratio_to_trust"], "final_ratio_remeasured",
+        "{robust}"
+    );
     let w = &summary["workloads"][0];
     let wr = &w["robustness"];
     assert_eq!(wr["trials"], 4 * 32, "{wr}");
@@ -83,6 +86,10 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
         let gflops = c["best_gflops_median"].as_f64().expect("a best");
         assert!(gflops > 0.0 && gflops < 1e4, "{c}");
         assert!(c["final_ratio"].as_f64().expect("ratio") > 0.0, "{c}");
+        let trusted = robust["final_ratio_to_trust"]
+            .as_str()
+            .expect("a field name");
+        assert!(c[trusted].as_f64().expect("the trusted ratio") > 0.0, "{c}");
         let validity = c["mutation_validity"].as_f64().expect("validity");
         assert!(validity > 0.0 && validity <= 1.0, "{c}");
         let again = c["remeasured_gflops_median"]

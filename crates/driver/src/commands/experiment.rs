@@ -525,7 +525,11 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "min_repeat_ms": options.timing.min_repeat_ms,
             "confirm_extra_measurements": args.confirm,
             "confirm_margin": Confirm::with_extra(args.confirm).margin,
-            "final_ratio": if args.remeasure_rounds > 0 { "re-measured" } else { "search" },
+            "final_ratio_to_trust": if args.remeasure_rounds > 0 {
+                "final_ratio_remeasured"
+            } else {
+                "final_ratio"
+            },
             "trail_rounds": args.trail_rounds,
             "time_to_reach_remeasured": "every run's best-so-far programs re-measured side by \
                                          side; target = the baseline's final as re-measured",

@@ -31,7 +31,7 @@ pub(super) fn search_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
         "config",
         "policies",
         "GFLOP/s med [q1,q3]",
-        "final ×base",
+        "final ×base (search)",
         "time-to-reach (accounted)",
         "time-to-reach (wall)",
         "trials-to-reach",
