@@ -33,9 +33,15 @@ fn simulate(policy: &mut dyn SketchPolicy, rounds: usize, seed: u64) -> Vec<f64>
 fn learned_policies_concentrate_on_the_best_sketch_and_starve_none() {
     for name in ["ducb", "thompson", "egreedy"] {
         let mut policy = by_name(name).expect("known policy");
+        if name == "ducb" {
+            // By default ducb draws the initial population uniformly and steers only the
+            // measurements; its allocation is still there for a population floor below 1.
+            let mut ducb = tessel_rl_policy::DiscountedUcb::default();
+            ducb.population_floor = 0.4;
+            policy = Box::new(ducb);
+        }
         let shares = simulate(policy.as_mut(), 12, 7);
-        // ducb keeps a broad initial population (`population_floor`): the best sketch gets
-        // the most samples, not all.
+        // With a population floor the best sketch gets the most samples, not all.
         let least = if name == "ducb" { 0.5 } else { 0.6 };
         assert!(shares[0] > least, "{name}: best sketch share {shares:?}");
         assert!(
@@ -115,8 +121,25 @@ fn ducb_steers_measurements_for_its_first_rounds_and_uniform_never() {
 }
 
 #[test]
+fn ducb_draws_a_uniform_population_by_default_while_measurements_concentrate() {
+    let mut ducb = by_name("ducb").expect("ducb");
+    let shares = simulate(ducb.as_mut(), 12, 7);
+    assert!(
+        shares.iter().all(|&s| (s - 1.0 / 3.0).abs() < 0.1),
+        "{shares:?}"
+    );
+    let probs: Vec<f64> =
+        serde_json::from_value(ducb.state_json()["probabilities"].clone()).expect("probs");
+    assert!(
+        probs[0] > 0.9,
+        "the 0.9 sketch leads what is measured: {probs:?}"
+    );
+}
+
+#[test]
 fn ducb_population_keeps_its_floor_while_measurements_concentrate() {
     let mut ducb = tessel_rl_policy::DiscountedUcb::default();
+    ducb.population_floor = 0.4;
     let floor = ducb.population_floor;
     let mut rng = seeded(5);
     // Sketch 0's first programs look bad: it earns a tenth of the others' reward.
