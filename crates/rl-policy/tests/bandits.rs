@@ -29,6 +29,14 @@ fn simulate(policy: &mut dyn SketchPolicy, rounds: usize, seed: u64) -> Vec<f64>
     shares
 }
 
+/// Asserts that the three sketches' shares are each within 0.1 of a third.
+fn assert_about_even(shares: &[f64]) {
+    assert!(
+        shares.iter().all(|&s| (s - 1.0 / 3.0).abs() < 0.1),
+        "{shares:?}"
+    );
+}
+
 #[test]
 fn learned_policies_concentrate_on_the_best_sketch_and_starve_none() {
     for name in ["ducb", "thompson", "egreedy"] {
@@ -60,17 +68,11 @@ fn learned_policies_concentrate_on_the_best_sketch_and_starve_none() {
 fn uniform_spreads_evenly_and_warm_up_is_uniform() {
     let mut uniform = by_name("uniform").expect("uniform");
     let shares = simulate(uniform.as_mut(), 5, 3);
-    assert!(
-        shares.iter().all(|&s| (s - 1.0 / 3.0).abs() < 0.1),
-        "{shares:?}"
-    );
+    assert_about_even(&shares);
     // Round 1 of a learned policy is still uniform.
     let mut ducb = by_name("ducb").expect("ducb");
     let shares = simulate(ducb.as_mut(), 1, 3);
-    assert!(
-        shares.iter().all(|&s| (s - 1.0 / 3.0).abs() < 0.1),
-        "{shares:?}"
-    );
+    assert_about_even(&shares);
 }
 
 #[test]
@@ -124,10 +126,7 @@ fn ducb_steers_measurements_for_its_first_rounds_and_uniform_never() {
 fn ducb_draws_a_uniform_population_by_default_while_measurements_concentrate() {
     let mut ducb = by_name("ducb").expect("ducb");
     let shares = simulate(ducb.as_mut(), 12, 7);
-    assert!(
-        shares.iter().all(|&s| (s - 1.0 / 3.0).abs() < 0.1),
-        "{shares:?}"
-    );
+    assert_about_even(&shares);
     let probs: Vec<f64> =
         serde_json::from_value(ducb.state_json()["probabilities"].clone()).expect("probs");
     assert!(
