@@ -1,5 +1,5 @@
 //! Checks the operator library and the reference evaluator against the test vectors that
-//! Apache TVM computed (`shared/testdata/ops/`, see its README): for every instance, the
+//! Apache TVM computed (`testdata/ops/` in this repository, see its README): for every instance, the
 //! op built from its `params` must have the same input and output names and shapes, give
 //! the same output on the same inputs (1e-5 absolute + 1e-4 relative), and count the same
 //! FLOPs as TVM's `estimate_tir_flops`.
@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use tessel_ir::ops::{self, ConvParams, Layout};
 use tessel_ir::{eval, ComputeDag};
 
-/// Where the vectors are: `$TESSEL_TESTDATA`, else `shared/testdata/ops` beside the repo.
+/// Where the vectors are: `$TESSEL_TESTDATA`, else the repository's own `testdata/ops`.
 fn testdata_dir() -> PathBuf {
     match std::env::var_os("TESSEL_TESTDATA") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/ops"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/ops"),
     }
 }
 

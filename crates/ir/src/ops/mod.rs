@@ -4,7 +4,7 @@
 //! `tvm.meta_schedule.testing`, or `tvm.topi`): the same stages (e.g. a separate padding
 //! stage `PadInput` / `pad_temp` written with [`Expr::select`]), the same tensor and axis
 //! names, the same reduction-axis order and index expressions. The test vectors in
-//! `shared/testdata/ops/` pin this down (see `tests/testdata.rs`).
+//! `testdata/ops/` pin this down (see `tests/testdata.rs`).
 //!
 //! Two levels of API:
 //!
