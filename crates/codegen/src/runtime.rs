@@ -86,13 +86,19 @@ struct Work {
 impl Work {
     /// Claims and runs chunks until none is left. Once `next` has passed the extent nobody
     /// touches the job's context again, so a worker that picks the work up late is harmless.
-    fn run_chunks(&self, shared: &Shared) {
+    fn run_chunks(&self, shared: &Shared, by_worker: bool) {
         loop {
             let start = self.next.fetch_add(self.chunk, Ordering::Relaxed);
             if start >= self.job.extent {
                 break;
             }
             let end = (start + self.chunk).min(self.job.extent);
+            shared.iterations.fetch_add(end - start, Ordering::Relaxed);
+            if by_worker {
+                shared
+                    .worker_iterations
+                    .fetch_add(end - start, Ordering::Relaxed);
+            }
             // SAFETY: see `tessel_parallel_for`; chunks are disjoint and the caller waits
             // until every claimed chunk is done.
             unsafe { (self.job.f)(self.job.ctx as *const u8, start, end) };
@@ -120,6 +126,43 @@ struct Shared {
     sleepers: AtomicUsize,
     /// The caller sleeps on `done`.
     caller_waiting: AtomicBool,
+    /// The workers' kernel thread ids, as each worker starts (for [`crate::contention`]).
+    thread_ids: Mutex<Vec<i64>>,
+    /// Parallel-loop iterations run on this pool, by anyone ...
+    iterations: AtomicI64,
+    /// ... and by its workers (not the caller): how much of the work the workers got to.
+    worker_iterations: AtomicI64,
+}
+
+/// The process-wide pools, by thread count.
+fn pools() -> &'static Mutex<HashMap<usize, Arc<Pool>>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<Pool>>>> = OnceLock::new();
+    POOLS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The kernel thread ids of the workers of the pool for `threads` threads (empty when no
+/// kernel of that thread count has run yet, or the platform has no thread ids).
+pub(crate) fn pool_thread_ids(threads: usize) -> Vec<i64> {
+    let pools = pools().lock().unwrap_or_else(|e| e.into_inner());
+    pools.get(&threads).map_or_else(Vec::new, |p| {
+        p.shared
+            .thread_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    })
+}
+
+/// Parallel-loop iterations run so far on the pool for `threads` threads: `(all, by the
+/// workers)` (zeros when the pool does not exist yet).
+pub(crate) fn pool_iterations(threads: usize) -> (i64, i64) {
+    let pools = pools().lock().unwrap_or_else(|e| e.into_inner());
+    pools.get(&threads).map_or((0, 0), |p| {
+        (
+            p.shared.iterations.load(Ordering::Relaxed),
+            p.shared.worker_iterations.load(Ordering::Relaxed),
+        )
+    })
 }
 
 /// A fixed set of worker threads.
@@ -152,9 +195,7 @@ fn spin_until(ready: impl Fn() -> bool) -> bool {
 impl Pool {
     /// The process-wide pool for `threads` threads.
     fn shared(threads: usize) -> Arc<Pool> {
-        static POOLS: OnceLock<Mutex<HashMap<usize, Arc<Pool>>>> = OnceLock::new();
-        let pools = POOLS.get_or_init(|| Mutex::new(HashMap::new()));
-        let mut pools = pools.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pools = pools().lock().unwrap_or_else(|e| e.into_inner());
         pools
             .entry(threads)
             .or_insert_with(|| Arc::new(Pool::new(threads)))
@@ -172,6 +213,9 @@ impl Pool {
             epoch: AtomicU64::new(0),
             sleepers: AtomicUsize::new(0),
             caller_waiting: AtomicBool::new(false),
+            thread_ids: Mutex::new(Vec::new()),
+            iterations: AtomicI64::new(0),
+            worker_iterations: AtomicI64::new(0),
         });
         let mut workers = 0;
         for k in 1..threads {
@@ -218,7 +262,7 @@ impl Pool {
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             s.wake.notify_all();
         }
-        work.run_chunks(s);
+        work.run_chunks(s, false);
         let finished = || work.done.load(Ordering::SeqCst) == job.extent;
         if !spin_until(finished) {
             let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -233,6 +277,12 @@ impl Pool {
 }
 
 fn worker(s: &Shared) {
+    if let Some(tid) = crate::contention::current_thread_id() {
+        s.thread_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tid);
+    }
     let mut seen = 0u64;
     loop {
         spin_until(|| s.epoch.load(Ordering::Acquire) != seen);
@@ -247,7 +297,7 @@ fn worker(s: &Shared) {
             st.work.clone()
         };
         if let Some(w) = work {
-            w.run_chunks(s);
+            w.run_chunks(s, true);
         }
     }
 }

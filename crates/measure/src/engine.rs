@@ -362,8 +362,14 @@ impl Engine {
             phases.verify_ms += ms(t);
         }
         let settings = self.options.timing.clone();
-        let (timing, spent) =
-            time_calls(&settings, Some(first), &mut self.flusher, || call(outputs))?;
+        let kernel_threads = self.options.codegen.threads;
+        let (timing, spent) = time_calls(
+            &settings,
+            kernel_threads,
+            Some(first),
+            &mut self.flusher,
+            || call(outputs),
+        )?;
         phases.run_ms += spent.run.as_secs_f64() * 1e3;
         phases.flush_ms += spent.flush.as_secs_f64() * 1e3;
         Ok(timing)

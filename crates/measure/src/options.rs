@@ -112,10 +112,26 @@ pub struct TimingSettings {
     /// Write over a buffer larger than the last-level cache before every repeat, and make
     /// one call per repeat (cold-cache timing, as TVM's `enable_cpu_cache_flush`).
     pub flush_cache: bool,
+    /// A repeat during which the kernel's threads waited on a run queue (another process had
+    /// their core) for more than this share of their time is taken again, up to `retakes`
+    /// times per candidate (`docs/measurement.md`: on a shared 2-core machine such repeats
+    /// ran a 2-thread kernel at one-thread speed). Records without the field predate it and
+    /// read as 1.0 (never retaken).
+    #[serde(default = "never_contended")]
+    pub max_contention: f64,
+    /// Most repeats taken again per candidate because of contention; 0 turns retaking off.
+    /// Records without the field read as 0.
+    #[serde(default)]
+    pub retakes: u32,
+}
+
+fn never_contended() -> f64 {
+    1.0
 }
 
 impl Default for TimingSettings {
-    /// 1 warm-up call, 5 repeats of ≥ 5 ms, no flush.
+    /// 1 warm-up call, 5 repeats of ≥ 5 ms, no flush; a repeat whose threads waited for a CPU
+    /// more than 5 % of their time is taken again, at most 10 times per candidate.
     fn default() -> Self {
         TimingSettings {
             warmup: 1,
@@ -123,6 +139,8 @@ impl Default for TimingSettings {
             repeat: 5,
             min_repeat_ms: 5.0,
             flush_cache: false,
+            max_contention: 0.05,
+            retakes: 10,
         }
     }
 }

@@ -17,6 +17,19 @@ pub struct Timing {
     pub min: f64,
     /// Coefficient of variation of `costs` (standard deviation / mean): the noise.
     pub cv: f64,
+    /// For each repeat in `costs`, the run-queue delay of the kernel's threads ÷ (threads ×
+    /// the repeat's wall time): the share of the time they waited for a CPU that another
+    /// process held. Empty where the platform does not account it, and in older records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contention: Vec<f64>,
+    /// Repeats taken again because they were contended (see
+    /// [`crate::TimingSettings::max_contention`]); their costs are not in `costs`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retaken: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Timing {
@@ -42,6 +55,8 @@ impl Timing {
             median,
             min: sorted[0],
             cv,
+            contention: Vec::new(),
+            retaken: 0,
         })
     }
 }

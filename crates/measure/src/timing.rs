@@ -1,10 +1,17 @@
 //! Timing a kernel: warm-up, `number` calls per repeat grown to a minimum repeat time,
 //! `repeat` repeats, optional cache flush ([`time_calls`], [`CacheFlusher`]).
+//!
+//! Every repeat also reads how long the kernel's threads waited for a CPU
+//! ([`tessel_codegen::contention`]); a repeat contended beyond
+//! [`TimingSettings::max_contention`] is taken again (at most
+//! [`TimingSettings::retakes`] times per candidate), so that a candidate's costs are its
+//! speed on the cores it runs on, not the luck of the minutes it was measured in.
 
 use crate::error::MeasureError;
 use crate::options::TimingSettings;
 use crate::result::Timing;
 use std::time::{Duration, Instant};
+use tessel_codegen::contention::Snapshot;
 
 /// Bytes written by [`CacheFlusher::flush`]: 1.5 × the 32 MiB L3 of the reference machine, so
 /// that every line of a kernel's data is evicted from every cache level.
@@ -46,14 +53,29 @@ pub struct TimingSpent {
     pub flush: Duration,
 }
 
-/// Times `call` (one call of the kernel) as `settings` say, after `settings.warmup` untimed
-/// calls. `last_call` is the duration of an untimed call already made (the verification
-/// call), used with the warm-ups to choose the number of calls per repeat. Returns `None`
-/// costs for `repeat` 0.
+/// Times `call` (one call of a kernel that runs on `threads` threads) as `settings` say,
+/// after `settings.warmup` untimed calls. `last_call` is the duration of an untimed call
+/// already made (the verification call), used with the warm-ups to choose the number of
+/// calls per repeat. Returns `None` costs for `repeat` 0.
 pub fn time_calls(
     settings: &TimingSettings,
+    threads: usize,
     last_call: Option<Duration>,
     flusher: &mut CacheFlusher,
+    call: impl FnMut() -> Result<(), MeasureError>,
+) -> Result<(Option<Timing>, TimingSpent), MeasureError> {
+    let mut probe = || tessel_codegen::contention::snapshot(threads);
+    time_calls_probed(settings, threads, last_call, flusher, &mut probe, call)
+}
+
+/// [`time_calls`] with the kernel threads' [`Snapshot`]s taken by `probe` (a repeat whose
+/// contention is unknown is never retaken).
+pub fn time_calls_probed(
+    settings: &TimingSettings,
+    threads: usize,
+    last_call: Option<Duration>,
+    flusher: &mut CacheFlusher,
+    probe: &mut dyn FnMut() -> Snapshot,
     mut call: impl FnMut() -> Result<(), MeasureError>,
 ) -> Result<(Option<Timing>, TimingSpent), MeasureError> {
     let mut spent = TimingSpent::default();
@@ -87,21 +109,37 @@ pub fn time_calls(
         wanted.max(settings.number).max(1)
     };
     let mut costs = Vec::with_capacity(settings.repeat as usize);
-    for _ in 0..settings.repeat {
+    let mut contention = Vec::with_capacity(settings.repeat as usize);
+    let mut retaken = 0u32;
+    while costs.len() < settings.repeat as usize {
         if settings.flush_cache {
             let t = Instant::now();
             flusher.flush();
             spent.flush += t.elapsed();
         }
+        let waited_before = probe();
         let t = Instant::now();
         for _ in 0..number {
             call()?;
         }
         let d = t.elapsed();
         spent.run += d;
+        let share = waited_before.contention_until(&probe(), threads, d);
+        if share.is_some_and(|c| c > settings.max_contention) && retaken < settings.retakes {
+            retaken += 1;
+            continue;
+        }
         costs.push(d.as_secs_f64() / number as f64);
+        contention.extend(share);
     }
-    Ok((Timing::from_costs(costs, number), spent))
+    let timing = Timing::from_costs(costs, number).map(|mut t| {
+        if contention.len() == t.costs.len() {
+            t.contention = contention;
+        }
+        t.retaken = retaken;
+        t
+    });
+    Ok((timing, spent))
 }
 
 #[cfg(test)]
@@ -116,12 +154,13 @@ mod tests {
             repeat: 3,
             min_repeat_ms: 2.0,
             flush_cache: false,
+            ..TimingSettings::default()
         };
         let mut calls = 0u32;
         // The warm-up call's own duration decides `number`; a loaded machine may stretch the
         // 200 µs sleep, so the expected `number` is derived from what it actually took.
         let mut warmup_call = None;
-        let (timing, spent) = time_calls(&settings, None, &mut CacheFlusher::new(), || {
+        let (timing, spent) = time_calls(&settings, 1, None, &mut CacheFlusher::new(), || {
             calls += 1;
             let t = Instant::now();
             std::thread::sleep(Duration::from_micros(200));
@@ -156,10 +195,12 @@ mod tests {
             repeat: 2,
             min_repeat_ms: 100.0,
             flush_cache: true,
+            ..TimingSettings::default()
         };
         let mut calls = 0u32;
         let (timing, spent) = time_calls(
             &settings,
+            1,
             Some(Duration::from_micros(1)),
             &mut CacheFlusher::new(),
             || {
@@ -171,10 +212,91 @@ mod tests {
         assert_eq!(timing.unwrap().number, 1);
         assert_eq!(calls, 2);
         assert!(spent.flush > Duration::ZERO);
-        let err = time_calls(&settings, None, &mut CacheFlusher::new(), || {
+        let err = time_calls(&settings, 1, None, &mut CacheFlusher::new(), || {
             Err(MeasureError::new(crate::ErrorClass::RuntimeCrash, "boom"))
         });
         assert!(err.is_err());
+    }
+
+    /// A probe that reports `waits[k]` of run-queue delay during repeat `k` (each repeat of a
+    /// 1 ms call), so repeats can be made contended at will.
+    fn scripted(waits: Vec<u64>) -> impl FnMut() -> Snapshot {
+        let (mut reads, mut total) = (0usize, 0u64);
+        move || {
+            // Reads come in pairs around each repeat: the second of a pair adds that
+            // repeat's delay.
+            if reads % 2 == 1 {
+                total += waits.get(reads / 2).copied().unwrap_or(0);
+            }
+            reads += 1;
+            Snapshot {
+                run_queue_delay: Some(Duration::from_micros(total)),
+                ..Snapshot::default()
+            }
+        }
+    }
+
+    #[test]
+    fn contended_repeats_are_taken_again_within_the_limit() {
+        let settings = TimingSettings {
+            warmup: 0,
+            number: 1,
+            repeat: 3,
+            min_repeat_ms: 0.0,
+            flush_cache: false,
+            max_contention: 0.05,
+            retakes: 2,
+        };
+        // Calls take ≥ 1 ms on two threads. The second repeat's threads wait 1.5 ms for a
+        // CPU (far over 5 % of 2 × its wall time): it is taken again; the others wait 0.
+        let call = || {
+            std::thread::sleep(Duration::from_millis(1));
+            Ok(())
+        };
+        let mut probe = scripted(vec![0, 1500, 0, 0]);
+        let (t, _) = time_calls_probed(
+            &settings,
+            2,
+            None,
+            &mut CacheFlusher::new(),
+            &mut probe,
+            call,
+        )
+        .unwrap();
+        let t = t.unwrap();
+        assert_eq!(t.retaken, 1, "{t:?}");
+        assert_eq!(t.costs.len(), 3);
+        assert_eq!(t.contention.len(), 3);
+        assert!(t.contention.iter().all(|&c| c <= 0.05), "{t:?}");
+        // Every repeat contended: two retakes, then the contended repeats are kept, and
+        // their contention says so.
+        let mut probe = scripted(vec![5000; 10]);
+        let (t, _) = time_calls_probed(
+            &settings,
+            2,
+            None,
+            &mut CacheFlusher::new(),
+            &mut probe,
+            call,
+        )
+        .unwrap();
+        let t = t.unwrap();
+        assert_eq!(t.retaken, 2);
+        assert_eq!(t.costs.len(), 3);
+        assert!(t.contention.iter().all(|&c| c > 0.05), "{t:?}");
+        // Unknown delay: nothing is retaken and no contention is reported.
+        let mut probe = Snapshot::default;
+        let (t, _) = time_calls_probed(
+            &settings,
+            2,
+            None,
+            &mut CacheFlusher::new(),
+            &mut probe,
+            call,
+        )
+        .unwrap();
+        let t = t.unwrap();
+        assert_eq!((t.retaken, t.contention.len()), (0, 0));
     }
 
     #[test]

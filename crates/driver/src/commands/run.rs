@@ -207,6 +207,13 @@ fn report(
                 t.number
             )?;
             writeln!(out, "GFLOP/s:   {:.2}", gflops.unwrap_or(0.0))?;
+            if t.retaken > 0 {
+                writeln!(
+                    out,
+                    "contended: {} repeats taken again (the kernel's threads waited for a CPU)",
+                    t.retaken
+                )?;
+            }
         }
         (None, None) => writeln!(out, "latency:   not timed (repeat 0)")?,
     }
@@ -242,6 +249,8 @@ fn report(
             "latency_ms": timing.map(|t| json!({"median": ms(t.median), "min": ms(t.min)})),
             "cv": timing.map(|t| t.cv),
             "costs_s": timing.map(|t| t.costs.clone()),
+            "contention": timing.map(|t| t.contention.clone()),
+            "retaken": timing.map(|t| t.retaken),
             "gflops": gflops,
             "compile_ms": p.compile_ms,
             "overhead_ms": p.overhead_ms(),
