@@ -94,6 +94,12 @@ pub struct Record {
     pub phases: PhaseTimes,
     /// When it was measured (seconds since the Unix epoch).
     pub timestamp: f64,
+    /// True for a search's final confirmation: the program measured again in a fresh worker
+    /// process after the search, its costs pooled over every round
+    /// (`tessel_search::confirm`). Such a record is the figure to trust for its program:
+    /// [`best_n`] prefers them, and a resumed search takes its time for the program.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirmed: bool,
 }
 
 impl Record {
@@ -122,6 +128,7 @@ impl Record {
             error: result.error.clone(),
             phases: result.phases.clone(),
             timestamp: now(),
+            confirmed: false,
         }
     }
 
@@ -385,12 +392,17 @@ fn group_by_workload(records: &[Record]) -> Vec<Vec<usize>> {
 }
 
 /// The best `n` successful records of each workload (least median cost first), workloads in
-/// order of first appearance. Ties keep file order.
+/// order of first appearance. Ties keep file order. A workload with final-confirmation
+/// records ([`Record::confirmed`]) is ranked by those alone: they are the fresh-process
+/// figures, where the search's own readings include its luckiest.
 pub fn best_n(records: &[Record], n: usize) -> Vec<&Record> {
     let mut out = Vec::new();
     for group in group_by_workload(records) {
+        // A workload whose search ended with a confirmation is ranked by it alone.
+        let confirmed = group.iter().any(|&i| records[i].confirmed);
         let mut ok: Vec<(f64, usize)> = group
             .into_iter()
+            .filter(|&i| records[i].confirmed || !confirmed)
             .filter_map(|i| records[i].cost().map(|c| (c, i)))
             .collect();
         ok.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));

@@ -10,7 +10,7 @@
 //! median of all its repeats ([`Confirm`]); the record holds every repeat's cost.
 
 use crate::tuner::{Measurement, Measurer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use tessel_ir::workloads::Workload;
@@ -108,6 +108,11 @@ impl HarnessMeasurer {
             confirmed: 0,
             confirm: Confirm::OFF,
         })
+    }
+
+    /// The records writer, to append to the same file (a final confirmation does).
+    pub fn writer_mut(&mut self) -> Option<&mut RecordWriter> {
+        self.writer.as_mut()
     }
 
     /// Confirms readings near the best as `confirm` says (off by default).
@@ -286,18 +291,53 @@ pub fn resume_records(
     out.bad_lines = log.problems.len();
     let key = dag.workload_key();
     let spec = workload.spec();
-    for r in &log.records {
-        if r.key.workload_key != key && r.key.workload != spec {
-            continue;
-        }
-        if r.key.codegen != *codegen {
-            out.other_codegen += 1;
-            continue;
-        }
+    let ours: Vec<&Record> = log
+        .records
+        .iter()
+        .filter(|r| r.key.workload_key == key || r.key.workload == spec)
+        .filter(|r| {
+            let same = r.key.codegen == *codegen;
+            out.other_codegen += usize::from(!same);
+            same
+        })
+        .collect();
+    // A program's final confirmation is the time to trust for it (`crate::confirm`): it
+    // replaces the search's readings of the same steps, and is not a state of its own.
+    let mut confirmed: HashMap<String, Option<f64>> = ours
+        .iter()
+        .filter(|r| r.confirmed)
+        .map(|r| (steps_key(&r.steps), r.cost()))
+        .collect();
+    let push = |out: &mut ResumeLog, r: &Record, cost: Option<f64>| {
         if let Ok(mut s) = State::replay(dag.clone(), &r.steps) {
             s.set_sketch_id(r.sketch);
-            out.states.push((s, r.cost()));
+            out.states.push((s, cost));
+        }
+    };
+    for r in ours.iter().filter(|r| !r.confirmed) {
+        let cost = match confirmed.get(&steps_key(&r.steps)) {
+            Some(c) => *c,
+            None => r.cost(),
+        };
+        push(&mut out, r, cost);
+    }
+    // Confirmations whose search records are gone (e.g. distilled away) stand on their own.
+    let searched: HashSet<String> = ours
+        .iter()
+        .filter(|r| !r.confirmed)
+        .map(|r| steps_key(&r.steps))
+        .collect();
+    for r in ours.iter().filter(|r| r.confirmed) {
+        if !searched.contains(&steps_key(&r.steps))
+            && confirmed.remove(&steps_key(&r.steps)).is_some()
+        {
+            push(&mut out, r, r.cost());
         }
     }
     Ok(out)
+}
+
+/// A step log as a key (its JSON).
+fn steps_key(steps: &[tessel_ir::Step]) -> String {
+    serde_json::to_string(steps).unwrap_or_default()
 }

@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod confirm;
 pub mod evolution;
 pub mod experiment;
 pub mod harness;

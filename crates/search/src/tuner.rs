@@ -170,6 +170,10 @@ impl Default for TuneParams {
 pub struct TuneResult {
     /// The fastest correct state measured (this run or a resumed one) and its time.
     pub best: Option<(State, f64)>,
+    /// The fastest distinct correct states measured (this run or a resumed one), fastest
+    /// first, at most [`LEADERS`]: what a final confirmation re-measures
+    /// ([`crate::confirm`]).
+    pub leaders: Vec<(State, f64)>,
     /// One record per round.
     pub rounds: Vec<RoundRecord>,
     /// Why it stopped.
@@ -181,6 +185,9 @@ pub struct TuneResult {
     /// Time split over all rounds.
     pub time: TimeSplit,
 }
+
+/// How many leaders a [`TuneResult`] keeps.
+pub const LEADERS: usize = 16;
 
 /// A callback run after every round.
 pub type RoundHook = Box<dyn FnMut(&RoundRecord)>;
@@ -294,6 +301,24 @@ impl Tuner {
                 .map(|(state, seconds)| Measured { state, seconds }),
         );
         self
+    }
+
+    /// The `n` fastest distinct correct states measured, fastest first (a state measured
+    /// more than once counts with its fastest reading).
+    fn leaders(&self, n: usize) -> Vec<(State, f64)> {
+        let mut timed: Vec<(&State, f64)> = self
+            .history
+            .iter()
+            .filter_map(|m| m.seconds.map(|s| (&m.state, s)))
+            .collect();
+        timed.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mut seen = std::collections::HashSet::new();
+        timed
+            .into_iter()
+            .filter(|(s, _)| seen.insert(crate::evolution::state_key(s)))
+            .take(n)
+            .map(|(s, t)| (s.clone(), t))
+            .collect()
     }
 
     fn best(&self) -> Option<(State, f64)> {
@@ -422,6 +447,12 @@ impl TuneSession {
         self.best_seconds
     }
 
+    /// The `n` fastest distinct correct states so far (this session or resumed records),
+    /// fastest first, with their times: what a final confirmation re-measures.
+    pub fn leaders(&self, n: usize) -> Vec<(State, f64)> {
+        self.tuner.leaders(n)
+    }
+
     /// The fastest correct state so far and its time.
     pub fn best(&self) -> Option<(State, f64)> {
         self.tuner.best()
@@ -455,6 +486,7 @@ impl TuneSession {
     pub fn finish(self, stop_reason: StopReason) -> TuneResult {
         TuneResult {
             best: self.tuner.best(),
+            leaders: self.tuner.leaders(LEADERS),
             rounds: self.rounds,
             stop_reason,
             trials: self.trials,

@@ -9,6 +9,7 @@ use tessel_measure::{
 };
 use tessel_mutation_model::MutationPolicy;
 use tessel_rl_policy::SketchPolicy;
+use tessel_search::confirm::FinalConfirm;
 use tessel_search::evolution::EvolutionParams;
 use tessel_search::harness::Confirm;
 use tessel_search::tuner::TuneParams;
@@ -116,6 +117,11 @@ pub struct SearchOptions {
     /// candidate once.
     #[arg(long, default_value_t = 0)]
     pub confirm: usize,
+    /// At the end, measure the search's N fastest programs again in a fresh worker, side by
+    /// side (3 interleaved rounds each): the best reported and the records' `confirmed`
+    /// figures are that re-measurement, not the search's luckiest reading. 0 turns it off.
+    #[arg(long, default_value_t = 5)]
+    pub final_confirm: usize,
 }
 
 impl SearchOptions {
@@ -193,6 +199,14 @@ impl SearchOptions {
     /// How readings near the best are confirmed (`--confirm`).
     pub fn confirm(&self) -> Confirm {
         Confirm::with_extra(self.confirm)
+    }
+
+    /// How the search's fastest programs are confirmed at its end (`--final-confirm`).
+    pub fn final_confirm(&self) -> FinalConfirm {
+        FinalConfirm {
+            top: self.final_confirm,
+            ..FinalConfirm::default()
+        }
     }
 
     /// The measurement options these flags select (threads, micro-kernels, layout rewrite).

@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use tessel_ir::workloads;
+use tessel_measure::RecordWriter;
+use tessel_search::confirm::{confirm_leaders, Confirmation};
 use tessel_search::harness::{resume_records, HarnessMeasurer};
 use tessel_search::model::ModelScorer;
 use tessel_search::tuner::Tuner;
@@ -95,8 +97,16 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         .run(&mut measurer, &mut scorer);
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let best_ms = result.best.as_ref().map(|b| b.1 * 1e3);
-    let best_gflops = result.best.as_ref().map(|b| flop / b.1 / 1e9);
+    let search_best = result.best.as_ref().map(|b| b.1);
+    let confirmation = final_confirmation(args, &w, &result.leaders, measurer.writer_mut())?;
+    let confirm_seconds = start.elapsed().as_secs_f64() - seconds;
+    // The figure to report: the confirmed one when the confirmation ran, else the search's.
+    let best_seconds = match &confirmation {
+        Some(c) => c.best().and_then(|p| p.seconds),
+        None => search_best,
+    };
+    let best_ms = best_seconds.map(|s| s * 1e3);
+    let best_gflops = best_seconds.map(|s| flop / s / 1e9);
     let t = &result.time;
     let pct = |x: f64| {
         if seconds > 0.0 {
@@ -122,6 +132,29 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     match (best_ms, best_gflops) {
         (Some(ms), Some(g)) => writeln!(out, "best            {ms:.4} ms  {g:.2} GFLOP/s")?,
         _ => writeln!(out, "best            none (no candidate ran correctly)")?,
+    }
+    if let Some(c) = &confirmation {
+        let read = c
+            .best()
+            .map(|p| p.search_seconds)
+            .or(search_best)
+            .map_or("-".to_string(), |s| format!("{:.4} ms", s * 1e3));
+        writeln!(
+            out,
+            "confirmed       in a fresh worker: {} programs x {} rounds side by side ({confirm_seconds:.1} s){}; the search read {read}",
+            c.programs.len(),
+            args.search.final_confirm().rounds,
+            match c.failed() {
+                0 => String::new(),
+                n => format!(", {n} failed"),
+            }
+        )?;
+        if let Some(e) = &c.write_error {
+            writeln!(
+                out,
+                "warning         confirmation records could not be written: {e}"
+            )?;
+        }
     }
     if measurer.confirmed > 0 {
         writeln!(
@@ -175,6 +208,17 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "skipped_other_codegen": other_codegen,
             "best_latency_ms": best_ms,
             "best_gflops": best_gflops,
+            "search_best_latency_ms": search_best.map(|s| s * 1e3),
+            "confirmation": confirmation.as_ref().map(|c| json!({
+                "rounds": args.search.final_confirm().rounds,
+                "seconds": confirm_seconds,
+                "programs": c.programs.iter().map(|p| json!({
+                    "confirmed_ms": p.seconds.map(|s| s * 1e3),
+                    "search_ms": p.search_seconds * 1e3,
+                    "rounds_ms": p.rounds.iter().map(|r| r.map(|s| s * 1e3)).collect::<Vec<_>>(),
+                    "error": p.error,
+                })).collect::<Vec<_>>(),
+            })),
             "search_seconds": seconds,
             "time_split": {"sample": t.sample, "evolution": t.evolution, "train": t.train, "measure": t.measure,
                            "other": (seconds - t.total()).max(0.0)},
@@ -191,4 +235,27 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         writeln!(out, "{summary}")?;
     }
     Ok(())
+}
+
+/// Confirms the search's fastest programs in a fresh worker (`--final-confirm`), appending
+/// the confirmed records with `writer`; `None` when it is off or nothing ran correctly.
+fn final_confirmation(
+    args: &Args,
+    w: &tessel_ir::workloads::Workload,
+    leaders: &[(tessel_ir::State, f64)],
+    writer: Option<&mut RecordWriter>,
+) -> Result<Option<Confirmation>, DriverError> {
+    let how = args.search.final_confirm();
+    if !how.is_on() || leaders.is_empty() {
+        return Ok(None);
+    }
+    // A new runner: a new worker process, nothing carried over from the search's.
+    let mut runner = args.search.runner()?;
+    Ok(Some(confirm_leaders(
+        w,
+        leaders,
+        runner.as_mut(),
+        how,
+        writer,
+    )))
 }

@@ -15,10 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use tessel_ir::{networks, workloads};
+use tessel_search::confirm::{confirm_leaders, Confirmation};
 use tessel_search::harness::{resume_records, HarnessMeasurer};
 use tessel_search::model::ModelScorer;
 use tessel_search::scheduler::{SchedulerParams, Strategy, TaskScheduler, TaskSpec};
-use tessel_search::tuner::Tuner;
+use tessel_search::tuner::{Tuner, LEADERS};
 use tessel_sketch::{generate_sketches, HardwareParams};
 
 /// How trials are shared among tasks.
@@ -137,6 +138,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         );
         task_workloads.push(w);
     }
+    let task_workloads_for_confirm = task_workloads.clone();
     let runner = args.search.runner()?;
     let mut measurer = HarnessMeasurer::for_tasks(task_workloads, runner, Some(&path))
         .map_err(failed)?
@@ -159,7 +161,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let hook = bar.clone();
     let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
     let start = Instant::now();
-    let result = TaskScheduler::new(specs, params)
+    let mut scheduler = TaskScheduler::new(specs, params)
         .map_err(failed)?
         .on_round(move |r| {
             hook.set_position(r.trials as u64);
@@ -171,10 +173,45 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
                 r.task,
                 names[r.task].chars().take(24).collect::<String>()
             ));
-        })
-        .run(&mut measurer, &mut scorer);
+        });
+    let result = scheduler.run(&mut measurer, &mut scorer);
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
+    // Every task's fastest programs measured again in a fresh worker (`--final-confirm`):
+    // the figures reported below, and the estimate, are those.
+    let how = args.search.final_confirm();
+    let confirmations: Option<Vec<Confirmation>> = if how.is_on() {
+        let mut runner = args.search.runner()?;
+        Some(
+            (0..tasks.len())
+                .map(|i| {
+                    let leaders = scheduler
+                        .session(i)
+                        .map(|s| s.leaders(LEADERS))
+                        .unwrap_or_default();
+                    confirm_leaders(
+                        &task_workloads_for_confirm[i],
+                        &leaders,
+                        runner.as_mut(),
+                        how,
+                        measurer.writer_mut(),
+                    )
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let confirm_seconds = start.elapsed().as_secs_f64() - seconds;
+    let task_best = |i: usize| -> Option<f64> {
+        match &confirmations {
+            Some(c) => c[i].best().and_then(|p| p.seconds),
+            None => result.tasks[i].best_seconds,
+        }
+    };
+    let estimated: Option<f64> = (0..tasks.len())
+        .map(|i| task_best(i).map(|s| s * result.tasks[i].weight))
+        .sum();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     writeln!(
@@ -192,23 +229,35 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     )?;
     writeln!(
         out,
-        "{:>3} {:>6} {:>7} {:>11} {:>9}  task",
-        "#", "weight", "trials", "best ms", "GFLOP/s"
+        "{:>3} {:>6} {:>7} {:>11} {:>9} {:>10}  task",
+        "#", "weight", "trials", "best ms", "GFLOP/s", "search ms"
     )?;
     for (i, t) in result.tasks.iter().enumerate() {
-        let ms = t
-            .best_seconds
-            .map_or("-".to_string(), |s| format!("{:.4}", s * 1e3));
-        let gf = t.best_seconds.map_or("-".to_string(), |s| {
+        let best = task_best(i);
+        let ms = best.map_or("-".to_string(), |s| format!("{:.4}", s * 1e3));
+        let gf = best.map_or("-".to_string(), |s| {
             format!("{:.1}", t.flop as f64 / s / 1e9)
         });
+        let read = t
+            .best_seconds
+            .map_or("-".to_string(), |s| format!("{:.4}", s * 1e3));
         writeln!(
             out,
-            "{i:>3} {:>6} {:>7} {ms:>11} {gf:>9}  {}",
+            "{i:>3} {:>6} {:>7} {ms:>11} {gf:>9} {read:>10}  {}",
             t.weight, t.trials, t.name
         )?;
     }
-    match result.estimated_seconds {
+    if let Some(c) = &confirmations {
+        let failed: usize = c.iter().map(Confirmation::failed).sum();
+        writeln!(
+            out,
+            "best ms: the fastest of each task's {} best programs re-measured in a fresh worker, {} rounds side by side ({confirm_seconds:.1} s{}); search ms: the search's own reading",
+            how.top,
+            how.rounds,
+            if failed > 0 { format!(", {failed} programs failed") } else { String::new() }
+        )?;
+    }
+    match estimated {
         Some(s) => writeln!(
             out,
             "estimated network latency {:.3} ms (Σ weight × best latency)",
@@ -229,11 +278,14 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         let summary = json!({
             "network": args.network,
             "batch": args.batch,
-            "tasks": result.tasks.iter().map(|t| json!({"name": t.name, "weight": t.weight, "flop": t.flop,
-                "trials": t.trials, "best_latency_ms": t.best_seconds.map(|s| s * 1e3),
-                "best_gflops": t.best_seconds.map(|s| t.flop as f64 / s / 1e9)})).collect::<Vec<_>>(),
+            "tasks": result.tasks.iter().enumerate().map(|(i, t)| json!({"name": t.name, "weight": t.weight, "flop": t.flop,
+                "trials": t.trials, "best_latency_ms": task_best(i).map(|s| s * 1e3),
+                "best_gflops": task_best(i).map(|s| t.flop as f64 / s / 1e9),
+                "search_best_latency_ms": t.best_seconds.map(|s| s * 1e3)})).collect::<Vec<_>>(),
             "trials": result.trials,
-            "estimated_latency_ms": result.estimated_seconds.map(|s| s * 1e3),
+            "estimated_latency_ms": estimated.map(|s| s * 1e3),
+            "search_estimated_latency_ms": result.estimated_seconds.map(|s| s * 1e3),
+            "confirmation": confirmations.as_ref().map(|_| json!({"top": how.top, "rounds": how.rounds, "seconds": confirm_seconds})),
             "search_seconds": seconds,
             "stop_reason": format!("{:?}", result.stop_reason),
             "strategy": format!("{:?}", args.strategy),

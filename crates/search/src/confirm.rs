@@ -1,0 +1,247 @@
+//! The end of a search: its fastest programs measured again in a fresh worker, side by side.
+//!
+//! A search keeps the fastest reading of hundreds of candidates, many of them near-equal
+//! programs, each read once on a machine whose speed changes from minute to minute: its best
+//! is partly the luckiest reading. TVM ends a tune with a final re-measurement for that
+//! reason; so does Tessel. [`confirm_leaders`] takes the search's fastest distinct programs
+//! ([`crate::tuner::TuneResult::leaders`]), measures them `rounds` times in batches that
+//! interleave them (each round starts one place later, so every program takes every position),
+//! with a runner the caller starts fresh (a new worker process: nothing carried over from the
+//! search's worker), pools each program's repeats over the rounds, and ranks them by the
+//! pooled median. A program that fails in any round (wrong answer, crash, time-out) loses its
+//! place. The confirmed figures are appended to the records as [`Record::confirmed`] records,
+//! which `tessel records best` and a resumed search then trust over the search's readings.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tessel_measure::{Candidate, MeasureOptions, MeasureResult, Runner, Timing};
+//! use tessel_search::confirm::{confirm_leaders, FinalConfirm};
+//!
+//! /// Every program takes 2 ms in the fresh worker.
+//! struct TwoMs(MeasureOptions);
+//! impl Runner for TwoMs {
+//!     fn measure(&mut self, batch: &[Candidate]) -> Vec<MeasureResult> {
+//!         batch.iter().map(|_| MeasureResult {
+//!             timing: Timing::from_costs(vec![2e-3; 3], 1),
+//!             error: None,
+//!             phases: Default::default(),
+//!         }).collect()
+//!     }
+//!     fn options(&self) -> &MeasureOptions { &self.0 }
+//!     fn name(&self) -> &'static str { "two-ms" }
+//! }
+//!
+//! let w = tessel_ir::workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap();
+//! let naive = tessel_ir::State::new(Arc::new(w.dag.clone()));
+//! // The search read 1 ms (a lucky reading); the fresh worker says 2 ms.
+//! let c = confirm_leaders(&w, &[(naive, 1e-3)], &mut TwoMs(MeasureOptions::default()),
+//!                         FinalConfirm::default(), None);
+//! let best = c.best().unwrap();
+//! assert_eq!((best.search_seconds, best.seconds), (1e-3, Some(2e-3)));
+//! ```
+
+use crate::evolution::state_key;
+use std::collections::HashSet;
+use tessel_ir::workloads::Workload;
+use tessel_ir::State;
+use tessel_measure::{Candidate, MeasureResult, Record, RecordWriter, Runner, Target, Timing};
+
+/// How many of a search's fastest programs are confirmed, and how often.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FinalConfirm {
+    /// The fastest distinct programs re-measured; 0 turns the confirmation off.
+    pub top: usize,
+    /// Interleaved rounds: each program is measured this many times.
+    pub rounds: usize,
+}
+
+impl FinalConfirm {
+    /// No final confirmation: the search's own readings stand.
+    pub const OFF: FinalConfirm = FinalConfirm { top: 0, rounds: 0 };
+
+    /// True when programs are confirmed.
+    pub fn is_on(&self) -> bool {
+        self.top > 0 && self.rounds > 0
+    }
+}
+
+impl Default for FinalConfirm {
+    /// The 5 fastest programs, 3 rounds each: 15 measurements, about a quarter of one
+    /// search round.
+    fn default() -> FinalConfirm {
+        FinalConfirm { top: 5, rounds: 3 }
+    }
+}
+
+/// One program of a confirmation.
+#[derive(Clone, Debug)]
+pub struct ConfirmedProgram {
+    /// The program.
+    pub state: State,
+    /// What the search read for it (seconds).
+    pub search_seconds: f64,
+    /// The median of its repeats over every round in the fresh worker (seconds); `None` when
+    /// a round failed.
+    pub seconds: Option<f64>,
+    /// Each round's median (`None` for a failed round).
+    pub rounds: Vec<Option<f64>>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// What a confirmation found: the programs, fastest confirmed first, failed ones last.
+#[derive(Clone, Debug, Default)]
+pub struct Confirmation {
+    /// The confirmed programs.
+    pub programs: Vec<ConfirmedProgram>,
+    /// A problem writing the confirmation records, if any (the figures are still here).
+    pub write_error: Option<String>,
+}
+
+impl Confirmation {
+    /// The fastest program that passed its confirmation.
+    pub fn best(&self) -> Option<&ConfirmedProgram> {
+        self.programs.first().filter(|p| p.seconds.is_some())
+    }
+
+    /// Programs that failed a round.
+    pub fn failed(&self) -> usize {
+        self.programs.iter().filter(|p| p.seconds.is_none()).count()
+    }
+}
+
+/// Confirms the fastest distinct programs of `leaders` (a search's programs with its readings,
+/// fastest first) on `workload` with `runner` (start it fresh: a new worker), as `how` says,
+/// and appends one [`Record::confirmed`] record per program to `writer`. Programs that fail
+/// (and a runner that cannot run at all fails every program) are reported in the result.
+pub fn confirm_leaders(
+    workload: &Workload,
+    leaders: &[(State, f64)],
+    runner: &mut dyn Runner,
+    how: FinalConfirm,
+    writer: Option<&mut RecordWriter>,
+) -> Confirmation {
+    if !how.is_on() {
+        return Confirmation::default();
+    }
+    let mut seen = HashSet::new();
+    let picked: Vec<&(State, f64)> = leaders
+        .iter()
+        .filter(|(s, _)| seen.insert(state_key(s)))
+        .take(how.top)
+        .collect();
+    let candidates: Vec<Candidate> = picked
+        .iter()
+        .map(|(s, _)| Candidate::from_state(workload, s))
+        .collect();
+    let n = candidates.len();
+    let mut pooled: Vec<Option<MeasureResult>> = vec![None; n];
+    let mut rounds: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(how.rounds); n];
+    for round in 0..if n == 0 { 0 } else { how.rounds } {
+        let order: Vec<usize> = (0..n).map(|k| (k + round) % n).collect();
+        let batch: Vec<Candidate> = order.iter().map(|&k| candidates[k].clone()).collect();
+        let results = runner.measure(&batch);
+        for (pos, &k) in order.iter().enumerate() {
+            let result = results.get(pos).cloned().unwrap_or_else(|| {
+                MeasureResult::error(tessel_measure::ErrorClass::WorkerLost, "no result")
+            });
+            rounds[k].push(result.median().filter(|_| result.error.is_none()));
+            pool(&mut pooled[k], result);
+        }
+    }
+    let mut programs: Vec<(ConfirmedProgram, Option<MeasureResult>)> = picked
+        .iter()
+        .zip(pooled)
+        .zip(rounds)
+        .map(|((&(state, search_seconds), result), rounds)| {
+            let error = result
+                .as_ref()
+                .and_then(|r| r.error.as_ref().map(|e| e.to_string()));
+            let seconds = result
+                .as_ref()
+                .filter(|r| r.error.is_none())
+                .and_then(MeasureResult::median);
+            (
+                ConfirmedProgram {
+                    state: state.clone(),
+                    search_seconds: *search_seconds,
+                    seconds,
+                    rounds,
+                    error,
+                },
+                result,
+            )
+        })
+        .collect();
+    programs.sort_by(|a, b| match (a.0.seconds, b.0.seconds) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    let mut write_error = None;
+    if let Some(w) = writer {
+        let target = Target::host();
+        let records: Vec<Record> = programs
+            .iter()
+            .filter_map(|(p, r)| {
+                let r = r.as_ref()?;
+                let c = Candidate::from_state(workload, &p.state);
+                let mut record = Record::new(&c, r, runner.options(), &target);
+                record.confirmed = true;
+                Some(record)
+            })
+            .collect();
+        if let Err(e) = w.append(&records) {
+            write_error = Some(e.to_string());
+        }
+    }
+    Confirmation {
+        programs: programs.into_iter().map(|(p, _)| p).collect(),
+        write_error,
+    }
+}
+
+/// Pools a round's result into a program's: costs join (statistics recomputed), phase times
+/// add up, and the first failure fails the program for good.
+fn pool(into: &mut Option<MeasureResult>, result: MeasureResult) {
+    let Some(acc) = into.as_mut() else {
+        *into = Some(result);
+        return;
+    };
+    if acc.error.is_some() {
+        return;
+    }
+    if result.error.is_some() || result.timing.is_none() {
+        acc.timing = None;
+        acc.error = result.error.or_else(|| {
+            Some(tessel_measure::MeasureError::new(
+                tessel_measure::ErrorClass::WorkerLost,
+                "a confirmation round gave no timing",
+            ))
+        });
+        return;
+    }
+    if let (Some(a), Some(b)) = (acc.timing.as_ref(), result.timing.as_ref()) {
+        let mut costs = a.costs.clone();
+        costs.extend(&b.costs);
+        let mut contention = a.contention.clone();
+        contention.extend(&b.contention);
+        let retaken = a.retaken + b.retaken;
+        acc.timing = Timing::from_costs(costs, a.number.min(b.number)).map(|mut t| {
+            if contention.len() == t.costs.len() {
+                t.contention = contention;
+            }
+            t.retaken = retaken;
+            t
+        });
+    }
+    let (p, q) = (&mut acc.phases, &result.phases);
+    p.replay_ms += q.replay_ms;
+    p.lower_ms += q.lower_ms;
+    p.compile_ms += q.compile_ms;
+    p.verify_ms += q.verify_ms;
+    p.run_ms += q.run_ms;
+    p.flush_ms += q.flush_ms;
+    p.total_ms += q.total_ms;
+}
