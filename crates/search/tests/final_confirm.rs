@@ -1,0 +1,230 @@
+//! The final confirmation (`tessel_search::confirm`): a search's fastest programs measured
+//! again with a fresh runner decide the best the search reports, a program that fails its
+//! confirmation loses its place, and the confirmed records are what `records best` and a
+//! resumed search trust.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use tessel_ir::workloads::{self, Workload};
+use tessel_ir::State;
+use tessel_measure::records::{best_per_workload, read_records};
+use tessel_measure::{
+    Candidate, ErrorClass, MeasureOptions, MeasureResult, PhaseTimes, RecordWriter, Runner, Timing,
+};
+use tessel_search::confirm::{confirm_leaders, FinalConfirm};
+use tessel_search::evolution::state_key;
+use tessel_search::harness::resume_records;
+
+const SPEC: &str = "gmm:b=1,n=16,m=16,k=16";
+
+/// A deterministic runner: each program takes the time the table gives its step log (ms), or
+/// fails with a wrong answer when it is marked `None`; it counts the batches and remembers
+/// the order of each.
+struct TableRunner {
+    options: MeasureOptions,
+    table: HashMap<String, Option<f64>>,
+    batches: Vec<Vec<String>>,
+}
+
+impl Runner for TableRunner {
+    fn measure(&mut self, batch: &[Candidate]) -> Vec<MeasureResult> {
+        self.batches
+            .push(batch.iter().map(|c| steps_key(&c.steps)).collect());
+        batch
+            .iter()
+            .map(
+                |c| match self.table.get(&steps_key(&c.steps)).copied().flatten() {
+                    Some(ms) => MeasureResult {
+                        timing: Timing::from_costs(vec![ms * 1e-3; 3], 1),
+                        error: None,
+                        phases: PhaseTimes::default(),
+                    },
+                    None => MeasureResult::error(ErrorClass::WrongAnswer, "differs at [3]"),
+                },
+            )
+            .collect()
+    }
+    fn options(&self) -> &MeasureOptions {
+        &self.options
+    }
+    fn name(&self) -> &'static str {
+        "table"
+    }
+}
+
+fn steps_key(steps: &[tessel_ir::Step]) -> String {
+    serde_json::to_string(steps).expect("steps serialize")
+}
+
+/// Four distinct programs of the workload (random sketch samples).
+fn programs(w: &Workload) -> Vec<State> {
+    let (_, sketches, hw) = common::problem_parts(&w.spec());
+    let mut rng = tessel_ir::rng::seeded(7);
+    let mut out: Vec<State> = Vec::new();
+    for k in 0..200 {
+        if let Some(s) = tessel_sketch::sample_initial(&sketches[k % sketches.len()], &hw, &mut rng)
+        {
+            if out.iter().all(|o| state_key(o) != state_key(&s)) {
+                out.push(s);
+            }
+        }
+        if out.len() == 4 {
+            break;
+        }
+    }
+    assert_eq!(out.len(), 4, "four distinct programs");
+    out
+}
+
+#[test]
+fn the_confirmed_figure_decides_the_best_and_a_failed_program_loses_its_place() {
+    let w = workloads::lookup(SPEC).expect("workload");
+    let p = programs(&w);
+    // The search read p0 fastest (a lucky reading), then p1, p2, p3; the fresh runner says
+    // p0 takes 3 ms, p1 fails (wrong answer), p2 2 ms, p3 2.5 ms.
+    let leaders = vec![
+        (p[0].clone(), 1.0e-3),
+        (p[1].clone(), 1.1e-3),
+        (p[2].clone(), 1.2e-3),
+        (p[3].clone(), 1.3e-3),
+    ];
+    let table: HashMap<String, Option<f64>> =
+        [(0, Some(3.0)), (1, None), (2, Some(2.0)), (3, Some(2.5))]
+            .into_iter()
+            .map(|(i, t)| (steps_key(p[i].steps()), t))
+            .collect();
+    let mut runner = TableRunner {
+        options: MeasureOptions::with_threads(1),
+        table,
+        batches: Vec::new(),
+    };
+    let dir = std::env::temp_dir().join(format!("tessel-final-confirm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("records.jsonl");
+    let _ = std::fs::remove_file(&path);
+    let mut writer = RecordWriter::open(&path).expect("opens");
+    let how = FinalConfirm { top: 4, rounds: 3 };
+    let c = confirm_leaders(&w, &leaders, &mut runner, how, Some(&mut writer));
+    drop(writer);
+
+    // Three interleaved rounds of all four, each starting one place later.
+    assert_eq!(runner.batches.len(), 3);
+    assert!(runner.batches.iter().all(|b| b.len() == 4));
+    assert_eq!(runner.batches[1][0], runner.batches[0][1]);
+    assert_eq!(runner.batches[2][0], runner.batches[0][2]);
+
+    let best = c.best().expect("a best");
+    assert_eq!(state_key(&best.state), state_key(&p[2]));
+    assert_eq!(best.seconds, Some(2.0e-3));
+    assert_eq!(best.search_seconds, 1.2e-3);
+    assert_eq!(best.rounds, vec![Some(2.0e-3); 3]);
+    let order: Vec<String> = c.programs.iter().map(|x| state_key(&x.state)).collect();
+    assert_eq!(
+        order,
+        vec![
+            state_key(&p[2]),
+            state_key(&p[3]),
+            state_key(&p[0]),
+            state_key(&p[1])
+        ]
+    );
+    let failed = &c.programs[3];
+    assert_eq!(failed.seconds, None);
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("wrong answer"),
+        "{failed:?}"
+    );
+    assert_eq!(c.failed(), 1);
+
+    // Records: one confirmed record per program, the failed one failed; `records best` is
+    // the confirmed best even though no search record of the file is slower.
+    let log = read_records(&path).expect("reads");
+    assert_eq!(log.records.len(), 4);
+    assert!(log.records.iter().all(|r| r.confirmed));
+    let best = best_per_workload(&log.records);
+    assert_eq!(best.len(), 1);
+    assert_eq!(best[0].cost(), Some(2.0e-3));
+    assert_eq!(best[0].timing.as_ref().map(|t| t.costs.len()), Some(9));
+}
+
+#[test]
+fn a_resumed_search_takes_the_confirmed_time_and_records_best_prefers_it() {
+    let w = workloads::lookup(SPEC).expect("workload");
+    let dag = Arc::new(w.dag.clone());
+    let p = programs(&w);
+    let options = MeasureOptions::with_threads(1);
+    let dir = std::env::temp_dir().join(format!("tessel-final-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("records.jsonl");
+    let _ = std::fs::remove_file(&path);
+    // The search measured p0 at 1 ms and p1 at 1.5 ms ...
+    let mut search = TableRunner {
+        options: options.clone(),
+        table: [(0usize, Some(1.0)), (1, Some(1.5))]
+            .into_iter()
+            .map(|(i, t)| (steps_key(p[i].steps()), t))
+            .collect(),
+        batches: Vec::new(),
+    };
+    let candidates: Vec<Candidate> = p[..2]
+        .iter()
+        .map(|s| Candidate::from_state(&w, s))
+        .collect();
+    let results = search.measure(&candidates);
+    let mut writer = RecordWriter::open(&path).expect("opens");
+    let target = tessel_measure::Target::host();
+    writer
+        .append(&tessel_measure::Record::batch(
+            &candidates,
+            &results,
+            &options,
+            &target,
+        ))
+        .expect("writes");
+    // ... and its confirmation found p0 at 1.8 ms and p1 at 1.6 ms.
+    let mut fresh = TableRunner {
+        options: options.clone(),
+        table: [(0usize, Some(1.8)), (1, Some(1.6))]
+            .into_iter()
+            .map(|(i, t)| (steps_key(p[i].steps()), t))
+            .collect(),
+        batches: Vec::new(),
+    };
+    let leaders = vec![(p[0].clone(), 1.0e-3), (p[1].clone(), 1.5e-3)];
+    let c = confirm_leaders(
+        &w,
+        &leaders,
+        &mut fresh,
+        FinalConfirm::default(),
+        Some(&mut writer),
+    );
+    drop(writer);
+    assert_eq!(c.best().and_then(|b| b.seconds), Some(1.6e-3));
+
+    let log = read_records(&path).expect("reads");
+    assert_eq!(log.records.len(), 4);
+    let best = best_per_workload(&log.records);
+    assert_eq!(best[0].cost(), Some(1.6e-3));
+    assert_eq!(steps_key(&best[0].steps), steps_key(p[1].steps()));
+
+    // Resuming: each program once, with its confirmed time.
+    let resumed = resume_records(&path, &w, &dag, &options.codegen).expect("reads");
+    let mut got: Vec<(String, Option<f64>)> = resumed
+        .states
+        .iter()
+        .map(|(s, t)| (state_key(s), *t))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut want = vec![
+        (state_key(&p[0]), Some(1.8 * 1e-3)),
+        (state_key(&p[1]), Some(1.6 * 1e-3)),
+    ];
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, want);
+}
