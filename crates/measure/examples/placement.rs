@@ -8,7 +8,8 @@
 //! - `same`: every reading on the same input and output buffers (what a search worker does
 //!   for every candidate of a workload, and `tessel run` for its one candidate);
 //! - `fresh`: every reading on newly allocated copies of the inputs and new outputs (new
-//!   physical pages, so new cache-set placement of every 4 KiB page);
+//!   physical pages, so new cache-set placement of every 4 KiB page; the buffers are kept
+//!   until the end so that the allocator cannot hand the same pages out again);
 //! - `fresh+offset`: as `fresh`, each buffer starting at a random multiple of 64 bytes
 //!   within a page.
 //!
@@ -97,6 +98,8 @@ fn run() -> Result<(), String> {
     };
     let mut same_outs: Vec<Vec<f32>> = out_lens.iter().map(|&n| vec![0.0; n]).collect();
     let mut results: [Vec<f64>; 3] = Default::default();
+    type Buffers = Vec<(Vec<f32>, usize)>;
+    let mut kept: Vec<(Buffers, Buffers)> = Vec::new();
     for _ in 0..readings {
         // same
         {
@@ -133,6 +136,9 @@ fn run() -> Result<(), String> {
             let mut outs: Vec<&mut [f32]> =
                 out_bufs.iter_mut().map(|(v, p)| &mut v[*p..]).collect();
             results[way].push(reading(&ins, &mut outs)?);
+            drop((ins, outs));
+            // Kept alive to the end: a freed buffer's pages would be handed out again.
+            kept.push((in_bufs, out_bufs));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

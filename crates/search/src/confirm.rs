@@ -6,9 +6,11 @@
 //! reason; so does Tessel. [`confirm_leaders`] takes the search's fastest distinct programs
 //! ([`crate::tuner::TuneResult::leaders`]), measures them `rounds` times in batches that
 //! interleave them (each round starts one place later, so every program takes every position),
-//! with a runner the caller starts fresh (a new worker process: nothing carried over from the
-//! search's worker), pools each program's repeats over the rounds, and ranks them by the
-//! pooled median. A program that fails in any round (wrong answer, crash, time-out) loses its
+//! each round with the next of the runners the caller starts fresh (new worker processes:
+//! nothing carried over from the search's worker, and each round's buffers on other physical
+//! pages: a memory-bound kernel such as dep-1 reads up to ±7 % apart from one placement to the
+//! next, `docs/measurement.md`), pools each program's repeats over the rounds, and ranks them
+//! by the pooled median. A program that fails in any round (wrong answer, crash, time-out) loses its
 //! place. The confirmed figures are appended to the records as [`Record::confirmed`] records,
 //! which `tessel records best` and a resumed search then trust over the search's readings.
 //!
@@ -34,8 +36,8 @@
 //! let w = tessel_ir::workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap();
 //! let naive = tessel_ir::State::new(Arc::new(w.dag.clone()));
 //! // The search read 1 ms (a lucky reading); the fresh worker says 2 ms.
-//! let c = confirm_leaders(&w, &[(naive, 1e-3)], &mut TwoMs(MeasureOptions::default()),
-//!                         FinalConfirm::default(), None);
+//! let mut runners: Vec<Box<dyn Runner>> = vec![Box::new(TwoMs(MeasureOptions::default()))];
+//! let c = confirm_leaders(&w, &[(naive, 1e-3)], &mut runners, FinalConfirm::default(), None);
 //! let best = c.best().unwrap();
 //! assert_eq!((best.search_seconds, best.seconds), (1e-3, Some(2e-3)));
 //! ```
@@ -111,17 +113,19 @@ impl Confirmation {
 }
 
 /// Confirms the fastest distinct programs of `leaders` (a search's programs with its readings,
-/// fastest first) on `workload` with `runner` (start it fresh: a new worker), as `how` says,
-/// and appends one [`Record::confirmed`] record per program to `writer`. Programs that fail
-/// (and a runner that cannot run at all fails every program) are reported in the result.
+/// fastest first) on `workload`, as `how` says: round `r` is measured by
+/// `runners[r % runners.len()]` (start them fresh: new workers, one per round where the
+/// rounds should see different processes). Appends one [`Record::confirmed`] record per
+/// program to `writer`. Programs that fail (and a runner that cannot run at all fails every
+/// program) are reported in the result; no runner, no confirmation.
 pub fn confirm_leaders(
     workload: &Workload,
     leaders: &[(State, f64)],
-    runner: &mut dyn Runner,
+    runners: &mut [Box<dyn Runner>],
     how: FinalConfirm,
     writer: Option<&mut RecordWriter>,
 ) -> Confirmation {
-    if !how.is_on() {
+    if !how.is_on() || runners.is_empty() {
         return Confirmation::default();
     }
     let mut seen = HashSet::new();
@@ -140,7 +144,8 @@ pub fn confirm_leaders(
     for round in 0..if n == 0 { 0 } else { how.rounds } {
         let order: Vec<usize> = (0..n).map(|k| (k + round) % n).collect();
         let batch: Vec<Candidate> = order.iter().map(|&k| candidates[k].clone()).collect();
-        let results = runner.measure(&batch);
+        let runs = runners.len();
+        let results = runners[round % runs].measure(&batch);
         for (pos, &k) in order.iter().enumerate() {
             let result = results.get(pos).cloned().unwrap_or_else(|| {
                 MeasureResult::error(tessel_measure::ErrorClass::WorkerLost, "no result")
@@ -187,7 +192,7 @@ pub fn confirm_leaders(
             .filter_map(|(p, r)| {
                 let r = r.as_ref()?;
                 let c = Candidate::from_state(workload, &p.state);
-                let mut record = Record::new(&c, r, runner.options(), &target);
+                let mut record = Record::new(&c, r, runners[0].options(), &target);
                 record.confirmed = true;
                 Some(record)
             })

@@ -54,6 +54,27 @@ impl Runner for TableRunner {
     }
 }
 
+/// A runner that logs which runner measured each batch, and the batch's programs.
+struct Logged {
+    inner: TableRunner,
+    id: usize,
+    log: Arc<std::sync::Mutex<Vec<(usize, Vec<String>)>>>,
+}
+
+impl Runner for Logged {
+    fn measure(&mut self, batch: &[Candidate]) -> Vec<MeasureResult> {
+        let keys = batch.iter().map(|c| steps_key(&c.steps)).collect();
+        self.log.lock().expect("log").push((self.id, keys));
+        self.inner.measure(batch)
+    }
+    fn options(&self) -> &MeasureOptions {
+        self.inner.options()
+    }
+    fn name(&self) -> &'static str {
+        "logged"
+    }
+}
+
 fn steps_key(steps: &[tessel_ir::Step]) -> String {
     serde_json::to_string(steps).expect("steps serialize")
 }
@@ -95,25 +116,39 @@ fn the_confirmed_figure_decides_the_best_and_a_failed_program_loses_its_place() 
             .into_iter()
             .map(|(i, t)| (steps_key(p[i].steps()), t))
             .collect();
-    let mut runner = TableRunner {
-        options: MeasureOptions::with_threads(1),
-        table,
-        batches: Vec::new(),
-    };
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut runners: Vec<Box<dyn Runner>> = (0..3)
+        .map(|id| {
+            Box::new(Logged {
+                inner: TableRunner {
+                    options: MeasureOptions::with_threads(1),
+                    table: table.clone(),
+                    batches: Vec::new(),
+                },
+                id,
+                log: log.clone(),
+            }) as Box<dyn Runner>
+        })
+        .collect();
     let dir = std::env::temp_dir().join(format!("tessel-final-confirm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("records.jsonl");
     let _ = std::fs::remove_file(&path);
     let mut writer = RecordWriter::open(&path).expect("opens");
     let how = FinalConfirm { top: 4, rounds: 3 };
-    let c = confirm_leaders(&w, &leaders, &mut runner, how, Some(&mut writer));
+    let c = confirm_leaders(&w, &leaders, &mut runners, how, Some(&mut writer));
     drop(writer);
 
-    // Three interleaved rounds of all four, each starting one place later.
-    assert_eq!(runner.batches.len(), 3);
-    assert!(runner.batches.iter().all(|b| b.len() == 4));
-    assert_eq!(runner.batches[1][0], runner.batches[0][1]);
-    assert_eq!(runner.batches[2][0], runner.batches[0][2]);
+    // Three interleaved rounds of all four, each starting one place later, each round on
+    // its own runner (a fresh worker each, in the driver).
+    let batches = log.lock().expect("log").clone();
+    assert_eq!(
+        batches.iter().map(|b| b.0).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert!(batches.iter().all(|b| b.1.len() == 4));
+    assert_eq!(batches[1].1[0], batches[0].1[1]);
+    assert_eq!(batches[2].1[0], batches[0].1[2]);
 
     let best = c.best().expect("a best");
     assert_eq!(state_key(&best.state), state_key(&p[2]));
@@ -188,7 +223,7 @@ fn a_resumed_search_takes_the_confirmed_time_and_records_best_prefers_it() {
         ))
         .expect("writes");
     // ... and its confirmation found p0 at 1.8 ms and p1 at 1.6 ms.
-    let mut fresh = TableRunner {
+    let fresh = TableRunner {
         options: options.clone(),
         table: [(0usize, Some(1.8)), (1, Some(1.6))]
             .into_iter()
@@ -197,10 +232,11 @@ fn a_resumed_search_takes_the_confirmed_time_and_records_best_prefers_it() {
         batches: Vec::new(),
     };
     let leaders = vec![(p[0].clone(), 1.0e-3), (p[1].clone(), 1.5e-3)];
+    let mut runners: Vec<Box<dyn Runner>> = vec![Box::new(fresh)];
     let c = confirm_leaders(
         &w,
         &leaders,
-        &mut fresh,
+        &mut runners,
         FinalConfirm::default(),
         Some(&mut writer),
     );

@@ -249,13 +249,10 @@ fn final_confirmation(
     if !how.is_on() || leaders.is_empty() {
         return Ok(None);
     }
-    // A new runner: a new worker process, nothing carried over from the search's.
-    let mut runner = args.search.runner()?;
-    Ok(Some(confirm_leaders(
-        w,
-        leaders,
-        runner.as_mut(),
-        how,
-        writer,
-    )))
+    // New runners, one per round: new worker processes, nothing carried over from the
+    // search's, and each round's buffers on other pages.
+    let mut runners = (0..how.rounds)
+        .map(|_| args.search.runner())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(confirm_leaders(w, leaders, &mut runners, how, writer)))
 }

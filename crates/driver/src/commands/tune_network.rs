@@ -181,7 +181,10 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     // the figures reported below, and the estimate, are those.
     let how = args.search.final_confirm();
     let confirmations: Option<Vec<Confirmation>> = if how.is_on() {
-        let mut runner = args.search.runner()?;
+        // One new worker per round, shared by the tasks (see `tune`).
+        let mut runners = (0..how.rounds)
+            .map(|_| args.search.runner())
+            .collect::<Result<Vec<_>, _>>()?;
         Some(
             (0..tasks.len())
                 .map(|i| {
@@ -192,7 +195,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
                     confirm_leaders(
                         &task_workloads_for_confirm[i],
                         &leaders,
-                        runner.as_mut(),
+                        &mut runners,
                         how,
                         measurer.writer_mut(),
                     )
