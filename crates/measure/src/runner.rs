@@ -119,7 +119,13 @@ struct WorkerProcess {
 impl WorkerProcess {
     /// Starts a worker and waits for its hello.
     fn start(cmd: &WorkerCommand) -> Result<WorkerProcess, HarnessError> {
-        let mut child = Command::new(&cmd.program)
+        let mut command = Command::new(&cmd.program);
+        // Its own process group: a Ctrl-C in the terminal reaches only the parent, which
+        // finishes the candidate in flight before it stops (the worker exits when its
+        // stdin closes).
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command
             .args(&cmd.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
