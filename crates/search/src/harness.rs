@@ -12,6 +12,7 @@
 use crate::tuner::{Measurement, Measurer};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tessel_ir::workloads::Workload;
 use tessel_ir::{ComputeDag, State};
@@ -20,6 +21,11 @@ use tessel_measure::{
     Candidate, CodegenSettings, HarnessError, MeasureResult, Record, RecordWriter, Runner, Target,
     Timing,
 };
+
+/// Candidates measured (and their records appended and flushed) together: a kill loses at
+/// most this many measurements, and an interrupt waits for at most this many. Four keeps
+/// the builder's parallel compilation busy on a few cores.
+pub const RECORD_CHUNK: usize = 4;
 
 /// How readings near the best are confirmed (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -66,9 +72,14 @@ pub struct HarnessMeasurer {
     target: Target,
     /// Failed candidates by error class, over the whole run.
     pub errors: BTreeMap<String, usize>,
-    /// The first problem writing records, if any (measuring goes on; results are not lost
-    /// from the search, only from the file).
+    /// The first problem writing records, if any: the measurer then halts
+    /// ([`Measurer::halted`]) so that nothing more is measured that could not be saved.
     pub write_error: Option<String>,
+    /// Set (by a signal handler) to stop after the chunk in flight; see
+    /// [`HarnessMeasurer::interruptible`].
+    interrupt: Option<Arc<AtomicBool>>,
+    /// Measurements that could not be written to the records file.
+    pub unsaved: usize,
     /// Median compile and harness-overhead time per candidate (milliseconds), last batch.
     pub last_phases: Vec<MeasureResult>,
     /// Candidates measured again because their first reading was near the best.
@@ -104,10 +115,35 @@ impl HarnessMeasurer {
             target: Target::host(),
             errors: BTreeMap::new(),
             write_error: None,
+            interrupt: None,
+            unsaved: 0,
             last_phases: Vec::new(),
             confirmed: 0,
             confirm: Confirm::OFF,
         })
+    }
+
+    /// Stops measuring, after the chunk of [`RECORD_CHUNK`] candidates in flight is measured
+    /// and written, once `flag` is set (by a SIGINT/SIGTERM handler).
+    pub fn interruptible(mut self, flag: Arc<AtomicBool>) -> HarnessMeasurer {
+        self.interrupt = Some(flag);
+        self
+    }
+
+    /// True once records could not be written or the interrupt flag is set.
+    pub fn is_halted(&self) -> bool {
+        self.write_error.is_some()
+            || self
+                .interrupt
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    /// True when the interrupt flag is set.
+    pub fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
     }
 
     /// Confirms readings near the best as `confirm` says (off by default).
@@ -121,11 +157,19 @@ impl Measurer for HarnessMeasurer {
     fn measure(&mut self, states: &[State]) -> Vec<Measurement> {
         self.measure_task(0, states)
     }
+
+    fn halted(&self) -> bool {
+        self.is_halted()
+    }
 }
 
 impl crate::scheduler::TaskMeasurer for HarnessMeasurer {
     fn measure(&mut self, task: usize, states: &[State]) -> Vec<Measurement> {
         self.measure_task(task, states)
+    }
+
+    fn halted(&self) -> bool {
+        self.is_halted()
     }
 }
 
@@ -146,13 +190,24 @@ impl HarnessMeasurer {
             .iter()
             .map(|s| Candidate::from_state(workload, s))
             .collect();
-        let mut results = self.runner.measure(&candidates);
-        self.confirm_near_best(task, &candidates, &mut results);
-        if let Some(w) = self.writer.as_mut() {
-            let records = Record::batch(&candidates, &results, self.runner.options(), &self.target);
-            if let Err(e) = w.append(&records) {
-                self.write_error.get_or_insert(e.to_string());
+        // Chunk by chunk, each chunk's records appended and flushed before the next is
+        // measured: a kill loses at most one chunk, an interrupt or a failed write stops
+        // after the chunk in flight (the rest of the batch is left unmeasured).
+        let mut results = Vec::with_capacity(candidates.len());
+        for chunk in candidates.chunks(RECORD_CHUNK) {
+            if self.is_halted() {
+                break;
             }
+            let mut part = self.runner.measure(chunk);
+            self.confirm_near_best(task, chunk, &mut part);
+            if let Some(w) = self.writer.as_mut() {
+                let records = Record::batch(chunk, &part, self.runner.options(), &self.target);
+                if let Err(e) = w.append(&records) {
+                    self.write_error.get_or_insert(e.to_string());
+                    self.unsaved += records.len();
+                }
+            }
+            results.extend(part);
         }
         let out = results
             .iter()
