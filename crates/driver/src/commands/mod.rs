@@ -8,6 +8,7 @@ pub mod run;
 pub mod sample;
 pub mod search_options;
 pub mod sketches;
+pub mod stopping;
 pub mod tasks;
 pub mod tune;
 pub mod tune_network;

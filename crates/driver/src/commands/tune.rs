@@ -71,7 +71,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let runner = args.search.runner()?;
     let mut measurer = HarnessMeasurer::new(w.clone(), runner, Some(&path))
         .map_err(|e| DriverError::Failed(e.to_string()))?
-        .confirming(args.search.confirm());
+        .confirming(args.search.confirm())
+        .interruptible(super::stopping::install_interrupt()?);
     let mut scorer = ModelScorer::new(args.search.seed);
     let flop = w.flop() as f64;
     let bar = progress_bar(args.trials);
@@ -161,9 +162,6 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             .collect();
         writeln!(out, "errors          {}", errs.join(", "))?;
     }
-    if let Some(e) = &measurer.write_error {
-        writeln!(out, "warning         records could not be written: {e}")?;
-    }
     if args.json {
         let summary = json!({
             "workload": w.name,
@@ -188,7 +186,9 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
                     "best_gflops": r.best_seconds.map(|s| flop / s / 1e9), "failed": r.failed}))
             }).collect::<Vec<_>>(),
         });
+        let mut summary = summary;
+        summary["stopped"] = super::stopping::json_fields(&measurer);
         writeln!(out, "{summary}")?;
     }
-    Ok(())
+    super::stopping::outcome(&measurer, &path)
 }

@@ -140,7 +140,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let runner = args.search.runner()?;
     let mut measurer = HarnessMeasurer::for_tasks(task_workloads, runner, Some(&path))
         .map_err(failed)?
-        .confirming(args.search.confirm());
+        .confirming(args.search.confirm())
+        .interruptible(super::stopping::install_interrupt()?);
     let params = SchedulerParams {
         strategy: match args.strategy {
             StrategyArg::Gradient => Strategy::Gradient,
@@ -242,7 +243,9 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "resumed": resumed,
             "history": result.history.iter().filter_map(|r| r.objective.map(|o| json!({"trials": r.trials, "seconds": r.seconds, "estimated_latency_ms": o * 1e3}))).collect::<Vec<_>>(),
         });
+        let mut summary = summary;
+        summary["stopped"] = super::stopping::json_fields(&measurer);
         writeln!(out, "{summary}")?;
     }
-    Ok(())
+    super::stopping::outcome(&measurer, &path)
 }
