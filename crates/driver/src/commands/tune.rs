@@ -26,13 +26,13 @@ pub struct Args {
     /// A registry name (`gmm-3`) or an `OP:key=value,...` spec.
     pub spec: String,
     /// Measurement trials.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub trials: usize,
     /// Stop after this many seconds of search.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub time_budget: Option<f64>,
     /// Stop after this many trials without improvement.
-    #[arg(long)]
+    #[arg(long, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub early_stopping: Option<usize>,
     /// Records file (default `<workload>.tessel.jsonl` here); an existing one resumes.
     #[arg(long)]

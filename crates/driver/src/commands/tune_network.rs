@@ -39,10 +39,10 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub batch: i64,
     /// Measurement trials over all tasks (default: 64 per task).
-    #[arg(long)]
+    #[arg(long, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub trials: Option<usize>,
     /// Stop starting new rounds after this many seconds (the warm-up included).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub time_budget: Option<f64>,
     /// Task scheduling strategy.
     #[arg(long, value_enum, default_value_t = StrategyArg::Gradient)]
