@@ -53,8 +53,43 @@ impl InProcessRunner {
 }
 
 impl Runner for InProcessRunner {
+    /// Measures in this process, refusing (as an invalid schedule) every candidate whose
+    /// workload does more than [`crate::limits::MAX_IN_PROCESS_FLOP`] per call: nothing
+    /// could stop its kernel here, as a worker's run timeout does.
     fn measure(&mut self, batch: &[Candidate]) -> Vec<MeasureResult> {
-        self.engine.measure(batch, &NoEvents)
+        let refused: Vec<Option<MeasureResult>> = batch
+            .iter()
+            .map(|c| {
+                let flop = self.engine.resolve(&c.workload).ok()?.dag.flop_count();
+                (flop > crate::limits::MAX_IN_PROCESS_FLOP).then(|| {
+                    MeasureResult::error(
+                        ErrorClass::InvalidSchedule,
+                        format!(
+                            "the workload does {flop} FLOP per call, more than the in-process \
+                             runner's limit of {} (measure it in a worker: --isolation worker)",
+                            crate::limits::MAX_IN_PROCESS_FLOP
+                        ),
+                    )
+                })
+            })
+            .collect();
+        if refused.iter().all(Option::is_none) {
+            return self.engine.measure(batch, &NoEvents);
+        }
+        let rest: Vec<Candidate> = batch
+            .iter()
+            .zip(&refused)
+            .filter(|(_, r)| r.is_none())
+            .map(|(c, _)| c.clone())
+            .collect();
+        let mut measured = self.engine.measure(&rest, &NoEvents).into_iter();
+        refused
+            .into_iter()
+            .map(|r| {
+                r.or_else(|| measured.next())
+                    .unwrap_or_else(|| MeasureResult::error(ErrorClass::Compile, "not measured"))
+            })
+            .collect()
     }
 
     fn options(&self) -> &MeasureOptions {
