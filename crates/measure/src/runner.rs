@@ -35,6 +35,11 @@ pub trait Runner {
 
     /// A short name for messages (`"in-process"`, `"local worker"`).
     fn name(&self) -> &'static str;
+
+    /// Sets the run timeout (milliseconds) for the candidates measured next, where the
+    /// runner enforces one (a worker); the default ignores it (the in-process runner cannot
+    /// stop a kernel).
+    fn set_run_timeout_ms(&mut self, _ms: u64) {}
 }
 
 /// Measures in this process. Test-only faults that would abort or hang are simulated.
@@ -559,6 +564,10 @@ impl LocalWorkerRunner {
 }
 
 impl Runner for LocalWorkerRunner {
+    fn set_run_timeout_ms(&mut self, ms: u64) {
+        self.options.run_timeout_ms = ms.max(1);
+    }
+
     fn measure(&mut self, batch: &[Candidate]) -> Vec<MeasureResult> {
         let mut results: Vec<Option<MeasureResult>> = vec![None; batch.len()];
         let mut queue: VecDeque<Vec<usize>> = VecDeque::new();

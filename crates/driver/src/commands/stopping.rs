@@ -27,12 +27,14 @@ pub fn install_interrupt() -> Result<Arc<AtomicBool>, DriverError> {
 }
 
 /// The JSON fields saying how the measurer stopped: `records_error` (the first write
-/// failure, or null), `unsaved` (measurements not in the file) and `interrupted`.
+/// failure, or null), `unsaved` (measurements not in the file), `interrupted`, and
+/// `cut_short_by_run_limit` (candidates killed by the task's adaptive run-time limit).
 pub fn json_fields(m: &HarnessMeasurer) -> serde_json::Value {
     serde_json::json!({
         "records_error": m.write_error,
         "unsaved": m.unsaved,
         "interrupted": m.interrupted(),
+        "cut_short_by_run_limit": m.cut_short,
     })
 }
 
