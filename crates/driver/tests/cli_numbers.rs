@@ -11,14 +11,23 @@ fn refused(args: &[&str]) -> String {
         .output()
         .expect("tessel runs");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(2), "{args:?} was accepted: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?} was accepted: {stderr}"
+    );
     assert!(out.stdout.is_empty(), "{args:?} did work");
     stderr
 }
 
 #[test]
 fn zero_where_one_is_needed_is_refused_naming_the_option() {
-    for opt in ["--threads", "--trials", "--measures-per-round", "--population"] {
+    for opt in [
+        "--threads",
+        "--trials",
+        "--measures-per-round",
+        "--population",
+    ] {
         let err = refused(&[opt, "0"]);
         assert!(err.contains(opt), "{opt}: {err}");
         assert!(err.contains("must be at least 1"), "{opt}: {err}");
@@ -27,19 +36,32 @@ fn zero_where_one_is_needed_is_refused_naming_the_option() {
 
 #[test]
 fn negative_numbers_are_read_as_numbers_and_refused_readably() {
-    for opt in ["--threads", "--trials", "--population", "--confirm", "--seed"] {
+    for opt in [
+        "--threads",
+        "--trials",
+        "--population",
+        "--confirm",
+        "--seed",
+    ] {
         let err = refused(&[opt, "-1"]);
         assert!(err.contains(opt), "{opt}: {err}");
         assert!(!err.contains("unexpected argument"), "{opt}: {err}");
         assert!(err.contains("-1"), "{opt}: {err}");
     }
     let err = refused(&["--time-budget", "-5"]);
-    assert!(err.contains("--time-budget must be a positive number"), "{err}");
+    assert!(
+        err.contains("--time-budget must be a positive number"),
+        "{err}"
+    );
 }
 
 #[test]
 fn fractions_and_junk_are_not_whole_numbers() {
-    for (opt, v) in [("--trials", "1.5"), ("--threads", "two"), ("--population", "")] {
+    for (opt, v) in [
+        ("--trials", "1.5"),
+        ("--threads", "two"),
+        ("--population", ""),
+    ] {
         let err = refused(&[opt, v]);
         assert!(err.contains("not a whole number"), "{opt} {v}: {err}");
     }

@@ -75,7 +75,12 @@ fn record(median: f64) -> Record {
         error: None,
         phases: PhaseTimes::default(),
     };
-    Record::new(&c, &result, &MeasureOptions::with_threads(1), &Target::host())
+    Record::new(
+        &c,
+        &result,
+        &MeasureOptions::with_threads(1),
+        &Target::host(),
+    )
 }
 
 fn count_lines(path: &Path) -> usize {
@@ -195,7 +200,11 @@ fn distill_on_a_full_disk_leaves_the_old_output_intact() {
         ],
     );
     assert!(!out.status.success(), "{}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("cannot write"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot write"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(std::fs::read_to_string(&output).expect("read"), "old\n");
     let dir = output.parent().expect("dir");
     let tmp = std::fs::read_dir(dir)
@@ -225,7 +234,10 @@ fn a_negative_median_is_skipped_with_a_warning_naming_line_and_field() {
     let best = last_json(&out);
     let ms = best["best"][0]["median_ms"].as_f64().expect("median");
     assert!((ms - 2.0).abs() < 1e-9, "{best}");
-    assert_eq!(parse_records(format!("{bad}\n").as_bytes()).records.len(), 0);
+    assert_eq!(
+        parse_records(format!("{bad}\n").as_bytes()).records.len(),
+        0
+    );
 }
 
 #[test]

@@ -354,16 +354,13 @@ fn parse_line(raw: &[u8]) -> Result<Option<Record>, String> {
         serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     match value.get("v") {
         Some(v) if v.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
-        Some(v) => {
-            return Err(format!(
-                "field `v`: schema version {} is not supported (this reader knows {SCHEMA_VERSION})",
-                short_json(v)
-            ))
-        }
+        Some(v) => return Err(format!(
+            "field `v`: schema version {} is not supported (this reader knows {SCHEMA_VERSION})",
+            short_json(v)
+        )),
         None => return Err("no schema version `v`".to_string()),
     }
-    let record: Record =
-        serde_json::from_value(value).map_err(|e| format!("not a record: {e}"))?;
+    let record: Record = serde_json::from_value(value).map_err(|e| format!("not a record: {e}"))?;
     crate::validate::validate_record(&record)?;
     Ok(Some(record))
 }

@@ -210,7 +210,11 @@ fn ten_thousand_step_logs_never_panic_or_hang() {
     }
     assert!(replayed > 1_000, "too few logs replayed: {replayed}");
     assert!(lowered > 100, "too few logs lowered: {lowered}");
-    assert!(start.elapsed() < Duration::from_secs(60), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -261,7 +265,7 @@ fn ten_thousand_workload_specs_never_panic() {
         }
         let spec = match g.below(40) {
             0 => parts.join(","),
-            1 => format!("{op}"),
+            1 => op.to_string(),
             _ => format!("{op}:{}", parts.join(",")),
         };
         if let Ok(w) = workloads::lookup(&spec) {
@@ -350,7 +354,12 @@ fn ten_thousand_records_lines_never_panic_and_accepted_costs_are_sane() {
         error: None,
         phases: PhaseTimes::default(),
     };
-    let good = Record::new(&c, &result, &MeasureOptions::with_threads(1), &Target::host());
+    let good = Record::new(
+        &c,
+        &result,
+        &MeasureOptions::with_threads(1),
+        &Target::host(),
+    );
     let base: Value = serde_json::from_str(&good.to_line()).expect("json");
     let mut all_paths = Vec::new();
     paths(&base, &mut Vec::new(), &mut all_paths);

@@ -107,7 +107,10 @@ fn out_of_bounds_timing_settings_are_refused_by_the_runner() {
             "timing.repeat",
         ),
         (|o| o.timing.number = 0, "timing.number"),
-        (|o| o.timing.min_repeat_ms = f64::NAN, "timing.min_repeat_ms"),
+        (
+            |o| o.timing.min_repeat_ms = f64::NAN,
+            "timing.min_repeat_ms",
+        ),
         (|o| o.timing.warmup = u32::MAX, "timing.warmup"),
         (|o| o.codegen.threads = 0, "codegen.threads"),
     ] {

@@ -26,7 +26,12 @@ fn record(median: f64) -> Record {
         error: None,
         phases: PhaseTimes::default(),
     };
-    Record::new(&c, &result, &MeasureOptions::with_threads(1), &Target::host())
+    Record::new(
+        &c,
+        &result,
+        &MeasureOptions::with_threads(1),
+        &Target::host(),
+    )
 }
 
 /// The record's line with `edit` applied to its JSON.
@@ -61,7 +66,10 @@ fn negative_zero_and_huge_costs_are_rejected_naming_the_field() {
     ] {
         let line = edited(|v| v["timing"][field] = bad.clone());
         let why = rejected(&line);
-        assert!(why.contains(&format!("timing.{field}")), "{field}={bad}: {why}");
+        assert!(
+            why.contains(&format!("timing.{field}")),
+            "{field}={bad}: {why}"
+        );
     }
     let line = edited(|v| v["timing"]["costs"][1] = json!(-2.0));
     assert!(rejected(&line).contains("timing.costs[1]"));
@@ -79,10 +87,22 @@ fn negative_zero_and_huge_costs_are_rejected_naming_the_field() {
 fn repeat_number_and_threads_out_of_bounds_are_rejected() {
     for (path, bad, field) in [
         (("key", "timing", "repeat"), json!(0), "key.timing.repeat"),
-        (("key", "timing", "repeat"), json!(u32::MAX), "key.timing.repeat"),
+        (
+            ("key", "timing", "repeat"),
+            json!(u32::MAX),
+            "key.timing.repeat",
+        ),
         (("key", "timing", "number"), json!(0), "key.timing.number"),
-        (("key", "codegen", "threads"), json!(0), "key.codegen.threads"),
-        (("key", "timing", "min_repeat_ms"), json!(-1.0), "key.timing.min_repeat_ms"),
+        (
+            ("key", "codegen", "threads"),
+            json!(0),
+            "key.codegen.threads",
+        ),
+        (
+            ("key", "timing", "min_repeat_ms"),
+            json!(-1.0),
+            "key.timing.min_repeat_ms",
+        ),
     ] {
         let line = edited(|v| v[path.0][path.1][path.2] = bad.clone());
         let why = rejected(&line);
@@ -133,7 +153,9 @@ fn a_bad_schema_version_message_says_what_it_found() {
 fn a_failed_append_reports_the_error_and_leaves_no_partial_line() {
     // /dev/full: every write fails with "no space left on device".
     let mut w = RecordWriter::open("/dev/full").expect("open /dev/full");
-    let err = w.append(&[record(1e-3)]).expect_err("a full disk is an error");
+    let err = w
+        .append(&[record(1e-3)])
+        .expect_err("a full disk is an error");
     assert!(err.to_string().contains("cannot append 1 record"), "{err}");
 }
 

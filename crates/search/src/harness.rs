@@ -19,8 +19,8 @@ use tessel_ir::workloads::Workload;
 use tessel_ir::{ComputeDag, State};
 use tessel_measure::records::read_records;
 use tessel_measure::{
-    Candidate, CodegenSettings, ErrorClass, HarnessError, MeasureResult, Record, RecordWriter, Runner, Target,
-    Timing,
+    Candidate, CodegenSettings, ErrorClass, HarnessError, MeasureResult, Record, RecordWriter,
+    Runner, Target, Timing,
 };
 
 /// Candidates measured (and their records appended and flushed) together: a kill loses at

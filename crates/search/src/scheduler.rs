@@ -642,8 +642,7 @@ impl<'h> TaskScheduler<'h> {
         let n = self.tasks.len();
         // Warm-up: one round per task.
         for i in 0..n {
-            if self.trials >= self.params.total_trials || self.out_of_time() || measurer.halted()
-            {
+            if self.trials >= self.params.total_trials || self.out_of_time() || measurer.halted() {
                 break;
             }
             if self.tasks[i].rounds == 0 && self.tasks[i].dead.is_none() {

@@ -102,7 +102,10 @@ fn the_limit_drops_to_a_multiple_of_the_best_after_the_first_chunk() {
     assert_eq!(t, vec![10_000, 1_350]);
     assert_eq!(later[0].seconds, None, "the hopeless candidate failed");
     let message = later[0].error.as_deref().unwrap_or_default();
-    assert!(message.contains("adaptive run-time limit: 1.35 s"), "{message}");
+    assert!(
+        message.contains("adaptive run-time limit: 1.35 s"),
+        "{message}"
+    );
     assert_eq!(m.cut_short, 1);
 }
 

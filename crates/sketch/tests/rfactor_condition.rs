@@ -30,7 +30,10 @@ fn rfactor_sketches(spec: &str, cores: i64) -> usize {
 fn a_small_window_over_a_large_output_is_not_rfactored() {
     for cores in [2, 4, 16] {
         assert_eq!(
-            rfactor_sketches("maxpool:n=1,h=112,w=112,c=64,kernel=3,stride=2,pad=1", cores),
+            rfactor_sketches(
+                "maxpool:n=1,h=112,w=112,c=64,kernel=3,stride=2,pad=1",
+                cores
+            ),
             0,
             "{cores} cores"
         );

@@ -48,7 +48,9 @@ mod tests {
         assert!(positive("-1").unwrap_err().contains("-1 is too small"));
         assert!(positive("1.5").unwrap_err().contains("not a whole number"));
         assert!(positive("abc").unwrap_err().contains("not a whole number"));
-        assert!(positive("99999999999999999999999").unwrap_err().contains("too large"));
+        assert!(positive("99999999999999999999999")
+            .unwrap_err()
+            .contains("too large"));
         assert_eq!(non_negative("0"), Ok(0));
         assert!(non_negative("-2").unwrap_err().contains("at least 0"));
         assert_eq!(seed("18446744073709551615"), Ok(u64::MAX));
