@@ -17,4 +17,22 @@ pub enum DriverError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Io(#[from] std::io::Error),
+    /// Measurements could not be written to the records file: the run stopped.
+    #[error("{0}")]
+    RecordsLost(String),
+    /// SIGINT or SIGTERM stopped the run (what was measured is in the records file).
+    #[error("interrupted: stopped after writing the records of every measured candidate")]
+    Interrupted,
+}
+
+impl DriverError {
+    /// The process exit code for this error: 130 for an interrupt (as a shell reports
+    /// SIGINT), 3 for lost records, 2 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DriverError::Interrupted => 130,
+            DriverError::RecordsLost(_) => 3,
+            _ => 2,
+        }
+    }
 }

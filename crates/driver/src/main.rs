@@ -2,7 +2,7 @@
 //!
 //! Each subcommand lives in its own module under [`commands`]; `main` only parses the
 //! command line, dispatches, and turns a [`DriverError`] into a message on stderr and
-//! exit code 2.
+//! its exit code ([`DriverError::exit_code`]: 2, 3 for lost records, 130 when interrupted).
 
 mod commands;
 mod error;
@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -56,6 +56,7 @@ impl Builder {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|k| format!("tessel-builder-{k}"))
+            .stack_size(crate::limits::BUILDER_STACK_BYTES)
             .build()
             .map_err(|e| HarnessError::Worker(format!("cannot start the builder threads: {e}")))?;
         Ok(Builder { codegen, pool })
@@ -113,11 +114,23 @@ pub fn build_one(codegen: &CodegenSettings, dag: &Arc<ComputeDag>, steps: &[Step
         lower_ms: 0.0,
         compile_ms: 0.0,
     };
+    // Limits first: a huge workload, a 100,000-part split or a deep loop nest is an error,
+    // not an allocation failure or a stack overflow (crate::limits).
     let t = Instant::now();
-    let state = guarded(ErrorClass::InvalidSchedule, || {
-        State::replay(dag.clone(), steps)
-            .map_err(|e| MeasureError::new(ErrorClass::InvalidSchedule, e.to_string()))
-    });
+    let state = crate::limits::check_workload(dag)
+        .and_then(|()| crate::limits::check_steps(steps))
+        .map_err(|e| MeasureError::new(ErrorClass::InvalidSchedule, e))
+        .and_then(|()| {
+            guarded(ErrorClass::InvalidSchedule, || {
+                State::replay(dag.clone(), steps)
+                    .map_err(|e| MeasureError::new(ErrorClass::InvalidSchedule, e.to_string()))
+            })
+        })
+        .and_then(|s| {
+            crate::limits::check_state(&s)
+                .map(|()| s)
+                .map_err(|e| MeasureError::new(ErrorClass::InvalidSchedule, e))
+        });
     built.replay_ms = ms(t);
     let state = match state {
         Ok(s) => s,

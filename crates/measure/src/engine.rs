@@ -81,6 +81,7 @@ pub struct Engine {
 impl Engine {
     /// An engine measuring with `options`; `faults` says how test-only faults are honoured.
     pub fn new(options: MeasureOptions, faults: FaultMode) -> Result<Engine, HarnessError> {
+        crate::limits::check_options(&options).map_err(HarnessError::Format)?;
         let builder = Builder::new(options.codegen.clone(), options.builder_threads())?;
         Ok(Engine {
             options,
@@ -100,6 +101,7 @@ impl Engine {
 
     /// Switches to other options (rebuilding the builder only if its settings changed).
     pub fn set_options(&mut self, options: MeasureOptions) -> Result<(), HarnessError> {
+        crate::limits::check_options(&options).map_err(HarnessError::Format)?;
         if options.codegen != self.options.codegen
             || options.builder_threads() != self.options.builder_threads()
         {

@@ -108,6 +108,12 @@ pub enum HarnessError {
     /// The worker process could not be started or talked to.
     #[error("worker: {0}")]
     Worker(String),
+    /// Another process holds the records file's lock (it is tuning into the same file).
+    #[error(
+        "records file {0} is in use by another process (another `tessel tune` writing to it?); \
+         wait for it to finish or pass another --records file"
+    )]
+    Locked(String),
 }
 
 impl HarnessError {

@@ -35,6 +35,7 @@ pub mod builder;
 pub mod candidate;
 pub mod engine;
 pub mod error;
+pub mod limits;
 pub mod options;
 pub mod protocol;
 pub mod records;
@@ -42,6 +43,7 @@ pub mod result;
 pub mod runner;
 pub mod target;
 pub mod timing;
+pub mod validate;
 pub mod verify;
 pub mod worker;
 

@@ -14,6 +14,7 @@
 //!  "error":null,"phases":{...},"timestamp":1767225600.25}
 //! ```
 //!
+//! A [`RecordWriter`] holds an advisory lock on its file (one writer per file).
 //! [`RecordWriter::append`] writes a whole batch with one `write` and flushes it, so a
 //! `kill -9` loses at most the batch in flight (and a partly written last line, which the
 //! reader tolerates and the next writer terminates). [`read_records`] never fails on a bad
@@ -210,6 +211,7 @@ impl RecordWriter {
             .create(true)
             .open(&path)
             .map_err(|e| HarnessError::io(ctx("open"), e))?;
+        lock_exclusive(&file, &path)?;
         let len = file
             .metadata()
             .map_err(|e| HarnessError::io(ctx("inspect"), e))?
@@ -232,7 +234,9 @@ impl RecordWriter {
         &self.path
     }
 
-    /// Appends a batch of records with one write, then flushes.
+    /// Appends a batch of records with one write, then flushes. If the write fails (a full
+    /// disk, a file size limit), the file is cut back to its length before the batch, so
+    /// that it never ends in a partial line; the error says the batch was not written.
     pub fn append(&mut self, records: &[Record]) -> Result<(), HarnessError> {
         if records.is_empty() {
             return Ok(());
@@ -242,10 +246,46 @@ impl RecordWriter {
             text.push_str(&r.to_line());
             text.push('\n');
         }
-        self.file
+        let before = self.file.metadata().map(|m| m.len()).ok();
+        let written = self
+            .file
             .write_all(text.as_bytes())
-            .and_then(|()| self.file.flush())
-            .map_err(|e| HarnessError::io(format!("cannot append to {}", self.path.display()), e))
+            .and_then(|()| self.file.flush());
+        written.map_err(|e| {
+            if let Some(len) = before {
+                // Best effort: a file that cannot be cut keeps a partial last line, which
+                // the reader reports and the next writer terminates.
+                let _ = self.file.set_len(len);
+            }
+            HarnessError::io(
+                format!(
+                    "cannot append {} record(s) to {}",
+                    records.len(),
+                    self.path.display()
+                ),
+                e,
+            )
+        })
+    }
+}
+
+/// Takes the advisory exclusive lock (`flock`) of an open records file, held until the file
+/// is closed: one writer per file. A lock held by another process is
+/// [`HarnessError::Locked`]; a file system without locks (some network file systems) is
+/// written unlocked.
+fn lock_exclusive(file: &File, path: &Path) -> Result<(), HarnessError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(HarnessError::Locked(path.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+            Ok(())
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(HarnessError::io(
+            format!("cannot lock records file {}", path.display()),
+            e,
+        )),
     }
 }
 
@@ -319,18 +359,28 @@ fn parse_line(raw: &[u8]) -> Result<Option<Record>, String> {
     }
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    match value.get("v").and_then(serde_json::Value::as_u64) {
-        Some(v) if v == SCHEMA_VERSION as u64 => {}
+    match value.get("v") {
+        Some(v) if v.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
         Some(v) => {
             return Err(format!(
-                "schema version {v} is not supported (this reader knows {SCHEMA_VERSION})"
-            ))
+            "field `v`: schema version {} is not supported (this reader knows {SCHEMA_VERSION})",
+            short_json(v)
+        ))
         }
         None => return Err("no schema version `v`".to_string()),
     }
-    serde_json::from_value(value)
-        .map(Some)
-        .map_err(|e| format!("not a record: {e}"))
+    let record: Record = serde_json::from_value(value).map_err(|e| format!("not a record: {e}"))?;
+    crate::validate::validate_record(&record)?;
+    Ok(Some(record))
+}
+
+/// A JSON value as text for a message, cut to 40 characters.
+fn short_json(v: &serde_json::Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
 }
 
 /// Counts of a records file.
@@ -416,7 +466,9 @@ pub fn best_per_workload(records: &[Record]) -> Vec<&Record> {
     best_n(records, 1)
 }
 
-/// Writes `records` as a fresh records file at `path` (replacing it).
+/// Writes `records` as a fresh records file at `path`, replacing it atomically: the lines go
+/// to a temporary file beside it, which is flushed to disk and then renamed over `path`. A
+/// failure (a full disk, say) leaves `path` as it was and removes the temporary file.
 pub fn write_records(path: impl AsRef<Path>, records: &[&Record]) -> Result<(), HarnessError> {
     let path = path.as_ref();
     let mut text = String::new();
@@ -424,6 +476,28 @@ pub fn write_records(path: impl AsRef<Path>, records: &[&Record]) -> Result<(), 
         text.push_str(&r.to_line());
         text.push('\n');
     }
-    std::fs::write(path, text)
-        .map_err(|e| HarnessError::io(format!("cannot write {}", path.display()), e))
+    replace_file(path, text.as_bytes())
+}
+
+/// Replaces the file at `path` with `bytes` through a temporary file renamed into place.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), HarnessError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "records".to_string());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let written = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        HarnessError::io(format!("cannot write {}", path.display()), e)
+    })
 }

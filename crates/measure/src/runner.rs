@@ -35,6 +35,11 @@ pub trait Runner {
 
     /// A short name for messages (`"in-process"`, `"local worker"`).
     fn name(&self) -> &'static str;
+
+    /// Sets the run timeout (milliseconds) for the candidates measured next, where the
+    /// runner enforces one (a worker); the default ignores it (the in-process runner cannot
+    /// stop a kernel).
+    fn set_run_timeout_ms(&mut self, _ms: u64) {}
 }
 
 /// Measures in this process. Test-only faults that would abort or hang are simulated.
@@ -53,8 +58,43 @@ impl InProcessRunner {
 }
 
 impl Runner for InProcessRunner {
+    /// Measures in this process, refusing (as an invalid schedule) every candidate whose
+    /// workload does more than [`crate::limits::MAX_IN_PROCESS_FLOP`] per call: nothing
+    /// could stop its kernel here, as a worker's run timeout does.
     fn measure(&mut self, batch: &[Candidate]) -> Vec<MeasureResult> {
-        self.engine.measure(batch, &NoEvents)
+        let refused: Vec<Option<MeasureResult>> = batch
+            .iter()
+            .map(|c| {
+                let flop = self.engine.resolve(&c.workload).ok()?.dag.flop_count();
+                (flop > crate::limits::MAX_IN_PROCESS_FLOP).then(|| {
+                    MeasureResult::error(
+                        ErrorClass::InvalidSchedule,
+                        format!(
+                            "the workload does {flop} FLOP per call, more than the in-process \
+                             runner's limit of {} (measure it in a worker: --isolation worker)",
+                            crate::limits::MAX_IN_PROCESS_FLOP
+                        ),
+                    )
+                })
+            })
+            .collect();
+        if refused.iter().all(Option::is_none) {
+            return self.engine.measure(batch, &NoEvents);
+        }
+        let rest: Vec<Candidate> = batch
+            .iter()
+            .zip(&refused)
+            .filter(|(_, r)| r.is_none())
+            .map(|(c, _)| c.clone())
+            .collect();
+        let mut measured = self.engine.measure(&rest, &NoEvents).into_iter();
+        refused
+            .into_iter()
+            .map(|r| {
+                r.or_else(|| measured.next())
+                    .unwrap_or_else(|| MeasureResult::error(ErrorClass::Compile, "not measured"))
+            })
+            .collect()
     }
 
     fn options(&self) -> &MeasureOptions {
@@ -119,7 +159,13 @@ struct WorkerProcess {
 impl WorkerProcess {
     /// Starts a worker and waits for its hello.
     fn start(cmd: &WorkerCommand) -> Result<WorkerProcess, HarnessError> {
-        let mut child = Command::new(&cmd.program)
+        let mut command = Command::new(&cmd.program);
+        // Its own process group: a Ctrl-C in the terminal reaches only the parent, which
+        // finishes the candidate in flight before it stops (the worker exits when its
+        // stdin closes).
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command
             .args(&cmd.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -518,6 +564,10 @@ impl LocalWorkerRunner {
 }
 
 impl Runner for LocalWorkerRunner {
+    fn set_run_timeout_ms(&mut self, ms: u64) {
+        self.options.run_timeout_ms = ms.max(1);
+    }
+
     fn measure(&mut self, batch: &[Candidate]) -> Vec<MeasureResult> {
         let mut results: Vec<Option<MeasureResult>> = vec![None; batch.len()];
         let mut queue: VecDeque<Vec<usize>> = VecDeque::new();

@@ -172,6 +172,10 @@ impl Measurer for CachingMeasurer<'_> {
     fn charged_seconds(&self) -> Option<f64> {
         self.charged
     }
+
+    fn halted(&self) -> bool {
+        self.inner.halted()
+    }
 }
 
 #[cfg(test)]

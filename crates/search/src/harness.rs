@@ -9,17 +9,24 @@
 //! the task's best (or beats it) is measured again, later in the same batch, and gets the
 //! median of all its repeats ([`Confirm`]); the record holds every repeat's cost.
 
+use crate::run_limit::RunLimit;
 use crate::tuner::{Measurement, Measurer};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tessel_ir::workloads::Workload;
 use tessel_ir::{ComputeDag, State};
 use tessel_measure::records::read_records;
 use tessel_measure::{
-    Candidate, CodegenSettings, HarnessError, MeasureResult, Record, RecordWriter, Runner, Target,
-    Timing,
+    Candidate, CodegenSettings, ErrorClass, HarnessError, MeasureResult, Record, RecordWriter,
+    Runner, Target, Timing,
 };
+
+/// Candidates measured (and their records appended and flushed) together: a kill loses at
+/// most this many measurements, and an interrupt waits for at most this many. Four keeps
+/// the builder's parallel compilation busy on a few cores.
+pub const RECORD_CHUNK: usize = 4;
 
 /// How readings near the best are confirmed (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -66,9 +73,22 @@ pub struct HarnessMeasurer {
     target: Target,
     /// Failed candidates by error class, over the whole run.
     pub errors: BTreeMap<String, usize>,
-    /// The first problem writing records, if any (measuring goes on; results are not lost
-    /// from the search, only from the file).
+    /// The first problem writing records, if any: the measurer then halts
+    /// ([`Measurer::halted`]) so that nothing more is measured that could not be saved.
     pub write_error: Option<String>,
+    /// Set (by a signal handler) to stop after the chunk in flight; see
+    /// [`HarnessMeasurer::interruptible`].
+    interrupt: Option<Arc<AtomicBool>>,
+    /// Measurements that could not be written to the records file.
+    pub unsaved: usize,
+    /// How the run-time limit adapts to each task (`None`: the runner's fixed timeout).
+    run_limit: Option<RunLimit>,
+    /// The runner's own run timeout: the adaptive limit's ceiling.
+    ceiling_ms: u64,
+    /// The fastest time measured per task (for the run-time limit).
+    task_fastest: Vec<Option<f64>>,
+    /// Candidates killed by an adaptive limit below the ceiling.
+    pub cut_short: usize,
     /// Median compile and harness-overhead time per candidate (milliseconds), last batch.
     pub last_phases: Vec<MeasureResult>,
     /// Candidates measured again because their first reading was near the best.
@@ -96,6 +116,8 @@ impl HarnessMeasurer {
         records: Option<&Path>,
     ) -> Result<HarnessMeasurer, HarnessError> {
         let writer = records.map(RecordWriter::open).transpose()?;
+        let ceiling_ms = runner.options().run_timeout_ms;
+        let task_fastest = vec![None; workloads.len()];
         Ok(HarnessMeasurer {
             task_best: vec![None; workloads.len()],
             workloads,
@@ -104,6 +126,12 @@ impl HarnessMeasurer {
             target: Target::host(),
             errors: BTreeMap::new(),
             write_error: None,
+            interrupt: None,
+            unsaved: 0,
+            run_limit: Some(RunLimit::default()),
+            ceiling_ms,
+            task_fastest,
+            cut_short: 0,
             last_phases: Vec::new(),
             confirmed: 0,
             confirm: Confirm::OFF,
@@ -113,6 +141,36 @@ impl HarnessMeasurer {
     /// The records writer, to append to the same file (a final confirmation does).
     pub fn writer_mut(&mut self) -> Option<&mut RecordWriter> {
         self.writer.as_mut()
+    }
+
+    /// Stops measuring, after the chunk of [`RECORD_CHUNK`] candidates in flight is measured
+    /// and written, once `flag` is set (by a SIGINT/SIGTERM handler).
+    pub fn interruptible(mut self, flag: Arc<AtomicBool>) -> HarnessMeasurer {
+        self.interrupt = Some(flag);
+        self
+    }
+
+    /// Sets how the run-time limit adapts to each task (`None`: always the runner's fixed
+    /// timeout). On by default ([`RunLimit::default`]).
+    pub fn run_limit(mut self, limit: Option<RunLimit>) -> HarnessMeasurer {
+        self.run_limit = limit;
+        self
+    }
+
+    /// True once records could not be written or the interrupt flag is set.
+    pub fn is_halted(&self) -> bool {
+        self.write_error.is_some()
+            || self
+                .interrupt
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    /// True when the interrupt flag is set.
+    pub fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
     }
 
     /// Confirms readings near the best as `confirm` says (off by default).
@@ -126,11 +184,19 @@ impl Measurer for HarnessMeasurer {
     fn measure(&mut self, states: &[State]) -> Vec<Measurement> {
         self.measure_task(0, states)
     }
+
+    fn halted(&self) -> bool {
+        self.is_halted()
+    }
 }
 
 impl crate::scheduler::TaskMeasurer for HarnessMeasurer {
     fn measure(&mut self, task: usize, states: &[State]) -> Vec<Measurement> {
         self.measure_task(task, states)
+    }
+
+    fn halted(&self) -> bool {
+        self.is_halted()
     }
 }
 
@@ -151,13 +217,27 @@ impl HarnessMeasurer {
             .iter()
             .map(|s| Candidate::from_state(workload, s))
             .collect();
-        let mut results = self.runner.measure(&candidates);
-        self.confirm_near_best(task, &candidates, &mut results);
-        if let Some(w) = self.writer.as_mut() {
-            let records = Record::batch(&candidates, &results, self.runner.options(), &self.target);
-            if let Err(e) = w.append(&records) {
-                self.write_error.get_or_insert(e.to_string());
+        // Chunk by chunk, each chunk's records appended and flushed before the next is
+        // measured: a kill loses at most one chunk, an interrupt or a failed write stops
+        // after the chunk in flight (the rest of the batch is left unmeasured).
+        let mut results = Vec::with_capacity(candidates.len());
+        for chunk in candidates.chunks(RECORD_CHUNK) {
+            if self.is_halted() {
+                break;
             }
+            let limit = self.apply_run_limit(task);
+            let mut part = self.runner.measure(chunk);
+            self.note_cut_short(limit, &mut part);
+            self.confirm_near_best(task, chunk, &mut part);
+            self.note_fastest(task, &part);
+            if let Some(w) = self.writer.as_mut() {
+                let records = Record::batch(chunk, &part, self.runner.options(), &self.target);
+                if let Err(e) = w.append(&records) {
+                    self.write_error.get_or_insert(e.to_string());
+                    self.unsaved += records.len();
+                }
+            }
+            results.extend(part);
         }
         let out = results
             .iter()
@@ -215,6 +295,45 @@ impl HarnessMeasurer {
             self.confirmed += near.len();
         }
         if let (Some(slot), Some(b)) = (self.task_best.get_mut(task), fastest(results)) {
+            *slot = Some(slot.map_or(b, |old: f64| old.min(b)));
+        }
+    }
+}
+
+impl HarnessMeasurer {
+    /// Sets the runner's run timeout for task `task`'s next candidates; returns it when it
+    /// is below the ceiling (an adaptive limit in force).
+    fn apply_run_limit(&mut self, task: usize) -> Option<u64> {
+        let limit = self.run_limit?;
+        let best = self.task_fastest.get(task).copied().flatten();
+        let ms = limit.timeout_ms(best, &self.runner.options().timing, self.ceiling_ms);
+        self.runner.set_run_timeout_ms(ms);
+        (ms < self.ceiling_ms).then_some(ms)
+    }
+
+    /// Marks the timeouts of `results` that an adaptive limit of `limit` ms caused.
+    fn note_cut_short(&mut self, limit: Option<u64>, results: &mut [MeasureResult]) {
+        let Some(ms) = limit else {
+            return;
+        };
+        for r in results.iter_mut() {
+            if let Some(e) = r.error.as_mut().filter(|e| e.class == ErrorClass::Timeout) {
+                e.message = format!(
+                    "{} (the task's adaptive run-time limit: {:.2} s, {}x the best program's \
+                     run; the fixed limit is {:.0} s)",
+                    e.message,
+                    ms as f64 / 1e3,
+                    self.run_limit.map_or(0.0, |l| l.factor),
+                    self.ceiling_ms as f64 / 1e3
+                );
+                self.cut_short += 1;
+            }
+        }
+    }
+
+    /// Lowers task `task`'s fastest time to the best of `results`.
+    fn note_fastest(&mut self, task: usize, results: &[MeasureResult]) {
+        if let (Some(slot), Some(b)) = (self.task_fastest.get_mut(task), fastest(results)) {
             *slot = Some(slot.map_or(b, |old: f64| old.min(b)));
         }
     }

@@ -37,6 +37,7 @@ pub mod harness;
 pub mod heuristic;
 pub mod model;
 pub mod remeasure;
+pub mod run_limit;
 pub mod scheduler;
 pub mod signed_rank;
 pub mod tuner;

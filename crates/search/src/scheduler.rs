@@ -324,6 +324,12 @@ impl TaskSpec {
 pub trait TaskMeasurer {
     /// Measures `states` of task `task`; one result per state, in order.
     fn measure(&mut self, task: usize, states: &[State]) -> Vec<Measurement>;
+
+    /// True when the measurer cannot go on (see [`Measurer::halted`]): the scheduler then
+    /// stops with [`SchedulerStop::Halted`].
+    fn halted(&self) -> bool {
+        false
+    }
 }
 
 impl<F: FnMut(usize, &[State]) -> Vec<Measurement>> TaskMeasurer for F {
@@ -349,6 +355,10 @@ impl TaskMeasurer for PerTask<'_> {
                 .collect(),
         }
     }
+
+    fn halted(&self) -> bool {
+        self.0.iter().any(|m| m.halted())
+    }
 }
 
 /// The [`Measurer`] a session sees: the task measurer bound to one task.
@@ -360,6 +370,10 @@ struct ForTask<'a> {
 impl Measurer for ForTask<'_> {
     fn measure(&mut self, states: &[State]) -> Vec<Measurement> {
         self.inner.measure(self.task, states)
+    }
+
+    fn halted(&self) -> bool {
+        self.inner.halted()
     }
 }
 
@@ -389,6 +403,9 @@ pub enum SchedulerStop {
     EarlyStopping,
     /// The time budget ([`SchedulerParams::time_budget`]) is spent.
     TimeBudget,
+    /// The measurer halted ([`TaskMeasurer::halted`]): records could not be written, or an
+    /// interrupt asked to stop.
+    Halted,
 }
 
 /// One round of the scheduler (one task tuned for one round), as logged.
@@ -625,7 +642,7 @@ impl<'h> TaskScheduler<'h> {
         let n = self.tasks.len();
         // Warm-up: one round per task.
         for i in 0..n {
-            if self.trials >= self.params.total_trials || self.out_of_time() {
+            if self.trials >= self.params.total_trials || self.out_of_time() || measurer.halted() {
                 break;
             }
             if self.tasks[i].rounds == 0 && self.tasks[i].dead.is_none() {
@@ -636,6 +653,9 @@ impl<'h> TaskScheduler<'h> {
         let mut best_trials = self.trials;
         let mut rr_next = 0;
         let stop = loop {
+            if measurer.halted() {
+                break SchedulerStop::Halted;
+            }
             if self.trials >= self.params.total_trials {
                 break SchedulerStop::TrialBudget;
             }

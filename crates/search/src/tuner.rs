@@ -44,6 +44,13 @@ pub trait Measurer {
     fn charged_seconds(&self) -> Option<f64> {
         None
     }
+
+    /// True when the measurer cannot go on (its records cannot be written, or the user
+    /// asked to stop): the search then ends with [`StopReason::Halted`]. A halted
+    /// measurer may return fewer results than states (only those it measured).
+    fn halted(&self) -> bool {
+        false
+    }
 }
 
 /// A cost model as the search sees it: scores of states, retrained on measurements.
@@ -67,6 +74,9 @@ pub enum StopReason {
     EarlyStopping,
     /// A round found nothing new to measure (the space is exhausted).
     Exhausted,
+    /// The measurer halted ([`Measurer::halted`]): records could not be written, or an
+    /// interrupt asked to stop.
+    Halted,
 }
 
 /// Where a round's time went (seconds).
@@ -391,6 +401,7 @@ impl Tuner {
             best_seconds,
             best_steps,
             empty_rounds: 0,
+            halted: false,
             start: Instant::now(),
         }
     }
@@ -399,6 +410,9 @@ impl Tuner {
     pub fn run(self, measurer: &mut dyn Measurer, scorer: &mut dyn Scorer) -> TuneResult {
         let mut session = self.start(scorer);
         let reason = loop {
+            if measurer.halted() {
+                break StopReason::Halted;
+            }
             if let Some(reason) = session.stop_reason() {
                 break reason;
             }
@@ -425,6 +439,8 @@ pub struct TuneSession {
     /// Per sketch, the best time any of its programs reached (resumed records included).
     sketch_best: Vec<Option<f64>>,
     empty_rounds: usize,
+    /// The measurer halted ([`Measurer::halted`]): no more rounds.
+    halted: bool,
     start: Instant,
 }
 
@@ -466,7 +482,9 @@ impl TuneSession {
     /// Why the session should stop now, if it should.
     pub fn stop_reason(&self) -> Option<StopReason> {
         let p = &self.tuner.params;
-        if self.trials >= p.trials {
+        if self.halted {
+            Some(StopReason::Halted)
+        } else if self.trials >= p.trials {
             Some(StopReason::TrialBudget)
         } else if p.time_budget.is_some_and(|b| self.start.elapsed() >= b) {
             Some(StopReason::TimeBudget)
@@ -508,6 +526,10 @@ impl TuneSession {
         scorer: &mut dyn Scorer,
         max_measures: usize,
     ) -> Option<&RoundRecord> {
+        if measurer.halted() {
+            self.halted = true;
+            return None;
+        }
         let mut time = TimeSplit::default();
         let per_round = max_measures
             .min(self.tuner.params.trials.saturating_sub(self.trials))
@@ -636,6 +658,7 @@ impl TuneSession {
         // 5. Measure.
         let mut round_tally = RoundTally::new(n_sketches);
         self.measure_batch(measurer, picks, &mut time, &mut round_tally);
+        self.halted = measurer.halted();
         // 6. Reward the sketch policy, retrain the model.
         let t = Instant::now();
         self.reward_sketches(&round_tally);

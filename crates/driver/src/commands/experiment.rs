@@ -76,7 +76,7 @@ pub struct Args {
     #[arg(required = true)]
     pub specs: Vec<String>,
     /// Measurement trials per run.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub trials: usize,
     /// Seeds per configuration (seeds 0..K).
     #[arg(long, default_value_t = 5)]
@@ -85,16 +85,16 @@ pub struct Args {
     #[arg(long, default_value = "baseline,rl,ml,both", value_delimiter = ',')]
     pub configs: Vec<String>,
     /// Threads the kernels run on (default: every core).
-    #[arg(long)]
+    #[arg(long, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Output folder.
     #[arg(long, default_value = "experiment")]
     pub out: PathBuf,
     /// Candidates measured per round.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub measures_per_round: usize,
     /// Evolution population (Ansor: 2048; smaller only for quick checks).
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub population: usize,
     /// Where candidates run.
     #[arg(long, value_enum, default_value_t = Isolation::Worker)]
@@ -112,7 +112,7 @@ pub struct Args {
     /// Further measurements of a candidate whose first reading is within 1 % of its run's
     /// best (it gets the median of all its repeats); 0 (the default) measures every
     /// candidate once.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::numbers::non_negative, allow_negative_numbers = true)]
     pub confirm: usize,
     /// Do not share measurements between the runs of a workload (every run measures
     /// everything itself, and accounted time equals wall time).

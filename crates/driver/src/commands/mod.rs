@@ -2,12 +2,14 @@
 
 pub mod cost_model;
 pub mod experiment;
+pub mod numbers;
 pub mod records;
 pub mod replay;
 pub mod run;
 pub mod sample;
 pub mod search_options;
 pub mod sketches;
+pub mod stopping;
 pub mod tasks;
 pub mod tune;
 pub mod tune_network;

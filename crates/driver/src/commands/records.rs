@@ -45,7 +45,7 @@ pub enum Action {
         /// The records file.
         file: PathBuf,
         /// How many records to keep per workload.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = super::numbers::positive, allow_negative_numbers = true)]
         top: usize,
         /// Where to write the distilled records (replaced).
         #[arg(long, short)]

@@ -104,12 +104,16 @@ fn run_inner(args: &Args) -> Result<(), CmdError> {
             .ok_or_else(|| CmdError::Other("the runner returned no result".into()))?;
         let recorded = r.cost().unwrap_or(f64::NAN);
         let now = result.median();
-        let status = match &result.error {
-            Some(e) => {
+        let status = match (&result.error, now) {
+            (Some(e), _) => {
                 failed += 1;
                 e.to_string()
             }
-            None => "ok".to_string(),
+            (None, None) => {
+                failed += 1;
+                "not timed (timing.repeat is 0: built and verified only)".to_string()
+            }
+            (None, Some(_)) => "ok".to_string(),
         };
         writeln!(
             out,
@@ -125,7 +129,7 @@ fn run_inner(args: &Args) -> Result<(), CmdError> {
             "recorded_ms": recorded * 1e3,
             "measured_ms": now.map(|n| n * 1e3),
             "cv": result.timing.as_ref().map(|t| t.cv),
-            "ok": result.error.is_none(),
+            "ok": result.error.is_none() && now.is_some(),
             "error": result.error.as_ref().map(|e| json!({"class": e.class.key(), "message": e.message})),
         }));
     }

@@ -25,7 +25,7 @@ use tessel_measure::{
 pub struct MeasureArgs {
     /// Threads of the kernel (parallel loops); default: one per core (for `replay`: the
     /// record's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Where to measure.
     #[arg(long, value_enum, default_value = "worker")]

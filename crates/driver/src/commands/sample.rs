@@ -21,13 +21,13 @@ pub struct Args {
     /// A registry name or an `OP:key=value,...` spec.
     pub spec: String,
     /// Number of schedules.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub count: usize,
     /// Seed of the sampling.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::numbers::seed, allow_negative_numbers = true)]
     pub seed: u64,
     /// Threads the kernels run on (default: every core).
-    #[arg(long)]
+    #[arg(long, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Where candidates run.
     #[arg(long, value_enum, default_value_t = Isolation::Worker)]

@@ -87,16 +87,16 @@ pub struct SearchOptions {
     #[arg(long)]
     pub mutation_policy: Option<String>,
     /// Seed of every random decision.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::numbers::seed, allow_negative_numbers = true)]
     pub seed: u64,
     /// Threads the kernels run on (default: every core).
-    #[arg(long)]
+    #[arg(long, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Candidates measured per round.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub measures_per_round: usize,
     /// Evolution population.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 2048, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub population: usize,
     /// Where candidates run.
     #[arg(long, value_enum, default_value_t = Isolation::Worker)]
@@ -115,7 +115,7 @@ pub struct SearchOptions {
     /// Further measurements of a candidate whose first reading is within 1 % of the best
     /// (it gets the median of all its repeats); 0 (the default) measures every
     /// candidate once.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::numbers::non_negative, allow_negative_numbers = true)]
     pub confirm: usize,
     /// At the end, measure the search's N fastest programs again in a fresh worker, side by
     /// side (3 interleaved rounds each): the best reported and the records' `confirmed`

@@ -28,13 +28,13 @@ pub struct Args {
     /// A registry name (`gmm-3`) or an `OP:key=value,...` spec.
     pub spec: String,
     /// Measurement trials.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub trials: usize,
     /// Stop after this many seconds of search.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub time_budget: Option<f64>,
     /// Stop after this many trials without improvement.
-    #[arg(long)]
+    #[arg(long, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub early_stopping: Option<usize>,
     /// Records file (default `<workload>.tessel.jsonl` here); an existing one resumes.
     #[arg(long)]
@@ -73,7 +73,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let runner = args.search.runner()?;
     let mut measurer = HarnessMeasurer::new(w.clone(), runner, Some(&path))
         .map_err(|e| DriverError::Failed(e.to_string()))?
-        .confirming(args.search.confirm());
+        .confirming(args.search.confirm())
+        .interruptible(super::stopping::install_interrupt()?);
     let mut scorer = ModelScorer::new(args.search.seed);
     let flop = w.flop() as f64;
     let bar = progress_bar(args.trials);
@@ -98,7 +99,13 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let search_best = result.best.as_ref().map(|b| b.1);
-    let confirmation = final_confirmation(args, &w, &result.leaders, measurer.writer_mut())?;
+    // No confirmation after an interrupt or a failed records write: the user asked to stop,
+    // or what it measured could not be kept.
+    let confirmation = if measurer.is_halted() {
+        None
+    } else {
+        final_confirmation(args, &w, &result.leaders, measurer.writer_mut())?
+    };
     let confirm_seconds = start.elapsed().as_secs_f64() - seconds;
     // The figure to report: the confirmed one when the confirmation ran, else the search's.
     let best_seconds = match &confirmation {
@@ -194,9 +201,6 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             .collect();
         writeln!(out, "errors          {}", errs.join(", "))?;
     }
-    if let Some(e) = &measurer.write_error {
-        writeln!(out, "warning         records could not be written: {e}")?;
-    }
     if args.json {
         let summary = json!({
             "workload": w.name,
@@ -232,9 +236,11 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
                     "best_gflops": r.best_seconds.map(|s| flop / s / 1e9), "failed": r.failed}))
             }).collect::<Vec<_>>(),
         });
+        let mut summary = summary;
+        summary["stopped"] = super::stopping::json_fields(&measurer);
         writeln!(out, "{summary}")?;
     }
-    Ok(())
+    super::stopping::outcome(&measurer, &path)
 }
 
 /// Confirms the search's fastest programs in a fresh worker (`--final-confirm`), appending

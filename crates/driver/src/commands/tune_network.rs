@@ -40,10 +40,10 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub batch: i64,
     /// Measurement trials over all tasks (default: 64 per task).
-    #[arg(long)]
+    #[arg(long, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub trials: Option<usize>,
     /// Stop starting new rounds after this many seconds (the warm-up included).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub time_budget: Option<f64>,
     /// Task scheduling strategy.
     #[arg(long, value_enum, default_value_t = StrategyArg::Gradient)]
@@ -142,7 +142,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let runner = args.search.runner()?;
     let mut measurer = HarnessMeasurer::for_tasks(task_workloads, runner, Some(&path))
         .map_err(failed)?
-        .confirming(args.search.confirm());
+        .confirming(args.search.confirm())
+        .interruptible(super::stopping::install_interrupt()?);
     let params = SchedulerParams {
         strategy: match args.strategy {
             StrategyArg::Gradient => Strategy::Gradient,
@@ -180,7 +181,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     // Every task's fastest programs measured again in a fresh worker (`--final-confirm`):
     // the figures reported below, and the estimate, are those.
     let how = args.search.final_confirm();
-    let confirmations: Option<Vec<Confirmation>> = if how.is_on() {
+    // Not after an interrupt or a failed records write (see `tune`).
+    let confirmations: Option<Vec<Confirmation>> = if how.is_on() && !measurer.is_halted() {
         // One new worker per round, shared by the tasks (see `tune`).
         let mut runners = (0..how.rounds)
             .map(|_| args.search.runner())
@@ -297,7 +299,9 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "resumed": resumed,
             "history": result.history.iter().filter_map(|r| r.objective.map(|o| json!({"trials": r.trials, "seconds": r.seconds, "estimated_latency_ms": o * 1e3}))).collect::<Vec<_>>(),
         });
+        let mut summary = summary;
+        summary["stopped"] = super::stopping::json_fields(&measurer);
         writeln!(out, "{summary}")?;
     }
-    Ok(())
+    super::stopping::outcome(&measurer, &path)
 }
