@@ -213,7 +213,7 @@ fn detect_caches() -> CacheSizes {
     use std::arch::x86_64::{__cpuid, __cpuid_count};
     // Intel reports its caches in leaf 4, AMD in 0x8000_001D, with the same layout.
     let vendor_leaf = {
-        // SAFETY: CPUID is available on every x86-64 CPU.
+        // CPUID exists on every x86-64 CPU (the intrinsics are safe to call).
         let v = __cpuid(0);
         let amd = v.ebx == 0x6874_7541; // "Auth"enticAMD
         if amd {
@@ -222,8 +222,7 @@ fn detect_caches() -> CacheSizes {
             4
         }
     };
-    // SAFETY: as above; querying a leaf beyond the maximum returns zeros or the
-    // highest leaf's data, which the type check below rejects.
+    // The highest extended or basic leaf: a cache leaf beyond it is not asked for.
     let max_leaf = __cpuid(vendor_leaf & 0x8000_0000).eax;
     let mut sizes = CacheSizes::default();
     if max_leaf < vendor_leaf {
