@@ -118,7 +118,10 @@ fn check_every_kernel_shape(isa: Isa) -> usize {
     for mr in 1..=tensorize::max_mr(isa) + 1 {
         for nr in (1..=72).filter(|n| n % 8 == 0) {
             if !tensorize::register_tile_fits(isa, mr, nr) {
-                assert!(ukernel::micro_kernel(isa, mr, nr).is_none(), "{isa} {mr}x{nr}");
+                assert!(
+                    ukernel::micro_kernel(isa, mr, nr).is_none(),
+                    "{isa} {mr}x{nr}"
+                );
                 continue;
             }
             shapes += 1;
@@ -942,16 +945,35 @@ fn avx512_tiles_of_gmm_conv_and_depthwise_call_the_avx512_kernels_and_match_the_
     assert_eq!(calls.of(Isa::Avx512), avx512(1));
     // NHWC convolutions: a 4×32 tile over 8 channels, a 56-row strip of 16 columns.
     for (spec, mr, nr, rc) in [
-        ("c2d:n=1,h=4,w=8,ci=8,co=64,kernel=3,stride=1,pad=1", 4, 32, 8),
-        ("c2d:n=1,h=2,w=56,ci=3,co=16,kernel=3,stride=1,pad=1", 56, 16, 3),
-        ("c2d:n=1,h=3,w=6,ci=5,co=48,kernel=3,stride=1,pad=1", 3, 48, 5),
+        (
+            "c2d:n=1,h=4,w=8,ci=8,co=64,kernel=3,stride=1,pad=1",
+            4,
+            32,
+            8,
+        ),
+        (
+            "c2d:n=1,h=2,w=56,ci=3,co=16,kernel=3,stride=1,pad=1",
+            56,
+            16,
+            3,
+        ),
+        (
+            "c2d:n=1,h=3,w=6,ci=5,co=48,kernel=3,stride=1,pad=1",
+            3,
+            48,
+            5,
+        ),
     ] {
         let (nest, calls) = check_schedule_per_isa(spec, &conv_steps(mr, nr, rc));
         assert_eq!(calls.of(Isa::Avx512), avx512(1), "{spec}\n{nest}");
     }
     // Depthwise (elementwise kernels), folded and not, 16 to 64 channels per tile.
     for (mr, nr, fold) in [(4, 16, true), (7, 32, false), (14, 32, true), (6, 64, true)] {
-        let spec = format!("dep:n=1,h=3,w={},c={},kernel=3,stride=1,pad=1", 2 * mr, 2 * nr);
+        let spec = format!(
+            "dep:n=1,h=3,w={},c={},kernel=3,stride=1,pad=1",
+            2 * mr,
+            2 * nr
+        );
         let (nest, calls) = check_schedule_per_isa(&spec, &dep_steps(mr, nr, 3, fold));
         assert_eq!(calls.of(Isa::Avx512), avx512(1), "{spec}\n{nest}");
         if ukernel::available(Isa::Avx512) {
@@ -980,7 +1002,10 @@ fn a_target_the_cpu_lacks_compiles_to_the_ordinary_loops() {
         };
         let kernel = compile(&nest, &opts).expect("compiles");
         let calls = kernel.micro_kernel_calls().len();
-        assert_eq!(calls, expect_calls_of(isa, usize::from(isa.has_micro_kernels())));
+        assert_eq!(
+            calls,
+            expect_calls_of(isa, usize::from(isa.has_micro_kernels()))
+        );
         let inputs = eval::random_inputs(&dag, 5);
         let want = eval::evaluate(&dag, &inputs).expect("evaluates");
         testing::check_close(&run(&kernel, &nest, &inputs), &want, 1e-4, 1e-4)

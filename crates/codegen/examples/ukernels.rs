@@ -63,9 +63,16 @@ fn main() {
         }
     }
     println!("strips:");
-    for (mr, nr) in [(7, 16), (14, 16), (28, 16), (56, 16), (14, 32), (56, 32), (56, 8)] {
-        if let Some(blocks) = ukernel::strip_kernels(isa, ukernel::KernelKind::Broadcast, mr, nr)
-        {
+    for (mr, nr) in [
+        (7, 16),
+        (14, 16),
+        (28, 16),
+        (56, 16),
+        (14, 32),
+        (56, 32),
+        (56, 8),
+    ] {
+        if let Some(blocks) = ukernel::strip_kernels(isa, ukernel::KernelKind::Broadcast, mr, nr) {
             let rows: Vec<i64> = blocks.iter().map(|b| b.0).collect();
             let blocks: Vec<(i64, ukernel::MicroKernelFn)> = blocks
                 .into_iter()

@@ -70,8 +70,8 @@ use cranelift_module::{default_libcall_names, Linkage, Module};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tessel_ir::loop_nest::BufferScope;
-use tessel_ir::LoopNest;
 pub use tessel_ir::target::Isa;
+use tessel_ir::LoopNest;
 
 /// Errors of compiling or running a kernel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -31,9 +31,9 @@
 //! window's rows around its columns; see [`ElementwiseKernelFn`]), so one call covers the
 //! whole window and the tile stays in registers across it.
 
+use tessel_ir::target::CpuFeatures;
 pub use tessel_ir::target::Isa;
 pub use tessel_ir::tensorize::KernelKind;
-use tessel_ir::target::CpuFeatures;
 
 /// A register-tile kernel: its family and tile `(kind, mr, nr)`.
 pub type KernelShape = (KernelKind, i64, i64);
@@ -125,8 +125,7 @@ pub fn kernel(isa: Isa, kind: KernelKind, mr: i64, nr: i64) -> Option<KernelFn> 
 /// (`examples/ukernels.rs`); empty when this CPU lacks AVX-512F or the family lacks the
 /// tile. The calling contract is [`micro_kernel`]'s.
 pub fn avx512_forms(mr: i64, nr: i64) -> Vec<(&'static str, MicroKernelFn)> {
-    if !available(Isa::Avx512) || !tessel_ir::tensorize::register_tile_fits(Isa::Avx512, mr, nr)
-    {
+    if !available(Isa::Avx512) || !tessel_ir::tensorize::register_tile_fits(Isa::Avx512, mr, nr) {
         return Vec::new();
     }
     imp512::forms(mr, nr)
@@ -136,12 +135,7 @@ pub fn avx512_forms(mr: i64, nr: i64) -> Vec<(&'static str, MicroKernelFn)> {
 /// `(rows, kernel)` per block of [`tessel_ir::tensorize::strip_blocks`], top to bottom (a
 /// single block for a register tile). `None` when the tile is not supported or this CPU
 /// cannot run the kernels.
-pub fn strip_kernels(
-    isa: Isa,
-    kind: KernelKind,
-    mr: i64,
-    nr: i64,
-) -> Option<Vec<(i64, KernelFn)>> {
+pub fn strip_kernels(isa: Isa, kind: KernelKind, mr: i64, nr: i64) -> Option<Vec<(i64, KernelFn)>> {
     let blocks = tessel_ir::tensorize::strip_blocks(isa, mr, nr);
     if blocks.is_empty() {
         return None;
@@ -588,8 +582,7 @@ mod imp512 {
             for q in 0..k2 as isize {
                 let (mut a_off, mut bp) = (q * a_k2s as isize, b.offset(q * b_k2s as isize));
                 for _ in 0..k {
-                    let bv: [__m512; NV] =
-                        std::array::from_fn(|v| _mm512_loadu_ps(bp.add(L * v)));
+                    let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(bp.add(L * v)));
                     for (row, r) in acc.iter_mut().zip(rows.iter()) {
                         let ar = r.offset(a_off);
                         for (v, (x, &y)) in row.iter_mut().zip(bv.iter()).enumerate() {

@@ -169,8 +169,20 @@ fn detect_features() -> CpuFeatures {
         };
     }
     probe!(
-        "sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "bmi1", "bmi2", "avx512f", "avx512bw",
-        "avx512vl", "avx512vnni", "avx512bf16", "avx512fp16"
+        "sse4.1",
+        "sse4.2",
+        "popcnt",
+        "avx",
+        "avx2",
+        "fma",
+        "bmi1",
+        "bmi2",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512vnni",
+        "avx512bf16",
+        "avx512fp16"
     );
     CpuFeatures::from_names(names)
 }
@@ -356,11 +368,20 @@ mod tests {
         let avx2 = CpuFeatures::from_names(["avx", "avx2", "fma"]);
         let avx2_no_fma = CpuFeatures::from_names(["avx", "avx2"]);
         let avx512 = CpuFeatures::from_names(["avx", "avx2", "fma", "avx512f"]);
-        assert_eq!(Target::parse("native", &none).map(|t| t.isa), Ok(Isa::Generic));
+        assert_eq!(
+            Target::parse("native", &none).map(|t| t.isa),
+            Ok(Isa::Generic)
+        );
         assert_eq!(Target::parse("native", &avx2).map(|t| t.isa), Ok(Isa::Avx2));
-        assert_eq!(Target::parse("native", &avx512).map(|t| t.isa), Ok(Isa::Avx512));
+        assert_eq!(
+            Target::parse("native", &avx512).map(|t| t.isa),
+            Ok(Isa::Avx512)
+        );
         assert_eq!(Target::parse("AVX2", &avx512).map(|t| t.isa), Ok(Isa::Avx2));
-        assert_eq!(Target::parse("generic", &avx512).map(|t| t.isa), Ok(Isa::Generic));
+        assert_eq!(
+            Target::parse("generic", &avx512).map(|t| t.isa),
+            Ok(Isa::Generic)
+        );
         assert_eq!(
             Target::parse("avx512", &avx2),
             Err(TargetError::MissingFeature {
@@ -376,7 +397,10 @@ mod tests {
             })
         );
         let msg = Target::parse("avx2", &none).unwrap_err().to_string();
-        assert!(msg.contains("`avx2`") && msg.contains("CPU feature"), "{msg}");
+        assert!(
+            msg.contains("`avx2`") && msg.contains("CPU feature"),
+            "{msg}"
+        );
         assert!(matches!(
             Target::parse("sse9", &avx512),
             Err(TargetError::UnknownName(n)) if n == "sse9"

@@ -287,9 +287,8 @@ mod tests {
         };
         assert_eq!(read("true"), Isa::Avx2);
         assert_eq!(read("false"), Isa::Generic);
-        let unknown = serde_json::from_str::<CodegenSettings>(
-            r#"{"threads":2,"fma":true,"isa":"avx1024"}"#,
-        );
+        let unknown =
+            serde_json::from_str::<CodegenSettings>(r#"{"threads":2,"fma":true,"isa":"avx1024"}"#);
         assert!(unknown.is_err());
     }
 

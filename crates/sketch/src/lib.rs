@@ -48,12 +48,12 @@ mod util;
 
 pub use factor::FactorizationMemo;
 pub use hardware::HardwareParams;
-pub use tessel_ir::target::{Isa, Target};
 pub use init::{sample_initial, sample_initial_with, sample_population, InitRule, InitRules};
 pub use mutation::{MutationRegistry, MutationRule};
 pub use rules::{
     generate_sketches, generate_sketches_with, Condition, Sketch, SketchRule, SketchRules,
 };
+pub use tessel_ir::target::{Isa, Target};
 pub use tessel_ir::State;
 
 /// Why sketch generation failed.

@@ -133,13 +133,7 @@ fn check_numerics(spec: &str, state: &State, inputs: &[Vec<f32>], want: &[Vec<f3
 }
 
 /// The interpreter and the code compiled for `isa` against the reference outputs `want`.
-fn check_numerics_for(
-    isa: Isa,
-    spec: &str,
-    state: &State,
-    inputs: &[Vec<f32>],
-    want: &[Vec<f32>],
-) {
+fn check_numerics_for(isa: Isa, spec: &str, state: &State, inputs: &[Vec<f32>], want: &[Vec<f32>]) {
     let nest = lower(state).unwrap_or_else(|e| panic!("{spec}: lowering: {e}"));
     let got = testing::run_interp(&nest, inputs).unwrap_or_else(|e| panic!("{spec}: {e}"));
     let compiled = {
@@ -253,7 +247,11 @@ fn mutate_tensorize_shape_changes_the_kernel_and_keeps_it_matching() {
         let mut changed = 0;
         for _ in 0..20 {
             let child = rule.apply(&parent, &hw, &mut rng).expect("applies");
-            assert!(matches_kernel(&child, ISA), "{spec}:\n{}", child.steps_text());
+            assert!(
+                matches_kernel(&child, ISA),
+                "{spec}:\n{}",
+                child.steps_text()
+            );
             if shape(&child) != shape(&parent) {
                 changed += 1;
             }
@@ -299,7 +297,8 @@ fn match_rate(
             continue;
         };
         total += 1;
-        let called = compiled_calls(&s, ISA) == usize::from(tessel_codegen::ukernel::available(ISA));
+        let called =
+            compiled_calls(&s, ISA) == usize::from(tessel_codegen::ukernel::available(ISA));
         if matches_kernel(&s, ISA) && called {
             ok += 1;
         } else if let Ok(nest) = lower(&s) {
@@ -642,7 +641,11 @@ fn avx512_sketches_draw_their_tiles_from_the_avx512_family_and_compute_the_refer
                         m.nr
                     );
                 }
-                assert!(matches_kernel(&s, Isa::Avx512), "{spec}:\n{}", s.steps_text());
+                assert!(
+                    matches_kernel(&s, Isa::Avx512),
+                    "{spec}:\n{}",
+                    s.steps_text()
+                );
                 assert_eq!(
                     compiled_calls(&s, Isa::Avx512),
                     usize::from(runs),

@@ -150,7 +150,7 @@ fn runner(args: &Args, threads: usize) -> Result<Box<dyn Runner>, DriverError> {
         args.isolation,
         measure_options_for(&args.target.resolve(threads)),
     )
-        .map_err(|e| DriverError::Failed(e.to_string()))
+    .map_err(|e| DriverError::Failed(e.to_string()))
 }
 
 /// How the runs of one workload were made robust to noise (reported per workload).
