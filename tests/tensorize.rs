@@ -1,11 +1,13 @@
-//! Tensorize: the AVX2 micro-kernels against a reference on random sizes and strides, and
-//! tensorized schedules of gmm, c2d, GRP, DIL and fused conv tasks (small shapes) against
-//! the reference evaluator, with micro-kernels (when the CPU has AVX2 + FMA) and with the
-//! pure Cranelift fallback forced by `CompileOptions::micro_kernels = false`; under every
-//! layout rewrite mode (constant weights packed once, other inputs packed on every run).
+//! Tensorize: the micro-kernels of every ISA family the CPU runs (AVX2, AVX-512) against a
+//! reference on random sizes and strides, and tensorized schedules of gmm, c2d, GRP, DIL,
+//! dep and fused conv tasks (small shapes) against the reference evaluator, compiled for
+//! every target the CPU supports (AVX2 + FMA, AVX-512F, and the pure Cranelift code of
+//! `Isa::Generic`, which every CPU runs); under every layout rewrite mode (constant weights
+//! packed once, other inputs packed on every run). Tests that need a family the CPU lacks
+//! say so on stderr and check what they can.
 
 use std::sync::Arc;
-use tessel_codegen::{compile, ukernel, CompileOptions, Kernel, LayoutRewrite};
+use tessel_codegen::{compile, ukernel, CompileOptions, Isa, Kernel, LayoutRewrite};
 use tessel_ir::state::Annotation;
 use tessel_ir::{eval, lower::lower, tensorize, testing, workloads, LoopNest, State, Step};
 
@@ -39,8 +41,8 @@ impl Rng {
 /// Calls the `mr`×`nr` kernel on random operands laid out with random strides and checks
 /// `C += A·B` against an f64 reference; elements outside the tile must be left alone. An
 /// elementwise kernel also folds in an outer reduction of 1 to 3 steps.
-fn check_kernel(kind: ukernel::KernelKind, mr: i64, nr: i64, k: i64, rng: &mut Rng) {
-    let f = ukernel::kernel(kind, mr, nr).expect("kernel exists");
+fn check_kernel(isa: Isa, kind: ukernel::KernelKind, mr: i64, nr: i64, k: i64, rng: &mut Rng) {
+    let f = ukernel::kernel(isa, kind, mr, nr).expect("kernel exists");
     let elementwise = kind == ukernel::KernelKind::Elementwise;
     // An elementwise A row is `nr` wide; rows and steps may overlap (they are only read).
     let width = if elementwise { nr } else { 1 };
@@ -103,24 +105,23 @@ fn check_kernel(kind: ukernel::KernelKind, mr: i64, nr: i64, k: i64, rng: &mut R
     for (x, (&got, &w)) in c.iter().zip(&want).enumerate() {
         assert!(
             (got as f64 - w).abs() <= 1e-4 * (1.0 + (k * k2) as f64),
-            "{kind:?} {mr}x{nr} k={k} k2={k2} a_rs={a_rs} a_ks={a_ks} b_ks={b_ks} c_rs={c_rs}: c[{x}] = {got}, want {w}"
+            "{isa} {kind:?} {mr}x{nr} k={k} k2={k2} a_rs={a_rs} a_ks={a_ks} b_ks={b_ks} c_rs={c_rs}: c[{x}] = {got}, want {w}"
         );
     }
 }
 
-#[test]
-fn every_micro_kernel_shape_of_both_families_matches_a_reference() {
-    if !ukernel::available() {
-        eprintln!("no AVX2+FMA: micro-kernels are not available, nothing to check");
-        assert!(ukernel::micro_kernel(4, 16).is_none());
-        return;
-    }
+/// Every kernel shape of `isa`'s two families against the reference (k = 1, 2, 3, 17 and
+/// random k, random strides); returns the number of register-tile shapes.
+fn check_every_kernel_shape(isa: Isa) -> usize {
     let mut rng = Rng::seed_from_u64(7);
     let mut shapes = 0;
-    for mr in 1..=tensorize::MAX_MR {
-        for nr in tensorize::KERNEL_NR {
-            if !tensorize::register_tile_fits(mr, nr) {
-                assert!(ukernel::micro_kernel(mr, nr).is_none());
+    for mr in 1..=tensorize::max_mr(isa) + 1 {
+        for nr in (1..=72).filter(|n| n % 8 == 0) {
+            if !tensorize::register_tile_fits(isa, mr, nr) {
+                assert!(
+                    ukernel::micro_kernel(isa, mr, nr).is_none(),
+                    "{isa} {mr}x{nr}"
+                );
                 continue;
             }
             shapes += 1;
@@ -129,16 +130,37 @@ fn every_micro_kernel_shape_of_both_families_matches_a_reference() {
                 ukernel::KernelKind::Elementwise,
             ] {
                 for k in [1, 2, 3, 17] {
-                    check_kernel(kind, mr, nr, k, &mut rng);
+                    check_kernel(isa, kind, mr, nr, k, &mut rng);
                 }
                 for _ in 0..4 {
                     let k = rng.int(1..=70);
-                    check_kernel(kind, mr, nr, k, &mut rng);
+                    check_kernel(isa, kind, mr, nr, k, &mut rng);
                 }
             }
         }
     }
-    assert_eq!(shapes, 20);
+    shapes
+}
+
+#[test]
+fn every_avx2_micro_kernel_shape_of_both_families_matches_a_reference() {
+    if !ukernel::available(Isa::Avx2) {
+        eprintln!("SKIPPED: this CPU has no AVX2+FMA, so the AVX2 kernels cannot run");
+        assert!(ukernel::micro_kernel(Isa::Avx2, 4, 16).is_none());
+        return;
+    }
+    assert_eq!(check_every_kernel_shape(Isa::Avx2), 20);
+}
+
+#[test]
+fn every_avx512_micro_kernel_shape_of_both_families_matches_a_reference() {
+    if !ukernel::available(Isa::Avx512) {
+        eprintln!("SKIPPED: this CPU has no AVX-512F, so the AVX-512 kernels cannot run");
+        assert!(ukernel::micro_kernel(Isa::Avx512, 4, 16).is_none());
+        return;
+    }
+    // 14 rows of 16 and of 32 columns, 9 of 48, 6 of 64.
+    assert_eq!(check_every_kernel_shape(Isa::Avx512), 43);
 }
 
 /// gmm (`b, n, m, k`): Z.local as an `mr`×`nr` tile at the fused parallel tile loop, the k
@@ -239,11 +261,21 @@ fn run(kernel: &Kernel, nest: &LoopNest, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
     outs
 }
 
-/// Replays `steps` on `spec`, checks the result against the reference evaluator with
-/// micro-kernels (under every layout rewrite mode) and with the fallback, on 1 and 2
-/// threads; returns the nest and the number of micro-kernel calls compiled with
-/// micro-kernels on.
-fn check_schedule(spec: &str, steps: &[Step]) -> (LoopNest, usize) {
+/// Micro-kernel calls a nest compiled to, per target ISA the CPU runs.
+struct Calls(Vec<(Isa, usize)>);
+
+impl Calls {
+    /// The calls under `isa` (0 when the CPU cannot run it).
+    fn of(&self, isa: Isa) -> usize {
+        self.0.iter().find(|c| c.0 == isa).map_or(0, |c| c.1)
+    }
+}
+
+/// Replays `steps` on `spec` and checks the result against the reference evaluator
+/// compiled for every target the CPU supports (the micro-kernel ones under every layout
+/// rewrite mode, generic once), on 1 and 2 threads; returns the nest and the number of
+/// micro-kernel calls per ISA.
+fn check_schedule_per_isa(spec: &str, steps: &[Step]) -> (LoopNest, Calls) {
     let w = workloads::lookup(spec).expect("workload");
     let dag = Arc::new(w.dag);
     let state = State::replay(dag.clone(), steps).unwrap_or_else(|e| panic!("{spec}: {e}"));
@@ -252,42 +284,73 @@ fn check_schedule(spec: &str, steps: &[Step]) -> (LoopNest, usize) {
     let want = eval::evaluate(&dag, &inputs).expect("evaluates");
     // The matched B operand is the conv weight (a constant) or a gmm operand (not one).
     let b_is_weight = dag.inputs().iter().any(|&i| dag.is_constant(i));
-    let mut calls = 0;
-    let modes = LayoutRewrite::MODES.map(|m| (true, m));
-    for threads in [1, 2] {
-        for (micro_kernels, layout_rewrite) in
-            modes.into_iter().chain([(false, LayoutRewrite::All)])
-        {
-            let opts = CompileOptions {
-                micro_kernels,
-                layout_rewrite,
-                ..CompileOptions::with_threads(threads)
-            };
-            let kernel = compile(&nest, &opts).expect("compiles");
-            let mk = kernel.micro_kernel_calls();
-            if micro_kernels {
-                calls = mk.len();
-                // Every matched gmm/conv B operand is a row-major input: the mode decides.
-                // Elementwise kernels read their B rows as they are (never packed).
-                let packed = |c: &tessel_codegen::MicroKernelCall| {
-                    layout_rewrite.packs(b_is_weight) && c.kind == ukernel::KernelKind::Broadcast
+    let mut calls = Vec::new();
+    for isa in Isa::ALL {
+        if isa.has_micro_kernels() && !ukernel::available(isa) {
+            eprintln!("{spec}: SKIPPED target {isa}: this CPU cannot run its kernels");
+            continue;
+        }
+        let modes: &[LayoutRewrite] = if isa.has_micro_kernels() {
+            &LayoutRewrite::MODES
+        } else {
+            &[LayoutRewrite::All]
+        };
+        for threads in [1, 2] {
+            for &layout_rewrite in modes {
+                let opts = CompileOptions {
+                    isa,
+                    layout_rewrite,
+                    ..CompileOptions::with_threads(threads)
                 };
-                assert!(mk.iter().all(|c| c.packed_b == packed(c)), "{mk:?}");
-                assert!(
-                    mk.iter()
-                        .all(|c| c.packs_per_call == (packed(c) && !b_is_weight)),
-                    "{mk:?}"
-                );
-            } else {
-                assert!(mk.is_empty());
+                let kernel = compile(&nest, &opts).expect("compiles");
+                let mk = kernel.micro_kernel_calls();
+                if isa.has_micro_kernels() {
+                    // Every matched gmm/conv B operand is a row-major input: the mode
+                    // decides. Elementwise kernels read their B rows as they are.
+                    let packed = |c: &tessel_codegen::MicroKernelCall| {
+                        layout_rewrite.packs(b_is_weight)
+                            && c.kind == ukernel::KernelKind::Broadcast
+                    };
+                    assert!(mk.iter().all(|c| c.packed_b == packed(c)), "{mk:?}");
+                    assert!(
+                        mk.iter()
+                            .all(|c| c.packs_per_call == (packed(c) && !b_is_weight)),
+                        "{mk:?}"
+                    );
+                    assert!(
+                        mk.iter()
+                            .all(|c| c.blocks == tensorize::strip_blocks(isa, c.mr, c.nr)),
+                        "{isa} {mk:?}"
+                    );
+                } else {
+                    assert!(mk.is_empty());
+                }
+                if threads == 1 && layout_rewrite == LayoutRewrite::All {
+                    calls.push((isa, mk.len()));
+                }
+                let got = run(&kernel, &nest, &inputs);
+                testing::check_close(&got, &want, 1e-4, 1e-4).unwrap_or_else(|e| {
+                    panic!("{spec} threads={threads} target={isa} layout_rewrite={layout_rewrite}: {e}\n{nest}")
+                });
             }
-            let got = run(&kernel, &nest, &inputs);
-            testing::check_close(&got, &want, 1e-4, 1e-4).unwrap_or_else(|e| {
-                panic!("{spec} threads={threads} micro_kernels={micro_kernels} layout_rewrite={layout_rewrite}: {e}\n{nest}")
-            });
         }
     }
-    (nest, calls)
+    (nest, Calls(calls))
+}
+
+/// [`check_schedule_per_isa`], returning the calls under AVX2 (the family the shapes of
+/// the tests below were chosen for).
+fn check_schedule(spec: &str, steps: &[Step]) -> (LoopNest, usize) {
+    let (nest, calls) = check_schedule_per_isa(spec, steps);
+    (nest, calls.of(Isa::Avx2))
+}
+
+/// AVX2 compile options with `threads` threads.
+fn avx2(threads: usize) -> CompileOptions {
+    CompileOptions {
+        isa: Isa::Avx2,
+        ..CompileOptions::with_threads(threads)
+    }
 }
 
 #[test]
@@ -299,7 +362,7 @@ fn packed_weights_follow_new_weights_and_pack_weights_is_checked() {
     for layout_rewrite in [LayoutRewrite::Weights, LayoutRewrite::All] {
         let opts = CompileOptions {
             layout_rewrite,
-            ..CompileOptions::with_threads(2)
+            ..avx2(2)
         };
         let kernel = compile(&nest, &opts).expect("compiles");
         let mk = kernel.micro_kernel_calls();
@@ -328,14 +391,14 @@ fn per_call_packing_sees_new_b_values_on_every_run() {
     // Weights packs nothing here (neither gmm operand is a weight); All packs `Y` per call.
     let weights = CompileOptions {
         layout_rewrite: LayoutRewrite::Weights,
-        ..CompileOptions::with_threads(2)
+        ..avx2(2)
     };
     let weights = compile(&nest, &weights).expect("compiles");
     assert!(weights.micro_kernel_calls().iter().all(|c| !c.packed_b));
     for threads in [1, 2] {
         let opts = CompileOptions {
             layout_rewrite: LayoutRewrite::All,
-            ..CompileOptions::with_threads(threads)
+            ..avx2(threads)
         };
         let kernel = compile(&nest, &opts).expect("compiles");
         let mk = kernel.micro_kernel_calls();
@@ -365,9 +428,14 @@ fn per_call_packing_sees_new_b_values_on_every_run() {
     }
 }
 
-/// Expected micro-kernel calls: `n` on a CPU with AVX2+FMA, none without.
+/// Expected micro-kernel calls under AVX2: `n` on a CPU with AVX2+FMA, none without.
 fn expect_calls(n: usize) -> usize {
-    if ukernel::available() {
+    expect_calls_of(Isa::Avx2, n)
+}
+
+/// Expected micro-kernel calls under `isa`: `n` on a CPU that runs it, none without.
+fn expect_calls_of(isa: Isa, n: usize) -> usize {
+    if ukernel::available(isa) {
         n
     } else {
         0
@@ -441,10 +509,10 @@ fn strips_taller_than_a_register_tile_match_the_reference() {
         let found = tensorize::find(&nest);
         let m = found[0].1.as_ref().expect("matches");
         assert_eq!((m.mr, m.nr, m.k), (mr, nr, 5));
-        let kernel = compile(&nest, &CompileOptions::with_threads(1)).expect("compiles");
-        let blocks = tensorize::strip_blocks(mr, nr);
+        let kernel = compile(&nest, &avx2(1)).expect("compiles");
+        let blocks = tensorize::strip_blocks(Isa::Avx2, mr, nr);
         assert!(blocks.len() > 1, "{mr}x{nr}");
-        if ukernel::available() {
+        if ukernel::available(Isa::Avx2) {
             assert_eq!(kernel.micro_kernel_calls()[0].blocks, blocks);
         }
     }
@@ -538,7 +606,7 @@ fn example_tensorized_schedules_compile_and_are_correct() {
         let nest = lower(&state).expect("lowers");
         let inputs = eval::random_inputs(&dag, 5);
         let want = eval::evaluate(&dag, &inputs).expect("evaluates");
-        let kernel = compile(&nest, &CompileOptions::with_threads(2)).expect("compiles");
+        let kernel = compile(&nest, &avx2(2)).expect("compiles");
         assert_eq!(kernel.micro_kernel_calls().len(), expect_calls(1), "{name}");
         let got = run(&kernel, &nest, &inputs);
         testing::check_close(&got, &want, 1e-3, 1e-3).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -825,14 +893,122 @@ fn tensorized_depthwise_convolutions_use_the_elementwise_kernels_and_match_the_r
         } else {
             assert!(m.outer.is_none());
         }
-        if ukernel::available() {
-            let compiled = compile(&nest, &CompileOptions::with_threads(1)).expect("compiles");
+        if ukernel::available(Isa::Avx2) {
+            let compiled = compile(&nest, &avx2(1)).expect("compiles");
             let call = &compiled.micro_kernel_calls()[0];
             assert_eq!(call.kind, ukernel::KernelKind::Elementwise);
             assert!(!call.packed_b, "depthwise weights are read as they are");
-            assert_eq!(call.blocks, tensorize::strip_blocks(mr, nr));
+            assert_eq!(call.blocks, tensorize::strip_blocks(Isa::Avx2, mr, nr));
             // The window's rows fold into the call when rh encloses it alone.
             assert_eq!(call.k2, if fold { kernel } else { 1 }, "{spec}");
         }
+    }
+}
+
+#[test]
+fn avx512_tiles_of_gmm_conv_and_depthwise_call_the_avx512_kernels_and_match_the_reference() {
+    let avx512 = |n| expect_calls_of(Isa::Avx512, n);
+    if !ukernel::available(Isa::Avx512) {
+        eprintln!(
+            "SKIPPED the AVX-512 calls: this CPU has no AVX-512F (the schedules are still \
+             checked under the targets it runs)"
+        );
+    }
+    // gmm: register tiles of every width (14×16, 14×32, 9×48, 6×64, 1×16) and strips (7×64
+    // is 4 + 3 rows, 56×16 four 14-row blocks, 64×32 five blocks).
+    for (mr, nr) in [
+        (1, 16),
+        (14, 16),
+        (8, 32),
+        (14, 32),
+        (9, 48),
+        (6, 64),
+        (7, 64),
+        (56, 16),
+        (64, 32),
+    ] {
+        let spec = format!("gmm:b=1,n={},m={},k=5", 2 * mr, 2 * nr);
+        let (nest, calls) = check_schedule_per_isa(&spec, &gmm_steps(mr, nr));
+        assert_eq!(calls.of(Isa::Avx512), avx512(1), "{spec}\n{nest}");
+        // The AVX2 family has 16- and 32-wide tiles too, none 48 or 64 wide.
+        let avx2_has = tensorize::kernel_supported(Isa::Avx2, mr, nr);
+        assert_eq!(
+            calls.of(Isa::Avx2),
+            expect_calls(usize::from(avx2_has)),
+            "{spec}"
+        );
+        assert_eq!(calls.of(Isa::Generic), 0);
+    }
+    // k = 1 in a kernel call: a 1×1 window's reduction over 1 input channel is dropped by
+    // lowering, so use gmm with k = 2 and a conv whose rc is 1 but kernel 3.
+    let (_, calls) = check_schedule_per_isa("gmm:b=1,n=4,m=32,k=2", &gmm_steps(4, 32));
+    assert_eq!(calls.of(Isa::Avx512), avx512(1));
+    // NHWC convolutions: a 4×32 tile over 8 channels, a 56-row strip of 16 columns.
+    for (spec, mr, nr, rc) in [
+        (
+            "c2d:n=1,h=4,w=8,ci=8,co=64,kernel=3,stride=1,pad=1",
+            4,
+            32,
+            8,
+        ),
+        (
+            "c2d:n=1,h=2,w=56,ci=3,co=16,kernel=3,stride=1,pad=1",
+            56,
+            16,
+            3,
+        ),
+        (
+            "c2d:n=1,h=3,w=6,ci=5,co=48,kernel=3,stride=1,pad=1",
+            3,
+            48,
+            5,
+        ),
+    ] {
+        let (nest, calls) = check_schedule_per_isa(spec, &conv_steps(mr, nr, rc));
+        assert_eq!(calls.of(Isa::Avx512), avx512(1), "{spec}\n{nest}");
+    }
+    // Depthwise (elementwise kernels), folded and not, 16 to 64 channels per tile.
+    for (mr, nr, fold) in [(4, 16, true), (7, 32, false), (14, 32, true), (6, 64, true)] {
+        let spec = format!(
+            "dep:n=1,h=3,w={},c={},kernel=3,stride=1,pad=1",
+            2 * mr,
+            2 * nr
+        );
+        let (nest, calls) = check_schedule_per_isa(&spec, &dep_steps(mr, nr, 3, fold));
+        assert_eq!(calls.of(Isa::Avx512), avx512(1), "{spec}\n{nest}");
+        if ukernel::available(Isa::Avx512) {
+            let opts = CompileOptions {
+                isa: Isa::Avx512,
+                ..CompileOptions::with_threads(1)
+            };
+            let compiled = compile(&nest, &opts).expect("compiles");
+            let call = &compiled.micro_kernel_calls()[0];
+            assert_eq!(call.kind, ukernel::KernelKind::Elementwise);
+            assert_eq!(call.k2, if fold { 3 } else { 1 }, "{spec}");
+        }
+    }
+}
+
+#[test]
+fn a_target_the_cpu_lacks_compiles_to_the_ordinary_loops() {
+    // Whatever this CPU is, an ISA it cannot run never reaches a kernel call (no SIGILL).
+    let spec = "gmm:b=1,n=8,m=32,k=4";
+    let dag = Arc::new(workloads::lookup(spec).expect("w").dag);
+    let nest = lower(&State::replay(dag.clone(), &gmm_steps(4, 16)).expect("legal")).expect("l");
+    for isa in Isa::ALL {
+        let opts = CompileOptions {
+            isa,
+            ..CompileOptions::with_threads(1)
+        };
+        let kernel = compile(&nest, &opts).expect("compiles");
+        let calls = kernel.micro_kernel_calls().len();
+        assert_eq!(
+            calls,
+            expect_calls_of(isa, usize::from(isa.has_micro_kernels()))
+        );
+        let inputs = eval::random_inputs(&dag, 5);
+        let want = eval::evaluate(&dag, &inputs).expect("evaluates");
+        testing::check_close(&run(&kernel, &nest, &inputs), &want, 1e-4, 1e-4)
+            .unwrap_or_else(|e| panic!("{isa}: {e}"));
     }
 }

@@ -21,14 +21,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut threads = 1usize;
     let mut rounds = 200usize;
-    let mut micro_kernels = true;
+    let mut isa = CompileOptions::default().isa;
     let mut pos = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--threads" => threads = it.next().ok_or("--threads T")?.parse()?,
             "--rounds" => rounds = it.next().ok_or("--rounds N")?.parse()?,
-            "--no-micro-kernels" => micro_kernels = false,
+            "--no-micro-kernels" => isa = tessel_codegen::Isa::Generic,
             p => pos.push(p.to_string()),
         }
     }
@@ -48,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let build = |auto_vectorize: bool| -> Result<Kernel, Box<dyn std::error::Error>> {
         let opts = CompileOptions {
             layout_rewrite: LayoutRewrite::All,
-            micro_kernels,
+            isa,
             auto_vectorize,
             ..CompileOptions::with_threads(threads)
         };
@@ -88,7 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (m0, m1) = (med(&mut times[0]), med(&mut times[1]));
     println!(
-        "{workload} threads={threads} micro_kernels={micro_kernels} rounds={rounds}: auto_vectorize off {:.3} ms ({:.1} GFLOP/s), on {:.3} ms ({:.1} GFLOP/s), on/off speed {:.3}, on faster in {:.0} % of rounds",
+        "{workload} threads={threads} target={isa} rounds={rounds}: auto_vectorize off {:.3} ms ({:.1} GFLOP/s), on {:.3} ms ({:.1} GFLOP/s), on/off speed {:.3}, on faster in {:.0} % of rounds",
         m0 * 1e3,
         flops / m0 * 1e-9,
         m1 * 1e3,

@@ -60,15 +60,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let want = eval::evaluate(&dag, &inputs)?;
     let n_in = inputs.len();
     for t in threads {
+        let native = CompileOptions::default().isa;
         let builds = [
-            (true, LayoutRewrite::All),
-            (true, LayoutRewrite::Weights),
-            (true, LayoutRewrite::Off),
-            (false, LayoutRewrite::Off),
+            (native, LayoutRewrite::All),
+            (native, LayoutRewrite::Weights),
+            (native, LayoutRewrite::Off),
+            (tessel_codegen::Isa::Generic, LayoutRewrite::Off),
         ];
         for (uk, lr) in builds {
             let opts = CompileOptions {
-                micro_kernels: uk,
+                isa: uk,
                 layout_rewrite: lr,
                 ..CompileOptions::with_threads(t)
             };
@@ -92,7 +93,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             times.sort_by(f64::total_cmp);
             let med = times[times.len() / 2];
             println!(
-                "{} threads={t} micro_kernels={uk} layout_rewrite={lr}: median {:.3} ms ({:.1} GFLOP/s), best {:.3} ms, compile {:.2} ms",
+                "{} threads={t} target={uk} layout_rewrite={lr}: median {:.3} ms ({:.1} GFLOP/s), best {:.3} ms, compile {:.2} ms",
                 w.name,
                 med * 1e3,
                 flops / med * 1e-9,

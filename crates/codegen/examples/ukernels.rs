@@ -1,15 +1,17 @@
-//! Times every micro-kernel shape on one core: GFLOP/s of repeated calls with `a`, `b` and
-//! `c` in L1/L2, `b` packed (`b_ks = NR`) and `a` rows 256 floats apart, as in an NHWC conv.
-//! The figures back the per-shape kernel forms chosen in `ukernel::lookup`. Then a few
+//! Times every micro-kernel shape of one ISA's family on one core: GFLOP/s of repeated
+//! calls with `a`, `b` and `c` in L1/L2, `b` packed (`b_ks = NR`) and `a` rows 256 floats
+//! apart, as in an NHWC conv. The figures back the per-shape kernel forms chosen in
+//! `ukernel::lookup`; for AVX-512 every form of each shape is timed (`--forms`). Then a few
 //! strips (tiles taller than a register tile, one call per block, as code generation emits
 //! them) of ResNet-50's widths.
 //!
 //! ```text
-//! cargo run --release -p tessel-codegen --example ukernels [-- K]
+//! cargo run --release -p tessel-codegen --example ukernels [-- K [avx2|avx512 [--forms]]]
 //! ```
 
 use std::time::Instant;
 use tessel_codegen::ukernel;
+use tessel_ir::target::Isa;
 use tessel_ir::tensorize;
 
 fn main() {
@@ -17,34 +19,60 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(256);
-    if !ukernel::available() {
-        println!("this CPU has no AVX2+FMA: no micro-kernels");
+    let isa = match std::env::args().nth(2).as_deref() {
+        Some("avx512") => Isa::Avx512,
+        _ => Isa::Avx2,
+    };
+    let forms = std::env::args().any(|a| a == "--forms");
+    if !ukernel::available(isa) {
+        println!("this CPU cannot run the {isa} micro-kernels");
         return;
     }
     let a_rs = 256i64;
-    println!("k = {k}, one core, best of 5");
-    for nr in tensorize::KERNEL_NR {
-        for mr in 1..=tensorize::MAX_MR {
-            if let Some(kernel) = ukernel::micro_kernel(mr, nr) {
+    println!("{isa}, k = {k}, one core, best of 5");
+    for &nr in tensorize::kernel_nr(isa) {
+        for mr in 1..=tensorize::max_mr(isa) {
+            if forms && isa == Isa::Avx512 {
+                let mut line = format!("{mr}x{nr:<3}");
+                for (name, kernel) in ukernel::avx512_forms(mr, nr) {
+                    let rate = time_tile(&[(mr, kernel)], nr, k, a_rs);
+                    line += &format!(" {name} {rate:6.1}");
+                }
+                if line.len() > 6 {
+                    println!("{line} GFLOP/s");
+                }
+            } else if let Some(kernel) = ukernel::micro_kernel(isa, mr, nr) {
                 let rate = time_tile(&[(mr, kernel)], nr, k, a_rs);
                 println!("{mr}x{nr:<3} {rate:6.1} GFLOP/s");
             }
         }
     }
-    println!("elementwise (depthwise 3x3, 32 channels): three calls | one folded call");
-    for (mr, nr) in [(2, 32), (4, 16), (6, 16), (3, 24), (8, 8)] {
+    println!("elementwise (depthwise 3x3, 64 channels): three calls | one folded call");
+    let ew_tiles: &[(i64, i64)] = match isa {
+        Isa::Avx512 => &[(2, 32), (4, 32), (7, 32), (14, 16), (6, 64)],
+        _ => &[(2, 32), (4, 16), (6, 16), (3, 24), (8, 8)],
+    };
+    for &(mr, nr) in ew_tiles {
         for _ in 0..3 {
             if let (Some(three), Some(one)) = (
-                time_depthwise(mr, nr, 32, false),
-                time_depthwise(mr, nr, 32, true),
+                time_depthwise(isa, mr, nr, 64, false),
+                time_depthwise(isa, mr, nr, 64, true),
             ) {
                 println!("{mr}x{nr:<3} {three:6.1} | {one:6.1} GFLOP/s");
             }
         }
     }
     println!("strips:");
-    for (mr, nr) in [(7, 16), (14, 16), (28, 16), (56, 16), (14, 32), (56, 8)] {
-        if let Some(blocks) = ukernel::strip_kernels(ukernel::KernelKind::Broadcast, mr, nr) {
+    for (mr, nr) in [
+        (7, 16),
+        (14, 16),
+        (28, 16),
+        (56, 16),
+        (14, 32),
+        (56, 32),
+        (56, 8),
+    ] {
+        if let Some(blocks) = ukernel::strip_kernels(isa, ukernel::KernelKind::Broadcast, mr, nr) {
             let rows: Vec<i64> = blocks.iter().map(|b| b.0).collect();
             let blocks: Vec<(i64, ukernel::MicroKernelFn)> = blocks
                 .into_iter()
@@ -63,9 +91,9 @@ fn main() {
 /// convolution with `c` channels (`a` rows `c` apart, the window's rows `row` apart), as one
 /// call per window row (`k2 = 1`, three calls) or one call folding the rows in (`k2 = 3`);
 /// best of 5 timings of about 1 GFLOP each.
-fn time_depthwise(mr: i64, nr: i64, c: i64, folded: bool) -> Option<f64> {
+fn time_depthwise(isa: Isa, mr: i64, nr: i64, c: i64, folded: bool) -> Option<f64> {
     let ukernel::KernelFn::Elementwise(kernel) =
-        ukernel::kernel(ukernel::KernelKind::Elementwise, mr, nr)?
+        ukernel::kernel(isa, ukernel::KernelKind::Elementwise, mr, nr)?
     else {
         return None;
     };

@@ -145,6 +145,8 @@ pub(crate) struct Analysis {
     /// ([`TensorizeMatch::folded`]), with that call's tensorized loop: emitting the outer
     /// loop emits the one call.
     pub folded: HashMap<LoopId, LoopId>,
+    /// The ISA level whose micro-kernels the tensorized loops call.
+    pub isa: tessel_ir::target::Isa,
 }
 
 /// One packed copy of an input matrix, made by `Kernel::run` (once for a constant weight,
@@ -240,12 +242,12 @@ impl PackPlan {
 
 impl Analysis {
     /// Validates `nest` and computes the analysis (`threads` decides which parallel loops are
-    /// outlined, `micro_kernels` whether tensorized loops may call micro-kernels,
+    /// outlined, `isa` whose micro-kernels tensorized loops may call,
     /// `auto_vectorize` whether plain innermost loops may become SIMD code).
     pub fn new(
         nest: &LoopNest,
         threads: usize,
-        micro_kernels: bool,
+        isa: tessel_ir::target::Isa,
         layout_rewrite: crate::LayoutRewrite,
         auto_vectorize: bool,
     ) -> Result<Analysis, CodegenError> {
@@ -295,15 +297,17 @@ impl Analysis {
             packs: Vec::new(),
             packed_b: HashMap::new(),
             folded: HashMap::new(),
+            isa: tessel_ir::target::Isa::Generic,
         };
         an.walk(nest, &nest.body, 0, threads > 1);
-        if micro_kernels {
+        an.isa = isa;
+        if isa.has_micro_kernels() {
             for (_, m) in tessel_ir::tensorize::find(nest) {
                 let Ok(m) = m else { continue };
                 let in_bounds = [m.a, m.b, m.c]
                     .iter()
                     .all(|&(b, i)| interval(nest, i, &HashMap::new()).within(nest.buffer(b).len()));
-                if in_bounds && crate::ukernel::strip_kernels(m.kind, m.mr, m.nr).is_some() {
+                if in_bounds && crate::ukernel::strip_kernels(isa, m.kind, m.mr, m.nr).is_some() {
                     // An elementwise kernel's `B` rows are already contiguous along the
                     // tile columns (a depthwise weight's channels): nothing to pack.
                     let plan = match m.kind {

@@ -588,7 +588,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         }
         // One call per register tile of the strip, each over the whole reduction.
         let mut row = 0;
-        for rows in tessel_ir::tensorize::strip_blocks(m.mr, m.nr) {
+        for rows in tessel_ir::tensorize::strip_blocks(self.c.an.isa, m.mr, m.nr) {
             let f = self.ukernel_ref((m.kind, rows, m.nr))?;
             let a_row = self.advance_f32s(pa, row * m.a_row_stride);
             let c_row = self.advance_f32s(pc, row * m.c_row_stride);

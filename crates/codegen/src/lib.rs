@@ -76,6 +76,7 @@ use cranelift_module::{default_libcall_names, Linkage, Module};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tessel_ir::loop_nest::BufferScope;
+pub use tessel_ir::target::Isa;
 use tessel_ir::LoopNest;
 
 /// Errors of compiling or running a kernel.
@@ -127,9 +128,11 @@ pub struct CompileOptions {
     pub keep_ir: bool,
     /// Keep Cranelift's disassembly (VCode) of every function ([`Kernel::disasm`]).
     pub disasm: bool,
-    /// Let tensorized loops call the AVX2 micro-kernels ([`ukernel`]) when the CPU has AVX2
-    /// and FMA. `false` forces the pure Cranelift code, as on a CPU without them.
-    pub micro_kernels: bool,
+    /// The ISA level whose micro-kernels ([`ukernel`]) tensorized loops call (the
+    /// [`Target`](tessel_ir::target::Target)'s): [`Isa::Generic`] forces the pure Cranelift
+    /// code. A tile the level's family lacks, or a level this CPU cannot run, also compiles
+    /// to the ordinary loops, so no program ever executes instructions the CPU lacks.
+    pub isa: Isa,
     /// Which micro-kernel `B` operands read a packed copy (`[cols/NR][rows][NR]` panels):
     /// none, constant weights only (packed once, Ansor's layout rewrite), or also every other
     /// input (packed inside every [`Kernel::run`]). See [`LayoutRewrite`].
@@ -142,7 +145,8 @@ pub struct CompileOptions {
 }
 
 impl Default for CompileOptions {
-    /// One thread per available CPU, FMA on, micro-kernels on, no layout rewrite
+    /// One thread per available CPU, FMA on, micro-kernels of this CPU's highest ISA level
+    /// ([`CpuFeatures::best_isa`](tessel_ir::target::CpuFeatures::best_isa)), no layout rewrite
     /// ([`LayoutRewrite::Off`]), auto-vectorization on, no IR text kept.
     fn default() -> Self {
         CompileOptions {
@@ -150,7 +154,7 @@ impl Default for CompileOptions {
             fma: true,
             keep_ir: false,
             disasm: false,
-            micro_kernels: true,
+            isa: tessel_ir::target::CpuFeatures::host().best_isa(),
             layout_rewrite: LayoutRewrite::Off,
             auto_vectorize: true,
         }
@@ -201,7 +205,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
     let an = analysis::Analysis::new(
         nest,
         threads,
-        opts.micro_kernels,
+        opts.isa,
         opts.layout_rewrite,
         opts.auto_vectorize,
     )?;
@@ -211,7 +215,13 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
     let mut kernels: Vec<(ukernel::KernelShape, ukernel::KernelFn)> = an
         .tensorized
         .values()
-        .filter_map(|m| Some((m.kind, m.nr, ukernel::strip_kernels(m.kind, m.mr, m.nr)?)))
+        .filter_map(|m| {
+            Some((
+                m.kind,
+                m.nr,
+                ukernel::strip_kernels(opts.isa, m.kind, m.mr, m.nr)?,
+            ))
+        })
         .flat_map(|(kind, nr, blocks)| {
             blocks
                 .into_iter()
@@ -222,7 +232,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
     kernels.dedup_by_key(|k| k.0);
     let shapes: Vec<ukernel::KernelShape> = kernels.iter().map(|k| k.0).collect();
     for &((kind, mr, nr), f) in &kernels {
-        jb.symbol(ukernel::symbol(kind, mr, nr), f.addr());
+        jb.symbol(ukernel::symbol(opts.isa, kind, mr, nr), f.addr());
     }
     jb.symbol("tessel_expf", runtime::tessel_expf as *const u8);
     jb.symbol(
@@ -236,7 +246,11 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         for &(kind, mr, nr) in &shapes {
             let sig = emit::ukernel_signature(&module, kind);
             let id = module
-                .declare_function(&ukernel::symbol(kind, mr, nr), Linkage::Import, &sig)
+                .declare_function(
+                    &ukernel::symbol(opts.isa, kind, mr, nr),
+                    Linkage::Import,
+                    &sig,
+                )
                 .map_err(|e| CodegenError::Cranelift(format!("{e:?}")))?;
             uk.insert((kind, mr, nr), id);
         }
@@ -258,7 +272,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
             kind: m.kind,
             mr: m.mr,
             nr: m.nr,
-            blocks: tessel_ir::tensorize::strip_blocks(m.mr, m.nr),
+            blocks: tessel_ir::tensorize::strip_blocks(opts.isa, m.mr, m.nr),
             k: m.k,
             k2: m.folded().map_or(1, |o| o.extent),
             packed_b: an.packed_b.contains_key(&m.k_loop),
@@ -566,7 +580,7 @@ impl Kernel {
     }
 
     /// The tensorized loops that run as micro-kernel calls (empty when none matched, the CPU
-    /// lacks AVX2/FMA or [`CompileOptions::micro_kernels`] is off).
+    /// cannot run [`CompileOptions::isa`]'s kernels or it is [`Isa::Generic`]).
     pub fn micro_kernel_calls(&self) -> &[MicroKernelCall] {
         &self.calls
     }

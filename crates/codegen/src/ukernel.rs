@@ -1,4 +1,5 @@
-//! AVX2 + FMA micro-kernels: the `tensorize` intrinsics JIT code calls.
+//! Micro-kernels: the `tensorize` intrinsics JIT code calls, one family per ISA level of
+//! the [`Isa`] a program is compiled for (AVX2 + FMA, AVX-512F).
 //!
 //! One kernel updates an `MR`×`NR` register tile of `C` over `k` steps:
 //!
@@ -17,12 +18,24 @@
 //! features ([`available`]). Taller tiles (strips) run as one call per register tile
 //! ([`strip_kernels`]).
 //!
+//! The AVX-512 family ([`Isa::Avx512`]) has the same contract with 16-lane zmm vectors:
+//! `NR` ∈ {16, 32, 48, 64}, up to 14 rows and 28 accumulators in the 32 zmm registers
+//! ([`tessel_ir::tensorize::register_tile_fits`]), compiled ahead of time with
+//! `#[target_feature(enable = "avx512f")]` and run only when the CPU has AVX-512F.
+//! Kernels of different ISAs are different symbols ([`symbol`]), so a 4×16 AVX2 kernel
+//! and a 4×16 AVX-512 one never mix. On one Sapphire Rapids core (AVX-512 FMA peak 240
+//! GFLOP/s, AVX2 130, by `fma_peak.c`) the best AVX-512 tiles run at 197–233 GFLOP/s
+//! (9×48, 10×32, k = 256, `examples/ukernels.rs`), the best AVX2 ones at 124–127 (4×24,
+//! 6×16).
+//!
 //! The elementwise family ([`KernelKind::Elementwise`], depthwise convolutions) has the
 //! same tiles but reads `a` per column, `a[i*a_rs + p*a_ks + j]`, as a vector operand of
 //! each FMA instead of a broadcast, and folds in an outer reduction loop `q` (a depthwise
 //! window's rows around its columns; see [`ElementwiseKernelFn`]), so one call covers the
 //! whole window and the tile stays in registers across it.
 
+use tessel_ir::target::CpuFeatures;
+pub use tessel_ir::target::Isa;
 pub use tessel_ir::tensorize::KernelKind;
 
 /// A register-tile kernel: its family and tile `(kind, mr, nr)`.
@@ -63,68 +76,76 @@ impl KernelFn {
     }
 }
 
-/// True when this CPU can run the micro-kernels (x86-64 with AVX2 and FMA).
-pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+/// True when this CPU can run `isa`'s micro-kernels (x86-64 with AVX2 and FMA; for
+/// AVX-512 also AVX-512F). Always false for [`Isa::Generic`], which has none.
+pub fn available(isa: Isa) -> bool {
+    isa.has_micro_kernels() && CpuFeatures::host().supports(isa)
 }
 
-/// The symbol name JIT code imports the `mr`×`nr` kernel of family `kind` under.
-pub(crate) fn symbol(kind: KernelKind, mr: i64, nr: i64) -> String {
+/// The symbol name JIT code imports the `mr`×`nr` kernel of `isa`'s family `kind` under.
+pub(crate) fn symbol(isa: Isa, kind: KernelKind, mr: i64, nr: i64) -> String {
     match kind {
-        KernelKind::Broadcast => format!("tessel_ukernel_{mr}x{nr}"),
-        KernelKind::Elementwise => format!("tessel_ukernel_ew_{mr}x{nr}"),
+        KernelKind::Broadcast => format!("tessel_ukernel_{isa}_{mr}x{nr}"),
+        KernelKind::Elementwise => format!("tessel_ukernel_{isa}_ew_{mr}x{nr}"),
     }
 }
 
-/// The `mr`×`nr` micro-kernel, when the family has it and this CPU can run it.
+/// The `mr`×`nr` broadcast micro-kernel of `isa`, when the family has it and this CPU can
+/// run it.
 ///
 /// Calling the returned function is `unsafe`: every element it reads or writes
 /// (`a[i*a_rs + p*a_ks]`, `b[p*b_ks + j]`, `c[i*c_rs + j]` for `i < mr`, `j < nr`, `p < k`)
 /// must be valid, and `c`'s elements must not overlap `a`'s or `b`'s.
-pub fn micro_kernel(mr: i64, nr: i64) -> Option<MicroKernelFn> {
-    match kernel(KernelKind::Broadcast, mr, nr)? {
+pub fn micro_kernel(isa: Isa, mr: i64, nr: i64) -> Option<MicroKernelFn> {
+    match kernel(isa, KernelKind::Broadcast, mr, nr)? {
         KernelFn::Broadcast(f) => Some(f),
         KernelFn::Elementwise(_) => None,
     }
 }
 
-/// The `mr`×`nr` micro-kernel of family `kind`, when the family has it and this CPU can
-/// run it (an elementwise kernel has the same requirements as [`micro_kernel`] for the
+/// The `mr`×`nr` micro-kernel of `isa`'s family `kind`, when the family has it and this CPU
+/// can run it (an elementwise kernel has the same requirements as [`micro_kernel`] for the
 /// elements of [`ElementwiseKernelFn`]'s loops).
-pub fn kernel(kind: KernelKind, mr: i64, nr: i64) -> Option<KernelFn> {
-    if !available() || !tessel_ir::tensorize::register_tile_fits(mr, nr) {
+pub fn kernel(isa: Isa, kind: KernelKind, mr: i64, nr: i64) -> Option<KernelFn> {
+    if !available(isa) || !tessel_ir::tensorize::register_tile_fits(isa, mr, nr) {
         return None;
     }
-    match kind {
-        KernelKind::Broadcast => imp::lookup(mr, nr).map(KernelFn::Broadcast),
-        KernelKind::Elementwise => imp::lookup_elementwise(mr, nr).map(KernelFn::Elementwise),
+    match (isa, kind) {
+        (Isa::Generic, _) => None,
+        (Isa::Avx2, KernelKind::Broadcast) => imp::lookup(mr, nr).map(KernelFn::Broadcast),
+        (Isa::Avx2, KernelKind::Elementwise) => {
+            imp::lookup_elementwise(mr, nr).map(KernelFn::Elementwise)
+        }
+        (Isa::Avx512, KernelKind::Broadcast) => imp512::lookup(mr, nr).map(KernelFn::Broadcast),
+        (Isa::Avx512, KernelKind::Elementwise) => {
+            imp512::lookup_elementwise(mr, nr).map(KernelFn::Elementwise)
+        }
     }
 }
 
-/// The kernels a tensorized `mr`×`nr` tile of family `kind` runs as: one `(rows, kernel)`
-/// per block of [`tessel_ir::tensorize::strip_blocks`], top to bottom (a single block for
-/// a register tile). `None` when the tile is not supported or this CPU cannot run the
-/// kernels.
-pub fn strip_kernels(kind: KernelKind, mr: i64, nr: i64) -> Option<Vec<(i64, KernelFn)>> {
-    let blocks = tessel_ir::tensorize::strip_blocks(mr, nr);
+/// Every form of the AVX-512 `mr`×`nr` broadcast kernel, by name (`tile`, `rows`,
+/// `rows_u2`), for the benchmark that chose [`micro_kernel`]'s form per shape
+/// (`examples/ukernels.rs`); empty when this CPU lacks AVX-512F or the family lacks the
+/// tile. The calling contract is [`micro_kernel`]'s.
+pub fn avx512_forms(mr: i64, nr: i64) -> Vec<(&'static str, MicroKernelFn)> {
+    if !available(Isa::Avx512) || !tessel_ir::tensorize::register_tile_fits(Isa::Avx512, mr, nr) {
+        return Vec::new();
+    }
+    imp512::forms(mr, nr)
+}
+
+/// The kernels a tensorized `mr`×`nr` tile of family `kind` runs as under `isa`: one
+/// `(rows, kernel)` per block of [`tessel_ir::tensorize::strip_blocks`], top to bottom (a
+/// single block for a register tile). `None` when the tile is not supported or this CPU
+/// cannot run the kernels.
+pub fn strip_kernels(isa: Isa, kind: KernelKind, mr: i64, nr: i64) -> Option<Vec<(i64, KernelFn)>> {
+    let blocks = tessel_ir::tensorize::strip_blocks(isa, mr, nr);
     if blocks.is_empty() {
         return None;
     }
     blocks
         .into_iter()
-        .map(|rows| kernel(kind, rows, nr).map(|f| (rows, f)))
+        .map(|rows| kernel(isa, kind, rows, nr).map(|f| (rows, f)))
         .collect()
 }
 
@@ -385,6 +406,293 @@ mod imp {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod imp512 {
+    //! The AVX-512F family: the AVX2 kernels' loops over 16-lane zmm vectors.
+    use super::{ElementwiseKernelFn, MicroKernelFn};
+    use std::arch::x86_64::*;
+
+    /// `f32` lanes of a zmm register.
+    const L: usize = 16;
+
+    /// The `MR`×`NV`-vector tile of `c` (rows `c_rs` floats apart) into registers.
+    ///
+    /// # Safety
+    /// AVX-512F, and the tile's elements valid.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load_c<const MR: usize, const NV: usize>(
+        c: *const f32,
+        c_rs: i64,
+    ) -> [[__m512; NV]; MR] {
+        // SAFETY: the caller guarantees every element of the tile is in bounds.
+        unsafe {
+            std::array::from_fn(|i| {
+                let ci = c.offset(i as isize * c_rs as isize);
+                std::array::from_fn(|v| _mm512_loadu_ps(ci.add(L * v)))
+            })
+        }
+    }
+
+    /// Stores the register tile back to `c`.
+    ///
+    /// # Safety
+    /// As [`load_c`].
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store_c<const MR: usize, const NV: usize>(
+        acc: &[[__m512; NV]; MR],
+        c: *mut f32,
+        c_rs: i64,
+    ) {
+        // SAFETY: as in `load_c`.
+        unsafe {
+            for (i, row) in acc.iter().enumerate() {
+                let ci = c.offset(i as isize * c_rs as isize);
+                for (v, r) in row.iter().enumerate() {
+                    _mm512_storeu_ps(ci.add(L * v), *r);
+                }
+            }
+        }
+    }
+
+    /// One reduction step: `NV` vectors of `b` at `bp`, one broadcast of `a` per row at
+    /// `row(i)`.
+    ///
+    /// # Safety
+    /// AVX-512F, and every address valid.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn step<const MR: usize, const NV: usize>(
+        acc: &mut [[__m512; NV]; MR],
+        bp: *const f32,
+        row: impl Fn(usize) -> *const f32,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(bp.add(L * v)));
+            for (i, r) in acc.iter_mut().enumerate() {
+                let ai = _mm512_set1_ps(*row(i));
+                for (x, &y) in r.iter_mut().zip(bv.iter()) {
+                    *x = _mm512_fmadd_ps(ai, y, *x);
+                }
+            }
+        }
+    }
+
+    /// The kernel for `MR` rows and `NV` vectors of 16 columns, row addresses formed from
+    /// `a_rs` at every step.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, and the accesses described in
+    /// [`super::micro_kernel`] must be valid.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn tile<const MR: usize, const NV: usize>(
+        k: i64,
+        a: *const f32,
+        a_rs: i64,
+        a_ks: i64,
+        b: *const f32,
+        b_ks: i64,
+        c: *mut f32,
+        c_rs: i64,
+    ) {
+        // SAFETY (whole body): the caller guarantees every address formed below is in
+        // bounds (see `micro_kernel`); unaligned loads and stores throughout.
+        unsafe {
+            let mut acc = load_c::<MR, NV>(c, c_rs);
+            let (mut ap, mut bp) = (a, b);
+            for _ in 0..k {
+                step(&mut acc, bp, |i| ap.offset(i as isize * a_rs as isize));
+                ap = ap.offset(a_ks as isize);
+                bp = bp.offset(b_ks as isize);
+            }
+            store_c(&acc, c, c_rs);
+        }
+    }
+
+    /// The same tile with one pointer per row of `a` hoisted out of the `k` loop and the
+    /// `k` loop unrolled `U` times.
+    ///
+    /// # Safety
+    /// As [`tile`].
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn tile_rows<const MR: usize, const NV: usize, const U: usize>(
+        k: i64,
+        a: *const f32,
+        a_rs: i64,
+        a_ks: i64,
+        b: *const f32,
+        b_ks: i64,
+        c: *mut f32,
+        c_rs: i64,
+    ) {
+        // SAFETY (whole body): as in `tile`.
+        unsafe {
+            let rows: [*const f32; MR] =
+                std::array::from_fn(|i| a.offset(i as isize * a_rs as isize));
+            let mut acc = load_c::<MR, NV>(c, c_rs);
+            let (a_ks, b_ks) = (a_ks as isize, b_ks as isize);
+            let (mut a_off, mut bp, mut p) = (0isize, b, 0i64);
+            while p + U as i64 <= k {
+                for u in 0..U as isize {
+                    let off = a_off + u * a_ks;
+                    step(&mut acc, bp.offset(u * b_ks), |i| rows[i].offset(off));
+                }
+                a_off += U as isize * a_ks;
+                bp = bp.offset(U as isize * b_ks);
+                p += U as i64;
+            }
+            while p < k {
+                step(&mut acc, bp, |i| rows[i].offset(a_off));
+                a_off += a_ks;
+                bp = bp.offset(b_ks);
+                p += 1;
+            }
+            store_c(&acc, c, c_rs);
+        }
+    }
+
+    /// The elementwise kernel for `MR` rows and `NV` vectors of 16 columns (see
+    /// [`super::ElementwiseKernelFn`]).
+    ///
+    /// # Safety
+    /// As [`tile`], with `a[q*a_k2s + i*a_rs + p*a_ks + j]` valid for every `j < 16·NV`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn elementwise_tile<const MR: usize, const NV: usize>(
+        k2: i64,
+        a_k2s: i64,
+        b_k2s: i64,
+        k: i64,
+        a: *const f32,
+        a_rs: i64,
+        a_ks: i64,
+        b: *const f32,
+        b_ks: i64,
+        c: *mut f32,
+        c_rs: i64,
+    ) {
+        // SAFETY (whole body): every address formed is one the caller guarantees in
+        // bounds; unaligned loads and stores throughout.
+        unsafe {
+            let rows: [*const f32; MR] =
+                std::array::from_fn(|i| a.offset(i as isize * a_rs as isize));
+            let mut acc = load_c::<MR, NV>(c, c_rs);
+            let (a_ks, b_ks) = (a_ks as isize, b_ks as isize);
+            for q in 0..k2 as isize {
+                let (mut a_off, mut bp) = (q * a_k2s as isize, b.offset(q * b_k2s as isize));
+                for _ in 0..k {
+                    let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(bp.add(L * v)));
+                    for (row, r) in acc.iter_mut().zip(rows.iter()) {
+                        let ar = r.offset(a_off);
+                        for (v, (x, &y)) in row.iter_mut().zip(bv.iter()).enumerate() {
+                            *x = _mm512_fmadd_ps(_mm512_loadu_ps(ar.add(L * v)), y, *x);
+                        }
+                    }
+                    a_off += a_ks;
+                    bp = bp.offset(b_ks);
+                }
+            }
+            store_c(&acc, c, c_rs);
+        }
+    }
+
+    /// Expands `$body!(MR, NV)` for every tile of the family (`register_tile_fits`):
+    /// 14 rows of 1 and 2 vectors, 9 of 3, 6 of 4.
+    macro_rules! for_each_tile {
+        ($mr:expr, $nv:expr, $f:ident) => {
+            for_each_tile!(@rows $mr, $nv, $f, 1, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
+            for_each_tile!(@rows $mr, $nv, $f, 2, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
+            for_each_tile!(@rows $mr, $nv, $f, 3, [1 2 3 4 5 6 7 8 9]);
+            for_each_tile!(@rows $mr, $nv, $f, 4, [1 2 3 4 5 6]);
+        };
+        (@rows $mr:expr, $nv:expr, $f:ident, $v:literal, [$($m:literal)*]) => {
+            $( if $mr == $m && $nv == $v { return Some($f!($m, $v)); } )*
+        };
+    }
+
+    /// The broadcast kernel of each shape, in the form that measured fastest for it
+    /// (`examples/ukernels.rs 256 avx512 --forms`, one Sapphire Rapids core, GFLOP/s as
+    /// `tile` / `rows` / `rows_u2`): two vectors per row run best as `tile` (8×32 206 /
+    /// 207 / 184, 10×32 213 / 207 / 196, 14×32 196 / 184 / 186), one, three or four
+    /// vectors as `rows_u2` (14×16 129 / 169 / 172, 9×48 214 / 212 / 233, 6×64 181 / 196
+    /// / 208).
+    pub(super) fn lookup(mr: i64, nr: i64) -> Option<MicroKernelFn> {
+        if nr % L as i64 != 0 {
+            return None;
+        }
+        let nv = nr / L as i64;
+        macro_rules! chosen {
+            ($m:literal, $v:literal) => {
+                if $v == 2 {
+                    tile::<$m, $v> as MicroKernelFn
+                } else {
+                    tile_rows::<$m, $v, 2> as MicroKernelFn
+                }
+            };
+        }
+        for_each_tile!(mr, nv, chosen);
+        None
+    }
+
+    /// Every form of the `mr`×`nr` broadcast kernel, by name.
+    pub(super) fn forms(mr: i64, nr: i64) -> Vec<(&'static str, MicroKernelFn)> {
+        let nv = nr / L as i64;
+        let find = || -> Option<[(&'static str, MicroKernelFn); 3]> {
+            if nr % L as i64 != 0 {
+                return None;
+            }
+            macro_rules! all {
+                ($m:literal, $v:literal) => {
+                    [
+                        ("tile", tile::<$m, $v> as MicroKernelFn),
+                        ("rows", tile_rows::<$m, $v, 1> as MicroKernelFn),
+                        ("rows_u2", tile_rows::<$m, $v, 2> as MicroKernelFn),
+                    ]
+                };
+            }
+            for_each_tile!(mr, nv, all);
+            None
+        };
+        find().map(Vec::from).unwrap_or_default()
+    }
+
+    /// The elementwise kernel of each shape (the same tiles as [`lookup`]'s).
+    pub(super) fn lookup_elementwise(mr: i64, nr: i64) -> Option<ElementwiseKernelFn> {
+        if nr % L as i64 != 0 {
+            return None;
+        }
+        let nv = nr / L as i64;
+        macro_rules! ew {
+            ($m:literal, $v:literal) => {
+                elementwise_tile::<$m, $v> as ElementwiseKernelFn
+            };
+        }
+        for_each_tile!(mr, nv, ew);
+        None
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp512 {
+    use super::{ElementwiseKernelFn, MicroKernelFn};
+
+    pub(super) fn lookup(_mr: i64, _nr: i64) -> Option<MicroKernelFn> {
+        None
+    }
+
+    pub(super) fn forms(_mr: i64, _nr: i64) -> Vec<(&'static str, MicroKernelFn)> {
+        Vec::new()
+    }
+
+    pub(super) fn lookup_elementwise(_mr: i64, _nr: i64) -> Option<ElementwiseKernelFn> {
+        None
+    }
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
     use super::{ElementwiseKernelFn, MicroKernelFn};
@@ -404,17 +712,21 @@ mod tests {
 
     #[test]
     fn the_table_covers_exactly_the_family() {
-        if !available() {
-            return;
-        }
-        for mr in 0..=13 {
-            for nr in 0..=40 {
-                for kind in [KernelKind::Broadcast, KernelKind::Elementwise] {
-                    assert_eq!(
-                        kernel(kind, mr, nr).is_some(),
-                        tessel_ir::tensorize::register_tile_fits(mr, nr),
-                        "{kind:?} {mr}x{nr}"
-                    );
+        for isa in Isa::ALL {
+            if !available(isa) {
+                eprintln!("skipping {isa}: this CPU cannot run its kernels");
+                assert!(kernel(isa, KernelKind::Broadcast, 4, 16).is_none());
+                continue;
+            }
+            for mr in 0..=20 {
+                for nr in 0..=80 {
+                    for kind in [KernelKind::Broadcast, KernelKind::Elementwise] {
+                        assert_eq!(
+                            kernel(isa, kind, mr, nr).is_some(),
+                            tessel_ir::tensorize::register_tile_fits(isa, mr, nr),
+                            "{isa} {kind:?} {mr}x{nr}"
+                        );
+                    }
                 }
             }
         }
@@ -422,20 +734,23 @@ mod tests {
 
     #[test]
     fn every_supported_tile_has_its_strip_of_kernels() {
-        if !available() {
-            assert!(strip_kernels(KernelKind::Broadcast, 56, 16).is_none());
-            return;
-        }
-        for kind in [KernelKind::Broadcast, KernelKind::Elementwise] {
-            for mr in 0..=70 {
-                for nr in 0..=40 {
-                    let blocks: Option<Vec<i64>> =
-                        strip_kernels(kind, mr, nr).map(|b| b.iter().map(|x| x.0).collect());
-                    assert_eq!(
-                        blocks.unwrap_or_default(),
-                        tessel_ir::tensorize::strip_blocks(mr, nr),
-                        "{kind:?} {mr}x{nr}"
-                    );
+        for isa in Isa::ALL {
+            if !available(isa) {
+                eprintln!("skipping {isa}: this CPU cannot run its kernels");
+                assert!(strip_kernels(isa, KernelKind::Broadcast, 56, 16).is_none());
+                continue;
+            }
+            for kind in [KernelKind::Broadcast, KernelKind::Elementwise] {
+                for mr in 0..=70 {
+                    for nr in 0..=80 {
+                        let blocks: Option<Vec<i64>> = strip_kernels(isa, kind, mr, nr)
+                            .map(|b| b.iter().map(|x| x.0).collect());
+                        assert_eq!(
+                            blocks.unwrap_or_default(),
+                            tessel_ir::tensorize::strip_blocks(isa, mr, nr),
+                            "{isa} {kind:?} {mr}x{nr}"
+                        );
+                    }
                 }
             }
         }

@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             cost: r.cost(),
             threads: r.key.codegen.threads,
             codegen: CodegenFlags {
-                micro_kernels: r.key.codegen.micro_kernels,
+                micro_kernels: r.key.codegen.isa.has_micro_kernels(),
                 layout_rewrite: r.key.codegen.layout_rewrite
                     != tessel_measure::options::LayoutRewrite::Off,
             },

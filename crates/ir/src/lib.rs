@@ -12,6 +12,9 @@
 //! * [`state`]: schedule states and their replayable, serializable step log;
 //! * [`lower`]: lowering a state to a [`LoopNest`] (with [`simplify`] for index arithmetic);
 //! * [`eval`]: the reference evaluator of a DAG, and [`interp`]: the interpreter of a loop nest;
+//! * [`target`]: the machine code is generated for (ISA level, vector unit, cores, caches),
+//!   and the one place CPU features are detected;
+//! * [`tensorize`]: which loop nests match a micro-kernel of a target's family;
 //! * [`rng`]: the one explicit RNG type; [`testing`]: random legal schedules for property tests.
 //!
 //! ```
@@ -33,6 +36,7 @@ pub mod ops;
 pub mod rng;
 pub mod simplify;
 pub mod state;
+pub mod target;
 pub mod tensorize;
 pub mod testing;
 pub mod workloads;

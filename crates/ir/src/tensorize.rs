@@ -25,6 +25,12 @@
 //!
 //! [`TensorizeMatch::kind`] tells which ([`KernelKind`]); both families have the same tiles.
 //!
+//! Each ISA level of a [`Target`](crate::target::Target) has its own tiles: AVX2's are 8
+//! lanes per vector, up to 12 accumulators in 16 ymm registers; AVX-512's 16 lanes, up to
+//! 28 accumulators in 32 zmm registers ([`kernel_nr`], [`register_tile_fits`]). [`check`]
+//! accepts a tile of any ISA's family; code generation then calls it only when the target
+//! it compiles for has that tile.
+//!
 //! `i` and `j` may come in either order and be serial, unrolled or vectorized loops; the
 //! product may be written either way round and the accumulator on either side of `+`.
 //! Indices must be affine in `i`, `j` and `k` (anything else in them, such as outer loop
@@ -38,7 +44,7 @@
 //!
 //! [`check`] answers for one loop and [`find`] for every tensorized loop of a nest, so that
 //! code generation and the search ask the same question. Code generation additionally needs
-//! the host CPU to have the kernels (AVX2 + FMA) and the accesses to be provably in bounds;
+//! the target's family to have the tile, the CPU to run it, and the accesses to be provably in bounds;
 //! when anything fails it emits the ordinary loops, so a `Tensorize` annotation is always
 //! safe.
 //!
@@ -46,65 +52,90 @@
 
 use crate::expr::BinOp;
 use crate::loop_nest::{BufferId, ExprId, LoopId, LoopKind, LoopNest, Node, Stmt, StmtId};
+pub use crate::target::Isa;
 
-/// Column counts of the micro-kernel family's tiles: one to four AVX2 vectors per row.
-pub const KERNEL_NR: [i64; 4] = [8, 16, 24, 32];
+/// Column counts of `isa`'s register tiles: one to four vectors per row (8, 16, 24, 32
+/// columns for AVX2; 16, 32, 48, 64 for AVX-512); none for generic code.
+pub fn kernel_nr(isa: Isa) -> &'static [i64] {
+    match isa {
+        Isa::Generic => &[],
+        Isa::Avx2 => &[8, 16, 24, 32],
+        Isa::Avx512 => &[16, 32, 48, 64],
+    }
+}
 
-/// Most rows of a micro-kernel's register tile.
-pub const MAX_MR: i64 = 8;
+/// Most rows of one of `isa`'s register tiles (8 for AVX2, 14 for AVX-512).
+pub fn max_mr(isa: Isa) -> i64 {
+    match isa {
+        Isa::Generic => 0,
+        Isa::Avx2 => 8,
+        Isa::Avx512 => 14,
+    }
+}
+
+/// Most vector accumulators of one of `isa`'s register tiles: 12 of the 16 ymm registers,
+/// 28 of the 32 zmm registers (the rest hold a row of `b` and the broadcast of `a`).
+fn max_accumulators(isa: Isa) -> i64 {
+    match isa {
+        Isa::Generic => 0,
+        Isa::Avx2 => 12,
+        Isa::Avx512 => 28,
+    }
+}
 
 /// Most rows of a tensorized tile. Tiles taller than a register tile holds are *strips*:
 /// code generation cuts them into register tiles ([`strip_blocks`]) and calls one kernel
 /// per block, so a row count such as 56 or 14 (ResNet-50's widths) needs no edge tile.
 pub const MAX_STRIP_MR: i64 = 64;
 
-/// Widest register tile row, in `f32` lanes, of the micro-kernel family.
-pub const MAX_NR: i64 = 32;
-
-/// True when the micro-kernel family has an `mr`×`nr` *register* tile: `nr` is one of
-/// [`KERNEL_NR`], `mr` ≤ [`MAX_MR`], the tile needs at most 12 vector accumulators, and
-/// accumulators plus one row of `b` plus the broadcast fit the 16 ymm registers (so 3×32,
-/// which would spill and measured 46 GFLOP/s/core against 104 for 2×32, is left out).
-pub fn register_tile_fits(mr: i64, nr: i64) -> bool {
-    let vectors = nr / 8;
+/// True when `isa`'s micro-kernel family has an `mr`×`nr` *register* tile: `nr` is one of
+/// [`kernel_nr`], `mr` ≤ [`max_mr`], and the accumulators (at most 12 for AVX2, 28 for
+/// AVX-512) plus one row of `b` plus the broadcast fit the vector registers (16 ymm, 32
+/// zmm). So AVX2's 3×32, which would spill and measured 46 GFLOP/s/core against 104 for
+/// 2×32, is left out, as is AVX-512's 7×64.
+pub fn register_tile_fits(isa: Isa, mr: i64, nr: i64) -> bool {
+    if !kernel_nr(isa).contains(&nr) {
+        return false;
+    }
+    let vectors = nr / isa.lanes();
     // Accumulators, one row of `b`, and the broadcast of `a`.
-    let ymm_registers = mr * vectors + vectors + 1;
-    KERNEL_NR.contains(&nr)
-        && (1..=MAX_MR).contains(&mr)
-        && mr * vectors <= 12
-        && ymm_registers <= 16
+    let registers = mr * vectors + vectors + 1;
+    (1..=max_mr(isa)).contains(&mr)
+        && mr * vectors <= max_accumulators(isa)
+        && registers <= isa.vector_registers()
 }
 
-/// True when an `mr`×`nr` tile can be tensorized: `nr` is one of [`KERNEL_NR`] and
-/// `1 ≤ mr ≤` [`MAX_STRIP_MR`]. Tiles that [`register_tile_fits`] are one kernel call; taller
-/// ones are strips of register tiles ([`strip_blocks`]).
-pub fn kernel_supported(mr: i64, nr: i64) -> bool {
-    KERNEL_NR.contains(&nr) && (1..=MAX_STRIP_MR).contains(&mr)
+/// True when an `mr`×`nr` tile can be tensorized for `isa`: `nr` is one of [`kernel_nr`]
+/// and `1 ≤ mr ≤` [`MAX_STRIP_MR`]. Tiles that [`register_tile_fits`] are one kernel call;
+/// taller ones are strips of register tiles ([`strip_blocks`]).
+pub fn kernel_supported(isa: Isa, mr: i64, nr: i64) -> bool {
+    kernel_nr(isa).contains(&nr) && (1..=MAX_STRIP_MR).contains(&mr)
 }
 
-/// Most rows of a register tile `nr` columns wide (6 for 16 columns, 2 for 32); 1 when
-/// the family has no tile that wide (callers check [`kernel_supported`] first).
-fn max_register_rows(nr: i64) -> i64 {
-    (1..=MAX_MR)
+/// Most rows of one of `isa`'s register tiles `nr` columns wide (AVX2: 6 for 16 columns, 2
+/// for 32); 1 when the family has no tile that wide (callers check [`kernel_supported`]
+/// first).
+fn max_register_rows(isa: Isa, nr: i64) -> i64 {
+    (1..=max_mr(isa))
         .rev()
-        .find(|&mr| register_tile_fits(mr, nr))
+        .find(|&mr| register_tile_fits(isa, mr, nr))
         .unwrap_or(1)
 }
 
-/// The row counts of the register tiles an `mr`×`nr` tile is cut into, top to bottom: the
-/// tile itself when it fits in registers, otherwise the fewest register tiles that cover
-/// it, as even as possible (56 rows of 16 columns: 6, 6, 6, 6, 6, 6, 5, 5, 5, 5). Even blocks
-/// keep every call near the peak rate instead of leaving one thin, latency-bound tail
-/// (a 2×16 tile runs at half the rate of a 6×16 one). Empty when the tile is not
-/// [`kernel_supported`].
-pub fn strip_blocks(mr: i64, nr: i64) -> Vec<i64> {
-    if !kernel_supported(mr, nr) {
+/// The row counts of `isa`'s register tiles an `mr`×`nr` tile is cut into, top to bottom:
+/// the tile itself when it fits in registers, otherwise the fewest register tiles that
+/// cover it, as even as possible (AVX2, 56 rows of 16 columns: 6, 6, 6, 6, 6, 6, 5, 5, 5,
+/// 5). Even blocks keep every call near the peak rate instead of leaving one thin,
+/// latency-bound tail (a 2×16 AVX2 tile runs at half the rate of a 6×16 one). Empty when
+/// the tile is not [`kernel_supported`].
+pub fn strip_blocks(isa: Isa, mr: i64, nr: i64) -> Vec<i64> {
+    if !kernel_supported(isa, mr, nr) {
         return Vec::new();
     }
-    if register_tile_fits(mr, nr) {
+    if register_tile_fits(isa, mr, nr) {
         return vec![mr];
     }
-    let tallest = max_register_rows(nr);
+    let tallest = max_register_rows(isa, nr);
     let blocks = (mr + tallest - 1) / tallest;
     let (short, extra) = (mr / blocks, mr % blocks);
     (0..blocks).map(|b| short + i64::from(b < extra)).collect()
@@ -301,8 +332,8 @@ pub fn check(nest: &LoopNest, s: StmtId) -> Result<TensorizeMatch, String> {
     if mr > 1 && coef_i(&c_aff).unsigned_abs() < nr as u64 {
         return Err("the accumulator's tile rows overlap".into());
     }
-    if !kernel_supported(mr, nr) {
-        return Err(format!("no micro-kernel for a {mr}x{nr} tile"));
+    if !Isa::ALL.iter().any(|&isa| kernel_supported(isa, mr, nr)) {
+        return Err(format!("no micro-kernel family has a {mr}x{nr} tile"));
     }
     Ok(TensorizeMatch {
         kind,
@@ -468,37 +499,63 @@ mod tests {
 
     #[test]
     fn register_tiles_are_one_block() {
-        assert_eq!(strip_blocks(6, 16), vec![6]);
-        assert_eq!(strip_blocks(8, 8), vec![8]);
-        assert_eq!(strip_blocks(2, 32), vec![2]);
+        assert_eq!(strip_blocks(Isa::Avx2, 6, 16), vec![6]);
+        assert_eq!(strip_blocks(Isa::Avx2, 8, 8), vec![8]);
+        assert_eq!(strip_blocks(Isa::Avx2, 2, 32), vec![2]);
+        assert_eq!(strip_blocks(Isa::Avx512, 14, 32), vec![14]);
+        assert_eq!(strip_blocks(Isa::Avx512, 6, 64), vec![6]);
+        assert_eq!(strip_blocks(Isa::Avx512, 9, 48), vec![9]);
     }
 
     #[test]
     fn strips_are_cut_into_the_fewest_even_register_tiles() {
-        assert_eq!(strip_blocks(56, 16), vec![6, 6, 6, 6, 6, 6, 5, 5, 5, 5]);
-        assert_eq!(strip_blocks(14, 16), vec![5, 5, 4]);
-        assert_eq!(strip_blocks(7, 16), vec![4, 3]);
-        assert_eq!(strip_blocks(3, 32), vec![2, 1]);
-        assert_eq!(strip_blocks(14, 8), vec![7, 7]);
-        assert_eq!(strip_blocks(12, 24), vec![4, 4, 4]);
+        assert_eq!(
+            strip_blocks(Isa::Avx2, 56, 16),
+            vec![6, 6, 6, 6, 6, 6, 5, 5, 5, 5]
+        );
+        assert_eq!(strip_blocks(Isa::Avx2, 14, 16), vec![5, 5, 4]);
+        assert_eq!(strip_blocks(Isa::Avx2, 7, 16), vec![4, 3]);
+        assert_eq!(strip_blocks(Isa::Avx2, 3, 32), vec![2, 1]);
+        assert_eq!(strip_blocks(Isa::Avx2, 14, 8), vec![7, 7]);
+        assert_eq!(strip_blocks(Isa::Avx2, 12, 24), vec![4, 4, 4]);
+        assert_eq!(strip_blocks(Isa::Avx512, 56, 16), vec![14, 14, 14, 14]);
+        assert_eq!(strip_blocks(Isa::Avx512, 7, 64), vec![4, 3]);
+        assert_eq!(strip_blocks(Isa::Avx512, 64, 32), vec![13, 13, 13, 13, 12]);
+    }
+
+    #[test]
+    fn the_families_differ_by_isa() {
+        assert!(register_tile_fits(Isa::Avx2, 6, 16));
+        assert!(!register_tile_fits(Isa::Avx2, 14, 16));
+        assert!(register_tile_fits(Isa::Avx512, 14, 16));
+        assert!(!register_tile_fits(Isa::Avx512, 6, 8));
+        assert!(!register_tile_fits(Isa::Avx512, 7, 64));
+        assert!(!register_tile_fits(Isa::Avx2, 1, 64));
+        assert!(kernel_nr(Isa::Generic).is_empty());
+        assert!(strip_blocks(Isa::Generic, 4, 16).is_empty());
     }
 
     #[test]
     fn every_supported_tile_is_covered_by_register_tiles() {
-        for nr in KERNEL_NR {
-            for mr in 1..=MAX_STRIP_MR {
-                let blocks = strip_blocks(mr, nr);
-                assert_eq!(blocks.iter().sum::<i64>(), mr, "{mr}x{nr}");
-                assert!(
-                    blocks.iter().all(|&b| register_tile_fits(b, nr)),
-                    "{mr}x{nr}"
-                );
-                let (lo, hi) = (blocks.iter().min(), blocks.iter().max());
-                assert!(hi.zip(lo).is_some_and(|(h, l)| h - l <= 1), "{mr}x{nr}");
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            for &nr in kernel_nr(isa) {
+                for mr in 1..=MAX_STRIP_MR {
+                    let blocks = strip_blocks(isa, mr, nr);
+                    assert_eq!(blocks.iter().sum::<i64>(), mr, "{isa} {mr}x{nr}");
+                    assert!(
+                        blocks.iter().all(|&b| register_tile_fits(isa, b, nr)),
+                        "{isa} {mr}x{nr}"
+                    );
+                    let (lo, hi) = (blocks.iter().min(), blocks.iter().max());
+                    assert!(
+                        hi.zip(lo).is_some_and(|(h, l)| h - l <= 1),
+                        "{isa} {mr}x{nr}"
+                    );
+                }
             }
+            assert!(strip_blocks(isa, MAX_STRIP_MR + 1, 16).is_empty());
+            assert!(strip_blocks(isa, 4, 12).is_empty());
+            assert!(strip_blocks(isa, 0, 16).is_empty());
         }
-        assert!(strip_blocks(MAX_STRIP_MR + 1, 16).is_empty());
-        assert!(strip_blocks(4, 12).is_empty());
-        assert!(strip_blocks(0, 16).is_empty());
     }
 }

@@ -10,18 +10,21 @@
 
 use serde::{Deserialize, Serialize};
 pub use tessel_codegen::LayoutRewrite;
+pub use tessel_ir::target::Isa;
 
 /// The code generator's options that change the generated code (part of a record's key).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "CodegenSettingsRepr")]
 pub struct CodegenSettings {
     /// Threads that run parallel loops (the calling thread included).
     pub threads: usize,
     /// Contract `a + b*c` into fused multiply-adds.
     pub fma: bool,
-    /// Let tensorized loops call the AVX2 micro-kernels (`CompileOptions::micro_kernels`);
-    /// `false` forces plain Cranelift code. Records without the field read as `true`.
-    #[serde(default = "default_true")]
-    pub micro_kernels: bool,
+    /// The target's ISA level: whose micro-kernels tensorized loops call
+    /// (`CompileOptions::isa`); `generic` forces plain Cranelift code. Records of one ISA
+    /// never resume into a search for another. Records written before the field read as
+    /// `avx2` when their `micro_kernels` flag was on (or absent) and `generic` when off.
+    pub isa: Isa,
     /// Which micro-kernel `B` operands read a packed copy (`CompileOptions::layout_rewrite`):
     /// `off`, `weights` (constant weights packed once, untimed) or `all` (also every other
     /// input, packed inside every timed call). Written as the mode's name. Older records
@@ -37,8 +40,37 @@ pub struct CodegenSettings {
     pub revision: u32,
 }
 
-fn default_true() -> bool {
-    true
+/// What a stored [`CodegenSettings`] may hold: today's fields, or the `micro_kernels` flag
+/// of records written before the ISA was part of the key.
+#[derive(Deserialize)]
+struct CodegenSettingsRepr {
+    threads: usize,
+    fma: bool,
+    #[serde(default)]
+    isa: Option<Isa>,
+    #[serde(default)]
+    micro_kernels: Option<bool>,
+    #[serde(default, with = "layout_rewrite_serde")]
+    layout_rewrite: LayoutRewrite,
+    #[serde(default)]
+    revision: u32,
+}
+
+impl From<CodegenSettingsRepr> for CodegenSettings {
+    fn from(r: CodegenSettingsRepr) -> CodegenSettings {
+        let isa = r.isa.unwrap_or(if r.micro_kernels.unwrap_or(true) {
+            Isa::Avx2
+        } else {
+            Isa::Generic
+        });
+        CodegenSettings {
+            threads: r.threads,
+            fma: r.fma,
+            isa,
+            layout_rewrite: r.layout_rewrite,
+            revision: r.revision,
+        }
+    }
 }
 
 /// (De)serialisation of [`LayoutRewrite`] as its name, reading the old boolean too.
@@ -68,7 +100,8 @@ mod layout_rewrite_serde {
 }
 
 impl Default for CodegenSettings {
-    /// One thread per available CPU, FMA on, micro-kernels on, layout rewrite of every `B`
+    /// One thread per available CPU, FMA on, micro-kernels of this CPU's highest ISA level
+    /// (`--target native`), layout rewrite of every `B`
     /// operand ([`LayoutRewrite::All`]): packing per call is cheap next to the compute it
     /// speeds up (gmm-3-tensorized, 2 threads, best of 60 runs: 2.62-2.64 ms packing the
     /// 1 MB `B` inside every call against 2.59-2.66 ms with `B` packed once, untimed), while
@@ -78,7 +111,7 @@ impl Default for CodegenSettings {
         CodegenSettings {
             threads: available_cores(),
             fma: true,
-            micro_kernels: true,
+            isa: tessel_ir::target::CpuFeatures::host().best_isa(),
             layout_rewrite: LayoutRewrite::All,
             revision: tessel_codegen::REVISION,
         }
@@ -90,7 +123,7 @@ impl CodegenSettings {
     pub fn compile_options(&self) -> tessel_codegen::CompileOptions {
         tessel_codegen::CompileOptions {
             fma: self.fma,
-            micro_kernels: self.micro_kernels,
+            isa: self.isa,
             layout_rewrite: self.layout_rewrite,
             ..tessel_codegen::CompileOptions::with_threads(self.threads)
         }
@@ -233,20 +266,48 @@ mod tests {
     #[test]
     fn codegen_flags_reach_the_compile_options_and_old_records_still_read() {
         let s = CodegenSettings {
-            micro_kernels: false,
+            isa: Isa::Generic,
             layout_rewrite: LayoutRewrite::Weights,
             ..CodegenSettings::default()
         };
         let o = s.compile_options();
-        assert!(!o.micro_kernels && o.layout_rewrite == LayoutRewrite::Weights);
+        assert!(o.isa == Isa::Generic && o.layout_rewrite == LayoutRewrite::Weights);
         // A record key written before the two flags existed.
         let old: CodegenSettings =
             serde_json::from_str(r#"{"threads":2,"fma":true}"#).expect("old key reads");
-        assert!(old.micro_kernels && old.layout_rewrite == LayoutRewrite::Off);
+        assert!(old.isa == Isa::Avx2 && old.layout_rewrite == LayoutRewrite::Off);
         assert_eq!(old.revision, 0);
         let d = CodegenSettings::default();
-        assert!(d.micro_kernels && d.layout_rewrite == LayoutRewrite::All);
+        assert_eq!(d.isa, tessel_ir::target::CpuFeatures::host().best_isa());
+        assert_eq!(d.layout_rewrite, LayoutRewrite::All);
         assert_eq!(d.revision, tessel_codegen::REVISION);
+    }
+
+    #[test]
+    fn the_isa_round_trips_and_old_micro_kernel_flags_read_as_avx2_or_generic() {
+        for isa in Isa::ALL {
+            let s = CodegenSettings {
+                isa,
+                ..CodegenSettings::default()
+            };
+            let json = serde_json::to_string(&s).expect("writes");
+            assert!(json.contains(&format!(r#""isa":"{isa}""#)), "{json}");
+            assert!(!json.contains("micro_kernels"), "{json}");
+            let back: CodegenSettings = serde_json::from_str(&json).expect("reads");
+            assert_eq!(back, s);
+        }
+        let read = |flag: &str| -> Isa {
+            serde_json::from_str::<CodegenSettings>(&format!(
+                r#"{{"threads":2,"fma":true,"micro_kernels":{flag},"layout_rewrite":"all"}}"#
+            ))
+            .expect("old key reads")
+            .isa
+        };
+        assert_eq!(read("true"), Isa::Avx2);
+        assert_eq!(read("false"), Isa::Generic);
+        let unknown =
+            serde_json::from_str::<CodegenSettings>(r#"{"threads":2,"fma":true,"isa":"avx1024"}"#);
+        assert!(unknown.is_err());
     }
 
     #[test]

@@ -44,31 +44,19 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-#[cfg(target_arch = "x86_64")]
-fn features() -> Vec<String> {
-    let mut f = Vec::new();
-    macro_rules! probe {
-        ($($name:tt),*) => {
-            $( if std::arch::is_x86_feature_detected!($name) { f.push($name.to_string()); } )*
-        };
-    }
-    probe!(
-        "sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma", "bmi1", "bmi2", "avx512f", "avx512vl"
-    );
-    f.sort();
-    f
-}
+/// The features a record key lists (the same list as before the ISA joined the key, so
+/// that the keys of this machine's records stay equal).
+const KEY_FEATURES: [&str; 11] = [
+    "avx", "avx2", "avx512f", "avx512vl", "bmi1", "bmi2", "fma", "neon", "popcnt", "sse4.1",
+    "sse4.2",
+];
 
-#[cfg(target_arch = "aarch64")]
+/// The host's CPU features that a record key lists, from
+/// [`tessel_ir::target::CpuFeatures::host`] (the one place Tessel detects them), sorted.
 fn features() -> Vec<String> {
-    let mut f = Vec::new();
-    if std::arch::is_aarch64_feature_detected!("neon") {
-        f.push("neon".to_string());
-    }
-    f
-}
-
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn features() -> Vec<String> {
-    Vec::new()
+    tessel_ir::target::CpuFeatures::host()
+        .names()
+        .filter(|f| KEY_FEATURES.contains(f))
+        .map(str::to_string)
+        .collect()
 }

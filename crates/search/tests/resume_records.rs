@@ -29,7 +29,7 @@ fn resume_skips_records_of_other_codegen_settings_and_counts_them() {
     let mut two_threads = ours.clone();
     two_threads.codegen.threads = 2;
     let mut plain = ours.clone();
-    plain.codegen.micro_kernels = false;
+    plain.codegen.isa = tessel_measure::options::Isa::Generic;
     let mut old_revision = ours.clone();
     old_revision.codegen.revision = 0;
 
@@ -73,4 +73,65 @@ fn resume_skips_records_of_other_codegen_settings_and_counts_them() {
     let missing = path.with_file_name("missing.jsonl");
     let log = resume_records(&missing, &w, &dag, &ours.codegen).expect("no file is fine");
     assert!(log.states.is_empty() && log.other_codegen == 0);
+}
+
+#[test]
+fn records_of_one_target_isa_never_resume_into_a_search_for_another() {
+    use tessel_measure::options::Isa;
+    let spec = "gmm:b=1,n=8,m=8,k=8";
+    let w = workloads::lookup(spec).expect("workload");
+    let dag = Arc::new(w.dag.clone());
+    let with_isa = |isa: Isa| {
+        let mut o = MeasureOptions::with_threads(1);
+        o.codegen.isa = isa;
+        o
+    };
+    let target = Target::host();
+    let record = |options: &MeasureOptions, ms: f64| {
+        let c = Candidate::new(w.spec(), Vec::new());
+        let r = MeasureResult {
+            timing: Timing::from_costs(vec![ms * 1e-3], 1),
+            error: None,
+            phases: PhaseTimes::default(),
+        };
+        Record::with_key(RecordKey::new(&c, options, &target), &c, &r)
+    };
+    let path = temp_records("isa");
+    let mut writer = RecordWriter::open(&path).expect("opens");
+    writer
+        .append(&[
+            record(&with_isa(Isa::Avx2), 2.0),
+            record(&with_isa(Isa::Avx512), 1.0),
+            record(&with_isa(Isa::Generic), 5.0),
+        ])
+        .expect("writes");
+    drop(writer);
+    // Records written before the ISA joined the key: `micro_kernels` on reads as avx2, off
+    // as generic.
+    let text = std::fs::read_to_string(&path).expect("reads");
+    let old: String = text
+        .lines()
+        .filter(|l| !l.contains(r#""isa":"avx512""#))
+        .map(|l| {
+            format!(
+                "{}\n",
+                l.replace(r#""isa":"avx2""#, r#""micro_kernels":true"#)
+                    .replace(r#""isa":"generic""#, r#""micro_kernels":false"#)
+            )
+        })
+        .collect();
+    assert_eq!(old.matches("micro_kernels").count(), 2, "{old}");
+    std::fs::write(&path, text + &old).expect("writes");
+
+    for (isa, want) in [
+        (Isa::Avx2, vec![Some(2e-3), Some(2e-3)]),
+        (Isa::Avx512, vec![Some(1e-3)]),
+        (Isa::Generic, vec![Some(5e-3), Some(5e-3)]),
+    ] {
+        let log = resume_records(&path, &w, &dag, &with_isa(isa).codegen).expect("reads");
+        let times: Vec<Option<f64>> = log.states.iter().map(|s| s.1).collect();
+        assert_eq!(times, want, "{isa}");
+        assert_eq!(log.other_codegen, 5 - want.len(), "{isa}");
+        assert_eq!(log.bad_lines, 0);
+    }
 }

@@ -1,5 +1,7 @@
 //! The target description and the search-space knobs every rule reads.
 
+use tessel_ir::target::{CpuFeatures, Isa, Target};
+
 /// What the rules know about the target CPU, plus Ansor's search-space parameters
 /// (`SketchPolicy` params in TVM) that the sketch, init and mutation rules read.
 ///
@@ -33,23 +35,13 @@ pub struct HardwareParams {
     /// Ansor's `disable_change_compute_location`: InitChangeComputeLocation does nothing and
     /// MutateComputeLocation always fails.
     pub disable_change_compute_location: bool,
-    /// Offer tensorized sketches (the `MultiLevelTilingTensorized` rule) whose register tile
-    /// is mapped onto the code generator's AVX2 micro-kernels. [`HardwareParams::with_cores`]
-    /// and [`HardwareParams::detect`] set it when this CPU has AVX2 and FMA
-    /// ([`micro_kernels_available`]); set it yourself for machine-independent results.
-    pub micro_kernels: bool,
-}
-
-/// Whether this CPU runs the code generator's micro-kernels (x86-64 with AVX2 and FMA).
-pub fn micro_kernels_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    /// The ISA level of the target ([`Target::isa`]): unless it is [`Isa::Generic`], the
+    /// `MultiLevelTilingTensorized` rule offers tensorized sketches whose register tiles are
+    /// drawn from this level's micro-kernel family ([`tessel_ir::tensorize::kernel_nr`]).
+    /// [`HardwareParams::with_cores`] and [`HardwareParams::detect`] take this CPU's highest
+    /// level; [`HardwareParams::for_target`] a chosen target's; set it yourself for
+    /// machine-independent results.
+    pub isa: Isa,
 }
 
 impl HardwareParams {
@@ -60,8 +52,8 @@ impl HardwareParams {
         HardwareParams::with_cores(cores)
     }
 
-    /// Defaults with a given number of cores (machine-independent except `micro_kernels`,
-    /// which follows this CPU; tests that need fixed results set it).
+    /// Defaults with a given number of cores (machine-independent except `isa`, which is
+    /// this CPU's highest level; tests that need fixed results set it).
     pub fn with_cores(num_cores: i64) -> HardwareParams {
         HardwareParams {
             num_cores: num_cores.max(1),
@@ -71,8 +63,22 @@ impl HardwareParams {
             max_vectorize_size: 8,
             auto_unroll_configs: vec![0, 16, 64, 512],
             disable_change_compute_location: false,
-            micro_kernels: micro_kernels_available(),
+            isa: CpuFeatures::host().best_isa(),
         }
+    }
+
+    /// Defaults for `target`: its cores and ISA level (the one place the search space
+    /// learns what the code generator will call).
+    pub fn for_target(target: &Target) -> HardwareParams {
+        HardwareParams {
+            isa: target.isa,
+            ..HardwareParams::with_cores(target.cores)
+        }
+    }
+
+    /// Whether the search space includes tensorized sketches (the ISA has micro-kernels).
+    pub fn micro_kernels(&self) -> bool {
+        self.isa.has_micro_kernels()
     }
 
     /// InitParallel's cap on the fused parallel extent: `num_cores * 16`.

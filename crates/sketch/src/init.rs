@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tessel_ir::analysis::AccessAnalysis;
 use tessel_ir::rng::TesselRng;
 use tessel_ir::state::{Annotation, ComputeAt, IterKind, State, Step};
+use tessel_ir::target::Isa;
 use tessel_ir::OpId;
 
 /// What an init rule may read besides the state: the sketch it came from (with its access
@@ -144,15 +145,19 @@ pub(crate) fn fuses_reduction(state: &State, stage: usize) -> bool {
         .any(|s| matches!(s, Step::Fuse { stage: k, .. } if *k == stage))
 }
 
-/// The micro-kernel tile shapes `(MR, NR)` that fit a row axis of `rows` and a column axis
-/// of `cols` iterations (both dividing them): register tiles and strips of them (up to
+/// The tile shapes `(MR, NR)` of `isa`'s micro-kernel family that fit a row axis of `rows`
+/// and a column axis of `cols` iterations (both dividing them): register tiles and strips
+/// of them (up to
 /// [`tessel_ir::tensorize::MAX_STRIP_MR`] rows). Tiles with at least 4 accumulator
 /// registers are preferred when there are any (smaller tiles are latency-bound).
-pub fn kernel_shapes(rows: i64, cols: i64) -> Vec<(i64, i64)> {
+pub fn kernel_shapes(isa: Isa, rows: i64, cols: i64) -> Vec<(i64, i64)> {
     let mut all = Vec::new();
-    for nr in tessel_ir::tensorize::KERNEL_NR {
+    for &nr in tessel_ir::tensorize::kernel_nr(isa) {
         for mr in 1..=tessel_ir::tensorize::MAX_STRIP_MR {
-            if cols % nr == 0 && rows % mr == 0 && tessel_ir::tensorize::kernel_supported(mr, nr) {
+            if cols % nr == 0
+                && rows % mr == 0
+                && tessel_ir::tensorize::kernel_supported(isa, mr, nr)
+            {
                 all.push((mr, nr));
             }
         }
@@ -160,7 +165,7 @@ pub fn kernel_shapes(rows: i64, cols: i64) -> Vec<(i64, i64)> {
     let big: Vec<(i64, i64)> = all
         .iter()
         .copied()
-        .filter(|&(m, n)| m * (n / 8) >= 4)
+        .filter(|&(m, n)| m * (n / isa.lanes()) >= 4)
         .collect();
     if big.is_empty() {
         all
@@ -192,7 +197,7 @@ impl InitRule for InitTensorizeTileSize {
         let n_space = state.dag().op(OpId(stage as u32)).compute()?.axes.len();
         let n = splits.len();
         let (rows, cols) = (splits[n_space - 2].1, splits[n_space - 1].1);
-        let shapes = kernel_shapes(rows, cols);
+        let shapes = kernel_shapes(ctx.hw.isa, rows, cols);
         if shapes.is_empty() {
             return Some(state);
         }

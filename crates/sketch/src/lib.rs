@@ -4,7 +4,7 @@
 //!   [`SketchRules`] (AlwaysInline, AddRfactor, AddCacheWrite, MultiLevelTilingTensorized,
 //!   MultiLevelTilingWithFusion, MultiLevelTiling, AttachPaddingToTile, SkipStage). A
 //!   [`Sketch`] is a [`State`] whose split lengths are holes. MultiLevelTilingTensorized
-//!   (Tessel's, on when [`HardwareParams::micro_kernels`]) adds tensorized variants of the
+//!   (Tessel's, on when [`HardwareParams::isa`] has micro-kernels) adds tensorized variants of the
 //!   cache-write sketches whose register tile maps onto the code generator's AVX2
 //!   micro-kernels (for NHWC convolutions also with the innermost `rw` and `rc` loops fused
 //!   into the kernel's reduction); they come after the plain sketches in the list.
@@ -23,10 +23,10 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use tessel_sketch::{generate_sketches, sample_population, HardwareParams, MutationRegistry};
+//! use tessel_sketch::{generate_sketches, sample_population, HardwareParams, Isa, MutationRegistry};
 //! let w = tessel_ir::workloads::lookup("gmm:b=1,n=32,m=32,k=32").unwrap();
-//! // Ansor's three sketches; with `micro_kernels` (AVX2 + FMA) two tensorized ones follow.
-//! let hw = HardwareParams { micro_kernels: false, ..HardwareParams::with_cores(4) };
+//! // Ansor's three sketches; with micro-kernels (AVX2, AVX-512) two tensorized ones follow.
+//! let hw = HardwareParams { isa: Isa::Generic, ..HardwareParams::with_cores(4) };
 //! let sketches = generate_sketches(&Arc::new(w.dag), &hw).unwrap();
 //! assert_eq!(sketches.len(), 3);
 //! let mut rng = tessel_ir::rng::seeded(7);
@@ -47,12 +47,13 @@ pub mod rules;
 mod util;
 
 pub use factor::FactorizationMemo;
-pub use hardware::{micro_kernels_available, HardwareParams};
+pub use hardware::HardwareParams;
 pub use init::{sample_initial, sample_initial_with, sample_population, InitRule, InitRules};
 pub use mutation::{MutationRegistry, MutationRule};
 pub use rules::{
     generate_sketches, generate_sketches_with, Condition, Sketch, SketchRule, SketchRules,
 };
+pub use tessel_ir::target::{Isa, Target};
 pub use tessel_ir::State;
 
 /// Why sketch generation failed.

@@ -222,14 +222,14 @@ pub fn mutate_tile_size(state: &State, hw: &HardwareParams, rng: &mut TesselRng)
 }
 
 /// MutateTensorizeShape (Tessel's): in a tensorized state, changes the micro-kernel tile
-/// `MR`×`NR` to another supported shape that divides the row and column axes (changing one
+/// `MR`×`NR` to another shape of the target's family ([`HardwareParams::isa`]) that divides the row and column axes (changing one
 /// of the two, or both when no single change fits), moving factors between the tile levels
 /// of each changed axis: its innermost tile becomes the new size and the other levels keep
 /// as much of their lengths as still divides (the outermost takes the rest). Fails on states
 /// that are not tensorized or have no other shape.
 pub fn mutate_tensorize_shape(
     state: &State,
-    _: &HardwareParams,
+    hw: &HardwareParams,
     rng: &mut TesselRng,
 ) -> Option<State> {
     let (stage, splits) = tensorized_splits(state)?;
@@ -246,7 +246,7 @@ pub fn mutate_tensorize_shape(
     };
     let (row, col) = (axis_tiles(n_space - 2)?, axis_tiles(n_space - 1)?);
     let (mr, nr) = (*row.2.last()?, *col.2.last()?);
-    let mut shapes: Vec<(i64, i64)> = kernel_shapes(row.1, col.1)
+    let mut shapes: Vec<(i64, i64)> = kernel_shapes(hw.isa, row.1, col.1)
         .into_iter()
         .filter(|&s| s != (mr, nr))
         .collect();

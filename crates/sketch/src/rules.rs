@@ -659,7 +659,8 @@ impl SketchRule for MultiLevelTilingWithFusion {
 }
 
 /// MultiLevelTilingTensorized: the tensorized variants of MultiLevelTilingWithFusion for a
-/// matmul/conv-like stage whose last spatial axis is a multiple of 8 and is read
+/// matmul/conv-like stage whose last spatial axis is a multiple of the family's narrowest
+/// tile (8 columns for AVX2, 16 for AVX-512) and is read
 /// contiguously by its operands (not `dense`'s transposed weight), either a cache-write
 /// stage or a stage with a fusible element-wise consumer (a conv + bias + ReLU task): the
 /// same tiling and fusion levels, plus a `Tensorize` annotation on the innermost reduction
@@ -667,8 +668,7 @@ impl SketchRule for MultiLevelTilingWithFusion {
 /// tiles.
 /// [`crate::init::InitTensorizeTileSize`] then fills the tile sizes so that the region under
 /// it is a micro-kernel tile (MR rows on the second-last spatial axis, NR one of
-/// [`tessel_ir::tensorize::KERNEL_NR`]
-/// columns on the last one, the whole reduction inside).
+/// [`tessel_ir::tensorize::kernel_nr`]`(isa)` columns on the last one, the whole reduction inside).
 ///
 /// For an NHWC convolution whose operands read its last two reduction axes (`rw`, `rc`)
 /// contiguously (`rw` with stride `ci`, `rc` with stride 1), each variant comes twice: as
@@ -681,7 +681,7 @@ impl SketchRule for MultiLevelTilingWithFusion {
 /// MultiLevelTiling: the kernel accumulates in the output itself.
 ///
 /// Applies (never skips the rest), so MultiLevelTilingWithFusion still adds the plain
-/// sketches; off when [`HardwareParams::micro_kernels`] is false. Remove it by name
+/// sketches; off when [`HardwareParams::isa`] is [`tessel_ir::target::Isa::Generic`]. Remove it by name
 /// (`"MultiLevelTilingTensorized"`) to search plain code only.
 #[derive(Clone, Debug, Default)]
 pub struct MultiLevelTilingTensorized {
@@ -732,9 +732,9 @@ impl SketchRule for MultiLevelTilingTensorized {
         "MultiLevelTilingTensorized"
     }
     fn condition(&self, ctx: &SketchContext, state: &State, stage: usize) -> Condition {
-        if !ctx.hw().micro_kernels {
+        let Some(&narrowest) = tessel_ir::tensorize::kernel_nr(ctx.hw().isa).first() else {
             return Condition::Skip;
-        }
+        };
         let fused = self.inner.condition(ctx, state, stage) != Condition::Skip;
         if !fused && !tensorizes_in_place(ctx, state, stage) {
             return Condition::Skip;
@@ -742,7 +742,7 @@ impl SketchRule for MultiLevelTilingTensorized {
         let Some(c) = state.dag().op(OpId(stage as u32)).compute() else {
             return Condition::Skip;
         };
-        let last_ok = c.axes.last().is_some_and(|a| a.extent % 8 == 0);
+        let last_ok = c.axes.last().is_some_and(|a| a.extent % narrowest == 0);
         if last_ok
             && c.axes.len() >= 2
             && !c.reduce_axes.is_empty()
@@ -841,7 +841,7 @@ pub struct SketchRules {
 
 impl SketchRules {
     /// Ansor's CPU rules in order: AlwaysInline, AddRfactor, AddCacheWrite,
-    /// MultiLevelTilingTensorized (Tessel's; only with [`HardwareParams::micro_kernels`]),
+    /// MultiLevelTilingTensorized (Tessel's; only when [`HardwareParams::micro_kernels`]),
     /// MultiLevelTilingWithFusion, MultiLevelTiling, AttachPaddingToTile (Tessel's),
     /// SkipStage.
     /// (SimplifyComputeWithConstTensor is left out: no Tessel operator carries the
@@ -951,7 +951,7 @@ const MAX_ITEMS: usize = 100_000;
 /// use std::sync::Arc;
 /// use tessel_sketch::{generate_sketches, HardwareParams};
 /// let w = tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=128").unwrap();
-/// let hw = HardwareParams { micro_kernels: true, ..HardwareParams::with_cores(4) };
+/// let hw = HardwareParams { isa: tessel_sketch::Isa::Avx2, ..HardwareParams::with_cores(4) };
 /// let sketches = generate_sketches(&Arc::new(w.dag), &hw).unwrap();
 /// // Ansor's three, then two tensorized (cache write fused at level 1 or 2); a reduction of
 /// // at most 64 points would add a third, in place.

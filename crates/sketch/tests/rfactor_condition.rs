@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 use tessel_ir::{workloads, Step};
-use tessel_sketch::{generate_sketches, HardwareParams};
+use tessel_sketch::{generate_sketches, HardwareParams, Isa};
 
 fn rfactor_sketches(spec: &str, cores: i64) -> usize {
     let w = workloads::lookup(spec).expect("known workload");
     let hw = HardwareParams {
-        micro_kernels: false,
+        isa: Isa::Generic,
         ..HardwareParams::with_cores(cores)
     };
     generate_sketches(&Arc::new(w.dag), &hw)

@@ -11,7 +11,7 @@ use tessel_sketch::{generate_sketches, HardwareParams, Sketch};
 /// (the tensorized ones are tested in `tensorized.rs`).
 fn hw() -> HardwareParams {
     HardwareParams {
-        micro_kernels: false,
+        isa: tessel_sketch::Isa::Generic,
         ..HardwareParams::with_cores(4)
     }
 }

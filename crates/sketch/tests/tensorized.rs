@@ -6,11 +6,17 @@ use std::sync::Arc;
 use tessel_ir::rng::seeded;
 use tessel_ir::{eval, lower::lower, tensorize, testing, workloads, ComputeDag, State, Step};
 use tessel_sketch::rules::is_tensorized;
-use tessel_sketch::{generate_sketches, sample_initial, HardwareParams, MutationRegistry, Sketch};
+use tessel_sketch::{
+    generate_sketches, sample_initial, HardwareParams, Isa, MutationRegistry, Sketch,
+};
 
-fn hw(micro_kernels: bool) -> HardwareParams {
+/// The ISA the tests below were written for (their tile shapes are AVX2's); the AVX-512
+/// family has its own test at the end.
+const ISA: Isa = Isa::Avx2;
+
+fn hw(isa: Isa) -> HardwareParams {
     HardwareParams {
-        micro_kernels,
+        isa,
         ..HardwareParams::with_cores(4)
     }
 }
@@ -49,8 +55,8 @@ fn tensorized(sketches: &[Sketch]) -> Vec<&Sketch> {
 }
 
 /// Whether the state lowers to a nest with at least one tensorized loop, all of them
-/// matching a supported micro-kernel.
-fn matches_kernel(state: &State) -> bool {
+/// matching a micro-kernel of `isa`'s family.
+fn matches_kernel(state: &State, isa: Isa) -> bool {
     let Ok(nest) = lower(state) else {
         return false;
     };
@@ -58,7 +64,7 @@ fn matches_kernel(state: &State) -> bool {
     !found.is_empty()
         && found.iter().all(|(_, m)| {
             m.as_ref()
-                .is_ok_and(|m| tensorize::kernel_supported(m.mr, m.nr))
+                .is_ok_and(|m| tensorize::kernel_supported(isa, m.mr, m.nr))
         })
 }
 
@@ -66,8 +72,8 @@ fn matches_kernel(state: &State) -> bool {
 fn gmm3_and_c2d3_get_tensorized_sketches_besides_the_plain_ones() {
     for spec in ["gmm-3", "c2d-3"] {
         let d = dag(spec);
-        let plain = generate_sketches(&d, &hw(false)).expect("sketches");
-        let all = generate_sketches(&d, &hw(true)).expect("sketches");
+        let plain = generate_sketches(&d, &hw(Isa::Generic)).expect("sketches");
+        let all = generate_sketches(&d, &hw(ISA)).expect("sketches");
         let t = tensorized(&all);
         assert!(!t.is_empty(), "{spec}: no tensorized sketch");
         assert_eq!(all.len(), plain.len() + t.len(), "{spec}");
@@ -83,7 +89,7 @@ fn gmm3_and_c2d3_get_tensorized_sketches_besides_the_plain_ones() {
 
 #[test]
 fn sampled_tensorized_states_match_a_micro_kernel() {
-    let hw = hw(true);
+    let hw = hw(ISA);
     let mut rng = seeded(99);
     for spec in ["gmm-3", "c2d-3", SMALL[0], SMALL[1], SMALL[2]] {
         let d = dag(spec);
@@ -95,7 +101,7 @@ fn sampled_tensorized_states_match_a_micro_kernel() {
                     continue;
                 };
                 total += 1;
-                if matches_kernel(&s) {
+                if matches_kernel(&s, ISA) {
                     ok += 1;
                 } else if let Ok(nest) = lower(&s) {
                     eprintln!(
@@ -123,11 +129,16 @@ fn sampled_tensorized_states_match_a_micro_kernel() {
 }
 
 fn check_numerics(spec: &str, state: &State, inputs: &[Vec<f32>], want: &[Vec<f32>]) {
+    check_numerics_for(ISA, spec, state, inputs, want);
+}
+
+/// The interpreter and the code compiled for `isa` against the reference outputs `want`.
+fn check_numerics_for(isa: Isa, spec: &str, state: &State, inputs: &[Vec<f32>], want: &[Vec<f32>]) {
     let nest = lower(state).unwrap_or_else(|e| panic!("{spec}: lowering: {e}"));
     let got = testing::run_interp(&nest, inputs).unwrap_or_else(|e| panic!("{spec}: {e}"));
     let compiled = {
         let opts = tessel_codegen::CompileOptions {
-            micro_kernels: true,
+            isa,
             ..tessel_codegen::CompileOptions::with_threads(1)
         };
         let kernel =
@@ -155,7 +166,7 @@ fn check_numerics(spec: &str, state: &State, inputs: &[Vec<f32>], want: &[Vec<f3
 
 #[test]
 fn sampled_tensorized_states_compute_the_reference() {
-    let hw = hw(true);
+    let hw = hw(ISA);
     let mut rng = seeded(7);
     for spec in SMALL {
         let d = dag(spec);
@@ -179,7 +190,7 @@ fn sampled_tensorized_states_compute_the_reference() {
 
 #[test]
 fn random_mutations_of_tensorized_states_are_legal() {
-    let hw = hw(true);
+    let hw = hw(ISA);
     let reg = MutationRegistry::cpu();
     let mut rng = seeded(1234);
     let mut pool: Vec<State> = Vec::new();
@@ -204,7 +215,7 @@ fn random_mutations_of_tensorized_states_are_legal() {
             .unwrap_or_else(|e| panic!("{}: replay: {e}", rule.name));
         assert_eq!(again.to_string(), child.to_string());
         assert!(lower(&child).is_ok(), "{}: does not lower", rule.name);
-        if matches_kernel(&child) {
+        if matches_kernel(&child, ISA) {
             matched += 1;
         }
     }
@@ -215,7 +226,7 @@ fn random_mutations_of_tensorized_states_are_legal() {
 
 #[test]
 fn mutate_tensorize_shape_changes_the_kernel_and_keeps_it_matching() {
-    let hw = hw(true);
+    let hw = hw(ISA);
     let rule = *MutationRegistry::cpu()
         .get("MutateTensorizeShape")
         .expect("registered");
@@ -236,7 +247,11 @@ fn mutate_tensorize_shape_changes_the_kernel_and_keeps_it_matching() {
         let mut changed = 0;
         for _ in 0..20 {
             let child = rule.apply(&parent, &hw, &mut rng).expect("applies");
-            assert!(matches_kernel(&child), "{spec}:\n{}", child.steps_text());
+            assert!(
+                matches_kernel(&child, ISA),
+                "{spec}:\n{}",
+                child.steps_text()
+            );
             if shape(&child) != shape(&parent) {
                 changed += 1;
             }
@@ -275,15 +290,16 @@ fn match_rate(
     n: usize,
     rng: &mut tessel_ir::rng::TesselRng,
 ) -> (usize, usize) {
-    let hw = hw(true);
+    let hw = hw(ISA);
     let (mut ok, mut total) = (0, 0);
     for _ in 0..n {
         let Some(s) = sample_initial(sketch, &hw, rng) else {
             continue;
         };
         total += 1;
-        let called = compiled_calls(&s) == usize::from(tessel_codegen::ukernel::available());
-        if matches_kernel(&s) && called {
+        let called =
+            compiled_calls(&s, ISA) == usize::from(tessel_codegen::ukernel::available(ISA));
+        if matches_kernel(&s, ISA) && called {
             ok += 1;
         } else if let Ok(nest) = lower(&s) {
             eprintln!(
@@ -304,8 +320,8 @@ fn fused_resnet_conv_tasks_get_tensorized_sketches_that_match_a_kernel() {
     let mut rng = seeded(3);
     for spec in RESNET_CONV_TASKS.iter().chain(&TINY_CNN_TASKS) {
         let d = dag(spec);
-        let plain = generate_sketches(&d, &hw(false)).expect("sketches");
-        let all = generate_sketches(&d, &hw(true)).expect("sketches");
+        let plain = generate_sketches(&d, &hw(Isa::Generic)).expect("sketches");
+        let all = generate_sketches(&d, &hw(ISA)).expect("sketches");
         let t = tensorized(&all);
         // The conv stage is fused with its element-wise consumer at level 1 and 2; with a
         // kernel wider than 1, each also with the rw and rc tiles fused.
@@ -335,7 +351,7 @@ fn dense_tasks_get_no_tensorized_sketch() {
         "bert-base@1/dense:n=128,in=768,out=3072+gelu",
         "bert-base@1/dense:n=128,in=768,out=768+add",
     ] {
-        let all = generate_sketches(&dag(spec), &hw(true)).expect("sketches");
+        let all = generate_sketches(&dag(spec), &hw(ISA)).expect("sketches");
         assert!(tensorized(&all).is_empty(), "{spec}");
     }
 }
@@ -343,16 +359,19 @@ fn dense_tasks_get_no_tensorized_sketch() {
 #[test]
 fn fused_task_sketches_list_the_tensorized_variants() {
     let spec = RESNET_CONV_TASKS[0];
-    let all = generate_sketches(&dag(spec), &hw(true)).expect("sketches");
+    let all = generate_sketches(&dag(spec), &hw(ISA)).expect("sketches");
     let text: String = tensorized(&all).iter().map(|s| format!("{s}\n")).collect();
     check_golden("resnet50-c2d-bias-relu-tensorized", &text);
 }
 
 /// Micro-kernel calls of the compiled state (code generation also needs every operand
 /// access provably in bounds, e.g. into a padded input computed inside the tile).
-fn compiled_calls(state: &State) -> usize {
+fn compiled_calls(state: &State, isa: Isa) -> usize {
     let nest = lower(state).expect("lowers");
-    let opts = tessel_codegen::CompileOptions::with_threads(2);
+    let opts = tessel_codegen::CompileOptions {
+        isa,
+        ..tessel_codegen::CompileOptions::with_threads(2)
+    };
     tessel_codegen::compile(&nest, &opts)
         .expect("compiles")
         .micro_kernel_calls()
@@ -361,7 +380,7 @@ fn compiled_calls(state: &State) -> usize {
 
 #[test]
 fn sampled_tensorized_fused_tasks_compute_the_reference() {
-    let hw = hw(true);
+    let hw = hw(ISA);
     let mut rng = seeded(11);
     for spec in TINY_CNN_TASKS {
         let d = dag(spec);
@@ -372,10 +391,10 @@ fn sampled_tensorized_fused_tasks_compute_the_reference() {
             let mut n = 0;
             for _ in 0..12 {
                 if let Some(s) = sample_initial(sketch, &hw, &mut rng) {
-                    assert!(matches_kernel(&s), "{spec}:\n{}", s.steps_text());
+                    assert!(matches_kernel(&s, ISA), "{spec}:\n{}", s.steps_text());
                     assert_eq!(
-                        compiled_calls(&s),
-                        usize::from(tessel_codegen::ukernel::available()),
+                        compiled_calls(&s, ISA),
+                        usize::from(tessel_codegen::ukernel::available(ISA)),
                         "{spec}: the compiled kernel does not call the micro-kernel\n{}",
                         s.steps_text()
                     );
@@ -406,7 +425,7 @@ fn fused_reduction_sketches_run_the_kernel_over_kernel_w_times_ci() {
         (RESNET_CONV_TASKS[0], 3 * 64),
         (TINY_CNN_TASKS[0], 3 * 8),
     ];
-    let hw = hw(true);
+    let hw = hw(ISA);
     let reg = MutationRegistry::cpu();
     let mut rng = seeded(17);
     for (spec, k) in cases {
@@ -472,7 +491,7 @@ fn padding_attached(state: &State) -> Option<bool> {
 
 #[test]
 fn depthwise_padding_placement_is_a_sketch_choice_that_samples_and_mutations_keep() {
-    let hw = hw(true);
+    let hw = hw(ISA);
     let reg = MutationRegistry::cpu();
     let mut rng = seeded(21);
     let spec = "dep:n=1,h=6,w=6,c=16,kernel=3,stride=1,pad=1";
@@ -542,7 +561,7 @@ fn has_cache_write(sketch: &Sketch) -> bool {
 
 #[test]
 fn short_reductions_also_tensorize_in_place_and_long_ones_keep_the_local_stage() {
-    let hw = hw(true);
+    let hw = hw(ISA);
     let mut rng = seeded(5);
     let spec = "dep:n=1,h=6,w=6,c=16,kernel=3,stride=1,pad=1";
     let d = dag(spec);
@@ -575,5 +594,79 @@ fn short_reductions_also_tensorize_in_place_and_long_ones_keep_the_local_stage()
             tensorized(&sketches).iter().all(|s| has_cache_write(s)),
             "{spec}"
         );
+    }
+}
+
+#[test]
+fn avx512_sketches_draw_their_tiles_from_the_avx512_family_and_compute_the_reference() {
+    let hw = hw(Isa::Avx512);
+    let runs = tessel_codegen::ukernel::available(Isa::Avx512);
+    if !runs {
+        eprintln!(
+            "SKIPPED the AVX-512 calls and numerics: this CPU has no AVX-512F (the sampled \
+             tiles are still checked against the family)"
+        );
+    }
+    let mut rng = seeded(512);
+    for spec in [
+        "gmm-3",
+        "gmm:b=1,n=24,m=64,k=40",
+        "c2d:n=1,h=6,w=14,ci=8,co=32,kernel=3,stride=1,pad=1",
+        "dep:n=1,h=8,w=14,c=32,kernel=3,stride=1,pad=1",
+    ] {
+        let d = dag(spec);
+        let small = !spec.ends_with("-3");
+        let reference = small.then(|| {
+            let inputs = eval::random_inputs(&d, 5);
+            let want = eval::evaluate(&d, &inputs).expect("reference");
+            (inputs, want)
+        });
+        let sketches = generate_sketches(&d, &hw).expect("sketches");
+        let t = tensorized(&sketches);
+        assert!(!t.is_empty(), "{spec}: no tensorized sketch for AVX-512");
+        for sketch in t {
+            let mut n = 0;
+            for _ in 0..16 {
+                let Some(s) = sample_initial(sketch, &hw, &mut rng) else {
+                    continue;
+                };
+                n += 1;
+                let nest = lower(&s).expect("lowers");
+                for (_, m) in tensorize::find(&nest) {
+                    let m = m.unwrap_or_else(|e| panic!("{spec}: {e}\n{}", s.steps_text()));
+                    assert!(
+                        tensorize::kernel_nr(Isa::Avx512).contains(&m.nr),
+                        "{spec}: {}x{} is not an AVX-512 tile",
+                        m.mr,
+                        m.nr
+                    );
+                }
+                assert!(
+                    matches_kernel(&s, Isa::Avx512),
+                    "{spec}:\n{}",
+                    s.steps_text()
+                );
+                assert_eq!(
+                    compiled_calls(&s, Isa::Avx512),
+                    usize::from(runs),
+                    "{spec}:\n{}",
+                    s.steps_text()
+                );
+                if let Some((inputs, want)) = &reference {
+                    if runs {
+                        check_numerics_for(Isa::Avx512, spec, &s, inputs, want);
+                    }
+                }
+                // Kernel-shape mutation stays in the family.
+                let registry = MutationRegistry::cpu();
+                if let Some(child) = registry
+                    .get("MutateTensorizeShape")
+                    .and_then(|r| r.apply(&s, &hw, &mut rng))
+                {
+                    assert!(matches_kernel(&child, Isa::Avx512), "{spec}: mutated");
+                }
+            }
+            assert!(n >= 8, "{spec} sketch {}: only {n} samples", sketch.id);
+        }
     }
 }

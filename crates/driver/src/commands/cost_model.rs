@@ -156,7 +156,7 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
             cost: r.cost(),
             threads: r.key.codegen.threads,
             codegen: CodegenFlags {
-                micro_kernels: r.key.codegen.micro_kernels,
+                micro_kernels: r.key.codegen.isa.has_micro_kernels(),
                 layout_rewrite: r.key.codegen.layout_rewrite != tessel_codegen::LayoutRewrite::Off,
             },
         }));

@@ -41,7 +41,9 @@
 //! `<workload>.trials.svg` (best-so-far GFLOP/s, median over seeds, vs accounted time / vs
 //! trials). The tables go to stdout; with `--json` the summary is the last stdout line.
 
-use crate::commands::search_options::{file_name, make_runner, resolve_threads, Isolation};
+use crate::commands::search_options::{
+    file_name, make_runner, measure_options_for, resolve_threads, Isolation, TargetArgs,
+};
 use crate::error::DriverError;
 use serde_json::json;
 use std::io::Write;
@@ -99,6 +101,9 @@ pub struct Args {
     /// Where candidates run.
     #[arg(long, value_enum, default_value_t = Isolation::Worker)]
     pub isolation: Isolation,
+    /// The target machine (`--target`, `--no-micro-kernels`).
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Rounds of the final side-by-side re-measurement of every run's best (each round
     /// measures every program once, interleaved); 0 turns it off.
     #[arg(long, default_value_t = 10)]
@@ -141,8 +146,11 @@ fn parse_configs(names: &[String]) -> Result<Vec<Config>, DriverError> {
 }
 
 fn runner(args: &Args, threads: usize) -> Result<Box<dyn Runner>, DriverError> {
-    make_runner(args.isolation, MeasureOptions::with_threads(threads))
-        .map_err(|e| DriverError::Failed(e.to_string()))
+    make_runner(
+        args.isolation,
+        measure_options_for(&args.target.resolve(threads)),
+    )
+    .map_err(|e| DriverError::Failed(e.to_string()))
 }
 
 /// How the runs of one workload were made robust to noise (reported per workload).
@@ -312,7 +320,7 @@ fn run_workload(
     total: usize,
 ) -> Result<(Vec<RunTrace>, Robustness), DriverError> {
     let dag = Arc::new(w.dag.clone());
-    let hw = HardwareParams::with_cores(threads as i64);
+    let hw = HardwareParams::for_target(&args.target.resolve(threads));
     let sketches = generate_sketches(&dag, &hw).map_err(|e| DriverError::Failed(e.to_string()))?;
     let problem = Problem { dag, sketches, hw };
     let cache = (!args.no_cache).then(MeasureCache::shared);

@@ -43,6 +43,14 @@ pub struct MeasureArgs {
     /// measurement default, `all`; for `replay`: the record's).
     #[arg(long, value_parser = super::search_options::parse_layout_rewrite)]
     pub layout_rewrite: Option<tessel_measure::options::LayoutRewrite>,
+    /// The machine to compile for: `native`, `avx512`, `avx2` or `generic` (default: this
+    /// CPU's highest ISA level; for `replay`: the record's). An ISA this CPU lacks is
+    /// refused, naming the missing feature.
+    #[arg(long, value_parser = super::search_options::parse_target)]
+    pub target: Option<tessel_sketch::Target>,
+    /// Same as `--target generic` (plain Cranelift code, no micro-kernels).
+    #[arg(long, conflicts_with = "target")]
+    pub no_micro_kernels: bool,
 }
 
 impl MeasureArgs {
@@ -50,6 +58,12 @@ impl MeasureArgs {
     pub fn apply(&self, mut base: MeasureOptions) -> MeasureOptions {
         if let Some(t) = self.threads {
             base.codegen.threads = t.max(1);
+        }
+        if let Some(t) = self.target {
+            base.codegen.isa = t.isa;
+        }
+        if self.no_micro_kernels {
+            base.codegen.isa = tessel_sketch::Isa::Generic;
         }
         if let Some(r) = self.repeat {
             base.timing.repeat = r;
@@ -190,8 +204,8 @@ fn report(
     )?;
     writeln!(
         out,
-        "threads:   {} (isolation: {isolation})",
-        options.codegen.threads
+        "threads:   {} (isolation: {isolation}, target: {})",
+        options.codegen.threads, options.codegen.isa
     )?;
     let gflops = r.median().map(|m| w.flop() as f64 / m / 1e9);
     match (&r.error, &r.timing) {
@@ -242,6 +256,7 @@ fn report(
             "key": w.dag.workload_key(),
             "steps": n_steps,
             "threads": options.codegen.threads,
+            "target": options.codegen.isa.name(),
             "isolation": isolation,
             "ok": r.error.is_none(),
             "error": r.error.as_ref().map(|e| json!({"class": e.class.key(), "message": e.message})),

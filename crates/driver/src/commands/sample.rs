@@ -3,7 +3,9 @@
 //! them with the harness, and report the best and median GFLOP/s, the errors by class and
 //! the compile time. This is the floor the real search must beat.
 
-use super::search_options::{make_runner, resolve_threads, Isolation};
+use super::search_options::{
+    make_runner, measure_options_for, resolve_threads, Isolation, TargetArgs,
+};
 use crate::error::DriverError;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use tessel_ir::workloads;
-use tessel_measure::{Candidate, MeasureOptions, Record, RecordWriter, Target};
+use tessel_measure::{Candidate, Record, RecordWriter, Target};
 use tessel_sketch::{generate_sketches, sample_population, HardwareParams};
 
 /// Arguments of `tessel sample`.
@@ -32,6 +34,9 @@ pub struct Args {
     /// Where candidates run.
     #[arg(long, value_enum, default_value_t = Isolation::Worker)]
     pub isolation: Isolation,
+    /// The target machine (`--target`, `--no-micro-kernels`).
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Append the measurements to this records file.
     #[arg(long)]
     pub records: Option<PathBuf>,
@@ -61,7 +66,8 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 pub fn run(args: &Args) -> Result<(), DriverError> {
     let w = workloads::lookup(&args.spec)?;
     let threads = resolve_threads(args.threads);
-    let hw = HardwareParams::with_cores(threads as i64);
+    let target = args.target.resolve(threads);
+    let hw = HardwareParams::for_target(&target);
     let dag = Arc::new(w.dag.clone());
     let sketches = generate_sketches(&dag, &hw).map_err(failed)?;
     let start = Instant::now();
@@ -76,7 +82,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         .iter()
         .map(|s| Candidate::from_state(&w, s))
         .collect();
-    let options = MeasureOptions::with_threads(threads);
+    let options = measure_options_for(&target);
     let mut runner = make_runner(args.isolation, options.clone()).map_err(failed)?;
     let t = Instant::now();
     let results = runner.measure(&candidates);

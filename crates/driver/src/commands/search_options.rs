@@ -13,6 +13,7 @@ use tessel_search::confirm::FinalConfirm;
 use tessel_search::evolution::EvolutionParams;
 use tessel_search::harness::Confirm;
 use tessel_search::tuner::TuneParams;
+use tessel_sketch::{HardwareParams, Isa, Target};
 
 /// Where candidates run.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,9 +110,9 @@ pub struct SearchOptions {
     /// Same as `--layout-rewrite off`.
     #[arg(long, conflicts_with = "layout_rewrite")]
     pub no_layout_rewrite: bool,
-    /// Do not call the AVX2 micro-kernels (plain Cranelift code only).
-    #[arg(long)]
-    pub no_micro_kernels: bool,
+    /// The target machine (`--target`, `--no-micro-kernels`).
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Further measurements of a candidate whose first reading is within 1 % of the best
     /// (it gets the median of all its repeats); 0 (the default) measures every
     /// candidate once.
@@ -128,6 +129,18 @@ impl SearchOptions {
     /// Kernel threads (every core by default).
     pub fn threads(&self) -> usize {
         resolve_threads(self.threads)
+    }
+
+    /// The target chosen (`--target`, or generic with `--no-micro-kernels`), with the
+    /// kernel threads as its cores: the one value the sketch rules' hardware parameters
+    /// and the code generator's settings both come from.
+    pub fn target(&self) -> Target {
+        self.target.resolve(self.threads())
+    }
+
+    /// The sketch rules' hardware parameters for [`SearchOptions::target`].
+    pub fn hardware(&self) -> HardwareParams {
+        HardwareParams::for_target(&self.target())
     }
 
     /// The layout rewrite mode chosen (`--no-layout-rewrite` is `off`).
@@ -209,13 +222,50 @@ impl SearchOptions {
         }
     }
 
-    /// The measurement options these flags select (threads, micro-kernels, layout rewrite).
+    /// The measurement options these flags select (threads, target ISA, layout rewrite).
     pub fn measure_options(&self) -> MeasureOptions {
-        let mut options = MeasureOptions::with_threads(self.threads());
+        let mut options = measure_options_for(&self.target());
         options.codegen.layout_rewrite = self.layout_rewrite();
-        options.codegen.micro_kernels = !self.no_micro_kernels;
         options
     }
+}
+
+/// Parses a `--target` value against this CPU (`native`, `generic`, `avx2`, `avx512`): an
+/// ISA the CPU lacks is an error naming the missing feature.
+pub fn parse_target(s: &str) -> Result<Target, String> {
+    Target::parse_host(s).map_err(|e| e.to_string())
+}
+
+/// The target options of every command that compiles or searches.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// The machine to compile and search for: `native` (this CPU's highest ISA level),
+    /// `avx512` (AVX-512F micro-kernels), `avx2` (AVX2+FMA micro-kernels) or `generic`
+    /// (plain Cranelift code). An ISA this CPU lacks is refused, naming the missing feature.
+    #[arg(long, value_parser = parse_target, default_value = "native")]
+    pub target: Target,
+    /// Same as `--target generic` (plain Cranelift code, no micro-kernels).
+    #[arg(long, conflicts_with = "target")]
+    pub no_micro_kernels: bool,
+}
+
+impl TargetArgs {
+    /// The target chosen, with `threads` cores (generic with `--no-micro-kernels`).
+    pub fn resolve(&self, threads: usize) -> Target {
+        let target = if self.no_micro_kernels {
+            Target::with_isa(Isa::Generic)
+        } else {
+            self.target
+        };
+        target.with_cores(threads as i64)
+    }
+}
+
+/// Default measurement options for `target`: its cores as kernel threads, its ISA level.
+pub fn measure_options_for(target: &Target) -> MeasureOptions {
+    let mut options = MeasureOptions::with_threads(target.cores.max(1) as usize);
+    options.codegen.isa = target.isa;
+    options
 }
 
 /// Parses a `--layout-rewrite` value (`off`, `weights` or `all`).

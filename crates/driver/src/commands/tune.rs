@@ -20,7 +20,7 @@ use tessel_search::confirm::{confirm_leaders, Confirmation};
 use tessel_search::harness::{resume_records, HarnessMeasurer};
 use tessel_search::model::ModelScorer;
 use tessel_search::tuner::Tuner;
-use tessel_sketch::{generate_sketches, HardwareParams};
+use tessel_sketch::generate_sketches;
 
 /// Arguments of `tessel tune`.
 #[derive(clap::Args, Debug)]
@@ -58,9 +58,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         Some(b) => workloads::lookup_with_batch(&args.spec, b)?,
         None => workloads::lookup(&args.spec)?,
     };
-    let threads = args.search.threads();
     let dag = Arc::new(w.dag.clone());
-    let hw = HardwareParams::with_cores(threads as i64);
+    let hw = args.search.hardware();
     let sketches = generate_sketches(&dag, &hw).map_err(|e| DriverError::Failed(e.to_string()))?;
     let path = args
         .records

@@ -20,7 +20,7 @@ use tessel_search::harness::{resume_records, HarnessMeasurer};
 use tessel_search::model::ModelScorer;
 use tessel_search::scheduler::{SchedulerParams, Strategy, TaskScheduler, TaskSpec};
 use tessel_search::tuner::{Tuner, LEADERS};
-use tessel_sketch::{generate_sketches, HardwareParams};
+use tessel_sketch::generate_sketches;
 
 /// How trials are shared among tasks.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,8 +100,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     };
     let net = networks::lookup(&args.network, args.batch)?;
     let tasks = networks::extract_tasks(&net)?;
-    let threads = args.search.threads();
-    let hw = HardwareParams::with_cores(threads as i64);
+    let hw = args.search.hardware();
     let path = args
         .records
         .clone()
