@@ -51,11 +51,11 @@ fn tune_finds_a_correct_kernel_no_slower_than_the_heuristic_and_resumes() {
 
     let log = tessel_measure::records::read_records(&records).expect("records readable");
     assert!(log.problems.is_empty());
-    // 96 search records, then the final confirmation's: the 5 fastest distinct programs,
-    // each one the search measured, measured again in a fresh worker.
+    // 96 search records, then the final confirmation's: the 5 fastest distinct programs
+    // ranked in fresh workers, the winner measured again, and that one record written.
     let (confirmed, searched): (Vec<_>, Vec<_>) = log.records.iter().partition(|r| r.confirmed);
     assert_eq!(searched.len(), 96);
-    assert_eq!(confirmed.len(), 5);
+    assert_eq!(confirmed.len(), 1);
     let searched_steps: HashSet<String> = searched
         .iter()
         .map(|r| serde_json::to_string(&r.steps).expect("steps"))
@@ -76,6 +76,10 @@ fn tune_finds_a_correct_kernel_no_slower_than_the_heuristic_and_resumes() {
         .as_array()
         .expect("confirmation in the summary");
     assert_eq!(programs.len(), 5);
+    let reported = summary["confirmation"]["reported"]["confirmed_ms"]
+        .as_f64()
+        .expect("the reported program");
+    assert!((reported / 1e3 - confirmed_best).abs() <= 1e-12);
     // The first candidate measured is the heuristic schedule; the best is no slower.
     let w = workloads::lookup(SPEC).expect("spec");
     let dag = Arc::new(w.dag.clone());

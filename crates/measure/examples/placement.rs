@@ -142,7 +142,6 @@ fn run() -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    drop(reading);
     println!(
         "contention of each reading, % (same, fresh, fresh+offset in turn): [{}]",
         delays

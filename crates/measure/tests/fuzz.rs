@@ -169,9 +169,21 @@ fn step_log(g: &mut Gen, real: &[Vec<Step>]) -> Vec<Step> {
     steps
 }
 
+/// How many times the suite's counts to run: `TESSEL_FUZZ_SCALE` (default 1), so that a long
+/// run (`TESSEL_FUZZ_SCALE=100 cargo test --release -p tessel-measure --test fuzz`: a million
+/// step logs) uses the same generators.
+fn scale() -> usize {
+    std::env::var("TESSEL_FUZZ_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n >= 1)
+        .unwrap_or(1)
+}
+
 #[test]
 fn ten_thousand_step_logs_never_panic_or_hang() {
     let start = Instant::now();
+    let scale = scale();
     let specs = [
         "gmm:b=1,n=32,m=32,k=32",
         "c2d:n=1,h=8,w=8,ci=8,co=8,kernel=3,stride=1,pad=1",
@@ -191,7 +203,7 @@ fn ten_thousand_step_logs_never_panic_or_hang() {
                     .to_vec()
             })
             .collect();
-        for i in 0..2_000 {
+        for i in 0..2_000 * scale {
             let steps = step_log(&mut g, &real);
             if limits::check_steps(&steps).is_err() {
                 continue;
@@ -211,8 +223,13 @@ fn ten_thousand_step_logs_never_panic_or_hang() {
     assert!(replayed > 1_000, "too few logs replayed: {replayed}");
     assert!(lowered > 100, "too few logs lowered: {lowered}");
     assert!(
-        start.elapsed() < Duration::from_secs(60),
+        start.elapsed() < Duration::from_secs(60 * scale as u64),
         "{:?}",
+        start.elapsed()
+    );
+    eprintln!(
+        "{} step logs: {replayed} replayed, {lowered} lowered, in {:?}",
+        10_000 * scale,
         start.elapsed()
     );
 }

@@ -362,7 +362,7 @@ fn run_workload(
         // All configs of a seed advance in lockstep (one round each in turn), so that a
         // drift of the host's speed meets them at the same point of their searches.
         let seed_traces = run_lockstep(&problem, &params, &mut parts, cache.as_ref());
-        for (trace, measurer) in seed_traces.iter().zip(&measurers) {
+        for trace in &seed_traces {
             *done += 1;
             eprintln!(
                 "[{done}/{total}] {} {:<8} seed {seed}: {} in {:.1} s wall, {:.1} s accounted \
@@ -380,9 +380,16 @@ fn run_workload(
                 trace.trials,
                 trace.cache_hits
             );
-            if let Some(e) = &measurer.write_error {
-                eprintln!("warning: records could not be written: {e}");
-            }
+        }
+        // A records file that cannot be written stops the experiment, as it stops `tune`:
+        // its runs could not be resumed or checked (exit code 3, the message on stderr).
+        if let Some(e) = measurers.iter().find_map(|m| m.write_error.as_ref()) {
+            let unsaved: usize = measurers.iter().map(|m| m.unsaved).sum();
+            return Err(DriverError::RecordsLost(format!(
+                "records of {} could not be written: {e}; the experiment stopped ({unsaved} \
+                 measurement(s) are not in the file)",
+                w.name
+            )));
         }
         confirmed += measurers.iter().map(|m| m.confirmed).sum::<usize>();
         traces.extend(seed_traces);

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tessel_ir::workloads;
 use tessel_measure::{Candidate, Record, RecordWriter, Target};
+use tessel_search::harness::RECORD_CHUNK;
 use tessel_sketch::{generate_sketches, sample_population, HardwareParams};
 
 /// Arguments of `tessel sample`.
@@ -84,20 +85,32 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         .collect();
     let options = measure_options_for(&target);
     let mut runner = make_runner(args.isolation, options.clone()).map_err(failed)?;
+    // Records are appended chunk by chunk as the candidates are measured (a kill loses at
+    // most the chunk in flight); a write that fails stops the command (exit code 3).
+    let mut writer = args
+        .records
+        .as_ref()
+        .map(RecordWriter::open)
+        .transpose()
+        .map_err(failed)?;
     let t = Instant::now();
-    let results = runner.measure(&candidates);
-    let measure_seconds = t.elapsed().as_secs_f64();
-    if let Some(path) = &args.records {
-        let mut writer = RecordWriter::open(path).map_err(failed)?;
-        writer
-            .append(&Record::batch(
-                &candidates,
-                &results,
-                &options,
-                &Target::host(),
-            ))
-            .map_err(failed)?;
+    let mut results = Vec::with_capacity(candidates.len());
+    for chunk in candidates.chunks(RECORD_CHUNK) {
+        let part = runner.measure(chunk);
+        if let (Some(w), Some(path)) = (writer.as_mut(), &args.records) {
+            let records = Record::batch(chunk, &part, &options, &Target::host());
+            w.append(&records).map_err(|e| {
+                DriverError::RecordsLost(format!(
+                    "records could not be written to {}: {e}; the sampling stopped ({} \
+                     measurement(s) of this run are not in the file)",
+                    path.display(),
+                    records.len()
+                ))
+            })?;
+        }
+        results.extend(part);
     }
+    let measure_seconds = t.elapsed().as_secs_f64();
     let flop = w.flop() as f64;
     let gflops: Vec<f64> = results
         .iter()

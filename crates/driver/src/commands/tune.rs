@@ -147,9 +147,10 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             .map_or("-".to_string(), |s| format!("{:.4} ms", s * 1e3));
         writeln!(
             out,
-            "confirmed       in a fresh worker: {} programs x {} rounds side by side ({confirm_seconds:.1} s){}; the search read {read}",
+            "confirmed       in fresh workers: {} programs x {} rounds side by side, then the fastest {} more times ({confirm_seconds:.1} s){}; the search read {read}",
             c.programs.len(),
             args.search.final_confirm().rounds,
+            args.search.final_confirm().reporting,
             match c.failed() {
                 0 => String::new(),
                 n => format!(", {n} failed"),
@@ -215,6 +216,11 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "confirmation": confirmation.as_ref().map(|c| json!({
                 "rounds": args.search.final_confirm().rounds,
                 "seconds": confirm_seconds,
+                "reported": c.best().map(|p| json!({
+                    "confirmed_ms": p.seconds.map(|s| s * 1e3),
+                    "search_ms": p.search_seconds * 1e3,
+                    "rounds_ms": p.rounds.iter().map(|r| r.map(|s| s * 1e3)).collect::<Vec<_>>(),
+                })),
                 "programs": c.programs.iter().map(|p| json!({
                     "confirmed_ms": p.seconds.map(|s| s * 1e3),
                     "search_ms": p.search_seconds * 1e3,
@@ -256,7 +262,7 @@ fn final_confirmation(
     }
     // New runners, one per round: new worker processes, nothing carried over from the
     // search's, and each round's buffers on other pages.
-    let mut runners = (0..how.rounds)
+    let mut runners = (0..how.runners())
         .map(|_| args.search.runner())
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(confirm_leaders(w, leaders, &mut runners, how, writer)))

@@ -183,7 +183,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     // Not after an interrupt or a failed records write (see `tune`).
     let confirmations: Option<Vec<Confirmation>> = if how.is_on() && !measurer.is_halted() {
         // One new worker per round, shared by the tasks (see `tune`).
-        let mut runners = (0..how.rounds)
+        let mut runners = (0..how.runners())
             .map(|_| args.search.runner())
             .collect::<Result<Vec<_>, _>>()?;
         Some(
@@ -255,9 +255,10 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         let failed: usize = c.iter().map(Confirmation::failed).sum();
         writeln!(
             out,
-            "best ms: the fastest of each task's {} best programs re-measured in a fresh worker, {} rounds side by side ({confirm_seconds:.1} s{}); search ms: the search's own reading",
+            "best ms: each task's {} best programs re-measured in fresh workers, {} rounds side by side, then the fastest {} more times ({confirm_seconds:.1} s{}); search ms: the search's own reading",
             how.top,
             how.rounds,
+            how.reporting,
             if failed > 0 { format!(", {failed} programs failed") } else { String::new() }
         )?;
     }
@@ -289,7 +290,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "trials": result.trials,
             "estimated_latency_ms": estimated.map(|s| s * 1e3),
             "search_estimated_latency_ms": result.estimated_seconds.map(|s| s * 1e3),
-            "confirmation": confirmations.as_ref().map(|_| json!({"top": how.top, "rounds": how.rounds, "seconds": confirm_seconds})),
+            "confirmation": confirmations.as_ref().map(|_| json!({"top": how.top, "rounds": how.rounds, "reporting": how.reporting, "seconds": confirm_seconds})),
             "search_seconds": seconds,
             "stop_reason": format!("{:?}", result.stop_reason),
             "strategy": format!("{:?}", args.strategy),
