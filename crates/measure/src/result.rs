@@ -99,7 +99,61 @@ pub struct MeasureResult {
     pub phases: PhaseTimes,
 }
 
+impl PhaseTimes {
+    /// Adds another measurement's phase times to these.
+    pub fn add(&mut self, other: &PhaseTimes) {
+        self.replay_ms += other.replay_ms;
+        self.lower_ms += other.lower_ms;
+        self.compile_ms += other.compile_ms;
+        self.verify_ms += other.verify_ms;
+        self.run_ms += other.run_ms;
+        self.flush_ms += other.flush_ms;
+        self.total_ms += other.total_ms;
+    }
+}
+
 impl MeasureResult {
+    /// Adds a later measurement of the same candidate to this one: the costs join (median,
+    /// min and spread recomputed, each repeat's contention kept, retakes added up) and the
+    /// phase times add up. A later measurement that failed, or gave no timing, fails this
+    /// result with its error: a kernel that crashes or hangs once is not a result to keep.
+    /// A result that has already failed, or was never timed, stays as it is.
+    pub fn pool(&mut self, later: MeasureResult) {
+        let Some(first) = self.timing.as_ref().filter(|_| self.error.is_none()) else {
+            return;
+        };
+        let later_timing = match (later.error, later.timing) {
+            (Some(e), _) => {
+                self.timing = None;
+                self.error = Some(e);
+                return;
+            }
+            (None, None) => {
+                self.timing = None;
+                self.error = Some(MeasureError::new(
+                    ErrorClass::WorkerLost,
+                    "a later measurement gave no timing",
+                ));
+                return;
+            }
+            (None, Some(t)) => t,
+        };
+        let mut costs = first.costs.clone();
+        costs.extend(&later_timing.costs);
+        let mut contention = first.contention.clone();
+        contention.extend(&later_timing.contention);
+        let retaken = first.retaken + later_timing.retaken;
+        self.timing =
+            Timing::from_costs(costs, first.number.min(later_timing.number)).map(|mut t| {
+                if contention.len() == t.costs.len() {
+                    t.contention = contention;
+                }
+                t.retaken = retaken;
+                t
+            });
+        self.phases.add(&later.phases);
+    }
+
     /// A failed result.
     pub fn failed(error: MeasureError, phases: PhaseTimes) -> MeasureResult {
         MeasureResult {

@@ -50,10 +50,7 @@ use crate::evolution::state_key;
 use std::collections::HashSet;
 use tessel_ir::workloads::Workload;
 use tessel_ir::State;
-use tessel_measure::{
-    Candidate, ErrorClass, MeasureError, MeasureResult, Record, RecordWriter, Runner, Target,
-    Timing,
-};
+use tessel_measure::{Candidate, ErrorClass, MeasureResult, Record, RecordWriter, Runner, Target};
 
 /// How many of a search's fastest programs are confirmed, and how often.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -267,46 +264,11 @@ fn measure_rounds(
     out
 }
 
-/// Pools a round's result into a program's: costs join (statistics recomputed), phase times
-/// add up, and the first failure fails the program for good.
+/// Pools a round's result into a program's ([`MeasureResult::pool`]; the first round's
+/// result is taken as it is).
 fn pool(into: &mut Option<MeasureResult>, result: MeasureResult) {
-    let Some(acc) = into.as_mut() else {
-        *into = Some(result);
-        return;
-    };
-    if acc.error.is_some() {
-        return;
+    match into.as_mut() {
+        Some(acc) => acc.pool(result),
+        None => *into = Some(result),
     }
-    if result.error.is_some() || result.timing.is_none() {
-        acc.timing = None;
-        acc.error = result.error.or_else(|| {
-            Some(MeasureError::new(
-                ErrorClass::WorkerLost,
-                "a confirmation round gave no timing",
-            ))
-        });
-        return;
-    }
-    if let (Some(a), Some(b)) = (acc.timing.as_ref(), result.timing.as_ref()) {
-        let mut costs = a.costs.clone();
-        costs.extend(&b.costs);
-        let mut contention = a.contention.clone();
-        contention.extend(&b.contention);
-        let retaken = a.retaken + b.retaken;
-        acc.timing = Timing::from_costs(costs, a.number.min(b.number)).map(|mut t| {
-            if contention.len() == t.costs.len() {
-                t.contention = contention;
-            }
-            t.retaken = retaken;
-            t
-        });
-    }
-    let (p, q) = (&mut acc.phases, &result.phases);
-    p.replay_ms += q.replay_ms;
-    p.lower_ms += q.lower_ms;
-    p.compile_ms += q.compile_ms;
-    p.verify_ms += q.verify_ms;
-    p.run_ms += q.run_ms;
-    p.flush_ms += q.flush_ms;
-    p.total_ms += q.total_ms;
 }

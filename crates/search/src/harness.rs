@@ -20,7 +20,7 @@ use tessel_ir::{ComputeDag, State};
 use tessel_measure::records::read_records;
 use tessel_measure::{
     Candidate, CodegenSettings, ErrorClass, HarnessError, MeasureResult, Record, RecordWriter,
-    Runner, Target, Timing,
+    Runner, Target,
 };
 
 /// Candidates measured (and their records appended and flushed) together: a kill loses at
@@ -350,30 +350,11 @@ fn fastest(results: &[MeasureResult]) -> Option<f64> {
 /// Adds a later reading of the same candidate to `result`: its costs join the earlier ones
 /// (median, min and spread recomputed), its phase times add up; a failed reading fails the
 /// result, saying it failed on confirmation.
-fn pool_reading(result: &mut MeasureResult, reading: MeasureResult) {
-    let Some(first) = result.timing.as_ref() else {
-        return;
-    };
-    if let Some(mut e) = reading.error {
+fn pool_reading(result: &mut MeasureResult, mut reading: MeasureResult) {
+    if let Some(e) = reading.error.as_mut() {
         e.message = format!("on a confirming measurement: {}", e.message);
-        result.timing = None;
-        result.error = Some(e);
-        return;
     }
-    let Some(later) = reading.timing else {
-        return;
-    };
-    let mut costs = first.costs.clone();
-    costs.extend(later.costs);
-    result.timing = Timing::from_costs(costs, first.number);
-    let (p, q) = (&mut result.phases, &reading.phases);
-    p.replay_ms += q.replay_ms;
-    p.lower_ms += q.lower_ms;
-    p.compile_ms += q.compile_ms;
-    p.verify_ms += q.verify_ms;
-    p.run_ms += q.run_ms;
-    p.flush_ms += q.flush_ms;
-    p.total_ms += q.total_ms;
+    result.pool(reading);
 }
 
 /// A state measured earlier, with its median time (`None` if it failed).
