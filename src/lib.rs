@@ -1,3 +1,3 @@
 //! Root package of the Tessel workspace. It holds the end-to-end tests (`tests/`) and the
 //! criterion benches (`benches/`) that span several crates; the compiler itself lives in
-//! `crates/*`. See `README.md` and `../shared/design/ARCHITECTURE.md`.
+//! `crates/*`. See `README.md` (its Layout section draws the crates).
