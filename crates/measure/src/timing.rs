@@ -253,49 +253,26 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
             Ok(())
         };
-        let mut probe = scripted(vec![0, 1500, 0, 0]);
-        let (t, _) = time_calls_probed(
-            &settings,
-            2,
-            None,
-            &mut CacheFlusher::new(),
-            &mut probe,
-            call,
-        )
-        .unwrap();
-        let t = t.unwrap();
+        // The timing of `call` with the kernel threads' snapshots taken by `probe`.
+        let time = |probe: &mut dyn FnMut() -> Snapshot| {
+            time_calls_probed(&settings, 2, None, &mut CacheFlusher::new(), probe, call)
+                .expect("times")
+                .0
+                .expect("a timing")
+        };
+        let t = time(&mut scripted(vec![0, 1500, 0, 0]));
         assert_eq!(t.retaken, 1, "{t:?}");
         assert_eq!(t.costs.len(), 3);
         assert_eq!(t.contention.len(), 3);
         assert!(t.contention.iter().all(|&c| c <= 0.05), "{t:?}");
         // Every repeat contended: two retakes, then the contended repeats are kept, and
         // their contention says so.
-        let mut probe = scripted(vec![5000; 10]);
-        let (t, _) = time_calls_probed(
-            &settings,
-            2,
-            None,
-            &mut CacheFlusher::new(),
-            &mut probe,
-            call,
-        )
-        .unwrap();
-        let t = t.unwrap();
+        let t = time(&mut scripted(vec![5000; 10]));
         assert_eq!(t.retaken, 2);
         assert_eq!(t.costs.len(), 3);
         assert!(t.contention.iter().all(|&c| c > 0.05), "{t:?}");
         // Unknown delay: nothing is retaken and no contention is reported.
-        let mut probe = Snapshot::default;
-        let (t, _) = time_calls_probed(
-            &settings,
-            2,
-            None,
-            &mut CacheFlusher::new(),
-            &mut probe,
-            call,
-        )
-        .unwrap();
-        let t = t.unwrap();
+        let t = time(&mut Snapshot::default);
         assert_eq!((t.retaken, t.contention.len()), (0, 0));
     }
 
