@@ -3,12 +3,22 @@
 //!
 //! A pool is created once per thread count and lives for the whole process; all kernels
 //! compiled for that thread count share it. A call publishes one job (body function, context
-//! pointer, iteration count) split into chunks that threads claim from an atomic counter; the
-//! caller claims chunks too and returns once every iteration is done, so the context (which
-//! lives in the caller's stack frame) outlives every use. A worker that wakes late finds no
-//! chunk left and does nothing, so a descheduled worker never delays a call by more than the
-//! chunk it is running. Threads busy-wait for up to 50 µs before sleeping on a condition
-//! variable, which keeps back-to-back short calls cheap.
+//! pointer, iteration count). The iterations are cut into one contiguous share per thread
+//! (the caller is thread 0), as TVM's and OpenMP's static schedules do, and each share into
+//! chunks claimed from an atomic counter: a thread runs its own share first, then takes what is
+//! left of the others'. The caller returns once every iteration is done, so the context (which
+//! lives in the caller's stack frame) outlives every use.
+//!
+//! Why shares and not one counter for all: with one counter, which thread runs which chunk
+//! was a race, decided by which thread finished its previous chunk first. The programs a
+//! search finds often have few, large parallel iterations (four blocks of 512×512 for a
+//! 1024³ matmul); whether a thread's two blocks shared an operand panel or not changed the
+//! time by 10 %, and a process kept the same outcome for most of its calls, so fresh processes
+//! of the same program read two different speeds (docs/measurement.md). With shares the
+//! assignment is fixed while no thread is held up; a thread that wakes late or is descheduled
+//! still costs at most the chunk it is running, as the others take the rest of its share.
+//! Threads busy-wait for up to 50 µs before sleeping on a condition variable, which keeps
+//! back-to-back short calls cheap.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -77,36 +87,72 @@ struct Job {
 struct Work {
     job: Job,
     chunk: i64,
-    /// Next iteration to hand out.
-    next: AtomicI64,
+    /// One contiguous share of the iterations per thread (the caller's first).
+    shares: Vec<Share>,
     /// Iterations finished.
     done: AtomicI64,
 }
 
+/// A contiguous range of a job's iterations, handed out chunk by chunk.
+struct Share {
+    /// Next iteration to hand out.
+    next: AtomicI64,
+    /// End of the range (exclusive).
+    end: i64,
+}
+
 impl Work {
-    /// Claims and runs chunks until none is left. Once `next` has passed the extent nobody
-    /// touches the job's context again, so a worker that picks the work up late is harmless.
-    fn run_chunks(&self, shared: &Shared, by_worker: bool) {
-        loop {
-            let start = self.next.fetch_add(self.chunk, Ordering::Relaxed);
-            if start >= self.job.extent {
-                break;
+    /// The work of `job` for `threads` threads: `threads` contiguous shares as equal as
+    /// whole iterations allow, each handed out in chunks of about a quarter of a share.
+    fn new(job: Job, threads: i64) -> Work {
+        let bound = |t: i64| job.extent * t / threads;
+        Work {
+            job,
+            chunk: (job.extent / (threads * 4)).max(1),
+            shares: (0..threads)
+                .map(|t| Share {
+                    next: AtomicI64::new(bound(t)),
+                    end: bound(t + 1),
+                })
+                .collect(),
+            done: AtomicI64::new(0),
+        }
+    }
+
+    /// Thread `me` claims and runs chunks of its own share, then of the others' shares in
+    /// turn, until none is left. Once every share's `next` has passed its end nobody touches
+    /// the job's context again, so a worker that picks the work up late is harmless.
+    fn run_chunks(&self, shared: &Shared, me: usize) {
+        let n = self.shares.len();
+        for k in 0..n {
+            let share = &self.shares[(me + k) % n];
+            loop {
+                let start = share.next.fetch_add(self.chunk, Ordering::Relaxed);
+                if start >= share.end {
+                    break;
+                }
+                let end = (start + self.chunk).min(share.end);
+                self.run_chunk(shared, start, end, me != 0);
             }
-            let end = (start + self.chunk).min(self.job.extent);
-            shared.iterations.fetch_add(end - start, Ordering::Relaxed);
-            if by_worker {
-                shared
-                    .worker_iterations
-                    .fetch_add(end - start, Ordering::Relaxed);
-            }
-            // SAFETY: see `tessel_parallel_for`; chunks are disjoint and the caller waits
-            // until every claimed chunk is done.
-            unsafe { (self.job.f)(self.job.ctx as *const u8, start, end) };
-            let finished = self.done.fetch_add(end - start, Ordering::SeqCst) + end - start;
-            if finished == self.job.extent && shared.caller_waiting.load(Ordering::SeqCst) {
-                let _st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                shared.done.notify_all();
-            }
+        }
+    }
+
+    /// Runs iterations `start..end` (claimed by the caller, or by a worker when `by_worker`).
+    fn run_chunk(&self, shared: &Shared, start: i64, end: i64, by_worker: bool) {
+        shared.iterations.fetch_add(end - start, Ordering::Relaxed);
+        if by_worker {
+            shared
+                .worker_iterations
+                .fetch_add(end - start, Ordering::Relaxed);
+        }
+        // SAFETY: see `tessel_parallel_for`; chunks are disjoint (each share's counter hands
+        // out each of its iterations once) and the caller waits until every claimed chunk is
+        // done.
+        unsafe { (self.job.f)(self.job.ctx as *const u8, start, end) };
+        let finished = self.done.fetch_add(end - start, Ordering::SeqCst) + end - start;
+        if finished == self.job.extent && shared.caller_waiting.load(Ordering::SeqCst) {
+            let _st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            shared.done.notify_all();
         }
     }
 }
@@ -223,7 +269,7 @@ impl Pool {
             let spawned = std::thread::Builder::new()
                 .name(format!("tessel-worker-{k}"))
                 .stack_size(32 << 20)
-                .spawn(move || worker(&s));
+                .spawn(move || worker(&s, k));
             if spawned.is_ok() {
                 workers += 1;
             }
@@ -247,12 +293,7 @@ impl Pool {
         };
         let s = &*self.shared;
         let threads = self.workers as i64 + 1;
-        let work = Arc::new(Work {
-            job,
-            chunk: (job.extent / (threads * 4)).max(1),
-            next: AtomicI64::new(0),
-            done: AtomicI64::new(0),
-        });
+        let work = Arc::new(Work::new(job, threads));
         {
             let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
             st.work = Some(work.clone());
@@ -262,7 +303,7 @@ impl Pool {
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             s.wake.notify_all();
         }
-        work.run_chunks(s, false);
+        work.run_chunks(s, 0);
         let finished = || work.done.load(Ordering::SeqCst) == job.extent;
         if !spin_until(finished) {
             let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -276,7 +317,8 @@ impl Pool {
     }
 }
 
-fn worker(s: &Shared) {
+/// Worker `index` (1 ..= workers; the caller is thread 0) of a pool.
+fn worker(s: &Shared, index: usize) {
     if let Some(tid) = crate::contention::current_thread_id() {
         s.thread_ids
             .lock()
@@ -297,7 +339,96 @@ fn worker(s: &Shared) {
             st.work.clone()
         };
         if let Some(w) = work {
-            w.run_chunks(s, true);
+            w.run_chunks(s, index);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a test body records: every iteration it ran, in order.
+    struct Log(Mutex<Vec<i64>>);
+
+    unsafe extern "C" fn record(ctx: *const u8, start: i64, end: i64) {
+        // SAFETY: the tests pass a pointer to a `Log` that outlives the job.
+        let log = unsafe { &*(ctx as *const Log) };
+        log.0.lock().unwrap().extend(start..end);
+    }
+
+    fn job(log: &Log, extent: i64) -> Job {
+        Job {
+            f: record,
+            ctx: log as *const Log as usize,
+            extent,
+        }
+    }
+
+    fn quiet_shared() -> Shared {
+        Shared {
+            state: Mutex::new(State {
+                epoch: 0,
+                work: None,
+            }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+            epoch: AtomicU64::new(0),
+            sleepers: AtomicUsize::new(0),
+            caller_waiting: AtomicBool::new(false),
+            thread_ids: Mutex::new(Vec::new()),
+            iterations: AtomicI64::new(0),
+            worker_iterations: AtomicI64::new(0),
+        }
+    }
+
+    #[test]
+    fn shares_are_contiguous_and_cover_the_extent() {
+        let log = Log(Mutex::new(Vec::new()));
+        for (extent, threads) in [(4, 2), (7, 2), (3, 4), (1000, 3), (1, 2)] {
+            let w = Work::new(job(&log, extent), threads);
+            let bounds: Vec<(i64, i64)> = w
+                .shares
+                .iter()
+                .map(|s| (s.next.load(Ordering::Relaxed), s.end))
+                .collect();
+            assert_eq!(bounds.first().map(|b| b.0), Some(0));
+            assert_eq!(bounds.last().map(|b| b.1), Some(extent));
+            for pair in bounds.windows(2) {
+                assert_eq!(pair[0].1, pair[1].0, "{bounds:?}");
+            }
+            let lens: Vec<i64> = bounds.iter().map(|b| b.1 - b.0).collect();
+            let (lo, hi) = (lens.iter().min().unwrap(), lens.iter().max().unwrap());
+            assert!(hi - lo <= 1, "unequal shares {lens:?}");
+        }
+    }
+
+    #[test]
+    fn a_thread_runs_its_own_share_first_then_takes_the_rest() {
+        // A thread alone (the others held up) runs every iteration once: its own share first,
+        // in order, then the following shares.
+        let log = Log(Mutex::new(Vec::new()));
+        let w = Work::new(job(&log, 10), 2);
+        let shared = quiet_shared();
+        w.run_chunks(&shared, 1);
+        let ran = log.0.lock().unwrap().clone();
+        assert_eq!(ran, vec![5, 6, 7, 8, 9, 0, 1, 2, 3, 4]);
+        assert_eq!(w.done.load(Ordering::SeqCst), 10);
+        assert_eq!(shared.worker_iterations.load(Ordering::Relaxed), 10);
+        // The caller, arriving late, finds nothing left.
+        w.run_chunks(&shared, 0);
+        assert_eq!(log.0.lock().unwrap().len(), 10);
+    }
+
+    #[test]
+    fn a_pool_runs_every_iteration_exactly_once() {
+        let pool = Pool::new(3);
+        for extent in [2, 3, 5, 64, 1001] {
+            let log = Log(Mutex::new(Vec::new()));
+            pool.run(job(&log, extent));
+            let mut ran = log.0.lock().unwrap().clone();
+            ran.sort_unstable();
+            assert_eq!(ran, (0..extent).collect::<Vec<_>>());
         }
     }
 }
