@@ -181,7 +181,8 @@ mod tests {
         if first < 1e-3 {
             assert!(timing.number >= 2, "{timing:?}");
         }
-        assert_eq!(calls, 1 + 3 * timing.number);
+        // A repeat that waited for a CPU (a loaded machine) is taken again.
+        assert_eq!(calls, 1 + (3 + timing.retaken) * timing.number);
         assert!(timing.min >= 2e-4 && timing.min <= timing.median);
         assert!(timing.cv >= 0.0);
         assert!(spent.run >= Duration::from_micros(200 * calls as u64));
