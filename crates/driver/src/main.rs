@@ -48,6 +48,8 @@ enum Command {
     CostModel(commands::cost_model::Args),
     /// List the tasks (distinct fused subgraphs, with weights) of a built-in network.
     Tasks(commands::tasks::Args),
+    /// Build a whole network into one module (tuned records or default schedules) and run it.
+    RunNetwork(commands::run_network::Args),
 }
 
 fn run(cli: Cli) -> Result<(), DriverError> {
@@ -64,6 +66,7 @@ fn run(cli: Cli) -> Result<(), DriverError> {
         Command::Worker(args) => commands::worker::run(&args),
         Command::CostModel(args) => commands::cost_model::run(&args),
         Command::Tasks(args) => commands::tasks::run(&args),
+        Command::RunNetwork(args) => commands::run_network::run(&args),
     }
 }
 

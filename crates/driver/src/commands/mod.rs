@@ -6,6 +6,7 @@ pub mod numbers;
 pub mod records;
 pub mod replay;
 pub mod run;
+pub mod run_network;
 pub mod sample;
 pub mod search_options;
 pub mod sketches;
