@@ -170,9 +170,13 @@ struct Launch {
 /// activations in one planned arena, and the list of launches an inference runs.
 ///
 /// `run` takes `&mut self` (the activation arena is reused by every call, so a module runs
-/// one inference at a time). To run inferences on several threads, build one module per
-/// thread; a module is not `Send` (its kernels own JIT code), so build it on the thread
-/// that runs it.
+/// one inference at a time). A module is `Send`: to run inferences on several threads,
+/// build one module per thread (or move one to each), or share one behind a `Mutex`.
+///
+/// ```
+/// fn send<T: Send>() {}
+/// send::<tessel_runtime::Module>();
+/// ```
 pub struct Module {
     name: String,
     kernels: Vec<Kernel>,

@@ -149,7 +149,7 @@ pub fn default_options(target: &Target, threads: usize) -> CompileOptions {
 /// tensorized loop), then the larger parallel extent (up to 16 × `threads`). The naive
 /// loop nest comes last, for a DAG no sketch lowers.
 pub fn default_schedule(dag: &Arc<ComputeDag>, target: &Target, threads: usize) -> Vec<State> {
-    let hw = HardwareParams::for_target(&target.clone().with_cores(threads as i64));
+    let hw = HardwareParams::for_target(&(*target).with_cores(threads as i64));
     let mut out: Vec<(bool, (bool, i64, i64), State)> = Vec::new();
     if let Ok(sketches) = generate_sketches(dag, &hw) {
         let mut rng = tessel_ir::rng::seeded(0x7e55e1);
@@ -170,7 +170,7 @@ pub fn default_schedule(dag: &Arc<ComputeDag>, target: &Target, threads: usize) 
             }
         }
     }
-    out.sort_by(|a, b| b.1.cmp(&a.1));
+    out.sort_by_key(|b| std::cmp::Reverse(b.1));
     let mut states: Vec<State> = out.into_iter().map(|(_, _, s)| s).collect();
     states.push(State::new(dag.clone()));
     states
