@@ -9,6 +9,7 @@ pub mod run;
 pub mod run_network;
 pub mod sample;
 pub mod search_options;
+pub mod show;
 pub mod sketches;
 pub mod stopping;
 pub mod tasks;
