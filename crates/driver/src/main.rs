@@ -48,6 +48,10 @@ enum Command {
     CostModel(commands::cost_model::Args),
     /// List the tasks (distinct fused subgraphs, with weights) of a built-in network.
     Tasks(commands::tasks::Args),
+    /// Build a whole network into one module (tuned records or default schedules) and run it.
+    RunNetwork(commands::run_network::Args),
+    /// Show the best program of a workload (or of each task of a network) in a records file.
+    Show(commands::show::Args),
 }
 
 fn run(cli: Cli) -> Result<(), DriverError> {
@@ -64,6 +68,8 @@ fn run(cli: Cli) -> Result<(), DriverError> {
         Command::Worker(args) => commands::worker::run(&args),
         Command::CostModel(args) => commands::cost_model::run(&args),
         Command::Tasks(args) => commands::tasks::run(&args),
+        Command::RunNetwork(args) => commands::run_network::run(&args),
+        Command::Show(args) => commands::show::run(&args),
     }
 }
 

@@ -88,6 +88,25 @@ impl Network {
         c
     }
 
+    /// The network's inputs ([`Layer::Input`] layers), in topological order: the buffers a
+    /// caller passes to run the network.
+    pub fn input_layers(&self) -> Vec<LayerId> {
+        self.layers()
+            .filter(|&i| matches!(self.graph[i].layer.pattern(), Pattern::Input))
+            .collect()
+    }
+
+    /// The network's outputs: the layers nothing reads (inputs excluded), in topological
+    /// order.
+    pub fn output_layers(&self) -> Vec<LayerId> {
+        self.layers()
+            .filter(|&i| {
+                !matches!(self.graph[i].layer.pattern(), Pattern::Input)
+                    && self.consumers(i).is_empty()
+            })
+            .collect()
+    }
+
     /// The layer named `name`.
     pub fn find(&self, name: &str) -> Option<LayerId> {
         self.graph

@@ -24,16 +24,21 @@
 //! assert_eq!(convs, 53);
 //! ```
 
+mod evaluate;
 mod graph;
 mod layers;
 mod models;
 mod tasks;
 mod weights;
 
+pub use evaluate::{evaluate, random_inputs};
 pub use graph::{LayerId, Network, NetworkBuilder, Node};
 pub use layers::{gelu, layer_norm, merge_heads, relu6, scale, split_heads, Layer, Pattern};
 pub use models::{bert, mobilenet_v2, resnet50, tiny_cnn, BertConfig};
-pub use tasks::{extract_tasks, partition, subgraph_dag, Subgraph, Task};
+pub use tasks::{
+    execution_order, extract_tasks, partition, subgraph_dag, subgraph_dag_bound, view_source,
+    Binding, Subgraph, Task,
+};
 pub use weights::{layer_params, ConstTensor, Weights};
 
 use crate::IrError;

@@ -132,13 +132,41 @@ fn describe(net: &Network, g: &Subgraph) -> (String, Option<String>, String) {
     (tokens.join("+"), spec, kinds.join("+"))
 }
 
+/// What one input (placeholder) of a subgraph's [`ComputeDag`] holds when the network runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// The output of layer `LayerId` (a network input, a view, or a layer of another
+    /// subgraph), read as it is.
+    Activation(LayerId),
+    /// Weight `param` (a name of [`Layer::params`](super::Layer::params)) of layer `layer`:
+    /// a constant, stored in [`Weights`](super::Weights) under (the layer's name, `param`).
+    Weight {
+        /// The layer the weight belongs to.
+        layer: LayerId,
+        /// The weight's name.
+        param: &'static str,
+    },
+}
+
 /// Builds the [`ComputeDag`] of one subgraph: placeholders first (per layer in order, the
 /// activations it reads from outside the subgraph, then its weights, with TVM's names; the
 /// weights are constants, [`DagBuilder::weight`]), then every layer's stages.
 pub fn subgraph_dag(net: &Network, g: &Subgraph) -> Result<ComputeDag, IrError> {
+    subgraph_dag_bound(net, g).map(|(dag, _)| dag)
+}
+
+/// [`subgraph_dag`] and what each of its inputs holds: one [`Binding`] per
+/// [`ComputeDag::inputs`], in that order. Whoever runs a network (the reference evaluator,
+/// the runtime) feeds each subgraph through this, so new layers need no change there.
+pub fn subgraph_dag_bound(
+    net: &Network,
+    g: &Subgraph,
+) -> Result<(ComputeDag, Vec<Binding>), IrError> {
     let mut b = DagBuilder::new();
     let mut external: HashMap<LayerId, Tensor> = HashMap::new();
     let mut params: Vec<Vec<Tensor>> = Vec::with_capacity(g.layers.len());
+    // Placeholders are the DAG's first ops, in the order they are made here.
+    let mut bindings = Vec::new();
     for &id in &g.layers {
         let layer = &net.node(id).layer;
         let inputs = net.inputs(id);
@@ -149,6 +177,7 @@ pub fn subgraph_dag(net: &Network, g: &Subgraph) -> Result<ComputeDag, IrError> 
             let base = layer.input_names().get(k).copied().unwrap_or("data");
             let name = b.unique_name(base);
             external.insert(i, b.placeholder(&name, &net.node(i).shape));
+            bindings.push(Binding::Activation(i));
         }
         let shapes: Vec<&[i64]> = inputs
             .iter()
@@ -159,6 +188,10 @@ pub fn subgraph_dag(net: &Network, g: &Subgraph) -> Result<ComputeDag, IrError> 
             .into_iter()
             .map(|(base, shape)| {
                 let name = b.unique_name(base);
+                bindings.push(Binding::Weight {
+                    layer: id,
+                    param: base,
+                });
                 b.weight(&name, &shape)
             })
             .collect();
@@ -185,7 +218,70 @@ pub fn subgraph_dag(net: &Network, g: &Subgraph) -> Result<ComputeDag, IrError> 
         })?;
         made.insert(id, out);
     }
-    b.build()
+    let dag = b.build()?;
+    if dag.inputs().len() != bindings.len() {
+        return Err(IrError::InvalidOp {
+            op: net.node(g.anchor()).name.clone(),
+            reason: format!(
+                "the subgraph's DAG has {} inputs but {} were bound",
+                dag.inputs().len(),
+                bindings.len()
+            ),
+        });
+    }
+    Ok((dag, bindings))
+}
+
+/// [`partition`] in an order that runs: every subgraph after the subgraphs whose outputs
+/// it reads (partition order is that of the anchors, and a fused epilogue may read a
+/// subgraph whose anchor comes later). Ties keep partition order.
+pub fn execution_order(net: &Network) -> Vec<Subgraph> {
+    let groups = partition(net);
+    let mut group_of: HashMap<LayerId, usize> = HashMap::new();
+    for (k, g) in groups.iter().enumerate() {
+        for &l in &g.layers {
+            group_of.insert(l, k);
+        }
+    }
+    // The subgraphs each one reads from (through views).
+    let deps: Vec<Vec<usize>> = groups
+        .iter()
+        .enumerate()
+        .map(|(k, g)| {
+            let mut d: Vec<usize> = g
+                .layers
+                .iter()
+                .flat_map(|&l| net.inputs(l))
+                .filter_map(|i| group_of.get(&view_source(net, i)).copied())
+                .filter(|&j| j != k)
+                .collect();
+            d.sort_unstable();
+            d.dedup();
+            d
+        })
+        .collect();
+    let mut done = vec![false; groups.len()];
+    let mut order = Vec::with_capacity(groups.len());
+    while order.len() < groups.len() {
+        let next = (0..groups.len()).find(|&k| !done[k] && deps[k].iter().all(|&j| done[j]));
+        // The network is a DAG, so some subgraph is always ready; stop rather than loop.
+        let Some(k) = next else { break };
+        done[k] = true;
+        order.push(k);
+    }
+    order.into_iter().map(|k| groups[k].clone()).collect()
+}
+
+/// The layer whose buffer `id` reads: `id` itself, or for a view (reshape) the source it
+/// reinterprets, through chains of views.
+pub fn view_source(net: &Network, mut id: LayerId) -> LayerId {
+    while matches!(net.node(id).layer.pattern(), Pattern::View) {
+        match net.inputs(id).first() {
+            Some(&src) => id = src,
+            None => break,
+        }
+    }
+    id
 }
 
 /// The tasks of `net`: its distinct fused subgraphs with how often each occurs, in order

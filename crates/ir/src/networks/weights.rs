@@ -131,10 +131,12 @@ impl Weights {
                             node.name
                         )))
                     }
-                    Some(t) if t.shape != shape => return Err(IrError::Eval(format!(
+                    Some(t) if t.shape != shape => {
+                        return Err(IrError::Eval(format!(
                         "weight `{param}` of layer `{}` has shape {:?}, the layer needs {shape:?}",
                         node.name, t.shape
-                    ))),
+                    )))
+                    }
                     Some(_) => {}
                 }
             }
