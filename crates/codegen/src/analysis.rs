@@ -364,6 +364,10 @@ impl Analysis {
         if auto_vectorize && crate::bulk::routine(isa).is_some() {
             an.runs = crate::bulk::find_runs(nest, &an, &promoted);
             an.zero_init = crate::bulk::find_zero_inits(nest, &an, isa);
+            let fused: HashSet<LoopId> = an.zero_init.values().copied().collect();
+            an.runs.retain(|lp, p| {
+                fused.contains(lp) || crate::bulk::run_len(nest, p) >= crate::bulk::MIN_RUN
+            });
         }
         if auto_vectorize {
             for s in &nest.stmts {

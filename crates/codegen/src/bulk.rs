@@ -30,8 +30,11 @@ use tessel_ir::loop_nest::{BufferId, ExprId, LoopId, LoopKind, Node, Stmt, StmtI
 use tessel_ir::target::Isa;
 use tessel_ir::LoopNest;
 
-/// Fewest elements a run must have to become a call (shorter ones stay inline code).
-pub const MIN_RUN: i64 = 16;
+/// Fewest elements a run must have to become a call; shorter ones stay inline code, unless
+/// the run is a zero fill fused into a micro-kernel call. On one Sapphire Rapids core a
+/// call per 48-float row (a cache-write tile's write-back in gmm-3's best program) was
+/// slower than Cranelift's inline `f32x4` copy (runs of 16 or more: gmm-3 1.02× the time).
+pub const MIN_RUN: i64 = 256;
 
 /// One run, keyed in [`Analysis::runs`] by the loop it replaces (`outer` when present).
 #[derive(Clone, Debug, PartialEq)]
@@ -50,7 +53,13 @@ pub(crate) struct RunPlan {
     pub fill: f32,
 }
 
-/// The runs of `nest`, by the loop each replaces.
+/// Elements a run stores.
+pub(crate) fn run_len(nest: &LoopNest, p: &RunPlan) -> i64 {
+    nest.lp(p.inner).extent * p.outer.map_or(1, |o| nest.lp(o).extent)
+}
+
+/// The runs of `nest`, by the loop each replaces, of any length (the caller drops those
+/// shorter than [`MIN_RUN`] that no kernel call absorbs).
 pub(crate) fn find_runs(
     nest: &LoopNest,
     an: &Analysis,
@@ -103,7 +112,7 @@ fn inner_run(
     body: &[StmtId],
 ) -> Option<RunPlan> {
     let p = store_pattern(nest, an, promoted, x, body)?;
-    if p.cond.is_some_and(|c| an.depends(c, x)) || nest.lp(x).extent < MIN_RUN {
+    if p.cond.is_some_and(|c| an.depends(c, x)) {
         return None;
     }
     Some(p)
@@ -129,8 +138,7 @@ fn outer_run(
     };
     let mut p = store_pattern(nest, an, promoted, *x, xb)?;
     let n = nest.lp(*x).extent;
-    if nest.lp(o).extent * n < MIN_RUN
-        || an.stride(nest, p.dst.1, o) != Some(n)
+    if an.stride(nest, p.dst.1, o) != Some(n)
         || p.src.is_some_and(|(_, i)| an.stride(nest, i, o) != Some(n))
     {
         return None;
@@ -227,7 +235,7 @@ pub(crate) fn find_zero_inits(nest: &LoopNest, an: &Analysis, isa: Isa) -> HashM
                 None => continue,
             };
             let m = &an.tensorized[&k];
-            let total = nest.lp(run.inner).extent * run.outer.map_or(1, |o| nest.lp(o).extent);
+            let total = run_len(nest, run);
             let same_start = || {
                 let run_loops = [Some(run.inner), run.outer];
                 let tile_loops = [Some(m.j_loop), m.i_loop];
