@@ -1012,3 +1012,61 @@ fn a_target_the_cpu_lacks_compiles_to_the_ordinary_loops() {
             .unwrap_or_else(|e| panic!("{isa}: {e}"));
     }
 }
+
+/// dep-1's best schedule of the AVX-512 search (padding computed per block of output rows,
+/// a 16×32 elementwise strip folded over the window) on a smaller image: correct under
+/// every target; under a target with micro-kernels the tile's zero fill is fused into the
+/// calls (zero-start kernels) and the padding copy runs as bulk runs.
+#[test]
+fn depthwise_with_padding_at_a_block_fuses_the_zero_fill_and_bulk_copies_the_padding() {
+    let steps: Vec<Step> = serde_json::from_str(
+        r#"[{"step":"split","stage":3,"iter":0,"extent":1,"lengths":[1,1,1]},
+        {"step":"split","stage":3,"iter":4,"extent":null,"lengths":[2,1,1]},
+        {"step":"split","stage":3,"iter":8,"extent":null,"lengths":[1,1,16]},
+        {"step":"split","stage":3,"iter":12,"extent":null,"lengths":[1,1,32]},
+        {"step":"split","stage":3,"iter":16,"extent":3,"lengths":[3]},
+        {"step":"split","stage":3,"iter":18,"extent":3,"lengths":[3]},
+        {"step":"reorder","stage":3,"order":[0,4,8,12,1,5,9,13,16,18,2,6,10,14,17,19,3,7,11,15]},
+        {"step":"annotate","stage":3,"iter":15,"annotation":"tensorize"},
+        {"step":"compute_at","stage":2,"target_stage":3,"target_iter":0},
+        {"step":"compute_at","stage":2,"target_stage":3,"target_iter":1},
+        {"step":"fuse","stage":3,"iters":[0,1]},
+        {"step":"annotate","stage":3,"iter":0,"annotation":"parallel"}]"#,
+    )
+    .expect("steps");
+    for spec in [
+        "dep:n=1,h=8,w=16,c=32,kernel=3,stride=1,pad=1",
+        "dep:n=1,h=6,w=32,c=32,kernel=3,stride=1,pad=1",
+    ] {
+        let (nest, calls) = check_schedule_per_isa(spec, &steps);
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            if !ukernel::available(isa) {
+                eprintln!("{spec}: SKIPPED target {isa}: this CPU cannot run its kernels");
+                continue;
+            }
+            let kernel = compile(
+                &nest,
+                &CompileOptions {
+                    isa,
+                    ..CompileOptions::with_threads(1)
+                },
+            )
+            .expect("compiles");
+            let mk = kernel.micro_kernel_calls();
+            if isa == Isa::Avx512 {
+                assert!(
+                    calls.of(isa) > 0,
+                    "{spec} {isa}: no micro-kernel call\n{nest}"
+                );
+            }
+            assert!(
+                mk.iter().all(|c| c.zero_start),
+                "{spec} {isa}: {mk:?}\n{nest}"
+            );
+            assert!(
+                !kernel.bulk_runs().is_empty(),
+                "{spec} {isa}: no bulk run\n{nest}"
+            );
+        }
+    }
+}

@@ -130,6 +130,13 @@ pub(crate) struct Analysis {
     pub auto_vector: HashSet<LoopId>,
     /// Parallel loops that are outlined into their own function and run on the pool.
     pub outlined: HashSet<LoopId>,
+    /// Copy, fill and padding loops emitted as one call of the target's run routine, by the
+    /// loop each replaces ([`crate::bulk`]).
+    pub runs: HashMap<LoopId, crate::bulk::RunPlan>,
+    /// Elementwise micro-kernel calls (by tensorized loop) that start from a zero tile, with
+    /// the fill loop right before them that is therefore not emitted
+    /// ([`crate::bulk::find_zero_inits`]).
+    pub zero_init: HashMap<LoopId, LoopId>,
     /// `Alloc` statements whose buffer lives in SSA variables, with the layout.
     pub promoted: HashMap<StmtId, Layout>,
     /// Tensorized loops that become one micro-kernel call (matched, kernel available on this
@@ -292,6 +299,8 @@ impl Analysis {
             vector_ok: HashSet::new(),
             auto_vector: HashSet::new(),
             outlined: HashSet::new(),
+            runs: HashMap::new(),
+            zero_init: HashMap::new(),
             promoted: HashMap::new(),
             tensorized: HashMap::new(),
             packs: Vec::new(),
@@ -343,16 +352,24 @@ impl Analysis {
                 an.promoted.insert(s, layout);
             }
         }
+        // After promotion, which it must not change: its layouts follow `vector_ok`.
+        let promoted: HashSet<BufferId> = an
+            .promoted
+            .keys()
+            .filter_map(|&s| match nest.stmt(s) {
+                Stmt::Alloc { buf, .. } => Some(*buf),
+                _ => None,
+            })
+            .collect();
+        if auto_vectorize && crate::bulk::routine(isa).is_some() {
+            an.runs = crate::bulk::find_runs(nest, &an, &promoted);
+            an.zero_init = crate::bulk::find_zero_inits(nest, &an, isa);
+            let fused: HashSet<LoopId> = an.zero_init.values().copied().collect();
+            an.runs.retain(|lp, p| {
+                fused.contains(lp) || crate::bulk::run_len(nest, p) >= crate::bulk::MIN_RUN
+            });
+        }
         if auto_vectorize {
-            // After promotion, which it must not change: its layouts follow `vector_ok`.
-            let promoted: HashSet<BufferId> = an
-                .promoted
-                .keys()
-                .filter_map(|&s| match nest.stmt(s) {
-                    Stmt::Alloc { buf, .. } => Some(*buf),
-                    _ => None,
-                })
-                .collect();
             for s in &nest.stmts {
                 let Stmt::For { lp, body, .. } = s else {
                     continue;

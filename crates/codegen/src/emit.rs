@@ -43,6 +43,10 @@ pub(crate) struct Compiler<'n> {
     pub par_fn: FuncId,
     /// Imported micro-kernels by family and register tile `(kind, mr, nr)`.
     pub ukernels: HashMap<KernelShape, FuncId>,
+    /// The imported run routine ([`crate::bulk`]), when the nest has runs.
+    pub run_fn: Option<FuncId>,
+    /// Imported zero-start elementwise kernels by register tile `(mr, nr)`.
+    pub zero_kernels: HashMap<(i64, i64), FuncId>,
     pub n_funcs: u32,
     pub ir_text: String,
     pub disasm: String,
@@ -213,6 +217,8 @@ struct Emitter<'c, 'n, 'f> {
     exp_ref: Option<FuncRef>,
     par_ref: Option<FuncRef>,
     uk_refs: HashMap<KernelShape, FuncRef>,
+    zero_refs: HashMap<(i64, i64), FuncRef>,
+    run_ref: Option<FuncRef>,
 }
 
 fn scalar_flags() -> MemFlagsData {
@@ -247,6 +253,8 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             exp_ref: None,
             par_ref: None,
             uk_refs: HashMap::new(),
+            zero_refs: HashMap::new(),
+            run_ref: None,
         }
     }
 
@@ -296,6 +304,15 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         match l.kind {
             LoopKind::Parallel if self.c.an.outlined.contains(&lp) && self.vec.is_none() => {
                 self.emit_parallel(lp, body)?
+            }
+            _ if self.vec.is_none() && self.c.an.zero_init.values().any(|&f| f == lp) => {
+                // A zero fill fused into the micro-kernel call that follows it.
+            }
+            _ if self.vec.is_none()
+                && self.c.run_fn.is_some()
+                && self.c.an.runs.contains_key(&lp) =>
+            {
+                self.emit_run(lp)?
             }
             LoopKind::Vectorized if self.vec.is_none() => self.emit_vectorized(lp, body)?,
             _ if self.vec.is_none() && self.c.an.folded.contains_key(&lp) => {
@@ -589,7 +606,11 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         // One call per register tile of the strip, each over the whole reduction.
         let mut row = 0;
         for rows in tessel_ir::tensorize::strip_blocks(self.c.an.isa, m.mr, m.nr) {
-            let f = self.ukernel_ref((m.kind, rows, m.nr))?;
+            let f = if self.c.an.zero_init.contains_key(&lp) {
+                self.zero_ukernel_ref((rows, m.nr))?
+            } else {
+                self.ukernel_ref((m.kind, rows, m.nr))?
+            };
             let a_row = self.advance_f32s(pa, row * m.a_row_stride);
             let c_row = self.advance_f32s(pc, row * m.c_row_stride);
             let mut args = Vec::with_capacity(11);
@@ -619,6 +640,144 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         Ok(())
     }
 
+    /// A run ([`crate::bulk`]): the copy range from the guard, then one routine call.
+    fn emit_run(&mut self, lp: LoopId) -> R<()> {
+        let p = self.c.an.runs[&lp].clone();
+        let n = self.nest.lp(p.inner).extent;
+        let (e_outer, outer) = match p.outer {
+            Some(o) => (self.nest.lp(o).extent, Some(o)),
+            None => (1, None),
+        };
+        let total = e_outer * n;
+        // Offsets at the run's first element.
+        let tile: Vec<LoopId> = [Some(p.inner), outer].into_iter().flatten().collect();
+        let saved: Vec<Option<IVal>> = tile
+            .iter()
+            .map(|l| self.env.insert(*l, IVal::Const(0)))
+            .collect();
+        let r = self.run_args(&p, outer, e_outer, n);
+        for (l, v) in tile.iter().zip(saved) {
+            match v {
+                Some(v) => self.env.insert(*l, v),
+                None => self.env.remove(l),
+            };
+        }
+        let (dst, src, s0, src_len, lo, hi) = r?;
+        let f = match self.run_ref {
+            Some(f) => f,
+            None => {
+                let id = self
+                    .c
+                    .run_fn
+                    .ok_or_else(|| Self::internal("run routine not imported"))?;
+                let f = self.c.module.declare_func_in_func(id, self.b.func);
+                self.run_ref = Some(f);
+                f
+            }
+        };
+        let total = self.b.ins().iconst(I64, total);
+        let fill = self.b.ins().f32const(p.fill);
+        self.b
+            .ins()
+            .call(f, &[dst, total, src, s0, src_len, lo, hi, fill]);
+        Ok(())
+    }
+
+    /// The arguments of a run's call but `total` and `fill`, with the run's loops at 0:
+    /// `(dst, src, s0, src_len, lo, hi)` (see [`crate::bulk::run_reference`]).
+    #[allow(clippy::type_complexity)]
+    fn run_args(
+        &mut self,
+        p: &crate::bulk::RunPlan,
+        outer: Option<LoopId>,
+        e_outer: i64,
+        n: i64,
+    ) -> R<(Value, Value, Value, Value, Value, Value)> {
+        let dst = self.elem_addr(p.dst.0, p.dst.1)?;
+        let Some((sbuf, sidx)) = p.src else {
+            let z = self.b.ins().iconst(I64, 0);
+            return Ok((dst, z, z, z, z, z));
+        };
+        let src = *self
+            .bases
+            .get(&sbuf)
+            .ok_or_else(|| Self::internal("run source without memory"))?;
+        let s0 = self.eval_int(sidx)?;
+        let s0 = self.iv(s0);
+        let src_len = self.b.ins().iconst(I64, self.nest.buffer(sbuf).len());
+        let mut lo = self.b.ins().iconst(I64, 0);
+        let mut hi = self.b.ins().iconst(I64, e_outer);
+        if let Some(c) = p.cond {
+            let mut inv = Vec::new();
+            self.run_bounds(c, outer, &mut lo, &mut hi, &mut inv)?;
+            for b in inv {
+                let b = self.bv(b);
+                hi = self.b.ins().select(b, hi, lo);
+            }
+        }
+        let (lo, hi) = (
+            self.b.ins().imul_imm_s(lo, n),
+            self.b.ins().imul_imm_s(hi, n),
+        );
+        Ok((dst, src, s0, src_len, lo, hi))
+    }
+
+    /// Narrows `lo..hi` (values of the run's outer loop) by guard `c`; parts that do not
+    /// depend on it go to `inv` (the analysis checked the form, `bulk::cond_ok`).
+    fn run_bounds(
+        &mut self,
+        c: ExprId,
+        outer: Option<LoopId>,
+        lo: &mut Value,
+        hi: &mut Value,
+        inv: &mut Vec<BVal>,
+    ) -> R<()> {
+        let depends = outer.is_some_and(|o| self.c.an.depends(c, o));
+        if !depends {
+            let b = self.eval_bool(c)?;
+            inv.push(b);
+            return Ok(());
+        }
+        let o = outer.ok_or_else(|| Self::internal("run guard"))?;
+        match self.nest.get(c) {
+            Node::Binary(BinOp::And, a, b) => {
+                self.run_bounds(a, outer, lo, hi, inv)?;
+                self.run_bounds(b, outer, lo, hi, inv)
+            }
+            Node::Binary(op @ (BinOp::Lt | BinOp::Le), a, b) => {
+                let k = crate::bulk::o_coef(self.nest, &self.c.an, a, b, o)
+                    .ok_or_else(|| Self::internal("run guard not affine"))?;
+                // a - b = k*o + rest, with o at 0 in the environment.
+                let (x, y) = (self.eval_int(a)?, self.eval_int(b)?);
+                let (x, y) = (self.iv(x), self.iv(y));
+                let rest = self.b.ins().isub(x, y);
+                let strict = op == BinOp::Lt;
+                if k == 1 {
+                    // o < -rest, or o <= -rest.
+                    let neg = self.b.ins().ineg(rest);
+                    let bound = if strict {
+                        neg
+                    } else {
+                        self.b.ins().iadd_imm_s(neg, 1)
+                    };
+                    *hi = self.b.ins().smin(*hi, bound);
+                } else if k == -1 {
+                    // o > rest, or o >= rest.
+                    let bound = if strict {
+                        self.b.ins().iadd_imm_s(rest, 1)
+                    } else {
+                        rest
+                    };
+                    *lo = self.b.ins().smax(*lo, bound);
+                } else {
+                    return Err(Self::internal("run guard coefficient"));
+                }
+                Ok(())
+            }
+            _ => Err(Self::internal("run guard form")),
+        }
+    }
+
     /// `base` advanced by `elements` `f32`s.
     fn advance_f32s(&mut self, base: Value, elements: i64) -> Value {
         if elements == 0 {
@@ -640,6 +799,21 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             .ok_or_else(|| Self::internal("micro-kernel not imported"))?;
         let f = self.c.module.declare_func_in_func(id, self.b.func);
         self.uk_refs.insert(shape, f);
+        Ok(f)
+    }
+
+    /// The function reference of the zero-start elementwise `(mr, nr)` kernel.
+    fn zero_ukernel_ref(&mut self, shape: (i64, i64)) -> R<FuncRef> {
+        if let Some(&f) = self.zero_refs.get(&shape) {
+            return Ok(f);
+        }
+        let id = *self
+            .c
+            .zero_kernels
+            .get(&shape)
+            .ok_or_else(|| Self::internal("zero-start micro-kernel not imported"))?;
+        let f = self.c.module.declare_func_in_func(id, self.b.func);
+        self.zero_refs.insert(shape, f);
         Ok(f)
     }
 
@@ -1331,6 +1505,16 @@ pub(crate) fn ukernel_signature(module: &JITModule, kind: KernelKind) -> Signatu
     for _ in 0..params {
         sig.params.push(AbiParam::new(I64));
     }
+    sig
+}
+
+/// A run routine ([`crate::bulk::RunFn`]): seven 64-bit arguments and the fill value.
+pub(crate) fn run_signature(module: &JITModule) -> Signature {
+    let mut sig = module.make_signature();
+    for _ in 0..7 {
+        sig.params.push(AbiParam::new(I64));
+    }
+    sig.params.push(AbiParam::new(F32));
     sig
 }
 

@@ -46,6 +46,7 @@
 mod aligned;
 mod analysis;
 pub mod builder;
+pub mod bulk;
 pub mod contention;
 mod emit;
 mod pack;
@@ -66,8 +67,10 @@ pub use pack::{LayoutRewrite, ParseLayoutRewriteError};
 ///    kernel's threads waited for a CPU ([`contention`]), so a record's time is the kernel's
 ///    speed on the cores it runs on rather than the luck of the minutes it was measured in;
 ///    older searches' bests were up to 2× faster than any fresh process reproduced on a
-///    shared machine (`docs/measurement.md`), so their times are not resumed.
-pub const REVISION: u32 = 4;
+///    shared machine (`docs/measurement.md`), so their times are not resumed;
+/// 5. with micro-kernels, contiguous copies, fills and padding loops run as one call of a
+///    routine at the target's vector width ([`bulk`]) instead of Cranelift's 128-bit code.
+pub const REVISION: u32 = 5;
 
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
@@ -234,6 +237,24 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
     for &((kind, mr, nr), f) in &kernels {
         jb.symbol(ukernel::symbol(opts.isa, kind, mr, nr), f.addr());
     }
+    let mut zero: Vec<((i64, i64), ukernel::ElementwiseKernelFn)> = an
+        .zero_init
+        .keys()
+        .filter_map(|k| {
+            let m = &an.tensorized[k];
+            Some((m.nr, ukernel::strip_zero_kernels(opts.isa, m.mr, m.nr)?))
+        })
+        .flat_map(|(nr, blocks)| blocks.into_iter().map(move |(rows, f)| ((rows, nr), f)))
+        .collect();
+    zero.sort_unstable_by_key(|z| z.0);
+    zero.dedup_by_key(|z| z.0);
+    for &((mr, nr), f) in &zero {
+        jb.symbol(ukernel::zero_symbol(opts.isa, mr, nr), f as *const u8);
+    }
+    let run_fn = bulk::routine(opts.isa).filter(|_| !an.runs.is_empty());
+    if let Some(f) = run_fn {
+        jb.symbol(bulk::symbol(opts.isa), f as *const u8);
+    }
     jb.symbol("tessel_expf", runtime::tessel_expf as *const u8);
     jb.symbol(
         "tessel_parallel_for",
@@ -254,9 +275,33 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
                 .map_err(|e| CodegenError::Cranelift(format!("{e:?}")))?;
             uk.insert((kind, mr, nr), id);
         }
-        Ok((fns, uk))
+        let mut zk = std::collections::HashMap::new();
+        for &((mr, nr), _) in &zero {
+            let sig = emit::ukernel_signature(&module, ukernel::KernelKind::Elementwise);
+            let id = module
+                .declare_function(
+                    &ukernel::zero_symbol(opts.isa, mr, nr),
+                    Linkage::Import,
+                    &sig,
+                )
+                .map_err(|e| CodegenError::Cranelift(format!("{e:?}")))?;
+            zk.insert((mr, nr), id);
+        }
+        let run = match run_fn {
+            Some(_) => Some(
+                module
+                    .declare_function(
+                        &bulk::symbol(opts.isa),
+                        Linkage::Import,
+                        &emit::run_signature(&module),
+                    )
+                    .map_err(|e| CodegenError::Cranelift(format!("{e:?}")))?,
+            ),
+            None => None,
+        };
+        Ok((fns, uk, run, zk))
     });
-    let ((exp_fn, par_fn), ukernels) = match declared {
+    let ((exp_fn, par_fn), ukernels, run_fn, zero_kernels) = match declared {
         Ok(x) => x,
         Err(e) => {
             // SAFETY: nothing from this module has been run or handed out.
@@ -275,6 +320,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
             blocks: tessel_ir::tensorize::strip_blocks(opts.isa, m.mr, m.nr),
             k: m.k,
             k2: m.folded().map_or(1, |o| o.extent),
+            zero_start: an.zero_init.contains_key(&m.k_loop),
             packed_b: an.packed_b.contains_key(&m.k_loop),
             packs_per_call: an
                 .packed_b
@@ -283,6 +329,11 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         })
         .collect();
     calls.sort_by(|a, b| a.loop_name.cmp(&b.loop_name));
+    let mut runs: Vec<String> = match run_fn {
+        Some(_) => an.runs.keys().map(|&l| nest.lp(l).name.clone()).collect(),
+        None => Vec::new(),
+    };
+    runs.sort();
     let packs = an.packs.clone();
     let mut c = emit::Compiler {
         nest,
@@ -296,6 +347,8 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         exp_fn,
         par_fn,
         ukernels,
+        run_fn,
+        zero_kernels,
         n_funcs: 0,
         ir_text: String::new(),
         disasm: String::new(),
@@ -341,6 +394,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         ir_text: c.ir_text,
         disasm: c.disasm,
         calls,
+        runs,
         packs: packs
             .into_iter()
             .map(pack::Packed::new)
@@ -390,6 +444,9 @@ pub struct MicroKernelCall {
     /// That copy is made again on every [`Kernel::run`] (`B` is not a constant weight;
     /// [`LayoutRewrite::All`]).
     pub packs_per_call: bool,
+    /// The call starts its tile from zero: the fill right before it is fused into it (an
+    /// elementwise kernel's zero-start form, [`ukernel::elementwise_zero_kernel`]).
+    pub zero_start: bool,
 }
 
 /// The compiled entry point: `(buffer pointers, runtime)`.
@@ -416,6 +473,8 @@ pub struct Kernel {
     ir_text: String,
     disasm: String,
     calls: Vec<MicroKernelCall>,
+    /// Loops that run as one call of the target's run routine ([`bulk`]).
+    runs: Vec<String>,
     /// Packed copies of `B` operands (layout rewrite).
     packs: Mutex<Vec<pack::Packed>>,
 }
@@ -583,6 +642,13 @@ impl Kernel {
     /// cannot run [`CompileOptions::isa`]'s kernels or it is [`Isa::Generic`]).
     pub fn micro_kernel_calls(&self) -> &[MicroKernelCall] {
         &self.calls
+    }
+
+    /// The names of the loops that run as one call of the target's copy/fill routine
+    /// ([`bulk`]: padding, copies, tile initialisation), sorted; empty for the generic
+    /// target.
+    pub fn bulk_runs(&self) -> &[String] {
+        &self.runs
     }
 
     /// Wall time `compile` took for this kernel.

@@ -114,13 +114,45 @@ pub fn kernel(isa: Isa, kind: KernelKind, mr: i64, nr: i64) -> Option<KernelFn> 
         (Isa::Generic, _) => None,
         (Isa::Avx2, KernelKind::Broadcast) => imp::lookup(mr, nr).map(KernelFn::Broadcast),
         (Isa::Avx2, KernelKind::Elementwise) => {
-            imp::lookup_elementwise(mr, nr).map(KernelFn::Elementwise)
+            imp::lookup_elementwise(mr, nr, false).map(KernelFn::Elementwise)
         }
         (Isa::Avx512, KernelKind::Broadcast) => imp512::lookup(mr, nr).map(KernelFn::Broadcast),
         (Isa::Avx512, KernelKind::Elementwise) => {
-            imp512::lookup_elementwise(mr, nr).map(KernelFn::Elementwise)
+            imp512::lookup_elementwise(mr, nr, false).map(KernelFn::Elementwise)
         }
     }
+}
+
+/// The `mr`×`nr` elementwise kernel of `isa` that starts its tile from zero instead of
+/// loading `c` (the tile's initialisation fused into the call: `c` is only written), when
+/// the family has it and this CPU can run it. Its contract is [`kernel`]'s, but `c`'s
+/// elements need not be initialised.
+pub fn elementwise_zero_kernel(isa: Isa, mr: i64, nr: i64) -> Option<ElementwiseKernelFn> {
+    if !available(isa) || !tessel_ir::tensorize::register_tile_fits(isa, mr, nr) {
+        return None;
+    }
+    match isa {
+        Isa::Generic => None,
+        Isa::Avx2 => imp::lookup_elementwise(mr, nr, true),
+        Isa::Avx512 => imp512::lookup_elementwise(mr, nr, true),
+    }
+}
+
+/// The symbol JIT code imports [`elementwise_zero_kernel`]`(isa, mr, nr)` under.
+pub(crate) fn zero_symbol(isa: Isa, mr: i64, nr: i64) -> String {
+    format!("tessel_ukernel_{isa}_ewz_{mr}x{nr}")
+}
+
+/// [`strip_kernels`] for the zero-start elementwise kernels.
+pub fn strip_zero_kernels(isa: Isa, mr: i64, nr: i64) -> Option<Vec<(i64, ElementwiseKernelFn)>> {
+    let blocks = tessel_ir::tensorize::strip_blocks(isa, mr, nr);
+    if blocks.is_empty() {
+        return None;
+    }
+    blocks
+        .into_iter()
+        .map(|rows| elementwise_zero_kernel(isa, rows, nr).map(|f| (rows, f)))
+        .collect()
 }
 
 /// Every form of the AVX-512 `mr`×`nr` broadcast kernel, by name (`tile`, `rows`,
@@ -309,7 +341,7 @@ mod imp {
     /// As [`tile`], with `a[i*a_rs + p*a_ks + j]` valid for every `j < 8·NV`.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe extern "C" fn elementwise_tile<const MR: usize, const NV: usize>(
+    unsafe extern "C" fn elementwise_tile<const MR: usize, const NV: usize, const Z: bool>(
         k2: i64,
         a_k2s: i64,
         b_k2s: i64,
@@ -326,7 +358,12 @@ mod imp {
         // bounds; unaligned loads and stores throughout.
         unsafe {
             let rows = row_starts::<MR>(a, a_rs);
-            let mut acc = load_c::<MR, NV>(c, c_rs);
+            // `Z`: the tile starts from zero (its initialisation fused into the call).
+            let mut acc = if Z {
+                [[_mm256_setzero_ps(); NV]; MR]
+            } else {
+                load_c::<MR, NV>(c, c_rs)
+            };
             let (a_ks, b_ks) = (a_ks as isize, b_ks as isize);
             for q in 0..k2 as isize {
                 let (mut a_off, mut bp) = (q * a_k2s as isize, b.offset(q * b_k2s as isize));
@@ -347,28 +384,37 @@ mod imp {
     }
 
     /// The elementwise kernel of each shape (the same tiles as [`lookup`]'s).
-    pub(super) fn lookup_elementwise(mr: i64, nr: i64) -> Option<ElementwiseKernelFn> {
+    pub(super) fn lookup_elementwise(mr: i64, nr: i64, zero: bool) -> Option<ElementwiseKernelFn> {
+        macro_rules! elementwise_tile {
+            ($m:literal, $v:literal) => {
+                if zero {
+                    elementwise_tile::<$m, $v, true> as ElementwiseKernelFn
+                } else {
+                    elementwise_tile::<$m, $v, false> as ElementwiseKernelFn
+                }
+            };
+        }
         let f: ElementwiseKernelFn = match (mr, nr / 8) {
-            (1, 1) => elementwise_tile::<1, 1>,
-            (2, 1) => elementwise_tile::<2, 1>,
-            (3, 1) => elementwise_tile::<3, 1>,
-            (4, 1) => elementwise_tile::<4, 1>,
-            (5, 1) => elementwise_tile::<5, 1>,
-            (6, 1) => elementwise_tile::<6, 1>,
-            (7, 1) => elementwise_tile::<7, 1>,
-            (8, 1) => elementwise_tile::<8, 1>,
-            (1, 2) => elementwise_tile::<1, 2>,
-            (2, 2) => elementwise_tile::<2, 2>,
-            (3, 2) => elementwise_tile::<3, 2>,
-            (4, 2) => elementwise_tile::<4, 2>,
-            (5, 2) => elementwise_tile::<5, 2>,
-            (6, 2) => elementwise_tile::<6, 2>,
-            (1, 3) => elementwise_tile::<1, 3>,
-            (2, 3) => elementwise_tile::<2, 3>,
-            (3, 3) => elementwise_tile::<3, 3>,
-            (4, 3) => elementwise_tile::<4, 3>,
-            (1, 4) => elementwise_tile::<1, 4>,
-            (2, 4) => elementwise_tile::<2, 4>,
+            (1, 1) => elementwise_tile!(1, 1),
+            (2, 1) => elementwise_tile!(2, 1),
+            (3, 1) => elementwise_tile!(3, 1),
+            (4, 1) => elementwise_tile!(4, 1),
+            (5, 1) => elementwise_tile!(5, 1),
+            (6, 1) => elementwise_tile!(6, 1),
+            (7, 1) => elementwise_tile!(7, 1),
+            (8, 1) => elementwise_tile!(8, 1),
+            (1, 2) => elementwise_tile!(1, 2),
+            (2, 2) => elementwise_tile!(2, 2),
+            (3, 2) => elementwise_tile!(3, 2),
+            (4, 2) => elementwise_tile!(4, 2),
+            (5, 2) => elementwise_tile!(5, 2),
+            (6, 2) => elementwise_tile!(6, 2),
+            (1, 3) => elementwise_tile!(1, 3),
+            (2, 3) => elementwise_tile!(2, 3),
+            (3, 3) => elementwise_tile!(3, 3),
+            (4, 3) => elementwise_tile!(4, 3),
+            (1, 4) => elementwise_tile!(1, 4),
+            (2, 4) => elementwise_tile!(2, 4),
             _ => return None,
         };
         (nr % 8 == 0).then_some(f)
@@ -562,7 +608,7 @@ mod imp512 {
     /// As [`tile`], with `a[q*a_k2s + i*a_rs + p*a_ks + j]` valid for every `j < 16·NV`.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe extern "C" fn elementwise_tile<const MR: usize, const NV: usize>(
+    unsafe extern "C" fn elementwise_tile<const MR: usize, const NV: usize, const Z: bool>(
         k2: i64,
         a_k2s: i64,
         b_k2s: i64,
@@ -580,7 +626,12 @@ mod imp512 {
         unsafe {
             let rows: [*const f32; MR] =
                 std::array::from_fn(|i| a.offset(i as isize * a_rs as isize));
-            let mut acc = load_c::<MR, NV>(c, c_rs);
+            // `Z`: the tile starts from zero (its initialisation fused into the call).
+            let mut acc = if Z {
+                [[_mm512_setzero_ps(); NV]; MR]
+            } else {
+                load_c::<MR, NV>(c, c_rs)
+            };
             let (a_ks, b_ks) = (a_ks as isize, b_ks as isize);
             for q in 0..k2 as isize {
                 let (mut a_off, mut bp) = (q * a_k2s as isize, b.offset(q * b_k2s as isize));
@@ -661,14 +712,18 @@ mod imp512 {
     }
 
     /// The elementwise kernel of each shape (the same tiles as [`lookup`]'s).
-    pub(super) fn lookup_elementwise(mr: i64, nr: i64) -> Option<ElementwiseKernelFn> {
+    pub(super) fn lookup_elementwise(mr: i64, nr: i64, zero: bool) -> Option<ElementwiseKernelFn> {
         if nr % L as i64 != 0 {
             return None;
         }
         let nv = nr / L as i64;
         macro_rules! ew {
             ($m:literal, $v:literal) => {
-                elementwise_tile::<$m, $v> as ElementwiseKernelFn
+                if zero {
+                    elementwise_tile::<$m, $v, true> as ElementwiseKernelFn
+                } else {
+                    elementwise_tile::<$m, $v, false> as ElementwiseKernelFn
+                }
             };
         }
         for_each_tile!(mr, nv, ew);
@@ -688,7 +743,11 @@ mod imp512 {
         Vec::new()
     }
 
-    pub(super) fn lookup_elementwise(_mr: i64, _nr: i64) -> Option<ElementwiseKernelFn> {
+    pub(super) fn lookup_elementwise(
+        _mr: i64,
+        _nr: i64,
+        _zero: bool,
+    ) -> Option<ElementwiseKernelFn> {
         None
     }
 }
@@ -701,7 +760,11 @@ mod imp {
         None
     }
 
-    pub(super) fn lookup_elementwise(_mr: i64, _nr: i64) -> Option<ElementwiseKernelFn> {
+    pub(super) fn lookup_elementwise(
+        _mr: i64,
+        _nr: i64,
+        _zero: bool,
+    ) -> Option<ElementwiseKernelFn> {
         None
     }
 }

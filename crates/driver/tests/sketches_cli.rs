@@ -38,6 +38,42 @@ fn sketches_of_gmm_3_are_ansors_three() {
 }
 
 #[test]
+fn sketches_follow_the_target() {
+    let count = |target: &str| -> Option<(usize, usize, String)> {
+        let out = tessel(&[
+            "sketches", "gmm-3", "--cores", "2", "--target", target, "--json",
+        ]);
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(err.contains("needs the CPU feature"), "{target}: {err}");
+            eprintln!("skipping --target {target}: {err}");
+            return None;
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let v: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON");
+        assert_eq!(v["target"], target, "{stdout}");
+        let sketches = v["sketches"].as_array().expect("sketches");
+        let tensorized = sketches
+            .iter()
+            .filter(|s| s["text"].as_str().is_some_and(|t| t.contains("tensorize")))
+            .count();
+        Some((sketches.len(), tensorized, stdout))
+    };
+    let (n, t, out) = count("generic").expect("generic always runs");
+    assert_eq!((n, t), (3, 0), "{out}");
+    for isa in ["avx2", "avx512"] {
+        if let Some((n, t, out)) = count(isa) {
+            assert_eq!((n, t), (5, 2), "{isa}: {out}");
+            assert!(out.contains(&format!("target {isa}")), "{out}");
+        }
+    }
+    let out = tessel(&["sketches", "gmm-3", "--target", "avx9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown target"));
+}
+
+#[test]
 fn sketches_of_a_bad_spec_fail_with_the_reason() {
     let out = tessel(&["sketches", "gmm:b=1,n=8,m=8"]);
     assert_eq!(out.status.code(), Some(2));

@@ -9,6 +9,7 @@ use crate::error::DriverError;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
+use tessel_ir::target::{CpuFeatures, Isa};
 use tessel_ir::workloads;
 use tessel_measure::records::{best_per_workload, read_records};
 use tessel_measure::{MeasureOptions, Record, Runner, Target};
@@ -41,6 +42,15 @@ fn options_of(r: &Record, args: &MeasureArgs) -> MeasureOptions {
         timing: r.key.timing.clone(),
         verify: r.key.verify.clone(),
         ..MeasureOptions::default()
+    })
+}
+
+/// Why a record of ISA level `isa` cannot be replayed on a CPU with `cpu`'s features (its
+/// kernels would not run, and the code generator would silently measure the plain loops
+/// instead), or `None` when it can.
+fn refusal(isa: Isa, cpu: &CpuFeatures) -> Option<String> {
+    cpu.check(isa).err().map(|e| {
+        format!("refused: recorded for target `{isa}`, which this CPU cannot run ({e}); replay it with `--target` set to a level this CPU has, or on a CPU that has it")
     })
 }
 
@@ -90,6 +100,28 @@ fn run_inner(args: &Args) -> Result<(), CmdError> {
             );
         }
         let opts = options_of(r, &args.measure);
+        let recorded = r.cost().unwrap_or(f64::NAN);
+        if let Some(why) = refusal(opts.codegen.isa, CpuFeatures::host()) {
+            failed += 1;
+            writeln!(
+                out,
+                "{:40}  {:>12.4}  {:>12}  {:>7}  {why}",
+                r.key.workload,
+                recorded * 1e3,
+                "-",
+                "-"
+            )?;
+            rows.push(json!({
+                "workload": r.key.workload,
+                "key": r.key.workload_key,
+                "recorded_ms": recorded * 1e3,
+                "measured_ms": null,
+                "cv": null,
+                "ok": false,
+                "error": {"class": "unsupported_target", "message": why},
+            }));
+            continue;
+        }
         let k = match runners.iter().position(|(o, _)| *o == opts) {
             Some(k) => k,
             None => {
@@ -102,7 +134,6 @@ fn run_inner(args: &Args) -> Result<(), CmdError> {
             .measure(&[r.candidate()])
             .pop()
             .ok_or_else(|| CmdError::Other("the runner returned no result".into()))?;
-        let recorded = r.cost().unwrap_or(f64::NAN);
         let now = result.median();
         let status = match (&result.error, now) {
             (Some(e), _) => {
@@ -143,4 +174,27 @@ fn run_inner(args: &Args) -> Result<(), CmdError> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_of_an_isa_the_cpu_lacks_is_refused_naming_the_feature() {
+        let avx2_only = CpuFeatures::from_names(["avx", "avx2", "fma"]);
+        let why = refusal(Isa::Avx512, &avx2_only).expect("refused");
+        assert!(why.contains("avx512f"), "{why}");
+        assert!(why.contains("`avx512`"), "{why}");
+        assert_eq!(refusal(Isa::Avx2, &avx2_only), None);
+        assert_eq!(
+            refusal(
+                Isa::Generic,
+                &CpuFeatures::from_names::<[&str; 0], &str>([])
+            ),
+            None
+        );
+        assert!(refusal(Isa::Avx2, &CpuFeatures::from_names(["avx2"]))
+            .is_some_and(|w| w.contains("fma")));
+    }
 }

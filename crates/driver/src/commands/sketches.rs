@@ -1,4 +1,5 @@
-//! `tessel sketches <workload> [--cores N] [--json]`: the sketches Ansor's CPU rules make.
+//! `tessel sketches <workload> [--cores N] [--target T] [--json]`: the sketches Ansor's CPU
+//! rules make for a target (tensorized sketches only when its ISA has micro-kernels).
 //!
 //! Each sketch is printed as its loop structure (split lengths still `?`) and its step log;
 //! `--json` adds one JSON object as the last line with each sketch's text and steps.
@@ -22,6 +23,9 @@ pub struct Args {
     /// depend on it.
     #[arg(long)]
     pub cores: Option<i64>,
+    /// The target whose sketches to print (its ISA decides the tensorized sketches).
+    #[command(flatten)]
+    pub target: super::search_options::TargetArgs,
     /// Also print one machine-readable JSON object as the last line.
     #[arg(long)]
     pub json: bool,
@@ -33,26 +37,29 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         Some(b) => workloads::lookup_with_batch(&args.spec, b)?,
         None => workloads::lookup(&args.spec)?,
     };
-    let hw = match args.cores {
-        Some(c) if c >= 1 => HardwareParams::with_cores(c),
+    let cores = match args.cores {
+        Some(c) if c >= 1 => c,
         Some(c) => {
             return Err(DriverError::Usage(format!(
                 "--cores {c} must be at least 1"
             )))
         }
-        None => HardwareParams::detect(),
+        None => HardwareParams::detect().num_cores,
     };
+    let target = args.target.resolve(cores as usize);
+    let hw = HardwareParams::for_target(&target);
     let sketches = generate_sketches(&Arc::new(w.dag.clone()), &hw)
         .map_err(|e| DriverError::Failed(e.to_string()))?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     writeln!(
         out,
-        "{} ({}): {} sketches for {} cores\n",
+        "{} ({}): {} sketches for {} cores, target {}\n",
         w.name,
         w.spec(),
         sketches.len(),
-        hw.num_cores
+        hw.num_cores,
+        hw.isa
     )?;
     for s in &sketches {
         writeln!(out, "{}", s.text())?;
@@ -62,8 +69,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             .iter()
             .map(|s| json!({"id": s.id, "text": s.state.to_string(), "steps": s.state.steps()}))
             .collect();
-        let summary =
-            json!({"workload": w.name, "spec": w.spec(), "cores": hw.num_cores, "sketches": list});
+        let summary = json!({"workload": w.name, "spec": w.spec(), "cores": hw.num_cores, "target": hw.isa.name(), "sketches": list});
         writeln!(out, "{summary}")?;
     }
     Ok(())
