@@ -108,6 +108,9 @@ pub enum HarnessError {
     /// The worker process could not be started or talked to.
     #[error("worker: {0}")]
     Worker(String),
+    /// The measurement farm (NATS broker) failed or cannot be reached.
+    #[error("measurement farm: {0}")]
+    Farm(String),
     /// Another process holds the records file's lock (it is tuning into the same file).
     #[error(
         "records file {0} is in use by another process (another `tessel tune` writing to it?); \

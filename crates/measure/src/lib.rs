@@ -12,6 +12,8 @@
 //! * [`runner`]: [`InProcessRunner`] and [`LocalWorkerRunner`], which measures in a
 //!   persistent worker process ([`worker::serve`], spoken to with the versioned JSON-lines
 //!   [`protocol`]) and restarts it when a candidate crashes or hangs it.
+//! * [`farm`]: [`farm::NatsRunner`] measures on many machines through a NATS JetStream
+//!   broker; [`farm::serve_farm`] is the measuring machines' loop (`tessel worker --nats`).
 //! * [`records`]: versioned JSON-lines records with complete keys; a reader that never fails
 //!   on a bad line; best-of and distill.
 //!
@@ -35,6 +37,7 @@ pub mod builder;
 pub mod candidate;
 pub mod engine;
 pub mod error;
+pub mod farm;
 pub mod limits;
 pub mod options;
 pub mod protocol;

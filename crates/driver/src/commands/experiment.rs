@@ -42,7 +42,7 @@
 //! trials). The tables go to stdout; with `--json` the summary is the last stdout line.
 
 use crate::commands::search_options::{
-    file_name, make_runner, measure_options_for, resolve_threads, Isolation, TargetArgs,
+    file_name, measure_options_for, resolve_threads, Isolation, TargetArgs,
 };
 use crate::error::DriverError;
 use serde_json::json;
@@ -101,6 +101,9 @@ pub struct Args {
     /// Where candidates run.
     #[arg(long, value_enum, default_value_t = Isolation::Worker)]
     pub isolation: Isolation,
+    /// Measure on the farm: `nats://HOST:PORT[?cpu=NAME&wait=SECONDS]` (docs/farm.md).
+    #[arg(long)]
+    pub measure: Option<String>,
     /// The target machine (`--target`, `--no-micro-kernels`).
     #[command(flatten)]
     pub target: TargetArgs,
@@ -146,11 +149,11 @@ fn parse_configs(names: &[String]) -> Result<Vec<Config>, DriverError> {
 }
 
 fn runner(args: &Args, threads: usize) -> Result<Box<dyn Runner>, DriverError> {
-    make_runner(
+    super::farm::runner(
+        args.measure.as_deref(),
         args.isolation,
         measure_options_for(&args.target.resolve(threads)),
     )
-    .map_err(|e| DriverError::Failed(e.to_string()))
 }
 
 /// How the runs of one workload were made robust to noise (reported per workload).

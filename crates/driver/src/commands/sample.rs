@@ -3,9 +3,7 @@
 //! them with the harness, and report the best and median GFLOP/s, the errors by class and
 //! the compile time. This is the floor the real search must beat.
 
-use super::search_options::{
-    make_runner, measure_options_for, resolve_threads, Isolation, TargetArgs,
-};
+use super::search_options::{measure_options_for, resolve_threads, Isolation, TargetArgs};
 use crate::error::DriverError;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -35,6 +33,9 @@ pub struct Args {
     /// Where candidates run.
     #[arg(long, value_enum, default_value_t = Isolation::Worker)]
     pub isolation: Isolation,
+    /// Measure on the farm: `nats://HOST:PORT[?cpu=NAME&wait=SECONDS]` (docs/farm.md).
+    #[arg(long)]
+    pub measure: Option<String>,
     /// The target machine (`--target`, `--no-micro-kernels`).
     #[command(flatten)]
     pub target: TargetArgs,
@@ -84,7 +85,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         .map(|s| Candidate::from_state(&w, s))
         .collect();
     let options = measure_options_for(&target);
-    let mut runner = make_runner(args.isolation, options.clone()).map_err(failed)?;
+    let mut runner = super::farm::runner(args.measure.as_deref(), args.isolation, options.clone())?;
     // Records are appended chunk by chunk as the candidates are measured (a kill loses at
     // most the chunk in flight); a write that fails stops the command (exit code 3).
     let mut writer = args

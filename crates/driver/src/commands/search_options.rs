@@ -102,6 +102,9 @@ pub struct SearchOptions {
     /// Where candidates run.
     #[arg(long, value_enum, default_value_t = Isolation::Worker)]
     pub isolation: Isolation,
+    /// Measure on the farm: `nats://HOST:PORT[?cpu=NAME&wait=SECONDS]` (docs/farm.md).
+    #[arg(long)]
+    pub measure: Option<String>,
     /// Which micro-kernel `B` operands are packed into the panel layout: `off` (none),
     /// `weights` (constant weights, once, before the timed calls: Ansor's layout rewrite) or
     /// `all` (also every other input, inside every timed call). Records say which was used.
@@ -205,8 +208,11 @@ impl SearchOptions {
 
     /// The runner candidates are measured with.
     pub fn runner(&self) -> Result<Box<dyn Runner>, DriverError> {
-        make_runner(self.isolation, self.measure_options())
-            .map_err(|e| DriverError::Failed(e.to_string()))
+        super::farm::runner(
+            self.measure.as_deref(),
+            self.isolation,
+            self.measure_options(),
+        )
     }
 
     /// How readings near the best are confirmed (`--confirm`).

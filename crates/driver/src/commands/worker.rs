@@ -5,11 +5,19 @@
 use super::run::{finish, CmdError};
 use crate::error::DriverError;
 
-/// Arguments of `tessel worker` (none).
+/// Arguments of `tessel worker`: none, or `--nats` for the measurement farm.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The farm (`--nats nats://HOST:PORT`, see `docs/farm.md`).
+    #[command(flatten)]
+    pub farm: super::farm::WorkerArgs,
+}
 
-/// Serves measurement requests until stdin closes or a shutdown request comes.
-pub fn run(_args: &Args) -> Result<(), DriverError> {
+/// Serves measurement requests until stdin closes or a shutdown request comes; with
+/// `--nats`, serves the measurement farm until killed.
+pub fn run(args: &Args) -> Result<(), DriverError> {
+    if args.farm.nats.is_some() {
+        return super::farm::run_worker(&args.farm);
+    }
     finish(tessel_measure::worker::serve_stdio().map_err(CmdError::from))
 }
