@@ -24,7 +24,8 @@
 //! assert_eq!(target.cpu, "intel_r_xeon_r_8480c");
 //! let subjects = Subjects::new("tessel").unwrap();
 //! assert!(subjects.work(&target).starts_with("tessel.work.intel_r_xeon_r_8480c."));
-//! assert!(subjects.work(&target).ends_with(".t2.r4"));
+//! let revision = tessel_codegen::REVISION;
+//! assert!(subjects.work(&target).ends_with(&format!(".t2.r{revision}")));
 //! ```
 
 mod runner;
