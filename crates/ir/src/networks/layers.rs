@@ -113,6 +113,9 @@ pub enum Layer {
     },
     /// The same buffer seen with another shape (same number of elements).
     Reshape(Vec<i64>),
+    /// `topi.transpose`: output axis `i` is input axis `perm[i]` (a layout change, e.g.
+    /// NHWC → NCHW is `[0, 3, 1, 2]`).
+    Transpose(Vec<usize>),
 }
 
 impl Layer {
@@ -135,7 +138,8 @@ impl Layer {
             | Layer::Add
             | Layer::Scale(_)
             | Layer::SplitHeads { .. }
-            | Layer::MergeHeads { .. } => Pattern::Epilogue,
+            | Layer::MergeHeads { .. }
+            | Layer::Transpose(_) => Pattern::Epilogue,
         }
     }
 
@@ -255,6 +259,7 @@ impl Layer {
                 transpose,
             } => split_heads(b, x()?, *heads, *seq, *transpose),
             Layer::MergeHeads { heads } => merge_heads(b, x()?, *heads),
+            Layer::Transpose(perm) => transpose(b, x()?, perm),
         }
     }
 
@@ -279,6 +284,7 @@ impl Layer {
             Layer::SplitHeads { .. } => "split_heads",
             Layer::MergeHeads { .. } => "merge_heads",
             Layer::Reshape(_) => "reshape",
+            Layer::Transpose(_) => "transpose",
         }
     }
 
@@ -371,6 +377,13 @@ impl Layer {
                 heads, transpose, ..
             } => format!("split_heads{heads}{}", if *transpose { "t" } else { "" }),
             Layer::MergeHeads { heads } => format!("merge_heads{heads}"),
+            Layer::Transpose(perm) => format!(
+                "transpose{}",
+                perm.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join("")
+            ),
             other => other.kind().to_string(),
         };
         if heads_task {
@@ -543,4 +556,44 @@ pub fn merge_heads(b: &mut DagBuilder, x: &Tensor, heads: i64) -> Result<Tensor,
             x.at([first, s, c.floor_mod(dim)])
         }),
     )
+}
+
+/// `topi.transpose`: `T_transpose[a0, ..] = x[..]` where output axis `i` reads input axis
+/// `perm[i]` (so the output shape is `x.shape[perm[i]]`). `perm` must be a permutation of
+/// the axes of `x`.
+pub fn transpose(b: &mut DagBuilder, x: &Tensor, perm: &[usize]) -> Result<Tensor, IrError> {
+    let op = "T_transpose";
+    let rank = x.ndim();
+    let mut seen = vec![false; rank];
+    for &a in perm {
+        if a >= rank || seen[a] {
+            return Err(invalid(
+                op,
+                format!(
+                    "{perm:?} is not a permutation of the {rank} axes of {:?}",
+                    x.shape
+                ),
+            ));
+        }
+        seen[a] = true;
+    }
+    if perm.len() != rank {
+        return Err(invalid(
+            op,
+            format!(
+                "{perm:?} is not a permutation of the {rank} axes of {:?}",
+                x.shape
+            ),
+        ));
+    }
+    let shape: Vec<i64> = perm.iter().map(|&a| x.shape[a]).collect();
+    let names = numbered("ax", rank);
+    let name = b.unique_name(op);
+    Ok(b.compute(&name, &named(&names, &shape), |ax| {
+        let mut idx = vec![Expr::Int(0); rank];
+        for (i, &a) in perm.iter().enumerate() {
+            idx[a] = ax[i].clone();
+        }
+        x.at(idx)
+    }))
 }

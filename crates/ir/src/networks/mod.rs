@@ -31,7 +31,9 @@ mod tasks;
 mod weights;
 
 pub use graph::{LayerId, Network, NetworkBuilder, Node};
-pub use layers::{gelu, layer_norm, merge_heads, relu6, scale, split_heads, Layer, Pattern};
+pub use layers::{
+    gelu, layer_norm, merge_heads, relu6, scale, split_heads, transpose, Layer, Pattern,
+};
 pub use models::{bert, mobilenet_v2, resnet50, tiny_cnn, BertConfig};
 pub use tasks::{extract_tasks, partition, subgraph_dag, Subgraph, Task};
 pub use weights::{layer_params, ConstTensor, Weights};
