@@ -5,6 +5,7 @@ use crate::proto::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use crate::tensor::{self, Const, Data};
 use prost::Message;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use tessel_ir::networks::{ConstTensor, Layer, LayerId, Network, NetworkBuilder, Weights};
 
 /// The oldest opset of the default domain the importer reads.
@@ -216,7 +217,7 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<Model, OnnxError> {
         weights: Weights::new(),
         vals: consts
             .into_iter()
-            .map(|(k, v)| (k, Val::Const(v)))
+            .map(|(k, v)| (k, Val::Const(Rc::new(v))))
             .collect(),
         uses,
         layout: Vec::new(),
@@ -481,7 +482,8 @@ impl Act {
 
 #[derive(Clone, Debug)]
 enum Val {
-    Const(Const),
+    /// Shared: weights are large, and values are cloned freely.
+    Const(Rc<Const>),
     Act(Act),
 }
 
@@ -588,7 +590,7 @@ impl Importer {
         }
     }
 
-    fn konst(&self, cx: &Cx, k: usize) -> Result<Const, OnnxError> {
+    fn konst(&self, cx: &Cx, k: usize) -> Result<Rc<Const>, OnnxError> {
         match self.input(cx, k)? {
             Val::Const(c) => Ok(c.clone()),
             Val::Act(_) => Err(cx.invalid(format!(
@@ -721,7 +723,7 @@ impl Importer {
         // Constants: computed now.
         if op == "Constant" {
             let c = self.constant(&cx)?;
-            self.set(&cx, Val::Const(c));
+            self.set(&cx, Val::Const(Rc::new(c)));
             return Ok(());
         }
         let all_const = node
@@ -731,7 +733,7 @@ impl Importer {
             .all(|i| matches!(self.vals.get(i), Some(Val::Const(_))));
         if op == "Shape" || (FOLDABLE.contains(&op) && all_const && !node.input.is_empty()) {
             let c = self.fold(&cx)?;
-            self.set(&cx, Val::Const(c));
+            self.set(&cx, Val::Const(Rc::new(c)));
             return Ok(());
         }
         let name = cx.name.clone();
@@ -1000,7 +1002,7 @@ impl Importer {
                 let v = shape[s..e.max(s)].to_vec();
                 Const::ints(vec![v.len() as i64], v)
             }
-            "Identity" => self.konst(cx, 0)?,
+            "Identity" => (*self.konst(cx, 0)?).clone(),
             "Cast" => {
                 let c = self.konst(cx, 0)?;
                 match attr_i(node, "to", 1) {
@@ -1035,7 +1037,7 @@ impl Importer {
             "Concat" => {
                 let parts: Vec<Const> = (0..node.input.len())
                     .filter(|&k| self.has_input(cx, k))
-                    .map(|k| self.konst(cx, k))
+                    .map(|k| self.konst(cx, k).map(|c| (*c).clone()))
                     .collect::<Result<_, _>>()?;
                 let r = parts.first().map_or(0, |p| p.shape.len());
                 let ax = tensor::axis(attr_i(node, "axis", 0), r)
@@ -1164,7 +1166,6 @@ impl Importer {
             ));
         }
         let pad = pads[0];
-        let wv = w.to_f32();
         let (layer, param, wshape, wdata) = if group == 1 {
             if cig != ci {
                 return Err(cx.invalid(format!(
@@ -1173,7 +1174,6 @@ impl Importer {
                 )));
             }
             // (CO, CI, kh, kw) -> (kh, kw, CI, CO)
-            let t = tensor::transpose(&Const::floats(w.shape.clone(), wv), &[2, 3, 1, 0]);
             (
                 Layer::Conv2d {
                     out_channels: co,
@@ -1182,12 +1182,11 @@ impl Importer {
                     pad,
                 },
                 "weight",
-                t.shape.clone(),
-                t.to_f32(),
+                vec![kh, kw, ci, co],
+                tensor::oihw_to_hwio(&w),
             )
         } else if group == ci && co == ci && cig == 1 {
-            // (C, 1, kh, kw) -> (1, kh, kw, C)
-            let t = tensor::transpose(&Const::floats(w.shape.clone(), wv), &[1, 2, 3, 0]);
+            // (C, 1, kh, kw) -> (1, kh, kw, C): the same loop with I = 1.
             (
                 Layer::DepthwiseConv2d {
                     kernel,
@@ -1195,8 +1194,8 @@ impl Importer {
                     pad,
                 },
                 "placeholder",
-                t.shape.clone(),
-                t.to_f32(),
+                vec![1, kh, kw, co],
+                tensor::oihw_to_hwio(&w),
             )
         } else {
             return Err(cx.attr_err(
@@ -1355,7 +1354,7 @@ impl Importer {
         let w = if attr_i(node, "transB", 0) != 0 {
             b
         } else {
-            tensor::transpose(&b, &[1, 0])
+            Rc::new(tensor::transpose(&b, &[1, 0]))
         };
         let (units, inn) = (w.shape[0], w.shape[1]);
         if inn != a.shape[1] {
@@ -1514,15 +1513,17 @@ impl Importer {
                 let id = self.add(cx, &name, Layer::Add, &[a.id, b.id])?;
                 self.set(cx, Val::Act(Act { id, ..a }));
             }
-            (Val::Act(a), Val::Const(c)) => self.act_const(cx, a, c, false)?,
-            (Val::Const(c), Val::Act(a)) => self.act_const(cx, a, c, true)?,
-            (Val::Const(_), Val::Const(_)) => unreachable!("folded"),
+            (Val::Act(a), Val::Const(c)) => self.act_const(cx, a, &c, false)?,
+            (Val::Const(c), Val::Act(a)) => self.act_const(cx, a, &c, true)?,
+            (Val::Const(_), Val::Const(_)) => {
+                return Err(cx.invalid("both inputs are constants but could not be computed"))
+            }
         }
         Ok(())
     }
 
     /// `a (op) c` (or `c (op) a` when `swapped`) with `c` constant.
-    fn act_const(&mut self, cx: &Cx, a: Act, c: Const, swapped: bool) -> Result<(), OnnxError> {
+    fn act_const(&mut self, cx: &Cx, a: Act, c: &Const, swapped: bool) -> Result<(), OnnxError> {
         let op = cx.node.op_type.as_str();
         let name = cx.name.clone();
         let unsupported = |what: &str| OnnxError::UnsupportedOperator {

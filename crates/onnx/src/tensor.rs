@@ -408,3 +408,27 @@ pub(crate) fn transpose(c: &Const, perm: &[usize]) -> Const {
         data: c.pick(&idx),
     }
 }
+
+/// A convolution weight `(O, I, kh, kw)` as `(kh, kw, I, O)` (Tessel's conv weight; with
+/// `I = 1` also the depthwise `(1, kh, kw, C)`).
+pub(crate) fn oihw_to_hwio(w: &Const) -> Vec<f32> {
+    let [o, i, kh, kw] = [w.shape[0], w.shape[1], w.shape[2], w.shape[3]].map(|d| d as usize);
+    let mut out = vec![0.0f32; o * i * kh * kw];
+    let converted;
+    let src: &[f32] = match &w.data {
+        Data::F(v) => v,
+        Data::I(_) => {
+            converted = w.to_f32();
+            &converted
+        }
+    };
+    for (oo, per_o) in src.chunks_exact(i * kh * kw).enumerate() {
+        for (ii, per_i) in per_o.chunks_exact(kh * kw).enumerate() {
+            for (k, &v) in per_i.iter().enumerate() {
+                // k = y * kw + x; destination ((y * kw + x) * I + ii) * O + oo
+                out[(k * i + ii) * o + oo] = v;
+            }
+        }
+    }
+    out
+}
