@@ -140,6 +140,65 @@ def gemm():
     save("gemm", g, inputs={"x": w(2, 16, scale=1.0)})
 
 
+def encoder():
+    # One post-norm transformer encoder layer on x (1, seq 8, hidden 16), 2 heads:
+    # Q, K, V = MatMul + Add; heads by Reshape + Transpose; scores MatMul / sqrt(d);
+    # Softmax; context MatMul, Transpose + Reshape back; output MatMul + Add + residual
+    # Add; LayerNormalization; FFN MatMul + Add, exact (Erf) GELU, MatMul + Add, residual,
+    # LayerNormalization. (No embedding: Tessel networks take float inputs.)
+    s, h, heads, ffn = 8, 16, 2, 32
+    d = h // heads
+    inits, nodes = [], []
+
+    def dense(x, n_in, n_out, name):
+        inits.extend([init(f"{name}.w", w(n_out, n_in).T.copy()), init(f"{name}.b", w(n_out, scale=0.1))])
+        nodes.append(helper.make_node("MatMul", [x, f"{name}.w"], [f"{name}.mm"], name=f"{name}.mm"))
+        nodes.append(helper.make_node("Add", [f"{name}.mm", f"{name}.b"], [name], name=name))
+        return name
+
+    def ln(x, name):
+        inits.extend([init(f"{name}.g", 1 + w(h, scale=0.1)), init(f"{name}.beta", w(h, scale=0.1))])
+        nodes.append(helper.make_node("LayerNormalization", [x, f"{name}.g", f"{name}.beta"], [name],
+                                      name=name, axis=-1, epsilon=1e-5))
+        return name
+
+    inits.append(init("heads_shape", np.array([1, s, heads, d], np.int64)))
+    inits.append(init("merged_shape", np.array([1, s, h], np.int64)))
+    inits.append(init("sqrt_d", np.array(np.sqrt(d), np.float32)))
+    inits.append(init("sqrt2", np.array(np.sqrt(2.0), np.float32)))
+    inits.append(init("one", np.array(1.0, np.float32)))
+    inits.append(init("half", np.array(0.5, np.float32)))
+    for t, perm in [("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])]:
+        y = dense("x", h, h, t)
+        nodes.append(helper.make_node("Reshape", [y, "heads_shape"], [f"{t}.r"], name=f"{t}.r"))
+        nodes.append(helper.make_node("Transpose", [f"{t}.r"], [f"{t}.t"], name=f"{t}.t", perm=perm))
+    nodes += [
+        helper.make_node("MatMul", ["q.t", "k.t"], ["scores"], name="scores"),
+        helper.make_node("Div", ["scores", "sqrt_d"], ["scaled"], name="scale"),
+        helper.make_node("Softmax", ["scaled"], ["probs"], name="softmax", axis=-1),
+        helper.make_node("MatMul", ["probs", "v.t"], ["ctx"], name="context"),
+        helper.make_node("Transpose", ["ctx"], ["ctx.t"], name="ctx.t", perm=[0, 2, 1, 3]),
+        helper.make_node("Reshape", ["ctx.t", "merged_shape"], ["ctx.r"], name="ctx.r"),
+    ]
+    o = dense("ctx.r", h, h, "out")
+    nodes.append(helper.make_node("Add", [o, "x"], ["res1"], name="res1"))
+    h1 = ln("res1", "norm1")
+    f = dense(h1, h, ffn, "ffn1")
+    nodes += [
+        helper.make_node("Div", [f, "sqrt2"], ["g.div"], name="gelu.div"),
+        helper.make_node("Erf", ["g.div"], ["g.erf"], name="gelu.erf"),
+        helper.make_node("Add", ["g.erf", "one"], ["g.add"], name="gelu.add"),
+        helper.make_node("Mul", [f, "g.add"], ["g.mul"], name="gelu.mul"),
+        helper.make_node("Mul", ["g.mul", "half"], ["gelu"], name="gelu.half"),
+    ]
+    f2 = dense("gelu", ffn, h, "ffn2")
+    nodes.append(helper.make_node("Add", [f2, h1], ["res2"], name="res2"))
+    ln("res2", "y")
+    g = helper.make_graph(nodes, "encoder", [vi("x", [1, s, h])], [vi("y", [1, s, h])],
+                          initializer=inits)
+    save("encoder", g, opset=17, inputs={"x": w(1, s, h, scale=1.0)})
+
+
 def bad_models():
     x = vi("x", [1, 3, 8, 8])
     y = vi("y", [1, 4, 8, 8])
@@ -169,4 +228,5 @@ if __name__ == "__main__":
     depthwise()
     residual()
     gemm()
+    encoder()
     bad_models()

@@ -746,6 +746,11 @@ impl Importer {
                 self.set(&cx, v);
             }
             "Conv" => self.conv(&cx)?,
+            "Erf" => {
+                let a = self.act(&cx, 0)?;
+                let id = self.add(&cx, &name, Layer::Erf, &[a.id])?;
+                self.set(&cx, Val::Act(Act { id, ..a }));
+            }
             "Relu" => {
                 let a = self.act(&cx, 0)?;
                 let id = self.add(&cx, &name, Layer::Relu, &[a.id])?;
@@ -1484,12 +1489,12 @@ impl Importer {
         let (x, y) = (self.input(cx, 0)?.clone(), self.input(cx, 1)?.clone());
         match (x, y) {
             (Val::Act(a), Val::Act(b)) => {
-                if op != "Add" {
+                if op != "Add" && op != "Mul" {
                     return Err(OnnxError::UnsupportedOperator {
                         op: op.into(),
                         node: name,
                         opset: self.opset,
-                        detail: ": of two computed tensors (Tessel maps Add of two computed tensors, and Add/Sub/Mul/Div by constants)".into(),
+                        detail: ": of two computed tensors (Tessel maps Add and Mul of two computed tensors, and Add/Sub/Mul/Div by constants)".into(),
                     });
                 }
                 if a.shape != b.shape {
@@ -1510,7 +1515,8 @@ impl Importer {
                 } else {
                     (a, b)
                 };
-                let id = self.add(cx, &name, Layer::Add, &[a.id, b.id])?;
+                let layer = if op == "Add" { Layer::Add } else { Layer::Mul };
+                let id = self.add(cx, &name, layer, &[a.id, b.id])?;
                 self.set(cx, Val::Act(Act { id, ..a }));
             }
             (Val::Act(a), Val::Const(c)) => self.act_const(cx, a, &c, false)?,

@@ -342,3 +342,38 @@ fn truncated_and_foreign_bytes_are_errors() {
     let e = import_file(testdata("missing.onnx"), &ImportOptions::default()).unwrap_err();
     assert!(e.to_string().starts_with("cannot read "), "{e}");
 }
+
+#[test]
+fn transformer_encoder_with_erf_gelu_matches_onnxruntime() {
+    let model = check_against_onnxruntime("encoder", &ImportOptions::default(), 1e-4);
+    let tasks = networks::extract_tasks(&model.network).unwrap();
+    let kinds: Vec<&str> = tasks.iter().map(|t| t.kind.as_str()).collect();
+    // Bias Adds are folded into the MatMuls' dense layers and the exact GELU (Div, Erf,
+    // Add, Mul, Mul) fuses into one task. The reshape views around rank-3 and rank-4
+    // matmuls keep the scaling and the residual Add out of their producers' tasks (the
+    // built-in BERT, 2-D throughout, fuses them).
+    assert_eq!(
+        kinds,
+        [
+            "dense",
+            "transpose",
+            "transpose",
+            "batch_matmul",
+            "mul",
+            "softmax",
+            "transpose",
+            "add",
+            "layer_norm",
+            "dense",
+            "mul+erf+bias+multiply+mul",
+            "dense"
+        ]
+    );
+    // 6 dense, 4 transposes, 2 batch matmuls, 2 residual adds, 2 layer norms, 3 more.
+    assert_eq!(tasks.iter().map(|t| t.weight).sum::<usize>(), 19);
+    assert!(
+        model.layout_changes.is_empty(),
+        "{:?}",
+        model.layout_changes
+    );
+}

@@ -32,7 +32,8 @@ mod weights;
 
 pub use graph::{LayerId, Network, NetworkBuilder, Node};
 pub use layers::{
-    gelu, layer_norm, merge_heads, relu6, scale, split_heads, transpose, Layer, Pattern,
+    erf, gelu, layer_norm, merge_heads, multiply, relu6, scale, split_heads, transpose, Layer,
+    Pattern,
 };
 pub use models::{bert, mobilenet_v2, resnet50, tiny_cnn, BertConfig};
 pub use tasks::{extract_tasks, partition, subgraph_dag, Subgraph, Task};
