@@ -2,6 +2,7 @@
 
 pub mod cost_model;
 pub mod experiment;
+pub mod network_source;
 pub mod numbers;
 pub mod records;
 pub mod replay;
