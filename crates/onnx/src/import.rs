@@ -759,7 +759,7 @@ impl Importer {
             "Clip" => self.clip(&cx)?,
             "MaxPool" => self.max_pool(&cx)?,
             "GlobalAveragePool" => {
-                let a = self.to_nhwc(&cx, self.act(&cx, 0)?)?;
+                let a = self.as_nhwc(&cx, self.act(&cx, 0)?)?;
                 let id = self.add(&cx, &name, Layer::GlobalAvgPool, &[a.id])?;
                 let shape = vec![a.shape[0], a.shape[1], 1, 1];
                 self.set(&cx, Val::Act(Act { id, shape, nhwc: true }));
@@ -796,12 +796,12 @@ impl Importer {
             "MatMul" => self.matmul(&cx)?,
             "Add" | "Sub" | "Mul" | "Div" => self.binary(&cx)?,
             "Softmax" => {
-                let a = self.to_plain(&cx, self.act(&cx, 0)?)?;
+                let a = self.as_plain(&cx, self.act(&cx, 0)?)?;
                 let r = a.shape.len();
                 let default = if self.opset >= 13 { -1 } else { 1 };
                 let ax = attr_i(node, "axis", default);
                 let last = tensor::axis(ax, r) == Some(r - 1);
-                if !last && !(self.opset < 13 && tensor::axis(ax, r) == Some(1) && r == 2) {
+                if !(last || self.opset < 13 && tensor::axis(ax, r) == Some(1) && r == 2) {
                     return Err(cx.attr_err("axis", ax.to_string(), "Tessel's softmax is over the last axis"));
                 }
                 let n = a.shape[r - 1];
@@ -814,7 +814,7 @@ impl Importer {
                 self.set(&cx, Val::Act(Act { id, shape, nhwc: false }));
             }
             "LayerNormalization" => {
-                let a = self.to_plain(&cx, self.act(&cx, 0)?)?;
+                let a = self.as_plain(&cx, self.act(&cx, 0)?)?;
                 let r = a.shape.len();
                 let ax = attr_i(node, "axis", -1);
                 if tensor::axis(ax, r) != Some(r - 1) {
@@ -898,7 +898,7 @@ impl Importer {
     /// after a transpose to NCHW when the activation is NHWC with both C and H·W above 1.
     fn reshape_to(&mut self, cx: &Cx, a: Act, shape: Vec<i64>) -> Result<(), OnnxError> {
         let a = if a.nhwc && a.shape[1] > 1 && a.shape[2] * a.shape[3] > 1 {
-            self.to_plain(cx, a)?
+            self.as_plain(cx, a)?
         } else {
             Act { nhwc: false, ..a }
         };
@@ -924,7 +924,7 @@ impl Importer {
     }
 
     /// An NHWC activation as a plain (NCHW) one, by a transpose layer.
-    fn to_plain(&mut self, cx: &Cx, a: Act) -> Result<Act, OnnxError> {
+    fn as_plain(&mut self, cx: &Cx, a: Act) -> Result<Act, OnnxError> {
         if !a.nhwc {
             return Ok(a);
         }
@@ -944,7 +944,7 @@ impl Importer {
     }
 
     /// A 4-D plain (NCHW) activation as NHWC, by a transpose layer.
-    fn to_nhwc(&mut self, cx: &Cx, a: Act) -> Result<Act, OnnxError> {
+    fn as_nhwc(&mut self, cx: &Cx, a: Act) -> Result<Act, OnnxError> {
         if a.nhwc {
             return Ok(a);
         }
@@ -1131,7 +1131,7 @@ impl Importer {
 
     fn conv(&mut self, cx: &Cx) -> Result<(), OnnxError> {
         let node = cx.node;
-        let a = self.to_nhwc(cx, self.act(cx, 0)?)?;
+        let a = self.as_nhwc(cx, self.act(cx, 0)?)?;
         let w = self.konst(cx, 1)?;
         let bias = if self.has_input(cx, 2) {
             Some(self.konst(cx, 2)?)
@@ -1285,7 +1285,7 @@ impl Importer {
         {
             return Err(cx.invalid("its indices output is used; Tessel's max pool has none"));
         }
-        let a = self.to_nhwc(cx, self.act(cx, 0)?)?;
+        let a = self.as_nhwc(cx, self.act(cx, 0)?)?;
         let ks =
             attr_ints(node, "kernel_shape").ok_or_else(|| cx.invalid("has no kernel_shape"))?;
         let kernel = square(cx, "kernel_shape", &ks, "window")?;
@@ -1408,7 +1408,7 @@ impl Importer {
     }
 
     fn matmul(&mut self, cx: &Cx) -> Result<(), OnnxError> {
-        let a = self.to_plain(cx, self.act(cx, 0)?)?;
+        let a = self.as_plain(cx, self.act(cx, 0)?)?;
         let name = cx.name.clone();
         match self.input(cx, 1)?.clone() {
             Val::Const(b) => {
@@ -1445,7 +1445,7 @@ impl Importer {
                 );
             }
             Val::Act(b) => {
-                let b = self.to_plain(cx, b)?;
+                let b = self.as_plain(cx, b)?;
                 let (ra, rb) = (a.shape.len(), b.shape.len());
                 if ra < 3
                     || ra != rb
@@ -1506,7 +1506,7 @@ impl Importer {
                 let (a, b) = if a.nhwc == b.nhwc {
                     (a, b)
                 } else {
-                    (self.to_nhwc(cx, a)?, self.to_nhwc(cx, b)?)
+                    (self.as_nhwc(cx, a)?, self.as_nhwc(cx, b)?)
                 };
                 // Fusion joins an add to its first input's task: put first the operand
                 // that only this add reads.
