@@ -3,6 +3,7 @@
 pub mod cost_model;
 pub mod experiment;
 pub mod farm;
+pub mod network_source;
 pub mod numbers;
 pub mod records;
 pub mod replay;

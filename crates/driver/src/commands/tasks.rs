@@ -14,8 +14,11 @@ use tessel_ir::networks::{self, Task};
 /// Arguments of `tessel tasks`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A built-in network: `resnet50`, `mobilenet-v2` or `bert-base`.
+    /// A built-in network (`resnet50`, `mobilenet-v2`, `bert-base`) or an `.onnx` file.
     pub network: String,
+    /// Input shapes of an `.onnx` model.
+    #[command(flatten)]
+    pub input: super::network_source::InputArgs,
     /// Batch size (default 1).
     #[arg(long, default_value_t = 1)]
     pub batch: i64,
@@ -44,7 +47,7 @@ fn summary(index: usize, t: &Task) -> Value {
 
 /// Runs the subcommand, writing to stdout.
 pub fn run(args: &Args) -> Result<(), DriverError> {
-    let net = networks::lookup(&args.network, args.batch)?;
+    let net = super::network_source::load(&args.network, args.batch, &args.input)?;
     let tasks = networks::extract_tasks(&net)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tessel_ir::{networks, workloads};
+use tessel_ir::networks;
 use tessel_search::confirm::{confirm_leaders, Confirmation};
 use tessel_search::harness::{resume_records, HarnessMeasurer};
 use tessel_search::model::ModelScorer;
@@ -34,8 +34,11 @@ pub enum StrategyArg {
 /// Arguments of `tessel tune-network`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A built-in network: resnet50, mobilenet-v2 or bert-base.
+    /// A built-in network (resnet50, mobilenet-v2, bert-base) or an `.onnx` file.
     pub network: String,
+    /// Input shapes of an `.onnx` model.
+    #[command(flatten)]
+    pub input: super::network_source::InputArgs,
     /// Batch size.
     #[arg(long, default_value_t = 1)]
     pub batch: i64,
@@ -98,7 +101,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         Some(f) => f,
         None => SchedulerParams::default().round_floor,
     };
-    let net = networks::lookup(&args.network, args.batch)?;
+    let net = super::network_source::load(&args.network, args.batch, &args.input)?;
     let tasks = networks::extract_tasks(&net)?;
     let hw = args.search.hardware();
     let path = args
@@ -113,7 +116,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     // Only records measured under this run's code generation settings resume.
     let codegen = args.search.measure_options().codegen;
     for (i, t) in tasks.iter().enumerate() {
-        let w = workloads::lookup(&format!("{}@{}/{}", args.network, args.batch, t.name))?;
+        let w = super::network_source::task_workload(&args.network, &net, t)?;
         let dag = Arc::new(w.dag.clone());
         let sketches = generate_sketches(&dag, &hw).map_err(failed)?;
         let previous = resume_records(&path, &w, &dag, &codegen)

@@ -93,6 +93,11 @@ pub enum Layer {
     Gelu,
     /// Element-wise sum of two tensors of the same shape (a residual connection).
     Add,
+    /// Element-wise product of two tensors of the same shape (`topi.multiply`).
+    Mul,
+    /// The error function, element-wise (see [`erf`]); with [`Layer::Mul`] and constants
+    /// it makes the exact GELU of ONNX exports, `x·0.5·(1 + erf(x/√2))`.
+    Erf,
     /// Multiplication by a constant.
     Scale(f32),
     /// `(batch·seq, heads·dim) → (batch·heads, seq, dim)`, or `(batch·heads, dim, seq)` when
@@ -113,6 +118,9 @@ pub enum Layer {
     },
     /// The same buffer seen with another shape (same number of elements).
     Reshape(Vec<i64>),
+    /// `topi.transpose`: output axis `i` is input axis `perm[i]` (a layout change, e.g.
+    /// NHWC → NCHW is `[0, 3, 1, 2]`).
+    Transpose(Vec<usize>),
 }
 
 impl Layer {
@@ -133,9 +141,12 @@ impl Layer {
             | Layer::Relu6
             | Layer::Gelu
             | Layer::Add
+            | Layer::Mul
+            | Layer::Erf
             | Layer::Scale(_)
             | Layer::SplitHeads { .. }
-            | Layer::MergeHeads { .. } => Pattern::Epilogue,
+            | Layer::MergeHeads { .. }
+            | Layer::Transpose(_) => Pattern::Epilogue,
         }
     }
 
@@ -143,7 +154,7 @@ impl Layer {
     pub fn arity(&self) -> usize {
         match self {
             Layer::Input => 0,
-            Layer::BatchMatmul | Layer::Add => 2,
+            Layer::BatchMatmul | Layer::Add | Layer::Mul => 2,
             _ => 1,
         }
     }
@@ -160,6 +171,7 @@ impl Layer {
             Layer::Softmax => &["A"],
             Layer::LayerNorm { .. } => &["data"],
             Layer::Add => &["data", "residual"],
+            Layer::Mul => &["data", "factor"],
             _ => &["data"],
         }
     }
@@ -248,6 +260,8 @@ impl Layer {
             Layer::Relu6 => relu6(b, x()?),
             Layer::Gelu => gelu(b, x()?),
             Layer::Add => ops::add(b, &inputs[0], &inputs[1]),
+            Layer::Mul => multiply(b, &inputs[0], &inputs[1]),
+            Layer::Erf => erf(b, x()?),
             Layer::Scale(v) => scale(b, x()?, *v),
             Layer::SplitHeads {
                 heads,
@@ -255,6 +269,7 @@ impl Layer {
                 transpose,
             } => split_heads(b, x()?, *heads, *seq, *transpose),
             Layer::MergeHeads { heads } => merge_heads(b, x()?, *heads),
+            Layer::Transpose(perm) => transpose(b, x()?, perm),
         }
     }
 
@@ -275,10 +290,13 @@ impl Layer {
             Layer::Relu6 => "relu6",
             Layer::Gelu => "gelu",
             Layer::Add => "add",
+            Layer::Mul => "multiply",
+            Layer::Erf => "erf",
             Layer::Scale(_) => "mul",
             Layer::SplitHeads { .. } => "split_heads",
             Layer::MergeHeads { .. } => "merge_heads",
             Layer::Reshape(_) => "reshape",
+            Layer::Transpose(_) => "transpose",
         }
     }
 
@@ -371,6 +389,13 @@ impl Layer {
                 heads, transpose, ..
             } => format!("split_heads{heads}{}", if *transpose { "t" } else { "" }),
             Layer::MergeHeads { heads } => format!("merge_heads{heads}"),
+            Layer::Transpose(perm) => format!(
+                "transpose{}",
+                perm.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join("")
+            ),
             other => other.kind().to_string(),
         };
         if heads_task {
@@ -543,4 +568,89 @@ pub fn merge_heads(b: &mut DagBuilder, x: &Tensor, heads: i64) -> Result<Tensor,
             x.at([first, s, c.floor_mod(dim)])
         }),
     )
+}
+
+/// `topi.transpose`: `T_transpose[a0, ..] = x[..]` where output axis `i` reads input axis
+/// `perm[i]` (so the output shape is `x.shape[perm[i]]`). `perm` must be a permutation of
+/// the axes of `x`.
+pub fn transpose(b: &mut DagBuilder, x: &Tensor, perm: &[usize]) -> Result<Tensor, IrError> {
+    let op = "T_transpose";
+    let rank = x.ndim();
+    let mut seen = vec![false; rank];
+    for &a in perm {
+        if a >= rank || seen[a] {
+            return Err(invalid(
+                op,
+                format!(
+                    "{perm:?} is not a permutation of the {rank} axes of {:?}",
+                    x.shape
+                ),
+            ));
+        }
+        seen[a] = true;
+    }
+    if perm.len() != rank {
+        return Err(invalid(
+            op,
+            format!(
+                "{perm:?} is not a permutation of the {rank} axes of {:?}",
+                x.shape
+            ),
+        ));
+    }
+    let shape: Vec<i64> = perm.iter().map(|&a| x.shape[a]).collect();
+    let names = numbered("ax", rank);
+    let name = b.unique_name(op);
+    Ok(b.compute(&name, &named(&names, &shape), |ax| {
+        let mut idx = vec![Expr::Int(0); rank];
+        for (i, &a) in perm.iter().enumerate() {
+            idx[a] = ax[i].clone();
+        }
+        x.at(idx)
+    }))
+}
+
+/// `topi.multiply` of two tensors of the same shape: `T_multiply[...] = x[...] * y[...]`.
+pub fn multiply(b: &mut DagBuilder, x: &Tensor, y: &Tensor) -> Result<Tensor, IrError> {
+    let op = "T_multiply";
+    if x.shape != y.shape {
+        return Err(invalid(
+            op,
+            format!("shapes {:?} and {:?} differ", x.shape, y.shape),
+        ));
+    }
+    let names = numbered("ax", x.ndim());
+    let name = b.unique_name(op);
+    Ok(b.compute(&name, &named(&names, &x.shape), |ax| {
+        x.at(ax.to_vec()) * y.at(ax.to_vec())
+    }))
+}
+
+/// The error function, element-wise, one stage `T_erf`. The expression language has `exp`
+/// but no `erf`, so it is Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7):
+/// `erf(x) = s·(1 − t·(a1 + t·(a2 + t·(a3 + t·(a4 + t·a5))))·exp(−x²))` with
+/// `t = 1 / (1 + p·|x|)` and `s` the sign of `x`.
+pub fn erf(b: &mut DagBuilder, x: &Tensor) -> Result<Tensor, IrError> {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [
+        0.254_829_6,
+        -0.284_496_74,
+        1.421_413_7,
+        -1.453_152_1,
+        1.061_405_4,
+    ];
+    let names = numbered("ax", x.ndim());
+    let stage = b.unique_name("T_erf");
+    Ok(b.compute(&stage, &named(&names, &x.shape), |ax| {
+        let v = || x.at(ax.to_vec());
+        let abs = v().max(Expr::float(0.0) - v());
+        let t = Expr::float(1.0) / (Expr::float(1.0) + Expr::float(P) * abs);
+        let mut poly = Expr::float(A[4]);
+        for a in A[..4].iter().rev() {
+            poly = Expr::float(*a) + t.clone() * poly;
+        }
+        let e = (Expr::float(0.0) - v() * v()).exp();
+        let r = Expr::float(1.0) - t * poly * e;
+        Expr::select(v().lt(Expr::float(0.0)), Expr::float(0.0) - r.clone(), r)
+    }))
 }

@@ -33,7 +33,10 @@ mod weights;
 
 pub use evaluate::{evaluate, random_inputs};
 pub use graph::{LayerId, Network, NetworkBuilder, Node};
-pub use layers::{gelu, layer_norm, merge_heads, relu6, scale, split_heads, Layer, Pattern};
+pub use layers::{
+    erf, gelu, layer_norm, merge_heads, multiply, relu6, scale, split_heads, transpose, Layer,
+    Pattern,
+};
 pub use models::{bert, mobilenet_v2, resnet50, tiny_cnn, BertConfig};
 pub use tasks::{
     execution_order, extract_tasks, partition, subgraph_dag, subgraph_dag_bound, view_source,
