@@ -90,61 +90,44 @@ fn dag(spec: &str) -> Arc<tessel_ir::ComputeDag> {
     Arc::new(tessel_ir::workloads::lookup(spec).expect("spec").dag)
 }
 
-/// The set-ups, written against the search's public API as the driver wires it.
+/// The set-ups, written as the driver wires them: over one tuning job.
 mod setups {
     use super::*;
-    use tessel_search::experiment::{run_lockstep, Config, Problem, RunParts};
-    use tessel_search::model::ModelScorer;
+    use tessel_search::experiment::{run_lockstep, Config, RunParts};
+    use tessel_search::job::{TuneJob, TuneOptions};
+    use tessel_search::registry::preset;
     use tessel_search::scheduler::{SchedulerParams, TaskScheduler, TaskSpec};
-    use tessel_search::tuner::Tuner;
-    use tessel_sketch::{generate_sketches, sample_population};
 
-    fn policies(
-        preset: &str,
-    ) -> (
-        Box<dyn tessel_rl_policy::SketchPolicy>,
-        Box<dyn tessel_mutation_model::MutationPolicy>,
-    ) {
-        let (s, m) = match preset {
-            "baseline" => ("uniform", "fixed"),
-            _ => ("ducb", "classifier"),
-        };
-        (
-            tessel_rl_policy::by_name(s).expect("sketch policy"),
-            tessel_mutation_model::by_name(m).expect("mutation policy"),
-        )
+    /// The job of `tessel tune --policy PRESET` with these sizes (a budget of `trials`).
+    fn job(policy: &str, trials: usize, seed: u64) -> TuneJob {
+        let mut options = TuneOptions::new(target())
+            .with_preset(preset(policy).expect("preset"))
+            .expect("registered policies");
+        options.params = params(trials, seed);
+        TuneJob::new(options)
     }
 
     /// `tessel tune SPEC --policy PRESET --seed SEED`.
     pub fn tune(spec: &str, preset: &str, seed: u64, runner: &mut FakeRunner) {
-        let dag = dag(spec);
-        let hw = hw();
-        let sketches = generate_sketches(&dag, &hw).expect("sketches");
-        let (sp, mp) = policies(preset);
-        let mut scorer = ModelScorer::new(seed);
-        Tuner::new(dag, sketches, hw)
-            .params(params(TUNE_TRIALS, seed))
-            .sketch_policy(sp)
-            .mutation_policy(mp)
-            .run(runner, &mut scorer);
+        let job = job(preset, TUNE_TRIALS, seed);
+        let problem = job.problem(dag(spec)).expect("sketches");
+        assert_eq!(problem.hw, hw());
+        let mut scorer = job.scorer(job.seed());
+        job.tuner(&problem, job.seed()).run(runner, &mut scorer);
     }
 
     /// `tessel tune-network` over `specs` as tasks (weights 1, 2, ...).
     pub fn tune_network(specs: &[&str], seed: u64, runner: &mut FakeRunner) {
-        let hw = hw();
-        let mut scorer = ModelScorer::new(seed);
+        let job = job("baseline", usize::MAX, seed);
+        let mut scorer = job.scorer(job.seed());
         let tasks: Vec<TaskSpec> = specs
             .iter()
             .enumerate()
             .map(|(i, spec)| {
-                let dag = dag(spec);
-                let sketches = generate_sketches(&dag, &hw).expect("sketches");
-                let (sp, mp) = policies("baseline");
-                let flop = dag.flop_count();
-                let session = Tuner::new(dag, sketches, hw.clone())
-                    .params(params(usize::MAX, seed.wrapping_add(i as u64)))
-                    .sketch_policy(sp)
-                    .mutation_policy(mp)
+                let problem = job.problem(dag(spec)).expect("sketches");
+                let flop = problem.dag.flop_count();
+                let session = job
+                    .tuner(&problem, job.seed().wrapping_add(i as u64))
                     .start(&mut scorer);
                 TaskSpec::new(spec, (i + 1) as f64, flop, session).with_tag("gmm")
             })
@@ -163,21 +146,18 @@ mod setups {
 
     /// `tessel sample SPEC --count N --seed SEED`: the sampled schedules.
     pub fn sample(spec: &str, count: usize, seed: u64) -> Vec<State> {
-        let dag = dag(spec);
-        let hw = hw();
-        let sketches = generate_sketches(&dag, &hw).expect("sketches");
-        sample_population(&sketches, count, &hw, &mut tessel_ir::rng::seeded(seed))
+        let job = job("baseline", 1, 0);
+        let problem = job.problem(dag(spec)).expect("sketches");
+        job.sample(&problem, count, seed)
     }
 
     /// `tessel experiment SPEC --configs baseline,both --seeds 1 --no-cache`:
     /// the fake runners of the two configurations.
     pub fn experiment(spec: &str, seed: u64) -> (FakeRunner, FakeRunner) {
-        let dag = dag(spec);
-        let hw = hw();
-        let sketches = generate_sketches(&dag, &hw).expect("sketches");
-        let problem = Problem { dag, sketches, hw };
+        let job = job("baseline", TUNE_TRIALS, 0).with_seed(seed);
+        let problem = job.problem(dag(spec)).expect("sketches");
         let (mut a, mut b) = (FakeRunner::default(), FakeRunner::default());
-        let (mut sa, mut sb) = (ModelScorer::new(seed), ModelScorer::new(seed));
+        let (mut sa, mut sb) = (job.scorer(seed), job.scorer(seed));
         let mut parts = [
             RunParts {
                 config: Config::Baseline,
@@ -190,7 +170,7 @@ mod setups {
                 scorer: &mut sb,
             },
         ];
-        run_lockstep(&problem, &params(TUNE_TRIALS, seed), &mut parts, None);
+        run_lockstep(&job, &problem, &mut parts, None);
         (a, b)
     }
 }
