@@ -175,6 +175,22 @@ impl Default for TuneParams {
     }
 }
 
+impl TuneParams {
+    /// A short search for tutorials and tests: `trials` trials, 4 measured per round, an
+    /// evolution population of 32; Ansor's defaults otherwise.
+    pub fn quick(trials: usize) -> TuneParams {
+        TuneParams {
+            trials,
+            measures_per_round: 4,
+            evolution: EvolutionParams {
+                population: 32,
+                ..EvolutionParams::default()
+            },
+            ..TuneParams::default()
+        }
+    }
+}
+
 /// What a tuning run found.
 #[derive(Clone, Debug)]
 pub struct TuneResult {
