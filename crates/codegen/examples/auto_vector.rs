@@ -82,10 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|(a, b)| b < a)
         .count();
     let flops = dag.flop_count() as f64;
-    let med = |t: &mut Vec<f64>| {
-        t.sort_by(f64::total_cmp);
-        t[t.len() / 2]
-    };
+    let med = |t: &mut Vec<f64>| tessel_ir::stats::median(t).unwrap_or(f64::NAN);
     let (m0, m1) = (med(&mut times[0]), med(&mut times[1]));
     println!(
         "{workload} threads={threads} target={isa} rounds={rounds}: auto_vectorize off {:.3} ms ({:.1} GFLOP/s), on {:.3} ms ({:.1} GFLOP/s), on/off speed {:.3}, on faster in {:.0} % of rounds",

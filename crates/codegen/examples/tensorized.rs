@@ -91,7 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             testing::check_close(&outs, &want, 1e-3, 1e-3)?;
             let mut times = times[2..].to_vec();
             times.sort_by(f64::total_cmp);
-            let med = times[times.len() / 2];
+            let med = tessel_ir::stats::median(&times).unwrap_or(f64::NAN);
             println!(
                 "{} threads={t} target={uk} layout_rewrite={lr}: median {:.3} ms ({:.1} GFLOP/s), best {:.3} ms, compile {:.2} ms",
                 w.name,

@@ -31,6 +31,33 @@ pub trait CostModel: Send {
         let _ = tasks;
         self.update(programs, throughputs);
     }
+
+    /// Forgets every sample: the search calls it before handing a model all its samples
+    /// again (it retrains from scratch each round). The default does nothing, right for a
+    /// model that keeps no samples.
+    fn clear(&mut self) {}
+}
+
+impl<M: CostModel + ?Sized> CostModel for Box<M> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+
+    fn predict(&self, programs: &[ProgramFeatures]) -> Vec<f32> {
+        (**self).predict(programs)
+    }
+
+    fn update(&mut self, programs: &[ProgramFeatures], throughputs: &[f32]) {
+        (**self).update(programs, throughputs)
+    }
+
+    fn update_tasks(&mut self, programs: &[ProgramFeatures], throughputs: &[f32], tasks: &[u32]) {
+        (**self).update_tasks(programs, throughputs, tasks)
+    }
+
+    fn clear(&mut self) {
+        (**self).clear()
+    }
 }
 
 /// How programs (bags of store vectors) become training rows.
@@ -466,6 +493,10 @@ impl CostModel for GbdtModel {
             self.tasks.push(tasks.get(k).copied().unwrap_or(0));
         }
         self.retrain();
+    }
+
+    fn clear(&mut self) {
+        GbdtModel::clear(self);
     }
 }
 

@@ -26,6 +26,11 @@ pub enum DriverError {
 }
 
 impl DriverError {
+    /// A failed step of the work, said in words (`map_err(DriverError::failed)`).
+    pub fn failed(e: impl std::fmt::Display) -> DriverError {
+        DriverError::Failed(e.to_string())
+    }
+
     /// The process exit code for this error: 130 for an interrupt (as a shell reports
     /// SIGINT), 3 for lost records, 2 for everything else.
     pub fn exit_code(&self) -> u8 {

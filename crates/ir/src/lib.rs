@@ -36,6 +36,7 @@ pub mod ops;
 pub mod rng;
 pub mod simplify;
 pub mod state;
+pub mod stats;
 pub mod target;
 pub mod tensorize;
 pub mod testing;

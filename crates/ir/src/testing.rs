@@ -276,3 +276,44 @@ pub fn check_close(got: &[Vec<f32>], want: &[Vec<f32>], abs: f32, rel: f32) -> R
     }
     Ok(())
 }
+
+/// Whether golden files are to be rewritten: `TESSEL_BLESS` set to anything but empty or
+/// `0`.
+pub fn blessing() -> bool {
+    std::env::var_os("TESSEL_BLESS").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Golden-text testing, the one helper of every crate's golden tests: compares `actual`
+/// with the file at `path`, or rewrites the file (creating its folder) when
+/// [`blessing`] (`TESSEL_BLESS=1`). Panics with both texts when they differ, and with how
+/// to create the file when it is missing.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("tessel-golden-doc-{}.txt", std::process::id()));
+/// std::fs::write(&path, "a\n").unwrap();
+/// tessel_ir::testing::check_golden(&path, "a\n"); // the same text: passes
+/// # std::fs::remove_file(&path).ok();
+/// ```
+pub fn check_golden(path: &std::path::Path, actual: &str) {
+    if blessing() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        }
+        std::fs::write(path, actual)
+            .unwrap_or_else(|e| panic!("cannot write golden {}: {e}", path.display()));
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with TESSEL_BLESS=1 to create it)",
+            path.display()
+        )
+    });
+    if expected != actual {
+        panic!(
+            "text differs from {} (TESSEL_BLESS=1 rewrites it if intended)\n--- expected\n{expected}\n--- actual\n{actual}",
+            path.display()
+        );
+    }
+}

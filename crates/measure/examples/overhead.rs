@@ -17,9 +17,8 @@ use tessel_measure::{
     WorkerCommand,
 };
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+fn median(v: Vec<f64>) -> f64 {
+    tessel_ir::stats::median(&v).unwrap_or(f64::NAN)
 }
 
 fn worker_command() -> WorkerCommand {

@@ -160,7 +160,7 @@ fn run() -> Result<(), String> {
     for (name, r) in ["same", "fresh", "fresh+offset"].iter().zip(results.iter()) {
         let mut s = r.clone();
         s.sort_by(f64::total_cmp);
-        let med = s[s.len() / 2];
+        let med = tessel_ir::stats::median(&s).unwrap_or(f64::NAN);
         println!(
             "{name:13} median {med:7.2}  min {:7.2}  max {:7.2}  (max-min)/median {:5.1}%  [{}]",
             s[0],

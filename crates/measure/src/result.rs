@@ -41,11 +41,7 @@ impl Timing {
         let mut sorted = costs.clone();
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();
-        let median = if n % 2 == 1 {
-            sorted[n / 2]
-        } else {
-            0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
-        };
+        let median = tessel_ir::stats::median(&sorted).unwrap_or(f64::INFINITY);
         let mean = costs.iter().sum::<f64>() / n as f64;
         let var = costs.iter().map(|c| (c - mean) * (c - mean)).sum::<f64>() / n as f64;
         let cv = if mean > 0.0 { var.sqrt() / mean } else { 0.0 };

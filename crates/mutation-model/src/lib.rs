@@ -30,19 +30,6 @@ use rand::RngExt;
 use tessel_ir::rng::TesselRng;
 use tessel_ir::State;
 
-/// The mutation policies by the names `tessel tune --policy` uses: `fixed` (Ansor's
-/// weights) and `classifier` (the learned rule predictor).
-pub const POLICY_NAMES: &[&str] = &["fixed", "classifier"];
-
-/// The mutation policy called `name` with its default parameters.
-pub fn by_name(name: &str) -> Option<Box<dyn MutationPolicy>> {
-    Some(match name {
-        "fixed" => Box::new(FixedWeights),
-        "classifier" => Box::new(Classifier::default()),
-        _ => return None,
-    })
-}
-
 /// A mutation rule as the policy sees it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RuleInfo<'a> {

@@ -24,21 +24,6 @@ pub use bandits::{DiscountedUcb, EpsilonGreedy, Thompson};
 use rand::RngExt;
 use tessel_ir::rng::TesselRng;
 
-/// The sketch policies by the names `tessel tune --policy` uses: `uniform` (Ansor),
-/// `ducb` (discounted UCB, the default learned policy), `thompson`, `egreedy`.
-pub const POLICY_NAMES: &[&str] = &["uniform", "ducb", "thompson", "egreedy"];
-
-/// The sketch policy called `name` with its default parameters.
-pub fn by_name(name: &str) -> Option<Box<dyn SketchPolicy>> {
-    Some(match name {
-        "uniform" => Box::new(Uniform),
-        "ducb" => Box::new(DiscountedUcb::default()),
-        "thompson" => Box::new(Thompson::default()),
-        "egreedy" => Box::new(EpsilonGreedy::default()),
-        _ => return None,
-    })
-}
-
 /// Chooses which sketches the initial population is sampled from.
 pub trait SketchPolicy: Send {
     /// A short name, as given to `tessel tune --policy`.

@@ -55,9 +55,10 @@
 //! ```
 
 use crate::cache::{CachingMeasurer, SharedCache};
+use crate::registry::{Preset, PRESETS};
 use crate::remeasure::Remeasurement;
 use crate::signed_rank::{signed_rank, SignedRank};
-use crate::tuner::{Measurer, Scorer, TuneParams, TuneSession, Tuner};
+use crate::tuner::{Measurer, Scorer, TuneSession};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -65,10 +66,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tessel_ir::rng::TesselRng;
-use tessel_ir::{ComputeDag, State, Step};
+use tessel_ir::{State, Step};
 use tessel_mutation_model::{MutationOutcome, MutationPolicy, RuleInfo};
 use tessel_rl_policy::SketchPolicy;
-use tessel_sketch::{HardwareParams, Sketch};
+
+pub use crate::job::Problem;
+use crate::job::TuneJob;
 
 /// One system of the comparison: a sketch policy and a mutation policy.
 #[derive(
@@ -91,14 +94,14 @@ impl Config {
     /// Every configuration, baseline first.
     pub const ALL: [Config; 4] = [Config::Baseline, Config::Rl, Config::Ml, Config::Both];
 
+    /// Its row of the policy presets ([`crate::registry::PRESETS`], in the same order).
+    pub fn preset(self) -> &'static Preset {
+        &PRESETS[self as usize]
+    }
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
-        match self {
-            Config::Baseline => "baseline",
-            Config::Rl => "rl",
-            Config::Ml => "ml",
-            Config::Both => "both",
-        }
+        self.preset().name
     }
 
     /// The configuration called `name`.
@@ -106,39 +109,14 @@ impl Config {
         Config::ALL.into_iter().find(|c| c.name() == name.trim())
     }
 
-    /// Name of the sketch policy ([`tessel_rl_policy::by_name`]).
+    /// Name of the sketch policy (in [`crate::registry::sketch_policies`]).
     pub fn sketch_policy(self) -> &'static str {
-        match self {
-            Config::Baseline | Config::Ml => "uniform",
-            Config::Rl | Config::Both => "ducb",
-        }
+        self.preset().sketch
     }
 
-    /// Name of the mutation policy ([`tessel_mutation_model::by_name`]).
+    /// Name of the mutation policy (in [`crate::registry::mutation_policies`]).
     pub fn mutation_policy(self) -> &'static str {
-        match self {
-            Config::Baseline | Config::Rl => "fixed",
-            Config::Ml | Config::Both => "classifier",
-        }
-    }
-
-    /// Fresh policies of this configuration, both timed by `clock`.
-    pub fn policies(
-        self,
-        clock: &PolicyClock,
-    ) -> Option<(Box<dyn SketchPolicy>, Box<dyn MutationPolicy>)> {
-        let sketch = tessel_rl_policy::by_name(self.sketch_policy())?;
-        let mutation = tessel_mutation_model::by_name(self.mutation_policy())?;
-        Some((
-            Box::new(TimedSketchPolicy {
-                inner: sketch,
-                clock: clock.clone(),
-            }),
-            Box::new(TimedMutationPolicy {
-                inner: mutation,
-                clock: clock.clone(),
-            }),
-        ))
+        self.preset().mutation
     }
 }
 
@@ -381,28 +359,17 @@ impl RunTrace {
     }
 }
 
-/// What is tuned: a workload's DAG, its sketches and the hardware parameters.
-#[derive(Clone)]
-pub struct Problem {
-    /// The workload's DAG.
-    pub dag: Arc<ComputeDag>,
-    /// Its sketches.
-    pub sketches: Vec<Sketch>,
-    /// The target's parameters.
-    pub hw: HardwareParams,
-}
-
-/// Tunes `problem` once under `config` (`params.seed` is the seed) with fresh policies, and
+/// Tunes `problem` once under `config` (the job's seed is the seed) with fresh policies, and
 /// traces it. With a `cache`, results come from (and go to) it before `measurer` is asked.
 pub fn run_traced(
+    job: &TuneJob,
     problem: &Problem,
-    params: TuneParams,
     config: Config,
     measurer: &mut dyn Measurer,
     scorer: &mut dyn Scorer,
     cache: Option<&SharedCache>,
 ) -> RunTrace {
-    let mut run = TracedRun::start(problem, params, config, scorer, cache);
+    let mut run = TracedRun::start(job, problem, config, scorer, cache);
     while !run.is_done() {
         run.round(measurer, scorer);
     }
@@ -420,20 +387,20 @@ pub struct RunParts<'a> {
     pub scorer: &'a mut dyn Scorer,
 }
 
-/// Tunes `problem` under several configurations with the same seed, **in lockstep**: one
+/// Tunes `problem` under several configurations with the same seed (the job's), **in lockstep**: one
 /// round of each run in turn until all are done. Host speed drifts over minutes on a shared
 /// machine; in lockstep every system of a seed meets the same drift at the same point of
 /// its search, so the drift cannot decide which one reaches a target first. Each trace's
 /// time counts its own rounds only. Traces come back in the order of `runs`.
 pub fn run_lockstep(
+    job: &TuneJob,
     problem: &Problem,
-    params: &TuneParams,
     runs: &mut [RunParts],
     cache: Option<&SharedCache>,
 ) -> Vec<RunTrace> {
     let mut active: Vec<TracedRun> = runs
         .iter_mut()
-        .map(|r| TracedRun::start(problem, params.clone(), r.config, &mut *r.scorer, cache))
+        .map(|r| TracedRun::start(job, problem, r.config, &mut *r.scorer, cache))
         .collect();
     while active.iter().any(|r| !r.is_done()) {
         for (run, parts) in active.iter_mut().zip(runs.iter_mut()) {
@@ -489,27 +456,28 @@ impl RunClock {
 }
 
 impl TracedRun {
-    /// Starts tuning `problem` under `config` with fresh policies (`params.seed` is the
-    /// seed). With a `cache`, results come from (and go to) it before a measurer is asked.
+    /// Starts tuning `problem` with `job`, under the policies of `config` (fresh ones; the
+    /// job's seed is the seed). With a `cache`, results come from (and go to) it before a
+    /// measurer is asked.
     pub fn start(
+        job: &TuneJob,
         problem: &Problem,
-        params: TuneParams,
         config: Config,
         scorer: &mut dyn Scorer,
         cache: Option<&SharedCache>,
     ) -> TracedRun {
         let policy_clock = PolicyClock::default();
-        let seed = params.seed;
-        let measures_per_round = params.measures_per_round;
-        let mut tuner = Tuner::new(
-            problem.dag.clone(),
-            problem.sketches.clone(),
-            problem.hw.clone(),
-        )
-        .params(params);
-        if let Some((sketch, mutation)) = config.policies(&policy_clock) {
-            tuner = tuner.sketch_policy(sketch).mutation_policy(mutation);
-        }
+        let seed = job.seed();
+        let measures_per_round = job.options().params.measures_per_round;
+        // The presets name registered policies; a job whose registry lacks them keeps its own.
+        let job = job
+            .with_preset(config.preset())
+            .unwrap_or_else(|_| job.clone());
+        let (c1, c2) = (policy_clock.clone(), policy_clock.clone());
+        let tuner = job.tuner(problem, seed).wrap_policies(
+            |inner| Box::new(TimedSketchPolicy { inner, clock: c1 }),
+            |inner| Box::new(TimedMutationPolicy { inner, clock: c2 }),
+        );
         let points: Rc<RefCell<Vec<RoundPoint>>> = Rc::default();
         let trail: Rc<RefCell<Vec<TrailPoint>>> = Rc::default();
         let clock = RunClock::default();
@@ -624,29 +592,8 @@ impl TracedRun {
     }
 }
 
-/// The median of `values` (mean of the two middle ones for an even count); `None` when
-/// empty or when the median is infinite (e.g. a target most seeds never reached).
-pub fn median(values: &[f64]) -> Option<f64> {
-    quantile(values, 0.5)
-}
-
-/// The `q`-quantile of `values` with linear interpolation; `None` when empty or infinite.
-pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    let x = if lo == hi {
-        v[lo]
-    } else {
-        v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
-    };
-    x.is_finite().then_some(x)
-}
+/// Order statistics (one home: [`tessel_ir::stats`]); `None` for an infinite median.
+pub use tessel_ir::stats::{median, quantile};
 
 /// The statistics of one configuration on one workload, over seeds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -956,19 +903,17 @@ mod tests {
     fn configs_round_trip_and_name_existing_policies() {
         for c in Config::ALL {
             assert_eq!(Config::parse(c.name()), Some(c));
-            assert!(c.policies(&PolicyClock::default()).is_some(), "{c:?}");
+            let registered = |r: Vec<&str>, name| r.contains(&name);
+            assert!(registered(
+                crate::registry::sketch_policies().names(),
+                c.sketch_policy()
+            ));
+            assert!(registered(
+                crate::registry::mutation_policies().names(),
+                c.mutation_policy()
+            ));
         }
         assert_eq!(Config::parse("nope"), None);
-    }
-
-    #[test]
-    fn quantiles() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[1.0, 2.0, 3.0, 4.0]), Some(2.5));
-        assert_eq!(median(&[1.0, f64::INFINITY, f64::INFINITY]), None);
-        assert_eq!(median(&[1.0, 2.0, f64::INFINITY]), Some(2.0));
-        assert_eq!(quantile(&[1.0, 2.0, 3.0, 5.0, 9.0], 0.25), Some(2.0));
     }
 
     #[test]

@@ -3,7 +3,12 @@
 //!
 //! Samples are kept per (workload, step log), so one scorer can be shared by all tasks of a
 //! network (Ansor shares one model): a task's update replaces its own samples' labels and
-//! keeps the other tasks' samples, then the model is retrained from scratch on all of them.
+//! keeps the other tasks' samples, then the model is retrained from scratch on all of them
+//! ([`CostModel::clear`], then [`CostModel::update_tasks`]).
+//!
+//! The scorer is generic over the model: any [`CostModel`] (a user's own included) scores
+//! states through [`ModelScorer::with_model`]; the default type parameter is a boxed model,
+//! what the registry of cost models ([`crate::registry::cost_models`]) makes.
 
 use crate::evolution::state_key;
 use crate::tuner::Scorer;
@@ -11,21 +16,12 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tessel_cost_model::features::{FeatureExtractor, ProgramFeatures};
-use tessel_cost_model::model::{CostModel, GbdtModel, GbdtModelParams, RandomModel};
+use tessel_cost_model::model::{CostModel, GbdtModel, GbdtModelParams};
 use tessel_ir::State;
 
-/// Which model scores states.
-pub enum ModelKind {
-    /// Gradient-boosted trees (by default [`GbdtModelParams::squared_error`]: one row per
-    /// program, squared error), random during warm-up.
-    Gbdt(Box<GbdtModel>),
-    /// Random scores (ablation).
-    Random(RandomModel),
-}
-
-/// A [`Scorer`] backed by a cost model.
-pub struct ModelScorer {
-    model: ModelKind,
+/// A [`Scorer`] backed by a cost model `M`.
+pub struct ModelScorer<M: CostModel = Box<dyn CostModel>> {
+    model: M,
     extractor: FeatureExtractor,
     index: HashMap<(String, String), usize>,
     features: Vec<ProgramFeatures>,
@@ -45,14 +41,16 @@ impl ModelScorer {
     /// twice the retraining time and has not been measured end to end in the search yet; pass
     /// it with [`ModelScorer::with_model`] to try it.
     pub fn new(seed: u64) -> ModelScorer {
-        ModelScorer::with_model(ModelKind::Gbdt(Box::new(GbdtModel::new(GbdtModelParams {
+        ModelScorer::with_model(Box::new(GbdtModel::new(GbdtModelParams {
             seed,
             ..GbdtModelParams::squared_error()
-        }))))
+        })))
     }
+}
 
+impl<M: CostModel> ModelScorer<M> {
     /// A scorer with the given model.
-    pub fn with_model(model: ModelKind) -> ModelScorer {
+    pub fn with_model(model: M) -> ModelScorer<M> {
         ModelScorer {
             model,
             extractor: FeatureExtractor::new(),
@@ -63,6 +61,11 @@ impl ModelScorer {
             task_ids: HashMap::new(),
             workload_keys: HashMap::new(),
         }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
     }
 
     /// Number of training samples held.
@@ -87,7 +90,7 @@ impl ModelScorer {
     }
 }
 
-impl Scorer for ModelScorer {
+impl<M: CostModel> Scorer for ModelScorer<M> {
     fn predict(&mut self, states: &[State]) -> Vec<f32> {
         // Lowering dominates; programs are independent, so use every core.
         let feats: Vec<ProgramFeatures> = states
@@ -100,10 +103,7 @@ impl Scorer for ModelScorer {
                 },
             )
             .collect();
-        match &self.model {
-            ModelKind::Gbdt(m) => m.predict(&feats),
-            ModelKind::Random(m) => m.predict(&feats),
-        }
+        self.model.predict(&feats)
     }
 
     fn update(&mut self, states: &[State], throughputs: &[f32]) {
@@ -122,12 +122,8 @@ impl Scorer for ModelScorer {
                 }
             }
         }
-        match &mut self.model {
-            ModelKind::Gbdt(m) => {
-                m.clear();
-                m.update_tasks(&self.features, &self.labels, &self.tasks);
-            }
-            ModelKind::Random(m) => m.update(&self.features, &self.labels),
-        }
+        self.model.clear();
+        self.model
+            .update_tasks(&self.features, &self.labels, &self.tasks);
     }
 }

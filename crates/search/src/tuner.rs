@@ -19,7 +19,7 @@ use tessel_ir::rng::{seeded, TesselRng};
 use tessel_ir::{ComputeDag, State, Step};
 use tessel_mutation_model::MutationPolicy;
 use tessel_rl_policy::SketchPolicy;
-use tessel_sketch::{sample_initial, HardwareParams, MutationRegistry, Sketch};
+use tessel_sketch::{sample_initial_with, HardwareParams, InitRules, MutationRegistry, Sketch};
 
 /// The result of measuring one candidate.
 #[derive(Clone, Debug, PartialEq)]
@@ -175,6 +175,22 @@ impl Default for TuneParams {
     }
 }
 
+impl TuneParams {
+    /// A short search for tutorials and tests: `trials` trials, 4 measured per round, an
+    /// evolution population of 32; Ansor's defaults otherwise.
+    pub fn quick(trials: usize) -> TuneParams {
+        TuneParams {
+            trials,
+            measures_per_round: 4,
+            evolution: EvolutionParams {
+                population: 32,
+                ..EvolutionParams::default()
+            },
+            ..TuneParams::default()
+        }
+    }
+}
+
 /// What a tuning run found.
 #[derive(Clone, Debug)]
 pub struct TuneResult {
@@ -224,6 +240,7 @@ pub struct Tuner {
     dag: Arc<ComputeDag>,
     sketches: Vec<Sketch>,
     hw: HardwareParams,
+    init_rules: Arc<InitRules>,
     rules: MutationRegistry,
     params: TuneParams,
     sketch_policy: Box<dyn SketchPolicy>,
@@ -233,12 +250,14 @@ pub struct Tuner {
 }
 
 impl Tuner {
-    /// A tuner with Ansor's defaults: uniform sketch choice, fixed mutation weights.
+    /// A tuner with Ansor's defaults: the CPU init and mutation rules, uniform sketch
+    /// choice, fixed mutation weights ([`crate::job::TuneJob::tuner`] sets them all).
     pub fn new(dag: Arc<ComputeDag>, sketches: Vec<Sketch>, hw: HardwareParams) -> Tuner {
         Tuner {
             dag,
             sketches,
             hw,
+            init_rules: Arc::new(InitRules::cpu()),
             rules: MutationRegistry::cpu(),
             params: TuneParams::default(),
             sketch_policy: Box::new(tessel_rl_policy::Uniform),
@@ -293,6 +312,35 @@ impl Tuner {
     /// Replaces the mutation policy.
     pub fn mutation_policy(mut self, p: Box<dyn MutationPolicy>) -> Tuner {
         self.mutation_policy = p;
+        self
+    }
+
+    /// Replaces the init rules that fill sketches into complete programs.
+    pub fn init_rules(mut self, rules: Arc<InitRules>) -> Tuner {
+        self.init_rules = rules;
+        self
+    }
+
+    /// Replaces the mutation rules of the evolution.
+    pub fn mutation_rules(mut self, rules: MutationRegistry) -> Tuner {
+        self.rules = rules;
+        self
+    }
+
+    /// Wraps both policies (to time or log their calls, say): `sketch` and `mutation` get
+    /// the current ones and return their replacements.
+    pub fn wrap_policies(
+        mut self,
+        sketch: impl FnOnce(Box<dyn SketchPolicy>) -> Box<dyn SketchPolicy>,
+        mutation: impl FnOnce(Box<dyn MutationPolicy>) -> Box<dyn MutationPolicy>,
+    ) -> Tuner {
+        let s = std::mem::replace(&mut self.sketch_policy, Box::new(tessel_rl_policy::Uniform));
+        let m = std::mem::replace(
+            &mut self.mutation_policy,
+            Box::new(tessel_mutation_model::FixedWeights),
+        );
+        self.sketch_policy = sketch(s);
+        self.mutation_policy = mutation(m);
         self
     }
 
@@ -366,7 +414,7 @@ impl Tuner {
             let Some(sk) = self.sketches.get(sketch as usize) else {
                 continue;
             };
-            if let Some(s) = sample_initial(sk, &self.hw, rng) {
+            if let Some(s) = sample_initial_with(sk, &self.init_rules, &self.hw, rng) {
                 if seen.insert(state_key(&s)) {
                     out.push(s);
                 }

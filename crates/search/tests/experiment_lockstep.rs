@@ -87,7 +87,7 @@ fn lockstep_runs_alternate_rounds_find_what_they_find_alone_and_keep_their_own_c
         })
         .collect();
     let start = Instant::now();
-    let traces = run_lockstep(&p, &params(), &mut parts, None);
+    let traces = run_lockstep(&common::job(params()), &p, &mut parts, None);
     let elapsed = start.elapsed().as_secs_f64();
     drop(parts);
 
@@ -116,8 +116,8 @@ fn lockstep_runs_alternate_rounds_find_what_they_find_alone_and_keep_their_own_c
             batches: 0,
         };
         let solo = run_traced(
+            &common::job(params()),
             &p,
-            params(),
             config,
             &mut alone,
             &mut FakeScorer::default(),

@@ -71,8 +71,8 @@ fn the_trail_holds_each_rounds_best_so_far_and_ends_with_the_final_best() {
     for seed in 0..4 {
         let mut m = FakeMeasurer::default();
         let trace = run_traced(
+            &common::job(params(seed)),
             &p,
-            params(seed),
             Config::Baseline,
             &mut m,
             &mut FakeScorer::default(),
@@ -120,8 +120,8 @@ fn a_re_measured_trail_decides_time_to_reach() {
     let mut runs = Vec::new();
     for config in [Config::Baseline, Config::Rl] {
         let trace = run_traced(
+            &common::job(params(5)),
             &p,
-            params(5),
             config,
             &mut FakeMeasurer::default(),
             &mut FakeScorer::default(),

@@ -174,7 +174,9 @@ fn a_steering_sketch_policy_probes_every_sketch_then_measures_the_slow_one_less(
     assert!(n_sketches >= 3, "the test needs several sketches");
     let slow_share = |policy: &str, seed: u64| {
         let mut m = SketchSpeedMeasurer::default();
-        let policy = tessel_rl_policy::by_name(policy).expect("policy");
+        let policy = tessel_search::registry::sketch_policies()
+            .make(policy, seed)
+            .expect("policy");
         let result = tuner_for(LONG_K_GMM, seed)
             .trials(160)
             .sketch_policy(policy)

@@ -654,18 +654,28 @@ pub fn sample_population(
     hw: &HardwareParams,
     rng: &mut TesselRng,
 ) -> Vec<State> {
+    sample_population_with(sketches, n, &InitRules::cpu(), hw, rng)
+}
+
+/// [`sample_population`] with a given rule list.
+pub fn sample_population_with(
+    sketches: &[Sketch],
+    n: usize,
+    rules: &InitRules,
+    hw: &HardwareParams,
+    rng: &mut TesselRng,
+) -> Vec<State> {
     let mut out = Vec::new();
     if sketches.is_empty() || n == 0 {
         return out;
     }
-    let rules = InitRules::cpu();
     let mut seen = HashSet::new();
     let mut fruitless = 0;
     while out.len() < n && fruitless < 5 {
         let before = out.len();
         for _ in 0..n {
             let sketch = &sketches[rng.random_range(0..sketches.len())];
-            if let Some(s) = sample_initial_with(sketch, &rules, hw, rng) {
+            if let Some(s) = sample_initial_with(sketch, rules, hw, rng) {
                 if seen.insert(s.to_string()) {
                     out.push(s);
                     if out.len() == n {

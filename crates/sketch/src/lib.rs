@@ -48,7 +48,10 @@ mod util;
 
 pub use factor::FactorizationMemo;
 pub use hardware::HardwareParams;
-pub use init::{sample_initial, sample_initial_with, sample_population, InitRule, InitRules};
+pub use init::{
+    sample_initial, sample_initial_with, sample_population, sample_population_with, InitRule,
+    InitRules,
+};
 pub use mutation::{MutationRegistry, MutationRule};
 pub use rules::{
     generate_sketches, generate_sketches_with, Condition, Sketch, SketchRule, SketchRules,

@@ -26,21 +26,7 @@ fn check_golden(name: &str, text: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(format!("{name}.txt"));
-    if std::env::var("TESSEL_BLESS").is_ok_and(|v| v == "1") {
-        std::fs::write(&path, text).expect("write golden");
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "missing golden {} (run with TESSEL_BLESS=1)",
-            path.display()
-        )
-    });
-    assert!(
-        want == text,
-        "sketches differ from {} (re-bless with TESSEL_BLESS=1 if intended)\n--- got:\n{text}",
-        path.display()
-    );
+    tessel_ir::testing::check_golden(&path, text);
 }
 
 fn all_text(sketches: &[Sketch]) -> String {

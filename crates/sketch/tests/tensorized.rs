@@ -35,16 +35,7 @@ const SMALL: [&str; 3] = [
 /// Compares `text` with `tests/golden/<name>.txt`, rewriting it when `TESSEL_BLESS=1`.
 fn check_golden(name: &str, text: &str) {
     let path = format!("{}/tests/golden/{name}.txt", env!("CARGO_MANIFEST_DIR"));
-    if std::env::var("TESSEL_BLESS").is_ok_and(|v| v == "1") {
-        std::fs::write(&path, text).expect("write golden");
-        return;
-    }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing golden {path} (run with TESSEL_BLESS=1)"));
-    assert_eq!(
-        text, want,
-        "sketches differ from {path} (re-bless with TESSEL_BLESS=1)"
-    );
+    tessel_ir::testing::check_golden(std::path::Path::new(&path), text);
 }
 
 fn tensorized(sketches: &[Sketch]) -> Vec<&Sketch> {

@@ -144,8 +144,7 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
     let mut samples = Vec::new();
     let mut bad_lines = 0;
     for path in &args.records {
-        let log = tessel_measure::records::read_records(path)
-            .map_err(|e| DriverError::Failed(e.to_string()))?;
+        let log = tessel_measure::records::read_records(path).map_err(DriverError::failed)?;
         bad_lines += log.problems.len();
         for p in log.problems.iter().take(3) {
             eprintln!("warning: {}:{}: {}", path.display(), p.line, p.reason);
@@ -262,8 +261,7 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
             ..GbdtModelParams::default()
         });
         m.update_tasks(&ds.programs, &ds.labels, &ds.task_of);
-        m.save(path)
-            .map_err(|e| DriverError::Failed(e.to_string()))?;
+        m.save(path).map_err(DriverError::failed)?;
         writeln!(
             out,
             "\nsaved the default model trained on all records to {}",

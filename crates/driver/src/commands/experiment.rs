@@ -42,7 +42,7 @@
 //! trials). The tables go to stdout; with `--json` the summary is the last stdout line.
 
 use crate::commands::search_options::{
-    file_name, measure_options_for, resolve_threads, Isolation, TargetArgs,
+    file_name, job_options, resolve_threads, Isolation, TargetArgs,
 };
 use crate::error::DriverError;
 use serde_json::json;
@@ -52,15 +52,14 @@ use std::sync::Arc;
 use std::time::Instant;
 use tessel_ir::workloads::{self, Workload};
 use tessel_ir::State;
-use tessel_measure::{MeasureOptions, Runner};
+use tessel_measure::Runner;
 use tessel_search::cache::MeasureCache;
 use tessel_search::evolution::EvolutionParams;
 use tessel_search::experiment::{run_lockstep, summarize, Config, Problem, RunParts, RunTrace};
 use tessel_search::harness::{Confirm, HarnessMeasurer};
-use tessel_search::model::ModelScorer;
+use tessel_search::job::TuneJob;
 use tessel_search::remeasure::{remeasure, Remeasurement};
 use tessel_search::tuner::TuneParams;
-use tessel_sketch::{generate_sketches, HardwareParams};
 
 mod plots;
 mod tables;
@@ -137,7 +136,8 @@ fn parse_configs(names: &[String]) -> Result<Vec<Config>, DriverError> {
     for name in names.iter().filter(|n| !n.trim().is_empty()) {
         let c = Config::parse(name).ok_or_else(|| {
             DriverError::Usage(format!(
-                "unknown config `{name}` (known: baseline, rl, ml, both)"
+                "unknown config `{name}` (known: {})",
+                Config::ALL.map(Config::name).join(", ")
             ))
         })?;
         if !wanted.contains(&c) {
@@ -148,12 +148,28 @@ fn parse_configs(names: &[String]) -> Result<Vec<Config>, DriverError> {
     Ok(wanted)
 }
 
-fn runner(args: &Args, threads: usize) -> Result<Box<dyn Runner>, DriverError> {
-    super::farm::runner(
-        args.measure.as_deref(),
+/// The experiment's tuning job: the target and runner of the flags, the sizes and budget of
+/// every run (the seed and the policies are set per run).
+fn job(args: &Args, threads: usize) -> TuneJob {
+    let mut options = job_options(
+        args.target.resolve(threads),
         args.isolation,
-        measure_options_for(&args.target.resolve(threads)),
-    )
+        args.measure.as_deref(),
+    );
+    options.params = TuneParams {
+        trials: args.trials,
+        measures_per_round: args.measures_per_round.max(1),
+        evolution: EvolutionParams {
+            population: args.population.max(1),
+            ..EvolutionParams::default()
+        },
+        ..TuneParams::default()
+    };
+    TuneJob::new(options)
+}
+
+fn runner(job: &TuneJob) -> Result<Box<dyn Runner>, DriverError> {
+    job.runner().map_err(DriverError::failed)
 }
 
 /// How the runs of one workload were made robust to noise (reported per workload).
@@ -212,7 +228,7 @@ struct SideBySide {
 fn remeasure_side_by_side(
     args: &Args,
     w: &Workload,
-    threads: usize,
+    job: &TuneJob,
     programs: &[Option<State>],
     rounds: usize,
     tag: &str,
@@ -221,8 +237,8 @@ fn remeasure_side_by_side(
     let distinct: std::collections::HashSet<String> =
         programs.iter().flatten().map(State::steps_json).collect();
     let path = fresh_records(args, w, tag)?;
-    let mut measurer = HarnessMeasurer::new(w.clone(), runner(args, threads)?, Some(&path))
-        .map_err(|e| DriverError::Failed(e.to_string()))?;
+    let mut measurer =
+        HarnessMeasurer::new(w.clone(), runner(job)?, Some(&path)).map_err(DriverError::failed)?;
     let start = Instant::now();
     let results = remeasure(programs, &mut measurer, rounds);
     let seconds = start.elapsed().as_secs_f64();
@@ -243,7 +259,7 @@ fn remeasure_bests(
     args: &Args,
     w: &Workload,
     problem: &Problem,
-    threads: usize,
+    job: &TuneJob,
     traces: &mut [RunTrace],
     robustness: &mut Robustness,
 ) -> Result<(), DriverError> {
@@ -260,7 +276,7 @@ fn remeasure_bests(
     let done = remeasure_side_by_side(
         args,
         w,
-        threads,
+        job,
         &programs,
         args.remeasure_rounds,
         "remeasure",
@@ -281,7 +297,7 @@ fn remeasure_trails(
     args: &Args,
     w: &Workload,
     problem: &Problem,
-    threads: usize,
+    job: &TuneJob,
     traces: &mut [RunTrace],
     robustness: &mut Robustness,
 ) -> Result<(), DriverError> {
@@ -296,7 +312,7 @@ fn remeasure_trails(
     let done = remeasure_side_by_side(
         args,
         w,
-        threads,
+        job,
         &programs,
         args.trail_rounds,
         "trail",
@@ -318,40 +334,28 @@ fn run_workload(
     args: &Args,
     w: &Workload,
     configs: &[Config],
-    threads: usize,
+    job: &TuneJob,
     done: &mut usize,
     total: usize,
 ) -> Result<(Vec<RunTrace>, Robustness), DriverError> {
-    let dag = Arc::new(w.dag.clone());
-    let hw = HardwareParams::for_target(&args.target.resolve(threads));
-    let sketches = generate_sketches(&dag, &hw).map_err(|e| DriverError::Failed(e.to_string()))?;
-    let problem = Problem { dag, sketches, hw };
+    let problem = job
+        .problem(Arc::new(w.dag.clone()))
+        .map_err(DriverError::failed)?;
     let cache = (!args.no_cache).then(MeasureCache::shared);
     let flop = w.flop() as f64;
     let mut traces = Vec::new();
     let mut confirmed = 0;
     for seed in 0..args.seeds {
-        let params = TuneParams {
-            trials: args.trials,
-            measures_per_round: args.measures_per_round.max(1),
-            evolution: EvolutionParams {
-                population: args.population.max(1),
-                ..EvolutionParams::default()
-            },
-            seed,
-            ..TuneParams::default()
-        };
         let mut measurers = Vec::with_capacity(configs.len());
         for &config in configs {
             let path = fresh_records(args, w, &format!("{}.s{seed}", config.name()))?;
             measurers.push(
-                HarnessMeasurer::new(w.clone(), runner(args, threads)?, Some(&path))
-                    .map_err(|e| DriverError::Failed(e.to_string()))?
+                HarnessMeasurer::new(w.clone(), runner(job)?, Some(&path))
+                    .map_err(DriverError::failed)?
                     .confirming(Confirm::with_extra(args.confirm)),
             );
         }
-        let mut scorers: Vec<ModelScorer> =
-            configs.iter().map(|_| ModelScorer::new(seed)).collect();
+        let mut scorers: Vec<_> = configs.iter().map(|_| job.scorer(seed)).collect();
         let mut parts: Vec<RunParts> = configs
             .iter()
             .zip(measurers.iter_mut())
@@ -364,7 +368,7 @@ fn run_workload(
             .collect();
         // All configs of a seed advance in lockstep (one round each in turn), so that a
         // drift of the host's speed meets them at the same point of their searches.
-        let seed_traces = run_lockstep(&problem, &params, &mut parts, cache.as_ref());
+        let seed_traces = run_lockstep(&job.with_seed(seed), &problem, &mut parts, cache.as_ref());
         for trace in &seed_traces {
             *done += 1;
             eprintln!(
@@ -406,8 +410,8 @@ fn run_workload(
         distinct_programs: cache.as_ref().map_or(0, |c| c.borrow().len()),
         ..Robustness::default()
     };
-    remeasure_bests(args, w, &problem, threads, &mut traces, &mut robustness)?;
-    remeasure_trails(args, w, &problem, threads, &mut traces, &mut robustness)?;
+    remeasure_bests(args, w, &problem, job, &mut traces, &mut robustness)?;
+    remeasure_trails(args, w, &problem, job, &mut traces, &mut robustness)?;
     Ok((traces, robustness))
 }
 
@@ -462,12 +466,13 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         .map(|s| workloads::lookup(s))
         .collect::<Result<_, _>>()?;
     let threads = resolve_threads(args.threads);
+    let job = job(args, threads);
     std::fs::create_dir_all(&args.out)?;
     let total = workloads.len() * configs.len() * args.seeds as usize;
     let mut done = 0;
     let mut all_runs = Vec::new();
     let mut summaries = Vec::new();
-    let options = MeasureOptions::with_threads(threads);
+    let options = job.measure_options();
     let mut report = format!(
         "# Learned-policies experiment\n\n{} trials per run, {} seeds, {} kernel threads, \
          population {}, {} measured per round, isolation {:?}, shared measurement cache {}, \
@@ -484,7 +489,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     );
     let stdout = std::io::stdout();
     for w in &workloads {
-        let (runs, robustness) = run_workload(args, w, &configs, threads, &mut done, total)?;
+        let (runs, robustness) = run_workload(args, w, &configs, &job, &mut done, total)?;
         let s = summarize(&w.name, &w.spec(), w.flop() as f64, &runs, TOLERANCE);
         let plot_files = plots(&args.out, &s, &runs, &configs)?;
         let search = search_rows(&s);
@@ -517,7 +522,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             report.push_str(&format!("![{f}]({f})\n"));
         }
         report.push('\n');
-        let mut v = serde_json::to_value(&s).map_err(|e| DriverError::Failed(e.to_string()))?;
+        let mut v = serde_json::to_value(&s).map_err(DriverError::failed)?;
         v["plots"] = json!(plot_files);
         v["robustness"] = json!(robustness);
         summaries.push(v);
@@ -557,11 +562,11 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let write = |name: &str, text: &str| std::fs::write(args.out.join(name), text);
     write(
         "summary.json",
-        &serde_json::to_string_pretty(&summary).map_err(|e| DriverError::Failed(e.to_string()))?,
+        &serde_json::to_string_pretty(&summary).map_err(DriverError::failed)?,
     )?;
     write(
         "runs.json",
-        &serde_json::to_string(&all_runs).map_err(|e| DriverError::Failed(e.to_string()))?,
+        &serde_json::to_string(&all_runs).map_err(DriverError::failed)?,
     )?;
     write("report.md", &report)?;
     let mut out = stdout.lock();

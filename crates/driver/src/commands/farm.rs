@@ -2,7 +2,7 @@
 //! commands ([`runner`]) and `tessel worker --nats nats://HOST:PORT` ([`WorkerArgs`],
 //! [`run_worker`]). See `docs/farm.md`.
 
-use super::search_options::{make_runner, resolve_threads, Isolation, TargetArgs};
+use super::search_options::{resolve_threads, TargetArgs};
 use crate::error::DriverError;
 use std::time::Duration;
 use tessel_measure::farm::{
@@ -10,28 +10,21 @@ use tessel_measure::farm::{
 };
 use tessel_measure::{MeasureOptions, Runner, WorkerCommand};
 
-/// The runner of a searching command: on the farm when `measure` is given
-/// (`nats://HOST:PORT[?cpu=NAME&wait=SECONDS]`), else local with `isolation`.
-pub fn runner(
-    measure: Option<&str>,
-    isolation: Isolation,
+/// A farm runner for `spec` (`nats://HOST:PORT[?cpu=NAME&wait=SECONDS]`): connects, waits up
+/// to 3 s to hear from a worker of the target and says how many it heard from.
+pub fn farm_runner(
+    spec: &str,
     options: MeasureOptions,
-) -> Result<Box<dyn Runner>, DriverError> {
-    let failed = |e: tessel_measure::HarnessError| DriverError::Failed(e.to_string());
-    match measure {
-        None => make_runner(isolation, options).map_err(failed),
-        Some(spec) => {
-            let config = FarmRunnerConfig::parse(spec).map_err(failed)?;
-            let runner = NatsRunner::connect(config, options).map_err(failed)?;
-            let live = runner.wait_for_workers(1, Duration::from_secs(3));
-            eprintln!(
-                "farm: measuring on {} ({live} worker{} heard from so far)",
-                runner.target(),
-                if live == 1 { "" } else { "s" }
-            );
-            Ok(Box::new(runner))
-        }
-    }
+) -> Result<Box<dyn Runner>, tessel_measure::HarnessError> {
+    let config = FarmRunnerConfig::parse(spec)?;
+    let runner = NatsRunner::connect(config, options)?;
+    let live = runner.wait_for_workers(1, Duration::from_secs(3));
+    eprintln!(
+        "farm: measuring on {} ({live} worker{} heard from so far)",
+        runner.target(),
+        if live == 1 { "" } else { "s" }
+    );
+    Ok(Box::new(runner))
 }
 
 /// The farm options of `tessel worker`.

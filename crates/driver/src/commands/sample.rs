@@ -3,7 +3,7 @@
 //! them with the harness, and report the best and median GFLOP/s, the errors by class and
 //! the compile time. This is the floor the real search must beat.
 
-use super::search_options::{measure_options_for, resolve_threads, Isolation, TargetArgs};
+use super::search_options::{job_options, resolve_threads, Isolation, TargetArgs};
 use crate::error::DriverError;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -11,10 +11,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+use tessel_ir::stats::median;
 use tessel_ir::workloads;
 use tessel_measure::{Candidate, Record, RecordWriter, Target};
 use tessel_search::harness::RECORD_CHUNK;
-use tessel_sketch::{generate_sketches, sample_population, HardwareParams};
+use tessel_search::job::TuneJob;
 
 /// Arguments of `tessel sample`.
 #[derive(clap::Args, Debug)]
@@ -47,45 +48,24 @@ pub struct Args {
     pub json: bool,
 }
 
-fn failed(e: impl std::fmt::Display) -> DriverError {
-    DriverError::Failed(e.to_string())
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    })
-}
-
 /// Runs the subcommand.
 pub fn run(args: &Args) -> Result<(), DriverError> {
     let w = workloads::lookup(&args.spec)?;
-    let threads = resolve_threads(args.threads);
-    let target = args.target.resolve(threads);
-    let hw = HardwareParams::for_target(&target);
-    let dag = Arc::new(w.dag.clone());
-    let sketches = generate_sketches(&dag, &hw).map_err(failed)?;
+    let target = args.target.resolve(resolve_threads(args.threads));
+    let job = TuneJob::new(job_options(target, args.isolation, args.measure.as_deref()));
+    let problem = job
+        .problem(Arc::new(w.dag.clone()))
+        .map_err(DriverError::failed)?;
+    let sketches = &problem.sketches;
     let start = Instant::now();
-    let states = sample_population(
-        &sketches,
-        args.count,
-        &hw,
-        &mut tessel_ir::rng::seeded(args.seed),
-    );
+    let states = job.sample(&problem, args.count, args.seed);
     let sample_seconds = start.elapsed().as_secs_f64();
     let candidates: Vec<Candidate> = states
         .iter()
         .map(|s| Candidate::from_state(&w, s))
         .collect();
-    let options = measure_options_for(&target);
-    let mut runner = super::farm::runner(args.measure.as_deref(), args.isolation, options.clone())?;
+    let options = job.measure_options();
+    let mut runner = job.runner().map_err(DriverError::failed)?;
     // Records are appended chunk by chunk as the candidates are measured (a kill loses at
     // most the chunk in flight); a write that fails stops the command (exit code 3).
     let mut writer = args
@@ -93,7 +73,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         .as_ref()
         .map(RecordWriter::open)
         .transpose()
-        .map_err(failed)?;
+        .map_err(DriverError::failed)?;
     let t = Instant::now();
     let mut results = Vec::with_capacity(candidates.len());
     for chunk in candidates.chunks(RECORD_CHUNK) {
@@ -124,12 +104,17 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             *errors.entry(c.name().to_string()).or_default() += 1;
         }
     }
-    let compile_ms = median(results.iter().map(|r| r.phases.compile_ms).collect());
+    let compile_ms = median(
+        &results
+            .iter()
+            .map(|r| r.phases.compile_ms)
+            .collect::<Vec<_>>(),
+    );
     let best = gflops
         .iter()
         .copied()
         .fold(None, |b: Option<f64>, g| Some(b.map_or(g, |b| b.max(g))));
-    let med = median(gflops.clone());
+    let med = median(&gflops);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     writeln!(

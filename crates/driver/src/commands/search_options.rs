@@ -3,17 +3,18 @@
 
 use crate::error::DriverError;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::Arc;
 use tessel_measure::options::LayoutRewrite;
 use tessel_measure::{
     HarnessError, InProcessRunner, LocalWorkerRunner, MeasureOptions, Runner, WorkerCommand,
 };
-use tessel_mutation_model::MutationPolicy;
-use tessel_rl_policy::SketchPolicy;
 use tessel_search::confirm::FinalConfirm;
 use tessel_search::evolution::EvolutionParams;
 use tessel_search::harness::Confirm;
+use tessel_search::job::{RunnerFactory, TuneJob, TuneOptions};
+use tessel_search::registry;
 use tessel_search::tuner::TuneParams;
-use tessel_sketch::{HardwareParams, Isa, Target};
+use tessel_sketch::{Isa, Target};
 
 /// Where candidates run.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,20 +59,29 @@ pub fn file_name(name: &str) -> String {
         .collect()
 }
 
-/// The sketch and mutation policy names of a `--policy` preset: `baseline` (Ansor),
-/// `rl` (discounted-UCB sketch selection), `ml` (learned mutation-rule predictor), `both`.
-pub fn policy_preset(name: &str) -> Option<(&'static str, &'static str)> {
-    Some(match name {
-        "baseline" => ("uniform", "fixed"),
-        "rl" => ("ducb", "fixed"),
-        "ml" => ("uniform", "classifier"),
-        "both" => ("ducb", "classifier"),
-        _ => return None,
+/// A runner factory for the chosen isolation (workers are `current_exe() worker`), or for
+/// the measurement farm when `measure` names a broker (`nats://HOST:PORT[?cpu=NAME&wait=S]`,
+/// docs/farm.md): what a [`TuneJob`] makes its runners with.
+pub fn runner_factory(isolation: Isolation, measure: Option<String>) -> RunnerFactory {
+    Arc::new(move |options| match &measure {
+        None => make_runner(isolation, options),
+        Some(spec) => super::farm::farm_runner(spec, options),
     })
 }
 
-/// A fresh sketch policy and mutation policy.
-pub type Policies = (Box<dyn SketchPolicy>, Box<dyn MutationPolicy>);
+/// A tuning job's options for `target` measured with `isolation` (or on the farm at
+/// `measure`): the defaults ([`TuneOptions::new`]) and the chosen runner; the layout rewrite
+/// stays at the code generator's default.
+pub fn job_options(target: Target, isolation: Isolation, measure: Option<&str>) -> TuneOptions {
+    TuneOptions {
+        runner: runner_factory(isolation, measure.map(str::to_string)),
+        ..TuneOptions::new(target)
+    }
+}
+
+fn usage(e: impl std::fmt::Display) -> DriverError {
+    DriverError::Usage(e.to_string())
+}
 
 /// Search options (flattened into each searching command).
 #[derive(clap::Args, Debug, Clone)]
@@ -87,6 +97,10 @@ pub struct SearchOptions {
     /// Overrides the mutation policy: fixed or classifier.
     #[arg(long)]
     pub mutation_policy: Option<String>,
+    /// The cost model: gbdt (the search's gradient-boosted trees), gbdt-rank (pairwise
+    /// ranking) or random (ablation).
+    #[arg(long, default_value = "gbdt")]
+    pub cost_model: String,
     /// Seed of every random decision.
     #[arg(long, default_value_t = 0, value_parser = super::numbers::seed, allow_negative_numbers = true)]
     pub seed: u64,
@@ -141,11 +155,6 @@ impl SearchOptions {
         self.target.resolve(self.threads())
     }
 
-    /// The sketch rules' hardware parameters for [`SearchOptions::target`].
-    pub fn hardware(&self) -> HardwareParams {
-        HardwareParams::for_target(&self.target())
-    }
-
     /// The layout rewrite mode chosen (`--no-layout-rewrite` is `off`).
     pub fn layout_rewrite(&self) -> LayoutRewrite {
         if self.no_layout_rewrite {
@@ -155,64 +164,45 @@ impl SearchOptions {
         }
     }
 
-    /// The sketch and mutation policy names chosen.
+    /// The sketch and mutation policy names chosen (the `--policy` preset's, unless
+    /// overridden), checked against the registries.
     pub fn policy_names(&self) -> Result<(String, String), DriverError> {
-        let (s, m) = policy_preset(&self.policy).ok_or_else(|| {
+        let preset = registry::preset(&self.policy).map_err(|e| {
             DriverError::Usage(format!(
-                "unknown --policy `{}` (use baseline, rl, ml or both)",
-                self.policy
+                "unknown --policy `{}` (known: {})",
+                self.policy,
+                e.known.join(", ")
             ))
         })?;
-        let s = self.sketch_policy.clone().unwrap_or_else(|| s.to_string());
-        let m = self
-            .mutation_policy
-            .clone()
-            .unwrap_or_else(|| m.to_string());
-        if !tessel_rl_policy::POLICY_NAMES.contains(&s.as_str()) {
-            return Err(DriverError::Usage(format!(
-                "unknown sketch policy `{s}` (known: {})",
-                tessel_rl_policy::POLICY_NAMES.join(", ")
-            )));
-        }
-        if !tessel_mutation_model::POLICY_NAMES.contains(&m.as_str()) {
-            return Err(DriverError::Usage(format!(
-                "unknown mutation policy `{m}` (known: {})",
-                tessel_mutation_model::POLICY_NAMES.join(", ")
-            )));
-        }
-        Ok((s, m))
+        let s = self.sketch_policy.as_deref().unwrap_or(preset.sketch);
+        let m = self.mutation_policy.as_deref().unwrap_or(preset.mutation);
+        registry::sketch_policies().factory(s).map_err(usage)?;
+        registry::mutation_policies().factory(m).map_err(usage)?;
+        Ok((s.to_string(), m.to_string()))
     }
 
-    /// Fresh policies (one pair per tuned workload).
-    pub fn policies(&self) -> Result<Policies, DriverError> {
-        let (s, m) = self.policy_names()?;
-        let sketch = tessel_rl_policy::by_name(&s).ok_or_else(|| DriverError::Usage(s.clone()))?;
-        let mutation =
-            tessel_mutation_model::by_name(&m).ok_or_else(|| DriverError::Usage(m.clone()))?;
-        Ok((sketch, mutation))
-    }
-
-    /// Tuning parameters with these sizes and `trials`, seeded with `seed + offset`.
-    pub fn tune_params(&self, trials: usize, offset: u64) -> TuneParams {
-        TuneParams {
+    /// The tuning job these flags describe, with a budget of `trials`: the target (and so
+    /// the sketch rules' hardware and the code generator's ISA), the policies, the cost
+    /// model, the sizes and seed, the layout rewrite and the runner.
+    pub fn job(&self, trials: usize) -> Result<TuneJob, DriverError> {
+        let (sketch, mutation) = self.policy_names()?;
+        let mut options = job_options(self.target(), self.isolation, self.measure.as_deref())
+            .with_policies(&sketch, &mutation)
+            .map_err(usage)?
+            .with_cost_model(&self.cost_model)
+            .map_err(usage)?;
+        options.params = TuneParams {
             trials,
             measures_per_round: self.measures_per_round.max(1),
             evolution: EvolutionParams {
                 population: self.population.max(1),
                 ..EvolutionParams::default()
             },
-            seed: self.seed.wrapping_add(offset),
+            seed: self.seed,
             ..TuneParams::default()
-        }
-    }
-
-    /// The runner candidates are measured with.
-    pub fn runner(&self) -> Result<Box<dyn Runner>, DriverError> {
-        super::farm::runner(
-            self.measure.as_deref(),
-            self.isolation,
-            self.measure_options(),
-        )
+        };
+        options.layout_rewrite = self.layout_rewrite();
+        Ok(TuneJob::new(options))
     }
 
     /// How readings near the best are confirmed (`--confirm`).
@@ -226,13 +216,6 @@ impl SearchOptions {
             top: self.final_confirm,
             ..FinalConfirm::default()
         }
-    }
-
-    /// The measurement options these flags select (threads, target ISA, layout rewrite).
-    pub fn measure_options(&self) -> MeasureOptions {
-        let mut options = measure_options_for(&self.target());
-        options.codegen.layout_rewrite = self.layout_rewrite();
-        options
     }
 }
 
@@ -265,13 +248,6 @@ impl TargetArgs {
         };
         target.with_cores(threads as i64)
     }
-}
-
-/// Default measurement options for `target`: its cores as kernel threads, its ISA level.
-pub fn measure_options_for(target: &Target) -> MeasureOptions {
-    let mut options = MeasureOptions::with_threads(target.cores.max(1) as usize);
-    options.codegen.isa = target.isa;
-    options
 }
 
 /// Parses a `--layout-rewrite` value (`off`, `weights` or `all`).

@@ -48,8 +48,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     };
     let target = args.target.resolve(cores as usize);
     let hw = HardwareParams::for_target(&target);
-    let sketches = generate_sketches(&Arc::new(w.dag.clone()), &hw)
-        .map_err(|e| DriverError::Failed(e.to_string()))?;
+    let sketches = generate_sketches(&Arc::new(w.dag.clone()), &hw).map_err(DriverError::failed)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     writeln!(

@@ -18,9 +18,7 @@ use tessel_ir::workloads;
 use tessel_measure::RecordWriter;
 use tessel_search::confirm::{confirm_leaders, Confirmation};
 use tessel_search::harness::{resume_records, HarnessMeasurer};
-use tessel_search::model::ModelScorer;
-use tessel_search::tuner::Tuner;
-use tessel_sketch::generate_sketches;
+use tessel_search::job::TuneJob;
 
 /// Arguments of `tessel tune`.
 #[derive(clap::Args, Debug)]
@@ -53,39 +51,40 @@ pub struct Args {
 /// Runs the subcommand.
 pub fn run(args: &Args) -> Result<(), DriverError> {
     let (sketch_name, mutation_name) = args.search.policy_names()?;
-    let (sketch_policy, mutation_policy) = args.search.policies()?;
+    let job = args.search.job(args.trials)?;
     let w = match args.batch {
         Some(b) => workloads::lookup_with_batch(&args.spec, b)?,
         None => workloads::lookup(&args.spec)?,
     };
-    let dag = Arc::new(w.dag.clone());
-    let hw = args.search.hardware();
-    let sketches = generate_sketches(&dag, &hw).map_err(|e| DriverError::Failed(e.to_string()))?;
+    let problem = job
+        .problem(Arc::new(w.dag.clone()))
+        .map_err(DriverError::failed)?;
     let path = args
         .records
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.tessel.jsonl", file_name(&w.name))));
-    let log = resume_records(&path, &w, &dag, &args.search.measure_options().codegen)
-        .map_err(|e| DriverError::Failed(e.to_string()))?;
+    let log = resume_records(&path, &w, &problem.dag, &job.measure_options().codegen)
+        .map_err(DriverError::failed)?;
     let (previous, bad_lines, other_codegen) = (log.states, log.bad_lines, log.other_codegen);
     let resumed = previous.len();
-    let runner = args.search.runner()?;
-    let mut measurer = HarnessMeasurer::new(w.clone(), runner, Some(&path))
-        .map_err(|e| DriverError::Failed(e.to_string()))?
-        .confirming(args.search.confirm())
-        .interruptible(super::stopping::install_interrupt()?);
-    let mut scorer = ModelScorer::new(args.search.seed);
+    let mut measurer = HarnessMeasurer::new(
+        w.clone(),
+        job.runner().map_err(DriverError::failed)?,
+        Some(&path),
+    )
+    .map_err(DriverError::failed)?
+    .confirming(args.search.confirm())
+    .interruptible(super::stopping::install_interrupt()?);
+    let mut scorer = job.scorer(job.seed());
     let flop = w.flop() as f64;
     let bar = progress_bar(args.trials);
     let hook_bar = bar.clone();
-    let mut params = args.search.tune_params(args.trials, 0);
-    params.time_budget = super::search_options::time_budget(args.time_budget)?;
-    params.early_stopping = args.early_stopping;
+    let time_budget = super::search_options::time_budget(args.time_budget)?;
     let start = Instant::now();
-    let result = Tuner::new(dag, sketches, hw)
-        .params(params)
-        .sketch_policy(sketch_policy)
-        .mutation_policy(mutation_policy)
+    let result = job
+        .tuner(&problem, job.seed())
+        .time_budget(time_budget)
+        .early_stopping(args.early_stopping)
         .resume_from(previous)
         .on_round(move |r| {
             hook_bar.set_position(r.trials as u64);
@@ -103,7 +102,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let confirmation = if measurer.is_halted() {
         None
     } else {
-        final_confirmation(args, &w, &result.leaders, measurer.writer_mut())?
+        final_confirmation(args, &job, &w, &result.leaders, measurer.writer_mut())?
     };
     let confirm_seconds = start.elapsed().as_secs_f64() - seconds;
     // The figure to report: the confirmed one when the confirmation ran, else the search's.
@@ -252,6 +251,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
 /// the confirmed records with `writer`; `None` when it is off or nothing ran correctly.
 fn final_confirmation(
     args: &Args,
+    job: &TuneJob,
     w: &tessel_ir::workloads::Workload,
     leaders: &[(tessel_ir::State, f64)],
     writer: Option<&mut RecordWriter>,
@@ -263,7 +263,8 @@ fn final_confirmation(
     // New runners, one per round: new worker processes, nothing carried over from the
     // search's, and each round's buffers on other pages.
     let mut runners = (0..how.runners())
-        .map(|_| args.search.runner())
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|_| job.runner())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(DriverError::failed)?;
     Ok(Some(confirm_leaders(w, leaders, &mut runners, how, writer)))
 }

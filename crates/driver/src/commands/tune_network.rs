@@ -17,10 +17,8 @@ use std::time::Instant;
 use tessel_ir::networks;
 use tessel_search::confirm::{confirm_leaders, Confirmation};
 use tessel_search::harness::{resume_records, HarnessMeasurer};
-use tessel_search::model::ModelScorer;
 use tessel_search::scheduler::{SchedulerParams, Strategy, TaskScheduler, TaskSpec};
-use tessel_search::tuner::{Tuner, LEADERS};
-use tessel_sketch::generate_sketches;
+use tessel_search::tuner::LEADERS;
 
 /// How trials are shared among tasks.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,10 +74,6 @@ pub struct Args {
     pub json: bool,
 }
 
-fn failed(e: impl std::fmt::Display) -> DriverError {
-    DriverError::Failed(e.to_string())
-}
-
 /// Runs the subcommand.
 pub fn run(args: &Args) -> Result<(), DriverError> {
     let (sketch_name, mutation_name) = args.search.policy_names()?;
@@ -103,34 +97,32 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     };
     let net = super::network_source::load(&args.network, args.batch, &args.input)?;
     let tasks = networks::extract_tasks(&net)?;
-    let hw = args.search.hardware();
     let path = args
         .records
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.tessel.jsonl", args.network)));
     let trials = args.trials.unwrap_or(64 * tasks.len());
-    let mut scorer = ModelScorer::new(args.search.seed);
+    // Every task's tuner has an unbounded budget: the scheduler decides.
+    let job = args.search.job(usize::MAX)?;
+    let mut scorer = job.scorer(job.seed());
     let mut specs = Vec::with_capacity(tasks.len());
     let mut task_workloads = Vec::with_capacity(tasks.len());
     let mut resumed = 0;
     // Only records measured under this run's code generation settings resume.
-    let codegen = args.search.measure_options().codegen;
+    let codegen = job.measure_options().codegen;
     for (i, t) in tasks.iter().enumerate() {
         let w = super::network_source::task_workload(&args.network, &net, t)?;
-        let dag = Arc::new(w.dag.clone());
-        let sketches = generate_sketches(&dag, &hw).map_err(failed)?;
-        let previous = resume_records(&path, &w, &dag, &codegen)
-            .map_err(failed)?
+        let problem = job
+            .problem(Arc::new(w.dag.clone()))
+            .map_err(DriverError::failed)?;
+        let previous = resume_records(&path, &w, &problem.dag, &codegen)
+            .map_err(DriverError::failed)?
             .states;
         resumed += previous.len();
         // The resumed latencies, in record order, rebuild the task's rounds for the gradient.
         let latencies: Vec<Option<f64>> = previous.iter().map(|p| p.1).collect();
-        let (sketch_policy, mutation_policy) = args.search.policies()?;
-        let params = args.search.tune_params(usize::MAX, i as u64);
-        let session = Tuner::new(dag, sketches, hw.clone())
-            .params(params)
-            .sketch_policy(sketch_policy)
-            .mutation_policy(mutation_policy)
+        let session = job
+            .tuner(&problem, job.seed().wrapping_add(i as u64))
             .resume_from(previous)
             .start(&mut scorer);
         specs.push(
@@ -141,11 +133,14 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         task_workloads.push(w);
     }
     let task_workloads_for_confirm = task_workloads.clone();
-    let runner = args.search.runner()?;
-    let mut measurer = HarnessMeasurer::for_tasks(task_workloads, runner, Some(&path))
-        .map_err(failed)?
-        .confirming(args.search.confirm())
-        .interruptible(super::stopping::install_interrupt()?);
+    let mut measurer = HarnessMeasurer::for_tasks(
+        task_workloads,
+        job.runner().map_err(DriverError::failed)?,
+        Some(&path),
+    )
+    .map_err(DriverError::failed)?
+    .confirming(args.search.confirm())
+    .interruptible(super::stopping::install_interrupt()?);
     let params = SchedulerParams {
         strategy: match args.strategy {
             StrategyArg::Gradient => Strategy::Gradient,
@@ -165,7 +160,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
     let start = Instant::now();
     let mut scheduler = TaskScheduler::new(specs, params)
-        .map_err(failed)?
+        .map_err(DriverError::failed)?
         .on_round(move |r| {
             hook.set_position(r.trials as u64);
             let est = r
@@ -187,8 +182,9 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let confirmations: Option<Vec<Confirmation>> = if how.is_on() && !measurer.is_halted() {
         // One new worker per round, shared by the tasks (see `tune`).
         let mut runners = (0..how.runners())
-            .map(|_| args.search.runner())
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|_| job.runner())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(DriverError::failed)?;
         Some(
             (0..tasks.len())
                 .map(|i| {

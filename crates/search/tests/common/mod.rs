@@ -60,3 +60,11 @@ pub fn session(spec: &str, seed: u64, scorer: &mut dyn Scorer) -> (TuneSession, 
     let s = Tuner::new(dag, sketches, hw).params(params).start(scorer);
     (s, flop)
 }
+
+/// A tuning job with `params` (its target's hardware is not used: the tests' problems carry
+/// their own).
+pub fn job(params: TuneParams) -> tessel_search::job::TuneJob {
+    let mut options = tessel_search::job::TuneOptions::new(tessel_sketch::Target::native());
+    options.params = params;
+    tessel_search::job::TuneJob::new(options)
+}

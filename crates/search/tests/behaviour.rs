@@ -1,0 +1,208 @@
+//! Behaviour preservation of the four searching commands (issue #27): with a deterministic
+//! fake runner and the real cost model, the same seed gives the same candidates, in the same
+//! order, as before the tuning job was introduced. Each test pins a digest (FNV-1a over the
+//! step logs of every measured candidate, in measurement order) taken from the code before
+//! the change; a change of search behaviour changes the digest.
+//!
+//! The set-ups mirror the driver's wiring: `tune` (one task, resumable tuner, policies by
+//! preset), `tune-network` (the task scheduler over two tasks sharing one model), `sample`
+//! (random sampling of the sketches) and `experiment` (the baseline and `both`
+//! configurations in lockstep).
+
+use std::sync::Arc;
+use tessel_ir::dag::fnv1a;
+use tessel_ir::State;
+use tessel_search::evolution::{state_key, EvolutionParams};
+use tessel_search::tuner::{Measurement, Measurer, TuneParams};
+use tessel_sketch::{HardwareParams, Isa, Target};
+
+/// Seconds of a candidate: a fixed function of its step log; every 7th "fails".
+fn fake(key: &str) -> Measurement {
+    let h = fnv1a(key.as_bytes());
+    let fails = h.is_multiple_of(7);
+    Measurement {
+        seconds: (!fails).then(|| 1e-3 * (1.0 + (h % 1000) as f64 / 100.0)),
+        error: fails.then(|| "runtime crash: fake".to_string()),
+        compile_seconds: 0.0,
+    }
+}
+
+/// A deterministic fake runner that keeps the measured step logs in order.
+#[derive(Default)]
+struct FakeRunner {
+    order: Vec<String>,
+}
+
+impl FakeRunner {
+    fn run(&mut self, tag: &str, states: &[State]) -> Vec<Measurement> {
+        states
+            .iter()
+            .map(|s| {
+                let key = state_key(s);
+                self.order.push(format!("{tag}{key}"));
+                fake(&key)
+            })
+            .collect()
+    }
+
+    /// FNV-1a of the measured step logs, in order, and how many there were.
+    fn digest(&self) -> (usize, u64) {
+        (self.order.len(), fnv1a(self.order.join("\n").as_bytes()))
+    }
+}
+
+impl Measurer for FakeRunner {
+    fn measure(&mut self, states: &[State]) -> Vec<Measurement> {
+        self.run("", states)
+    }
+}
+
+/// Machine-independent hardware: two cores, AVX2 micro-kernels (tensorized sketches on).
+fn target() -> Target {
+    Target::with_isa(Isa::Avx2).with_cores(2)
+}
+
+fn hw() -> HardwareParams {
+    HardwareParams::for_target(&target())
+}
+
+fn params(trials: usize, seed: u64) -> TuneParams {
+    TuneParams {
+        trials,
+        measures_per_round: 16,
+        evolution: EvolutionParams {
+            population: 48,
+            ..EvolutionParams::default()
+        },
+        seed,
+        ..TuneParams::default()
+    }
+}
+
+/// Trials of every run: past the cost model's warm-up (100 samples), so the trained GBDT
+/// ranks the later rounds' candidates.
+const TUNE_TRIALS: usize = 144;
+
+const GMM: &str = "gmm:b=1,n=32,m=32,k=64";
+const GMM2: &str = "gmm:b=1,n=16,m=64,k=32";
+
+fn dag(spec: &str) -> Arc<tessel_ir::ComputeDag> {
+    Arc::new(tessel_ir::workloads::lookup(spec).expect("spec").dag)
+}
+
+/// The set-ups, written as the driver wires them: over one tuning job.
+mod setups {
+    use super::*;
+    use tessel_search::experiment::{run_lockstep, Config, RunParts};
+    use tessel_search::job::{TuneJob, TuneOptions};
+    use tessel_search::registry::preset;
+    use tessel_search::scheduler::{SchedulerParams, TaskScheduler, TaskSpec};
+
+    /// The job of `tessel tune --policy PRESET` with these sizes (a budget of `trials`).
+    fn job(policy: &str, trials: usize, seed: u64) -> TuneJob {
+        let mut options = TuneOptions::new(target())
+            .with_preset(preset(policy).expect("preset"))
+            .expect("registered policies");
+        options.params = params(trials, seed);
+        TuneJob::new(options)
+    }
+
+    /// `tessel tune SPEC --policy PRESET --seed SEED`.
+    pub fn tune(spec: &str, preset: &str, seed: u64, runner: &mut FakeRunner) {
+        let job = job(preset, TUNE_TRIALS, seed);
+        let problem = job.problem(dag(spec)).expect("sketches");
+        assert_eq!(problem.hw, hw());
+        let mut scorer = job.scorer(job.seed());
+        job.tuner(&problem, job.seed()).run(runner, &mut scorer);
+    }
+
+    /// `tessel tune-network` over `specs` as tasks (weights 1, 2, ...).
+    pub fn tune_network(specs: &[&str], seed: u64, runner: &mut FakeRunner) {
+        let job = job("baseline", usize::MAX, seed);
+        let mut scorer = job.scorer(job.seed());
+        let tasks: Vec<TaskSpec> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let problem = job.problem(dag(spec)).expect("sketches");
+                let flop = problem.dag.flop_count();
+                let session = job
+                    .tuner(&problem, job.seed().wrapping_add(i as u64))
+                    .start(&mut scorer);
+                TaskSpec::new(spec, (i + 1) as f64, flop, session).with_tag("gmm")
+            })
+            .collect();
+        let params = SchedulerParams {
+            total_trials: TUNE_TRIALS,
+            measures_per_round: 16,
+            seed,
+            ..SchedulerParams::default()
+        };
+        let mut measure = |task: usize, states: &[State]| runner.run(&format!("{task}:"), states);
+        TaskScheduler::new(tasks, params)
+            .expect("scheduler")
+            .run(&mut measure, &mut scorer);
+    }
+
+    /// `tessel sample SPEC --count N --seed SEED`: the sampled schedules.
+    pub fn sample(spec: &str, count: usize, seed: u64) -> Vec<State> {
+        let job = job("baseline", 1, 0);
+        let problem = job.problem(dag(spec)).expect("sketches");
+        job.sample(&problem, count, seed)
+    }
+
+    /// `tessel experiment SPEC --configs baseline,both --seeds 1 --no-cache`:
+    /// the fake runners of the two configurations.
+    pub fn experiment(spec: &str, seed: u64) -> (FakeRunner, FakeRunner) {
+        let job = job("baseline", TUNE_TRIALS, 0).with_seed(seed);
+        let problem = job.problem(dag(spec)).expect("sketches");
+        let (mut a, mut b) = (FakeRunner::default(), FakeRunner::default());
+        let (mut sa, mut sb) = (job.scorer(seed), job.scorer(seed));
+        let mut parts = [
+            RunParts {
+                config: Config::Baseline,
+                measurer: &mut a,
+                scorer: &mut sa,
+            },
+            RunParts {
+                config: Config::Both,
+                measurer: &mut b,
+                scorer: &mut sb,
+            },
+        ];
+        run_lockstep(&job, &problem, &mut parts, None);
+        (a, b)
+    }
+}
+
+#[test]
+fn tune_one_task_is_unchanged() {
+    let mut runner = FakeRunner::default();
+    setups::tune(GMM, "baseline", 5, &mut runner);
+    assert_eq!(runner.digest(), (144, 4677609683207709013), "tune baseline");
+    let mut runner = FakeRunner::default();
+    setups::tune(GMM, "both", 2, &mut runner);
+    assert_eq!(runner.digest(), (144, 5921612032128911924), "tune both");
+}
+
+#[test]
+fn tune_network_scheduling_is_unchanged() {
+    let mut runner = FakeRunner::default();
+    setups::tune_network(&[GMM, GMM2], 3, &mut runner);
+    assert_eq!(runner.digest(), (144, 2772919646441266161));
+}
+
+#[test]
+fn sample_is_unchanged() {
+    let states = setups::sample(GMM, 24, 9);
+    let mut runner = FakeRunner::default();
+    runner.run("", &states);
+    assert_eq!(runner.digest(), (24, 16719021470580367484));
+}
+
+#[test]
+fn experiment_baseline_and_both_are_unchanged() {
+    let (baseline, both) = setups::experiment(GMM, 1);
+    assert_eq!(baseline.digest(), (144, 10591327427349787194), "baseline");
+    assert_eq!(both.digest(), (144, 10809888868521849653), "both");
+}
