@@ -122,6 +122,9 @@ pub struct TuneOptions {
     pub params: TuneParams,
     /// Which micro-kernel operands are packed into the panel layout when measuring.
     pub layout_rewrite: LayoutRewrite,
+    /// Flush the CPU caches before every timed repeat, so that a kernel reads its weights and
+    /// inputs cold, as one layer of a whole network does (TVM's `enable_cpu_cache_flush`).
+    pub flush_cache: bool,
     /// Makes the runner candidates are measured with (in-process by default).
     pub runner: RunnerFactory,
 }
@@ -145,6 +148,7 @@ impl TuneOptions {
                 .expect("the gbdt cost model is registered"),
             params: TuneParams::default(),
             layout_rewrite: CodegenSettings::default().layout_rewrite,
+            flush_cache: false,
             runner: Arc::new(|options| {
                 InProcessRunner::new(options).map(|r| Box::new(r) as Box<dyn Runner>)
             }),
@@ -233,6 +237,7 @@ impl TuneJob {
         let mut options = MeasureOptions::with_threads(target.cores.max(1) as usize);
         options.codegen.isa = target.isa;
         options.codegen.layout_rewrite = self.options.layout_rewrite;
+        options.timing.flush_cache = self.options.flush_cache;
         options
     }
 
@@ -310,5 +315,29 @@ impl TuneJob {
             &problem.hw,
             &mut seeded(seed),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessel_sketch::Isa;
+
+    #[test]
+    fn measure_options_follow_the_job_options() {
+        let target = Target::with_isa(Isa::Avx2).with_cores(3);
+        let job = TuneJob::new(TuneOptions::new(target));
+        let plain = job.measure_options();
+        assert_eq!(plain.codegen.threads, 3);
+        assert_eq!(plain.codegen.isa, Isa::Avx2);
+        assert!(!plain.timing.flush_cache);
+        let cold = TuneJob::new(TuneOptions {
+            flush_cache: true,
+            ..TuneOptions::new(target)
+        })
+        .measure_options();
+        assert!(cold.timing.flush_cache);
+        // Everything else is the same: the flush is the only difference in the records key.
+        assert_eq!(cold.codegen, plain.codegen);
     }
 }

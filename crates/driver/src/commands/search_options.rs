@@ -127,6 +127,11 @@ pub struct SearchOptions {
     /// Same as `--layout-rewrite off`.
     #[arg(long, conflicts_with = "layout_rewrite")]
     pub no_layout_rewrite: bool,
+    /// Flush the CPU caches before every timed repeat, so that each candidate reads its
+    /// weights and inputs cold as a layer inside a whole network does (TVM's
+    /// `enable_cpu_cache_flush`). Part of the records key.
+    #[arg(long)]
+    pub flush_cache: bool,
     /// The target machine (`--target`, `--no-micro-kernels`).
     #[command(flatten)]
     pub target: TargetArgs,
@@ -202,6 +207,7 @@ impl SearchOptions {
             ..TuneParams::default()
         };
         options.layout_rewrite = self.layout_rewrite();
+        options.flush_cache = self.flush_cache;
         Ok(TuneJob::new(options))
     }
 
@@ -310,5 +316,16 @@ mod tests {
         );
         assert!(mode(&["--layout-rewrite", "sometimes"]).is_err());
         assert!(mode(&["--no-layout-rewrite", "--layout-rewrite", "all"]).is_err());
+    }
+
+    #[test]
+    fn flush_cache_reaches_the_measured_timing() {
+        let job = |args: &[&str]| {
+            let argv = std::iter::once("tessel").chain(args.iter().copied());
+            let cli = Cli::try_parse_from(argv).expect("parses");
+            cli.search.job(8).expect("job").measure_options()
+        };
+        assert!(!job(&[]).timing.flush_cache);
+        assert!(job(&["--flush-cache"]).timing.flush_cache);
     }
 }
