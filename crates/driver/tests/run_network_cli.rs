@@ -65,3 +65,85 @@ fn a_bad_target_or_records_file_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// An NCHW tensor (`shape` = n, c, h, w) in NHWC order.
+fn nchw_to_nhwc(data: &[f32], shape: &[usize]) -> Vec<f32> {
+    let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3]);
+    let mut out = Vec::with_capacity(data.len());
+    for b in 0..n {
+        for y in 0..h {
+            for x in 0..w {
+                for ch in 0..c {
+                    out.push(data[((b * c + ch) * h + y) * w + x]);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn an_onnx_model_runs_with_its_own_weights_and_gives_onnxruntimes_output() {
+    // testdata/onnx/conv_bias_relu.json: an input and onnxruntime's output for that model.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/onnx");
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("conv_bias_relu.json")).unwrap())
+            .unwrap();
+    let tensor = |t: &serde_json::Value| -> (Vec<f32>, Vec<usize>) {
+        let data = t["data"].as_array().unwrap().iter();
+        let shape = t["shape"].as_array().unwrap().iter();
+        (
+            data.map(|v| v.as_f64().unwrap() as f32).collect(),
+            shape.map(|v| v.as_u64().unwrap() as usize).collect(),
+        )
+    };
+    let (x, x_shape) = tensor(&case["inputs"]["x"]);
+    let (y, y_shape) = tensor(&case["outputs"]["y"]);
+    let dir = std::env::temp_dir().join(format!("tessel-run-onnx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (input, output) = (dir.join("x.bin"), dir.join("y.bin"));
+    let bytes: Vec<u8> = nchw_to_nhwc(&x, &x_shape)
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(&input, bytes).unwrap();
+    let model = root.join("conv_bias_relu.onnx");
+    let (_, text) = common::tessel_json(&[
+        "run-network",
+        model.to_str().unwrap(),
+        "--threads",
+        "1",
+        "--repeat",
+        "1",
+        "--input-file",
+        input.to_str().unwrap(),
+        "--output-file",
+        output.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(text.contains("verify: matches"), "{text}");
+    let got: Vec<f32> = std::fs::read(&output)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let want = nchw_to_nhwc(&y, &y_shape);
+    assert_eq!(got.len(), want.len());
+    let err = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(err < 1e-4, "max |tessel - onnxruntime| = {err}");
+    // An input file of the wrong size is refused, naming the sizes.
+    std::fs::write(&input, [0u8; 12]).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessel"))
+        .args(["run-network", model.to_str().unwrap(), "--input-file"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("12 bytes"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -10,7 +10,7 @@
 
 use crate::error::DriverError;
 use std::time::Instant;
-use tessel_ir::networks::{self, Network, Task};
+use tessel_ir::networks::{self, Network, Task, Weights};
 use tessel_ir::workloads::{self, Workload};
 
 /// The `--input` option of commands that take a network.
@@ -50,13 +50,23 @@ pub fn parse_input(text: &str) -> Result<(String, Vec<i64>), DriverError> {
 /// The network `network` names: a built-in one at `batch`, or the model of an `.onnx`
 /// file (whose batch is the model's; `--batch` must then be 1 or agree with it).
 pub fn load(network: &str, batch: i64, inputs: &InputArgs) -> Result<Network, DriverError> {
+    load_with_weights(network, batch, inputs).map(|(net, _)| net)
+}
+
+/// As [`load`], with the model's weights for an `.onnx` file (`None` for a built-in network,
+/// whose weights are made up: [`tessel_ir::networks::Weights::random`]).
+pub fn load_with_weights(
+    network: &str,
+    batch: i64,
+    inputs: &InputArgs,
+) -> Result<(Network, Option<Weights>), DriverError> {
     if !is_onnx(network) {
         if !inputs.inputs.is_empty() {
             return Err(DriverError::Usage(format!(
                 "--input is for .onnx models; `{network}` is a built-in network (use --batch)"
             )));
         }
-        return Ok(networks::lookup(network, batch)?);
+        return Ok((networks::lookup(network, batch)?, None));
     }
     let opts = tessel_onnx::ImportOptions {
         input_shapes: inputs
@@ -85,7 +95,8 @@ pub fn load(network: &str, batch: i64, inputs: &InputArgs) -> Result<Network, Dr
     for line in &model.layout_changes {
         eprintln!("  layout: {line}");
     }
-    Ok(model.network)
+    let (net, weights) = model.into_parts();
+    Ok((net, Some(weights)))
 }
 
 /// The workload of task `t` of `net` (loaded from `network` by [`load`]), named so that a

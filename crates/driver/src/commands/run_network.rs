@@ -44,6 +44,17 @@ pub struct Args {
     /// Skip the check against the reference evaluator (it takes seconds on large networks).
     #[arg(long)]
     pub no_verify: bool,
+    /// The input, as raw little-endian `f32` in the layout the network holds it (NHWC for
+    /// images; an imported NCHW model's input is transposed to NHWC), instead of a random one.
+    /// A network with several inputs takes them concatenated in order.
+    #[arg(long)]
+    pub input_file: Option<PathBuf>,
+    /// Write the outputs of the first inference as raw little-endian `f32`, in order.
+    #[arg(long)]
+    pub output_file: Option<PathBuf>,
+    /// Input shapes of an `.onnx` model (`--input NAME:1x3x224x224`).
+    #[command(flatten)]
+    pub inputs: super::network_source::InputArgs,
     /// Also print one machine-readable JSON object as the last line.
     #[arg(long)]
     pub json: bool,
@@ -59,12 +70,13 @@ fn ms(d: std::time::Duration) -> f64 {
 
 /// Runs the subcommand, writing to stdout.
 pub fn run(args: &Args) -> Result<(), DriverError> {
-    let net = networks::lookup(&args.network, args.batch)?;
+    let (net, model_weights) =
+        super::network_source::load_with_weights(&args.network, args.batch, &args.inputs)?;
     let target = Target::parse_host(&args.target).map_err(|e| DriverError::Usage(e.to_string()))?;
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let weights = Weights::random(&net, args.seed);
+    let weights = model_weights.unwrap_or_else(|| Weights::random(&net, args.seed));
     let mut module =
         Module::build(&net, &weights, args.records.as_deref(), &target, threads).map_err(failed)?;
     let stdout = std::io::stdout();
@@ -122,9 +134,20 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     )?;
     out.flush()?;
 
-    let x = networks::random_inputs(&net, args.seed.wrapping_add(1));
+    let x = match &args.input_file {
+        Some(path) => read_inputs(path, &net)?,
+        None => networks::random_inputs(&net, args.seed.wrapping_add(1)),
+    };
     let refs: Vec<&[f32]> = x.iter().map(|v| v.as_slice()).collect();
     let first = module.run(&refs).map_err(failed)?;
+    if let Some(path) = &args.output_file {
+        let bytes: Vec<u8> = first
+            .iter()
+            .flatten()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(path, bytes).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+    }
     let max_err = if args.no_verify {
         writeln!(out, "verify: skipped")?;
         None
@@ -267,4 +290,34 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         writeln!(out, "{v}")?;
     }
     Ok(())
+}
+
+/// The network's inputs read from `path`: raw little-endian `f32`, the inputs concatenated in
+/// order, each in the shape the network holds it.
+fn read_inputs(
+    path: &std::path::Path,
+    net: &networks::Network,
+) -> Result<Vec<Vec<f32>>, DriverError> {
+    let bytes = std::fs::read(path).map_err(|e| failed(format!("{}: {e}", path.display())))?;
+    let lens: Vec<usize> = net
+        .input_layers()
+        .iter()
+        .map(|&id| net.node(id).shape.iter().product::<i64>().max(0) as usize)
+        .collect();
+    let want: usize = lens.iter().sum::<usize>() * 4;
+    if bytes.len() != want {
+        return Err(DriverError::Usage(format!(
+            "{}: {} bytes, the network's inputs take {want} ({} f32)",
+            path.display(),
+            bytes.len(),
+            want / 4
+        )));
+    }
+    let mut values = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    Ok(lens
+        .iter()
+        .map(|&n| values.by_ref().take(n).collect())
+        .collect())
 }
