@@ -180,6 +180,26 @@ struct Shared {
     worker_iterations: AtomicI64,
 }
 
+impl Shared {
+    /// A pool's shared state before any job: no work, nobody waiting, no iterations run.
+    fn new() -> Shared {
+        Shared {
+            state: Mutex::new(State {
+                epoch: 0,
+                work: None,
+            }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+            epoch: AtomicU64::new(0),
+            sleepers: AtomicUsize::new(0),
+            caller_waiting: AtomicBool::new(false),
+            thread_ids: Mutex::new(Vec::new()),
+            iterations: AtomicI64::new(0),
+            worker_iterations: AtomicI64::new(0),
+        }
+    }
+}
+
 /// The process-wide pools, by thread count.
 fn pools() -> &'static Mutex<HashMap<usize, Arc<Pool>>> {
     static POOLS: OnceLock<Mutex<HashMap<usize, Arc<Pool>>>> = OnceLock::new();
@@ -249,20 +269,7 @@ impl Pool {
     }
 
     fn new(threads: usize) -> Pool {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                epoch: 0,
-                work: None,
-            }),
-            wake: Condvar::new(),
-            done: Condvar::new(),
-            epoch: AtomicU64::new(0),
-            sleepers: AtomicUsize::new(0),
-            caller_waiting: AtomicBool::new(false),
-            thread_ids: Mutex::new(Vec::new()),
-            iterations: AtomicI64::new(0),
-            worker_iterations: AtomicI64::new(0),
-        });
+        let shared = Arc::new(Shared::new());
         let mut workers = 0;
         for k in 1..threads {
             let s = shared.clone();
@@ -365,23 +372,6 @@ mod tests {
         }
     }
 
-    fn quiet_shared() -> Shared {
-        Shared {
-            state: Mutex::new(State {
-                epoch: 0,
-                work: None,
-            }),
-            wake: Condvar::new(),
-            done: Condvar::new(),
-            epoch: AtomicU64::new(0),
-            sleepers: AtomicUsize::new(0),
-            caller_waiting: AtomicBool::new(false),
-            thread_ids: Mutex::new(Vec::new()),
-            iterations: AtomicI64::new(0),
-            worker_iterations: AtomicI64::new(0),
-        }
-    }
-
     #[test]
     fn shares_are_contiguous_and_cover_the_extent() {
         let log = Log(Mutex::new(Vec::new()));
@@ -409,7 +399,7 @@ mod tests {
         // in order, then the following shares.
         let log = Log(Mutex::new(Vec::new()));
         let w = Work::new(job(&log, 10), 2);
-        let shared = quiet_shared();
+        let shared = Shared::new();
         w.run_chunks(&shared, 1);
         let ran = log.0.lock().unwrap().clone();
         assert_eq!(ran, vec![5, 6, 7, 8, 9, 0, 1, 2, 3, 4]);
