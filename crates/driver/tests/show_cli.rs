@@ -1,6 +1,7 @@
 //! `tessel show`: the best program of a records file as text.
 
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
 use tessel_measure::records::{Record, RecordKey, SCHEMA_VERSION};
 use tessel_measure::{Candidate, MeasureOptions, PhaseTimes, Timing};
@@ -38,20 +39,6 @@ fn record(workload: &str, state: &tessel_ir::State, seconds: f64) -> Record {
     }
 }
 
-fn tessel(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_tessel"))
-        .args(args)
-        .output()
-        .expect("tessel runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "tessel {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 #[test]
 fn show_prints_the_best_programs_loop_nest_and_lists_every_task() {
     let spec = "gmm:b=1,n=64,m=64,k=64";
@@ -74,7 +61,7 @@ fn show_prints_the_best_programs_loop_nest_and_lists_every_task() {
     std::fs::write(&path, lines + "not json\n").expect("write");
     let p = path.to_str().expect("utf-8");
 
-    let text = tessel(&["show", p, "--workload", spec]);
+    let text = common::tessel_stdout(&["show", p, "--workload", spec]);
     let nest = tessel_ir::lower::lower(&states[1])
         .expect("lowers")
         .to_string();
@@ -92,7 +79,7 @@ fn show_prints_the_best_programs_loop_nest_and_lists_every_task() {
     assert!(text.contains("warning: line 3 skipped"), "{text}");
 
     // The network form lists every task, with or without a record.
-    let text = tessel(&["show", p, "--network", "tiny-cnn"]);
+    let text = common::tessel_stdout(&["show", p, "--network", "tiny-cnn"]);
     for k in 0..6 {
         assert!(text.contains(&format!("== task {k}: ")), "{text}");
     }
