@@ -248,6 +248,31 @@ pub const HEARTBEAT_LOST_AFTER: Duration = Duration::from_secs(3);
 /// The header that makes JetStream drop a second publication of the same message.
 const MSG_ID: &str = "Nats-Msg-Id";
 
+/// The messages of one pull of `consumer`: at most `max`, waiting at most `expires` for them.
+/// `None` when the broker is away, after a short pause (the client reconnects on its own;
+/// the caller simply pulls again).
+async fn fetch(
+    consumer: &async_nats::jetstream::consumer::Consumer<
+        async_nats::jetstream::consumer::pull::Config,
+    >,
+    max: usize,
+    expires: Duration,
+) -> Option<async_nats::jetstream::consumer::pull::Batch> {
+    match consumer
+        .fetch()
+        .max_messages(max)
+        .expires(expires)
+        .messages()
+        .await
+    {
+        Ok(batch) => Some(batch),
+        Err(_) => {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            None
+        }
+    }
+}
+
 /// Parses a farm message, checking its version.
 fn parse<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, String> {
     #[derive(Deserialize)]

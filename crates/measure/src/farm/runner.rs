@@ -1,7 +1,7 @@
 //! The tuner's side of the farm: [`NatsRunner`].
 
 use super::{
-    check_url, connect, ensure_streams, fresh_name, parse, runtime, FarmTarget, Heartbeat,
+    check_url, connect, ensure_streams, fetch, fresh_name, parse, runtime, FarmTarget, Heartbeat,
     ResultItem, Subjects, WorkItem, FARM_VERSION, HEARTBEAT_LOST_AFTER, MSG_ID,
 };
 use crate::candidate::Candidate;
@@ -317,19 +317,9 @@ impl NatsRunner {
                     break;
                 }
             }
-            let fetched = consumer
-                .fetch()
-                .max_messages(batch.len().clamp(1, 256))
-                .expires(Duration::from_millis(250))
-                .messages()
-                .await;
-            let mut messages = match fetched {
-                Ok(m) => m,
-                Err(_) => {
-                    // The broker is away: the client reconnects; try again shortly.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
+            let max = batch.len().clamp(1, 256);
+            let Some(mut messages) = fetch(&consumer, max, Duration::from_millis(250)).await else {
+                continue;
             };
             while let Some(next) = messages.next().await {
                 let Ok(msg) = next else { break };

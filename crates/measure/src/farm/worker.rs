@@ -2,7 +2,7 @@
 
 use super::runner::publish;
 use super::{
-    check_url, connect, ensure_streams, parse, runtime, worker_name, FarmTarget, Heartbeat,
+    check_url, connect, ensure_streams, fetch, parse, runtime, worker_name, FarmTarget, Heartbeat,
     ResultItem, Subjects, WorkItem, FARM_VERSION, HEARTBEAT_EVERY,
 };
 use crate::candidate::{Candidate, Fault};
@@ -264,18 +264,8 @@ async fn serve_async(
         if config.max_candidates.is_some_and(|m| answered >= m) {
             break Ok(answered);
         }
-        let fetched = consumer
-            .fetch()
-            .max_messages(1)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await;
-        let mut messages = match fetched {
-            Ok(m) => m,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
+        let Some(mut messages) = fetch(&consumer, 1, Duration::from_millis(500)).await else {
+            continue;
         };
         while let Some(next) = messages.next().await {
             let Ok(msg) = next else { break };
