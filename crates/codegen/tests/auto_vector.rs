@@ -3,8 +3,10 @@
 //! bit-for-bit what the scalar loops compute; loops whose iterations depend on each other, or
 //! that would need per-lane code, stay scalar.
 
+mod common;
+
 use tessel_codegen::builder::NestBuilder;
-use tessel_codegen::{compile, CompileOptions};
+use tessel_codegen::CompileOptions;
 use tessel_ir::expr::{BinOp, UnOp};
 use tessel_ir::loop_nest::LoopKind::{self, *};
 use tessel_ir::LoopNest;
@@ -20,14 +22,7 @@ fn run(nest: &LoopNest, inputs: &[&[f32]], auto_vectorize: bool) -> (Vec<Vec<f32
         isa: tessel_ir::target::Isa::Generic,
         ..CompileOptions::with_threads(1)
     };
-    let kernel = compile(nest, &opts).unwrap_or_else(|e| panic!("compile failed: {e}\n{nest}"));
-    let mut outputs: Vec<Vec<f32>> = kernel
-        .outputs()
-        .iter()
-        .map(|(_, n)| vec![f32::NAN; *n])
-        .collect();
-    let mut outs: Vec<&mut [f32]> = outputs.iter_mut().map(|v| v.as_mut_slice()).collect();
-    kernel.run(inputs, &mut outs).expect("runs");
+    let (outputs, kernel) = common::compile_and_run(nest, &opts, inputs);
     let simd = kernel.ir_text().expect("IR kept").contains("f32x4");
     (outputs, simd)
 }

@@ -3,8 +3,10 @@
 //! plain loops compute, under every target this CPU runs; loops outside the pattern stay
 //! loops.
 
+mod common;
+
 use tessel_codegen::builder::NestBuilder;
-use tessel_codegen::{compile, CompileOptions};
+use tessel_codegen::CompileOptions;
 use tessel_ir::expr::BinOp;
 use tessel_ir::loop_nest::LoopKind::{self, *};
 use tessel_ir::target::{CpuFeatures, Isa};
@@ -26,14 +28,7 @@ fn run(nest: &LoopNest, isa: Isa, inputs: &[&[f32]]) -> (Vec<Vec<f32>>, Vec<Stri
         isa,
         ..CompileOptions::with_threads(1)
     };
-    let kernel = compile(nest, &opts).unwrap_or_else(|e| panic!("compile failed: {e}\n{nest}"));
-    let mut outputs: Vec<Vec<f32>> = kernel
-        .outputs()
-        .iter()
-        .map(|(_, n)| vec![f32::NAN; *n])
-        .collect();
-    let mut outs: Vec<&mut [f32]> = outputs.iter_mut().map(|v| v.as_mut_slice()).collect();
-    kernel.run(inputs, &mut outs).expect("runs");
+    let (outputs, kernel) = common::compile_and_run(nest, &opts, inputs);
     (outputs, kernel.bulk_runs().to_vec())
 }
 
