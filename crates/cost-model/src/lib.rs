@@ -43,7 +43,10 @@ pub use features::{
     extract, feature_names, CodegenFlags, FeatureExtractor, ProgramFeatures, FEATURE_LEN,
 };
 pub use gbdt::{GbdtParams, Objective};
-pub use model::{CostModel, Formulation, GbdtModel, GbdtModelParams, LabelTransform, RandomModel};
+pub use model::{
+    CostModel, Formulation, GbdtModel, GbdtModelParams, GbdtPreset, LabelTransform, RandomModel,
+    GBDT_PRESETS,
+};
 
 /// Errors of this crate (saving and loading models).
 #[derive(Debug, thiserror::Error)]

@@ -195,6 +195,15 @@ impl GbdtModelParams {
         }
     }
 
+    /// Ansor's formulation: one row per buffer store, predictions summed over a program's
+    /// stores ([`Formulation::PackSum`]), squared error as [`GbdtModelParams::squared_error`].
+    pub fn packsum() -> GbdtModelParams {
+        GbdtModelParams {
+            formulation: Formulation::PackSum,
+            ..GbdtModelParams::squared_error()
+        }
+    }
+
     /// One row per program with the main store's vector ([`Formulation::ProgramMain`]),
     /// pairwise ranking loss ([`Objective::Pairwise`], 8 partners per program and round,
     /// unweighted pairs) within each task, 100 rounds, each tree on a random 20 % of the
@@ -221,6 +230,40 @@ impl GbdtModelParams {
         p
     }
 }
+
+/// A named set of [`GbdtModelParams`]: the one list of GBDT variants that the search's
+/// cost-model registry and `tessel cost-model eval` both offer by name.
+#[derive(Clone, Copy, Debug)]
+pub struct GbdtPreset {
+    /// The name users pass (`--cost-model`, `tessel cost-model eval --model`).
+    pub name: &'static str,
+    /// One line on what it is.
+    pub about: &'static str,
+    /// Its parameters (the seed is the caller's to set).
+    pub params: fn() -> GbdtModelParams,
+}
+
+/// The GBDT variants: `gbdt` ([`GbdtModelParams::squared_error`], the search's model: every
+/// tuning figure so far was measured with it), `gbdt-rank` ([`GbdtModelParams::rank`],
+/// pairwise ranking) and `gbdt-packsum` (Ansor's formulation: one row per buffer store,
+/// summed; squared error).
+pub const GBDT_PRESETS: [GbdtPreset; 3] = [
+    GbdtPreset {
+        name: "gbdt",
+        about: "gradient-boosted trees, squared error, one row per program",
+        params: GbdtModelParams::squared_error,
+    },
+    GbdtPreset {
+        name: "gbdt-rank",
+        about: "gradient-boosted trees, pairwise ranking, one row per program",
+        params: GbdtModelParams::rank,
+    },
+    GbdtPreset {
+        name: "gbdt-packsum",
+        about: "gradient-boosted trees, squared error, Ansor's sum over buffer stores",
+        params: GbdtModelParams::packsum,
+    },
+];
 
 /// What [`GbdtModel::save`] writes.
 #[derive(Serialize, Deserialize)]

@@ -31,7 +31,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use tessel_cost_model::model::{CostModel, GbdtModel, GbdtModelParams, RandomModel};
+use tessel_cost_model::model::{CostModel, GbdtModel, GbdtModelParams, RandomModel, GBDT_PRESETS};
 use tessel_mutation_model::{Classifier, FixedWeights, MutationPolicy};
 use tessel_rl_policy::{DiscountedUcb, EpsilonGreedy, SketchPolicy, Thompson, Uniform};
 
@@ -184,33 +184,21 @@ pub fn mutation_policies() -> Registry<dyn MutationPolicy> {
     r
 }
 
-/// The cost models the search scores with: `gbdt` (the search's model: gradient-boosted
-/// trees, squared error on one row per program, random during warm-up; every tuning figure
-/// so far was measured with it), `gbdt-rank` (pairwise ranking, `tessel cost-model eval`'s
-/// default) and `random` (ablation).
+/// The cost models the search scores with: the GBDT variants of
+/// [`tessel_cost_model::GBDT_PRESETS`] (`gbdt`, the search's default: every tuning figure so
+/// far was measured with it; `gbdt-rank`; `gbdt-packsum`), random during warm-up, and
+/// `random` (ablation).
 pub fn cost_models() -> Registry<dyn CostModel> {
     let mut r: Registry<dyn CostModel> = Registry::new("cost model");
-    r.register(
-        "gbdt",
-        "gradient-boosted trees, squared error, one row per program",
-        |seed| {
+    for preset in GBDT_PRESETS {
+        r.register(preset.name, preset.about, move |seed| {
             Box::new(GbdtModel::new(GbdtModelParams {
                 seed,
-                ..GbdtModelParams::squared_error()
+                ..(preset.params)()
             }))
-        },
-    )
-    .register(
-        "gbdt-rank",
-        "gradient-boosted trees, pairwise ranking",
-        |seed| {
-            Box::new(GbdtModel::new(GbdtModelParams {
-                seed,
-                ..GbdtModelParams::default()
-            }))
-        },
-    )
-    .register("random", "random scores (ablation)", |seed| {
+        });
+    }
+    r.register("random", "random scores (ablation)", |seed| {
         Box::new(RandomModel::new(seed))
     });
     r

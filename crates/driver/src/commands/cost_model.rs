@@ -18,9 +18,7 @@ use std::io::Write;
 use std::time::Instant;
 use tessel_cost_model::dataset::{split_by_candidate, split_by_workload, Dataset, Sample};
 use tessel_cost_model::eval::{evaluate, EvalReport, NOISE};
-use tessel_cost_model::{
-    CodegenFlags, CostModel, Formulation, GbdtModel, GbdtModelParams, RandomModel,
-};
+use tessel_cost_model::{CodegenFlags, CostModel, GbdtModel, GbdtModelParams, GBDT_PRESETS};
 
 /// Arguments of `tessel cost-model`.
 #[derive(clap::Args, Debug)]
@@ -43,10 +41,9 @@ pub struct EvalArgs {
     /// Record files (JSON lines written by the measurement harness).
     #[arg(long, num_args = 1.., required = true)]
     pub records: Vec<std::path::PathBuf>,
-    /// Models to evaluate: `packsum` (Ansor's GBDT), `program` (GBDT on one row per
-    /// program, squared error), `rank` (one row per program, pairwise ranking loss within
-    /// each workload and setting), `default` (the search's model, `GbdtModelParams::default()`),
-    /// `random`, or `all`.
+    /// The model to evaluate, a name of the search's cost-model registry (`gbdt`, the search's
+    /// model; `gbdt-rank`; `gbdt-packsum`, Ansor's formulation; `random`), or `all` of them.
+    /// GBDT variants are trained without the search's random warm-up.
     #[arg(long, default_value = "all")]
     pub model: String,
     /// Fraction of the records held out in the split by candidate.
@@ -80,53 +77,39 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
 /// Makes a fresh, untrained model.
 type Factory = Box<dyn Fn() -> Box<dyn CostModel>>;
 
+/// The models `--model` names, from the search's cost-model registry. A GBDT preset is built
+/// from its parameters without warm-up (evaluation trains once, on every training sample) and
+/// with `--rounds`; any other entry as the registry makes it.
 fn models(args: &EvalArgs) -> Result<Vec<Factory>, DriverError> {
+    let registry = tessel_search::registry::cost_models();
+    let names: Vec<String> = if args.model == "all" {
+        registry.names().into_iter().map(str::to_string).collect()
+    } else {
+        vec![args.model.clone()]
+    };
     let rounds = args.rounds;
-    let gbdt = move |change: fn(&mut GbdtModelParams)| -> Factory {
-        Box::new(move || {
-            let mut p = GbdtModelParams {
-                num_warmup_sample: 0,
-                ..GbdtModelParams::default()
-            };
-            change(&mut p);
-            if let Some(r) = rounds {
-                p.trees.n_rounds = r;
+    names
+        .into_iter()
+        .map(|name| -> Result<Factory, DriverError> {
+            if let Some(preset) = GBDT_PRESETS.iter().find(|p| p.name == name) {
+                let make = preset.params;
+                return Ok(Box::new(move || {
+                    let mut p = GbdtModelParams {
+                        num_warmup_sample: 0,
+                        ..make()
+                    };
+                    if let Some(r) = rounds {
+                        p.trees.n_rounds = r;
+                    }
+                    Box::new(GbdtModel::new(p)) as Box<dyn CostModel>
+                }));
             }
-            Box::new(GbdtModel::new(p))
+            let make = registry
+                .factory(&name)
+                .map_err(|e| DriverError::Usage(format!("--model `{name}`: {e} (or `all`)")))?;
+            Ok(Box::new(move || make(0)))
         })
-    };
-    let packsum = || {
-        gbdt(|p| {
-            *p = zero_warmup(GbdtModelParams {
-                formulation: Formulation::PackSum,
-                ..GbdtModelParams::squared_error()
-            })
-        })
-    };
-    let program = || gbdt(|p| *p = zero_warmup(GbdtModelParams::squared_error()));
-    let rank = || gbdt(|p| *p = zero_warmup(GbdtModelParams::rank()));
-    let random = || -> Factory { Box::new(|| Box::new(RandomModel::new(0)) as Box<dyn CostModel>) };
-    Ok(match args.model.as_str() {
-        "packsum" => vec![packsum()],
-        "program" => vec![program()],
-        "rank" => vec![rank()],
-        "default" => vec![gbdt(|_| {})],
-        "random" => vec![random()],
-        "all" => vec![packsum(), program(), rank(), random()],
-        other => {
-            return Err(DriverError::Usage(format!(
-                "--model `{other}`: expected packsum, program, rank, default, random or all"
-            )))
-        }
-    })
-}
-
-/// `p` without warm-up (evaluation trains once, on enough samples).
-fn zero_warmup(p: GbdtModelParams) -> GbdtModelParams {
-    GbdtModelParams {
-        num_warmup_sample: 0,
-        ..p
-    }
+        .collect()
 }
 
 fn eval(args: &EvalArgs) -> Result<(), DriverError> {
