@@ -3,7 +3,7 @@
 //! 1. broker overhead per candidate: one-candidate batches through the farm to one fake
 //!    worker that does nothing (publish → result taken), against a ping round trip of the
 //!    local worker process; median and p99 in ms;
-//! 2. scaling: N = 1, 2, 4, 8 fake workers whose "kernel" is a fixed sleep, candidates per
+//! 2. scaling: N = 1, 2, 4, 8, 16 fake workers whose "kernel" is a fixed sleep, candidates per
 //!    second over a batch, and the ratio to N × the single worker's rate.
 //!
 //! ```sh
@@ -125,7 +125,7 @@ fn main() {
 
     // 2. Scaling.
     let mut single = 0.0;
-    for n in [1usize, 2, 4, 8] {
+    for n in [1usize, 2, 4, 8, 16] {
         let prefix = format!("scale{n}");
         let _ws = start_workers(&prefix, n, sleep_ms);
         let mut r = runner(&prefix);
