@@ -40,6 +40,14 @@ pub trait Runner {
     /// runner enforces one (a worker); the default ignores it (the in-process runner cannot
     /// stop a kernel).
     fn set_run_timeout_ms(&mut self, _ms: u64) {}
+
+    /// The machine each result of the last [`measure`](Runner::measure) call was measured on,
+    /// in batch order, where that is not this process's host (a farm's workers); empty, or
+    /// `None` for a result, when it was measured on this machine. Records take their key's
+    /// [`Target`] from here, so a cost stays tied to the CPU that produced it.
+    fn machines(&self) -> &[Option<Target>] {
+        &[]
+    }
 }
 
 /// Measures in this process. Test-only faults that would abort or hang are simulated.

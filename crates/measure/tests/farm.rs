@@ -364,4 +364,7 @@ fn a_real_worker_measures_in_its_isolated_process_and_survives_a_crash() {
         r.last_target().map(|t| t.arch.as_str()),
         Some(std::env::consts::ARCH)
     );
+    // Every result came from the worker, and says so (records are keyed by it).
+    assert_eq!(r.machines().len(), batch.len());
+    assert!(r.machines().iter().all(|m| m.as_ref() == r.last_target()));
 }

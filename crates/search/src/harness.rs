@@ -19,8 +19,8 @@ use tessel_ir::workloads::Workload;
 use tessel_ir::{ComputeDag, State};
 use tessel_measure::records::read_records;
 use tessel_measure::{
-    Candidate, CodegenSettings, ErrorClass, HarnessError, MeasureResult, Record, RecordWriter,
-    Runner, Target,
+    Candidate, CodegenSettings, ErrorClass, HarnessError, MeasureOptions, MeasureResult, Record,
+    RecordWriter, Runner, Target,
 };
 
 /// Candidates measured (and their records appended and flushed) together: a kill loses at
@@ -227,11 +227,13 @@ impl HarnessMeasurer {
             }
             let limit = self.apply_run_limit(task);
             let mut part = self.runner.measure(chunk);
+            let machines = self.runner.machines().to_vec();
             self.note_cut_short(limit, &mut part);
             self.confirm_near_best(task, chunk, &mut part);
             self.note_fastest(task, &part);
             if let Some(w) = self.writer.as_mut() {
-                let records = Record::batch(chunk, &part, self.runner.options(), &self.target);
+                let options = self.runner.options();
+                let records = records_of(chunk, &part, options, &self.target, &machines);
                 if let Err(e) = w.append(&records) {
                     self.write_error.get_or_insert(e.to_string());
                     self.unsaved += records.len();
@@ -440,4 +442,27 @@ pub fn resume_records(
 /// A step log as a key (its JSON).
 fn steps_key(steps: &[tessel_ir::Step]) -> String {
     serde_json::to_string(steps).unwrap_or_default()
+}
+
+/// The records of a measured chunk, each keyed by the machine that measured it (`machines`,
+/// from [`Runner::machines`]; `host` where it says nothing).
+fn records_of(
+    chunk: &[Candidate],
+    part: &[MeasureResult],
+    options: &MeasureOptions,
+    host: &Target,
+    machines: &[Option<Target>],
+) -> Vec<Record> {
+    if machines.iter().all(Option::is_none) {
+        return Record::batch(chunk, part, options, host);
+    }
+    chunk
+        .iter()
+        .zip(part)
+        .enumerate()
+        .map(|(i, (c, r))| {
+            let machine = machines.get(i).and_then(Option::as_ref);
+            Record::new(c, r, options, machine.unwrap_or(host))
+        })
+        .collect()
 }

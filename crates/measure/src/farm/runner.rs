@@ -102,6 +102,7 @@ pub struct NatsRunner {
     seen: Seen,
     stats: FarmStats,
     last_target: Option<Target>,
+    machines: Vec<Option<Target>>,
     shown_workers: Option<usize>,
 }
 
@@ -150,6 +151,7 @@ impl NatsRunner {
             seen,
             stats: FarmStats::default(),
             last_target: None,
+            machines: Vec::new(),
             shown_workers: None,
         };
         runner.listen(client)?;
@@ -327,6 +329,9 @@ impl NatsRunner {
                     Ok(item) if item.run == self.run => match pending.remove(&item.id) {
                         Some((index, _)) => {
                             results[index] = Some(item.result);
+                            if let Some(slot) = self.machines.get_mut(index) {
+                                *slot = Some(item.target.clone());
+                            }
                             self.last_target = Some(item.target);
                             self.stats.results += 1;
                         }
@@ -406,6 +411,7 @@ impl Runner for NatsRunner {
     /// Publishes the batch and waits for every result; a broker that stays away for a
     /// minute fails the rest of the batch ([`ErrorClass::WorkerLost`]).
     fn measure(&mut self, batch: &[Candidate]) -> Vec<MeasureResult> {
+        self.machines = vec![None; batch.len()];
         if batch.is_empty() {
             return Vec::new();
         }
@@ -432,6 +438,12 @@ impl Runner for NatsRunner {
 
     fn set_run_timeout_ms(&mut self, ms: u64) {
         self.options.run_timeout_ms = ms;
+    }
+
+    /// The worker's machine for every result a worker sent (none for a result this side
+    /// made up: a lost worker, a broker that stayed away).
+    fn machines(&self) -> &[Option<Target>] {
+        &self.machines
     }
 }
 
