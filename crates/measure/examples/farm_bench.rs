@@ -11,12 +11,12 @@
 //! target/release/examples/farm_bench [SLEEP_MS] [CANDIDATES]
 //! ```
 //!
-//! It starts its own `nats-server -js` on a free loopback port and the workers as
+//! It starts its own `nats-server -js` on a free loopback port ([`LoopbackBroker`]) and the workers as
 //! `tessel-measure-worker --nats` processes from the same target folder.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tessel_measure::farm::{FarmRunnerConfig, NatsRunner};
+use tessel_measure::farm::{FarmRunnerConfig, LoopbackBroker, NatsRunner};
 use tessel_measure::{Candidate, LocalWorkerRunner, MeasureOptions, Runner, WorkerCommand};
 
 struct Kill(Child);
@@ -46,24 +46,8 @@ fn main() {
         "build the worker first: cargo build --release -p tessel-measure --bins"
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let store = std::env::temp_dir().join(format!("tessel-farm-bench-{port}"));
-    let _broker = Kill(
-        Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (apt-get install nats-server)"),
-    );
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let url = format!("nats://127.0.0.1:{port}");
+    let broker = LoopbackBroker::start().expect("a loopback broker");
+    let url = broker.url();
     let start_workers = |prefix: &str, n: usize, ms: u64| -> Vec<Kill> {
         (0..n)
             .map(|_| {
@@ -144,5 +128,4 @@ fn main() {
             rate / (n as f64 * single)
         );
     }
-    let _ = std::fs::remove_dir_all(&store);
 }

@@ -6,68 +6,39 @@
 //! These tests FAIL, never skip, when there is no broker: install `nats-server`
 //! (`apt-get install nats-server`; `.ci/run` does it).
 
-use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tessel_measure::farm::{FakeMeasurer, FarmMeasurer, FarmRunnerConfig, NatsRunner};
+use tessel_measure::farm::{
+    FakeMeasurer, FarmMeasurer, FarmRunnerConfig, LoopbackBroker, NatsRunner,
+};
 use tessel_measure::{Candidate, ErrorClass, Fault, MeasureOptions, Runner};
 
-/// The `nats-server` binary, if installed.
-fn nats_server() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/usr/bin", "/usr/local/bin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file())
-}
-
-/// A broker for one test: its own `nats-server` (which it can restart) or the shared one.
+/// A broker for one test: a loopback `nats-server` of its own (which it can restart), or
+/// the shared one `.ci/run` started.
 struct Broker {
     url: String,
-    port: u16,
-    store: PathBuf,
-    child: Option<Child>,
+    own: Option<LoopbackBroker>,
 }
 
 impl Broker {
     /// A broker of this test's own; fails loudly without `nats-server`.
     fn own() -> Broker {
-        let Some(_) = nats_server() else {
-            panic!(
-                "these tests need `nats-server` (JetStream): it is not installed. \
-                 Run `apt-get install nats-server` (`.ci/run` does)."
-            );
-        };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let store = std::env::temp_dir().join(format!("tessel-farm-{}-{port}", std::process::id()));
-        let mut b = Broker {
-            url: format!("nats://127.0.0.1:{port}"),
-            port,
-            store,
-            child: None,
-        };
-        b.start();
-        b
+        let own = LoopbackBroker::start().unwrap_or_else(|e| {
+            panic!("these tests need a NATS broker: {e} (`.ci/run` installs it)")
+        });
+        Broker {
+            url: own.url(),
+            own: Some(own),
+        }
     }
 
     /// Its own broker if `nats-server` is installed, else the one `.ci/run` started.
     fn any() -> Broker {
-        if nats_server().is_some() {
+        if LoopbackBroker::binary().is_some() {
             return Broker::own();
         }
         match std::env::var("TESSEL_NATS_URL") {
-            Ok(url) if !url.is_empty() => Broker {
-                url,
-                port: 0,
-                store: PathBuf::new(),
-                child: None,
-            },
+            Ok(url) if !url.is_empty() => Broker { url, own: None },
             _ => panic!(
                 "no NATS broker: `nats-server` is not installed and TESSEL_NATS_URL is not set. \
                  Run `apt-get install nats-server` (`.ci/run` does and sets TESSEL_NATS_URL)."
@@ -76,56 +47,17 @@ impl Broker {
     }
 
     fn start(&mut self) {
-        let bin = nats_server().expect("nats-server");
-        let child = Command::new(bin)
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(&self.store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start nats-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.own
+            .as_mut()
+            .expect("a broker of the test's own")
+            .restart()
+            .expect("restart the broker");
     }
 
     /// Stops the broker gracefully (SIGTERM: it writes its store) and waits for it.
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if !self.store.as_os_str().is_empty() {
-            let _ = std::fs::remove_dir_all(&self.store);
+        if let Some(b) = self.own.as_mut() {
+            b.stop();
         }
     }
 }

@@ -28,9 +28,11 @@
 //! assert!(subjects.work(&target).ends_with(&format!(".t2.r{revision}")));
 //! ```
 
+mod loopback;
 mod runner;
 mod worker;
 
+pub use loopback::LoopbackBroker;
 pub use runner::{FarmRunnerConfig, NatsRunner};
 pub use worker::{serve_farm, FakeMeasurer, FarmMeasurer, FarmWorkerConfig, ProcessMeasurer};
 
