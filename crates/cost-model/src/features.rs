@@ -183,6 +183,21 @@ pub const BUFFER_FEATURES: [&str; BUFFER_FEATURE_LEN] = [
     "stride",
 ];
 
+/// The meaning of the features: bump it when a feature changes what it measures without
+/// changing its name (a renamed, added or removed feature changes [`feature_set_id`] alone).
+pub const FEATURES_REVISION: u32 = 1;
+
+/// Names the feature set a model was trained on: [`FEATURES_REVISION`] and a hash of
+/// [`feature_names`]. A saved model is used only with the same id.
+pub fn feature_set_id() -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in feature_names().join(",").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("r{FEATURES_REVISION}-{h:016x}")
+}
+
 /// The names of all [`FEATURE_LEN`] features, in vector order (for inspecting importances).
 pub fn feature_names() -> Vec<String> {
     let mut v: Vec<String> = OP_FEATURES.iter().map(|s| s.to_string()).collect();

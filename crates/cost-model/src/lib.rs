@@ -40,12 +40,13 @@ pub mod gbdt;
 pub mod model;
 
 pub use features::{
-    extract, feature_names, CodegenFlags, FeatureExtractor, ProgramFeatures, FEATURE_LEN,
+    extract, feature_names, feature_set_id, CodegenFlags, FeatureExtractor, ProgramFeatures,
+    FEATURES_REVISION, FEATURE_LEN,
 };
 pub use gbdt::{GbdtParams, Objective};
 pub use model::{
-    CostModel, Formulation, GbdtModel, GbdtModelParams, GbdtPreset, LabelTransform, RandomModel,
-    GBDT_PRESETS,
+    CostModel, Formulation, GbdtModel, GbdtModelParams, GbdtPreset, LabelTransform, Pretrained,
+    RandomModel, GBDT_PRESETS,
 };
 
 /// Errors of this crate (saving and loading models).
@@ -66,5 +67,15 @@ pub enum CostModelError {
         path: String,
         /// What is wrong.
         reason: String,
+    },
+    /// A pre-trained model was made for other features or another target than the search's.
+    #[error("{path} was trained {found} but the search needs {expected}")]
+    Mismatch {
+        /// The file.
+        path: String,
+        /// What the file says (`"for target avx2"`, `"on feature set r1-…"`).
+        found: String,
+        /// What the search needs.
+        expected: String,
     },
 }

@@ -274,7 +274,145 @@ struct Saved {
     #[serde(default)]
     calibration: Option<(f32, f32)>,
     n_samples: usize,
+    /// [`crate::feature_set_id`] of the features it was trained on (absent before v3).
+    #[serde(default)]
+    feature_set: Option<String>,
+    /// The target (ISA level) its training programs ran on, when known.
+    #[serde(default)]
+    target: Option<String>,
 }
+
+/// A trained model read from a file, checked against the search that will use it: it
+/// becomes the prior of new [`GbdtModel`]s ([`Pretrained::model`]), which predict with it
+/// until they have trained on enough of their own samples (the warm-up), instead of at
+/// random.
+#[derive(Clone, Debug)]
+pub struct Pretrained {
+    params: GbdtModelParams,
+    booster: Booster,
+    calibration: Option<(f32, f32)>,
+    n_samples: usize,
+    target: String,
+}
+
+impl Pretrained {
+    /// Reads a model saved by [`GbdtModel::save_for`] and checks that it was trained on
+    /// this feature set and for `target`. `origin` names it in errors (a path, or
+    /// `"the built-in model"`).
+    pub fn parse(text: &str, origin: &str, target: &str) -> Result<Pretrained, CostModelError> {
+        let saved = read_saved(text, origin)?;
+        let mismatch = |found: String, expected: String| CostModelError::Mismatch {
+            path: origin.to_string(),
+            found,
+            expected,
+        };
+        let features = crate::feature_set_id();
+        match &saved.feature_set {
+            Some(f) if *f == features => {}
+            Some(f) => {
+                return Err(mismatch(
+                    format!("on feature set {f}"),
+                    format!("feature set {features}"),
+                ))
+            }
+            None => {
+                return Err(mismatch(
+                    "on an unnamed (older) feature set".to_string(),
+                    format!("feature set {features}"),
+                ))
+            }
+        }
+        match &saved.target {
+            Some(t) if t == target => {}
+            Some(t) => {
+                return Err(mismatch(
+                    format!("for target {t}"),
+                    format!("target {target}"),
+                ))
+            }
+            None => {
+                return Err(mismatch(
+                    "for no named target".to_string(),
+                    format!("target {target}"),
+                ))
+            }
+        }
+        let Some(booster) = saved.booster else {
+            return Err(CostModelError::Format {
+                path: origin.to_string(),
+                reason: "it holds no trained trees".to_string(),
+            });
+        };
+        Ok(Pretrained {
+            params: saved.params,
+            booster,
+            calibration: saved.calibration,
+            n_samples: saved.n_samples,
+            target: target.to_string(),
+        })
+    }
+
+    /// [`Pretrained::parse`] of the file at `path`.
+    pub fn load(path: impl AsRef<Path>, target: &str) -> Result<Pretrained, CostModelError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| CostModelError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        Pretrained::parse(&text, &path.display().to_string(), target)
+    }
+
+    /// The programs it was trained on.
+    pub fn n_samples(&self) -> usize {
+        self.n_samples
+    }
+
+    /// The target it was trained for.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The parameters it was trained with.
+    pub fn params(&self) -> &GbdtModelParams {
+        &self.params
+    }
+
+    /// A new model with this one's parameters, seeded with `seed`, whose prior is this one:
+    /// it predicts with the pre-trained trees until it has `num_warmup_sample` samples of its
+    /// own, then trains on those (the search's usual warm-up is 100).
+    pub fn model(&self, seed: u64, num_warmup_sample: usize) -> GbdtModel {
+        let mut m = GbdtModel::new(GbdtModelParams {
+            seed,
+            num_warmup_sample,
+            ..self.params.clone()
+        });
+        m.prior = Some((self.booster.clone(), self.calibration));
+        m
+    }
+}
+
+/// Reads and validates a saved model's text.
+fn read_saved(text: &str, origin: &str) -> Result<Saved, CostModelError> {
+    let bad = |reason: String| CostModelError::Format {
+        path: origin.to_string(),
+        reason,
+    };
+    let saved: Saved = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    if saved.format != "tessel-gbdt-v2" && saved.format != SAVED_FORMAT {
+        return Err(bad(format!("unknown format `{}`", saved.format)));
+    }
+    if let Some(b) = &saved.booster {
+        let n = saved.params.formulation.row_len();
+        if b.n_features != n || b.trees.iter().any(|t| !tree_is_valid(t, n)) {
+            return Err(bad("trees do not match the feature layout".to_string()));
+        }
+    }
+    Ok(saved)
+}
+
+/// The format [`GbdtModel::save`] writes (v2 files, without feature set and target, are
+/// still read).
+const SAVED_FORMAT: &str = "tessel-gbdt-v3";
 
 /// Ansor's learned cost model: gradient-boosted trees on the store features, retrained from
 /// scratch on all samples seen so far at every [`CostModel::update`].
@@ -291,6 +429,9 @@ pub struct GbdtModel {
     /// Task of every sample seen.
     tasks: Vec<u32>,
     warmup: RandomModel,
+    /// Pre-trained trees (and calibration) to predict with while the model has none of its
+    /// own ([`Pretrained::model`]); kept by [`GbdtModel::clear`].
+    prior: Option<(Booster, Option<(f32, f32)>)>,
 }
 
 impl GbdtModel {
@@ -306,6 +447,7 @@ impl GbdtModel {
             y: Vec::new(),
             tasks: Vec::new(),
             warmup,
+            prior: None,
         }
     }
 
@@ -402,29 +544,49 @@ impl GbdtModel {
         if p.is_empty() {
             return f32::NEG_INFINITY;
         }
-        let score = match self.params.formulation {
-            Formulation::PackSum => p.rows().map(|r| booster.predict_row(r)).sum(),
-            f => {
-                scratch.clear();
-                f.rows_into(p, scratch);
-                booster.predict_row(scratch)
-            }
-        };
+        let score = self.score(booster, p, scratch);
         match self.calibration {
             Some((a, b)) => a * score + b,
             None => score,
         }
     }
 
-    /// Writes the settings and trees as JSON (not the training samples).
+    /// The raw (uncalibrated) score of `p` under `booster`.
+    fn score(&self, booster: &Booster, p: &ProgramFeatures, scratch: &mut Vec<f32>) -> f32 {
+        if p.is_empty() {
+            return f32::NEG_INFINITY;
+        }
+        match self.params.formulation {
+            Formulation::PackSum => p.rows().map(|r| booster.predict_row(r)).sum(),
+            f => {
+                scratch.clear();
+                f.rows_into(p, scratch);
+                booster.predict_row(scratch)
+            }
+        }
+    }
+
+    /// Writes the settings and trees as JSON (not the training samples), with the feature
+    /// set and no target.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), CostModelError> {
-        let path = path.as_ref();
+        self.write(path.as_ref(), None)
+    }
+
+    /// [`GbdtModel::save`] for `target` (the ISA level its training programs ran on): the
+    /// file a search can load as its [`Pretrained`] prior.
+    pub fn save_for(&self, path: impl AsRef<Path>, target: &str) -> Result<(), CostModelError> {
+        self.write(path.as_ref(), Some(target))
+    }
+
+    fn write(&self, path: &Path, target: Option<&str>) -> Result<(), CostModelError> {
         let saved = Saved {
-            format: "tessel-gbdt-v2".to_string(),
+            format: SAVED_FORMAT.to_string(),
             params: self.params.clone(),
             booster: self.booster.clone(),
             calibration: self.calibration,
             n_samples: self.y.len(),
+            feature_set: Some(crate::feature_set_id()),
+            target: target.map(str::to_string),
         };
         let text = serde_json::to_string(&saved).map_err(|e| CostModelError::Format {
             path: path.display().to_string(),
@@ -444,20 +606,7 @@ impl GbdtModel {
             path: path.display().to_string(),
             source: e,
         })?;
-        let bad = |reason: String| CostModelError::Format {
-            path: path.display().to_string(),
-            reason,
-        };
-        let saved: Saved = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        if saved.format != "tessel-gbdt-v2" {
-            return Err(bad(format!("unknown format `{}`", saved.format)));
-        }
-        if let Some(b) = &saved.booster {
-            let n = saved.params.formulation.row_len();
-            if b.n_features != n || b.trees.iter().any(|t| !tree_is_valid(t, n)) {
-                return Err(bad("trees do not match the feature layout".to_string()));
-            }
-        }
+        let saved = read_saved(&text, &path.display().to_string())?;
         let mut m = GbdtModel::new(saved.params);
         m.booster = saved.booster;
         m.calibration = saved.calibration;
@@ -513,13 +662,25 @@ impl CostModel for GbdtModel {
     }
 
     fn predict(&self, programs: &[ProgramFeatures]) -> Vec<f32> {
-        let Some(b) = &self.booster else {
+        let mut scratch = Vec::new();
+        if let Some(b) = &self.booster {
+            return programs
+                .iter()
+                .map(|p| self.predict_one(b, p, &mut scratch))
+                .collect();
+        }
+        let Some((b, calibration)) = &self.prior else {
             return self.warmup.predict(programs);
         };
-        let mut scratch = Vec::new();
         programs
             .iter()
-            .map(|p| self.predict_one(b, p, &mut scratch))
+            .map(|p| {
+                let score = self.score(b, p, &mut scratch);
+                match calibration {
+                    Some((a, c)) => a * score + c,
+                    None => score,
+                }
+            })
             .collect()
     }
 

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use tessel_cost_model::dataset::{split_by_candidate, Dataset, Sample};
 use tessel_cost_model::eval::{pairwise_accuracy, recall_at_k};
-use tessel_cost_model::{CostModel, Formulation, GbdtModel, GbdtModelParams, RandomModel};
+use tessel_cost_model::{
+    CostModel, Formulation, GbdtModel, GbdtModelParams, Pretrained, RandomModel,
+};
 use tessel_measure::{Candidate, InProcessRunner, MeasureOptions, Runner};
 use tessel_sketch::{generate_sketches, sample_population, HardwareParams};
 
@@ -135,4 +137,54 @@ fn warm_up_predicts_at_random_and_failed_programs_score_minus_infinity() {
     assert!(p.iter().all(|&x| (0.0..1.0).contains(&x)));
     let empty = tessel_cost_model::ProgramFeatures::default();
     assert_eq!(m.predict(&[empty]), vec![f32::NEG_INFINITY]);
+}
+
+#[test]
+fn a_pretrained_model_is_the_prior_until_the_search_has_its_own_samples() {
+    let ds = measured(60, 41);
+    let mut trained = GbdtModel::new(GbdtModelParams {
+        num_warmup_sample: 0,
+        ..GbdtModelParams::squared_error()
+    });
+    trained.update(&ds.programs, &ds.labels);
+    let dir = std::env::temp_dir().join(format!("tessel-pretrained-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("model.json");
+    trained.save_for(&path, "avx512").expect("save");
+
+    // Round trip: the prior predicts what the trained model predicted, through clear().
+    let pre = Pretrained::load(&path, "avx512").expect("load");
+    assert_eq!(pre.n_samples(), ds.programs.len());
+    let mut m = pre.model(7, 100);
+    assert_eq!(m.predict(&ds.programs), trained.predict(&ds.programs));
+    m.clear();
+    m.update(&ds.programs[..10], &ds.labels[..10]);
+    assert!(m.booster().is_none(), "still in its own warm-up");
+    assert_eq!(m.predict(&ds.programs), trained.predict(&ds.programs));
+
+    // Refusals name the file and what differs.
+    let err = Pretrained::load(&path, "avx2").expect_err("another target");
+    let text = err.to_string();
+    assert!(
+        text.contains("for target avx512") && text.contains("target avx2"),
+        "{text}"
+    );
+    let text = std::fs::read_to_string(&path).expect("read");
+    let other = text.replace(&tessel_cost_model::feature_set_id(), "r0-0000000000000000");
+    let err = Pretrained::parse(&other, "m.json", "avx512").expect_err("other features");
+    assert!(err.to_string().contains("feature set r0-"), "{err}");
+    trained.save(&path).expect("save without target");
+    let err = Pretrained::load(&path, "avx512").expect_err("no target");
+    assert!(err.to_string().contains("no named target"), "{err}");
+    let err = Pretrained::parse("{\"format\":", "m.json", "avx512").expect_err("corrupt");
+    assert!(
+        err.to_string()
+            .contains("m.json is not a Tessel cost model"),
+        "{err}"
+    );
+    let untrained = GbdtModel::new(GbdtModelParams::squared_error());
+    untrained.save_for(&path, "avx512").expect("save");
+    let err = Pretrained::load(&path, "avx512").expect_err("no trees");
+    assert!(err.to_string().contains("no trained trees"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
