@@ -79,3 +79,13 @@ pub enum CostModelError {
         expected: String,
     },
 }
+
+/// The pre-trained model shipped with Tessel for `target` (an ISA level name, `"avx512"`),
+/// as the text [`Pretrained::parse`] reads; `None` where there is none. How it was made and
+/// how to make one for your machine: `docs/cost-model.md`.
+pub fn builtin_pretrained(target: &str) -> Option<&'static str> {
+    match target {
+        "avx512" => Some(include_str!("../pretrained/avx512.json")),
+        _ => None,
+    }
+}

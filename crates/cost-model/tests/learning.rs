@@ -188,3 +188,16 @@ fn a_pretrained_model_is_the_prior_until_the_search_has_its_own_samples() {
     assert!(err.to_string().contains("no trained trees"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_built_in_model_matches_the_current_feature_set() {
+    let text = tessel_cost_model::builtin_pretrained("avx512").expect("an avx512 model ships");
+    let model = Pretrained::parse(text, "the built-in model", "avx512").unwrap_or_else(|e| {
+        panic!(
+            "{e}: the features changed since the built-in model was trained; rebuild it \
+             (docs/cost-model.md, `tessel dataset` then `tessel cost-model train`)"
+        )
+    });
+    assert!(model.n_samples() >= 1000);
+    assert!(tessel_cost_model::builtin_pretrained("generic").is_none());
+}

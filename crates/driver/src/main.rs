@@ -44,8 +44,10 @@ enum Command {
     /// (internal) The measurement worker: JSON lines on stdin/stdout.
     #[command(hide = true)]
     Worker(commands::worker::Args),
-    /// Evaluate the learned cost model on measured records.
+    /// Evaluate the learned cost model on measured records, or train a pre-trained one.
     CostModel(commands::cost_model::Args),
+    /// Measure a training set for the cost model: searched and random programs of workloads.
+    Dataset(commands::dataset::Args),
     /// List the tasks (distinct fused subgraphs, with weights) of a built-in network.
     Tasks(commands::tasks::Args),
     /// Build a whole network into one module (tuned records or default schedules) and run it.
@@ -67,6 +69,7 @@ fn run(cli: Cli) -> Result<(), DriverError> {
         Command::Records(args) => commands::records::run(&args),
         Command::Worker(args) => commands::worker::run(&args),
         Command::CostModel(args) => commands::cost_model::run(&args),
+        Command::Dataset(args) => commands::dataset::run(&args),
         Command::Tasks(args) => commands::tasks::run(&args),
         Command::RunNetwork(args) => commands::run_network::run(&args),
         Command::Show(args) => commands::show::run(&args),

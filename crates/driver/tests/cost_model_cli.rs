@@ -114,3 +114,100 @@ fn eval_rejects_bad_arguments_and_missing_files() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--model `nope`"));
 }
+
+#[test]
+fn train_writes_a_model_that_tune_starts_from_and_refuses_for_another_target() {
+    let dir = std::env::temp_dir().join(format!("tessel-cm-train-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let records = dir.join("records.jsonl");
+    write_records(&records, 30);
+    let model = dir.join("model.json");
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_string();
+    let out = tessel(&[
+        "cost-model",
+        "train",
+        "--records",
+        &path(&records),
+        "--exclude",
+        "c2d",
+        "--out",
+        &path(&model),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("on 30 programs of 1 workloads"),
+        "the c2d records are held out: {stdout}"
+    );
+
+    let tune = |extra: &[&str]| {
+        let mut args = vec![
+            "tune",
+            "gmm:b=1,n=16,m=16,k=16",
+            "--trials",
+            "8",
+            "--threads",
+            "1",
+            "--isolation",
+            "none",
+            "--final-confirm",
+            "0",
+            "--records",
+        ];
+        let r = path(&dir.join("tune.jsonl"));
+        args.push(&r);
+        args.extend_from_slice(extra);
+        tessel(&args)
+    };
+    let m = path(&model);
+    let started = tune(&["--pretrained", &m]);
+    let stdout = String::from_utf8_lossy(&started.stdout);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "cost model      gbdt, pre-trained on 30 programs ({m})"
+        )),
+        "{stdout}"
+    );
+    // The default is cold.
+    let default = tune(&[]);
+    assert!(String::from_utf8_lossy(&default.stdout)
+        .contains("cost model      gbdt, cold (the default)"));
+    let none = tune(&["--pretrained", "builtin", "--target", "generic"]);
+    assert!(
+        String::from_utf8_lossy(&none.stdout)
+            .contains("cold (no built-in pre-trained model for generic)"),
+        "{}",
+        String::from_utf8_lossy(&none.stdout)
+    );
+    // A model of another target: the search starts cold and says why.
+    let cold = tune(&["--pretrained", &m, "--target", "generic"]);
+    let stdout = String::from_utf8_lossy(&cold.stdout);
+    assert!(
+        cold.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cold.stderr)
+    );
+    assert!(
+        stdout.contains("cost model      gbdt, cold (") && stdout.contains("target generic"),
+        "{stdout}"
+    );
+    // A corrupt model file is an error.
+    std::fs::write(&model, "{\"format\":").expect("write");
+    let bad = tune(&["--pretrained", &m]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("is not a Tessel cost model"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

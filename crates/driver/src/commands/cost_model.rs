@@ -33,6 +33,24 @@ pub struct Args {
 pub enum Sub {
     /// Train on part of measured records, test on the rest, print accuracy and timing.
     Eval(EvalArgs),
+    /// Train the search's model on measured records and save it as a pre-trained model
+    /// for their target (the file `tune --pretrained` reads; the built-in one is made so).
+    Train(TrainArgs),
+}
+
+/// Arguments of `tessel cost-model train`.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Record files (JSON lines), e.g. written by `tessel dataset`; all of one target.
+    #[arg(long, num_args = 1.., required = true)]
+    pub records: Vec<std::path::PathBuf>,
+    /// Leave out the records of workloads whose spec contains one of these texts (hold out
+    /// what the model will be evaluated on).
+    #[arg(long, num_args = 1..)]
+    pub exclude: Vec<String>,
+    /// Where to write the model.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
 }
 
 /// Arguments of `tessel cost-model eval`.
@@ -71,6 +89,7 @@ pub struct EvalArgs {
 pub fn run(args: &Args) -> Result<(), DriverError> {
     match &args.command {
         Sub::Eval(a) => eval(a),
+        Sub::Train(a) => train(a),
     }
 }
 
@@ -123,26 +142,7 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
 
-    // Read the records.
-    let mut samples = Vec::new();
-    let mut bad_lines = 0;
-    for path in &args.records {
-        let log = tessel_measure::records::read_records(path).map_err(DriverError::failed)?;
-        bad_lines += log.problems.len();
-        for p in log.problems.iter().take(3) {
-            eprintln!("warning: {}:{}: {}", path.display(), p.line, p.reason);
-        }
-        samples.extend(log.records.iter().map(|r| Sample {
-            workload: r.key.workload.clone(),
-            steps: r.steps.clone(),
-            cost: r.cost(),
-            threads: r.key.codegen.threads,
-            codegen: CodegenFlags {
-                micro_kernels: r.key.codegen.isa.has_micro_kernels(),
-                layout_rewrite: r.key.codegen.layout_rewrite != tessel_codegen::LayoutRewrite::Off,
-            },
-        }));
-    }
+    let (samples, bad_lines) = read_samples(&args.records, &[])?;
     let t0 = Instant::now();
     let ds = Dataset::build(&samples);
     let feature_seconds = t0.elapsed().as_secs_f64();
@@ -275,4 +275,94 @@ fn short(name: &str) -> String {
         let cut: String = name.chars().take(25).collect();
         format!("{cut}…")
     }
+}
+
+/// The samples of the records in `paths` (bad lines warned about and counted), leaving out
+/// workloads whose spec contains one of `exclude`.
+fn read_samples(
+    paths: &[std::path::PathBuf],
+    exclude: &[String],
+) -> Result<(Vec<Sample>, usize), DriverError> {
+    let mut samples = Vec::new();
+    let mut bad_lines = 0;
+    for path in paths {
+        let log = tessel_measure::records::read_records(path).map_err(DriverError::failed)?;
+        bad_lines += log.problems.len();
+        for p in log.problems.iter().take(3) {
+            eprintln!("warning: {}:{}: {}", path.display(), p.line, p.reason);
+        }
+        samples.extend(
+            log.records
+                .iter()
+                .filter(|r| !exclude.iter().any(|x| r.key.workload.contains(x.as_str())))
+                .map(|r| Sample {
+                    workload: r.key.workload.clone(),
+                    steps: r.steps.clone(),
+                    cost: r.cost(),
+                    threads: r.key.codegen.threads,
+                    codegen: CodegenFlags {
+                        micro_kernels: r.key.codegen.isa.has_micro_kernels(),
+                        layout_rewrite: r.key.codegen.layout_rewrite
+                            != tessel_codegen::LayoutRewrite::Off,
+                    },
+                }),
+        );
+    }
+    Ok((samples, bad_lines))
+}
+
+/// The one ISA level of the records in `paths` (a pre-trained model is for one target).
+fn records_isa(paths: &[std::path::PathBuf], exclude: &[String]) -> Result<String, DriverError> {
+    let mut isas = std::collections::BTreeSet::new();
+    for path in paths {
+        let log = tessel_measure::records::read_records(path).map_err(DriverError::failed)?;
+        isas.extend(
+            log.records
+                .iter()
+                .filter(|r| !exclude.iter().any(|x| r.key.workload.contains(x.as_str())))
+                .map(|r| r.key.codegen.isa.name()),
+        );
+    }
+    match isas.len() {
+        1 => Ok(isas.into_iter().next().unwrap_or_default().to_string()),
+        0 => Err(DriverError::Failed("no usable records to train on".into())),
+        _ => Err(DriverError::Usage(format!(
+            "the records are of several targets ({}): train one model per target",
+            isas.into_iter().collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+fn train(args: &TrainArgs) -> Result<(), DriverError> {
+    let target = records_isa(&args.records, &args.exclude)?;
+    let (samples, bad_lines) = read_samples(&args.records, &args.exclude)?;
+    let t0 = Instant::now();
+    let ds = Dataset::build(&samples);
+    if ds.len() < 4 {
+        return Err(DriverError::Failed(format!(
+            "{} usable records: need at least 4 to train",
+            ds.len()
+        )));
+    }
+    let feature_seconds = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let mut model = GbdtModel::new(GbdtModelParams {
+        num_warmup_sample: 0,
+        ..GbdtModelParams::squared_error()
+    });
+    model.update_tasks(&ds.programs, &ds.labels, &ds.task_of);
+    model
+        .save_for(&args.out, &target)
+        .map_err(DriverError::failed)?;
+    println!(
+        "trained {} on {} programs of {} workloads ({} bad lines), target {target}: features {:.1} s, training {:.1} s\nwrote {}",
+        model.name(),
+        ds.len(),
+        ds.workloads.len(),
+        bad_lines,
+        feature_seconds,
+        t1.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
 }

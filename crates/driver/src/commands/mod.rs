@@ -1,6 +1,7 @@
 //! One module per subcommand; each has an `Args` (clap) and a `run`.
 
 pub mod cost_model;
+pub mod dataset;
 pub mod experiment;
 pub mod farm;
 pub mod network_source;

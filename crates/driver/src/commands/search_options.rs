@@ -4,6 +4,7 @@
 use crate::error::DriverError;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
+use tessel_cost_model::{CostModelError, GbdtModelParams, Pretrained};
 use tessel_measure::options::LayoutRewrite;
 use tessel_measure::{
     HarnessError, InProcessRunner, LocalWorkerRunner, MeasureOptions, Runner, WorkerCommand,
@@ -79,6 +80,33 @@ pub fn job_options(target: Target, isolation: Isolation, measure: Option<&str>) 
     }
 }
 
+/// How a search's cost model starts ([`SearchOptions::model_start`]).
+#[derive(Clone, Debug)]
+pub enum ModelStart {
+    /// From a pre-trained model.
+    Pretrained {
+        /// The model.
+        model: Arc<Pretrained>,
+        /// Where it came from (a path, or `built-in, <target>`).
+        origin: String,
+    },
+    /// Cold, and why.
+    Cold(String),
+}
+
+impl std::fmt::Display for ModelStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelStart::Pretrained { model, origin } => write!(
+                f,
+                "pre-trained on {} programs ({origin})",
+                model.n_samples()
+            ),
+            ModelStart::Cold(why) => write!(f, "cold ({why})"),
+        }
+    }
+}
+
 fn usage(e: impl std::fmt::Display) -> DriverError {
     DriverError::Usage(e.to_string())
 }
@@ -98,9 +126,14 @@ pub struct SearchOptions {
     #[arg(long)]
     pub mutation_policy: Option<String>,
     /// The cost model: gbdt (the search's gradient-boosted trees), gbdt-rank (pairwise
-    /// ranking) or random (ablation).
+    /// ranking), gbdt-packsum (Ansor's formulation) or random (ablation).
     #[arg(long, default_value = "gbdt")]
     pub cost_model: String,
+    /// Start the `gbdt` cost model from a pre-trained model instead of cold (random until
+    /// it has trained on 100 programs of this search): `builtin` (the one shipped for the
+    /// target's ISA) or a file written by `tessel cost-model train`.
+    #[arg(long)]
+    pub pretrained: Option<String>,
     /// Seed of every random decision.
     #[arg(long, default_value_t = 0, value_parser = super::numbers::seed, allow_negative_numbers = true)]
     pub seed: u64,
@@ -196,6 +229,10 @@ impl SearchOptions {
             .map_err(usage)?
             .with_cost_model(&self.cost_model)
             .map_err(usage)?;
+        if let ModelStart::Pretrained { model, .. } = self.model_start()? {
+            let warmup = GbdtModelParams::squared_error().num_warmup_sample;
+            options.cost_model = Arc::new(move |seed| Box::new(model.model(seed, warmup)));
+        }
         options.params = TuneParams {
             trials,
             measures_per_round: self.measures_per_round.max(1),
@@ -209,6 +246,43 @@ impl SearchOptions {
         options.layout_rewrite = self.layout_rewrite();
         options.flush_cache = self.flush_cache;
         Ok(TuneJob::new(options))
+    }
+
+    /// How the cost model starts: cold (the default, or another `--cost-model`, or a model
+    /// made for other features or another target, or no built-in model for the target: that
+    /// is said, not an error), or from `--pretrained builtin|FILE`. A file that cannot be
+    /// read or is not a model is an error.
+    pub fn model_start(&self) -> Result<ModelStart, DriverError> {
+        let target = self.target().isa.name();
+        let Some(choice) = &self.pretrained else {
+            return Ok(ModelStart::Cold("the default".into()));
+        };
+        if self.cost_model != "gbdt" {
+            return Err(usage("--pretrained starts the `gbdt` cost model only"));
+        }
+        let (parsed, origin) = if choice == "builtin" {
+            match tessel_cost_model::builtin_pretrained(target) {
+                Some(text) => (
+                    Pretrained::parse(text, "the built-in model", target),
+                    format!("built-in, {target}"),
+                ),
+                None => {
+                    return Ok(ModelStart::Cold(format!(
+                        "no built-in pre-trained model for {target}"
+                    )))
+                }
+            }
+        } else {
+            (Pretrained::load(choice, target), choice.clone())
+        };
+        match parsed {
+            Ok(model) => Ok(ModelStart::Pretrained {
+                model: Arc::new(model),
+                origin,
+            }),
+            Err(e @ CostModelError::Mismatch { .. }) => Ok(ModelStart::Cold(e.to_string())),
+            Err(e) => Err(DriverError::failed(e)),
+        }
     }
 
     /// How readings near the best are confirmed (`--confirm`).

@@ -175,6 +175,12 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         out,
         "policies        sketches: {sketch_name}, mutations: {mutation_name}"
     )?;
+    writeln!(
+        out,
+        "cost model      {}, {}",
+        args.search.cost_model,
+        args.search.model_start()?
+    )?;
     writeln!(out, "stopped         {:?}", result.stop_reason)?;
     writeln!(
         out,
@@ -208,6 +214,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "valid": result.valid,
             "confirmed": measurer.confirmed,
             "resumed": resumed,
+            "cost_model_start": args.search.model_start()?.to_string(),
             "skipped_other_codegen": other_codegen,
             "best_latency_ms": best_ms,
             "best_gflops": best_gflops,
