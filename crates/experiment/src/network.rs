@@ -351,6 +351,14 @@ pub fn run(
             task_workloads.len()
         )));
     }
+    if o.trials_per_task <= o.scheduler.measures_per_round {
+        eprintln!(
+            "note: {} trials per task ≤ {} measured per round: every task gets one round \
+             (the warm-up) and the estimate exists only at the end, so time-to-reach says \
+             little; use --measures-per-round below --trials-per-task for several rounds per task",
+            o.trials_per_task, o.scheduler.measures_per_round
+        );
+    }
     let problems: Vec<Problem> = task_workloads
         .iter()
         .map(|w| job.problem(Arc::new(w.dag.clone())))
@@ -404,7 +412,33 @@ pub fn run(
             });
         }
         // Lockstep: one scheduler round of each run in turn.
+        let budget = o.trials_per_task.saturating_mul(tasks.len()).max(1);
+        let mut reported = 0;
         while active.iter().any(|a| a.stop.is_none()) {
+            // A progress line at every tenth of the budget.
+            let done = active
+                .iter()
+                .map(|a| a.scheduler.trials())
+                .min()
+                .unwrap_or(0);
+            if 10 * done / budget > reported {
+                reported = 10 * done / budget;
+                let estimates: Vec<String> = active
+                    .iter()
+                    .map(|a| {
+                        let est = a
+                            .scheduler
+                            .objective()
+                            .map_or("-".to_string(), |s| format!("{:.3} ms", s * 1e3));
+                        format!("{} {est}", a.config.name())
+                    })
+                    .collect();
+                eprintln!(
+                    "{} seed {seed}: {done}/{budget} trials per run; estimated {}",
+                    o.network,
+                    estimates.join(", ")
+                );
+            }
             for a in active.iter_mut().filter(|a| a.stop.is_none()) {
                 let start = Instant::now();
                 a.stop = a.scheduler.step(&mut a.measurer, &mut a.scorer);
