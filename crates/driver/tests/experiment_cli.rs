@@ -227,3 +227,107 @@ fn experiment_writes_report_plots_and_a_sane_summary() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn experiment_on_a_network_builds_and_times_every_run() {
+    let dir = std::env::temp_dir().join(format!("tessel-net-exp-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out_dir = dir.to_str().expect("utf-8 path");
+    let out = Command::new(env!("CARGO_BIN_EXE_tessel"))
+        .args([
+            "experiment",
+            "--network",
+            "tiny-cnn",
+            "--trials-per-task",
+            "4",
+            "--seeds",
+            "2",
+            "--configs",
+            "both",
+            "--threads",
+            "1",
+            "--population",
+            "16",
+            "--measures-per-round",
+            "4",
+            "--isolation",
+            "none",
+            "--timing-rounds",
+            "2",
+            "--timing-repeats",
+            "1",
+            "--out",
+            out_dir,
+            "--json",
+        ])
+        .output()
+        .expect("tessel runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("time-to-reach") && stdout.contains("measured ms"),
+        "{stdout}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("output")).expect("last line is JSON");
+    assert_eq!(summary["network"], "tiny-cnn");
+    let configs: Vec<&str> = summary["configs"]
+        .as_array()
+        .expect("configs")
+        .iter()
+        .filter_map(|c| c["config"].as_str())
+        .collect();
+    assert_eq!(configs, ["baseline", "both"]);
+    let runs = summary["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 4);
+    let tasks = summary["tasks"].as_u64().expect("tasks");
+    for r in runs {
+        assert_eq!(r["trials"].as_u64(), Some(4 * tasks), "{r}");
+        assert!(
+            r["measured_seconds"].as_f64().is_some_and(|s| s > 0.0),
+            "{r}"
+        );
+        // Each run's records build the network with `tessel run-network --records`.
+        let records = dir.join(r["records"].as_str().expect("records"));
+        assert!(records.exists(), "{}", records.display());
+    }
+    let first = dir.join(runs[0]["records"].as_str().expect("records"));
+    let run = Command::new(env!("CARGO_BIN_EXE_tessel"))
+        .args([
+            "run-network",
+            "tiny-cnn",
+            "--threads",
+            "1",
+            "--repeat",
+            "2",
+            "--records",
+        ])
+        .arg(&first)
+        .output()
+        .expect("tessel runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(dir.join("report.md").exists() && dir.join("summary.json").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn experiment_needs_workloads_or_a_network() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tessel"))
+        .args(["experiment", "--seeds", "1"])
+        .output()
+        .expect("tessel runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--network") || err.contains("<SPECS>"),
+        "{err}"
+    );
+}

@@ -29,17 +29,13 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod cache;
 pub mod confirm;
 pub mod evolution;
-pub mod experiment;
 pub mod harness;
 pub mod heuristic;
 pub mod job;
 pub mod model;
 pub mod registry;
-pub mod remeasure;
 pub mod run_limit;
 pub mod scheduler;
-pub mod signed_rank;
 pub mod tuner;

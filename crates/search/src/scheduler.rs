@@ -527,6 +527,37 @@ pub struct TaskScheduler<'h> {
     trials: usize,
     on_round: Option<SchedulerHook<'h>>,
     started: std::time::Instant,
+    progress: Progress,
+}
+
+/// Where a run of the scheduler is (what [`TaskScheduler::step`] continues from).
+#[derive(Clone, Copy, Debug)]
+struct Progress {
+    /// The next task to warm up.
+    warmup_next: usize,
+    /// Whether the warm-up is over (and the early-stopping reference set).
+    warmed: bool,
+    /// The best objective since the warm-up.
+    best_score: f64,
+    /// Trials when it was reached.
+    best_trials: usize,
+    /// The next task of the round-robin strategy.
+    rr_next: usize,
+    /// Why the run stopped, once it has.
+    stopped: Option<SchedulerStop>,
+}
+
+impl Default for Progress {
+    fn default() -> Progress {
+        Progress {
+            warmup_next: 0,
+            warmed: false,
+            best_score: f64::INFINITY,
+            best_trials: 0,
+            rr_next: 0,
+            stopped: None,
+        }
+    }
 }
 
 impl<'h> TaskScheduler<'h> {
@@ -594,6 +625,7 @@ impl<'h> TaskScheduler<'h> {
             trials: 0,
             on_round: None,
             started: std::time::Instant::now(),
+            progress: Progress::default(),
         })
     }
 
@@ -639,65 +671,115 @@ impl<'h> TaskScheduler<'h> {
         measurer: &mut dyn TaskMeasurer,
         scorer: &mut dyn Scorer,
     ) -> SchedulerResult {
-        let n = self.tasks.len();
-        // Warm-up: one round per task.
-        for i in 0..n {
-            if self.trials >= self.params.total_trials || self.out_of_time() || measurer.halted() {
-                break;
-            }
-            if self.tasks[i].rounds == 0 && self.tasks[i].dead.is_none() {
-                self.tune(i, true, measurer, scorer);
-            }
-        }
-        let mut best_score = self.objective().unwrap_or(f64::INFINITY);
-        let mut best_trials = self.trials;
-        let mut rr_next = 0;
+        self.progress = Progress::default();
         let stop = loop {
-            if measurer.halted() {
-                break SchedulerStop::Halted;
-            }
-            if self.trials >= self.params.total_trials {
-                break SchedulerStop::TrialBudget;
-            }
-            if self.out_of_time() {
-                break SchedulerStop::TimeBudget;
-            }
-            let live: Vec<usize> = (0..n).filter(|&i| self.tasks[i].dead.is_none()).collect();
-            if live.is_empty() {
-                break SchedulerStop::AllTasksDead;
-            }
-            let i = match self.params.strategy {
-                Strategy::RoundRobin => {
-                    let i = (0..n)
-                        .map(|k| (rr_next + k) % n)
-                        .find(|&k| self.tasks[k].dead.is_none())
-                        .unwrap_or(live[0]);
-                    rr_next = (i + 1) % n;
-                    i
-                }
-                Strategy::Gradient => self.pick_by_gradient(&live),
-            };
-            self.tune(i, false, measurer, scorer);
-            self.adjust_similarity_group(i);
-            let score = self.objective();
-            match score {
-                Some(s) if s < best_score => {
-                    best_score = s;
-                    best_trials = self.trials;
-                }
-                Some(_)
-                    if self
-                        .params
-                        .early_stopping
-                        .is_some_and(|es| self.trials - best_trials >= es) =>
-                {
-                    break SchedulerStop::EarlyStopping;
-                }
-                Some(_) => {}
-                None => {}
+            if let Some(stop) = self.step(measurer, scorer) {
+                break stop;
             }
         };
         self.result(stop)
+    }
+
+    /// One round of [`TaskScheduler::run`]: a warm-up round of the next task not yet
+    /// tuned, or one round of the task the strategy picks. Returns why the run stops
+    /// (without tuning) once it does, and the same reason on every later call; `None` after
+    /// a round. Stepping several schedulers in turn tunes them in lockstep (the network
+    /// experiment); stepping one until it stops is [`TaskScheduler::run`].
+    pub fn step(
+        &mut self,
+        measurer: &mut dyn TaskMeasurer,
+        scorer: &mut dyn Scorer,
+    ) -> Option<SchedulerStop> {
+        if let Some(stop) = self.progress.stopped {
+            return Some(stop);
+        }
+        let n = self.tasks.len();
+        // Warm-up: one round per task.
+        while self.progress.warmup_next < n {
+            if self.trials >= self.params.total_trials || self.out_of_time() || measurer.halted() {
+                self.progress.warmup_next = n;
+                break;
+            }
+            let i = self.progress.warmup_next;
+            self.progress.warmup_next += 1;
+            if self.tasks[i].rounds == 0 && self.tasks[i].dead.is_none() {
+                self.tune(i, true, measurer, scorer);
+                if self.progress.warmup_next == n {
+                    self.end_warmup();
+                }
+                return None;
+            }
+        }
+        if !self.progress.warmed {
+            self.end_warmup();
+        }
+        let stop = self.main_round(measurer, scorer);
+        self.progress.stopped = stop;
+        stop
+    }
+
+    /// The early-stopping reference after the warm-up: the objective and trials so far.
+    fn end_warmup(&mut self) {
+        self.progress.warmed = true;
+        self.progress.best_score = self.objective().unwrap_or(f64::INFINITY);
+        self.progress.best_trials = self.trials;
+    }
+
+    /// One round after the warm-up, or why there is none.
+    fn main_round(
+        &mut self,
+        measurer: &mut dyn TaskMeasurer,
+        scorer: &mut dyn Scorer,
+    ) -> Option<SchedulerStop> {
+        let n = self.tasks.len();
+        if measurer.halted() {
+            return Some(SchedulerStop::Halted);
+        }
+        if self.trials >= self.params.total_trials {
+            return Some(SchedulerStop::TrialBudget);
+        }
+        if self.out_of_time() {
+            return Some(SchedulerStop::TimeBudget);
+        }
+        let live: Vec<usize> = (0..n).filter(|&i| self.tasks[i].dead.is_none()).collect();
+        if live.is_empty() {
+            return Some(SchedulerStop::AllTasksDead);
+        }
+        let i = match self.params.strategy {
+            Strategy::RoundRobin => {
+                let rr_next = self.progress.rr_next;
+                let i = (0..n)
+                    .map(|k| (rr_next + k) % n)
+                    .find(|&k| self.tasks[k].dead.is_none())
+                    .unwrap_or(live[0]);
+                self.progress.rr_next = (i + 1) % n;
+                i
+            }
+            Strategy::Gradient => self.pick_by_gradient(&live),
+        };
+        self.tune(i, false, measurer, scorer);
+        self.adjust_similarity_group(i);
+        match self.objective() {
+            Some(s) if s < self.progress.best_score => {
+                self.progress.best_score = s;
+                self.progress.best_trials = self.trials;
+            }
+            Some(_)
+                if self
+                    .params
+                    .early_stopping
+                    .is_some_and(|es| self.trials - self.progress.best_trials >= es) =>
+            {
+                return Some(SchedulerStop::EarlyStopping);
+            }
+            Some(_) | None => {}
+        }
+        None
+    }
+
+    /// Trials measured so far, over all tasks.
+    pub fn trials(&self) -> usize {
+        self.trials
     }
 
     /// True when the time budget is set and spent.
@@ -896,7 +978,9 @@ impl<'h> TaskScheduler<'h> {
         }
     }
 
-    fn result(&self, stop_reason: SchedulerStop) -> SchedulerResult {
+    /// The result so far, stopped for `stop_reason` (what [`TaskScheduler::run`] returns;
+    /// after stepping with [`TaskScheduler::step`], give it the reason the last step gave).
+    pub fn result(&self, stop_reason: SchedulerStop) -> SchedulerResult {
         SchedulerResult {
             tasks: self
                 .tasks

@@ -39,7 +39,7 @@ pub trait Measurer {
 
     /// Seconds the last [`measure`](Measurer::measure) call is charged on the search's time
     /// axis when that is not the wall time it took: a shared cache
-    /// ([`crate::cache::CachingMeasurer`]) charges a hit what its first measurement cost.
+    /// (`tessel_experiment::cache::CachingMeasurer`) charges a hit what its first measurement cost.
     /// `None` (the default): the wall time.
     fn charged_seconds(&self) -> Option<f64> {
         None

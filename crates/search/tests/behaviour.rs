@@ -5,9 +5,9 @@
 //! the change; a change of search behaviour changes the digest.
 //!
 //! The set-ups mirror the driver's wiring: `tune` (one task, resumable tuner, policies by
-//! preset), `tune-network` (the task scheduler over two tasks sharing one model), `sample`
-//! (random sampling of the sketches) and `experiment` (the baseline and `both`
-//! configurations in lockstep).
+//! preset), `tune-network` (the task scheduler over two tasks sharing one model) and `sample`
+//! (random sampling of the sketches); `experiment` (the baseline and `both` configurations
+//! in lockstep) is pinned the same way in the experiment crate's `tests/behaviour.rs`.
 
 use std::sync::Arc;
 use tessel_ir::dag::fnv1a;
@@ -93,7 +93,6 @@ fn dag(spec: &str) -> Arc<tessel_ir::ComputeDag> {
 /// The set-ups, written as the driver wires them: over one tuning job.
 mod setups {
     use super::*;
-    use tessel_search::experiment::{run_lockstep, Config, RunParts};
     use tessel_search::job::{TuneJob, TuneOptions};
     use tessel_search::registry::preset;
     use tessel_search::scheduler::{SchedulerParams, TaskScheduler, TaskSpec};
@@ -150,29 +149,6 @@ mod setups {
         let problem = job.problem(dag(spec)).expect("sketches");
         job.sample(&problem, count, seed)
     }
-
-    /// `tessel experiment SPEC --configs baseline,both --seeds 1 --no-cache`:
-    /// the fake runners of the two configurations.
-    pub fn experiment(spec: &str, seed: u64) -> (FakeRunner, FakeRunner) {
-        let job = job("baseline", TUNE_TRIALS, 0).with_seed(seed);
-        let problem = job.problem(dag(spec)).expect("sketches");
-        let (mut a, mut b) = (FakeRunner::default(), FakeRunner::default());
-        let (mut sa, mut sb) = (job.scorer(seed), job.scorer(seed));
-        let mut parts = [
-            RunParts {
-                config: Config::Baseline,
-                measurer: &mut a,
-                scorer: &mut sa,
-            },
-            RunParts {
-                config: Config::Both,
-                measurer: &mut b,
-                scorer: &mut sb,
-            },
-        ];
-        run_lockstep(&job, &problem, &mut parts, None);
-        (a, b)
-    }
 }
 
 #[test]
@@ -198,11 +174,4 @@ fn sample_is_unchanged() {
     let mut runner = FakeRunner::default();
     runner.run("", &states);
     assert_eq!(runner.digest(), (24, 16719021470580367484));
-}
-
-#[test]
-fn experiment_baseline_and_both_are_unchanged() {
-    let (baseline, both) = setups::experiment(GMM, 1);
-    assert_eq!(baseline.digest(), (144, 10591327427349787194), "baseline");
-    assert_eq!(both.digest(), (144, 10809888868521849653), "both");
 }

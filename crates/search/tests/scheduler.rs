@@ -265,3 +265,40 @@ fn the_run_stops_when_the_objective_stops_improving() {
     assert_eq!(r.trials, 16);
     assert_eq!(r.estimated_seconds, Some(3e-3));
 }
+
+#[test]
+fn stepping_round_by_round_is_the_same_run_and_keeps_its_stop_reason() {
+    let tasks = [(3.0, Fake::Varied(1e-3)), (1.0, Fake::Varied(2e-3))];
+    let p = params(Strategy::Gradient, 64);
+    let (whole, _, _) = run(&tasks, p.clone());
+    let mut scorer = FakeScorer::default();
+    let specs: Vec<TaskSpec> = (0..2)
+        .map(|i| {
+            let (s, flop) = session("gmm:b=1,n=32,m=32,k=32", i as u64, &mut scorer);
+            TaskSpec::new(&format!("t{i}"), tasks[i].0, flop, s)
+        })
+        .collect();
+    let mut sched = TaskScheduler::new(specs, p).expect("scheduler");
+    let mut measurer = |task: usize, states: &[State]| measure(tasks[task].1, states);
+    let mut steps = 0;
+    let stop = loop {
+        match sched.step(&mut measurer, &mut scorer) {
+            Some(stop) => break stop,
+            None => steps += 1,
+        }
+        assert_eq!(sched.trials(), 4 * steps, "one round of 4 per step");
+    };
+    assert_eq!(stop, SchedulerStop::TrialBudget);
+    assert_eq!(steps, whole.history.len());
+    // A stopped scheduler tunes nothing more.
+    assert_eq!(sched.step(&mut measurer, &mut scorer), Some(stop));
+    let stepped = sched.result(stop);
+    assert_eq!(stepped.trials, 64);
+    let picks = |r: &SchedulerResult| {
+        r.history
+            .iter()
+            .map(|h| (h.task, h.objective))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(picks(&stepped), picks(&whole));
+}

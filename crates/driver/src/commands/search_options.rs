@@ -47,18 +47,8 @@ pub fn resolve_threads(threads: Option<usize>) -> usize {
         .max(1)
 }
 
-/// A workload name made safe as a file name (`gmm:b=1,...` → `gmm_b_1_...`).
-pub fn file_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+/// A workload name made safe as a file name (one home: the experiment crate).
+pub use tessel_experiment::file_name;
 
 /// A runner factory for the chosen isolation (workers are `current_exe() worker`), or for
 /// the measurement farm when `measure` names a broker (`nats://HOST:PORT[?cpu=NAME&wait=S]`,

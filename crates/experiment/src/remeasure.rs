@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use tessel_search::remeasure::remeasure;
+//! use tessel_experiment::remeasure::remeasure;
 //! use tessel_search::tuner::{Measurement, Measurer};
 //! struct Fixed;
 //! impl Measurer for Fixed {
@@ -22,12 +22,12 @@
 //! assert!(r[1].is_none());
 //! ```
 
-use crate::evolution::state_key;
-use crate::experiment::{median, quantile};
-use crate::tuner::Measurer;
+use crate::runs::{median, quantile};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tessel_ir::State;
+use tessel_search::evolution::state_key;
+use tessel_search::tuner::Measurer;
 
 /// One program's re-measurement.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -111,8 +111,8 @@ pub fn remeasure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tuner::Measurement;
     use std::sync::Arc;
+    use tessel_search::tuner::Measurement;
 
     /// Answers by position in the batch (1, 2, 3 ms...), logging batch sizes.
     struct ByPosition(Vec<usize>);

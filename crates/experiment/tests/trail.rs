@@ -4,11 +4,11 @@
 mod common;
 
 use common::FakeScorer;
+use tessel_experiment::remeasure::remeasure;
+use tessel_experiment::runs::{run_traced, Config, Problem};
 use tessel_ir::dag::fnv1a;
 use tessel_ir::State;
 use tessel_search::evolution::{state_key, EvolutionParams};
-use tessel_search::experiment::{run_traced, Config, Problem};
-use tessel_search::remeasure::remeasure;
 use tessel_search::tuner::{Measurement, Measurer, TuneParams};
 
 /// Times are a fixed function of the step log: the faster the better [`FakeScorer`] scores
@@ -84,7 +84,7 @@ fn the_trail_holds_each_rounds_best_so_far_and_ends_with_the_final_best() {
     assert!(points > 4, "some search improves after its first round");
 }
 
-fn check_trail(p: &Problem, trace: &tessel_search::experiment::RunTrace, m: &FakeMeasurer) {
+fn check_trail(p: &Problem, trace: &tessel_experiment::runs::RunTrace, m: &FakeMeasurer) {
     let last = trace.trail.last().expect("a trail");
     assert_eq!(Some(&last.steps), trace.best_steps.as_ref());
     // Rounds strictly increase and every point is the best of all batches up to its round

@@ -7,7 +7,7 @@
 //! 2 / 2ⁿ (0.0625 for 5 seeds: five seeds can never be "significant at 5%").
 //!
 //! ```
-//! use tessel_search::signed_rank::signed_rank;
+//! use tessel_experiment::signed_rank::signed_rank;
 //! let t = signed_rank(&[0.1, 0.2, 0.05, 0.3, 0.15, 0.12]).unwrap();
 //! assert_eq!((t.n, t.w_plus), (6, 21.0));
 //! assert!((t.p_value - 2.0 / 64.0).abs() < 1e-12);

@@ -5,13 +5,13 @@
 //!
 //! For a fair time axis a hit is not free: it is *charged* the time its first measurement
 //! cost ([`Measurer::charged_seconds`]), and the tuner records that charge next to the wall
-//! time ([`crate::tuner::TimeSplit::measure_charged`]). A batch's wall time is split evenly
+//! time ([`tessel_search::tuner::TimeSplit::measure_charged`]). A batch's wall time is split evenly
 //! over the candidates it actually measured (they are built in parallel and timed one after
 //! the other, so no per-candidate wall time exists); a hit is charged its share.
 //!
 //! ```
 //! use std::sync::Arc;
-//! use tessel_search::cache::{CachingMeasurer, MeasureCache};
+//! use tessel_experiment::cache::{CachingMeasurer, MeasureCache};
 //! use tessel_search::tuner::{Measurement, Measurer};
 //! struct Count(usize);
 //! impl Measurer for Count {
@@ -30,13 +30,13 @@
 //! assert_eq!(cache.borrow().hits(), 1);
 //! ```
 
-use crate::evolution::state_key;
-use crate::tuner::{Measurement, Measurer};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 use tessel_ir::State;
+use tessel_search::evolution::state_key;
+use tessel_search::tuner::{Measurement, Measurer};
 
 /// A cached result and the seconds its measurement cost.
 #[derive(Clone, Debug, PartialEq)]

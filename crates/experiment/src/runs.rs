@@ -22,7 +22,7 @@
 //!   host's speed drifts over minutes on a shared machine, and in lockstep the drift meets
 //!   every configuration at the same point of its search instead of deciding, run by run,
 //!   which one looks faster. A run's clock counts its own rounds only.
-//! * The runs of one workload share a [`MeasureCache`]: a program (step log) found by two
+//! * The runs of one workload share a [`MeasureCache`](crate::cache::MeasureCache): a program (step log) found by two
 //!   runs has the same measured time in both, so noise cannot reorder them.
 //! * Time is **accounted** from the round records: sampling, evolution (policies
 //!   included) and training as measured, measurement as *charged* — a cache hit costs what
@@ -33,7 +33,7 @@
 //!   Wilcoxon signed-rank test ([`crate::signed_rank`]).
 //!
 //! ```
-//! use tessel_search::experiment::{summarize, Config, RoundPoint, RunTrace};
+//! use tessel_experiment::runs::{summarize, Config, RoundPoint, RunTrace};
 //! let trace = |config, seed, points: &[(f64, f64)]| RunTrace {
 //!     config, seed,
 //!     rounds: points.iter().enumerate().map(|(k, &(t, best))| RoundPoint {
@@ -55,10 +55,8 @@
 //! ```
 
 use crate::cache::{CachingMeasurer, SharedCache};
-use crate::registry::{Preset, PRESETS};
 use crate::remeasure::Remeasurement;
 use crate::signed_rank::{signed_rank, SignedRank};
-use crate::tuner::{Measurer, Scorer, TuneSession};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -69,9 +67,11 @@ use tessel_ir::rng::TesselRng;
 use tessel_ir::{State, Step};
 use tessel_mutation_model::{MutationOutcome, MutationPolicy, RuleInfo};
 use tessel_rl_policy::SketchPolicy;
+use tessel_search::registry::{Preset, PRESETS};
+use tessel_search::tuner::{Measurer, Scorer, TuneSession, Tuner};
 
-pub use crate::job::Problem;
-use crate::job::TuneJob;
+pub use tessel_search::job::Problem;
+use tessel_search::job::TuneJob;
 
 /// One system of the comparison: a sketch policy and a mutation policy.
 #[derive(
@@ -94,7 +94,7 @@ impl Config {
     /// Every configuration, baseline first.
     pub const ALL: [Config; 4] = [Config::Baseline, Config::Rl, Config::Ml, Config::Both];
 
-    /// Its row of the policy presets ([`crate::registry::PRESETS`], in the same order).
+    /// Its row of the policy presets ([`tessel_search::registry::PRESETS`], in the same order).
     pub fn preset(self) -> &'static Preset {
         &PRESETS[self as usize]
     }
@@ -109,12 +109,12 @@ impl Config {
         Config::ALL.into_iter().find(|c| c.name() == name.trim())
     }
 
-    /// Name of the sketch policy (in [`crate::registry::sketch_policies`]).
+    /// Name of the sketch policy (in [`tessel_search::registry::sketch_policies`]).
     pub fn sketch_policy(self) -> &'static str {
         self.preset().sketch
     }
 
-    /// Name of the mutation policy (in [`crate::registry::mutation_policies`]).
+    /// Name of the mutation policy (in [`tessel_search::registry::mutation_policies`]).
     pub fn mutation_policy(self) -> &'static str {
         self.preset().mutation
     }
@@ -137,6 +137,15 @@ impl PolicyClock {
         self.0.fetch_add(ns, Ordering::Relaxed);
         out
     }
+}
+
+/// `tuner` with both policies wrapped so that their calls are timed on `clock`.
+pub(crate) fn timed(tuner: Tuner, clock: &PolicyClock) -> Tuner {
+    let (c1, c2) = (clock.clone(), clock.clone());
+    tuner.wrap_policies(
+        |inner| Box::new(TimedSketchPolicy { inner, clock: c1 }),
+        |inner| Box::new(TimedMutationPolicy { inner, clock: c2 }),
+    )
 }
 
 /// A sketch policy whose calls are timed.
@@ -473,11 +482,7 @@ impl TracedRun {
         let job = job
             .with_preset(config.preset())
             .unwrap_or_else(|_| job.clone());
-        let (c1, c2) = (policy_clock.clone(), policy_clock.clone());
-        let tuner = job.tuner(problem, seed).wrap_policies(
-            |inner| Box::new(TimedSketchPolicy { inner, clock: c1 }),
-            |inner| Box::new(TimedMutationPolicy { inner, clock: c2 }),
-        );
+        let tuner = timed(job.tuner(problem, seed), &policy_clock);
         let points: Rc<RefCell<Vec<RoundPoint>>> = Rc::default();
         let trail: Rc<RefCell<Vec<TrailPoint>>> = Rc::default();
         let clock = RunClock::default();
@@ -555,7 +560,7 @@ impl TracedRun {
         let reason = self
             .session
             .stop_reason()
-            .unwrap_or(crate::tuner::StopReason::TrialBudget);
+            .unwrap_or(tessel_search::tuner::StopReason::TrialBudget);
         let wall_seconds = self.clock.now();
         let result = self.session.finish(reason);
         let sum = |v: &[usize]| v.iter().sum::<usize>();
@@ -905,11 +910,11 @@ mod tests {
             assert_eq!(Config::parse(c.name()), Some(c));
             let registered = |r: Vec<&str>, name| r.contains(&name);
             assert!(registered(
-                crate::registry::sketch_policies().names(),
+                tessel_search::registry::sketch_policies().names(),
                 c.sketch_policy()
             ));
             assert!(registered(
-                crate::registry::mutation_policies().names(),
+                tessel_search::registry::mutation_policies().names(),
                 c.mutation_policy()
             ));
         }

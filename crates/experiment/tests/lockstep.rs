@@ -7,10 +7,10 @@ use common::FakeScorer;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+use tessel_experiment::runs::{run_lockstep, run_traced, Config, Problem, RunParts};
 use tessel_ir::dag::fnv1a;
 use tessel_ir::State;
 use tessel_search::evolution::{state_key, EvolutionParams};
-use tessel_search::experiment::{run_lockstep, run_traced, Config, Problem, RunParts};
 use tessel_search::tuner::{Measurement, Measurer, TuneParams};
 
 /// Times are a fixed function of the step log. Every batch is logged (with its config) in a
@@ -125,7 +125,7 @@ fn lockstep_runs_alternate_rounds_find_what_they_find_alone_and_keep_their_own_c
         );
         assert_eq!(trace.trials, solo.trials, "{}", config.name());
         assert_eq!(trace.best_steps, solo.best_steps, "{}", config.name());
-        let bests = |t: &tessel_search::experiment::RunTrace| -> Vec<Option<f64>> {
+        let bests = |t: &tessel_experiment::runs::RunTrace| -> Vec<Option<f64>> {
             t.rounds.iter().map(|r| r.best_seconds).collect()
         };
         assert_eq!(bests(trace), bests(&solo), "{}", config.name());

@@ -1,32 +1,32 @@
 //! The tables of `tessel experiment`: search results and robustness, as text and Markdown.
 
-use super::Robustness;
+use crate::operator::Robustness;
+use crate::runs::WorkloadSummary;
 use tessel_measure::MeasureOptions;
-use tessel_search::experiment::WorkloadSummary;
 
-pub(super) fn opt(x: Option<f64>, digits: usize) -> String {
+pub(crate) fn opt(x: Option<f64>, digits: usize) -> String {
     x.map_or("-".to_string(), |v| format!("{v:.digits$}"))
 }
 
-pub(super) fn pct(x: Option<f64>) -> String {
+pub(crate) fn pct(x: Option<f64>) -> String {
     x.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v))
 }
 
 /// A header row.
-pub(super) fn header(cells: &[&str]) -> Vec<String> {
+pub(crate) fn header(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
 }
 
-pub(super) fn reach(x: Option<f64>) -> String {
+pub(crate) fn reach(x: Option<f64>) -> String {
     x.map_or("not reached".to_string(), |v| format!("{v:.2}"))
 }
 
-pub(super) fn quartiles(median: Option<f64>, q1: Option<f64>, q3: Option<f64>) -> String {
+pub(crate) fn quartiles(median: Option<f64>, q1: Option<f64>, q3: Option<f64>) -> String {
     format!("{} [{},{}]", opt(median, 2), opt(q1, 2), opt(q3, 2))
 }
 
 /// The search table of one workload: a header and one row per config.
-pub(super) fn search_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
+pub(crate) fn search_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
     let mut rows = vec![header(&[
         "config",
         "policies",
@@ -61,7 +61,7 @@ pub(super) fn search_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
 }
 
 /// The robustness table of one workload: re-measured finals, cache hits, both clocks.
-pub(super) fn robustness_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
+pub(crate) fn robustness_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
     let mut rows = vec![header(&[
         "config",
         "re-measured GFLOP/s med [q1,q3]",
@@ -109,7 +109,7 @@ pub(super) fn robustness_rows(s: &WorkloadSummary) -> Vec<Vec<String>> {
 }
 
 /// One paragraph on how this workload's comparison was made robust.
-pub(super) fn robustness_text(r: &Robustness, options: &MeasureOptions) -> String {
+pub(crate) fn robustness_text(r: &Robustness, options: &MeasureOptions) -> String {
     let cache = if r.cache {
         format!(
             "one measurement cache shared by all {} trials of the runs ({} distinct programs \
@@ -159,7 +159,7 @@ pub(super) fn robustness_text(r: &Robustness, options: &MeasureOptions) -> Strin
     )
 }
 
-pub(super) fn text_table(rows: &[Vec<String>]) -> String {
+pub(crate) fn text_table(rows: &[Vec<String>]) -> String {
     let cols = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..cols)
         .map(|k| {
@@ -182,7 +182,7 @@ pub(super) fn text_table(rows: &[Vec<String>]) -> String {
     out
 }
 
-pub(super) fn markdown_table(rows: &[Vec<String>]) -> String {
+pub(crate) fn markdown_table(rows: &[Vec<String>]) -> String {
     let mut out = String::new();
     for (k, r) in rows.iter().enumerate() {
         out.push_str(&format!("| {} |\n", r.join(" | ")));

@@ -1,11 +1,13 @@
 //! The plots of `tessel experiment`: best-so-far GFLOP/s (median over seeds) per config,
 //! vs accounted time and vs trials, as SVG.
 
-use crate::commands::search_options::file_name;
-use crate::error::DriverError;
+use crate::runs::{median_curve, Config, RunTrace, WorkloadSummary};
+use crate::{file_name, ExperimentError};
 use plotters::prelude::*;
 use std::path::Path;
-use tessel_search::experiment::{median_curve, Config, RunTrace, WorkloadSummary};
+
+/// The vertical axis of the operator plots.
+const GFLOPS: &str = "best GFLOP/s so far (median over seeds)";
 
 /// Colour of a config in the plots.
 fn colour(c: Config) -> RGBColor {
@@ -39,23 +41,23 @@ fn trials_curve(runs: &[&RunTrace], flop: f64) -> Vec<(f64, f64)> {
                         .map_or(0.0, |s| flop / s / 1e9)
                 })
                 .collect();
-            (
-                n as f64,
-                tessel_search::experiment::median(&at).unwrap_or(0.0),
-            )
+            (n as f64, crate::runs::median(&at).unwrap_or(0.0))
         })
         .collect()
 }
 
-/// Draws one curve per config into an SVG file.
-fn plot(
+/// Draws one curve per config into an SVG file (`y_desc` labels the vertical axis).
+pub(crate) fn plot(
     path: &Path,
     title: &str,
     x_desc: &str,
+    y_desc: &str,
     curves: &[(Config, Vec<(f64, f64)>)],
-) -> Result<(), DriverError> {
-    let fail =
-        |e: &dyn std::fmt::Display| DriverError::Failed(format!("plot {}: {e}", path.display()));
+) -> Result<(), ExperimentError> {
+    let fail = |e: &dyn std::fmt::Display| ExperimentError::Plot {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
     let x_max = curves
         .iter()
         .flat_map(|(_, c)| c.iter().map(|p| p.0))
@@ -79,7 +81,7 @@ fn plot(
     chart
         .configure_mesh()
         .x_desc(x_desc)
-        .y_desc("best GFLOP/s so far (median over seeds)")
+        .y_desc(y_desc)
         .draw()
         .map_err(|e| fail(&e))?;
     for (config, curve) in curves {
@@ -107,12 +109,12 @@ fn plot(
 }
 
 /// Writes both plots of a workload; returns their file names.
-pub(super) fn plots(
+pub(crate) fn plots(
     out: &Path,
     s: &WorkloadSummary,
     runs: &[RunTrace],
     configs: &[Config],
-) -> Result<Vec<String>, DriverError> {
+) -> Result<Vec<String>, ExperimentError> {
     let by_config = |c: Config| runs.iter().filter(|r| r.config == c).collect::<Vec<_>>();
     let t_max = runs.iter().map(|r| r.accounted_seconds).fold(0.0, f64::max);
     let time: Vec<(Config, Vec<(f64, f64)>)> = configs
@@ -129,12 +131,14 @@ pub(super) fn plots(
         &out.join(&names[0]),
         &format!("{}: best so far vs accounted time", s.workload),
         "accounted time (s): measurement as charged, cache hits at their first cost",
+        GFLOPS,
         &time,
     )?;
     plot(
         &out.join(&names[1]),
         &format!("{}: best so far vs trials", s.workload),
         "trials",
+        GFLOPS,
         &trials,
     )?;
     Ok(names)

@@ -1,0 +1,132 @@
+//! Behaviour preservation of `tessel experiment` (issue #27; moved here from the search
+//! crate's `tests/behaviour.rs` with the experiment): with a deterministic
+//! fake runner and the real cost model, the same seed gives the same candidates, in the same
+//! order, as before the tuning job was introduced. Each test pins a digest (FNV-1a over the
+//! step logs of every measured candidate, in measurement order) taken from the code before
+//! the change; a change of search behaviour changes the digest.
+//!
+//! The set-up mirrors the driver's wiring: the baseline and `both` configurations in
+//! lockstep over one tuning job.
+
+use std::sync::Arc;
+use tessel_ir::dag::fnv1a;
+use tessel_ir::State;
+use tessel_search::evolution::{state_key, EvolutionParams};
+use tessel_search::tuner::{Measurement, Measurer, TuneParams};
+use tessel_sketch::{Isa, Target};
+
+/// Seconds of a candidate: a fixed function of its step log; every 7th "fails".
+fn fake(key: &str) -> Measurement {
+    let h = fnv1a(key.as_bytes());
+    let fails = h.is_multiple_of(7);
+    Measurement {
+        seconds: (!fails).then(|| 1e-3 * (1.0 + (h % 1000) as f64 / 100.0)),
+        error: fails.then(|| "runtime crash: fake".to_string()),
+        compile_seconds: 0.0,
+    }
+}
+
+/// A deterministic fake runner that keeps the measured step logs in order.
+#[derive(Default)]
+struct FakeRunner {
+    order: Vec<String>,
+}
+
+impl FakeRunner {
+    fn run(&mut self, tag: &str, states: &[State]) -> Vec<Measurement> {
+        states
+            .iter()
+            .map(|s| {
+                let key = state_key(s);
+                self.order.push(format!("{tag}{key}"));
+                fake(&key)
+            })
+            .collect()
+    }
+
+    /// FNV-1a of the measured step logs, in order, and how many there were.
+    fn digest(&self) -> (usize, u64) {
+        (self.order.len(), fnv1a(self.order.join("\n").as_bytes()))
+    }
+}
+
+impl Measurer for FakeRunner {
+    fn measure(&mut self, states: &[State]) -> Vec<Measurement> {
+        self.run("", states)
+    }
+}
+
+/// Machine-independent hardware: two cores, AVX2 micro-kernels (tensorized sketches on).
+fn target() -> Target {
+    Target::with_isa(Isa::Avx2).with_cores(2)
+}
+
+fn params(trials: usize, seed: u64) -> TuneParams {
+    TuneParams {
+        trials,
+        measures_per_round: 16,
+        evolution: EvolutionParams {
+            population: 48,
+            ..EvolutionParams::default()
+        },
+        seed,
+        ..TuneParams::default()
+    }
+}
+
+/// Trials of every run: past the cost model's warm-up (100 samples), so the trained GBDT
+/// ranks the later rounds' candidates.
+const TUNE_TRIALS: usize = 144;
+
+const GMM: &str = "gmm:b=1,n=32,m=32,k=64";
+
+fn dag(spec: &str) -> Arc<tessel_ir::ComputeDag> {
+    Arc::new(tessel_ir::workloads::lookup(spec).expect("spec").dag)
+}
+
+/// The set-up, written as the driver wires it: over one tuning job.
+mod setups {
+    use super::*;
+    use tessel_experiment::runs::{run_lockstep, Config, RunParts};
+    use tessel_search::job::{TuneJob, TuneOptions};
+    use tessel_search::registry::preset;
+
+    /// The job of `tessel tune --policy PRESET` with these sizes (a budget of `trials`).
+    fn job(policy: &str, trials: usize, seed: u64) -> TuneJob {
+        let mut options = TuneOptions::new(target())
+            .with_preset(preset(policy).expect("preset"))
+            .expect("registered policies");
+        options.params = params(trials, seed);
+        TuneJob::new(options)
+    }
+
+    /// `tessel experiment SPEC --configs baseline,both --seeds 1 --no-cache`:
+    /// the fake runners of the two configurations.
+    pub fn experiment(spec: &str, seed: u64) -> (FakeRunner, FakeRunner) {
+        let job = job("baseline", TUNE_TRIALS, 0).with_seed(seed);
+        let problem = job.problem(dag(spec)).expect("sketches");
+        let (mut a, mut b) = (FakeRunner::default(), FakeRunner::default());
+        let (mut sa, mut sb) = (job.scorer(seed), job.scorer(seed));
+        let mut parts = [
+            RunParts {
+                config: Config::Baseline,
+                measurer: &mut a,
+                scorer: &mut sa,
+            },
+            RunParts {
+                config: Config::Both,
+                measurer: &mut b,
+                scorer: &mut sb,
+            },
+        ];
+        run_lockstep(&job, &problem, &mut parts, None);
+        (a, b)
+    }
+}
+
+#[test]
+fn experiment_baseline_and_both_are_unchanged() {
+    let (baseline, both) = setups::experiment(GMM, 1);
+    assert_eq!(baseline.digest(), (144, 10591327427349787194), "baseline");
+    assert_eq!(both.digest(), (144, 10809888868521849653), "both");
+}
