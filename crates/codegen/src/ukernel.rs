@@ -32,7 +32,12 @@
 //! same tiles but reads `a` per column, `a[i*a_rs + p*a_ks + j]`, as a vector operand of
 //! each FMA instead of a broadcast, and folds in an outer reduction loop `q` (a depthwise
 //! window's rows around its columns; see [`ElementwiseKernelFn`]), so one call covers the
-//! whole window and the tile stays in registers across it.
+//! whole window and the tile stays in registers across it. A 3-tap window whose tile rows
+//! are one or two taps apart (a stride-1 or stride-2 depthwise convolution: `k = 3`,
+//! `a_rs = a_ks` or `2·a_ks`) runs in a *sliding* form: each input vector of a window row
+//! is loaded once and multiplied into every accumulator that reads it, with the three
+//! weight vectors in registers (one Sapphire Rapids core, 3×3 window, 64 channels:
+//! 14×32 52 → 111–116 GFLOP/s, 7×32 72 → 99–107, `examples/ukernels.rs`).
 
 use tessel_ir::target::CpuFeatures;
 pub use tessel_ir::target::Isa;
