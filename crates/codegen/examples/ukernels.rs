@@ -49,7 +49,7 @@ fn main() {
     }
     println!("elementwise (depthwise 3x3, 64 channels): three calls | one folded call");
     let ew_tiles: &[(i64, i64)] = match isa {
-        Isa::Avx512 => &[(2, 32), (4, 32), (7, 32), (14, 16), (6, 64)],
+        Isa::Avx512 => &[(2, 32), (4, 32), (7, 32), (14, 32), (14, 16), (6, 64)],
         _ => &[(2, 32), (4, 16), (6, 16), (3, 24), (8, 8)],
     };
     for &(mr, nr) in ew_tiles {

@@ -69,8 +69,11 @@ pub use pack::{LayoutRewrite, ParseLayoutRewriteError};
 ///    older searches' bests were up to 2× faster than any fresh process reproduced on a
 ///    shared machine (`docs/measurement.md`), so their times are not resumed;
 /// 5. with micro-kernels, contiguous copies, fills and padding loops run as one call of a
-///    routine at the target's vector width ([`bulk`]) instead of Cranelift's 128-bit code.
-pub const REVISION: u32 = 5;
+///    routine at the target's vector width ([`bulk`]) instead of Cranelift's 128-bit code;
+/// 6. elementwise (depthwise) kernels over a 3-tap window at stride 1 or 2 load each input
+///    vector once for all its taps ([`ukernel`]'s sliding form): depthwise programs run
+///    faster than their revision-5 records say, and their ranking changes.
+pub const REVISION: u32 = 6;
 
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
