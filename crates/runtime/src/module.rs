@@ -689,6 +689,54 @@ impl Module {
         Ok(())
     }
 
+    /// Runs one inference on `inputs` launch by launch, each launch's kernel called
+    /// `repeat` times back to back (after one untimed call) on the buffers the inference
+    /// gives it, and returns every launch's median time, in execution order. A launch then
+    /// finds its weights and inputs in cache as a tuning measurement does (the kernel alone,
+    /// hot), so the difference from its time inside an inference ([`Module::profile`]) is
+    /// what the network around it costs: weights and activations read cold, data another
+    /// thread wrote. Its output is rewritten with the same values (a launch's output never
+    /// overlaps its arguments), so the inference's result, written to `outputs` as
+    /// [`Module::run_into`] writes it, stays right.
+    pub fn profile_alone(
+        &mut self,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+        repeat: usize,
+    ) -> Result<Vec<Duration>, RuntimeError> {
+        check_io("input", &self.inputs, inputs.iter().map(|x| x.len()))?;
+        check_io("output", &self.outputs, outputs.iter().map(|x| x.len()))?;
+        let act = self.arena.as_mut_slice();
+        for (slot, x) in self.inputs.iter().zip(inputs) {
+            act[slot.offset..slot.offset + slot.len].copy_from_slice(x);
+        }
+        let repeat = repeat.max(1);
+        let mut times = Vec::with_capacity(repeat);
+        let mut medians = Vec::with_capacity(self.launches.len());
+        for (l, call) in self.launches.iter().zip(&self.calls) {
+            let kernel = &self.kernels[l.kernel];
+            times.clear();
+            for k in 0..=repeat {
+                let t = Instant::now();
+                // SAFETY: as in `run_into`.
+                unsafe { kernel.run_prepared(call) }.map_err(|e| RuntimeError::Run {
+                    layer: l.layer.clone(),
+                    source: e,
+                })?;
+                if k > 0 {
+                    times.push(t.elapsed());
+                }
+            }
+            times.sort_unstable();
+            medians.push(times[times.len() / 2]);
+        }
+        let act = self.arena.as_slice();
+        for (slot, y) in self.outputs.iter().zip(outputs.iter_mut()) {
+            y.copy_from_slice(&act[slot.offset..slot.offset + slot.len]);
+        }
+        Ok(medians)
+    }
+
     /// Turns the per-launch profile on or off (off after a build). Timing a launch costs
     /// two clock reads.
     pub fn set_profiling(&mut self, on: bool) {
