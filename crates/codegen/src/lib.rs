@@ -108,6 +108,9 @@ pub enum CodegenError {
         /// The slice's length.
         got: usize,
     },
+    /// [`Kernel::run_prepared`] got a call prepared by another kernel.
+    #[error("the call was prepared for another kernel")]
+    ForeignCall,
     /// The loop nest is malformed (bad ids, ill-typed expressions, variables out of scope).
     #[error("invalid loop nest: {0}")]
     InvalidNest(String),
@@ -393,17 +396,23 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         slots,
         runtime: runtime::Runtime::new(threads),
         scratch: Mutex::new(Vec::new()),
+        id: next_id(),
         compile_time: start.elapsed(),
         ir_text: c.ir_text,
         disasm: c.disasm,
         calls,
         runs,
-        packs: packs
-            .into_iter()
-            .map(pack::Packed::new)
-            .collect::<Vec<_>>()
-            .into(),
+        packs: Mutex::new(Packs {
+            owner: vec![0; packs.len()],
+            copies: packs.into_iter().map(pack::Packed::new).collect(),
+        }),
     })
+}
+
+/// A fresh id for a kernel or a prepared call (never 0, which marks "no prepared call").
+fn next_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Declares the runtime functions JIT code imports: `tessel_expf`, `tessel_parallel_for`.
@@ -472,6 +481,8 @@ pub struct Kernel {
     runtime: runtime::Runtime,
     /// Reused memory for global temporaries.
     scratch: Mutex<Vec<aligned::AlignedBuf>>,
+    /// This kernel's id (what a [`PreparedCall`] is checked against).
+    id: u64,
     compile_time: Duration,
     ir_text: String,
     disasm: String,
@@ -479,7 +490,31 @@ pub struct Kernel {
     /// Loops that run as one call of the target's run routine ([`bulk`]).
     runs: Vec<String>,
     /// Packed copies of `B` operands (layout rewrite).
-    packs: Mutex<Vec<pack::Packed>>,
+    packs: Mutex<Packs>,
+}
+
+/// A kernel's packed copies of `B` operands, and for each the prepared call whose input it
+/// was last made from (0: made by [`Kernel::run`] or [`Kernel::pack_weights`]).
+struct Packs {
+    copies: Vec<pack::Packed>,
+    owner: Vec<u64>,
+}
+
+/// One call of a kernel on fixed buffers, prepared once by [`Kernel::prepare`]: the
+/// argument pointer array the compiled code reads (the parameters, then the kernel's global
+/// temporaries and packed copies), so that [`Kernel::run_prepared`] checks no lengths and
+/// allocates nothing.
+#[derive(Debug)]
+pub struct PreparedCall {
+    /// This call's id.
+    id: u64,
+    /// The kernel it was prepared by.
+    kernel: u64,
+    /// The pointer array, as addresses.
+    ptrs: Vec<usize>,
+    /// Every packed copy: its index, and the address and length of the input it is made
+    /// from.
+    packs: Vec<(usize, usize, usize)>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -499,16 +534,130 @@ impl Kernel {
     /// `Output` parameters, each in parameter order and with exactly the buffer's number of
     /// elements; anything else is an error and runs nothing.
     pub fn run(&self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) -> Result<(), CodegenError> {
-        let params: Vec<&Slot> = self
+        let mut ptrs = self.param_ptrs(inputs, outputs)?;
+        let mut own;
+        let mut guard = self.scratch.try_lock().ok();
+        let scratch: &mut Vec<aligned::AlignedBuf> = match guard.as_deref_mut() {
+            Some(s) => s,
+            None => {
+                own = Vec::new();
+                &mut own
+            }
+        };
+        self.fill_scratch(scratch);
+        for g in scratch.iter_mut() {
+            ptrs.push(g.as_mut_ptr());
+        }
+        // Held for the call: the code reads the packed copies. Per-call copies are made
+        // here, inside the call (and so inside any timing of it).
+        let mut packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
+        let Packs { copies, owner } = &mut *packs;
+        for (p, o) in copies.iter_mut().zip(owner.iter_mut()) {
+            let k = self.input_position(p.plan.src);
+            p.refresh(inputs[k], false, &self.runtime);
+            *o = 0;
+            ptrs.push(p.data.as_mut_ptr());
+        }
+        // SAFETY: the entry point was compiled for exactly this pointer array: one pointer
+        // per parameter (checked above to have the buffer's length) then one per global
+        // temporary (allocated with its length); every access the code makes is within its
+        // buffer (proven or clamped at compile time). Inputs are only read. The slices stay
+        // borrowed for the duration of the call, and the runtime outlives it.
+        unsafe { (self.entry)(ptrs.as_ptr(), &self.runtime) };
+        Ok(())
+    }
+
+    /// Prepares a call on `inputs` and `outputs` (checked as [`Kernel::run`] checks them):
+    /// allocates the kernel's temporaries and packed copies, packs the constant weights,
+    /// and fixes the argument pointer array. [`Kernel::run_prepared`] then runs the kernel
+    /// on those buffers with no check and no allocation (what a runtime that places every
+    /// buffer ahead of time, as `tessel-runtime` does, calls on every inference).
+    pub fn prepare(
+        &self,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+    ) -> Result<PreparedCall, CodegenError> {
+        let mut ptrs: Vec<usize> = self
+            .param_ptrs(inputs, outputs)?
+            .into_iter()
+            .map(|p| p as usize)
+            .collect();
+        {
+            let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+            self.fill_scratch(&mut scratch);
+            ptrs.extend(scratch.iter_mut().map(|g| g.as_mut_ptr() as usize));
+        }
+        let id = next_id();
+        let mut packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
+        let Packs { copies, owner } = &mut *packs;
+        let mut sources = Vec::with_capacity(copies.len());
+        for (k, (p, o)) in copies.iter_mut().zip(owner.iter_mut()).enumerate() {
+            let src = inputs[self.input_position(p.plan.src)];
+            // Every copy is made now, so that its memory exists and stays where it is.
+            p.refresh(src, true, &self.runtime);
+            *o = id;
+            ptrs.push(p.data.as_mut_ptr() as usize);
+            sources.push((k, src.as_ptr() as usize, src.len()));
+        }
+        Ok(PreparedCall {
+            id,
+            kernel: self.id,
+            ptrs,
+            packs: sources,
+        })
+    }
+
+    /// Runs a call [`Kernel::prepare`]d by this kernel, on the buffers it was prepared with.
+    /// It allocates nothing: it repacks the inputs packed on every call
+    /// ([`LayoutRewrite::All`]), and a constant weight's copy only when another call or
+    /// [`Kernel::run`] made it since (a kernel holds one copy per weight).
+    ///
+    /// # Safety
+    /// Every buffer passed to `prepare` must still be allocated, with the same length, and
+    /// for the duration of this call no one else may write the inputs or access the
+    /// outputs (as if they were borrowed as `prepare` borrowed them).
+    pub unsafe fn run_prepared(&self, call: &PreparedCall) -> Result<(), CodegenError> {
+        if call.kernel != self.id {
+            return Err(CodegenError::ForeignCall);
+        }
+        // Both held for the call: the code writes the temporaries and reads the copies.
+        let _scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let mut packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
+        let Packs { copies, owner } = &mut *packs;
+        for &(k, addr, len) in &call.packs {
+            let p = &mut copies[k];
+            if p.plan.per_call || owner[k] != call.id {
+                // SAFETY: the input prepared with this call is still allocated with this
+                // length and not written during the call (the caller's contract).
+                let src = unsafe { std::slice::from_raw_parts(addr as *const f32, len) };
+                p.refresh(src, true, &self.runtime);
+                owner[k] = call.id;
+            }
+        }
+        // SAFETY: `prepare` made this pointer array with `param_ptrs` (one pointer per
+        // parameter, of the buffer's length, still valid by the caller's contract), then
+        // this kernel's temporaries and packed copies, which are never reallocated once
+        // made (their lengths are fixed) and are locked for the call. See `run`.
+        unsafe { (self.entry)(call.ptrs.as_ptr() as *const *mut f32, &self.runtime) };
+        Ok(())
+    }
+
+    /// The parameters' pointers in slot order, after checking the number and lengths of
+    /// `inputs` and `outputs`.
+    fn param_ptrs(
+        &self,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+    ) -> Result<Vec<*mut f32>, CodegenError> {
+        let params = self
             .slots
             .iter()
-            .filter(|s| matches!(s.scope, BufferScope::Input | BufferScope::Output))
-            .collect();
+            .filter(|s| matches!(s.scope, BufferScope::Input | BufferScope::Output));
         let n_in = params
-            .iter()
+            .clone()
             .filter(|s| s.scope == BufferScope::Input)
             .count();
-        let n_out = params.len() - n_in;
+        let n_out = params.clone().count() - n_in;
         if inputs.len() != n_in {
             return Err(CodegenError::BufferCount {
                 kind: "input",
@@ -525,7 +674,7 @@ impl Kernel {
         }
         let mut ptrs: Vec<*mut f32> = Vec::with_capacity(self.slots.len());
         let (mut next_in, mut next_out) = (0, 0);
-        for s in &params {
+        for s in params {
             let (ptr, len) = if s.scope == BufferScope::Input {
                 next_in += 1;
                 let b = inputs[next_in - 1];
@@ -544,45 +693,22 @@ impl Kernel {
             }
             ptrs.push(ptr);
         }
-        let globals: Vec<usize> = self
-            .slots
-            .iter()
-            .filter(|s| s.scope == BufferScope::Global)
-            .map(|s| s.len.max(1))
-            .collect();
-        let mut own;
-        let mut guard = self.scratch.try_lock().ok();
-        let scratch: &mut Vec<aligned::AlignedBuf> = match guard.as_deref_mut() {
-            Some(s) => s,
-            None => {
-                own = Vec::new();
-                &mut own
-            }
-        };
-        if scratch.len() != globals.len() {
-            *scratch = globals
+        Ok(ptrs)
+    }
+
+    /// Allocates the global temporaries in `scratch` unless they already are.
+    fn fill_scratch(&self, scratch: &mut Vec<aligned::AlignedBuf>) {
+        let globals = self.slots.iter().filter(|s| s.scope == BufferScope::Global);
+        let fits = scratch.len() == globals.clone().count()
+            && scratch
                 .iter()
-                .map(|&n| aligned::AlignedBuf::zeroed(n))
+                .zip(globals.clone())
+                .all(|(b, s)| b.len() == s.len.max(1));
+        if !fits {
+            *scratch = globals
+                .map(|s| aligned::AlignedBuf::zeroed(s.len.max(1)))
                 .collect();
         }
-        for g in scratch.iter_mut() {
-            ptrs.push(g.as_mut_ptr());
-        }
-        // Held for the call: the code reads the packed copies. Per-call copies are made
-        // here, inside the call (and so inside any timing of it).
-        let mut packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
-        for p in packs.iter_mut() {
-            let k = self.input_position(p.plan.src);
-            p.refresh(inputs[k], false, &self.runtime);
-            ptrs.push(p.data.as_mut_ptr());
-        }
-        // SAFETY: the entry point was compiled for exactly this pointer array: one pointer
-        // per parameter (checked above to have the buffer's length) then one per global
-        // temporary (allocated with its length); every access the code makes is within its
-        // buffer (proven or clamped at compile time). Inputs are only read. The slices stay
-        // borrowed for the duration of the call, and the runtime outlives it.
-        unsafe { (self.entry)(ptrs.as_ptr(), &self.runtime) };
-        Ok(())
     }
 
     /// Makes the packed copies of constant weights from `inputs` now (layout rewrite; see
@@ -608,8 +734,12 @@ impl Kernel {
             }
         }
         let mut packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
-        for p in packs.iter_mut().filter(|p| !p.plan.per_call) {
-            p.refresh(inputs[self.input_position(p.plan.src)], true, &self.runtime);
+        let Packs { copies, owner } = &mut *packs;
+        for (p, o) in copies.iter_mut().zip(owner.iter_mut()) {
+            if !p.plan.per_call {
+                p.refresh(inputs[self.input_position(p.plan.src)], true, &self.runtime);
+                *o = 0;
+            }
         }
         Ok(())
     }

@@ -104,19 +104,35 @@ struct Share {
 impl Work {
     /// The work of `job` for `threads` threads: `threads` contiguous shares as equal as
     /// whole iterations allow, each handed out in chunks of about a quarter of a share.
+    #[cfg(test)]
     fn new(job: Job, threads: i64) -> Work {
-        let bound = |t: i64| job.extent * t / threads;
+        let mut w = Work::empty(job);
+        w.reset(job, threads);
+        w
+    }
+
+    /// Work with no shares (nothing to run until [`Work::reset`]).
+    fn empty(job: Job) -> Work {
         Work {
             job,
-            chunk: (job.extent / (threads * 4)).max(1),
-            shares: (0..threads)
-                .map(|t| Share {
-                    next: AtomicI64::new(bound(t)),
-                    end: bound(t + 1),
-                })
-                .collect(),
+            chunk: 1,
+            shares: Vec::new(),
             done: AtomicI64::new(0),
         }
+    }
+
+    /// Makes this the work of `job` for `threads` threads (contiguous shares, chunks of a quarter share), reusing the
+    /// shares' memory: once a pool has run a job, the next ones allocate nothing.
+    fn reset(&mut self, job: Job, threads: i64) {
+        let bound = |t: i64| job.extent * t / threads;
+        self.job = job;
+        self.chunk = (job.extent / (threads * 4)).max(1);
+        self.shares.clear();
+        self.shares.extend((0..threads).map(|t| Share {
+            next: AtomicI64::new(bound(t)),
+            end: bound(t + 1),
+        }));
+        *self.done.get_mut() = 0;
     }
 
     /// Thread `me` claims and runs chunks of its own share, then of the others' shares in
@@ -235,8 +251,40 @@ pub(crate) fn pool_iterations(threads: usize) -> (i64, i64) {
 pub(crate) struct Pool {
     shared: Arc<Shared>,
     workers: usize,
-    /// One job at a time; a caller that finds the pool busy runs its job inline.
-    submit: Mutex<()>,
+    /// One job at a time; a caller that finds the pool busy runs its job inline. It guards
+    /// the work descriptors the pool reuses.
+    submit: Mutex<Spares>,
+}
+
+/// Work descriptors of past jobs, reused so that a job allocates nothing once the pool has
+/// run a few. A descriptor is reused only when nobody else holds it: the pool's state keeps
+/// the last job's until the next job replaces it, and a worker that woke late may still hold
+/// an older one (it finds nothing left to run in it and drops it).
+#[derive(Default)]
+struct Spares(Vec<Arc<Work>>);
+
+/// Descriptors kept for reuse (the last job's is still held by the state, a late worker may
+/// hold another; the rest are free).
+const SPARES: usize = 4;
+
+impl Spares {
+    /// A descriptor for `job` on `threads` threads: a free spare reset for it, else a new one
+    /// (kept as a spare while there are fewer than [`SPARES`]).
+    fn take(&mut self, job: Job, threads: i64) -> Arc<Work> {
+        for w in self.0.iter_mut() {
+            if let Some(free) = Arc::get_mut(w) {
+                free.reset(job, threads);
+                return w.clone();
+            }
+        }
+        let mut w = Work::empty(job);
+        w.reset(job, threads);
+        let w = Arc::new(w);
+        if self.0.len() < SPARES {
+            self.0.push(w.clone());
+        }
+        w
+    }
 }
 
 /// How long a waiting thread busy-waits before sleeping on a condition variable.
@@ -284,12 +332,12 @@ impl Pool {
         Pool {
             shared,
             workers,
-            submit: Mutex::new(()),
+            submit: Mutex::new(Spares::default()),
         }
     }
 
     fn run(&self, job: Job) {
-        let guard = match self.submit.try_lock() {
+        let mut guard = match self.submit.try_lock() {
             Ok(g) if self.workers > 0 => g,
             // Busy (another kernel is using the pool) or no workers: run inline.
             _ => {
@@ -300,7 +348,7 @@ impl Pool {
         };
         let s = &*self.shared;
         let threads = self.workers as i64 + 1;
-        let work = Arc::new(Work::new(job, threads));
+        let work = guard.take(job, threads);
         {
             let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
             st.work = Some(work.clone());

@@ -105,3 +105,49 @@ fn every_mode_computes_what_off_computes_as_inputs_change() {
         }
     }
 }
+
+#[test]
+fn prepared_calls_compute_what_run_computes_and_keep_their_own_weights() {
+    for (name, mode) in [
+        ("gmm-3-tensorized", LayoutRewrite::All),
+        ("c2d-3-tensorized", LayoutRewrite::Weights),
+    ] {
+        let (nest, dag) = example(name);
+        let k = kernel(&nest, mode);
+        let reference = kernel(&nest, LayoutRewrite::Off);
+        let inputs: Vec<Vec<Vec<f32>>> = (1..=2).map(|s| eval::random_inputs(&dag, s)).collect();
+        let want: Vec<Vec<Vec<f32>>> = inputs.iter().map(|x| run(&reference, &nest, x)).collect();
+        // Two calls on one kernel, each on its own inputs and outputs.
+        let mut outs: Vec<Vec<Vec<f32>>> = want
+            .iter()
+            .map(|w| w.iter().map(|o| vec![f32::NAN; o.len()]).collect())
+            .collect();
+        let calls: Vec<tessel_codegen::PreparedCall> = inputs
+            .iter()
+            .zip(outs.iter_mut())
+            .map(|(x, o)| {
+                let ins: Vec<&[f32]> = x.iter().map(|v| v.as_slice()).collect();
+                let mut o: Vec<&mut [f32]> = o.iter_mut().map(|v| v.as_mut_slice()).collect();
+                k.prepare(&ins, &mut o).expect("prepares")
+            })
+            .collect();
+        // Interleaved, and after a plain run on other inputs: each call still reads its own
+        // weights (the kernel keeps one packed copy and repacks when another call made it).
+        for &c in &[0, 1, 0, 0, 1] {
+            // SAFETY: the buffers the call was prepared with are alive, unchanged in length
+            // and not borrowed while it runs.
+            unsafe { k.run_prepared(&calls[c]) }.expect("runs");
+            assert!(outs[c] == want[c], "{name}: call {c}");
+            let seed3 = eval::random_inputs(&dag, 3);
+            let _ = run(&k, &nest, &seed3);
+        }
+        // A call of another kernel is refused.
+        // SAFETY: refused before anything runs.
+        let err = unsafe { reference.run_prepared(&calls[0]) }.unwrap_err();
+        assert_eq!(err.to_string(), "the call was prepared for another kernel");
+        // Wrong buffers are refused when preparing, as `run` refuses them.
+        let ins: Vec<&[f32]> = inputs[0].iter().map(|v| &v[1..]).collect();
+        let mut o: Vec<&mut [f32]> = outs[0].iter_mut().map(|v| v.as_mut_slice()).collect();
+        assert!(k.prepare(&ins, &mut o).is_err());
+    }
+}

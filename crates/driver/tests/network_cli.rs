@@ -60,6 +60,21 @@ fn a_tiny_network_tunes_end_to_end_and_resumes() {
         (est - sum).abs() <= 1e-9 * sum.max(1.0),
         "estimate {est} = Σ weight × best {sum}"
     );
+    // The tuned network was built from the records and run: every task found its record.
+    let m = &v["measured"];
+    let median = m["median_ms"].as_f64().expect("measured median");
+    assert!(
+        median > 0.0 && m["min_ms"].as_f64().expect("min") <= median,
+        "{m}"
+    );
+    assert_eq!(m["repeat"], 20);
+    assert_eq!(
+        m["fallbacks"].as_array().expect("fallbacks").len(),
+        0,
+        "{m}"
+    );
+    let ratio = m["over_estimate"].as_f64().expect("ratio");
+    assert!((ratio - median / est).abs() <= 1e-9 * ratio, "{m}");
     let log = tessel_measure::records::read_records(&records).expect("records");
     let searched = log.records.iter().filter(|r| !r.confirmed).count();
     assert_eq!(searched, 60);
@@ -86,9 +101,13 @@ fn a_tiny_network_tunes_end_to_end_and_resumes() {
         );
         assert!(t["search_best_latency_ms"].as_f64().is_some());
     }
-    // Resume: the earlier records are loaded and nothing is measured twice.
-    let again = tessel(&args);
+    // Resume: the earlier records are loaded and nothing is measured twice; --no-run
+    // builds nothing at the end.
+    let mut no_run = args.to_vec();
+    no_run.push("--no-run");
+    let again = tessel(&no_run);
     assert_eq!(again["resumed"], 60);
+    assert!(again.get("measured").is_none(), "{again}");
     let log = tessel_measure::records::read_records(&records).expect("records");
     let searched: Vec<_> = log.records.iter().filter(|r| !r.confirmed).collect();
     let distinct: std::collections::HashSet<String> = searched

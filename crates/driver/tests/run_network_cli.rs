@@ -11,6 +11,8 @@ fn tiny_cnn_builds_verifies_and_times_on_default_schedules() {
         "1",
         "--repeat",
         "3",
+        "--alone",
+        "2",
         "--json",
     ]);
     assert!(
@@ -35,6 +37,14 @@ fn tiny_cnn_builds_verifies_and_times_on_default_schedules() {
     assert!(tasks
         .iter()
         .all(|t| t["source"] == "default" && t["estimate_ms"].is_null()));
+    // --alone: every task also timed alone, hot.
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t["alone_ms"].as_f64().is_some_and(|a| a > 0.0)),
+        "{v}"
+    );
+    assert!(text.contains("alone: every launch's median of 2"), "{text}");
     assert!(v["median_ms"].as_f64().expect("median") > 0.0);
     assert!(v["estimate_ms"].is_null());
 }

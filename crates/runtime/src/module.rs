@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tessel_codegen::Kernel;
+use tessel_codegen::{Kernel, PreparedCall};
 use tessel_ir::networks::{self, Binding, LayerId, Network, Weights};
 use tessel_ir::target::Target;
 use tessel_ir::{ComputeDag, State};
@@ -181,6 +181,9 @@ pub struct Module {
     name: String,
     kernels: Vec<Kernel>,
     launches: Vec<Launch>,
+    /// One prepared kernel call per launch, on the arenas' memory (which never moves: the
+    /// arenas are allocated once, at build).
+    calls: Vec<PreparedCall>,
     weights: Arena,
     arena: Arena,
     inputs: Vec<TensorSlot>,
@@ -541,24 +544,46 @@ impl Module {
                 out: (out.offset, out.life.len),
             });
         }
-        let arena = Arena::zeroed(plan.arena_len);
-        // Pack every kernel's weights now, from the weight arena (layout rewrite), so that
-        // no inference packs them.
+        let mut arena = Arena::zeroed(plan.arena_len);
+        // Prepare every launch's kernel call on the arenas: its argument pointers fixed and
+        // the weights it reads packed now (layout rewrite), so that no inference packs
+        // weights or allocates.
+        let mut calls = Vec::with_capacity(launches.len());
+        let act_len = arena.len();
+        let base = arena.as_mut_slice().as_mut_ptr();
         for l in &launches {
+            let (at, len) = l.out;
+            let in_arena = |at: usize, len: usize| at + len <= act_len;
+            if !in_arena(at, len)
+                || l.args
+                    .iter()
+                    .any(|&(src, at, len)| src == Source::Activations && !in_arena(at, len))
+            {
+                return Err(RuntimeError::Plan(format!(
+                    "a buffer of `{}` lies outside the activation arena",
+                    l.layer
+                )));
+            }
             let ins: Vec<&[f32]> = l
                 .args
                 .iter()
                 .map(|&(src, at, len)| match src {
                     Source::Weights => &warena.as_slice()[at..at + len],
-                    Source::Activations => &arena.as_slice()[at..at + len],
+                    // SAFETY: in the arena (checked above); nothing else borrows it here.
+                    Source::Activations => unsafe { std::slice::from_raw_parts(base.add(at), len) },
                 })
                 .collect();
-            kernels[l.kernel]
-                .pack_weights(&ins)
-                .map_err(|e| RuntimeError::Run {
-                    layer: l.layer.clone(),
-                    source: e,
-                })?;
+            // SAFETY: in the arena (checked above) and, by the memory plan (checked), apart
+            // from every buffer live at this launch, its arguments included.
+            let out: &mut [f32] = unsafe { std::slice::from_raw_parts_mut(base.add(at), len) };
+            let call =
+                kernels[l.kernel]
+                    .prepare(&ins, &mut [out])
+                    .map_err(|e| RuntimeError::Run {
+                        layer: l.layer.clone(),
+                        source: e,
+                    })?;
+            calls.push(call);
         }
         timings.weights = t.elapsed();
 
@@ -590,6 +615,7 @@ impl Module {
             name: net.name().to_string(),
             kernels,
             launches,
+            calls,
             weights: warena,
             arena,
             inputs,
@@ -613,8 +639,9 @@ impl Module {
     }
 
     /// [`Module::run`] writing the outputs into `outputs` (one slice per output, of its
-    /// length). The module allocates nothing itself on this path; each kernel call
-    /// (`tessel_codegen::Kernel::run`) still builds its small pointer array.
+    /// length). Nothing is allocated on this path once the module has run an inference
+    /// (the first call may still set up the code generator's thread pool): every kernel
+    /// call was prepared at build ([`tessel_codegen::Kernel::prepare`]).
     pub fn run_into(
         &mut self,
         inputs: &[&[f32]],
@@ -625,7 +652,7 @@ impl Module {
         let Module {
             kernels,
             launches,
-            weights,
+            calls,
             arena,
             inputs: in_slots,
             outputs: out_slots,
@@ -638,36 +665,16 @@ impl Module {
         for (slot, x) in in_slots.iter().zip(inputs) {
             act[slot.offset..slot.offset + slot.len].copy_from_slice(x);
         }
-        let act_len = act.len();
-        let base = act.as_mut_ptr();
-        let wts = weights.as_slice();
-        for (k, l) in launches.iter().enumerate() {
-            let mut ins: [&[f32]; MAX_ARGS] = [&[]; MAX_ARGS];
-            for (slot, &(src, at, len)) in ins.iter_mut().zip(&l.args) {
-                *slot = match src {
-                    Source::Weights => &wts[at..at + len],
-                    Source::Activations => {
-                        assert!(at + len <= act_len, "launch argument outside the arena");
-                        // SAFETY: `at..at+len` lies in the arena (asserted), which is not
-                        // otherwise borrowed during the loop; the memory plan (checked at
-                        // build) places a launch's output apart from every buffer live at
-                        // its step, its arguments included, so this shared slice and the
-                        // output slice below never overlap.
-                        unsafe { std::slice::from_raw_parts(base.add(at), len) }
-                    }
-                };
-            }
-            let (at, len) = l.out;
-            assert!(at + len <= act_len, "launch output outside the arena");
-            // SAFETY: in the arena (asserted) and disjoint from the arguments (see above).
-            let out: &mut [f32] = unsafe { std::slice::from_raw_parts_mut(base.add(at), len) };
+        for (k, (l, call)) in launches.iter().zip(calls.iter()).enumerate() {
             let t = profiling.then(Instant::now);
-            kernels[l.kernel]
-                .run(&ins[..l.args.len()], &mut [out])
-                .map_err(|e| RuntimeError::Run {
-                    layer: l.layer.clone(),
-                    source: e,
-                })?;
+            // SAFETY: the call was prepared at build on ranges of the two arenas, which
+            // this module owns and never reallocates; `&mut self` keeps anyone else from
+            // them for this inference, and the memory plan (checked at build) keeps the
+            // launch's output apart from every buffer live at its step.
+            unsafe { kernels[l.kernel].run_prepared(call) }.map_err(|e| RuntimeError::Run {
+                layer: l.layer.clone(),
+                source: e,
+            })?;
             if let Some(t) = t {
                 profile[k] += t.elapsed();
             }
@@ -680,6 +687,54 @@ impl Module {
             y.copy_from_slice(&act[slot.offset..slot.offset + slot.len]);
         }
         Ok(())
+    }
+
+    /// Runs one inference on `inputs` launch by launch, each launch's kernel called
+    /// `repeat` times back to back (after one untimed call) on the buffers the inference
+    /// gives it, and returns every launch's median time, in execution order. A launch then
+    /// finds its weights and inputs in cache as a tuning measurement does (the kernel alone,
+    /// hot), so the difference from its time inside an inference ([`Module::profile`]) is
+    /// what the network around it costs: weights and activations read cold, data another
+    /// thread wrote. Its output is rewritten with the same values (a launch's output never
+    /// overlaps its arguments), so the inference's result, written to `outputs` as
+    /// [`Module::run_into`] writes it, stays right.
+    pub fn profile_alone(
+        &mut self,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+        repeat: usize,
+    ) -> Result<Vec<Duration>, RuntimeError> {
+        check_io("input", &self.inputs, inputs.iter().map(|x| x.len()))?;
+        check_io("output", &self.outputs, outputs.iter().map(|x| x.len()))?;
+        let act = self.arena.as_mut_slice();
+        for (slot, x) in self.inputs.iter().zip(inputs) {
+            act[slot.offset..slot.offset + slot.len].copy_from_slice(x);
+        }
+        let repeat = repeat.max(1);
+        let mut times = Vec::with_capacity(repeat);
+        let mut medians = Vec::with_capacity(self.launches.len());
+        for (l, call) in self.launches.iter().zip(&self.calls) {
+            let kernel = &self.kernels[l.kernel];
+            times.clear();
+            for k in 0..=repeat {
+                let t = Instant::now();
+                // SAFETY: as in `run_into`.
+                unsafe { kernel.run_prepared(call) }.map_err(|e| RuntimeError::Run {
+                    layer: l.layer.clone(),
+                    source: e,
+                })?;
+                if k > 0 {
+                    times.push(t.elapsed());
+                }
+            }
+            times.sort_unstable();
+            medians.push(times[times.len() / 2]);
+        }
+        let act = self.arena.as_slice();
+        for (slot, y) in self.outputs.iter().zip(outputs.iter_mut()) {
+            y.copy_from_slice(&act[slot.offset..slot.offset + slot.len]);
+        }
+        Ok(medians)
     }
 
     /// Turns the per-launch profile on or off (off after a build). Timing a launch costs

@@ -226,6 +226,30 @@ fn tiny_cnn_with_records_runs_them_and_refuses_other_targets_and_threads() {
 }
 
 #[test]
+fn launches_timed_alone_leave_the_inference_right() {
+    // Two threads: the kernels share the pool, and shared kernels (one per task when it
+    // packs no weights) run several launches.
+    let net = networks::tiny_cnn(1).unwrap();
+    let weights = Weights::random(&net, 5);
+    let mut module = Module::build(&net, &weights, None, &Target::native(), 2).unwrap();
+    let x = networks::random_inputs(&net, 6);
+    let refs: Vec<&[f32]> = x.iter().map(|v| v.as_slice()).collect();
+    let want = networks::evaluate(&net, &weights, &x).unwrap();
+    let mut outs: Vec<Vec<f32>> = module.outputs().iter().map(|o| vec![0.0; o.len]).collect();
+    let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+    let alone = module.profile_alone(&refs, &mut o, 3).unwrap();
+    assert_eq!(alone.len(), module.report().launches);
+    assert!(alone.iter().all(|d| *d > std::time::Duration::ZERO));
+    let err = module
+        .profile_alone(&[], &mut o, 3)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "the network has 1 inputs, got 0");
+    // Every launch ran in order, several times each: the outputs are the inference's.
+    check_close(&outs, &want, 1e-4, 1e-3).unwrap();
+}
+
+#[test]
 fn run_checks_its_inputs_and_missing_weights_are_named() {
     let net = networks::tiny_cnn(1).unwrap();
     let weights = Weights::random(&net, 1);

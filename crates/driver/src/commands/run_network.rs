@@ -55,6 +55,11 @@ pub struct Args {
     /// Input shapes of an `.onnx` model (`--input NAME:1x3x224x224`).
     #[command(flatten)]
     pub inputs: super::network_source::InputArgs,
+    /// Also time every launch alone: N back-to-back calls of its kernel, hot, as a tuning
+    /// measurement runs it; the profile gets an `alone ms` column beside the in-network time
+    /// (the difference is what the network around a kernel costs it).
+    #[arg(long, value_name = "N", value_parser = super::numbers::positive)]
+    pub alone: Option<usize>,
     /// Also print one machine-readable JSON object as the last line.
     #[arg(long)]
     pub json: bool,
@@ -174,18 +179,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
 
     module.set_profiling(true);
     module.reset_profile();
-    let mut outs: Vec<Vec<f32>> = module.outputs().iter().map(|o| vec![0.0; o.len]).collect();
-    let mut lat = Vec::with_capacity(args.repeat);
-    for _ in 0..args.repeat {
-        let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
-        let t0 = Instant::now();
-        module.run_into(&refs, &mut o).map_err(failed)?;
-        lat.push(t0.elapsed().as_secs_f64());
-    }
-    lat.sort_by(f64::total_cmp);
-    let median = lat[lat.len() / 2];
-    let p90 = lat[((lat.len() as f64 * 0.9).ceil() as usize).clamp(1, lat.len()) - 1];
-    let min = lat[0];
+    let lat = time_inferences(&mut module, &refs, args.repeat)?;
+    let (median, p90, min) = (lat.median, lat.p90, lat.min);
     let (estimate, with_records) = r.estimate();
     writeln!(
         out,
@@ -221,10 +216,30 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         per_task[p.task] += p.total.as_secs_f64() / runs.max(1) as f64;
     }
     let total: f64 = per_task.iter().sum();
+    let alone: Option<Vec<f64>> = match args.alone {
+        Some(n) => {
+            let mut outs: Vec<Vec<f32>> =
+                module.outputs().iter().map(|o| vec![0.0; o.len]).collect();
+            let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+            let medians = module.profile_alone(&refs, &mut o, n).map_err(failed)?;
+            let mut a = vec![0.0f64; r.tasks.len()];
+            for (p, m) in profile.iter().zip(medians) {
+                a[p.task] += m.as_secs_f64();
+            }
+            Some(a)
+        }
+        None => None,
+    };
     writeln!(
         out,
-        "{:>4} {:>6} {:>10} {:>10} {:>6} {:>9}  task",
-        "#", "weight", "ms/infer", "est ms", "share", "source"
+        "{:>4} {:>6} {:>10} {:>10} {:>6} {:>9}{}  task",
+        "#",
+        "weight",
+        "ms/infer",
+        "est ms",
+        "share",
+        "source",
+        if alone.is_some() { "   alone ms" } else { "" }
     )?;
     let mut rows = Vec::new();
     for (k, task) in r.tasks.iter().enumerate() {
@@ -235,15 +250,17 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             }
             ScheduleSource::Default { .. } => "default".to_string(),
         };
+        let alone_ms = alone.as_ref().map(|a| a[k] * 1e3);
         writeln!(
             out,
-            "{:>4} {:>6} {:>10.3} {:>10} {:>5.1}% {:>9}  {}",
+            "{:>4} {:>6} {:>10.3} {:>10} {:>5.1}% {:>9}{}  {}",
             k,
             task.weight,
             per_task[k] * 1e3,
             est.map_or("-".to_string(), |e| format!("{:.3}", e * 1e3)),
             100.0 * per_task[k] / total.max(1e-12),
             source,
+            alone_ms.map_or(String::new(), |a| format!(" {a:>10.3}")),
             task.name
         )?;
         rows.push(json!({
@@ -255,6 +272,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "micro_kernel_calls": task.micro_kernel_calls,
             "kernels": task.kernels,
             "compile_ms": task.compile_ms,
+            "alone_ms": alone_ms,
         }));
     }
     writeln!(
@@ -262,8 +280,17 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         "kernels {:.3} ms of the {:.3} ms mean inference; the rest is the runtime's own \
          (input/output copies, launch overhead)",
         total * 1e3,
-        lat.iter().sum::<f64>() / lat.len() as f64 * 1e3
+        lat.mean * 1e3
     )?;
+    if let Some(a) = &alone {
+        writeln!(
+            out,
+            "alone: every launch's median of {} back-to-back calls (hot); Σ {:.3} ms per \
+             inference",
+            args.alone.unwrap_or(0),
+            a.iter().sum::<f64>() * 1e3
+        )?;
+    }
     if args.json {
         let v = json!({
             "network": net.name(),
@@ -290,6 +317,44 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         writeln!(out, "{v}")?;
     }
     Ok(())
+}
+
+/// Latencies of timed inferences, in seconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Latency {
+    /// Median.
+    pub median: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// Fastest.
+    pub min: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// Times `repeat` inferences of `module` on `inputs` (into reused output buffers, so the
+/// timed path allocates nothing).
+pub fn time_inferences(
+    module: &mut Module,
+    inputs: &[&[f32]],
+    repeat: usize,
+) -> Result<Latency, DriverError> {
+    let mut outs: Vec<Vec<f32>> = module.outputs().iter().map(|o| vec![0.0; o.len]).collect();
+    let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
+    let mut lat = Vec::with_capacity(repeat.max(1));
+    for _ in 0..repeat.max(1) {
+        let t0 = Instant::now();
+        module.run_into(inputs, &mut o).map_err(failed)?;
+        lat.push(t0.elapsed().as_secs_f64());
+    }
+    lat.sort_by(f64::total_cmp);
+    let n = lat.len();
+    Ok(Latency {
+        median: lat[n / 2],
+        p90: lat[((n as f64 * 0.9).ceil() as usize).clamp(1, n) - 1],
+        min: lat[0],
+        mean: lat.iter().sum::<f64>() / n as f64,
+    })
 }
 
 /// The network's inputs read from `path`: raw little-endian `f32`, the inputs concatenated in

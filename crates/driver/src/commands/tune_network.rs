@@ -6,6 +6,10 @@
 //! its records (in file order) become the task's first rounds, so a resumed run has no
 //! warm-up for tasks with a valid record and the gradient continues from their history;
 //! `--trials` counts the new trials only.
+//!
+//! At the end the tuned network is built from the records into one module and run
+//! (`tessel_runtime`): the measured median latency is printed beside the estimate
+//! (`--no-run` skips it; `--run-repeat` sets the timed inferences).
 
 use super::search_options::{progress_bar, SearchOptions};
 use crate::error::DriverError;
@@ -69,9 +73,53 @@ pub struct Args {
     /// tasks), as Ansor), isolation.
     #[command(flatten)]
     pub search: SearchOptions,
+    /// Skip the end of the run that builds the tuned network into one module
+    /// (`tessel_runtime`, as `tessel run-network` does) and times `--run-repeat` inferences,
+    /// printing the measured latency beside the estimate.
+    #[arg(long)]
+    pub no_run: bool,
+    /// Inferences timed at the end (after 3 untimed ones).
+    #[arg(long, default_value_t = 20, value_parser = super::numbers::positive, allow_negative_numbers = true)]
+    pub run_repeat: usize,
     /// Also print one machine-readable JSON object as the last line.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The tuned network built and run at the end of `tune-network`.
+struct Measured {
+    /// Latency of the timed inferences.
+    latency: super::run_network::Latency,
+    /// The module's build time (ms).
+    build_ms: f64,
+    /// Tasks that found no usable record and ran a default schedule.
+    fallbacks: Vec<String>,
+}
+
+/// Builds the network from the records at `path` for the target and threads it was tuned
+/// for, runs 3 inferences untimed and times `args.run_repeat` more.
+fn measure_module(args: &Args, path: &std::path::Path) -> Result<Measured, DriverError> {
+    let (net, weights) =
+        super::network_source::load_with_weights(&args.network, args.batch, &args.input)?;
+    let weights = weights.unwrap_or_else(|| networks::Weights::random(&net, 1));
+    let mut module = tessel_runtime::Module::build(
+        &net,
+        &weights,
+        Some(path),
+        &args.search.target(),
+        args.search.threads(),
+    )
+    .map_err(DriverError::failed)?;
+    let x = networks::random_inputs(&net, 2);
+    let refs: Vec<&[f32]> = x.iter().map(|v| v.as_slice()).collect();
+    super::run_network::time_inferences(&mut module, &refs, 3)?;
+    let latency = super::run_network::time_inferences(&mut module, &refs, args.run_repeat)?;
+    let r = module.report();
+    Ok(Measured {
+        latency,
+        build_ms: r.timings.total.as_secs_f64() * 1e3,
+        fallbacks: r.fallbacks().map(|t| t.name.clone()).collect(),
+    })
 }
 
 /// Runs the subcommand.
@@ -272,6 +320,40 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "estimated network latency: not every task has a valid program yet"
         )?,
     }
+    // The tuned network, built and run: the estimate's check.
+    let measured = if args.no_run || measurer.is_halted() {
+        None
+    } else {
+        out.flush()?;
+        Some(measure_module(args, &path))
+    };
+    match &measured {
+        Some(Ok(m)) => {
+            let ratio = estimated.map_or(String::new(), |e| {
+                format!("; measured ÷ estimate {:.2}", m.latency.median / e)
+            });
+            writeln!(
+                out,
+                "measured network latency {:.3} ms (median of {} inferences, p90 {:.3} ms, of \
+                 the module built from the records in {:.0} ms{}){ratio}",
+                m.latency.median * 1e3,
+                args.run_repeat,
+                m.latency.p90 * 1e3,
+                m.build_ms,
+                if m.fallbacks.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} tasks on default schedules: {}",
+                        m.fallbacks.len(),
+                        m.fallbacks.join(", ")
+                    )
+                }
+            )?;
+        }
+        Some(Err(e)) => writeln!(out, "measured network latency: not measured ({e})")?,
+        None => {}
+    }
     writeln!(
         out,
         "stopped {:?}; records {}",
@@ -299,6 +381,17 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "history": result.history.iter().filter_map(|r| r.objective.map(|o| json!({"trials": r.trials, "seconds": r.seconds, "estimated_latency_ms": o * 1e3}))).collect::<Vec<_>>(),
         });
         let mut summary = summary;
+        if let Some(Ok(m)) = &measured {
+            summary["measured"] = json!({
+                "median_ms": m.latency.median * 1e3,
+                "p90_ms": m.latency.p90 * 1e3,
+                "min_ms": m.latency.min * 1e3,
+                "repeat": args.run_repeat,
+                "build_ms": m.build_ms,
+                "fallbacks": m.fallbacks,
+                "over_estimate": estimated.map(|e| m.latency.median / e),
+            });
+        }
         summary["stopped"] = super::stopping::json_fields(&measurer);
         writeln!(out, "{summary}")?;
     }
