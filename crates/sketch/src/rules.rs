@@ -950,7 +950,7 @@ const MAX_ITEMS: usize = 100_000;
 /// ```
 /// use std::sync::Arc;
 /// use tessel_sketch::{generate_sketches, HardwareParams};
-/// let w = tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=128").unwrap();
+/// let w = tessel_workloads::lookup("gmm:b=1,n=64,m=64,k=128").unwrap();
 /// let hw = HardwareParams { isa: tessel_sketch::Isa::Avx2, ..HardwareParams::with_cores(4) };
 /// let sketches = generate_sketches(&Arc::new(w.dag), &hw).unwrap();
 /// // Ansor's three, then two tensorized (cache write fused at level 1 or 2); a reduction of

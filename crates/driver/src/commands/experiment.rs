@@ -50,7 +50,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tessel_ir::workloads::{self, Workload};
 use tessel_ir::State;
 use tessel_measure::Runner;
 use tessel_search::cache::MeasureCache;
@@ -60,6 +59,7 @@ use tessel_search::harness::{Confirm, HarnessMeasurer};
 use tessel_search::job::TuneJob;
 use tessel_search::remeasure::{remeasure, Remeasurement};
 use tessel_search::tuner::TuneParams;
+use tessel_workloads::Workload;
 
 mod plots;
 mod tables;
@@ -463,7 +463,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let workloads: Vec<Workload> = args
         .specs
         .iter()
-        .map(|s| workloads::lookup(s))
+        .map(|s| tessel_workloads::lookup(s))
         .collect::<Result<_, _>>()?;
     let threads = resolve_threads(args.threads);
     let job = job(args, threads);
