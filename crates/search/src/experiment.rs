@@ -22,7 +22,7 @@
 //!   host's speed drifts over minutes on a shared machine, and in lockstep the drift meets
 //!   every configuration at the same point of its search instead of deciding, run by run,
 //!   which one looks faster. A run's clock counts its own rounds only.
-//! * The runs of one workload share a [`MeasureCache`]: a program (step log) found by two
+//! * The runs of one workload share a [`MeasureCache`](crate::cache::MeasureCache): a program (step log) found by two
 //!   runs has the same measured time in both, so noise cannot reorder them.
 //! * Time is **accounted** from the round records: sampling, evolution (policies
 //!   included) and training as measured, measurement as *charged* — a cache hit costs what

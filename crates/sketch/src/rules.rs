@@ -229,7 +229,7 @@ fn has_short_reduction(state: &State, stage: usize) -> bool {
 }
 
 /// AttachPaddingToTile (Tessel's): a padding stage feeding a tensorized stage with a short
-/// reduction ([`placement_fixed_by_sketch`]) gets a variant computed inside the consumer's
+/// reduction (`placement_fixed_by_sketch`) gets a variant computed inside the consumer's
 /// tile loops (at its first compute-location candidate; the annotation draws the loop);
 /// the rules after it keep the variant at the root (apply).
 ///

@@ -446,7 +446,7 @@ pub fn scale(b: &mut DagBuilder, x: &Tensor, v: f32) -> Result<Tensor, IrError> 
 }
 
 /// Layer normalization over the last axis of `x (m, n)`, as `topi.nn.layer_norm` computes
-/// it (one pass of sums, variance = E[x²] − E[x]²):
+/// it (one pass of sums, variance = E\[x²\] − E\[x\]²):
 /// `T_layer_norm_sum[i] = sum_k x[i, k]`, `T_layer_norm_sqsum[i] = sum_k x[i, k]·x[i, k]`,
 /// `T_layer_norm[i, j] = (x[i, j] − mean[i]) / sqrt(var[i] + eps) · gamma[j] + beta[j]`.
 pub fn layer_norm(
