@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 use tessel_codegen::{compile, CompileOptions, LayoutRewrite};
-use tessel_ir::{eval, lower::lower, workloads, LoopNest, State, Step};
+use tessel_ir::{eval, lower::lower, LoopNest, State, Step};
 
 /// The lowered loop nest and FLOPs of `examples/schedules/<name>.json`, and random inputs.
 fn example(name: &str) -> (LoopNest, u64, Vec<Vec<f32>>) {
@@ -22,7 +22,7 @@ fn example(name: &str) -> (LoopNest, u64, Vec<Vec<f32>>) {
     let text = std::fs::read_to_string(&path).expect("example schedule");
     let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     let steps: Vec<Step> = serde_json::from_value(v["steps"].clone()).expect("steps");
-    let w = workloads::lookup(v["workload"].as_str().expect("workload")).expect("workload");
+    let w = tessel_workloads::lookup(v["workload"].as_str().expect("workload")).expect("workload");
     let dag = Arc::new(w.dag.clone());
     let state = State::replay(dag.clone(), &steps).expect("legal schedule");
     (

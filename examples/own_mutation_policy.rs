@@ -52,7 +52,7 @@ pub fn run() -> Result<TuneResult, Box<dyn std::error::Error>> {
     let mut options = TuneOptions::new(tessel_sketch::Target::native().with_cores(1));
     options.mutation_policy = Arc::new(|_seed| Box::new(BestRate::default()));
     options.params = TuneParams::quick(8);
-    let workload = tessel_ir::workloads::lookup("gmm:b=1,n=16,m=16,k=16")?;
+    let workload = tessel_workloads::lookup("gmm:b=1,n=16,m=16,k=16")?;
     Ok(TuneJob::new(options).tune_workload(&workload)?)
 }
 

@@ -54,7 +54,7 @@ pub fn rules() -> SketchRules {
 pub fn run() -> Result<(TuneResult, usize, usize), Box<dyn std::error::Error>> {
     let mut options = TuneOptions::new(tessel_sketch::Target::native().with_cores(1));
     options.params = TuneParams::quick(8);
-    let workload = tessel_ir::workloads::lookup("gmm:b=1,n=16,m=16,k=16")?;
+    let workload = tessel_workloads::lookup("gmm:b=1,n=16,m=16,k=16")?;
     let dag = Arc::new(workload.dag.clone());
     let plain = TuneJob::new(options.clone())
         .problem(dag.clone())?

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use std::path::Path;
 use std::sync::Arc;
 use tessel_codegen::{compile, CompileOptions};
-use tessel_ir::{eval, lower::lower, rng, testing, workloads, LoopNest, State, Step};
+use tessel_ir::{eval, lower::lower, rng, testing, LoopNest, State, Step};
 
 fn run_compiled(
     nest: &LoopNest,
@@ -36,7 +36,7 @@ fn run_with(
 }
 
 fn check(spec: &str, seed: u64) -> Result<(), String> {
-    let w = workloads::lookup(spec).map_err(|e| e.to_string())?;
+    let w = tessel_workloads::lookup(spec).map_err(|e| e.to_string())?;
     let dag = Arc::new(w.dag);
     let inputs = eval::random_inputs(&dag, seed);
     let want = eval::evaluate(&dag, &inputs).map_err(|e| e.to_string())?;
@@ -103,7 +103,7 @@ fn example(name: &str) -> (String, Vec<Step>) {
 fn example_schedules_compile_and_are_correct() {
     for name in ["gmm-3", "c2d-3"] {
         let (workload, steps) = example(name);
-        let dag = Arc::new(workloads::lookup(&workload).expect("workload").dag);
+        let dag = Arc::new(tessel_workloads::lookup(&workload).expect("workload").dag);
         let state = State::replay(dag.clone(), &steps).expect("legal");
         let nest = lower(&state).expect("lowers");
         let inputs = eval::random_inputs(&dag, 42);

@@ -136,7 +136,7 @@ fn an_outside_cost_model_and_sketch_policy_drive_a_tune_through_the_public_api()
     options.sketch_policy = policies.factory("last").expect("registered");
     options.params = tessel_search::tuner::TuneParams::quick(8);
     let job = TuneJob::new(options);
-    let workload = tessel_ir::workloads::lookup("gmm:b=1,n=16,m=16,k=16").expect("workload");
+    let workload = tessel_workloads::lookup("gmm:b=1,n=16,m=16,k=16").expect("workload");
     let problem = job
         .problem(Arc::new(workload.dag.clone()))
         .expect("sketches");

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use tessel_codegen::{compile, ukernel, CompileOptions, Isa, Kernel, LayoutRewrite};
 use tessel_ir::state::Annotation;
-use tessel_ir::{eval, lower::lower, tensorize, testing, workloads, LoopNest, State, Step};
+use tessel_ir::{eval, lower::lower, tensorize, testing, LoopNest, State, Step};
 
 /// A small deterministic generator (SplitMix64), so that this test needs no `rand`.
 struct Rng(u64);
@@ -276,7 +276,7 @@ impl Calls {
 /// rewrite mode, generic once), on 1 and 2 threads; returns the nest and the number of
 /// micro-kernel calls per ISA.
 fn check_schedule_per_isa(spec: &str, steps: &[Step]) -> (LoopNest, Calls) {
-    let w = workloads::lookup(spec).expect("workload");
+    let w = tessel_workloads::lookup(spec).expect("workload");
     let dag = Arc::new(w.dag);
     let state = State::replay(dag.clone(), steps).unwrap_or_else(|e| panic!("{spec}: {e}"));
     let nest = lower(&state).expect("lowers");
@@ -356,7 +356,7 @@ fn avx2(threads: usize) -> CompileOptions {
 #[test]
 fn packed_weights_follow_new_weights_and_pack_weights_is_checked() {
     let spec = "c2d:n=1,h=6,w=6,ci=8,co=16,kernel=3,stride=1,pad=1";
-    let dag = Arc::new(workloads::lookup(spec).expect("w").dag);
+    let dag = Arc::new(tessel_workloads::lookup(spec).expect("w").dag);
     let nest =
         lower(&State::replay(dag.clone(), &conv_steps(2, 16, 8)).expect("legal")).expect("l");
     for layout_rewrite in [LayoutRewrite::Weights, LayoutRewrite::All] {
@@ -386,7 +386,7 @@ fn packed_weights_follow_new_weights_and_pack_weights_is_checked() {
 #[test]
 fn per_call_packing_sees_new_b_values_on_every_run() {
     let spec = "gmm:b=2,n=8,m=32,k=9";
-    let dag = Arc::new(workloads::lookup(spec).expect("w").dag);
+    let dag = Arc::new(tessel_workloads::lookup(spec).expect("w").dag);
     let nest = lower(&State::replay(dag.clone(), &gmm_steps(4, 16)).expect("legal")).expect("l");
     // Weights packs nothing here (neither gmm operand is a weight); All packs `Y` per call.
     let weights = CompileOptions {
@@ -576,7 +576,11 @@ fn tensorized_convolutions_match_the_reference() {
 
 #[test]
 fn tensorize_is_only_legal_on_reduction_iterators() {
-    let dag = Arc::new(workloads::lookup("gmm:b=1,n=4,m=8,k=3").expect("w").dag);
+    let dag = Arc::new(
+        tessel_workloads::lookup("gmm:b=1,n=4,m=8,k=3")
+            .expect("w")
+            .dag,
+    );
     let mut state = State::new(dag);
     let bad = Step::Annotate {
         stage: 2,
@@ -600,7 +604,7 @@ fn example_tensorized_schedules_compile_and_are_correct() {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).expect("file")).expect("JSON");
         let steps: Vec<Step> = serde_json::from_value(v["steps"].clone()).expect("steps");
-        let w = workloads::lookup(v["workload"].as_str().expect("workload")).expect("w");
+        let w = tessel_workloads::lookup(v["workload"].as_str().expect("workload")).expect("w");
         let dag = Arc::new(w.dag);
         let state = State::replay(dag.clone(), &steps).expect("legal");
         let nest = lower(&state).expect("lowers");
@@ -993,7 +997,7 @@ fn avx512_tiles_of_gmm_conv_and_depthwise_call_the_avx512_kernels_and_match_the_
 fn a_target_the_cpu_lacks_compiles_to_the_ordinary_loops() {
     // Whatever this CPU is, an ISA it cannot run never reaches a kernel call (no SIGILL).
     let spec = "gmm:b=1,n=8,m=32,k=4";
-    let dag = Arc::new(workloads::lookup(spec).expect("w").dag);
+    let dag = Arc::new(tessel_workloads::lookup(spec).expect("w").dag);
     let nest = lower(&State::replay(dag.clone(), &gmm_steps(4, 16)).expect("legal")).expect("l");
     for isa in Isa::ALL {
         let opts = CompileOptions {

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 use tessel_codegen::{compile, CompileOptions, Kernel, LayoutRewrite};
-use tessel_ir::{eval, lower::lower, testing, workloads, State, Step};
+use tessel_ir::{eval, lower::lower, testing, State, Step};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .into(),
         );
     };
-    let w = workloads::lookup(workload)?;
+    let w = tessel_workloads::lookup(workload)?;
     let steps: Vec<Step> = serde_json::from_str(&std::fs::read_to_string(steps)?)?;
     let dag = Arc::new(w.dag);
     let nest = lower(&State::replay(dag.clone(), &steps)?)?;

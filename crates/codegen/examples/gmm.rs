@@ -15,8 +15,7 @@ fn gmm(schedule: &str) -> LoopNest {
     let text = std::fs::read_to_string(schedule).expect("schedule file");
     let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     let steps: Vec<tessel_ir::Step> = serde_json::from_value(v["steps"].clone()).expect("steps");
-    let w =
-        tessel_ir::workloads::lookup(v["workload"].as_str().expect("workload")).expect("workload");
+    let w = tessel_workloads::lookup(v["workload"].as_str().expect("workload")).expect("workload");
     assert_eq!(w.spec(), "gmm:b=1,n=512,m=512,k=512", "a gmm-3 schedule");
     let state = tessel_ir::State::replay(std::sync::Arc::new(w.dag), &steps).expect("legal");
     tessel_ir::lower::lower(&state).expect("lowers")

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 use tessel_codegen::{compile, CompileOptions, LayoutRewrite};
-use tessel_ir::{eval, lower::lower, testing, workloads, State, Step};
+use tessel_ir::{eval, lower::lower, testing, State, Step};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
     let steps: Vec<Step> = serde_json::from_value(v["steps"].clone())?;
-    let w = workloads::lookup(v["workload"].as_str().ok_or("workload")?)?;
+    let w = tessel_workloads::lookup(v["workload"].as_str().ok_or("workload")?)?;
     let dag = Arc::new(w.dag);
     let state = State::replay(dag.clone(), &steps)?;
     let mut nest = lower(&state)?;

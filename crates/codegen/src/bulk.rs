@@ -13,7 +13,7 @@
 //! `cond` must not depend on `x`; it may depend on `o` through a conjunction of `<` / `<=`
 //! comparisons with coefficient ±1 in `o` (a padding stage's `1 <= h && h < H + 1`), so the
 //! elements where it holds are one range `[lo·n, hi·n)`. The whole run is then one call of
-//! [`tessel_run_avx512`] (or its AVX2 twin): fill `[0, lo·n)`, copy `[lo·n, hi·n)`, fill the
+//! `tessel_run_avx512` (or its AVX2 twin): fill `[0, lo·n)`, copy `[lo·n, hi·n)`, fill the
 //! rest. A depthwise convolution's padding copy (`4 × 114 × 32` floats per block in dep-1's
 //! best schedule) becomes four calls, and a tile's zero initialisation one.
 //!
@@ -339,7 +339,7 @@ pub(crate) fn copy_range(total: i64, s0: i64, src_len: i64, lo: i64, hi: i64) ->
 }
 
 /// What every run routine computes, in plain Rust: `dst[t] = src[s0 + t]` for `t` in the
-/// [`copy_range`], `dst[t] = fill` for the other `t < total`.
+/// `copy_range`, `dst[t] = fill` for the other `t < total`.
 ///
 /// # Safety
 /// `dst[0..total]` must be valid for writes, `src[0..src_len]` for reads (when the copy

@@ -22,7 +22,7 @@
 //! `NR` ∈ {16, 32, 48, 64}, up to 14 rows and 28 accumulators in the 32 zmm registers
 //! ([`tessel_ir::tensorize::register_tile_fits`]), compiled ahead of time with
 //! `#[target_feature(enable = "avx512f")]` and run only when the CPU has AVX-512F.
-//! Kernels of different ISAs are different symbols ([`symbol`]), so a 4×16 AVX2 kernel
+//! Kernels of different ISAs are different symbols (`symbol`), so a 4×16 AVX2 kernel
 //! and a 4×16 AVX-512 one never mix. On one Sapphire Rapids core (AVX-512 FMA peak 240
 //! GFLOP/s, AVX2 130, by `fma_peak.c`) the best AVX-512 tiles run at 197–233 GFLOP/s
 //! (9×48, 10×32, k = 256, `examples/ukernels.rs`), the best AVX2 ones at 124–127 (4×24,

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use tessel_codegen::{compile, ukernel, CompileOptions, Kernel, LayoutRewrite};
-use tessel_ir::{eval, lower::lower, workloads, ComputeDag, LoopNest, State, Step};
+use tessel_ir::{eval, lower::lower, ComputeDag, LoopNest, State, Step};
 
 /// The lowered nest and DAG of `examples/schedules/<name>.json`.
 fn example(name: &str) -> (LoopNest, Arc<ComputeDag>) {
@@ -15,7 +15,7 @@ fn example(name: &str) -> (LoopNest, Arc<ComputeDag>) {
     let text = std::fs::read_to_string(&path).expect("example schedule");
     let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     let steps: Vec<Step> = serde_json::from_value(v["steps"].clone()).expect("steps");
-    let w = workloads::lookup(v["workload"].as_str().expect("workload")).expect("workload");
+    let w = tessel_workloads::lookup(v["workload"].as_str().expect("workload")).expect("workload");
     let dag = Arc::new(w.dag);
     let state = State::replay(dag.clone(), &steps).expect("legal schedule");
     (lower(&state).expect("lowers"), dag)

@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let repeat: u32 = arg(&args, "--repeat").map_or(Ok(3), |s| s.parse())?;
     let batch: usize = arg(&args, "--batch").map_or(Ok(32), |s| s.parse())?;
 
-    let w = tessel_ir::workloads::lookup(&workload)?;
+    let w = tessel_workloads::lookup(&workload)?;
     let hw = HardwareParams::with_cores(threads as i64);
     let sketches = generate_sketches(&Arc::new(w.dag.clone()), &hw)?;
     let mut rng = tessel_ir::rng::seeded(seed);

@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut nests = Vec::new();
     let t = Instant::now();
     for (k, spec) in ["gmm-3", "c2d-3"].iter().enumerate() {
-        let w = tessel_ir::workloads::lookup(spec)?;
+        let w = tessel_workloads::lookup(spec)?;
         let sketches = generate_sketches(&Arc::new(w.dag.clone()), &hw)?;
         let mut rng = tessel_ir::rng::seeded(100 + k as u64);
         for s in sample_population(&sketches, n / 2, &hw, &mut rng) {

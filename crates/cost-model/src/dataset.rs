@@ -4,7 +4,7 @@
 use crate::features::{CodegenFlags, FeatureExtractor, ProgramFeatures};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tessel_ir::{workloads, ComputeDag, State, Step};
+use tessel_ir::{ComputeDag, State, Step};
 
 /// One measured schedule, independent of the record format that carried it.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,7 +55,11 @@ impl Dataset {
         for s in samples {
             let g = *index.entry(s.workload.clone()).or_insert_with(|| {
                 ds.workloads.push(s.workload.clone());
-                dags.push(workloads::lookup(&s.workload).ok().map(|w| Arc::new(w.dag)));
+                dags.push(
+                    tessel_workloads::lookup(&s.workload)
+                        .ok()
+                        .map(|w| Arc::new(w.dag)),
+                );
                 (ds.workloads.len() - 1) as u32
             });
             let features = dags[g as usize]

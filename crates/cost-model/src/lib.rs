@@ -18,9 +18,9 @@
 //! ```
 //! use std::sync::Arc;
 //! use tessel_cost_model::{CostModel, FeatureExtractor, GbdtModel, GbdtModelParams};
-//! use tessel_ir::{lower::lower, workloads, State};
+//! use tessel_ir::{lower::lower, State};
 //!
-//! let w = workloads::lookup("gmm:b=1,n=16,m=16,k=16").unwrap();
+//! let w = tessel_workloads::lookup("gmm:b=1,n=16,m=16,k=16").unwrap();
 //! let nest = lower(&State::new(Arc::new(w.dag))).unwrap();
 //! let mut fx = FeatureExtractor::new();
 //! let program = fx.extract(&nest);

@@ -29,7 +29,7 @@ fn measured(n: usize, seed: u64) -> Dataset {
     let hw = HardwareParams::with_cores(1);
     let mut samples = Vec::new();
     for (k, spec) in WORKLOADS.iter().enumerate() {
-        let w = tessel_ir::workloads::lookup(spec).expect("workload");
+        let w = tessel_workloads::lookup(spec).expect("workload");
         let sketches = generate_sketches(&Arc::new(w.dag.clone()), &hw).expect("sketches");
         let mut rng = tessel_ir::rng::seeded(seed + k as u64);
         let states = sample_population(&sketches, n, &hw, &mut rng);

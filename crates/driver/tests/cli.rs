@@ -28,14 +28,14 @@ fn workloads_json_lists_every_named_workload() {
     let v = last_json(&out);
     let list = v["workloads"].as_array().expect("a workloads array");
     let names: Vec<&str> = list.iter().filter_map(|w| w["name"].as_str()).collect();
-    assert_eq!(names, tessel_ir::workloads::registry_names());
+    assert_eq!(names, tessel_workloads::registry_names());
     for w in list {
         let name = w["name"].as_str().unwrap_or("?");
         let flop = w["flop"].as_u64().unwrap_or(0);
         assert!(flop > 0, "{name} has no FLOPs");
         assert_eq!(
             flop,
-            tessel_ir::workloads::lookup(name).unwrap().flop(),
+            tessel_workloads::lookup(name).unwrap().flop(),
             "{name}"
         );
         assert!(

@@ -28,7 +28,7 @@ fn write_records(path: &std::path::Path, n: usize) {
         "gmm:b=1,n=64,m=64,k=64",
         "c2d:n=1,h=8,w=8,ci=16,co=16,kernel=3,stride=1,pad=1",
     ] {
-        let w = tessel_ir::workloads::lookup(spec).expect("workload");
+        let w = tessel_workloads::lookup(spec).expect("workload");
         let sketches = generate_sketches(&Arc::new(w.dag.clone()), &hw).expect("sketches");
         let mut rng = tessel_ir::rng::seeded(9);
         let states = sample_population(&sketches, n, &hw, &mut rng);

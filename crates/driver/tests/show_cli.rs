@@ -42,7 +42,7 @@ fn record(workload: &str, state: &tessel_ir::State, seconds: f64) -> Record {
 #[test]
 fn show_prints_the_best_programs_loop_nest_and_lists_every_task() {
     let spec = "gmm:b=1,n=64,m=64,k=64";
-    let w = tessel_ir::workloads::lookup(spec).expect("workload");
+    let w = tessel_workloads::lookup(spec).expect("workload");
     let dag = Arc::new(w.dag.clone());
     let hw = tessel_sketch::HardwareParams::with_cores(2);
     let sketches = tessel_sketch::generate_sketches(&dag, &hw).expect("sketches");

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::process::Command;
 use std::sync::Arc;
-use tessel_ir::{eval, lower::lower, testing, workloads, State};
+use tessel_ir::{eval, lower::lower, testing, State};
 
 const SPEC: &str = "gmm:b=1,n=64,m=64,k=64";
 
@@ -81,7 +81,7 @@ fn tune_finds_a_correct_kernel_no_slower_than_the_heuristic_and_resumes() {
         .expect("the reported program");
     assert!((reported / 1e3 - confirmed_best).abs() <= 1e-12);
     // The first candidate measured is the heuristic schedule; the best is no slower.
-    let w = workloads::lookup(SPEC).expect("spec");
+    let w = tessel_workloads::lookup(SPEC).expect("spec");
     let dag = Arc::new(w.dag.clone());
     let hw = tessel_sketch::HardwareParams::with_cores(1);
     let heuristic = tessel_search::heuristic::heuristic_state(&dag, &hw).expect("heuristic");

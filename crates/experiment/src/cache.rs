@@ -20,7 +20,7 @@
 //!         states.iter().map(|_| Measurement { seconds: Some(1e-3), error: None, compile_seconds: 0.0 }).collect()
 //!     }
 //! }
-//! let w = tessel_ir::workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap();
+//! let w = tessel_workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap();
 //! let state = tessel_ir::State::new(Arc::new(w.dag.clone()));
 //! let cache = MeasureCache::shared();
 //! let (mut a, mut b) = (Count(0), Count(0));
@@ -183,7 +183,6 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::time::Duration;
-    use tessel_ir::workloads;
 
     /// Sleeps `delay` per batch and answers `1 ms × (number of steps + 1) × call number`,
     /// so a repeated measurement of the same state would differ.
@@ -210,7 +209,7 @@ mod tests {
     }
 
     fn states() -> Vec<State> {
-        let w = workloads::lookup("gmm:b=1,n=16,m=16,k=16").expect("workload");
+        let w = tessel_workloads::lookup("gmm:b=1,n=16,m=16,k=16").expect("workload");
         let dag = Arc::new(w.dag.clone());
         let hw = tessel_sketch::HardwareParams::with_cores(2);
         let sketches = tessel_sketch::generate_sketches(&dag, &hw).expect("sketches");

@@ -33,7 +33,7 @@
 //! ```no_run
 //! use tessel_experiment::network::{run, NetworkOptions};
 //! use tessel_experiment::runs::Config;
-//! use tessel_ir::networks::{self, Weights};
+//! use tessel_workloads::networks::{self, Weights};
 //! use tessel_search::job::{TuneJob, TuneOptions};
 //! use tessel_sketch::Target;
 //!
@@ -42,7 +42,7 @@
 //! let tasks = networks::extract_tasks(&net).unwrap();
 //! let workloads: Vec<_> = tasks
 //!     .iter()
-//!     .map(|t| tessel_ir::workloads::lookup(&format!("tiny-cnn@1/{}", t.name)).unwrap())
+//!     .map(|t| tessel_workloads::lookup(&format!("tiny-cnn@1/{}", t.name)).unwrap())
 //!     .collect();
 //! let job = TuneJob::new(TuneOptions::new(Target::native().with_cores(1)));
 //! let options = NetworkOptions::new("tiny-cnn", 8, 2, vec![Config::Baseline, Config::Both], "out".into());
@@ -60,14 +60,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use tessel_ir::networks::{self, Network, Weights};
 use tessel_ir::stats::{median, quantile};
-use tessel_ir::workloads::Workload;
 use tessel_runtime::Module;
 use tessel_search::harness::HarnessMeasurer;
 use tessel_search::job::{Problem, TuneJob};
 use tessel_search::model::ModelScorer;
 use tessel_search::scheduler::{SchedulerParams, SchedulerStop, TaskScheduler, TaskSpec};
+use tessel_workloads::networks::{self, Network, Weights};
+use tessel_workloads::Workload;
 
 /// How the network experiment runs (the tuning job gives the target, the runner and the
 /// sizes of every task's search).

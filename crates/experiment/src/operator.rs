@@ -53,11 +53,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tessel_ir::workloads::Workload;
 use tessel_ir::State;
 use tessel_measure::Runner;
 use tessel_search::harness::{Confirm, HarnessMeasurer};
 use tessel_search::job::TuneJob;
+use tessel_workloads::Workload;
 
 /// A run reaches the baseline's final best `b` when its best is at most `b · (1 + TOLERANCE)`.
 pub const TOLERANCE: f64 = 0.01;

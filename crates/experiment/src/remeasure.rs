@@ -14,7 +14,7 @@
 //!         s.iter().map(|_| Measurement { seconds: Some(2e-3), error: None, compile_seconds: 0.0 }).collect()
 //!     }
 //! }
-//! let w = tessel_ir::workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap();
+//! let w = tessel_workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap();
 //! let naive = tessel_ir::State::new(Arc::new(w.dag.clone()));
 //! let r = remeasure(&[Some(naive), None], &mut Fixed, 3);
 //! assert_eq!(r[0].as_ref().unwrap().seconds, Some(2e-3));
@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn rounds_rotate_the_order_and_duplicates_are_measured_once() {
-        let w = tessel_ir::workloads::lookup("gmm:b=1,n=8,m=8,k=8").expect("workload");
+        let w = tessel_workloads::lookup("gmm:b=1,n=8,m=8,k=8").expect("workload");
         let dag = Arc::new(w.dag.clone());
         let hw = tessel_sketch::HardwareParams::with_cores(2);
         let sketches = tessel_sketch::generate_sketches(&dag, &hw).expect("sketches");

@@ -81,7 +81,7 @@ const TUNE_TRIALS: usize = 144;
 const GMM: &str = "gmm:b=1,n=32,m=32,k=64";
 
 fn dag(spec: &str) -> Arc<tessel_ir::ComputeDag> {
-    Arc::new(tessel_ir::workloads::lookup(spec).expect("spec").dag)
+    Arc::new(tessel_workloads::lookup(spec).expect("spec").dag)
 }
 
 /// The set-up, written as the driver wires it: over one tuning job.

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use tessel_experiment::network::{run, NetworkOptions, NetworkSummary};
 use tessel_experiment::runs::Config;
 use tessel_ir::dag::fnv1a;
-use tessel_ir::networks::{self, Weights};
 use tessel_measure::{Candidate, MeasureOptions, MeasureResult, PhaseTimes, Runner, Timing};
 use tessel_search::evolution::EvolutionParams;
 use tessel_search::job::{TuneJob, TuneOptions};
 use tessel_search::tuner::TuneParams;
 use tessel_sketch::Target;
+use tessel_workloads::networks::{self, Weights};
 
 /// Each program takes a fixed time from its step log (10–20 µs).
 struct HashRunner {
@@ -63,7 +63,7 @@ fn experiment(out: &Path) -> NetworkSummary {
     let workloads: Vec<_> = networks::extract_tasks(&net)
         .expect("tasks")
         .iter()
-        .map(|t| tessel_ir::workloads::lookup(&format!("tiny-cnn@1/{}", t.name)).expect("task"))
+        .map(|t| tessel_workloads::lookup(&format!("tiny-cnn@1/{}", t.name)).expect("task"))
         .collect();
     let mut options = NetworkOptions::new(
         "tiny-cnn",

@@ -13,8 +13,14 @@
 //! non-affine indices) or an integer division by zero is an [`IrError::Eval`].
 //!
 //! ```
-//! use tessel_ir::{eval, ops};
-//! let dag = ops::matmul_dag(2, 2, 2).unwrap();
+//! use tessel_ir::{eval, DagBuilder, Reducer};
+//! let mut b = DagBuilder::new();
+//! let a = b.placeholder("A", &[2, 2]);
+//! let w = b.placeholder("B", &[2, 2]);
+//! b.reduce("C", &[("i", 2), ("j", 2)], &[("k", 2)], Reducer::Sum, |v| {
+//!     a.at([v[0].clone(), v[2].clone()]) * w.at([v[2].clone(), v[1].clone()])
+//! });
+//! let dag = b.build().unwrap();
 //! let out = eval::evaluate(&dag, &[vec![1.0, 2.0, 3.0, 4.0], vec![1.0, 0.0, 0.0, 1.0]]).unwrap();
 //! assert_eq!(out, vec![vec![1.0, 2.0, 3.0, 4.0]]);
 //! ```

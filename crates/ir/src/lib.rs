@@ -6,9 +6,6 @@
 //! * [`expr`]: tensor expressions (the scalar language of compute ops);
 //! * [`dag`]: the [`ComputeDag`] of one task, built with a [`DagBuilder`];
 //! * [`analysis`]: Ansor's static access analysis of a DAG (what the sketch rules ask);
-//! * [`ops`]: builders for the operators of Ansor's benchmarks and common networks;
-//! * [`workloads`]: the named workload registry and the `OP:key=value,...` spec syntax;
-//! * [`networks`]: whole networks (ResNet-50, MobileNet-V2, BERT) and their tasks;
 //! * [`state`]: schedule states and their replayable, serializable step log;
 //! * [`lower`]: lowering a state to a [`LoopNest`] (with [`simplify`] for index arithmetic);
 //! * [`eval`]: the reference evaluator of a DAG, and [`interp`]: the interpreter of a loop nest;
@@ -17,10 +14,19 @@
 //! * [`tensorize`]: which loop nests match a micro-kernel of a target's family;
 //! * [`rng`]: the one explicit RNG type; [`testing`]: random legal schedules for property tests.
 //!
+//! The operator library, the workload registry and the built-in networks live one crate up,
+//! in `tessel-workloads`; here a DAG is built by hand:
+//!
 //! ```
-//! use tessel_ir::workloads;
-//! let w = workloads::lookup("gmm:b=1,n=16,m=16,k=16").unwrap();
-//! assert_eq!(w.flop(), 2 * 16 * 16 * 16);
+//! use tessel_ir::{DagBuilder, Reducer};
+//! let mut b = DagBuilder::new();
+//! let a = b.placeholder("A", &[16, 16]);
+//! let w = b.placeholder("B", &[16, 16]);
+//! b.reduce("C", &[("i", 16), ("j", 16)], &[("k", 16)], Reducer::Sum, |v| {
+//!     a.at([v[0].clone(), v[2].clone()]) * w.at([v[2].clone(), v[1].clone()])
+//! });
+//! let dag = b.build().unwrap();
+//! assert_eq!(dag.flop_count(), 2 * 16 * 16 * 16);
 //! ```
 #![warn(missing_docs)]
 
@@ -31,8 +37,6 @@ pub mod expr;
 pub mod interp;
 pub mod loop_nest;
 pub mod lower;
-pub mod networks;
-pub mod ops;
 pub mod rng;
 pub mod simplify;
 pub mod state;
@@ -40,7 +44,6 @@ pub mod stats;
 pub mod target;
 pub mod tensorize;
 pub mod testing;
-pub mod workloads;
 
 pub use dag::{ComputeDag, DagBuilder, Reducer, Tensor};
 pub use expr::{Expr, OpId};

@@ -7,9 +7,14 @@
 //! against the same oracle: "a legal schedule computes what the reference evaluator does".
 //!
 //! ```
-//! use tessel_ir::{testing, rng, workloads};
-//! let w = workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap();
-//! let dag = std::sync::Arc::new(w.dag);
+//! use tessel_ir::{rng, testing, DagBuilder, Reducer};
+//! let mut b = DagBuilder::new();
+//! let a = b.placeholder("A", &[8, 8]);
+//! let w = b.placeholder("B", &[8, 8]);
+//! b.reduce("C", &[("i", 8), ("j", 8)], &[("k", 8)], Reducer::Sum, |v| {
+//!     a.at([v[0].clone(), v[2].clone()]) * w.at([v[2].clone(), v[1].clone()])
+//! });
+//! let dag = std::sync::Arc::new(b.build().unwrap());
 //! let state = testing::random_state(&dag, &mut rng::seeded(7), &testing::Limits::default());
 //! assert!(state.is_concrete());
 //! ```

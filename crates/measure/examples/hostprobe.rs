@@ -36,7 +36,7 @@ fn run() -> Result<(), String> {
             "usage: hostprobe <workload> <schedule.json> [--threads T] [--seconds S]".into(),
         );
     };
-    let w = tessel_ir::workloads::lookup(spec).map_err(|e| e.to_string())?;
+    let w = tessel_workloads::lookup(spec).map_err(|e| e.to_string())?;
     let file = ScheduleFile::load(std::path::Path::new(schedule)).map_err(|e| e.to_string())?;
     let dag = Arc::new(w.dag.clone());
     let codegen = CodegenSettings {

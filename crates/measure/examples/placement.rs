@@ -46,7 +46,7 @@ fn run() -> Result<(), String> {
             "usage: placement <workload> <schedule.json> [--threads T] [--readings N]".into(),
         );
     };
-    let w = tessel_ir::workloads::lookup(spec).map_err(|e| e.to_string())?;
+    let w = tessel_workloads::lookup(spec).map_err(|e| e.to_string())?;
     let file = ScheduleFile::load(std::path::Path::new(schedule)).map_err(|e| e.to_string())?;
     let dag = Arc::new(w.dag.clone());
     let codegen = CodegenSettings {

@@ -4,8 +4,8 @@
 use crate::error::HarnessError;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tessel_ir::workloads::Workload;
 use tessel_ir::{State, Step};
+use tessel_workloads::Workload;
 
 /// One schedule to measure.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessel_codegen::Kernel;
-use tessel_ir::workloads::{self, Workload};
 use tessel_ir::ComputeDag;
+use tessel_workloads::Workload;
 
 /// A workload looked up once: its DAG (shared) and key.
 #[derive(Debug)]
@@ -119,7 +119,7 @@ impl Engine {
         if self.workloads.len() >= 256 {
             self.workloads.clear();
         }
-        let r = workloads::lookup(spec)
+        let r = tessel_workloads::lookup(spec)
             .map(|w| {
                 let dag = Arc::new(w.dag.clone());
                 let key = dag.workload_key();

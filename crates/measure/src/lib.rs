@@ -19,10 +19,10 @@
 //!
 //! ```
 //! use tessel_measure::{Candidate, InProcessRunner, MeasureOptions, Runner};
-//! use tessel_ir::{workloads, State};
+//! use tessel_ir::State;
 //! use std::sync::Arc;
 //!
-//! let w = workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap();
+//! let w = tessel_workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap();
 //! let state = State::new(Arc::new(w.dag.clone())); // the naive schedule
 //! let mut options = MeasureOptions::with_threads(1);
 //! options.timing.min_repeat_ms = 0.1;

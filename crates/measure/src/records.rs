@@ -60,7 +60,7 @@ pub struct RecordKey {
 impl RecordKey {
     /// The key of a candidate measured with `options` on `target`.
     pub fn new(candidate: &Candidate, options: &MeasureOptions, target: &Target) -> RecordKey {
-        let (workload, workload_key) = match tessel_ir::workloads::lookup(&candidate.workload) {
+        let (workload, workload_key) = match tessel_workloads::lookup(&candidate.workload) {
             Ok(w) => (w.spec(), w.dag.workload_key()),
             Err(_) => (candidate.workload.clone(), String::new()),
         };

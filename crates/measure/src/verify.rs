@@ -121,8 +121,8 @@ mod tests {
 
     #[test]
     fn cache_evaluates_once_and_evicts_the_oldest() {
-        let a = tessel_ir::workloads::lookup("gmm:b=1,n=4,m=4,k=4").unwrap();
-        let b = tessel_ir::workloads::lookup("gmm:b=1,n=8,m=4,k=4").unwrap();
+        let a = tessel_workloads::lookup("gmm:b=1,n=4,m=4,k=4").unwrap();
+        let b = tessel_workloads::lookup("gmm:b=1,n=8,m=4,k=4").unwrap();
         let (ka, kb) = (a.dag.workload_key(), b.dag.workload_key());
         let mut cache = ReferenceCache::new(1);
         let r1 = cache.get(&a.dag, &ka, 1, true).unwrap();

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessel_ir::state::Annotation;
-use tessel_ir::{lower, rng, testing, workloads, State, Step};
+use tessel_ir::{lower, rng, testing, State, Step};
 use tessel_measure::limits;
 use tessel_measure::records::parse_records;
 use tessel_measure::{
@@ -194,7 +194,7 @@ fn ten_thousand_step_logs_never_panic_or_hang() {
     let mut g = Gen(26);
     let (mut replayed, mut lowered) = (0, 0);
     for (k, spec) in specs.iter().enumerate() {
-        let w = workloads::lookup(spec).expect("spec");
+        let w = tessel_workloads::lookup(spec).expect("spec");
         let dag = Arc::new(w.dag);
         let real: Vec<Vec<Step>> = (0..20)
             .map(|s| {
@@ -285,7 +285,7 @@ fn ten_thousand_workload_specs_never_panic() {
             1 => op.to_string(),
             _ => format!("{op}:{}", parts.join(",")),
         };
-        if let Ok(w) = workloads::lookup(&spec) {
+        if let Ok(w) = tessel_workloads::lookup(&spec) {
             ok += 1;
             let _ = limits::check_workload(&w.dag);
             let _ = w.dag.flop_count();
@@ -362,7 +362,7 @@ fn set_path(v: &mut Value, path: &[Value], new: Value) {
 
 #[test]
 fn ten_thousand_records_lines_never_panic_and_accepted_costs_are_sane() {
-    let w = workloads::lookup("gmm:b=1,n=16,m=16,k=16").expect("spec");
+    let w = tessel_workloads::lookup("gmm:b=1,n=16,m=16,k=16").expect("spec");
     let dag = Arc::new(w.dag.clone());
     let state = testing::random_state(&dag, &mut rng::seeded(3), &testing::Limits::default());
     let c = Candidate::from_state(&w, &state);

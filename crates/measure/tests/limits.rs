@@ -39,10 +39,10 @@ fn a_huge_workload_is_refused_before_any_allocation() {
     let why = refused("gmm:b=1,n=100000,m=100000,k=100000", vec![]);
     assert!(why.contains("in-process runner's limit"), "{why}");
     // The byte limit holds on every path (it is checked by the builder).
-    let w = tessel_ir::workloads::lookup("gmm:b=1,n=100000,m=100000,k=100000").expect("spec");
+    let w = tessel_workloads::lookup("gmm:b=1,n=100000,m=100000,k=100000").expect("spec");
     let err = limits::check_workload(&w.dag).expect_err("too big");
     assert!(err.contains("GiB"), "{err}");
-    let small = tessel_ir::workloads::lookup(SMALL).expect("spec");
+    let small = tessel_workloads::lookup(SMALL).expect("spec");
     assert!(limits::check_workload(&small.dag).is_ok());
 }
 
@@ -89,7 +89,7 @@ fn a_huge_unroll_step_is_refused_before_compiling() {
 
 #[test]
 fn a_fully_unrolled_huge_loop_is_refused() {
-    let w = tessel_ir::workloads::lookup("gmm:b=1,n=8192,m=8,k=8").expect("spec");
+    let w = tessel_workloads::lookup("gmm:b=1,n=8192,m=8,k=8").expect("spec");
     let steps = vec![Step::Annotate {
         stage: 2,
         iter: 1,

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use tessel_ir::{lower, rng, testing, workloads, State};
+use tessel_ir::{lower, rng, testing, State};
 use tessel_measure::records::{self, parse_records, read_records, SCHEMA_VERSION};
 use tessel_measure::{
     Candidate, ErrorClass, Fault, InProcessRunner, MeasureOptions, Record, RecordWriter, Runner,
@@ -29,7 +29,7 @@ fn options() -> MeasureOptions {
 
 /// Measures random schedules of SPEC (plus a wrong answer) in-process and makes records.
 fn measured(seeds: std::ops::Range<u64>) -> (Vec<Candidate>, Vec<Record>) {
-    let w = workloads::lookup(SPEC).unwrap();
+    let w = tessel_workloads::lookup(SPEC).unwrap();
     let dag = Arc::new(w.dag.clone());
     let mut batch: Vec<Candidate> = seeds
         .map(|s| {
@@ -47,7 +47,7 @@ fn measured(seeds: std::ops::Range<u64>) -> (Vec<Candidate>, Vec<Record>) {
 }
 
 fn nest_text(spec: &str, steps: &[tessel_ir::Step]) -> String {
-    let w = workloads::lookup(spec).unwrap();
+    let w = tessel_workloads::lookup(spec).unwrap();
     let state = State::replay(Arc::new(w.dag), steps).unwrap();
     lower::lower(&state).unwrap().to_string()
 }
@@ -63,7 +63,7 @@ fn records_round_trip_and_replay_to_the_same_loop_nest() {
     assert!(log.problems.is_empty(), "{:?}", log.problems);
     assert_eq!(log.records, recs);
     assert_eq!(log.lines, (1..=recs.len()).collect::<Vec<_>>());
-    let w = workloads::lookup(SPEC).unwrap();
+    let w = tessel_workloads::lookup(SPEC).unwrap();
     for (r, c) in log.records.iter().zip(&batch) {
         assert_eq!(r.v, SCHEMA_VERSION);
         assert_eq!(r.key.workload, w.spec());

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use tessel_ir::{rng, testing, workloads, State, Step};
+use tessel_ir::{rng, testing, State, Step};
 use tessel_measure::{
     Candidate, ErrorClass, Fault, InProcessRunner, LocalWorkerRunner, MeasureOptions,
     MeasureResult, Runner, WorkerCommand,
@@ -30,7 +30,7 @@ fn worker(options: MeasureOptions) -> LocalWorkerRunner {
 
 /// A random legal schedule of the small matmul.
 fn schedule(seed: u64) -> Vec<Step> {
-    let w = workloads::lookup(SPEC).unwrap();
+    let w = tessel_workloads::lookup(SPEC).unwrap();
     let dag = Arc::new(w.dag);
     testing::random_state(&dag, &mut rng::seeded(seed), &testing::Limits::default())
         .steps()
@@ -154,7 +154,7 @@ fn wrong_answers_and_panics_are_caught_in_the_worker_and_in_process() {
 
 #[test]
 fn bad_workloads_steps_and_sketches_are_classified() {
-    let w = workloads::lookup(SPEC).unwrap();
+    let w = tessel_workloads::lookup(SPEC).unwrap();
     let dag = Arc::new(w.dag.clone());
     // A sketch: a split whose lengths are still holes cannot be lowered.
     let mut sketch = State::new(dag.clone());

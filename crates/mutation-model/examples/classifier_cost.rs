@@ -25,7 +25,7 @@ fn main() {
     let spec = std::env::args()
         .nth(2)
         .unwrap_or_else(|| "gmm:b=1,n=512,m=512,k=512".to_string());
-    let dag = Arc::new(tessel_ir::workloads::lookup(&spec).expect("spec").dag);
+    let dag = Arc::new(tessel_workloads::lookup(&spec).expect("spec").dag);
     let hw = HardwareParams::with_cores(2);
     let sketches = generate_sketches(&dag, &hw).expect("sketches");
     let mut rng = tessel_ir::rng::seeded(4);

@@ -14,7 +14,7 @@
 //! use tessel_mutation_model::{FixedWeights, MutationPolicy, RuleInfo};
 //! let rules = [RuleInfo { name: "MutateTileSize", weight: 0.9 }, RuleInfo { name: "MutateParallel", weight: 0.1 }];
 //! let state = tessel_ir::State::new(std::sync::Arc::new(
-//!     tessel_ir::workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap().dag,
+//!     tessel_workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap().dag,
 //! ));
 //! let mut policy = FixedWeights::default();
 //! let rule = policy.choose(&state, &rules, &mut tessel_ir::rng::seeded(3));

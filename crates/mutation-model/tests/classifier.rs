@@ -8,7 +8,7 @@ use tessel_sketch::{generate_sketches, sample_initial, HardwareParams};
 
 fn states(n: usize) -> Vec<State> {
     let dag = Arc::new(
-        tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=64")
+        tessel_workloads::lookup("gmm:b=1,n=64,m=64,k=64")
             .expect("spec")
             .dag,
     );

@@ -6,7 +6,7 @@ use crate::tensor::{self, Const, Data};
 use prost::Message;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
-use tessel_ir::networks::{ConstTensor, Layer, LayerId, Network, NetworkBuilder, Weights};
+use tessel_workloads::networks::{ConstTensor, Layer, LayerId, Network, NetworkBuilder, Weights};
 
 /// The oldest opset of the default domain the importer reads.
 pub const MIN_OPSET: i64 = 7;

@@ -4,7 +4,7 @@
 //! from `onnx.proto`, so no `protoc` is needed), computes constant subgraphs at import
 //! (`Shape`/`Gather`/`Unsqueeze`/`Concat` chains, `Constant`, initializers listed as graph
 //! inputs by old opsets), folds `BatchNormalization` into the convolution before it, and maps
-//! the operators to [`tessel_ir::networks::Layer`]s. 4-D NCHW tensors are held as NHWC (the
+//! the operators to [`tessel_workloads::networks::Layer`]s. 4-D NCHW tensors are held as NHWC (the
 //! layout of Tessel's convolution kernels); every layout change is listed in
 //! [`Model::layout_changes`]. The result fuses into the same tasks as the built-in networks,
 //! so an exported ResNet-50 has the tasks (and workload keys) of `tessel tasks resnet50`.
@@ -21,7 +21,7 @@
 //! ```
 //!
 //! Importing a file: `let model = tessel_onnx::import_file("model.onnx", &Default::default())?;`
-//! then `tessel_ir::networks::extract_tasks(&model.network)` gives its tasks and
+//! then `tessel_workloads::networks::extract_tasks(&model.network)` gives its tasks and
 //! `model.weights` its constants.
 
 mod error;

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use tessel_ir::eval;
-use tessel_ir::networks::{self, layer_params, Layer, LayerId, Network, Weights};
 use tessel_onnx::{import, import_file, ImportOptions, Model, OnnxError};
+use tessel_workloads::networks::{self, layer_params, Layer, LayerId, Network, Weights};
 
 fn testdata(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -8,8 +8,8 @@
 
 use std::path::PathBuf;
 use std::time::Instant;
-use tessel_ir::networks;
 use tessel_onnx::{import_file, ImportOptions};
+use tessel_workloads::networks;
 
 fn check(file: &str, builtin: &str) {
     let dir = std::env::var("TESSEL_ONNX_MODELS")

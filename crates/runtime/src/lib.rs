@@ -1,12 +1,12 @@
 //! `tessel-runtime`: a whole network, tuned or not, built into one [`Module`] that runs
 //! inference.
 //!
-//! [`Module::build`] takes a network graph and its [`Weights`](tessel_ir::networks::Weights),
+//! [`Module::build`] takes a network graph and its [`Weights`](tessel_workloads::networks::Weights),
 //! an optional records file, a [`Target`](tessel_ir::target::Target) and a thread count:
 //!
-//! * the network is partitioned into fused subgraphs ([`tessel_ir::networks::partition`]),
+//! * the network is partitioned into fused subgraphs ([`tessel_workloads::networks::partition`]),
 //!   put in an order that runs, and grouped into tasks; each subgraph's DAG and the
-//!   binding of its inputs come from [`tessel_ir::networks::subgraph_dag_bound`], so any
+//!   binding of its inputs come from [`tessel_workloads::networks::subgraph_dag_bound`], so any
 //!   layer a subgraph can express runs without a change here;
 //! * every task is compiled from its fastest usable record (same workload key, ISA,
 //!   thread count, code generator revision and machine: a record that differs is refused,
@@ -26,7 +26,7 @@
 //! profile in [`Module::profile`] after [`Module::set_profiling`].
 //!
 //! ```
-//! use tessel_ir::networks::{self, Weights};
+//! use tessel_workloads::networks::{self, Weights};
 //! use tessel_ir::target::Target;
 //! use tessel_runtime::Module;
 //!

@@ -10,10 +10,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessel_codegen::{Kernel, PreparedCall};
-use tessel_ir::networks::{self, Binding, LayerId, Network, Weights};
 use tessel_ir::target::Target;
 use tessel_ir::{ComputeDag, State};
 use tessel_measure::records::read_records;
+use tessel_workloads::networks::{self, Binding, LayerId, Network, Weights};
 
 /// Most inputs one kernel of a module may take (activations and weights).
 pub const MAX_ARGS: usize = 16;

@@ -6,9 +6,9 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use tessel_ir::networks::{self, Network, Weights};
 use tessel_ir::target::Target;
 use tessel_runtime::Module;
+use tessel_workloads::networks::{self, Network, Weights};
 
 /// The system allocator, counting allocations (and reallocations) while `COUNTING` is on.
 struct Counting;

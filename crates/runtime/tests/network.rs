@@ -5,12 +5,12 @@
 //! order than the reference, with FMA, over reductions of up to 4608 terms and 50+ layers).
 
 use std::path::PathBuf;
-use tessel_ir::networks::{self, Network, Weights};
 use tessel_ir::target::{Isa, Target};
 use tessel_ir::testing::check_close;
 use tessel_measure::records::{Record, RecordKey, SCHEMA_VERSION};
 use tessel_measure::{Candidate, MeasureOptions, PhaseTimes, Timing};
 use tessel_runtime::{default_schedule, Module, ScheduleSource};
+use tessel_workloads::networks::{self, Network, Weights};
 
 fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("tessel-runtime-{}-{name}", std::process::id()))

@@ -32,11 +32,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use tessel_ir::dag::fnv1a;
-use tessel_ir::{networks, State};
+use tessel_ir::State;
 use tessel_search::evolution::{state_key, EvolutionParams};
 use tessel_search::scheduler::*;
 use tessel_search::tuner::*;
 use tessel_sketch::{generate_sketches, HardwareParams};
+use tessel_workloads::networks;
 
 /// The programs the sessions search: any workload with a large schedule space will do.
 const STAND_IN: &str = "gmm:b=1,n=128,m=128,k=128";
@@ -162,11 +163,7 @@ struct Task {
 
 fn replay(tasks: &[Task], params: SchedulerParams) -> SchedulerResult {
     let hw = HardwareParams::with_cores(2);
-    let dag = Arc::new(
-        tessel_ir::workloads::lookup(STAND_IN)
-            .expect("stand-in")
-            .dag,
-    );
+    let dag = Arc::new(tessel_workloads::lookup(STAND_IN).expect("stand-in").dag);
     let sketches = generate_sketches(&dag, &hw).expect("sketches");
     let mut scorer = HashScorer;
     let specs: Vec<TaskSpec> = tasks

@@ -36,7 +36,7 @@
 //!     fn name(&self) -> &'static str { "two-ms" }
 //! }
 //!
-//! let w = tessel_ir::workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap();
+//! let w = tessel_workloads::lookup("gmm:b=1,n=8,m=8,k=8").unwrap();
 //! let naive = tessel_ir::State::new(Arc::new(w.dag.clone()));
 //! // The search read 1 ms (a lucky reading); the fresh worker says 2 ms.
 //! let mut runners: Vec<Box<dyn Runner>> = vec![Box::new(TwoMs(MeasureOptions::default()))];
@@ -48,9 +48,9 @@
 
 use crate::evolution::state_key;
 use std::collections::HashSet;
-use tessel_ir::workloads::Workload;
 use tessel_ir::State;
 use tessel_measure::{Candidate, ErrorClass, MeasureResult, Record, RecordWriter, Runner, Target};
+use tessel_workloads::Workload;
 
 /// How many of a search's fastest programs are confirmed, and how often.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

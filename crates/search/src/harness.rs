@@ -15,13 +15,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tessel_ir::workloads::Workload;
 use tessel_ir::{ComputeDag, State};
 use tessel_measure::records::read_records;
 use tessel_measure::{
     Candidate, CodegenSettings, ErrorClass, HarnessError, MeasureOptions, MeasureResult, Record,
     RecordWriter, Runner, Target,
 };
+use tessel_workloads::Workload;
 
 /// Candidates measured (and their records appended and flushed) together: a kill loses at
 /// most this many measurements, and an interrupt waits for at most this many. Four keeps

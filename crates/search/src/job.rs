@@ -36,7 +36,7 @@
 //! options.params.measures_per_round = 8;
 //! options.params.evolution.population = 16;
 //! let job = TuneJob::new(options);
-//! let dag = Arc::new(tessel_ir::workloads::lookup("gmm:b=1,n=16,m=16,k=16").unwrap().dag);
+//! let dag = Arc::new(tessel_workloads::lookup("gmm:b=1,n=16,m=16,k=16").unwrap().dag);
 //! let problem = job.problem(dag).unwrap();
 //! let result = job.tune(&problem, &mut Steps);
 //! assert_eq!(result.trials, 8);
@@ -50,7 +50,6 @@ use std::path::Path;
 use std::sync::Arc;
 use tessel_cost_model::model::CostModel;
 use tessel_ir::rng::seeded;
-use tessel_ir::workloads::Workload;
 use tessel_ir::{ComputeDag, State};
 use tessel_measure::options::LayoutRewrite;
 use tessel_measure::{CodegenSettings, HarnessError, InProcessRunner, MeasureOptions, Runner};
@@ -60,6 +59,7 @@ use tessel_sketch::{
     generate_sketches_with, sample_population_with, HardwareParams, InitRules, MutationRegistry,
     Sketch, SketchError, SketchRules, Target,
 };
+use tessel_workloads::Workload;
 
 /// What setting up a job's run can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@
 //! use std::sync::Arc;
 //! use tessel_search::evolution::{evolve, EvolutionContext, EvolutionParams};
 //! use tessel_sketch::{generate_sketches, sample_initial, HardwareParams, MutationRegistry};
-//! let dag = Arc::new(tessel_ir::workloads::lookup("gmm:b=1,n=32,m=32,k=32").unwrap().dag);
+//! let dag = Arc::new(tessel_workloads::lookup("gmm:b=1,n=32,m=32,k=32").unwrap().dag);
 //! let hw = HardwareParams::with_cores(2);
 //! let sketches = generate_sketches(&dag, &hw).unwrap();
 //! let mut rng = tessel_ir::rng::seeded(0);

@@ -92,7 +92,7 @@
 //! let tasks: Vec<TaskSpec> = ["gmm:b=1,n=16,m=16,k=16", "gmm:b=1,n=16,m=32,k=16"]
 //!     .iter()
 //!     .map(|spec| {
-//!         let w = tessel_ir::workloads::lookup(spec).unwrap();
+//!         let w = tessel_workloads::lookup(spec).unwrap();
 //!         let dag = Arc::new(w.dag);
 //!         let params = TuneParams {
 //!             trials: usize::MAX,

@@ -87,7 +87,7 @@ const GMM: &str = "gmm:b=1,n=32,m=32,k=64";
 const GMM2: &str = "gmm:b=1,n=16,m=64,k=32";
 
 fn dag(spec: &str) -> Arc<tessel_ir::ComputeDag> {
-    Arc::new(tessel_ir::workloads::lookup(spec).expect("spec").dag)
+    Arc::new(tessel_workloads::lookup(spec).expect("spec").dag)
 }
 
 /// The set-ups, written as the driver wires them: over one tuning job.

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tessel_ir::{workloads, State, Step};
+use tessel_ir::{State, Step};
 use tessel_measure::records::read_records;
 use tessel_measure::{
     Candidate, ErrorClass, MeasureError, MeasureOptions, MeasureResult, PhaseTimes, Runner, Timing,
@@ -56,8 +56,8 @@ impl Runner for Scripted {
 }
 
 /// Five distinct states of a small matmul (the initial state and splits of its loops).
-fn states() -> (workloads::Workload, Vec<State>) {
-    let w = workloads::lookup("gmm:b=1,n=16,m=16,k=16").expect("workload");
+fn states() -> (tessel_workloads::Workload, Vec<State>) {
+    let w = tessel_workloads::lookup("gmm:b=1,n=16,m=16,k=16").expect("workload");
     let dag = Arc::new(w.dag.clone());
     let mut out = vec![State::new(dag.clone())];
     for factor in [2, 4, 8, 16] {

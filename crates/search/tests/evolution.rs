@@ -26,7 +26,7 @@ fn fake_score(states: &[State]) -> Vec<f32> {
 
 fn setup() -> (Arc<tessel_ir::ComputeDag>, HardwareParams, Vec<State>) {
     let dag = Arc::new(
-        tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=64")
+        tessel_workloads::lookup("gmm:b=1,n=64,m=64,k=64")
             .expect("spec")
             .dag,
     );

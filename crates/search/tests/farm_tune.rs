@@ -68,7 +68,7 @@ fn job(runner: RunnerFactory) -> TuneJob {
 
 /// Tunes SPEC with `job`, writing `records`; the best program's steps and cost.
 fn tune(job: &TuneJob, records: &Path) -> (String, f64) {
-    let workload = tessel_ir::workloads::lookup(SPEC).expect("workload");
+    let workload = tessel_workloads::lookup(SPEC).expect("workload");
     let problem = job
         .problem(Arc::new(workload.dag.clone()))
         .expect("sketches");

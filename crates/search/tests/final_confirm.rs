@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use tessel_ir::workloads::{self, Workload};
 use tessel_ir::State;
 use tessel_measure::records::{best_per_workload, read_records};
 use tessel_measure::{
@@ -16,6 +15,7 @@ use tessel_measure::{
 use tessel_search::confirm::{confirm_leaders, FinalConfirm};
 use tessel_search::evolution::state_key;
 use tessel_search::harness::resume_records;
+use tessel_workloads::Workload;
 
 const SPEC: &str = "gmm:b=1,n=16,m=16,k=16";
 
@@ -106,7 +106,7 @@ fn programs(w: &Workload) -> Vec<State> {
 
 #[test]
 fn the_figure_reported_is_measured_after_the_choice_and_a_failed_program_loses_its_place() {
-    let w = workloads::lookup(SPEC).expect("workload");
+    let w = tessel_workloads::lookup(SPEC).expect("workload");
     let p = programs(&w);
     // The search read p0 fastest (a lucky reading), then p1, p2, p3. The ranking workers
     // read p0 at 3 ms, p1 fails (wrong answer), p2 2 ms, p3 2.5 ms. The reporting workers
@@ -222,7 +222,7 @@ fn the_figure_reported_is_measured_after_the_choice_and_a_failed_program_loses_i
 
 #[test]
 fn a_resumed_search_takes_the_confirmed_time_and_records_best_prefers_it() {
-    let w = workloads::lookup(SPEC).expect("workload");
+    let w = tessel_workloads::lookup(SPEC).expect("workload");
     let dag = Arc::new(w.dag.clone());
     let p = programs(&w);
     let options = MeasureOptions::with_threads(1);

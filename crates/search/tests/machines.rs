@@ -3,13 +3,14 @@
 //! by that machine, not by the tuner's.
 
 use std::sync::Arc;
-use tessel_ir::{workloads, State, Step};
+use tessel_ir::{State, Step};
 use tessel_measure::records::read_records;
 use tessel_measure::{
     Candidate, MeasureOptions, MeasureResult, PhaseTimes, Runner, Target, Timing,
 };
 use tessel_search::harness::HarnessMeasurer;
 use tessel_search::tuner::Measurer;
+use tessel_workloads as workloads;
 
 /// Measures every candidate at 1 ms and says the odd ones ran on another machine.
 struct HalfRemote {

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use tessel_ir::workloads;
 use tessel_measure::records::Record;
 use tessel_measure::{
     Candidate, MeasureOptions, MeasureResult, PhaseTimes, RecordKey, RecordWriter, Target, Timing,
@@ -22,9 +21,9 @@ fn temp_records(name: &str) -> PathBuf {
 #[test]
 fn resume_skips_records_of_other_codegen_settings_and_counts_them() {
     let spec = "gmm:b=1,n=8,m=8,k=8";
-    let w = workloads::lookup(spec).expect("workload");
+    let w = tessel_workloads::lookup(spec).expect("workload");
     let dag = Arc::new(w.dag.clone());
-    let other = workloads::lookup("gmm:b=1,n=16,m=8,k=8").expect("workload");
+    let other = tessel_workloads::lookup("gmm:b=1,n=16,m=8,k=8").expect("workload");
     let ours = MeasureOptions::with_threads(1);
     let mut two_threads = ours.clone();
     two_threads.codegen.threads = 2;
@@ -39,7 +38,7 @@ fn resume_skips_records_of_other_codegen_settings_and_counts_them() {
         error: None,
         phases: PhaseTimes::default(),
     };
-    let record = |w: &workloads::Workload, options: &MeasureOptions, ms: f64| {
+    let record = |w: &tessel_workloads::Workload, options: &MeasureOptions, ms: f64| {
         let c = Candidate::new(w.spec(), Vec::new());
         Record::with_key(RecordKey::new(&c, options, &target), &c, &timed(ms))
     };
@@ -79,7 +78,7 @@ fn resume_skips_records_of_other_codegen_settings_and_counts_them() {
 fn records_of_one_target_isa_never_resume_into_a_search_for_another() {
     use tessel_measure::options::Isa;
     let spec = "gmm:b=1,n=8,m=8,k=8";
-    let w = workloads::lookup(spec).expect("workload");
+    let w = tessel_workloads::lookup(spec).expect("workload");
     let dag = Arc::new(w.dag.clone());
     let with_isa = |isa: Isa| {
         let mut o = MeasureOptions::with_threads(1);

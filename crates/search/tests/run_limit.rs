@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tessel_ir::{rng, testing, workloads, State};
+use tessel_ir::{rng, testing, State};
 use tessel_measure::{
     Candidate, ErrorClass, MeasureOptions, MeasureResult, PhaseTimes, Runner, Timing,
 };
@@ -65,7 +65,7 @@ impl Runner for FakeRunner {
 }
 
 fn states(n: usize) -> Vec<State> {
-    let w = workloads::lookup(SPEC).expect("spec");
+    let w = tessel_workloads::lookup(SPEC).expect("spec");
     let dag = Arc::new(w.dag);
     (0..n as u64)
         .map(|s| testing::random_state(&dag, &mut rng::seeded(s), &testing::Limits::default()))
@@ -82,7 +82,7 @@ fn measurer(limit: Option<RunLimit>) -> (HarnessMeasurer, Log, Arc<AtomicBool>) 
         timeouts: timeouts.clone(),
         slow: slow.clone(),
     };
-    let w = workloads::lookup(SPEC).expect("spec");
+    let w = tessel_workloads::lookup(SPEC).expect("spec");
     let m = HarnessMeasurer::new(w, Box::new(runner), None)
         .expect("measurer")
         .run_limit(limit);

@@ -8,11 +8,12 @@ mod common;
 use common::{session, FakeScorer};
 use std::sync::Arc;
 use tessel_ir::dag::fnv1a;
-use tessel_ir::{networks, State};
+use tessel_ir::State;
 use tessel_search::evolution::state_key;
 use tessel_search::scheduler::*;
 use tessel_search::tuner::*;
 use tessel_sketch::{generate_sketches, sample_initial, HardwareParams};
+use tessel_workloads::networks;
 
 /// How a fake task behaves.
 #[derive(Clone, Copy)]

@@ -53,7 +53,7 @@ fn tuner(seed: u64) -> Tuner {
 }
 
 fn tuner_for(spec: &str, seed: u64) -> Tuner {
-    let dag = Arc::new(tessel_ir::workloads::lookup(spec).expect("spec").dag);
+    let dag = Arc::new(tessel_workloads::lookup(spec).expect("spec").dag);
     let hw = HardwareParams::with_cores(2);
     let sketches = generate_sketches(&dag, &hw).expect("sketches");
     let params = TuneParams {
@@ -92,7 +92,7 @@ fn same_seed_and_same_times_choose_the_same_candidates() {
 
 #[test]
 fn the_heuristic_schedule_is_measured_in_the_first_round() {
-    let dag = Arc::new(tessel_ir::workloads::lookup(SMALL_GMM).expect("spec").dag);
+    let dag = Arc::new(tessel_workloads::lookup(SMALL_GMM).expect("spec").dag);
     let h = heuristic_state(&dag, &HardwareParams::with_cores(2)).expect("heuristic lowers");
     let mut m = FakeMeasurer::default();
     tuner(1).run(&mut m, &mut FakeScorer::default());
@@ -107,7 +107,7 @@ fn resuming_never_remeasures_and_keeps_the_best() {
         .run(&mut first, &mut FakeScorer::default());
     let best1 = r1.best.clone().expect("best");
     // Rebuild what a records file would give back: replayed states and their times.
-    let dag = Arc::new(tessel_ir::workloads::lookup(SMALL_GMM).expect("spec").dag);
+    let dag = Arc::new(tessel_workloads::lookup(SMALL_GMM).expect("spec").dag);
     let previous: Vec<(State, Option<f64>)> = first
         .order
         .iter()
@@ -166,7 +166,7 @@ const LONG_K_GMM: &str = "gmm:b=1,n=64,m=64,k=128";
 #[test]
 fn a_steering_sketch_policy_probes_every_sketch_then_measures_the_slow_one_less() {
     let n_sketches = {
-        let dag = tessel_ir::workloads::lookup(LONG_K_GMM).expect("spec").dag;
+        let dag = tessel_workloads::lookup(LONG_K_GMM).expect("spec").dag;
         generate_sketches(&Arc::new(dag), &HardwareParams::with_cores(2))
             .expect("sketches")
             .len()
@@ -213,7 +213,7 @@ fn a_steering_sketch_policy_probes_every_sketch_then_measures_the_slow_one_less(
 
 #[test]
 fn pooled_leaders_share_one_quota_and_the_ranking_fills_it() {
-    let dag = Arc::new(tessel_ir::workloads::lookup(LONG_K_GMM).expect("spec").dag);
+    let dag = Arc::new(tessel_workloads::lookup(LONG_K_GMM).expect("spec").dag);
     let hw = HardwareParams::with_cores(2);
     let sketches = generate_sketches(&dag, &hw).expect("sketches");
     let mut rng = tessel_ir::rng::seeded(3);

@@ -11,7 +11,7 @@ const WORKLOADS: &[&str] = &["gmm-3", "c2d-3", "convlayer-2", "nrm-1", "tbg-1"];
 fn benches(c: &mut Criterion) {
     let hw = HardwareParams::with_cores(4);
     for name in WORKLOADS {
-        let dag = Arc::new(tessel_ir::workloads::lookup(name).expect("workload").dag);
+        let dag = Arc::new(tessel_workloads::lookup(name).expect("workload").dag);
         c.bench_function(&format!("generate_sketches/{name}"), |b| {
             b.iter(|| generate_sketches(black_box(&dag), &hw).expect("sketches"))
         });

@@ -8,7 +8,7 @@ fn main() {
     let hw = HardwareParams::detect();
     let mut rng = tessel_ir::rng::seeded(1);
     let filter: Vec<String> = std::env::args().skip(1).collect();
-    for w in tessel_ir::workloads::registry() {
+    for w in tessel_workloads::registry() {
         if !filter.is_empty() && !filter.iter().any(|f| w.name.starts_with(f.as_str())) {
             continue;
         }

@@ -614,7 +614,7 @@ impl Default for InitRules {
 /// ```
 /// use std::sync::Arc;
 /// use tessel_sketch::{generate_sketches, sample_initial, HardwareParams};
-/// let w = tessel_ir::workloads::lookup("gmm:b=1,n=32,m=32,k=32").unwrap();
+/// let w = tessel_workloads::lookup("gmm:b=1,n=32,m=32,k=32").unwrap();
 /// let hw = HardwareParams::with_cores(4);
 /// let sketches = generate_sketches(&Arc::new(w.dag), &hw).unwrap();
 /// let mut rng = tessel_ir::rng::seeded(1);

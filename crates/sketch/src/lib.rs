@@ -24,7 +24,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use tessel_sketch::{generate_sketches, sample_population, HardwareParams, Isa, MutationRegistry};
-//! let w = tessel_ir::workloads::lookup("gmm:b=1,n=32,m=32,k=32").unwrap();
+//! let w = tessel_workloads::lookup("gmm:b=1,n=32,m=32,k=32").unwrap();
 //! // Ansor's three sketches; with micro-kernels (AVX2, AVX-512) two tensorized ones follow.
 //! let hw = HardwareParams { isa: Isa::Generic, ..HardwareParams::with_cores(4) };
 //! let sketches = generate_sketches(&Arc::new(w.dag), &hw).unwrap();

@@ -229,7 +229,7 @@ fn has_short_reduction(state: &State, stage: usize) -> bool {
 }
 
 /// AttachPaddingToTile (Tessel's): a padding stage feeding a tensorized stage with a short
-/// reduction ([`placement_fixed_by_sketch`]) gets a variant computed inside the consumer's
+/// reduction (`placement_fixed_by_sketch`) gets a variant computed inside the consumer's
 /// tile loops (at its first compute-location candidate; the annotation draws the loop);
 /// the rules after it keep the variant at the root (apply).
 ///
@@ -950,7 +950,7 @@ const MAX_ITEMS: usize = 100_000;
 /// ```
 /// use std::sync::Arc;
 /// use tessel_sketch::{generate_sketches, HardwareParams};
-/// let w = tessel_ir::workloads::lookup("gmm:b=1,n=64,m=64,k=128").unwrap();
+/// let w = tessel_workloads::lookup("gmm:b=1,n=64,m=64,k=128").unwrap();
 /// let hw = HardwareParams { isa: tessel_sketch::Isa::Avx2, ..HardwareParams::with_cores(4) };
 /// let sketches = generate_sketches(&Arc::new(w.dag), &hw).unwrap();
 /// // Ansor's three, then two tensorized (cache write fused at level 1 or 2); a reduction of

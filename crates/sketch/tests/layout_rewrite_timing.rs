@@ -5,7 +5,7 @@
 use std::time::Instant;
 use tessel_codegen::LayoutRewrite;
 use tessel_ir::state::Step;
-use tessel_ir::{eval, lower::lower, workloads, State};
+use tessel_ir::{eval, lower::lower, State};
 
 fn time(name: &str, file: &str) {
     let path = if file.starts_with('/') {
@@ -19,7 +19,7 @@ fn time(name: &str, file: &str) {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
     let steps: Vec<Step> = serde_json::from_value(json["steps"].clone()).expect("steps");
-    let w = workloads::lookup(name).expect("workload");
+    let w = tessel_workloads::lookup(name).expect("workload");
     let dag = std::sync::Arc::new(w.dag);
     let state = State::replay(dag.clone(), &steps).expect("replay");
     let nest = lower(&state).expect("lower");

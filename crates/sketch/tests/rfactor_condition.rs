@@ -5,11 +5,11 @@
 //! programs ran into the 10 s timeout; reductions over a small spatial extent keep them.
 
 use std::sync::Arc;
-use tessel_ir::{workloads, Step};
+use tessel_ir::Step;
 use tessel_sketch::{generate_sketches, HardwareParams, Isa};
 
 fn rfactor_sketches(spec: &str, cores: i64) -> usize {
-    let w = workloads::lookup(spec).expect("known workload");
+    let w = tessel_workloads::lookup(spec).expect("known workload");
     let hw = HardwareParams {
         isa: Isa::Generic,
         ..HardwareParams::with_cores(cores)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tessel_ir::lower::lower;
 use tessel_ir::rng::{seeded, TesselRng};
 use tessel_ir::state::State;
-use tessel_ir::{eval, interp, workloads, ComputeDag};
+use tessel_ir::{eval, interp, ComputeDag};
 use tessel_sketch::{
     generate_sketches, sample_initial, sample_population, HardwareParams, MutationRegistry,
 };
@@ -49,7 +49,7 @@ const SMALL: &[&str] = &[
 
 fn dag(spec: &str) -> Arc<ComputeDag> {
     Arc::new(
-        workloads::lookup(spec)
+        tessel_workloads::lookup(spec)
             .unwrap_or_else(|e| panic!("{spec}: {e}"))
             .dag,
     )

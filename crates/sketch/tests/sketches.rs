@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use tessel_ir::dag::DagBuilder;
-use tessel_ir::ops::{self, ConvParams};
-use tessel_ir::{workloads, ComputeDag};
+use tessel_ir::ComputeDag;
 use tessel_sketch::{generate_sketches, HardwareParams, Sketch};
+use tessel_workloads::ops::{self, ConvParams};
 
 /// Fixed hardware so that the goldens do not depend on the machine: Ansor's sketches only
 /// (the tensorized ones are tested in `tensorized.rs`).
@@ -17,7 +17,7 @@ fn hw() -> HardwareParams {
 }
 
 fn sketches_of(spec: &str) -> Vec<Sketch> {
-    let w = workloads::lookup(spec).expect("known workload");
+    let w = tessel_workloads::lookup(spec).expect("known workload");
     generate_sketches(&Arc::new(w.dag), &hw()).expect("sketches")
 }
 
@@ -99,12 +99,12 @@ fn conv_with_bias_relu_gets_fusion_sketches() {
     for (name, dag, pad_kept) in [
         (
             "convlayer-2",
-            Arc::new(workloads::lookup("convlayer-2").expect("w").dag),
+            Arc::new(tessel_workloads::lookup("convlayer-2").expect("w").dag),
             true,
         ),
         (
             "convlayer-3",
-            Arc::new(workloads::lookup("convlayer-3").expect("w").dag),
+            Arc::new(tessel_workloads::lookup("convlayer-3").expect("w").dag),
             false,
         ),
         ("conv2d-bias-relu", conv_bias_relu(), true),
@@ -215,7 +215,7 @@ fn nrm_gets_rfactor_sketches() {
 #[test]
 fn rfactor_depends_on_the_number_of_cores() {
     // NRM reduces over 16 points: rfactor only when that exceeds the core count.
-    let w = workloads::lookup("nrm:b=1,m=4,n=4").expect("w");
+    let w = tessel_workloads::lookup("nrm:b=1,m=4,n=4").expect("w");
     let dag = Arc::new(w.dag);
     assert_eq!(generate_sketches(&dag, &hw()).expect("s").len(), 3);
     assert_eq!(
@@ -236,7 +236,7 @@ fn softmax_sketches() {
 
 #[test]
 fn generation_is_deterministic_and_rules_are_editable() {
-    let dag = Arc::new(workloads::lookup("gmm-1").expect("w").dag);
+    let dag = Arc::new(tessel_workloads::lookup("gmm-1").expect("w").dag);
     let a = all_text(&generate_sketches(&dag, &hw()).expect("s"));
     let b = all_text(&generate_sketches(&dag, &hw()).expect("s"));
     assert_eq!(a, b);

@@ -4,7 +4,7 @@
 use rand::RngExt;
 use std::sync::Arc;
 use tessel_ir::rng::seeded;
-use tessel_ir::{eval, lower::lower, tensorize, testing, workloads, ComputeDag, State, Step};
+use tessel_ir::{eval, lower::lower, tensorize, testing, ComputeDag, State, Step};
 use tessel_sketch::rules::is_tensorized;
 use tessel_sketch::{
     generate_sketches, sample_initial, HardwareParams, Isa, MutationRegistry, Sketch,
@@ -22,7 +22,7 @@ fn hw(isa: Isa) -> HardwareParams {
 }
 
 fn dag(spec: &str) -> Arc<ComputeDag> {
-    Arc::new(workloads::lookup(spec).expect("known workload").dag)
+    Arc::new(tessel_workloads::lookup(spec).expect("known workload").dag)
 }
 
 /// Small gmm / conv specs (NHWC conv with co a multiple of 8).

@@ -10,8 +10,8 @@ use crate::error::DriverError;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tessel_ir::workloads;
 use tessel_search::tuner::Measurer;
+use tessel_workloads as workloads;
 
 /// Arguments of `tessel dataset`.
 #[derive(clap::Args, Debug)]

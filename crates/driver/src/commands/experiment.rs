@@ -15,12 +15,12 @@ use std::path::PathBuf;
 use tessel_experiment::network::NetworkOptions;
 use tessel_experiment::operator::OperatorOptions;
 use tessel_experiment::{parse_configs, ExperimentError};
-use tessel_ir::networks::{self, Weights};
-use tessel_ir::workloads::{self, Workload};
 use tessel_search::evolution::EvolutionParams;
 use tessel_search::job::TuneJob;
 use tessel_search::scheduler::SchedulerParams;
 use tessel_search::tuner::TuneParams;
+use tessel_workloads::networks::{self, Weights};
+use tessel_workloads::{self as workloads, Workload};
 
 /// Arguments of `tessel experiment`.
 #[derive(clap::Args, Debug)]

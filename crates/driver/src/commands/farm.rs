@@ -1,5 +1,5 @@
 //! The measurement farm from the command line: `--measure nats://HOST:PORT` on the searching
-//! commands ([`runner`]) and `tessel worker --nats nats://HOST:PORT` ([`WorkerArgs`],
+//! commands ([`farm_runner`]) and `tessel worker --nats nats://HOST:PORT` ([`WorkerArgs`],
 //! [`run_worker`]). See `docs/farm.md`.
 
 use super::search_options::{resolve_threads, TargetArgs};

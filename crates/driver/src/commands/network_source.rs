@@ -10,8 +10,8 @@
 
 use crate::error::DriverError;
 use std::time::Instant;
-use tessel_ir::networks::{self, Network, Task, Weights};
-use tessel_ir::workloads::{self, Workload};
+use tessel_workloads::networks::{self, Network, Task, Weights};
+use tessel_workloads::Workload;
 
 /// The `--input` option of commands that take a network.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -54,7 +54,7 @@ pub fn load(network: &str, batch: i64, inputs: &InputArgs) -> Result<Network, Dr
 }
 
 /// As [`load`], with the model's weights for an `.onnx` file (`None` for a built-in network,
-/// whose weights are made up: [`tessel_ir::networks::Weights::random`]).
+/// whose weights are made up: [`tessel_workloads::networks::Weights::random`]).
 pub fn load_with_weights(
     network: &str,
     batch: i64,
@@ -103,7 +103,7 @@ pub fn load_with_weights(
 /// measurement worker can rebuild it.
 pub fn task_workload(network: &str, net: &Network, t: &Task) -> Result<Workload, DriverError> {
     if !is_onnx(network) {
-        return Ok(workloads::lookup(&format!(
+        return Ok(tessel_workloads::lookup(&format!(
             "{network}@{}/{}",
             net.batch(),
             t.name
@@ -111,7 +111,7 @@ pub fn task_workload(network: &str, net: &Network, t: &Task) -> Result<Workload,
     }
     let key = t.workload_key();
     if let Some(spec) = &t.spec {
-        let w = workloads::lookup(spec)?;
+        let w = tessel_workloads::lookup(spec)?;
         if w.dag.workload_key() == key {
             return Ok(w);
         }
@@ -122,7 +122,7 @@ pub fn task_workload(network: &str, net: &Network, t: &Task) -> Result<Workload,
         };
         let tasks = networks::extract_tasks(&other)?;
         if let Some(same) = tasks.iter().find(|o| o.workload_key() == key) {
-            return Ok(workloads::lookup(&format!(
+            return Ok(tessel_workloads::lookup(&format!(
                 "{builtin}@{}/{}",
                 net.batch(),
                 same.name

@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
 use tessel_ir::target::{CpuFeatures, Isa};
-use tessel_ir::workloads;
 use tessel_measure::records::{best_per_workload, read_records};
 use tessel_measure::{MeasureOptions, Record, Runner, Target};
 
@@ -65,7 +64,7 @@ fn run_inner(args: &Args) -> Result<(), CmdError> {
         );
     }
     let only = match &args.workload {
-        Some(w) => Some(workloads::lookup(w)?.dag.workload_key()),
+        Some(w) => Some(tessel_workloads::lookup(w)?.dag.workload_key()),
         None => None,
     };
     let best: Vec<&Record> = best_per_workload(&log.records)

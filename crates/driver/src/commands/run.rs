@@ -13,12 +13,12 @@ use crate::error::DriverError;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
-use tessel_ir::workloads::{self, Workload};
 use tessel_ir::IrError;
 use tessel_measure::{
     Candidate, HarnessError, MeasureError, MeasureOptions, MeasureResult, Record, RecordWriter,
     ScheduleFile, Target,
 };
+use tessel_workloads::Workload;
 
 /// Measurement options shared by `run` and `replay`.
 #[derive(clap::Args, Debug, Clone)]
@@ -143,10 +143,10 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
 }
 
 fn run_inner(args: &Args) -> Result<(), CmdError> {
-    let w = workloads::lookup(&args.workload)?;
+    let w = tessel_workloads::lookup(&args.workload)?;
     let file = ScheduleFile::load(&args.steps)?;
     if let Some(named) = &file.workload {
-        let theirs = workloads::lookup(named)?;
+        let theirs = tessel_workloads::lookup(named)?;
         if theirs.dag.workload_key() != w.dag.workload_key() {
             return Err(CmdError::Other(format!(
                 "{} is a schedule of {named} ({}), not of {}",

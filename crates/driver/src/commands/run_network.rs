@@ -14,9 +14,9 @@ use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
-use tessel_ir::networks::{self, Weights};
 use tessel_ir::target::Target;
 use tessel_runtime::{Module, ScheduleSource};
+use tessel_workloads::networks::{self, Weights};
 
 /// Arguments of `tessel run-network`.
 #[derive(clap::Args, Debug)]

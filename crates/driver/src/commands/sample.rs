@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use tessel_ir::stats::median;
-use tessel_ir::workloads;
 use tessel_measure::{Candidate, Record, RecordWriter, Target};
 use tessel_search::harness::RECORD_CHUNK;
 use tessel_search::job::TuneJob;
@@ -50,7 +49,7 @@ pub struct Args {
 
 /// Runs the subcommand.
 pub fn run(args: &Args) -> Result<(), DriverError> {
-    let w = workloads::lookup(&args.spec)?;
+    let w = tessel_workloads::lookup(&args.spec)?;
     let target = args.target.resolve(resolve_threads(args.threads));
     let job = TuneJob::new(job_options(target, args.isolation, args.measure.as_deref()));
     let problem = job

@@ -11,9 +11,10 @@ use crate::error::DriverError;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tessel_ir::{lower, networks, workloads, State};
+use tessel_ir::{lower, State};
 use tessel_measure::records::{best_n, read_records};
 use tessel_measure::Record;
+use tessel_workloads::networks;
 
 /// Arguments of `tessel show`.
 #[derive(clap::Args, Debug)]
@@ -48,7 +49,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     }
     let mut items: Vec<(String, Arc<tessel_ir::ComputeDag>)> = Vec::new();
     if let Some(w) = &args.workload {
-        let w = workloads::lookup(w)?;
+        let w = tessel_workloads::lookup(w)?;
         items.push((w.spec(), Arc::new(w.dag)));
     } else if let Some(n) = &args.network {
         let net = networks::lookup(n, args.batch)?;

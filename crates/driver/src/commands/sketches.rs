@@ -8,7 +8,6 @@ use crate::error::DriverError;
 use serde_json::json;
 use std::io::Write;
 use std::sync::Arc;
-use tessel_ir::workloads;
 use tessel_sketch::{generate_sketches, HardwareParams};
 
 /// Arguments of `tessel sketches`.
@@ -34,8 +33,8 @@ pub struct Args {
 /// Runs the subcommand, writing to stdout.
 pub fn run(args: &Args) -> Result<(), DriverError> {
     let w = match args.batch {
-        Some(b) => workloads::lookup_with_batch(&args.spec, b)?,
-        None => workloads::lookup(&args.spec)?,
+        Some(b) => tessel_workloads::lookup_with_batch(&args.spec, b)?,
+        None => tessel_workloads::lookup(&args.spec)?,
     };
     let cores = match args.cores {
         Some(c) if c >= 1 => c,

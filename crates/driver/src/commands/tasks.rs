@@ -9,7 +9,7 @@
 use crate::error::DriverError;
 use serde_json::{json, Value};
 use std::io::Write;
-use tessel_ir::networks::{self, Task};
+use tessel_workloads::networks::{self, Task};
 
 /// Arguments of `tessel tasks`.
 #[derive(clap::Args, Debug)]

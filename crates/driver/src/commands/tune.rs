@@ -14,7 +14,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tessel_ir::workloads;
 use tessel_measure::RecordWriter;
 use tessel_search::confirm::{confirm_leaders, Confirmation};
 use tessel_search::harness::{resume_records, HarnessMeasurer};
@@ -53,8 +52,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let (sketch_name, mutation_name) = args.search.policy_names()?;
     let job = args.search.job(args.trials)?;
     let w = match args.batch {
-        Some(b) => workloads::lookup_with_batch(&args.spec, b)?,
-        None => workloads::lookup(&args.spec)?,
+        Some(b) => tessel_workloads::lookup_with_batch(&args.spec, b)?,
+        None => tessel_workloads::lookup(&args.spec)?,
     };
     let problem = job
         .problem(Arc::new(w.dag.clone()))
@@ -259,7 +258,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
 fn final_confirmation(
     args: &Args,
     job: &TuneJob,
-    w: &tessel_ir::workloads::Workload,
+    w: &tessel_workloads::Workload,
     leaders: &[(tessel_ir::State, f64)],
     writer: Option<&mut RecordWriter>,
 ) -> Result<Option<Confirmation>, DriverError> {

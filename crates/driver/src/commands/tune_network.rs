@@ -18,11 +18,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tessel_ir::networks;
 use tessel_search::confirm::{confirm_leaders, Confirmation};
 use tessel_search::harness::{resume_records, HarnessMeasurer};
 use tessel_search::scheduler::{SchedulerParams, Strategy, TaskScheduler, TaskSpec};
 use tessel_search::tuner::LEADERS;
+use tessel_workloads::networks;
 
 /// How trials are shared among tasks.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 use crate::error::DriverError;
 use serde_json::{json, Map, Value};
 use std::io::Write;
-use tessel_ir::workloads::{self, Workload};
+use tessel_workloads::Workload;
 
 /// Arguments of `tessel workloads`.
 #[derive(clap::Args, Debug)]
@@ -66,7 +66,7 @@ fn shape_text(w: &Workload) -> String {
 }
 
 fn list(out: &mut impl Write, args: &Args) -> Result<(), DriverError> {
-    let all = workloads::registry_with_batch(args.batch)?;
+    let all = tessel_workloads::registry_with_batch(args.batch)?;
     let name_w = all.iter().map(|w| w.name.len()).max().unwrap_or(4).max(4);
     let op_w = all.iter().map(|w| w.op.len()).max().unwrap_or(2).max(2);
     let shape_w = all
@@ -99,8 +99,8 @@ fn list(out: &mut impl Write, args: &Args) -> Result<(), DriverError> {
 
 fn show(out: &mut impl Write, spec: &str, args: &Args) -> Result<(), DriverError> {
     let w = match args.batch {
-        Some(b) => workloads::lookup_with_batch(spec, b)?,
-        None => workloads::lookup(spec)?,
+        Some(b) => tessel_workloads::lookup_with_batch(spec, b)?,
+        None => tessel_workloads::lookup(spec)?,
     };
     writeln!(out, "name:  {}", w.name)?;
     writeln!(out, "op:    {}", w.op)?;

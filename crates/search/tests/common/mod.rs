@@ -37,7 +37,7 @@ pub fn problem_parts(
     Vec<tessel_sketch::Sketch>,
     HardwareParams,
 ) {
-    let dag = Arc::new(tessel_ir::workloads::lookup(spec).expect("spec").dag);
+    let dag = Arc::new(tessel_workloads::lookup(spec).expect("spec").dag);
     let hw = HardwareParams::with_cores(2);
     let sketches = generate_sketches(&dag, &hw).expect("sketches");
     (dag, sketches, hw)

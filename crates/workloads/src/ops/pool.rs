@@ -2,9 +2,9 @@
 //! global average (`topi.nn.global_pool`).
 
 use super::{expect_at_least, expect_rank, invalid, mul_c, named, numbered, pad_with_axes};
-use crate::dag::{ComputeDag, DagBuilder, Reducer, Tensor};
-use crate::expr::Expr;
-use crate::IrError;
+use tessel_ir::dag::{ComputeDag, DagBuilder, Reducer, Tensor};
+use tessel_ir::expr::Expr;
+use tessel_ir::IrError;
 
 /// Memory layout of a 4-D image tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tessel_ir::dag::DagBuilder;
-use tessel_ir::networks::{self, BertConfig, Layer, Network, NetworkBuilder, Task};
-use tessel_ir::{eval, lower::lower, rng, testing, workloads, IrError, State};
+use tessel_ir::{eval, lower::lower, rng, testing, IrError, State};
+use tessel_workloads::networks::{self, BertConfig, Layer, Network, NetworkBuilder, Task};
 
 fn tasks_of(name: &str, batch: i64) -> Vec<Task> {
     let net = networks::lookup(name, batch).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -15,9 +15,9 @@ fn tasks_of(name: &str, batch: i64) -> Vec<Task> {
 }
 
 /// The anchor op's workload (the part of the name before the first `+`).
-fn anchor(t: &Task) -> workloads::Workload {
+fn anchor(t: &Task) -> tessel_workloads::Workload {
     let spec = t.name.split('+').next().unwrap_or("");
-    workloads::lookup(spec).unwrap_or_else(|e| panic!("{}: {e}", t.name))
+    tessel_workloads::lookup(spec).unwrap_or_else(|e| panic!("{}: {e}", t.name))
 }
 
 fn weighted(tasks: &[Task], kind: &str) -> usize {
@@ -224,7 +224,7 @@ fn identical_subgraphs_share_a_key_and_single_ops_are_the_registry_dags() {
         for t in &tasks {
             assert_eq!(t.occurrences.len(), t.weight);
             if let Some(spec) = &t.spec {
-                let w = workloads::lookup(spec).expect("the spec resolves");
+                let w = tessel_workloads::lookup(spec).expect("the spec resolves");
                 assert_eq!(w.dag, t.dag, "{}", t.name);
                 assert_eq!(&t.name, spec);
             } else {
@@ -499,20 +499,18 @@ fn the_network_ops_compute_their_definitions() {
 
 #[test]
 fn network_tasks_resolve_as_workload_specs() {
-    let net = tessel_ir::networks::lookup("resnet50", 1).expect("resnet50");
-    let tasks = tessel_ir::networks::extract_tasks(&net).expect("tasks");
+    let net = tessel_workloads::networks::lookup("resnet50", 1).expect("resnet50");
+    let tasks = tessel_workloads::networks::extract_tasks(&net).expect("tasks");
     let t = &tasks[4];
     let spec = format!("resnet50@1/{}", t.name);
-    let w = tessel_ir::workloads::lookup(&spec).expect("a task spec resolves");
+    let w = tessel_workloads::lookup(&spec).expect("a task spec resolves");
     assert_eq!(w.dag.workload_key(), t.workload_key());
     assert_eq!(w.spec(), spec);
     assert_eq!(
-        tessel_ir::workloads::lookup(&w.spec())
-            .expect("round trip")
-            .dag,
+        tessel_workloads::lookup(&w.spec()).expect("round trip").dag,
         w.dag
     );
-    let e = tessel_ir::workloads::lookup("resnet50@1/no-such-task").expect_err("unknown task");
+    let e = tessel_workloads::lookup("resnet50@1/no-such-task").expect_err("unknown task");
     assert!(
         e.to_string().contains("no task named `no-such-task`"),
         "{e}"

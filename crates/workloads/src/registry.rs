@@ -9,15 +9,14 @@
 //! [`IrError::BadSpec`] naming the bad part.
 //!
 //! ```
-//! use tessel_ir::workloads;
-//! let w = workloads::lookup("c2d:n=1,h=56,w=56,ci=64,co=64,kernel=1,stride=1,pad=0").unwrap();
+//! let w = tessel_workloads::lookup("c2d:n=1,h=56,w=56,ci=64,co=64,kernel=1,stride=1,pad=0").unwrap();
 //! assert_eq!(w.flop(), 2 * 56 * 56 * 64 * 64);
-//! assert_eq!(workloads::lookup_with_batch("gmm-1", 16).unwrap().spec(), "gmm:b=16,n=128,m=128,k=128");
-//! assert!(workloads::lookup("c2d:n=1").is_err());
+//! assert_eq!(tessel_workloads::lookup_with_batch("gmm-1", 16).unwrap().spec(), "gmm:b=16,n=128,m=128,k=128");
+//! assert!(tessel_workloads::lookup("c2d:n=1").is_err());
 //! ```
 
 use crate::ops::{self, ConvParams, Layout};
-use crate::{ComputeDag, IrError};
+use tessel_ir::{ComputeDag, IrError};
 
 /// One task: a named compute DAG with the parameters it was made from.
 #[derive(Clone, Debug)]

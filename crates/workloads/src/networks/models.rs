@@ -4,7 +4,7 @@
 
 use super::graph::{LayerId, Network, NetworkBuilder};
 use super::layers::Layer;
-use crate::IrError;
+use tessel_ir::IrError;
 
 /// A small helper over [`NetworkBuilder`] for the conv nets.
 struct Net(NetworkBuilder);
@@ -72,13 +72,10 @@ impl Net {
 }
 
 fn check_batch(batch: i64) -> Result<(), IrError> {
-    if !(1..=crate::workloads::MAX_VALUE).contains(&batch) {
+    if !(1..=crate::MAX_VALUE).contains(&batch) {
         return Err(IrError::BadSpec {
             spec: format!("--batch {batch}"),
-            reason: format!(
-                "the batch size must be in 1..={}",
-                crate::workloads::MAX_VALUE
-            ),
+            reason: format!("the batch size must be in 1..={}", crate::MAX_VALUE),
         });
     }
     Ok(())

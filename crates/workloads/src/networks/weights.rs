@@ -7,7 +7,7 @@
 //! runtime) reads its constants from here.
 //!
 //! ```
-//! use tessel_ir::networks::{self, Weights};
+//! use tessel_workloads::networks::{self, Weights};
 //! let net = networks::tiny_cnn(1).unwrap();
 //! let weights = Weights::random(&net, 7);
 //! weights.check(&net).unwrap();
@@ -17,9 +17,9 @@
 
 use super::graph::Network;
 use super::layers::Layer;
-use crate::IrError;
 use rand::RngExt;
 use std::collections::BTreeMap;
+use tessel_ir::IrError;
 
 /// One constant tensor: a row-major shape and its values.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,7 +60,7 @@ impl Weights {
     /// `±1/√fan_in` (fan-in = elements per output channel), so activations stay of order one
     /// through deep networks; LayerNorm's `gamma` is one plus noise, biases and `beta` small.
     pub fn random(net: &Network, seed: u64) -> Weights {
-        let mut rng = crate::rng::seeded(seed);
+        let mut rng = tessel_ir::rng::seeded(seed);
         let mut weights = Weights::new();
         for id in net.layers() {
             let node = net.node(id);

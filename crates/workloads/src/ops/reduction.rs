@@ -1,8 +1,8 @@
 //! Row reductions: the matrix norm (NRM) and softmax.
 
 use super::expect_rank;
-use crate::dag::{ComputeDag, DagBuilder, Reducer, Tensor};
-use crate::IrError;
+use tessel_ir::dag::{ComputeDag, DagBuilder, Reducer, Tensor};
+use tessel_ir::IrError;
 
 /// `te_workload.norm_bmn` (NRM): `C[b] = sum_{i,j} A[b,i,j] * A[b,i,j]`, then
 /// `D[b] = sqrt(C[b])` (the Frobenius norm of each matrix).

@@ -1,11 +1,11 @@
 //! The network graph: layers as petgraph nodes, activations flowing along edges.
 
 use super::layers::{Layer, Pattern};
-use crate::dag::DagBuilder;
-use crate::IrError;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
+use tessel_ir::dag::DagBuilder;
+use tessel_ir::IrError;
 
 /// Index of a layer in a [`Network`] (also its position in topological order).
 pub type LayerId = NodeIndex;

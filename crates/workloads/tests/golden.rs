@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tessel_ir::lower::lower;
 use tessel_ir::state::{State, Step};
-use tessel_ir::workloads;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -29,7 +28,7 @@ fn check_golden(name: &str, actual: &str) {
 
 fn golden_for(name: &str) {
     let (workload, steps) = example(name);
-    let w = workloads::lookup(&workload).expect("example workload exists");
+    let w = tessel_workloads::lookup(&workload).expect("example workload exists");
     let state = State::replay(Arc::new(w.dag), &steps).expect("example steps are legal");
     let nest = lower(&state).expect("example lowers");
     let text = format!(

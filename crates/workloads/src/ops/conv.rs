@@ -4,9 +4,9 @@
 use super::{
     conv_out_size, expect_at_least, expect_rank, invalid, mul_c, named, pad, window, ConvParams,
 };
-use crate::dag::{ComputeDag, DagBuilder, Reducer, Tensor};
-use crate::expr::Expr;
-use crate::IrError;
+use tessel_ir::dag::{ComputeDag, DagBuilder, Reducer, Tensor};
+use tessel_ir::expr::Expr;
+use tessel_ir::IrError;
 
 /// Channels-last convolution over `d` spatial axes (`te_workload.conv1d_nlc`,
 /// `conv2d_nhwc`, `conv3d_ndhwc`): input `(N, S1..Sd, CI)`, weight

@@ -2,13 +2,13 @@
 //! against.
 //!
 //! Every fused subgraph is evaluated with the per-DAG reference evaluator
-//! ([`crate::eval::evaluate`]) on the DAG [`subgraph_dag_bound`] builds, in
+//! ([`tessel_ir::eval::evaluate`]) on the DAG [`subgraph_dag_bound`] builds, in
 //! [`execution_order`]; each placeholder gets the activation or the weight its
 //! [`Binding`] names. Views (reshapes) read their source's values as they are (row-major
 //! data does not move). So any layer a subgraph can express runs here with no change.
 //!
 //! ```
-//! use tessel_ir::networks::{self, Weights};
+//! use tessel_workloads::networks::{self, Weights};
 //! let net = networks::tiny_cnn(1).unwrap();
 //! let weights = Weights::random(&net, 1);
 //! let inputs = networks::random_inputs(&net, 2);
@@ -20,9 +20,9 @@
 use super::graph::{LayerId, Network};
 use super::tasks::{execution_order, subgraph_dag_bound, view_source, Binding};
 use super::weights::Weights;
-use crate::eval;
-use crate::IrError;
 use std::collections::HashMap;
+use tessel_ir::eval;
+use tessel_ir::IrError;
 
 /// Evaluates `net` with `weights` on `inputs` (one row-major buffer per
 /// [`Network::input_layers`], in order) and returns one buffer per

@@ -5,7 +5,7 @@
 //! with a [`NetworkBuilder`] that infers and checks every shape. [`partition`] fuses
 //! element-wise / injective layers into their producer as TVM Relay does before Ansor sees
 //! the graph, and [`extract_tasks`] returns the distinct fused subgraphs as [`Task`]s: each
-//! a [`ComputeDag`](crate::ComputeDag) the rest of Tessel tunes, with its weight (number of
+//! a [`ComputeDag`](tessel_ir::ComputeDag) the rest of Tessel tunes, with its weight (number of
 //! occurrences), a stable name, and its workload spec when it is a single registry op.
 //!
 //! Built-in networks ([`lookup`], names in [`NAMES`]), NHWC, batch `N`:
@@ -16,7 +16,7 @@
 //! * `bert-base`: the 12 encoder layers of BERT-base at sequence length 128 ([`bert`]).
 //!
 //! ```
-//! use tessel_ir::networks;
+//! use tessel_workloads::networks;
 //! let net = networks::lookup("resnet50", 1).unwrap();
 //! let tasks = networks::extract_tasks(&net).unwrap();
 //! assert_eq!(tasks.len(), 27);
@@ -44,7 +44,7 @@ pub use tasks::{
 };
 pub use weights::{layer_params, ConstTensor, Weights};
 
-use crate::IrError;
+use tessel_ir::IrError;
 
 /// Names of the built-in networks, in documentation order.
 pub const NAMES: &[&str] = &["resnet50", "mobilenet-v2", "bert-base", "tiny-cnn"];

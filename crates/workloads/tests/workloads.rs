@@ -1,10 +1,10 @@
 //! The workload registry and the spec syntax: names resolve, FLOPs match WORKLOADS.md,
 //! `--batch` overrides, and every class of bad spec is an error naming the bad part.
 
-use tessel_ir::{eval, workloads, IrError};
+use tessel_ir::{eval, IrError};
 
 fn err_text(spec: &str) -> String {
-    match workloads::lookup(spec) {
+    match tessel_workloads::lookup(spec) {
         Ok(w) => panic!("`{spec}` should be rejected, got {}", w.spec()),
         Err(e @ IrError::BadSpec { .. }) => e.to_string(),
         Err(e) => panic!("`{spec}`: expected BadSpec, got {e:?}"),
@@ -13,17 +13,18 @@ fn err_text(spec: &str) -> String {
 
 #[test]
 fn every_registry_name_resolves() {
-    let reg = workloads::registry();
-    let names = workloads::registry_names();
+    let reg = tessel_workloads::registry();
+    let names = tessel_workloads::registry_names();
     assert_eq!(reg.len(), names.len());
     // 10 ops x 4 shapes, 2 subgraphs x 4 shapes, 23 ResNet-50 convolutions.
     assert_eq!(reg.len(), 40 + 8 + 23);
     for (w, name) in reg.iter().zip(&names) {
         assert_eq!(&w.name, name);
-        let again = workloads::lookup(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let again = tessel_workloads::lookup(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(again.dag, w.dag, "{name}");
         // The canonical spec is itself a valid spec for the same DAG.
-        let from_spec = workloads::lookup(&w.spec()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let from_spec =
+            tessel_workloads::lookup(&w.spec()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(from_spec.dag, w.dag, "{name}");
         assert_eq!(from_spec.name, w.spec());
         assert!(w.flop() > 0, "{name}");
@@ -52,7 +53,7 @@ fn every_registry_name_resolves() {
 
 #[test]
 fn flops_match_the_benchmark_tables() {
-    let flop = |s: &str| workloads::lookup(s).unwrap().flop();
+    let flop = |s: &str| tessel_workloads::lookup(s).unwrap().flop();
     assert_eq!(flop("gmm-3"), 2 * 512 * 512 * 512);
     assert_eq!(flop("gmm:b=1,n=512,m=512,k=512"), 2 * 512 * 512 * 512);
     // WORKLOADS.md §6.1: MFLOP = 2*K*OH*OW*C*R*S.
@@ -86,23 +87,26 @@ fn flops_match_the_benchmark_tables() {
 
 #[test]
 fn batch_overrides_the_batch_key() {
-    let w = workloads::lookup_with_batch("c2d-1", 16).unwrap();
+    let w = tessel_workloads::lookup_with_batch("c2d-1", 16).unwrap();
     assert_eq!(w.name, "c2d-1");
     assert_eq!(w.param("n"), Some(16));
-    assert_eq!(w.flop(), 16 * workloads::lookup("c2d-1").unwrap().flop());
+    assert_eq!(
+        w.flop(),
+        16 * tessel_workloads::lookup("c2d-1").unwrap().flop()
+    );
     assert_eq!(
         w.spec(),
         "c2d:n=16,h=224,w=224,ci=3,co=64,kernel=7,stride=2,pad=3"
     );
-    let g = workloads::lookup_with_batch("gmm:b=1,n=8,m=8,k=8", 4).unwrap();
+    let g = tessel_workloads::lookup_with_batch("gmm:b=1,n=8,m=8,k=8", 4).unwrap();
     assert_eq!(g.param("b"), Some(4));
     assert_eq!(g.dag.op(g.dag.inputs()[0]).shape, vec![4, 8, 8]);
     // The batch key may be left out of a spec when --batch gives it.
-    let t = workloads::lookup_with_batch("tbg:seq=8,heads=2,dim=4", 3).unwrap();
+    let t = tessel_workloads::lookup_with_batch("tbg:seq=8,heads=2,dim=4", 3).unwrap();
     assert_eq!(t.spec(), "tbg:b=3,seq=8,heads=2,dim=4");
-    let all = workloads::registry_with_batch(Some(16)).unwrap();
+    let all = tessel_workloads::registry_with_batch(Some(16)).unwrap();
     for w in &all {
-        let info = workloads::op_infos()
+        let info = tessel_workloads::op_infos()
             .iter()
             .find(|o| o.name == w.op)
             .unwrap();
@@ -112,11 +116,11 @@ fn batch_overrides_the_batch_key() {
     let nrm = all.iter().find(|w| w.name == "nrm-4").unwrap();
     assert_eq!((nrm.param("b"), nrm.param("n")), (Some(16), Some(1024)));
     // Ops without a batch dimension refuse it.
-    let e = workloads::lookup_with_batch("softmax:m=4,n=4", 2)
+    let e = tessel_workloads::lookup_with_batch("softmax:m=4,n=4", 2)
         .unwrap_err()
         .to_string();
     assert!(e.contains("--batch 2") && e.contains("no batch"), "{e}");
-    let e = workloads::lookup_with_batch("gmm-1", 0)
+    let e = tessel_workloads::lookup_with_batch("gmm-1", 0)
         .unwrap_err()
         .to_string();
     assert!(e.contains("--batch 0") && e.contains("not positive"), "{e}");
@@ -124,17 +128,20 @@ fn batch_overrides_the_batch_key() {
 
 #[test]
 fn optional_keys_and_defaults() {
-    let grp = workloads::lookup("grp:n=1,h=8,w=8,ci=8,co=8,kernel=3,stride=1,pad=1").unwrap();
+    let grp =
+        tessel_workloads::lookup("grp:n=1,h=8,w=8,ci=8,co=8,kernel=3,stride=1,pad=1").unwrap();
     assert_eq!(grp.param("groups"), Some(4));
     assert_eq!(
         grp.spec(),
         "grp:n=1,h=8,w=8,ci=8,co=8,kernel=3,stride=1,pad=1"
     );
-    let dil = workloads::lookup("dil:n=1,h=8,w=8,ci=8,co=8,kernel=3,stride=1,pad=2").unwrap();
+    let dil =
+        tessel_workloads::lookup("dil:n=1,h=8,w=8,ci=8,co=8,kernel=3,stride=1,pad=2").unwrap();
     assert_eq!(dil.param("dilation"), Some(2));
-    let c2d =
-        workloads::lookup("C2D: n=1, h=8, w=8, ci=8, co=8, kernel=3, stride=1, pad=1, groups=2")
-            .unwrap();
+    let c2d = tessel_workloads::lookup(
+        "C2D: n=1, h=8, w=8, ci=8, co=8, kernel=3, stride=1, pad=1, groups=2",
+    )
+    .unwrap();
     assert_eq!(
         c2d.spec(),
         "c2d:n=1,h=8,w=8,ci=8,co=8,kernel=3,stride=1,pad=1,groups=2"
@@ -159,7 +166,7 @@ fn optional_keys_and_defaults() {
         "convlayer:n=1,h=6,w=6,ci=2,co=3,kernel=3,stride=1,pad=1",
         "tbg:b=1,seq=4,heads=2,dim=3",
     ] {
-        let w = workloads::lookup(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        let w = tessel_workloads::lookup(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
         let out = eval::evaluate(&w.dag, &eval::random_inputs(&w.dag, 7)).unwrap();
         assert!(out[0].iter().all(|v| v.is_finite()), "{spec}");
     }
@@ -229,7 +236,7 @@ fn bad_specs_name_the_bad_part() {
 
 #[test]
 fn evaluator_rejects_wrong_inputs() {
-    let w = workloads::lookup("matmul:n=2,m=3,k=4").unwrap();
+    let w = tessel_workloads::lookup("matmul:n=2,m=3,k=4").unwrap();
     let e = eval::evaluate(&w.dag, &[vec![0.0; 8]])
         .unwrap_err()
         .to_string();
@@ -253,7 +260,7 @@ fn evaluator_rejects_wrong_inputs() {
 fn evaluator_handles_real_sizes() {
     // 256^3 matmul (16.7M multiply-adds): well under a second in release builds; the
     // bound here is loose because the test machine is shared.
-    let w = workloads::lookup("matmul:n=256,m=256,k=256").unwrap();
+    let w = tessel_workloads::lookup("matmul:n=256,m=256,k=256").unwrap();
     let inputs = eval::random_inputs(&w.dag, 3);
     let start = std::time::Instant::now();
     let out = eval::evaluate(&w.dag, &inputs).unwrap();

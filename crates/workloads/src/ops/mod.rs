@@ -20,7 +20,7 @@
 //! that does not match the input, ...) is an [`IrError::InvalidOp`], never a panic.
 //!
 //! ```
-//! use tessel_ir::ops::{self, ConvParams};
+//! use tessel_workloads::ops::{self, ConvParams};
 //! let dag = ops::conv2d_nhwc_dag(1, [56, 56], 64, 64, 3, ConvParams::new(1, 1)).unwrap();
 //! assert_eq!(dag.flop_count(), 2 * 56 * 56 * 64 * 64 * 9);
 //! ```
@@ -37,9 +37,9 @@ pub use matmul::*;
 pub use pool::*;
 pub use reduction::*;
 
-use crate::dag::{DagBuilder, Tensor};
-use crate::expr::Expr;
-use crate::IrError;
+use tessel_ir::dag::{DagBuilder, Tensor};
+use tessel_ir::expr::Expr;
+use tessel_ir::IrError;
 
 /// Window parameters of a convolution: stride, symmetric zero padding, dilation and
 /// groups (the same value on every spatial axis, as in TVM's `te_workload`).

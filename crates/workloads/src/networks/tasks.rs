@@ -16,9 +16,9 @@
 
 use super::graph::{LayerId, Network};
 use super::layers::Pattern;
-use crate::dag::{ComputeDag, DagBuilder, Tensor};
-use crate::IrError;
 use std::collections::HashMap;
+use tessel_ir::dag::{ComputeDag, DagBuilder, Tensor};
+use tessel_ir::IrError;
 
 /// One fused subgraph of a network: layers in topological order, the first one its anchor.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 //! transpose + batched matmul subgraph (TBG).
 
 use super::{expect_rank, invalid};
-use crate::dag::{ComputeDag, DagBuilder, Reducer, Tensor};
-use crate::IrError;
+use tessel_ir::dag::{ComputeDag, DagBuilder, Reducer, Tensor};
+use tessel_ir::IrError;
 
 /// `te_workload.matmul`: `C[i, j] = sum_k A[i, k] * B[k, j]` for `A (n, k)`, `B (k, m)`.
 pub fn matmul(b: &mut DagBuilder, a: &Tensor, bm: &Tensor) -> Result<Tensor, IrError> {

@@ -6,8 +6,8 @@
 
 use serde_json::Value;
 use std::path::PathBuf;
-use tessel_ir::ops::{self, ConvParams, Layout};
 use tessel_ir::{eval, ComputeDag};
+use tessel_workloads::ops::{self, ConvParams, Layout};
 
 /// Where the vectors are: `$TESSEL_TESTDATA`, else the repository's own `testdata/ops`.
 fn testdata_dir() -> PathBuf {

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use tessel_ir::dag::{DagBuilder, Op, OpKind};
 use tessel_ir::loop_nest::BufferScope;
-use tessel_ir::{lower::lower, networks, workloads, State};
+use tessel_ir::{lower::lower, State};
+use tessel_workloads::networks;
 
 /// `(input name, constant)` of every input of workload `spec`, in order.
 fn inputs(spec: &str) -> Vec<(String, bool)> {
-    let w = workloads::lookup(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+    let w = tessel_workloads::lookup(spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
     w.dag
         .inputs()
         .into_iter()
@@ -106,7 +107,7 @@ fn network_tasks_mark_their_layer_parameters_constant() {
 
 #[test]
 fn the_mark_reaches_the_loop_nest_and_prints_as_in_const() {
-    let w = workloads::lookup("c2d-3").expect("c2d-3");
+    let w = tessel_workloads::lookup("c2d-3").expect("c2d-3");
     let nest = lower(&State::new(Arc::new(w.dag))).expect("lowers");
     let flags: Vec<(String, bool)> = nest
         .params
@@ -169,7 +170,7 @@ fn old_json_reads_as_not_constant_and_compute_ops_cannot_be_constant() {
     };
     let back: Op = serde_json::from_str(&serde_json::to_string(&w).expect("json")).expect("reads");
     assert!(back.constant);
-    let dag = workloads::lookup("gmm-3").expect("gmm-3").dag;
+    let dag = tessel_workloads::lookup("gmm-3").expect("gmm-3").dag;
     let mut ops = dag.ops().to_vec();
     let last = ops.len() - 1;
     assert!(matches!(ops[last].kind, OpKind::Compute(_)));

@@ -4,10 +4,10 @@
 
 use proptest::prelude::*;
 use std::sync::Arc;
-use tessel_ir::{eval, lower::lower, rng, testing, workloads};
+use tessel_ir::{eval, lower::lower, rng, testing};
 
 fn check_spec(spec: &str, seed: u64) -> Result<(), String> {
-    let w = workloads::lookup(spec).map_err(|e| e.to_string())?;
+    let w = tessel_workloads::lookup(spec).map_err(|e| e.to_string())?;
     let dag = Arc::new(w.dag);
     let inputs = eval::random_inputs(&dag, seed);
     let want = eval::evaluate(&dag, &inputs).map_err(|e| e.to_string())?;
@@ -36,7 +36,7 @@ proptest! {
 #[test]
 fn the_unscheduled_program_of_every_kind_matches_the_evaluator() {
     for spec in testing::SMALL_SPECS {
-        let w = workloads::lookup(spec).expect("spec");
+        let w = tessel_workloads::lookup(spec).expect("spec");
         let dag = Arc::new(w.dag);
         let inputs = eval::random_inputs(&dag, 1);
         let want = eval::evaluate(&dag, &inputs).expect("evaluates");

@@ -7,10 +7,10 @@
 //! builders only networks need ([`relu6`], [`gelu`], [`scale`], [`layer_norm`],
 //! [`split_heads`], [`merge_heads`]).
 
-use crate::dag::{DagBuilder, Reducer, Tensor};
-use crate::expr::Expr;
 use crate::ops::{self, expect_rank, invalid, named, numbered, ConvParams, Layout, Pool2dParams};
-use crate::IrError;
+use tessel_ir::dag::{DagBuilder, Reducer, Tensor};
+use tessel_ir::expr::Expr;
+use tessel_ir::IrError;
 
 /// How a layer takes part in fusion (TVM Relay's `OpPattern`, reduced to what our
 /// networks use).
@@ -301,7 +301,7 @@ impl Layer {
     }
 
     /// The workload spec of this layer alone (`c2d:n=1,...`), when the registry has its op:
-    /// a task made of only this layer is exactly [`crate::workloads::lookup`] of it.
+    /// a task made of only this layer is exactly [`crate::lookup`] of it.
     pub fn spec(&self, inputs: &[&[i64]]) -> Option<String> {
         let s = |k: usize| inputs.get(k).copied().unwrap_or(&[]);
         let d = |k: usize, i: usize| s(k).get(i).copied().unwrap_or(0);
@@ -446,7 +446,7 @@ pub fn scale(b: &mut DagBuilder, x: &Tensor, v: f32) -> Result<Tensor, IrError> 
 }
 
 /// Layer normalization over the last axis of `x (m, n)`, as `topi.nn.layer_norm` computes
-/// it (one pass of sums, variance = E[x²] − E[x]²):
+/// it (one pass of sums, variance = E\[x²\] − E\[x\]²):
 /// `T_layer_norm_sum[i] = sum_k x[i, k]`, `T_layer_norm_sqsum[i] = sum_k x[i, k]·x[i, k]`,
 /// `T_layer_norm[i, j] = (x[i, j] − mean[i]) / sqrt(var[i] + eps) · gamma[j] + beta[j]`.
 pub fn layer_norm(

@@ -1,9 +1,9 @@
 //! Element-wise epilogues: ReLU, per-channel bias / scale / offset, and tensor addition.
 
 use super::{expect_rank, invalid, named, numbered};
-use crate::dag::{DagBuilder, Tensor};
-use crate::expr::{BinOp, Expr};
-use crate::IrError;
+use tessel_ir::dag::{DagBuilder, Tensor};
+use tessel_ir::expr::{BinOp, Expr};
+use tessel_ir::IrError;
 
 /// Axis names of the ConvLayer epilogues: `i, j, k, l` for 4-D tensors, else `i0, i1, ...`.
 fn epilogue_axes(rank: usize) -> Vec<String> {
