@@ -38,4 +38,5 @@ pub mod model;
 pub mod registry;
 pub mod run_limit;
 pub mod scheduler;
+pub mod testing;
 pub mod tuner;

@@ -1,0 +1,67 @@
+//! Helpers for tests of searches, their policies and their users (this crate's tests, the
+//! experiment's, a user's own): a deterministic fake cost model and the pieces of a small
+//! tuning problem.
+//!
+//! ```
+//! use tessel_search::testing::{problem_parts, FakeScorer};
+//! use tessel_search::tuner::Scorer;
+//! let (dag, sketches, _hw) = problem_parts("gmm:b=1,n=16,m=16,k=16");
+//! let state = tessel_ir::State::new(dag);
+//! let mut scorer = FakeScorer::default();
+//! let score = scorer.predict(&[state.clone()])[0];
+//! assert_eq!(score, scorer.predict(&[state])[0]); // a function of the step log
+//! assert!(!sketches.is_empty());
+//! ```
+
+use crate::evolution::state_key;
+use crate::job::{TuneJob, TuneOptions};
+use crate::tuner::{Scorer, TuneParams};
+use std::sync::Arc;
+use tessel_ir::dag::fnv1a;
+use tessel_ir::{ComputeDag, State};
+use tessel_sketch::{generate_sketches, HardwareParams, Sketch, Target};
+
+/// A cost model whose scores are a fixed function of the step log (in `[0, 1)`); it records
+/// the size of every retraining and checks the labels it is given.
+#[derive(Debug, Default)]
+pub struct FakeScorer {
+    /// The number of states of each `update` call.
+    pub updates: Vec<usize>,
+}
+
+impl Scorer for FakeScorer {
+    fn predict(&mut self, states: &[State]) -> Vec<f32> {
+        states
+            .iter()
+            .map(|s| (fnv1a(state_key(s).as_bytes()) % 1000) as f32 / 1000.0)
+            .collect()
+    }
+
+    fn update(&mut self, states: &[State], throughputs: &[f32]) {
+        assert_eq!(states.len(), throughputs.len());
+        assert!(throughputs.iter().all(|t| (0.0..=1.0).contains(t)));
+        self.updates.push(states.len());
+    }
+}
+
+/// The DAG of the workload `spec` (a registry name or an `OP:key=value,...` spec), its
+/// sketches for 2 cores, and those hardware parameters. Panics on an unknown spec: it is
+/// for tests.
+pub fn problem_parts(spec: &str) -> (Arc<ComputeDag>, Vec<Sketch>, HardwareParams) {
+    let dag = Arc::new(
+        tessel_workloads::lookup(spec)
+            .expect("a known workload")
+            .dag,
+    );
+    let hw = HardwareParams::with_cores(2);
+    let sketches = generate_sketches(&dag, &hw).expect("sketches");
+    (dag, sketches, hw)
+}
+
+/// A tuning job on the native target with `params` (the tests' problems carry their own
+/// hardware).
+pub fn job(params: TuneParams) -> TuneJob {
+    let mut options = TuneOptions::new(Target::native());
+    options.params = params;
+    TuneJob::new(options)
+}
