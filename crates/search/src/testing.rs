@@ -1,6 +1,6 @@
 //! Helpers for tests of searches, their policies and their users (this crate's tests, the
-//! experiment's, a user's own): a deterministic fake cost model and the pieces of a small
-//! tuning problem.
+//! experiment's, a user's own): a deterministic fake cost model, a deterministic fake
+//! measurement that logs what it measured, and the pieces of a small tuning problem.
 //!
 //! ```
 //! use tessel_search::testing::{problem_parts, FakeScorer};
@@ -15,7 +15,7 @@
 
 use crate::evolution::state_key;
 use crate::job::{TuneJob, TuneOptions};
-use crate::tuner::{Scorer, TuneParams};
+use crate::tuner::{Measurement, Measurer, Scorer, TuneParams};
 use std::sync::Arc;
 use tessel_ir::dag::fnv1a;
 use tessel_ir::{ComputeDag, State};
@@ -64,4 +64,49 @@ pub fn job(params: TuneParams) -> TuneJob {
     let mut options = TuneOptions::new(Target::native());
     options.params = params;
     TuneJob::new(options)
+}
+
+/// The fake measurement of a step log `key`: seconds a fixed function of it (1–11 ms);
+/// every 7th log (by hash) "fails" with a runtime crash.
+pub fn fake_measurement(key: &str) -> Measurement {
+    let h = fnv1a(key.as_bytes());
+    let fails = h.is_multiple_of(7);
+    Measurement {
+        seconds: (!fails).then(|| 1e-3 * (1.0 + (h % 1000) as f64 / 100.0)),
+        error: fails.then(|| "runtime crash: fake".to_string()),
+        compile_seconds: 0.0,
+    }
+}
+
+/// A deterministic [`Measurer`] ([`fake_measurement`]) that logs every measured step log in
+/// order, so that a test can pin what a search measured by one digest.
+#[derive(Debug, Default)]
+pub struct LoggingMeasurer {
+    /// The measured step logs, each prefixed by the tag it was measured under.
+    pub order: Vec<String>,
+}
+
+impl LoggingMeasurer {
+    /// Measures `states`, logging each step log prefixed by `tag` (e.g. a task's index).
+    pub fn run(&mut self, tag: &str, states: &[State]) -> Vec<Measurement> {
+        states
+            .iter()
+            .map(|s| {
+                let key = state_key(s);
+                self.order.push(format!("{tag}{key}"));
+                fake_measurement(&key)
+            })
+            .collect()
+    }
+
+    /// How many were measured, and FNV-1a of their step logs joined in order.
+    pub fn digest(&self) -> (usize, u64) {
+        (self.order.len(), fnv1a(self.order.join("\n").as_bytes()))
+    }
+}
+
+impl Measurer for LoggingMeasurer {
+    fn measure(&mut self, states: &[State]) -> Vec<Measurement> {
+        self.run("", states)
+    }
 }

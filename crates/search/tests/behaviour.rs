@@ -10,52 +10,14 @@
 //! in lockstep) is pinned the same way in the experiment crate's `tests/behaviour.rs`.
 
 use std::sync::Arc;
-use tessel_ir::dag::fnv1a;
 use tessel_ir::State;
-use tessel_search::evolution::{state_key, EvolutionParams};
-use tessel_search::tuner::{Measurement, Measurer, TuneParams};
+use tessel_search::evolution::EvolutionParams;
+use tessel_search::testing::LoggingMeasurer;
+use tessel_search::tuner::TuneParams;
 use tessel_sketch::{HardwareParams, Isa, Target};
 
-/// Seconds of a candidate: a fixed function of its step log; every 7th "fails".
-fn fake(key: &str) -> Measurement {
-    let h = fnv1a(key.as_bytes());
-    let fails = h.is_multiple_of(7);
-    Measurement {
-        seconds: (!fails).then(|| 1e-3 * (1.0 + (h % 1000) as f64 / 100.0)),
-        error: fails.then(|| "runtime crash: fake".to_string()),
-        compile_seconds: 0.0,
-    }
-}
-
-/// A deterministic fake runner that keeps the measured step logs in order.
-#[derive(Default)]
-struct FakeRunner {
-    order: Vec<String>,
-}
-
-impl FakeRunner {
-    fn run(&mut self, tag: &str, states: &[State]) -> Vec<Measurement> {
-        states
-            .iter()
-            .map(|s| {
-                let key = state_key(s);
-                self.order.push(format!("{tag}{key}"));
-                fake(&key)
-            })
-            .collect()
-    }
-
-    /// FNV-1a of the measured step logs, in order, and how many there were.
-    fn digest(&self) -> (usize, u64) {
-        (self.order.len(), fnv1a(self.order.join("\n").as_bytes()))
-    }
-}
-
-impl Measurer for FakeRunner {
-    fn measure(&mut self, states: &[State]) -> Vec<Measurement> {
-        self.run("", states)
-    }
-}
+/// The deterministic fake runner of the behaviour tests.
+type FakeRunner = LoggingMeasurer;
 
 /// Machine-independent hardware: two cores, AVX2 micro-kernels (tensorized sketches on).
 fn target() -> Target {
