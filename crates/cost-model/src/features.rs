@@ -190,11 +190,7 @@ pub const FEATURES_REVISION: u32 = 1;
 /// Names the feature set a model was trained on: [`FEATURES_REVISION`] and a hash of
 /// [`feature_names`]. A saved model is used only with the same id.
 pub fn feature_set_id() -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in feature_names().join(",").bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = tessel_ir::dag::fnv1a(feature_names().join(",").as_bytes());
     format!("r{FEATURES_REVISION}-{h:016x}")
 }
 

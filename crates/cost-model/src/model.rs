@@ -541,14 +541,7 @@ impl GbdtModel {
         p: &ProgramFeatures,
         scratch: &mut Vec<f32>,
     ) -> f32 {
-        if p.is_empty() {
-            return f32::NEG_INFINITY;
-        }
-        let score = self.score(booster, p, scratch);
-        match self.calibration {
-            Some((a, b)) => a * score + b,
-            None => score,
-        }
+        calibrate(self.score(booster, p, scratch), self.calibration)
     }
 
     /// The raw (uncalibrated) score of `p` under `booster`.
@@ -614,6 +607,14 @@ impl GbdtModel {
     }
 }
 
+/// `score` mapped by a calibration `(a, b)` to `a·score + b` (see [`GbdtModel::retrain`]).
+fn calibrate(score: f32, calibration: Option<(f32, f32)>) -> f32 {
+    match calibration {
+        Some((a, b)) => a * score + b,
+        None => score,
+    }
+}
+
 /// `(a, b)` minimising `Σ (a·x + b − y)²` with `a` at least a small positive slope (so the
 /// map keeps the order of `x`).
 fn fit_increasing_line(x: &[f64], y: &[f32]) -> (f32, f32) {
@@ -662,25 +663,16 @@ impl CostModel for GbdtModel {
     }
 
     fn predict(&self, programs: &[ProgramFeatures]) -> Vec<f32> {
-        let mut scratch = Vec::new();
-        if let Some(b) = &self.booster {
-            return programs
-                .iter()
-                .map(|p| self.predict_one(b, p, &mut scratch))
-                .collect();
-        }
-        let Some((b, calibration)) = &self.prior else {
-            return self.warmup.predict(programs);
+        // Its own trees once trained, else the pre-trained prior, else random (warm-up).
+        let (booster, calibration) = match (&self.booster, &self.prior) {
+            (Some(b), _) => (b, self.calibration),
+            (None, Some((b, c))) => (b, *c),
+            (None, None) => return self.warmup.predict(programs),
         };
+        let mut scratch = Vec::new();
         programs
             .iter()
-            .map(|p| {
-                let score = self.score(b, p, &mut scratch);
-                match calibration {
-                    Some((a, c)) => a * score + c,
-                    None => score,
-                }
-            })
+            .map(|p| calibrate(self.score(booster, p, &mut scratch), calibration))
             .collect()
     }
 

@@ -9,35 +9,10 @@
 //! lockstep over one tuning job.
 
 use std::sync::Arc;
-use tessel_search::evolution::EvolutionParams;
-use tessel_search::testing::LoggingMeasurer;
-use tessel_search::tuner::TuneParams;
-use tessel_sketch::{Isa, Target};
+use tessel_search::testing::{LoggingMeasurer, PINNED_TRIALS};
 
 /// The deterministic fake runner of the behaviour tests.
 type FakeRunner = LoggingMeasurer;
-
-/// Machine-independent hardware: two cores, AVX2 micro-kernels (tensorized sketches on).
-fn target() -> Target {
-    Target::with_isa(Isa::Avx2).with_cores(2)
-}
-
-fn params(trials: usize, seed: u64) -> TuneParams {
-    TuneParams {
-        trials,
-        measures_per_round: 16,
-        evolution: EvolutionParams {
-            population: 48,
-            ..EvolutionParams::default()
-        },
-        seed,
-        ..TuneParams::default()
-    }
-}
-
-/// Trials of every run: past the cost model's warm-up (100 samples), so the trained GBDT
-/// ranks the later rounds' candidates.
-const TUNE_TRIALS: usize = 144;
 
 const GMM: &str = "gmm:b=1,n=32,m=32,k=64";
 
@@ -49,22 +24,12 @@ fn dag(spec: &str) -> Arc<tessel_ir::ComputeDag> {
 mod setups {
     use super::*;
     use tessel_experiment::runs::{run_lockstep, Config, RunParts};
-    use tessel_search::job::{TuneJob, TuneOptions};
-    use tessel_search::registry::preset;
-
-    /// The job of `tessel tune --policy PRESET` with these sizes (a budget of `trials`).
-    fn job(policy: &str, trials: usize, seed: u64) -> TuneJob {
-        let mut options = TuneOptions::new(target())
-            .with_preset(preset(policy).expect("preset"))
-            .expect("registered policies");
-        options.params = params(trials, seed);
-        TuneJob::new(options)
-    }
+    use tessel_search::testing::pinned_job as job;
 
     /// `tessel experiment SPEC --configs baseline,both --seeds 1 --no-cache`:
     /// the fake runners of the two configurations.
     pub fn experiment(spec: &str, seed: u64) -> (FakeRunner, FakeRunner) {
-        let job = job("baseline", TUNE_TRIALS, 0).with_seed(seed);
+        let job = job("baseline", PINNED_TRIALS, 0).with_seed(seed);
         let problem = job.problem(dag(spec)).expect("sketches");
         let (mut a, mut b) = (FakeRunner::default(), FakeRunner::default());
         let (mut sa, mut sb) = (job.scorer(seed), job.scorer(seed));

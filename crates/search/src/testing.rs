@@ -13,13 +13,13 @@
 //! assert!(!sketches.is_empty());
 //! ```
 
-use crate::evolution::state_key;
+use crate::evolution::{state_key, EvolutionParams};
 use crate::job::{TuneJob, TuneOptions};
 use crate::tuner::{Measurement, Measurer, Scorer, TuneParams};
 use std::sync::Arc;
 use tessel_ir::dag::fnv1a;
 use tessel_ir::{ComputeDag, State};
-use tessel_sketch::{generate_sketches, HardwareParams, Sketch, Target};
+use tessel_sketch::{generate_sketches, HardwareParams, Isa, Sketch, Target};
 
 /// A cost model whose scores are a fixed function of the step log (in `[0, 1)`); it records
 /// the size of every retraining and checks the labels it is given.
@@ -109,4 +109,34 @@ impl Measurer for LoggingMeasurer {
     fn measure(&mut self, states: &[State]) -> Vec<Measurement> {
         self.run("", states)
     }
+}
+
+/// Trials of a pinned-behaviour run: past the cost model's warm-up (100 samples), so the
+/// trained GBDT ranks the later rounds' candidates.
+pub const PINNED_TRIALS: usize = 144;
+
+/// The machine-independent target of pinned-behaviour tests (the digests of the search's
+/// and the experiment's behaviour tests were taken with it): two cores, AVX2 micro-kernels
+/// (tensorized sketches on).
+pub fn pinned_target() -> Target {
+    Target::with_isa(Isa::Avx2).with_cores(2)
+}
+
+/// The job of `tessel tune --policy PRESET` on [`pinned_target`] with the pinned sizes
+/// (16 measures per round, population 48) and a budget of `trials`.
+pub fn pinned_job(policy: &str, trials: usize, seed: u64) -> TuneJob {
+    let mut options = TuneOptions::new(pinned_target())
+        .with_preset(crate::registry::preset(policy).expect("a registered preset"))
+        .expect("registered policies");
+    options.params = TuneParams {
+        trials,
+        measures_per_round: 16,
+        evolution: EvolutionParams {
+            population: 48,
+            ..EvolutionParams::default()
+        },
+        seed,
+        ..TuneParams::default()
+    };
+    TuneJob::new(options)
 }

@@ -11,39 +11,15 @@
 
 use std::sync::Arc;
 use tessel_ir::State;
-use tessel_search::evolution::EvolutionParams;
-use tessel_search::testing::LoggingMeasurer;
-use tessel_search::tuner::TuneParams;
-use tessel_sketch::{HardwareParams, Isa, Target};
+use tessel_search::testing::{pinned_target, LoggingMeasurer, PINNED_TRIALS};
+use tessel_sketch::HardwareParams;
 
 /// The deterministic fake runner of the behaviour tests.
 type FakeRunner = LoggingMeasurer;
 
-/// Machine-independent hardware: two cores, AVX2 micro-kernels (tensorized sketches on).
-fn target() -> Target {
-    Target::with_isa(Isa::Avx2).with_cores(2)
-}
-
 fn hw() -> HardwareParams {
-    HardwareParams::for_target(&target())
+    HardwareParams::for_target(&pinned_target())
 }
-
-fn params(trials: usize, seed: u64) -> TuneParams {
-    TuneParams {
-        trials,
-        measures_per_round: 16,
-        evolution: EvolutionParams {
-            population: 48,
-            ..EvolutionParams::default()
-        },
-        seed,
-        ..TuneParams::default()
-    }
-}
-
-/// Trials of every run: past the cost model's warm-up (100 samples), so the trained GBDT
-/// ranks the later rounds' candidates.
-const TUNE_TRIALS: usize = 144;
 
 const GMM: &str = "gmm:b=1,n=32,m=32,k=64";
 const GMM2: &str = "gmm:b=1,n=16,m=64,k=32";
@@ -55,22 +31,12 @@ fn dag(spec: &str) -> Arc<tessel_ir::ComputeDag> {
 /// The set-ups, written as the driver wires them: over one tuning job.
 mod setups {
     use super::*;
-    use tessel_search::job::{TuneJob, TuneOptions};
-    use tessel_search::registry::preset;
     use tessel_search::scheduler::{SchedulerParams, TaskScheduler, TaskSpec};
-
-    /// The job of `tessel tune --policy PRESET` with these sizes (a budget of `trials`).
-    fn job(policy: &str, trials: usize, seed: u64) -> TuneJob {
-        let mut options = TuneOptions::new(target())
-            .with_preset(preset(policy).expect("preset"))
-            .expect("registered policies");
-        options.params = params(trials, seed);
-        TuneJob::new(options)
-    }
+    use tessel_search::testing::pinned_job as job;
 
     /// `tessel tune SPEC --policy PRESET --seed SEED`.
     pub fn tune(spec: &str, preset: &str, seed: u64, runner: &mut FakeRunner) {
-        let job = job(preset, TUNE_TRIALS, seed);
+        let job = job(preset, PINNED_TRIALS, seed);
         let problem = job.problem(dag(spec)).expect("sketches");
         assert_eq!(problem.hw, hw());
         let mut scorer = job.scorer(job.seed());
@@ -94,7 +60,7 @@ mod setups {
             })
             .collect();
         let params = SchedulerParams {
-            total_trials: TUNE_TRIALS,
+            total_trials: PINNED_TRIALS,
             measures_per_round: 16,
             seed,
             ..SchedulerParams::default()

@@ -142,7 +142,9 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
 
-    let (samples, bad_lines) = read_samples(&args.records, &[])?;
+    let RecordSamples {
+        samples, bad_lines, ..
+    } = read_samples(&args.records, &[])?;
     let t0 = Instant::now();
     let ds = Dataset::build(&samples);
     let feature_seconds = t0.elapsed().as_secs_f64();
@@ -277,65 +279,70 @@ fn short(name: &str) -> String {
     }
 }
 
+/// What [`read_samples`] read.
+struct RecordSamples {
+    samples: Vec<Sample>,
+    bad_lines: usize,
+    /// The ISA levels the kept records were measured with.
+    isas: std::collections::BTreeSet<&'static str>,
+}
+
 /// The samples of the records in `paths` (bad lines warned about and counted), leaving out
-/// workloads whose spec contains one of `exclude`.
+/// workloads whose spec contains one of `exclude`, read once.
 fn read_samples(
     paths: &[std::path::PathBuf],
     exclude: &[String],
-) -> Result<(Vec<Sample>, usize), DriverError> {
-    let mut samples = Vec::new();
-    let mut bad_lines = 0;
+) -> Result<RecordSamples, DriverError> {
+    let mut read = RecordSamples {
+        samples: Vec::new(),
+        bad_lines: 0,
+        isas: std::collections::BTreeSet::new(),
+    };
     for path in paths {
         let log = tessel_measure::records::read_records(path).map_err(DriverError::failed)?;
-        bad_lines += log.problems.len();
+        read.bad_lines += log.problems.len();
         for p in log.problems.iter().take(3) {
             eprintln!("warning: {}:{}: {}", path.display(), p.line, p.reason);
         }
-        samples.extend(
-            log.records
-                .iter()
-                .filter(|r| !exclude.iter().any(|x| r.key.workload.contains(x.as_str())))
-                .map(|r| Sample {
-                    workload: r.key.workload.clone(),
-                    steps: r.steps.clone(),
-                    cost: r.cost(),
-                    threads: r.key.codegen.threads,
-                    codegen: CodegenFlags {
-                        micro_kernels: r.key.codegen.isa.has_micro_kernels(),
-                        layout_rewrite: r.key.codegen.layout_rewrite
-                            != tessel_codegen::LayoutRewrite::Off,
-                    },
-                }),
-        );
+        for r in log
+            .records
+            .iter()
+            .filter(|r| !exclude.iter().any(|x| r.key.workload.contains(x.as_str())))
+        {
+            read.isas.insert(r.key.codegen.isa.name());
+            read.samples.push(Sample {
+                workload: r.key.workload.clone(),
+                steps: r.steps.clone(),
+                cost: r.cost(),
+                threads: r.key.codegen.threads,
+                codegen: CodegenFlags {
+                    micro_kernels: r.key.codegen.isa.has_micro_kernels(),
+                    layout_rewrite: r.key.codegen.layout_rewrite
+                        != tessel_codegen::LayoutRewrite::Off,
+                },
+            });
+        }
     }
-    Ok((samples, bad_lines))
-}
-
-/// The one ISA level of the records in `paths` (a pre-trained model is for one target).
-fn records_isa(paths: &[std::path::PathBuf], exclude: &[String]) -> Result<String, DriverError> {
-    let mut isas = std::collections::BTreeSet::new();
-    for path in paths {
-        let log = tessel_measure::records::read_records(path).map_err(DriverError::failed)?;
-        isas.extend(
-            log.records
-                .iter()
-                .filter(|r| !exclude.iter().any(|x| r.key.workload.contains(x.as_str())))
-                .map(|r| r.key.codegen.isa.name()),
-        );
-    }
-    match isas.len() {
-        1 => Ok(isas.into_iter().next().unwrap_or_default().to_string()),
-        0 => Err(DriverError::Failed("no usable records to train on".into())),
-        _ => Err(DriverError::Usage(format!(
-            "the records are of several targets ({}): train one model per target",
-            isas.into_iter().collect::<Vec<_>>().join(", ")
-        ))),
-    }
+    Ok(read)
 }
 
 fn train(args: &TrainArgs) -> Result<(), DriverError> {
-    let target = records_isa(&args.records, &args.exclude)?;
-    let (samples, bad_lines) = read_samples(&args.records, &args.exclude)?;
+    let RecordSamples {
+        samples,
+        bad_lines,
+        isas,
+    } = read_samples(&args.records, &args.exclude)?;
+    // A pre-trained model is for one target.
+    let target = match isas.len() {
+        1 => isas.into_iter().next().unwrap_or_default(),
+        0 => return Err(DriverError::Failed("no usable records to train on".into())),
+        _ => {
+            return Err(DriverError::Usage(format!(
+                "the records are of several targets ({}): train one model per target",
+                isas.into_iter().collect::<Vec<_>>().join(", ")
+            )))
+        }
+    };
     let t0 = Instant::now();
     let ds = Dataset::build(&samples);
     if ds.len() < 4 {
@@ -352,7 +359,7 @@ fn train(args: &TrainArgs) -> Result<(), DriverError> {
     });
     model.update_tasks(&ds.programs, &ds.labels, &ds.task_of);
     model
-        .save_for(&args.out, &target)
+        .save_for(&args.out, target)
         .map_err(DriverError::failed)?;
     println!(
         "trained {} on {} programs of {} workloads ({} bad lines), target {target}: features {:.1} s, training {:.1} s\nwrote {}",

@@ -213,14 +213,26 @@ impl SearchOptions {
     /// the sketch rules' hardware and the code generator's ISA), the policies, the cost
     /// model, the sizes and seed, the layout rewrite and the runner.
     pub fn job(&self, trials: usize) -> Result<TuneJob, DriverError> {
+        self.job_with_model_start(trials).map(|(job, _)| job)
+    }
+
+    /// [`SearchOptions::job`] and how its cost model starts (resolved once, for reporting).
+    pub fn job_with_model_start(
+        &self,
+        trials: usize,
+    ) -> Result<(TuneJob, ModelStart), DriverError> {
         let (sketch, mutation) = self.policy_names()?;
         let mut options = job_options(self.target(), self.isolation, self.measure.as_deref())
             .with_policies(&sketch, &mutation)
             .map_err(usage)?
             .with_cost_model(&self.cost_model)
             .map_err(usage)?;
-        if let ModelStart::Pretrained { model, .. } = self.model_start()? {
-            let warmup = GbdtModelParams::squared_error().num_warmup_sample;
+        let start = self.model_start()?;
+        if let ModelStart::Pretrained { model, .. } = &start {
+            let (model, warmup) = (
+                Arc::clone(model),
+                GbdtModelParams::squared_error().num_warmup_sample,
+            );
             options.cost_model = Arc::new(move |seed| Box::new(model.model(seed, warmup)));
         }
         options.params = TuneParams {
@@ -235,14 +247,14 @@ impl SearchOptions {
         };
         options.layout_rewrite = self.layout_rewrite();
         options.flush_cache = self.flush_cache;
-        Ok(TuneJob::new(options))
+        Ok((TuneJob::new(options), start))
     }
 
     /// How the cost model starts: cold (the default, or another `--cost-model`, or a model
     /// made for other features or another target, or no built-in model for the target: that
     /// is said, not an error), or from `--pretrained builtin|FILE`. A file that cannot be
     /// read or is not a model is an error.
-    pub fn model_start(&self) -> Result<ModelStart, DriverError> {
+    fn model_start(&self) -> Result<ModelStart, DriverError> {
         let target = self.target().isa.name();
         let Some(choice) = &self.pretrained else {
             return Ok(ModelStart::Cold("the default".into()));

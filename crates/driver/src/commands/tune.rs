@@ -50,7 +50,7 @@ pub struct Args {
 /// Runs the subcommand.
 pub fn run(args: &Args) -> Result<(), DriverError> {
     let (sketch_name, mutation_name) = args.search.policy_names()?;
-    let job = args.search.job(args.trials)?;
+    let (job, model_start) = args.search.job_with_model_start(args.trials)?;
     let w = match args.batch {
         Some(b) => tessel_workloads::lookup_with_batch(&args.spec, b)?,
         None => tessel_workloads::lookup(&args.spec)?,
@@ -176,9 +176,8 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     )?;
     writeln!(
         out,
-        "cost model      {}, {}",
-        args.search.cost_model,
-        args.search.model_start()?
+        "cost model      {}, {model_start}",
+        args.search.cost_model
     )?;
     writeln!(out, "stopped         {:?}", result.stop_reason)?;
     writeln!(
@@ -213,7 +212,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "valid": result.valid,
             "confirmed": measurer.confirmed,
             "resumed": resumed,
-            "cost_model_start": args.search.model_start()?.to_string(),
+            "cost_model_start": model_start.to_string(),
             "skipped_other_codegen": other_codegen,
             "best_latency_ms": best_ms,
             "best_gflops": best_gflops,

@@ -74,11 +74,7 @@ impl FakeMeasurer {
     pub fn cost(candidate: &Candidate) -> f64 {
         let text =
             serde_json::to_string(&(&candidate.workload, &candidate.steps)).unwrap_or_default();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        let h = tessel_ir::dag::fnv1a(text.as_bytes());
         1e-3 * (1.0 + (h % 1000) as f64 / 1000.0)
     }
 }
