@@ -144,6 +144,51 @@ fn train_writes_a_model_that_tune_starts_from_and_refuses_for_another_target() {
         "the c2d records are held out: {stdout}"
     );
 
+    // `eval --pretrained`: the saved model's rows, predicting with its own trees only. On
+    // the gmm records it was trained on it ranks far better than chance.
+    let eval = tessel(&[
+        "cost-model",
+        "eval",
+        "--records",
+        &path(&records),
+        "--model",
+        "random",
+        "--pretrained",
+        &path(&model),
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("output")).expect("last line is JSON");
+    let seen = v["reports"]
+        .as_array()
+        .expect("reports")
+        .iter()
+        .find(|r| r["model"] == "pretrained" && r["split"] == "workload:gmm:b=1,n=64,m=64,k=64")
+        .unwrap_or_else(|| panic!("a pretrained row for the gmm fold: {stdout}"));
+    let acc = seen["pairwise_accuracy"]
+        .as_f64()
+        .expect("pairwise accuracy");
+    assert!(
+        acc > 0.7,
+        "pretrained on these gmm records, pairwise {acc}: {stdout}"
+    );
+    let missing = tessel(&[
+        "cost-model",
+        "eval",
+        "--records",
+        &path(&records),
+        "--pretrained",
+        "/nonexistent/model.json",
+    ]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/model.json"));
+
     let tune = |extra: &[&str]| {
         let mut args = vec![
             "tune",

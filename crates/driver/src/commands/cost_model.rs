@@ -18,7 +18,9 @@ use std::io::Write;
 use std::time::Instant;
 use tessel_cost_model::dataset::{split_by_candidate, split_by_workload, Dataset, Sample};
 use tessel_cost_model::eval::{evaluate, EvalReport, NOISE};
-use tessel_cost_model::{CodegenFlags, CostModel, GbdtModel, GbdtModelParams, GBDT_PRESETS};
+use tessel_cost_model::{
+    CodegenFlags, CostModel, GbdtModel, GbdtModelParams, Pretrained, ProgramFeatures, GBDT_PRESETS,
+};
 
 /// Arguments of `tessel cost-model`.
 #[derive(clap::Args, Debug)]
@@ -80,6 +82,12 @@ pub struct EvalArgs {
     /// file.
     #[arg(long)]
     pub save_model: Option<std::path::PathBuf>,
+    /// Also evaluate a pre-trained model (`builtin`: the one built in for this CPU's ISA, or a
+    /// file saved by `cost-model train`) as it starts a search: predicting with its own trees
+    /// only, never trained on these records (its rows are named `pretrained`). Evaluated on
+    /// records of workloads it was not trained on, this is its held-out ranking accuracy.
+    #[arg(long, value_name = "builtin|FILE")]
+    pub pretrained: Option<String>,
     /// Also print one machine-readable JSON object as the last line.
     #[arg(long)]
     pub json: bool,
@@ -131,6 +139,40 @@ fn models(args: &EvalArgs) -> Result<Vec<Factory>, DriverError> {
         .collect()
 }
 
+/// A model that predicts with the pre-trained trees of `--pretrained` and never trains: its
+/// warm-up is never reached.
+struct PriorOnly(GbdtModel);
+
+impl CostModel for PriorOnly {
+    fn name(&self) -> String {
+        "pretrained".to_string()
+    }
+    fn predict(&self, programs: &[ProgramFeatures]) -> Vec<f32> {
+        self.0.predict(programs)
+    }
+    fn update(&mut self, _: &[ProgramFeatures], _: &[f32]) {}
+}
+
+/// The factory of `--pretrained builtin|FILE` for this CPU's ISA (the search's default target).
+fn pretrained(choice: &str) -> Result<Factory, DriverError> {
+    let target = tessel_ir::target::CpuFeatures::host().best_isa().name();
+    let model = if choice == "builtin" {
+        let text = tessel_cost_model::builtin_pretrained(target).ok_or_else(|| {
+            DriverError::Usage(format!(
+                "--pretrained builtin: no built-in model for {target}"
+            ))
+        })?;
+        Pretrained::parse(text, "the built-in model", target)
+    } else {
+        Pretrained::load(choice, target)
+    }
+    .map_err(DriverError::failed)?;
+    let model = std::sync::Arc::new(model);
+    Ok(Box::new(move || {
+        Box::new(PriorOnly(model.model(0, usize::MAX))) as Box<dyn CostModel>
+    }))
+}
+
 fn eval(args: &EvalArgs) -> Result<(), DriverError> {
     if !(0.0..1.0).contains(&args.test_fraction) || args.test_fraction == 0.0 {
         return Err(DriverError::Usage(format!(
@@ -138,7 +180,10 @@ fn eval(args: &EvalArgs) -> Result<(), DriverError> {
             args.test_fraction
         )));
     }
-    let factories = models(args)?;
+    let mut factories = models(args)?;
+    if let Some(choice) = &args.pretrained {
+        factories.push(pretrained(choice)?);
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
 
