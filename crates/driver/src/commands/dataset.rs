@@ -16,8 +16,10 @@ use tessel_workloads as workloads;
 /// Arguments of `tessel dataset`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Registry names or `OP:key=value,...` specs.
-    #[arg(long, num_args = 1.., required = true, value_delimiter = ',')]
+    /// Registry names or `OP:key=value,...` specs, separated by spaces or commas
+    /// (`gmm-1,dep:n=1,h=56,w=56,c=144,kernel=3,stride=1,pad=1,gmm-2`: a piece with `=` and
+    /// no `:` continues the spec before it).
+    #[arg(long, num_args = 1.., required = true)]
     pub workloads: Vec<String>,
     /// Programs measured per workload (half searched, half random).
     #[arg(long, default_value_t = 128, value_parser = super::numbers::positive, allow_negative_numbers = true)]
@@ -32,8 +34,7 @@ pub struct Args {
 
 /// Runs the subcommand.
 pub fn run(args: &Args) -> Result<(), DriverError> {
-    let resolved: Vec<workloads::Workload> = args
-        .workloads
+    let resolved: Vec<workloads::Workload> = workload_list(&args.workloads)
         .iter()
         .map(|spec| workloads::lookup(spec))
         .collect::<Result<_, _>>()?;
@@ -84,4 +85,52 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         args.records.display()
     );
     Ok(())
+}
+
+/// The workloads of `--workloads`: each value split at commas, where a piece holding `=`
+/// but no `:` is a key of the spec before it, not a workload of its own (registry names
+/// never hold `=`).
+fn workload_list(values: &[String]) -> Vec<String> {
+    let mut list: Vec<String> = Vec::new();
+    for value in values {
+        let mut in_spec = false;
+        for piece in value.split(',').filter(|p| !p.is_empty()) {
+            let continues = in_spec && piece.contains('=') && !piece.contains(':');
+            match list.last_mut() {
+                Some(spec) if continues => {
+                    spec.push(',');
+                    spec.push_str(piece);
+                }
+                _ => {
+                    in_spec = piece.contains(':');
+                    list.push(piece.to_string());
+                }
+            }
+        }
+    }
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::workload_list;
+
+    #[test]
+    fn specs_keep_their_commas_and_names_split_at_them() {
+        let values = [
+            "gmm-1,dep:n=1,h=56,w=56,c=144,kernel=3,stride=1,pad=1,gmm-2".to_string(),
+            "c2d-4".to_string(),
+            "gmm:b=1,n=8,m=8,k=8".to_string(),
+        ];
+        assert_eq!(
+            workload_list(&values),
+            [
+                "gmm-1",
+                "dep:n=1,h=56,w=56,c=144,kernel=3,stride=1,pad=1",
+                "gmm-2",
+                "c2d-4",
+                "gmm:b=1,n=8,m=8,k=8"
+            ]
+        );
+    }
 }
