@@ -377,3 +377,46 @@ fn transformer_encoder_with_erf_gelu_matches_onnxruntime() {
         model.layout_changes
     );
 }
+
+fn kinds(model: &Model) -> Vec<String> {
+    networks::extract_tasks(&model.network)
+        .unwrap()
+        .iter()
+        .map(|t| t.kind.clone())
+        .collect()
+}
+
+#[test]
+fn sigmoid_tanh_average_pools_and_concat_match_onnxruntime() {
+    let model = check_against_onnxruntime("pool_activations", &ImportOptions::default(), 1e-4);
+    eprintln!("{:?}", kinds(&model));
+}
+
+#[test]
+fn conv_transpose_with_output_padding_matches_onnxruntime() {
+    let model = check_against_onnxruntime("conv_transpose", &ImportOptions::default(), 1e-4);
+    eprintln!("{:?}", kinds(&model));
+}
+
+#[test]
+fn split_concat_and_slices_match_onnxruntime() {
+    let model = check_against_onnxruntime("split_slice", &ImportOptions::default(), 1e-5);
+    eprintln!("{:?}", kinds(&model));
+    let model = check_against_onnxruntime("split_opset11", &ImportOptions::default(), 1e-5);
+    eprintln!("{:?}", kinds(&model));
+}
+
+#[test]
+fn bert_like_encoder_as_torch_exports_it_matches_onnxruntime() {
+    let model = check_against_onnxruntime("bert_tiny", &ImportOptions::default(), 1e-4);
+    eprintln!("{:?}", kinds(&model));
+    eprintln!("{:?}", model.layout_changes);
+}
+
+#[test]
+fn bad_new_operators_name_the_attribute_or_operator() {
+    let none = ImportOptions::default();
+    for n in ["bad_conv_transpose", "bad_avg_pool", "bad_split", "bad_gather", "bad_reduce_mean"] {
+        eprintln!("{n}: {}", err(n, &none));
+    }
+}
