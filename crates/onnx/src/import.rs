@@ -1808,8 +1808,9 @@ impl Importer {
     fn add_const(&mut self, cx: &Cx, a: Act, c: &Const, negate: bool) -> Result<(), OnnxError> {
         let n: i64 = a.shape.iter().product();
         let zeros = Const::floats(a.shape.clone(), vec![0.0; n as usize]);
-        let full = tensor::binary("Add", &zeros, c)
-            .ok_or_else(|| cx.invalid(format!("{:?} does not broadcast to {:?}", c.shape, a.shape)))?;
+        let full = tensor::binary("Add", &zeros, c).ok_or_else(|| {
+            cx.invalid(format!("{:?} does not broadcast to {:?}", c.shape, a.shape))
+        })?;
         let full = if a.nhwc {
             tensor::transpose(&full, &[0, 2, 3, 1])
         } else {
@@ -2055,7 +2056,8 @@ impl Importer {
         Ok(())
     }
 
-    /// Slices `a` along ONNX axis `axis` (`len` elements from `start` by `step`); the same
+    /// Slices `a` along ONNX axis `axis` (`len` elements from `start` by `step`, given as
+    /// `(start, step, len)`); the same
     /// activation when nothing is cut.
     fn slice_axis(
         &mut self,
@@ -2063,9 +2065,7 @@ impl Importer {
         name: &str,
         a: Act,
         axis: usize,
-        start: i64,
-        step: i64,
-        len: i64,
+        (start, step, len): (i64, i64, i64),
     ) -> Result<Act, OnnxError> {
         if start == 0 && step == 1 && len == a.shape[axis] {
             return Ok(a);
@@ -2119,8 +2119,9 @@ impl Importer {
             )));
         }
         for k in 0..starts.len() {
-            let axis = tensor::axis(axes[k], r)
-                .ok_or_else(|| cx.attr_err("axes", show(&axes), &format!("out of range for rank {r}")))?;
+            let axis = tensor::axis(axes[k], r).ok_or_else(|| {
+                cx.attr_err("axes", show(&axes), &format!("out of range for rank {r}"))
+            })?;
             if steps[k] == 0 {
                 return Err(cx.attr_err("steps", show(&steps), "a step of 0"));
             }
@@ -2130,7 +2131,7 @@ impl Importer {
             } else {
                 format!("{}.{k}", cx.name)
             };
-            a = self.slice_axis(cx, &name, a, axis, start, steps[k], len)?;
+            a = self.slice_axis(cx, &name, a, axis, (start, steps[k], len))?;
         }
         self.set(cx, Val::Act(a));
         Ok(())
@@ -2186,7 +2187,7 @@ impl Importer {
         let mut start = 0;
         for (k, &len) in sizes.iter().enumerate() {
             let name = format!("{}.{k}", cx.name);
-            let part = self.slice_axis(cx, &name, a.clone(), axis, start, 1, len)?;
+            let part = self.slice_axis(cx, &name, a.clone(), axis, (start, 1, len))?;
             self.set_output(cx, k, Val::Act(part));
             start += len;
         }
@@ -2233,7 +2234,10 @@ impl Importer {
                 let norm = |v: i64| if v < 0 { v + d } else { v };
                 let v: Vec<i64> = idx.to_i64().into_iter().map(norm).collect();
                 if v.iter().any(|&i| i < 0 || i >= d) {
-                    return Err(cx.invalid(format!("index {v:?} out of range for axis {axis} of {:?}", a.shape)));
+                    return Err(cx.invalid(format!(
+                        "index {v:?} out of range for axis {axis} of {:?}",
+                        a.shape
+                    )));
                 }
                 let consecutive = v.windows(2).all(|w| w[1] == w[0] + 1) && !v.is_empty();
                 if idx.shape.len() > 1 || !consecutive {
@@ -2247,7 +2251,7 @@ impl Importer {
                         ),
                     });
                 }
-                let part = self.slice_axis(cx, &name, a, axis, v[0], 1, v.len() as i64)?;
+                let part = self.slice_axis(cx, &name, a, axis, (v[0], 1, v.len() as i64))?;
                 if idx.shape.is_empty() {
                     let mut shape = part.shape.clone();
                     shape.remove(axis);

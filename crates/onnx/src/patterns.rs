@@ -120,7 +120,12 @@ fn mean_over_last(n: &NodeProto, consts: &Consts) -> bool {
         .iter()
         .find(|a| a.name == "axes")
         .map(|a| a.ints.clone())
-        .or_else(|| n.input.get(1).and_then(|i| consts.get(i)).map(Const::to_i64));
+        .or_else(|| {
+            n.input
+                .get(1)
+                .and_then(|i| consts.get(i))
+                .map(Const::to_i64)
+        });
     let keep = n
         .attribute
         .iter()
@@ -149,7 +154,7 @@ fn float_attr(name: &str, v: f32) -> AttributeProto {
 }
 
 /// Replaces the nodes of `drop` by `new` at the position of the last of them.
-fn splice(nodes: &mut Vec<Option<NodeProto>>, drop: &[usize], new: NodeProto) {
+fn splice(nodes: &mut [Option<NodeProto>], drop: &[usize], new: NodeProto) {
     let at = drop.iter().copied().max().unwrap_or(0);
     for &k in drop {
         nodes[k] = None;
@@ -157,13 +162,16 @@ fn splice(nodes: &mut Vec<Option<NodeProto>>, drop: &[usize], new: NodeProto) {
     nodes[at] = Some(new);
 }
 
+/// Nodes to drop, the node in their place, and a gamma of ones to make (name, width).
+type Rewrite = (Vec<usize>, NodeProto, Option<(String, usize)>);
+
 /// PyTorch's decomposed layer norm (before opset 17) as `LayerNormalization`.
 pub(crate) fn fuse_layer_norms(
     nodes: Vec<NodeProto>,
     inits: &mut HashMap<String, Const>,
     outputs: &[String],
 ) -> Vec<NodeProto> {
-    let mut rewrites: Vec<(Vec<usize>, NodeProto, Option<(String, usize)>)> = Vec::new();
+    let mut rewrites: Vec<Rewrite> = Vec::new();
     {
         let consts = consts_of(&nodes, inits);
         let g = Graph::new(&nodes, outputs);
@@ -200,7 +208,9 @@ pub(crate) fn fuse_layer_norms(
             let Some((km, mean)) = g.made_by(m, "ReduceMean") else {
                 continue;
             };
-            if input(mean, 0) != x || !mean_over_last(mean, &consts) || !mean_over_last(vmean, &consts)
+            if input(mean, 0) != x
+                || !mean_over_last(mean, &consts)
+                || !mean_over_last(vmean, &consts)
             {
                 continue;
             }

@@ -248,7 +248,7 @@ impl Layer {
             Layer::LayerNorm { .. } => &["data"],
             Layer::Add => &["data", "residual"],
             Layer::Mul => &["data", "factor"],
-            Layer::ConvTranspose2d { .. } => &["input"],
+            Layer::ConvTranspose2d { .. } => &["inputs"],
             Layer::Embedding { .. } => &["indices"],
             _ => &["data"],
         }
@@ -551,7 +551,9 @@ impl Layer {
                 stride,
                 pad,
                 output_padding,
-            } => format!("conv2d_transpose:co{out_channels}k{kernel}s{stride}p{pad}o{output_padding}"),
+            } => format!(
+                "conv2d_transpose:co{out_channels}k{kernel}s{stride}p{pad}o{output_padding}"
+            ),
             Layer::Concat { axis, inputs } => format!("concat{inputs}a{axis}"),
             Layer::Slice {
                 axis,
@@ -881,8 +883,7 @@ pub fn concat(b: &mut DagBuilder, xs: &[Tensor], axis: usize) -> Result<Tensor, 
     let mut offsets = Vec::with_capacity(xs.len());
     let mut total = 0;
     for x in xs {
-        let same = x.ndim() == rank
-            && (0..rank).all(|d| d == axis || x.shape[d] == first.shape[d]);
+        let same = x.ndim() == rank && (0..rank).all(|d| d == axis || x.shape[d] == first.shape[d]);
         if !same {
             return Err(invalid(
                 op,
