@@ -5,7 +5,9 @@ expected outputs with onnxruntime (CPU).
 For each model NAME: NAME.onnx and NAME.json = {"inputs": {name: {"shape", "data"}},
 "outputs": {name: {"shape", "data"}}} with fixed random inputs (seed 0). The bad_*.onnx
 files are malformed on purpose (one error each); tests also make truncated and non-ONNX
-bytes themselves. The tests need no Python; rerun this to regenerate:
+bytes themselves. `make_testdata.py --bert-base PATH` writes a BERT-base-shaped export
+(random weights, about 440 MB) to PATH instead. The tests need no Python; rerun this to
+regenerate:
 
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install onnx==1.23.2 onnxruntime==1.32.0 numpy==2.4.6
     /tmp/venv/bin/python testdata/onnx/make_testdata.py
@@ -199,6 +201,266 @@ def encoder():
     save("encoder", g, opset=17, inputs={"x": w(1, s, h, scale=1.0)})
 
 
+def pool_activations():
+    # Sigmoid, Tanh, AveragePool (pads with count_include_pad 0 and 1, strides), Concat of
+    # two computed NCHW tensors along channels.
+    inits = [init("w1", w(4, 3, 3, 3)), init("b1", w(4, scale=0.1)), init("w2", w(4, 3, 3, 3))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Tanh", ["c1"], ["t"], name="tanh"),
+        helper.make_node("AveragePool", ["t"], ["p1"], name="avg_exclude", kernel_shape=[3, 3],
+                         strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=0),
+        helper.make_node("Conv", ["x", "w2"], ["c2"], name="conv2", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c2"], ["s"], name="sigmoid"),
+        helper.make_node("AveragePool", ["s"], ["p2"], name="avg_include", kernel_shape=[3, 3],
+                         strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1),
+        helper.make_node("Concat", ["p1", "p2"], ["y"], name="concat", axis=1),
+    ]
+    g = helper.make_graph(nodes, "pool_activations", [vi("x", [1, 3, 9, 9])],
+                          [vi("y", [1, 8, 5, 5])], initializer=inits)
+    save("pool_activations", g, inputs={"x": w(1, 3, 9, 9, scale=2.0)})
+
+
+def conv_transpose():
+    # ConvTranspose 3x3/2, pads 1, output_padding 1, bias; ReLU; ConvTranspose 2x2/2 (the
+    # registry's t2d form), no bias.
+    inits = [init("w1", w(4, 3, 3, 3)), init("b1", w(3, scale=0.1)), init("w2", w(3, 2, 2, 2))]
+    nodes = [
+        helper.make_node("ConvTranspose", ["x", "w1", "b1"], ["u1"], name="up1",
+                         kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                         output_padding=[1, 1]),
+        helper.make_node("Relu", ["u1"], ["r"], name="relu"),
+        helper.make_node("ConvTranspose", ["r", "w2"], ["y"], name="up2", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+    ]
+    g = helper.make_graph(nodes, "conv_transpose", [vi("x", [1, 4, 5, 5])],
+                          [vi("y", [1, 2, 20, 20])], initializer=inits)
+    save("conv_transpose", g, inputs={"x": w(1, 4, 5, 5, scale=1.0)})
+
+
+def split_slice():
+    # Opset 13: Split with its sizes as an input, Concat of two parts, Slice with a negative
+    # step (tokens reversed) and a strided Slice; two outputs.
+    inits = [init("wq", w(12, 18)), init("sizes", np.array([6, 6, 6], np.int64)),
+             init("rs", np.array([-1], np.int64)), init("re", np.array([-100], np.int64)),
+             init("ax1", np.array([1], np.int64)), init("neg1", np.array([-1], np.int64)),
+             init("s1", np.array([1], np.int64)), init("e5", np.array([5], np.int64)),
+             init("st2", np.array([2], np.int64))]
+    nodes = [
+        helper.make_node("MatMul", ["x", "wq"], ["m"], name="proj"),
+        helper.make_node("Split", ["m", "sizes"], ["a", "b", "c"], name="split", axis=-1),
+        helper.make_node("Concat", ["a", "b"], ["ab"], name="concat", axis=2),
+        helper.make_node("Slice", ["ab", "rs", "re", "ax1", "neg1"], ["y1"], name="reverse"),
+        helper.make_node("Slice", ["c", "s1", "e5", "ax1", "st2"], ["y2"], name="strided"),
+    ]
+    g = helper.make_graph(nodes, "split_slice", [vi("x", [1, 6, 12])],
+                          [vi("y1", [1, 6, 12]), vi("y2", [1, 2, 6])], initializer=inits)
+    save("split_slice", g, inputs={"x": w(1, 6, 12, scale=1.0)})
+
+
+def split_opset11():
+    # Opset 11: Split with the `split` attribute on NCHW channels, Slice of H (inputs form),
+    # Relu, Concat back along channels.
+    inits = [init("w", w(8, 4, 1, 1)), init("h0", np.array([1], np.int64)),
+             init("h1", np.array([5], np.int64)), init("ax2", np.array([2], np.int64))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", kernel_shape=[1, 1]),
+        helper.make_node("Split", ["c"], ["p", "q"], name="split", axis=1, split=[3, 5]),
+        helper.make_node("Relu", ["p"], ["pr"], name="relu"),
+        helper.make_node("Slice", ["q", "h0", "h1", "ax2"], ["qs"], name="rows"),
+        helper.make_node("Slice", ["pr", "h0", "h1", "ax2"], ["ps"], name="rows_p"),
+        helper.make_node("Concat", ["qs", "ps"], ["y"], name="concat", axis=1),
+    ]
+    g = helper.make_graph(nodes, "split_opset11", [vi("x", [1, 4, 6, 6])],
+                          [vi("y", [1, 8, 4, 6])], initializer=inits)
+    save("split_opset11", g, opset=11, inputs={"x": w(1, 4, 6, 6, scale=1.0)})
+
+
+def bert_graph(name, vocab, seq, hidden, heads, ffn, layers, fused_qkv, pooler, weights=None):
+    """A BERT encoder in the form torch.onnx.export (opset 14) writes HuggingFace's
+    BertModel: word/position/token-type embeddings by Gather (position and token-type ids
+    constant), layer norms decomposed (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul,
+    Add) with scalars as Constant nodes, Q/K/V by MatMul + Add then Reshape (shape by a
+    Shape/Gather/Unsqueeze/Concat chain) and Transpose, scores Div by sqrt(d), Softmax, the
+    context Transpose + Reshape back, exact GELU (Div, Erf, Add, Mul, Mul), and the pooler
+    (Gather of token 0, Gemm-like MatMul + Add, Tanh)."""
+    d = hidden // heads
+    inits, nodes = [], []
+    wt = weights or w
+    counter = [0]
+
+    def const(value, dtype=np.float32):
+        counter[0] += 1
+        n = f"/Constant_{counter[0]}"
+        nodes.append(helper.make_node("Constant", [], [n + "_output_0"], name=n,
+                                      value=numpy_helper.from_array(np.array(value, dtype))))
+        return n + "_output_0"
+
+    def dense(x, n_in, n_out, prefix):
+        inits.extend([init(f"{prefix}.weight", wt(n_out, n_in).T.copy()),
+                      init(f"{prefix}.bias", wt(n_out, scale=0.1))])
+        nodes.append(helper.make_node("MatMul", [x, f"{prefix}.weight"], [f"{prefix}/MatMul_output_0"],
+                                      name=f"{prefix}/MatMul"))
+        nodes.append(helper.make_node("Add", [f"{prefix}.bias", f"{prefix}/MatMul_output_0"],
+                                      [f"{prefix}/Add_output_0"], name=f"{prefix}/Add"))
+        return f"{prefix}/Add_output_0"
+
+    def layer_norm(x, prefix):
+        inits.extend([init(f"{prefix}.weight", 1 + wt(hidden, scale=0.1)),
+                      init(f"{prefix}.bias", wt(hidden, scale=0.1))])
+        o = lambda s: f"{prefix}/{s}_output_0"
+        nodes.extend([
+            helper.make_node("ReduceMean", [x], [o("ReduceMean")], name=f"{prefix}/ReduceMean", axes=[-1]),
+            helper.make_node("Sub", [x, o("ReduceMean")], [o("Sub")], name=f"{prefix}/Sub"),
+            helper.make_node("Pow", [o("Sub"), const(2.0)], [o("Pow")], name=f"{prefix}/Pow"),
+            helper.make_node("ReduceMean", [o("Pow")], [o("ReduceMean_1")], name=f"{prefix}/ReduceMean_1", axes=[-1]),
+            helper.make_node("Add", [o("ReduceMean_1"), const(1e-12)], [o("Add")], name=f"{prefix}/Add"),
+            helper.make_node("Sqrt", [o("Add")], [o("Sqrt")], name=f"{prefix}/Sqrt"),
+            helper.make_node("Div", [o("Sub"), o("Sqrt")], [o("Div")], name=f"{prefix}/Div"),
+            helper.make_node("Mul", [o("Div"), f"{prefix}.weight"], [o("Mul")], name=f"{prefix}/Mul"),
+            helper.make_node("Add", [o("Mul"), f"{prefix}.bias"], [o("Add_1")], name=f"{prefix}/Add_1"),
+        ])
+        return o("Add_1")
+
+    def heads_of(x, prefix, perm):
+        # torch: x.view(x.size()[:-1] + (heads, d)).permute(...), the size by a shape chain
+        o = lambda s: f"{prefix}/{s}_output_0"
+        nodes.extend([
+            helper.make_node("Shape", [x], [o("Shape")], name=f"{prefix}/Shape"),
+            helper.make_node("Gather", [o("Shape"), const(0, np.int64)], [o("Gather")], name=f"{prefix}/Gather", axis=0),
+            helper.make_node("Unsqueeze", [o("Gather"), const([0], np.int64)], [o("Unsqueeze")], name=f"{prefix}/Unsqueeze"),
+            helper.make_node("Concat", [o("Unsqueeze"), const([seq, heads, d], np.int64)], [o("Concat")],
+                             name=f"{prefix}/Concat", axis=0),
+            helper.make_node("Reshape", [x, o("Concat")], [o("Reshape")], name=f"{prefix}/Reshape"),
+            helper.make_node("Transpose", [o("Reshape")], [o("Transpose")], name=f"{prefix}/Transpose", perm=perm),
+        ])
+        return o("Transpose")
+
+    inits.append(init("embeddings.word_embeddings.weight", wt(vocab, hidden, scale=1.0)))
+    inits.append(init("embeddings.position_embeddings.weight", wt(512 if seq > 64 else 2 * seq, hidden, scale=0.5)))
+    inits.append(init("embeddings.token_type_embeddings.weight", wt(2, hidden, scale=0.5)))
+    inits.append(init("embeddings.position_ids", np.arange(seq, dtype=np.int64)[None, :]))
+    inits.append(init("embeddings.token_type_ids", np.zeros((1, seq), np.int64)))
+    nodes.extend([
+        helper.make_node("Gather", ["embeddings.word_embeddings.weight", "input_ids"], ["/embeddings/word_embeddings/Gather_output_0"],
+                         name="/embeddings/word_embeddings/Gather"),
+        helper.make_node("Gather", ["embeddings.token_type_embeddings.weight", "embeddings.token_type_ids"],
+                         ["/embeddings/token_type_embeddings/Gather_output_0"], name="/embeddings/token_type_embeddings/Gather"),
+        helper.make_node("Add", ["/embeddings/word_embeddings/Gather_output_0", "/embeddings/token_type_embeddings/Gather_output_0"],
+                         ["/embeddings/Add_output_0"], name="/embeddings/Add"),
+        helper.make_node("Gather", ["embeddings.position_embeddings.weight", "embeddings.position_ids"],
+                         ["/embeddings/position_embeddings/Gather_output_0"], name="/embeddings/position_embeddings/Gather"),
+        helper.make_node("Add", ["/embeddings/Add_output_0", "/embeddings/position_embeddings/Gather_output_0"],
+                         ["/embeddings/Add_1_output_0"], name="/embeddings/Add_1"),
+    ])
+    h = layer_norm("/embeddings/Add_1_output_0", "/embeddings/LayerNorm")
+    for l in range(layers):
+        p = f"/encoder/layer.{l}"
+        if fused_qkv:
+            qkv = dense(h, hidden, 3 * hidden, f"{p}/attention/self/qkv")
+            parts = [f"{p}/attention/self/Split_output_{i}" for i in range(3)]
+            nodes.append(helper.make_node("Split", [qkv, const([hidden] * 3, np.int64)], parts,
+                                          name=f"{p}/attention/self/Split", axis=2))
+            q, k, v = parts
+        else:
+            q = dense(h, hidden, hidden, f"{p}/attention/self/query")
+            k = dense(h, hidden, hidden, f"{p}/attention/self/key")
+            v = dense(h, hidden, hidden, f"{p}/attention/self/value")
+        q = heads_of(q, f"{p}/attention/self/q", [0, 2, 1, 3])
+        k = heads_of(k, f"{p}/attention/self/k", [0, 2, 3, 1])
+        v = heads_of(v, f"{p}/attention/self/v", [0, 2, 1, 3])
+        a = f"{p}/attention/self"
+        nodes.extend([
+            helper.make_node("MatMul", [q, k], [f"{a}/MatMul_output_0"], name=f"{a}/MatMul"),
+            helper.make_node("Div", [f"{a}/MatMul_output_0", const(np.sqrt(d))], [f"{a}/Div_output_0"], name=f"{a}/Div"),
+            helper.make_node("Softmax", [f"{a}/Div_output_0"], [f"{a}/Softmax_output_0"], name=f"{a}/Softmax", axis=-1),
+            helper.make_node("MatMul", [f"{a}/Softmax_output_0", v], [f"{a}/MatMul_1_output_0"], name=f"{a}/MatMul_1"),
+            helper.make_node("Transpose", [f"{a}/MatMul_1_output_0"], [f"{a}/Transpose_3_output_0"], name=f"{a}/Transpose_3",
+                             perm=[0, 2, 1, 3]),
+            helper.make_node("Reshape", [f"{a}/Transpose_3_output_0", const([1, seq, hidden], np.int64)],
+                             [f"{a}/Reshape_3_output_0"], name=f"{a}/Reshape_3"),
+        ])
+        o = dense(f"{a}/Reshape_3_output_0", hidden, hidden, f"{p}/attention/output/dense")
+        nodes.append(helper.make_node("Add", [o, h], [f"{p}/attention/output/Add_output_0"], name=f"{p}/attention/output/Add"))
+        h1 = layer_norm(f"{p}/attention/output/Add_output_0", f"{p}/attention/output/LayerNorm")
+        f = dense(h1, hidden, ffn, f"{p}/intermediate/dense")
+        g = f"{p}/intermediate/intermediate_act_fn"
+        nodes.extend([
+            helper.make_node("Div", [f, const(np.sqrt(2.0))], [f"{g}/Div_output_0"], name=f"{g}/Div"),
+            helper.make_node("Erf", [f"{g}/Div_output_0"], [f"{g}/Erf_output_0"], name=f"{g}/Erf"),
+            helper.make_node("Add", [f"{g}/Erf_output_0", const(1.0)], [f"{g}/Add_output_0"], name=f"{g}/Add"),
+            helper.make_node("Mul", [f, f"{g}/Add_output_0"], [f"{g}/Mul_output_0"], name=f"{g}/Mul"),
+            helper.make_node("Mul", [f"{g}/Mul_output_0", const(0.5)], [f"{g}/Mul_1_output_0"], name=f"{g}/Mul_1"),
+        ])
+        f2 = dense(f"{g}/Mul_1_output_0", ffn, hidden, f"{p}/output/dense")
+        nodes.append(helper.make_node("Add", [f2, h1], [f"{p}/output/Add_output_0"], name=f"{p}/output/Add"))
+        h = layer_norm(f"{p}/output/Add_output_0", f"{p}/output/LayerNorm")
+    nodes.append(helper.make_node("Identity", [h], ["last_hidden_state"], name="/Identity"))
+    outputs = [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, [1, seq, hidden])]
+    if pooler:
+        nodes.append(helper.make_node("Gather", [h, const(0, np.int64)], ["/pooler/Gather_output_0"],
+                                      name="/pooler/Gather", axis=1))
+        pd = dense("/pooler/Gather_output_0", hidden, hidden, "/pooler/dense")
+        nodes.append(helper.make_node("Tanh", [pd], ["pooler_output"], name="/pooler/activation/Tanh"))
+        outputs.append(helper.make_tensor_value_info("pooler_output", TensorProto.FLOAT, [1, hidden]))
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, seq])
+    return helper.make_graph(nodes, name, [ids], outputs, initializer=inits)
+
+
+def bert_tiny():
+    # The BERT-like encoder as torch exports it: 2 layers, fused QKV with Split, pooler.
+    vocab, seq = 40, 8
+    g = bert_graph("bert_tiny", vocab, seq, hidden=16, heads=2, ffn=32, layers=2, fused_qkv=True,
+                   pooler=True)
+    ids = rng.integers(0, vocab, size=(1, seq)).astype(np.int64)
+    save("bert_tiny", g, opset=14, inputs={"input_ids": ids})
+
+
+def bert_base(path):
+    """BERT-base-shaped (12 layers, hidden 768, 12 heads, FFN 3072, seq 128, vocab 30522),
+    random weights, as torch exports it (separate Q/K/V, no pooler): about 440 MB, so written
+    to `path` outside the repository."""
+    g = bert_graph("bert_base", 30522, 128, hidden=768, heads=12, ffn=3072, layers=12,
+                   fused_qkv=False, pooler=False)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)],
+                              producer_name="tessel-testdata")
+    model.ir_version = 8
+    onnx.save(model, path)
+    print(path, os.path.getsize(path), "bytes")
+
+
+def bad_new_operators():
+    x = vi("x", [1, 4, 5, 5])
+    # A grouped transposed convolution.
+    g = helper.make_graph([helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up",
+                                            kernel_shape=[3, 3], group=2)],
+                          "bad_conv_transpose", [x], [vi("y", [1, 4, 7, 7])],
+                          initializer=[init("w", w(4, 2, 3, 3))])
+    save("bad_conv_transpose", g)
+    # Average pooling that rounds up.
+    g = helper.make_graph([helper.make_node("AveragePool", ["x"], ["y"], name="pool",
+                                            kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)],
+                          "bad_avg_pool", [x], [vi("y", [1, 4, 3, 3])])
+    save("bad_avg_pool", g)
+    # Split sizes that do not add up to the axis (the checker would refuse it).
+    g = helper.make_graph([helper.make_node("Split", ["x"], ["a", "b"], name="split", axis=1,
+                                            split=[1, 2])],
+                          "bad_split", [x], [vi("a", [1, 1, 5, 5]), vi("b", [1, 2, 5, 5])])
+    save("bad_split", g, opset=11, check=False)
+    # Gather of a computed tensor by scattered indices.
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                           helper.make_node("Gather", ["r", "idx"], ["y"], name="pick", axis=1)],
+                          "bad_gather", [x], [vi("y", [1, 2, 5, 5])],
+                          initializer=[init("idx", np.array([0, 2], np.int64))])
+    save("bad_gather", g)
+    # A ReduceMean that is not part of a layer norm.
+    g = helper.make_graph([helper.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[1])],
+                          "bad_reduce_mean", [x], [vi("y", [1, 1, 5, 5])])
+    save("bad_reduce_mean", g)
+
+
 def bad_models():
     x = vi("x", [1, 3, 8, 8])
     y = vi("y", [1, 4, 8, 8])
@@ -224,9 +486,19 @@ def bad_models():
 
 
 if __name__ == "__main__":
+    import sys
+    if len(sys.argv) == 3 and sys.argv[1] == "--bert-base":
+        bert_base(sys.argv[2])
+        sys.exit(0)
     conv_bias_relu()
     depthwise()
     residual()
     gemm()
     encoder()
     bad_models()
+    pool_activations()
+    conv_transpose()
+    split_slice()
+    split_opset11()
+    bert_tiny()
+    bad_new_operators()

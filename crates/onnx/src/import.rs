@@ -35,6 +35,9 @@ pub struct Port {
     /// True when Tessel holds it as NHWC (a 4-D NCHW tensor of the model): the buffer is
     /// the ONNX tensor transposed by `[0, 2, 3, 1]`.
     pub nhwc: bool,
+    /// True for an integer input of the model (token ids): Tessel takes its values as
+    /// `f32` (exact up to 2^24).
+    pub integer: bool,
 }
 
 /// An imported model.
@@ -122,6 +125,9 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<Model, OnnxError> {
         consts.insert(t.name.clone(), c);
     }
     let nodes = fold_batch_norms(graph.node.clone(), &mut consts)?;
+    let outputs_named: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+    let nodes = crate::patterns::fuse_layer_norms(nodes, &mut consts, &outputs_named);
+    let nodes = crate::patterns::fuse_gelus(nodes, &consts, &outputs_named);
 
     let mut uses: HashMap<String, usize> = HashMap::new();
     for n in &nodes {
@@ -134,14 +140,16 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<Model, OnnxError> {
     }
 
     // Graph inputs that are not initializers are the network's inputs.
-    let mut shapes: Vec<(String, Vec<i64>)> = Vec::new();
+    let mut shapes: Vec<(String, Vec<i64>, bool)> = Vec::new();
     for vi in graph.input.iter().filter(|v| !consts.contains_key(&v.name)) {
         let given = opts.input_shapes.iter().find(|(n, _)| *n == vi.name);
         let tt = vi.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
+        let mut integer = false;
         if let Some(tt) = tt {
-            if tt.elem_type != 1 && tt.elem_type != 0 {
+            integer = matches!(tt.elem_type, 6 | 7);
+            if !matches!(tt.elem_type, 0 | 1 | 6 | 7) {
                 return Err(OnnxError::Model(format!(
-                    "input `{}` is of type {}; Tessel networks take float inputs",
+                    "input `{}` is of type {}; Tessel networks take float inputs (and int32/int64 token ids)",
                     vi.name,
                     tensor::type_name(tt.elem_type)
                 )));
@@ -189,15 +197,15 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<Model, OnnxError> {
                 dims.into_iter().flatten().collect()
             }
         };
-        shapes.push((vi.name.clone(), shape));
+        shapes.push((vi.name.clone(), shape, integer));
     }
     for (n, _) in &opts.input_shapes {
-        if !shapes.iter().any(|(s, _)| s == n) {
+        if !shapes.iter().any(|(s, _, _)| s == n) {
             return Err(OnnxError::Model(format!(
                 "--input names `{n}`, which is not an input of the model (its inputs: {})",
                 shapes
                     .iter()
-                    .map(|(s, _)| s.as_str())
+                    .map(|(s, _, _)| s.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
             )));
@@ -228,8 +236,8 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<Model, OnnxError> {
         layer_names: HashMap::new(),
     };
     let mut inputs = Vec::new();
-    for (n, shape) in shapes {
-        let nhwc = shape.len() == 4;
+    for (n, shape, integer) in shapes {
+        let nhwc = shape.len() == 4 && !integer;
         let phys = if nhwc {
             to_nhwc_shape(&shape)
         } else {
@@ -242,6 +250,12 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<Model, OnnxError> {
                 "input `{n}`: NCHW {} is taken as NHWC {}",
                 join_x(&shape),
                 join_x(&phys)
+            ));
+        }
+        if integer {
+            im.layout.push(format!(
+                "input `{n}`: integer {} is taken as f32 values",
+                join_x(&shape)
             ));
         }
         im.vals.insert(
@@ -257,6 +271,7 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<Model, OnnxError> {
             layer: id,
             onnx_shape: shape,
             nhwc,
+            integer,
         });
     }
     for (k, node) in nodes.iter().enumerate() {
@@ -279,6 +294,7 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<Model, OnnxError> {
                     layer: a.id,
                     onnx_shape: a.shape.clone(),
                     nhwc: a.nhwc,
+                    integer: false,
                 })
             }
             Some(Val::Const(_)) => {
@@ -460,7 +476,11 @@ fn fold_batch_norms(
         .collect())
 }
 
-/// An activation: a layer's output with its ONNX shape.
+/// An activation: a layer's output with its ONNX shape. A plain (not NHWC) activation's
+/// buffer is its ONNX tensor in row-major order, whatever the layer's shape: an ONNX
+/// `Reshape` changes only `shape` (no layer), and a view is added only where a layer needs
+/// the shape (so element-wise ops stay fused with their producer, as in the built-in
+/// networks).
 #[derive(Clone, Debug)]
 struct Act {
     id: LayerId,
@@ -468,16 +488,6 @@ struct Act {
     shape: Vec<i64>,
     /// Held as NHWC (4-D only).
     nhwc: bool,
-}
-
-impl Act {
-    fn phys(&self) -> Vec<i64> {
-        if self.nhwc {
-            to_nhwc_shape(&self.shape)
-        } else {
-            self.shape.clone()
-        }
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -809,8 +819,6 @@ impl Importer {
                 let shape = a.shape.clone();
                 let flat = self.view(&cx, &a, vec![rows, n])?;
                 let id = self.add(&cx, &name, Layer::Softmax, &[flat])?;
-                let out = Act { id, shape: vec![rows, n], nhwc: false };
-                let id = self.view(&cx, &out, shape.clone())?;
                 self.set(&cx, Val::Act(Act { id, shape, nhwc: false }));
             }
             "LayerNormalization" => {
@@ -837,8 +845,6 @@ impl Importer {
                 let id = self.add(&cx, &name, Layer::LayerNorm { eps }, &[flat])?;
                 self.weight(id, "gamma", vec![n], gamma.to_f32())?;
                 self.weight(id, "beta", vec![n], beta)?;
-                let out = Act { id, shape: vec![rows, n], nhwc: false };
-                let id = self.view(&cx, &out, shape.clone())?;
                 self.set(&cx, Val::Act(Act { id, shape, nhwc: false }));
             }
             "Transpose" => {
@@ -859,10 +865,43 @@ impl Importer {
                 };
                 if phys.iter().enumerate().all(|(i, &p)| i == p) {
                     self.set(&cx, Val::Act(Act { id: a.id, shape, nhwc: false }));
+                } else if !a.nhwc {
+                    self.transpose_plain(&cx, a, &perm, shape)?;
                 } else {
                     let id = self.add(&cx, &name, Layer::Transpose(phys), &[a.id])?;
                     self.set(&cx, Val::Act(Act { id, shape, nhwc: false }));
                 }
+            }
+            "Sigmoid" | "Tanh" => {
+                let a = self.act(&cx, 0)?;
+                let layer = if op == "Sigmoid" { Layer::Sigmoid } else { Layer::Tanh };
+                let id = self.add(&cx, &name, layer, &[a.id])?;
+                self.set(&cx, Val::Act(Act { id, ..a }));
+            }
+            "Gelu" => {
+                let a = self.act(&cx, 0)?;
+                let approx = attr_s(node, "approximate").unwrap_or_else(|| "none".into());
+                let layer = match approx.as_str() {
+                    "none" => Layer::GeluErf,
+                    "tanh" => Layer::Gelu,
+                    other => return Err(cx.attr_err("approximate", other, "expected none or tanh")),
+                };
+                let id = self.add(&cx, &name, layer, &[a.id])?;
+                self.set(&cx, Val::Act(Act { id, ..a }));
+            }
+            "AveragePool" => self.avg_pool(&cx)?,
+            "ConvTranspose" => self.conv_transpose(&cx)?,
+            "Concat" => self.concat(&cx)?,
+            "Slice" => self.slice(&cx)?,
+            "Split" => self.split(&cx)?,
+            "Gather" => self.gather(&cx)?,
+            "ReduceMean" | "Pow" | "Sqrt" => {
+                return Err(OnnxError::UnsupportedOperator {
+                    op: op.into(),
+                    node: name,
+                    opset: self.opset,
+                    detail: ": Tessel maps ReduceMean, Pow and Sqrt only as parts of a layer norm over the last axis in the form PyTorch exports it (ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt, Div, then Mul gamma and Add beta)".into(),
+                })
             }
             "BatchNormalization" => {
                 return Err(OnnxError::UnsupportedOperator {
@@ -887,7 +926,7 @@ impl Importer {
     /// A reshape view of `a` (its physical buffer) to `shape`; the same id when nothing
     /// changes.
     fn view(&mut self, cx: &Cx, a: &Act, shape: Vec<i64>) -> Result<LayerId, OnnxError> {
-        if a.phys() == shape {
+        if self.b.shape(a.id) == shape.as_slice() {
             return Ok(a.id);
         }
         let name = format!("{}.reshape", cx.name);
@@ -902,25 +941,27 @@ impl Importer {
         } else {
             Act { nhwc: false, ..a }
         };
-        let keep_matmul = self.matmul_dense.get(&a.id).cloned();
-        let id = if a.shape == shape {
-            a.id
-        } else {
-            let name = format!("{}.reshape", cx.name);
-            self.add(cx, &name, Layer::Reshape(shape.clone()), &[a.id])?
-        };
-        if let Some(d) = keep_matmul {
-            self.matmul_dense.insert(id, d);
-        }
         self.set(
             cx,
             Val::Act(Act {
-                id,
+                id: a.id,
                 shape,
                 nhwc: false,
             }),
         );
         Ok(())
+    }
+
+    /// The shape of the buffer that holds `a`.
+    fn phys(&self, a: &Act) -> Vec<i64> {
+        self.b.shape(a.id).to_vec()
+    }
+
+    /// A plain activation whose layer has its ONNX shape (a view when it has another).
+    fn materialize(&mut self, cx: &Cx, a: Act) -> Result<Act, OnnxError> {
+        let a = self.as_plain(cx, a)?;
+        let id = self.view(cx, &a, a.shape.clone())?;
+        Ok(Act { id, ..a })
     }
 
     /// An NHWC activation as a plain (NCHW) one, by a transpose layer.
@@ -951,6 +992,7 @@ impl Importer {
         if a.shape.len() != 4 {
             return Err(cx.invalid(format!("needs a 4-D NCHW input, got shape {:?}", a.shape)));
         }
+        let a = self.materialize(cx, a)?;
         let name = format!("{}.to_nhwc", cx.name);
         let id = self.add(cx, &name, Layer::Transpose(vec![0, 2, 3, 1]), &[a.id])?;
         self.layout.push(format!(
@@ -1348,6 +1390,7 @@ impl Importer {
         if a.shape.len() != 2 {
             return Err(cx.invalid(format!("A must be 2-D, got {:?}", a.shape)));
         }
+        let a = self.materialize(cx, a)?;
         if attr_i(node, "transA", 0) != 0 {
             return Err(cx.attr_err("transA", "1", "Tessel's dense layer reads A as is"));
         }
@@ -1427,18 +1470,12 @@ impl Importer {
                 self.weight(id, "bias", vec![units], vec![0.0; units as usize])?;
                 let mut shape = a.shape.clone();
                 *shape.last_mut().unwrap_or(&mut 0) = units;
-                let out = Act {
-                    id,
-                    shape: vec![rows, units],
-                    nhwc: false,
-                };
-                let vid = self.view(cx, &out, shape.clone())?;
                 let lname = self.b_name(id);
-                self.matmul_dense.insert(vid, lname);
+                self.matmul_dense.insert(id, lname);
                 self.set(
                     cx,
                     Val::Act(Act {
-                        id: vid,
+                        id,
                         shape,
                         nhwc: false,
                     }),
@@ -1464,16 +1501,10 @@ impl Importer {
                 let id = self.add(cx, &name, Layer::BatchMatmul, &[x, y])?;
                 let mut shape = a.shape.clone();
                 shape[ra - 1] = m;
-                let out = Act {
-                    id,
-                    shape: vec![batch, n, m],
-                    nhwc: false,
-                };
-                let vid = self.view(cx, &out, shape.clone())?;
                 self.set(
                     cx,
                     Val::Act(Act {
-                        id: vid,
+                        id,
                         shape,
                         nhwc: false,
                     }),
@@ -1507,6 +1538,15 @@ impl Importer {
                     (a, b)
                 } else {
                     (self.as_nhwc(cx, a)?, self.as_nhwc(cx, b)?)
+                };
+                // Plain buffers of one ONNX shape hold the same row-major data: view the
+                // second as the first's layer shape.
+                let b = if self.phys(&a) == self.phys(&b) {
+                    b
+                } else {
+                    let pa = self.phys(&a);
+                    let id = self.view(cx, &b, pa)?;
+                    Act { id, ..b }
                 };
                 // Fusion joins an add to its first input's task: put first the operand
                 // that only this add reads.
@@ -1561,7 +1601,12 @@ impl Importer {
                 if op == "Sub" && swapped {
                     return Err(unsupported("of a computed tensor from a constant"));
                 }
-                let channels = *a.phys().last().unwrap_or(&1);
+                let a = if !a.nhwc && self.phys(&a).last() != a.shape.last() {
+                    self.materialize(cx, a)?
+                } else {
+                    a
+                };
+                let channels = *self.phys(&a).last().unwrap_or(&1);
                 // The constant's axis that the bias runs along: NCHW channel or last.
                 let chan_axis = if a.nhwc { 1 } else { a.shape.len() - 1 };
                 let r = a.shape.len();
@@ -1573,10 +1618,7 @@ impl Importer {
                     .enumerate()
                     .all(|(i, &d)| d == 1 || i == chan_axis);
                 if !per_channel {
-                    return Err(unsupported(&format!(
-                        "adding a constant of shape {:?} that is not per channel",
-                        c.shape
-                    )));
+                    return self.add_const(cx, a, c, op == "Sub");
                 }
                 let mut v = c.to_f32();
                 if v.len() == 1 {
@@ -1695,5 +1737,541 @@ fn squeeze_shape(shape: &[i64], axes: &[i64], insert: bool) -> Option<Vec<i64>> 
                 .map(|(_, &d)| d)
                 .collect(),
         )
+    }
+}
+
+/// ONNX `Slice` bounds on an axis of extent `d`: the first index and the number of
+/// elements (0 when empty).
+fn slice_bounds(d: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
+    let norm = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
+    let (s, e) = (norm(start), norm(end));
+    if step > 0 {
+        let (s, e) = (s.clamp(0, d), e.clamp(0, d));
+        (s, ((e - s).max(0) + step - 1) / step)
+    } else {
+        let (s, e) = (s.clamp(0, d - 1), e.clamp(-1, d - 1));
+        (s, ((s - e).max(0) + (-step) - 1) / (-step))
+    }
+}
+
+impl Importer {
+    /// Sets output `k` of the node.
+    fn set_output(&mut self, cx: &Cx, k: usize, v: Val) {
+        if let Some(o) = cx.node.output.get(k).filter(|o| !o.is_empty()) {
+            self.vals.insert(o.clone(), v);
+        }
+    }
+
+    /// A transpose of a plain activation: attention's head split (`[0, 2, 1, 3]` or
+    /// `[0, 2, 3, 1]` of `(batch, seq, heads, dim)`) and head merge (`[0, 2, 1, 3]` of a batch
+    /// matmul's `(batch, heads, seq, dim)`) become the built-in BERT's layers, so that they
+    /// fuse the same way; any other permutation is a transpose layer.
+    fn transpose_plain(
+        &mut self,
+        cx: &Cx,
+        a: Act,
+        perm: &[usize],
+        shape: Vec<i64>,
+    ) -> Result<(), OnnxError> {
+        let name = cx.name.clone();
+        let s = a.shape.clone();
+        let heads_perm = perm == [0, 2, 1, 3] || perm == [0, 2, 3, 1];
+        let id = if s.len() == 4 && heads_perm {
+            if perm == [0, 2, 1, 3] && self.phys(&a) == [s[0] * s[1], s[2], s[3]] {
+                self.add(cx, &name, Layer::MergeHeads { heads: s[1] }, &[a.id])?
+            } else {
+                let flat = self.view(cx, &a, vec![s[0] * s[1], s[2] * s[3]])?;
+                let layer = Layer::SplitHeads {
+                    heads: s[2],
+                    seq: s[1],
+                    transpose: perm[3] == 1,
+                };
+                self.add(cx, &name, layer, &[flat])?
+            }
+        } else {
+            let a = self.materialize(cx, a)?;
+            self.add(cx, &name, Layer::Transpose(perm.to_vec()), &[a.id])?
+        };
+        self.set(
+            cx,
+            Val::Act(Act {
+                id,
+                shape,
+                nhwc: false,
+            }),
+        );
+        Ok(())
+    }
+
+    /// `a + c` (`a - c` when `negate`) for a constant `c` that broadcasts to `a`'s shape but
+    /// is not per channel (position embeddings): an [`Layer::AddConst`] with `c` expanded.
+    fn add_const(&mut self, cx: &Cx, a: Act, c: &Const, negate: bool) -> Result<(), OnnxError> {
+        let n: i64 = a.shape.iter().product();
+        let zeros = Const::floats(a.shape.clone(), vec![0.0; n as usize]);
+        let full = tensor::binary("Add", &zeros, c).ok_or_else(|| {
+            cx.invalid(format!("{:?} does not broadcast to {:?}", c.shape, a.shape))
+        })?;
+        let full = if a.nhwc {
+            tensor::transpose(&full, &[0, 2, 3, 1])
+        } else {
+            full
+        };
+        let mut data = full.to_f32();
+        if negate {
+            data.iter_mut().for_each(|x| *x = -*x);
+        }
+        let name = cx.name.clone();
+        let id = self.add(cx, &name, Layer::AddConst, &[a.id])?;
+        let phys = self.phys(&a);
+        self.weight(id, "constant", phys, data)?;
+        self.set(cx, Val::Act(Act { id, ..a }));
+        Ok(())
+    }
+
+    fn avg_pool(&mut self, cx: &Cx) -> Result<(), OnnxError> {
+        let node = cx.node;
+        let a = self.as_nhwc(cx, self.act(cx, 0)?)?;
+        let ks =
+            attr_ints(node, "kernel_shape").ok_or_else(|| cx.invalid("has no kernel_shape"))?;
+        let kernel = square(cx, "kernel_shape", &ks, "window")?;
+        let strides = attr_ints(node, "strides").unwrap_or_else(|| vec![1, 1]);
+        let stride = square(cx, "strides", &strides, "stride")?;
+        let dil = attr_ints(node, "dilations").unwrap_or_else(|| vec![1, 1]);
+        if dil.iter().any(|&d| d != 1) {
+            return Err(cx.attr_err(
+                "dilations",
+                show(&dil),
+                "Tessel's average pool has dilation 1",
+            ));
+        }
+        if attr_i(node, "ceil_mode", 0) != 0 {
+            return Err(cx.attr_err(
+                "ceil_mode",
+                "1",
+                "Tessel's average pool rounds the output size down",
+            ));
+        }
+        let count_include_pad = match attr_i(node, "count_include_pad", 0) {
+            0 => false,
+            1 => true,
+            v => return Err(cx.attr_err("count_include_pad", v.to_string(), "expected 0 or 1")),
+        };
+        let pads = window_pads(
+            cx,
+            [a.shape[2], a.shape[3]],
+            [kernel; 2],
+            [stride; 2],
+            [1, 1],
+        )?;
+        if pads.iter().any(|&p| p != pads[0]) {
+            return Err(cx.attr_err(
+                "pads",
+                show(pads),
+                "Tessel's average pool pads every side equally",
+            ));
+        }
+        let name = cx.name.clone();
+        let layer = Layer::AvgPool2d {
+            kernel,
+            stride,
+            pad: pads[0],
+            count_include_pad,
+        };
+        let id = self.add(cx, &name, layer, &[a.id])?;
+        let shape = self.logical_nhwc(id);
+        self.set(
+            cx,
+            Val::Act(Act {
+                id,
+                shape,
+                nhwc: true,
+            }),
+        );
+        Ok(())
+    }
+
+    fn conv_transpose(&mut self, cx: &Cx) -> Result<(), OnnxError> {
+        let node = cx.node;
+        let a = self.as_nhwc(cx, self.act(cx, 0)?)?;
+        let w = self.konst(cx, 1)?;
+        if w.shape.len() != 4 {
+            return Err(cx.invalid(format!(
+                "only 2-D transposed convolutions are supported; the weight has shape {:?}",
+                w.shape
+            )));
+        }
+        let group = attr_i(node, "group", 1);
+        if group != 1 {
+            return Err(cx.attr_err(
+                "group",
+                group.to_string(),
+                "Tessel's transposed convolution has groups 1",
+            ));
+        }
+        let (ci, co, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
+        if ci != a.shape[1] {
+            return Err(cx.invalid(format!(
+                "weight {:?} does not fit {} input channels",
+                w.shape, a.shape[1]
+            )));
+        }
+        let ks = attr_ints(node, "kernel_shape").unwrap_or_else(|| vec![kh, kw]);
+        if ks != [kh, kw] {
+            return Err(cx.attr_err("kernel_shape", show(&ks), "does not match the weight"));
+        }
+        let kernel = square(cx, "kernel_shape", &ks, "kernel")?;
+        let strides = attr_ints(node, "strides").unwrap_or_else(|| vec![1, 1]);
+        let stride = square(cx, "strides", &strides, "stride")?;
+        let dil = attr_ints(node, "dilations").unwrap_or_else(|| vec![1, 1]);
+        if dil.iter().any(|&d| d != 1) {
+            return Err(cx.attr_err(
+                "dilations",
+                show(&dil),
+                "Tessel's transposed convolution has dilation 1",
+            ));
+        }
+        let auto = attr_s(node, "auto_pad").unwrap_or_default();
+        if !(auto.is_empty() || auto == "NOTSET") {
+            return Err(cx.attr_err(
+                "auto_pad",
+                auto,
+                "Tessel maps a transposed convolution with explicit pads only",
+            ));
+        }
+        if let Some(os) = attr_ints(node, "output_shape") {
+            return Err(cx.attr_err(
+                "output_shape",
+                show(&os),
+                "give pads and output_padding instead",
+            ));
+        }
+        let pads = attr_ints(node, "pads").unwrap_or_else(|| vec![0; 4]);
+        if pads.len() != 4 || pads.iter().any(|&p| p != pads[0]) {
+            return Err(cx.attr_err(
+                "pads",
+                show(&pads),
+                "Tessel's transposed convolution pads every side equally",
+            ));
+        }
+        let pad = pads[0];
+        if pad < 0 || pad > kernel - 1 {
+            return Err(cx.attr_err(
+                "pads",
+                show(&pads),
+                &format!("must be between 0 and kernel - 1 = {}", kernel - 1),
+            ));
+        }
+        let op_pad = attr_ints(node, "output_padding").unwrap_or_else(|| vec![0, 0]);
+        let output_padding = match op_pad.as_slice() {
+            [x, y] if x == y && *x >= 0 && *x < stride => *x,
+            _ => {
+                return Err(cx.attr_err(
+                    "output_padding",
+                    show(&op_pad),
+                    &format!("Tessel takes one value for both axes, below the stride {stride}"),
+                ))
+            }
+        };
+        let bias = if self.has_input(cx, 2) {
+            Some(self.konst(cx, 2)?)
+        } else {
+            None
+        };
+        let name = cx.name.clone();
+        let layer = Layer::ConvTranspose2d {
+            out_channels: co,
+            kernel,
+            stride,
+            pad,
+            output_padding,
+        };
+        let id = self.add(cx, &name, layer, &[a.id])?;
+        // (CI, CO, kh, kw) -> (kh, kw, CI, CO)
+        let wt = tensor::transpose(&w, &[2, 3, 0, 1]);
+        self.weight(id, "weight", vec![kh, kw, ci, co], wt.to_f32())?;
+        let mut out = id;
+        if let Some(b) = bias {
+            if b.len() != co as usize {
+                return Err(cx.invalid(format!(
+                    "bias has {} values, the convolution {co} outputs",
+                    b.len()
+                )));
+            }
+            out = self.add(cx, &format!("{name}.bias"), Layer::BiasAdd, &[id])?;
+            self.weight(out, "bias", vec![co], b.to_f32())?;
+        }
+        let shape = self.logical_nhwc(out);
+        self.set(
+            cx,
+            Val::Act(Act {
+                id: out,
+                shape,
+                nhwc: true,
+            }),
+        );
+        Ok(())
+    }
+
+    fn concat(&mut self, cx: &Cx) -> Result<(), OnnxError> {
+        let mut acts = Vec::new();
+        for k in 0..cx.node.input.len() {
+            if !self.has_input(cx, k) {
+                continue;
+            }
+            match self.input(cx, k)? {
+                Val::Act(a) => acts.push(a.clone()),
+                Val::Const(_) => {
+                    return Err(cx.invalid(format!(
+                        "input {k} (`{}`) is a constant: Tessel concatenates computed tensors only",
+                        cx.node.input[k]
+                    )))
+                }
+            }
+        }
+        let r = acts.first().map_or(0, |a| a.shape.len());
+        let ax_attr = attr_i(cx.node, "axis", 0);
+        let axis = tensor::axis(ax_attr, r)
+            .ok_or_else(|| cx.attr_err("axis", ax_attr.to_string(), "out of range"))?;
+        if acts.iter().any(|a| a.shape.len() != r) {
+            return Err(cx.invalid("inputs of different ranks"));
+        }
+        let nhwc = acts.iter().all(|a| a.nhwc);
+        let mut ids = Vec::new();
+        let mut plain = Vec::new();
+        for a in acts {
+            let a = if nhwc { a } else { self.materialize(cx, a)? };
+            ids.push(a.id);
+            plain.push(a);
+        }
+        let mut shape = plain[0].shape.clone();
+        shape[axis] = plain.iter().map(|a| a.shape[axis]).sum();
+        let phys_axis = if nhwc { NCHW_TO_PHYS[axis] } else { axis };
+        let name = cx.name.clone();
+        let layer = Layer::Concat {
+            axis: phys_axis,
+            inputs: ids.len(),
+        };
+        let id = self.add(cx, &name, layer, &ids)?;
+        self.set(cx, Val::Act(Act { id, shape, nhwc }));
+        Ok(())
+    }
+
+    /// Slices `a` along ONNX axis `axis` (`len` elements from `start` by `step`, given as
+    /// `(start, step, len)`); the same
+    /// activation when nothing is cut.
+    fn slice_axis(
+        &mut self,
+        cx: &Cx,
+        name: &str,
+        a: Act,
+        axis: usize,
+        (start, step, len): (i64, i64, i64),
+    ) -> Result<Act, OnnxError> {
+        if start == 0 && step == 1 && len == a.shape[axis] {
+            return Ok(a);
+        }
+        if len < 1 {
+            return Err(cx.invalid(format!(
+                "the slice of axis {axis} of {:?} is empty",
+                a.shape
+            )));
+        }
+        let a = if a.nhwc { a } else { self.materialize(cx, a)? };
+        let phys_axis = if a.nhwc { NCHW_TO_PHYS[axis] } else { axis };
+        let layer = Layer::Slice {
+            axis: phys_axis,
+            start,
+            step,
+            len,
+        };
+        let id = self.add(cx, name, layer, &[a.id])?;
+        let mut shape = a.shape.clone();
+        shape[axis] = len;
+        Ok(Act { id, shape, ..a })
+    }
+
+    fn slice(&mut self, cx: &Cx) -> Result<(), OnnxError> {
+        let node = cx.node;
+        let mut a = self.act(cx, 0)?;
+        let r = a.shape.len();
+        let list = |k: usize, at: &str| -> Result<Option<Vec<i64>>, OnnxError> {
+            if self.opset >= 10 {
+                if self.has_input(cx, k) {
+                    Ok(Some(self.konst(cx, k)?.to_i64()))
+                } else {
+                    Ok(None)
+                }
+            } else {
+                Ok(attr_ints(node, at))
+            }
+        };
+        let starts = list(1, "starts")?.ok_or_else(|| cx.invalid("has no starts"))?;
+        let ends = list(2, "ends")?.ok_or_else(|| cx.invalid("has no ends"))?;
+        let axes = list(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+        let steps = if self.opset >= 10 {
+            list(4, "steps")?.unwrap_or_else(|| vec![1; starts.len()])
+        } else {
+            vec![1; starts.len()]
+        };
+        if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+            return Err(cx.invalid(format!(
+                "starts {starts:?}, ends {ends:?}, axes {axes:?} and steps {steps:?} differ in length"
+            )));
+        }
+        for k in 0..starts.len() {
+            let axis = tensor::axis(axes[k], r).ok_or_else(|| {
+                cx.attr_err("axes", show(&axes), &format!("out of range for rank {r}"))
+            })?;
+            if steps[k] == 0 {
+                return Err(cx.attr_err("steps", show(&steps), "a step of 0"));
+            }
+            let (start, len) = slice_bounds(a.shape[axis], starts[k], ends[k], steps[k]);
+            let name = if k == 0 {
+                cx.name.clone()
+            } else {
+                format!("{}.{k}", cx.name)
+            };
+            a = self.slice_axis(cx, &name, a, axis, (start, steps[k], len))?;
+        }
+        self.set(cx, Val::Act(a));
+        Ok(())
+    }
+
+    fn split(&mut self, cx: &Cx) -> Result<(), OnnxError> {
+        let node = cx.node;
+        let a = self.act(cx, 0)?;
+        let r = a.shape.len();
+        let ax_attr = attr_i(node, "axis", 0);
+        let axis = tensor::axis(ax_attr, r)
+            .ok_or_else(|| cx.attr_err("axis", ax_attr.to_string(), "out of range"))?;
+        let d = a.shape[axis];
+        let n = node.output.len();
+        let given = if self.opset >= 13 {
+            if self.has_input(cx, 1) {
+                Some(self.konst(cx, 1)?.to_i64())
+            } else {
+                None
+            }
+        } else {
+            attr_ints(node, "split")
+        };
+        let sizes = match given {
+            Some(s) => {
+                if s.len() != n || s.iter().any(|&v| v < 1) || s.iter().sum::<i64>() != d {
+                    return Err(cx.attr_err(
+                        "split",
+                        show(&s),
+                        &format!("must give {n} positive sizes adding up to {d}"),
+                    ));
+                }
+                s
+            }
+            None => {
+                let parts = attr(node, "num_outputs").map_or(n as i64, |v| v.i);
+                if parts != n as i64 || parts < 1 {
+                    return Err(cx.attr_err(
+                        "num_outputs",
+                        parts.to_string(),
+                        &format!("the node has {n} outputs"),
+                    ));
+                }
+                let each = (d + parts - 1) / parts;
+                let mut s = vec![each; n];
+                s[n - 1] = d - each * (parts - 1);
+                if s[n - 1] < 1 {
+                    return Err(cx.invalid(format!("cannot split {d} into {n} parts")));
+                }
+                s
+            }
+        };
+        let mut start = 0;
+        for (k, &len) in sizes.iter().enumerate() {
+            let name = format!("{}.{k}", cx.name);
+            let part = self.slice_axis(cx, &name, a.clone(), axis, (start, 1, len))?;
+            self.set_output(cx, k, Val::Act(part));
+            start += len;
+        }
+        Ok(())
+    }
+
+    fn gather(&mut self, cx: &Cx) -> Result<(), OnnxError> {
+        let node = cx.node;
+        let ax_attr = attr_i(node, "axis", 0);
+        let name = cx.name.clone();
+        match (self.input(cx, 0)?.clone(), self.input(cx, 1)?.clone()) {
+            (Val::Const(table), Val::Act(ids)) => {
+                if table.shape.len() != 2 || tensor::axis(ax_attr, 2) != Some(0) {
+                    return Err(OnnxError::UnsupportedOperator {
+                        op: "Gather".into(),
+                        node: name,
+                        opset: self.opset,
+                        detail: format!(
+                            ": of a constant of shape {:?} along axis {ax_attr} by computed indices (Tessel maps an embedding lookup: axis 0 of a 2-D table)",
+                            table.shape
+                        ),
+                    });
+                }
+                let (vocab, dim) = (table.shape[0], table.shape[1]);
+                let ids = self.as_plain(cx, ids)?;
+                let id = self.add(cx, &name, Layer::Embedding { vocab, dim }, &[ids.id])?;
+                self.weight(id, "table", vec![vocab, dim], table.to_f32())?;
+                let mut shape = ids.shape.clone();
+                shape.push(dim);
+                self.set(
+                    cx,
+                    Val::Act(Act {
+                        id,
+                        shape,
+                        nhwc: false,
+                    }),
+                );
+            }
+            (Val::Act(a), Val::Const(idx)) => {
+                let r = a.shape.len();
+                let axis = tensor::axis(ax_attr, r)
+                    .ok_or_else(|| cx.attr_err("axis", ax_attr.to_string(), "out of range"))?;
+                let d = a.shape[axis];
+                let norm = |v: i64| if v < 0 { v + d } else { v };
+                let v: Vec<i64> = idx.to_i64().into_iter().map(norm).collect();
+                if v.iter().any(|&i| i < 0 || i >= d) {
+                    return Err(cx.invalid(format!(
+                        "index {v:?} out of range for axis {axis} of {:?}",
+                        a.shape
+                    )));
+                }
+                let consecutive = v.windows(2).all(|w| w[1] == w[0] + 1) && !v.is_empty();
+                if idx.shape.len() > 1 || !consecutive {
+                    return Err(OnnxError::UnsupportedOperator {
+                        op: "Gather".into(),
+                        node: name,
+                        opset: self.opset,
+                        detail: format!(
+                            ": of a computed tensor by indices {v:?} of shape {:?} (Tessel maps a single index or consecutive indices, as a slice)",
+                            idx.shape
+                        ),
+                    });
+                }
+                let part = self.slice_axis(cx, &name, a, axis, (v[0], 1, v.len() as i64))?;
+                if idx.shape.is_empty() {
+                    let mut shape = part.shape.clone();
+                    shape.remove(axis);
+                    self.reshape_to(cx, part, shape)?;
+                } else {
+                    self.set(cx, Val::Act(part));
+                }
+            }
+            (Val::Act(_), Val::Act(_)) => {
+                return Err(OnnxError::UnsupportedOperator {
+                    op: "Gather".into(),
+                    node: name,
+                    opset: self.opset,
+                    detail: ": of a computed tensor by computed indices".into(),
+                })
+            }
+            (Val::Const(_), Val::Const(_)) => {
+                return Err(cx.invalid("both inputs are constants but could not be computed"))
+            }
+        }
+        Ok(())
     }
 }

@@ -26,6 +26,7 @@
 
 mod error;
 mod import;
+mod patterns;
 pub mod proto;
 mod tensor;
 

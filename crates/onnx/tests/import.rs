@@ -348,32 +348,439 @@ fn transformer_encoder_with_erf_gelu_matches_onnxruntime() {
     let model = check_against_onnxruntime("encoder", &ImportOptions::default(), 1e-4);
     let tasks = networks::extract_tasks(&model.network).unwrap();
     let kinds: Vec<&str> = tasks.iter().map(|t| t.kind.as_str()).collect();
-    // Bias Adds are folded into the MatMuls' dense layers and the exact GELU (Div, Erf,
-    // Add, Mul, Mul) fuses into one task. The reshape views around rank-3 and rank-4
-    // matmuls keep the scaling and the residual Add out of their producers' tasks (the
-    // built-in BERT, 2-D throughout, fuses them).
+    // Bias Adds fold into the MatMuls' dense layers; Reshape is no layer, so the head
+    // split/merge transposes become the built-in BERT's split_heads / merge_heads and fuse
+    // into the dense and batch matmul before them, the scaling joins the scores' batch
+    // matmul and the residual Adds their dense layers; the exact GELU (Div, Erf, Add, Mul,
+    // Mul) is one gelu_erf epilogue: the fusion of `tessel tasks bert-base`.
     assert_eq!(
         kinds,
         [
-            "dense",
-            "transpose",
-            "transpose",
-            "batch_matmul",
-            "mul",
+            "dense+split_heads",
+            "dense+split_heads",
+            "batch_matmul+mul",
             "softmax",
-            "transpose",
-            "add",
+            "batch_matmul+merge_heads",
+            "dense+add",
             "layer_norm",
-            "dense",
-            "mul+erf+bias+multiply+mul",
-            "dense"
+            "dense+gelu_erf",
+            "dense+add"
         ]
     );
-    // 6 dense, 4 transposes, 2 batch matmuls, 2 residual adds, 2 layer norms, 3 more.
-    assert_eq!(tasks.iter().map(|t| t.weight).sum::<usize>(), 19);
+    // Q and V (one task), K (keys transposed), 2 batch matmuls, softmax, output dense,
+    // 2 layer norms, the two FFN denses.
+    let weights: Vec<usize> = tasks.iter().map(|t| t.weight).collect();
+    assert_eq!(weights, [2, 1, 1, 1, 1, 1, 2, 1, 1]);
+    assert_eq!(tasks[1].name, "dense:n=8,in=16,out=16+split_heads2t");
     assert!(
         model.layout_changes.is_empty(),
         "{:?}",
         model.layout_changes
+    );
+}
+
+fn kinds(model: &Model) -> Vec<String> {
+    networks::extract_tasks(&model.network)
+        .unwrap()
+        .iter()
+        .map(|t| t.kind.clone())
+        .collect()
+}
+
+#[test]
+fn sigmoid_tanh_average_pools_and_concat_match_onnxruntime() {
+    // Average pools with count_include_pad 0 and 1 over a padded 9x9 input (the border
+    // windows hold 4 or 6 of 9 elements), concatenated along NCHW channels (NHWC axis 3).
+    let model = check_against_onnxruntime("pool_activations", &ImportOptions::default(), 1e-4);
+    assert_eq!(
+        kinds(&model),
+        [
+            "conv2d+bias+tanh",
+            "avg_pool2d+concat",
+            "conv2d+sigmoid",
+            "avg_pool2d"
+        ]
+    );
+    let net = &model.network;
+    let pools: Vec<&Layer> = net
+        .layers()
+        .map(|id| &net.node(id).layer)
+        .filter(|l| matches!(l, Layer::AvgPool2d { .. }))
+        .collect();
+    assert_eq!(
+        pools,
+        [
+            &Layer::AvgPool2d {
+                kernel: 3,
+                stride: 2,
+                pad: 1,
+                count_include_pad: false
+            },
+            &Layer::AvgPool2d {
+                kernel: 3,
+                stride: 2,
+                pad: 1,
+                count_include_pad: true
+            }
+        ]
+    );
+    assert_eq!(net.node(model.outputs[0].layer).shape, [1, 5, 5, 8]);
+}
+
+#[test]
+fn conv_transpose_with_output_padding_matches_onnxruntime() {
+    let model = check_against_onnxruntime("conv_transpose", &ImportOptions::default(), 1e-4);
+    let tasks = networks::extract_tasks(&model.network).unwrap();
+    let kinds: Vec<&str> = tasks.iter().map(|t| t.kind.as_str()).collect();
+    assert_eq!(kinds, ["conv2d_transpose+bias+relu", "conv2d_transpose"]);
+    // Without output padding it is the registry's t2d workload: the same DAG.
+    let spec = "t2d:n=1,h=10,w=10,ci=3,co=2,kernel=2,stride=2,pad=0";
+    assert_eq!(tasks[1].spec.as_deref(), Some(spec));
+    let registry = tessel_workloads::lookup(spec).unwrap();
+    assert_eq!(registry.dag.workload_key(), tasks[1].workload_key());
+}
+
+#[test]
+fn split_concat_and_slices_match_onnxruntime() {
+    // Opset 13: Split sizes as an input, a reversing Slice (step -1), a strided Slice.
+    let model = check_against_onnxruntime("split_slice", &ImportOptions::default(), 1e-5);
+    assert_eq!(
+        kinds(&model),
+        ["dense", "slice+concat+slice", "slice", "slice+slice"]
+    );
+    let reverse = model.network.find("reverse").unwrap();
+    assert_eq!(
+        model.network.node(reverse).layer,
+        Layer::Slice {
+            axis: 1,
+            start: 5,
+            step: -1,
+            len: 6
+        }
+    );
+    // Opset 11: the split attribute on NCHW channels (NHWC axis 3), Slice of H (axis 1).
+    let model = check_against_onnxruntime("split_opset11", &ImportOptions::default(), 1e-5);
+    assert_eq!(
+        kinds(&model),
+        ["conv2d", "slice+relu+slice", "slice+slice+concat"]
+    );
+    let part = model.network.find("split.1").unwrap();
+    assert_eq!(
+        model.network.node(part).layer,
+        Layer::Slice {
+            axis: 3,
+            start: 3,
+            step: 1,
+            len: 5
+        }
+    );
+}
+
+#[test]
+fn bert_like_encoder_as_torch_exports_it_matches_onnxruntime() {
+    // Token ids (int64) through Gather embeddings, constant position and token-type
+    // embeddings, decomposed layer norms, fused QKV split in three, erf GELU, pooler.
+    let model = check_against_onnxruntime("bert_tiny", &ImportOptions::default(), 1e-4);
+    assert!(model.inputs[0].integer);
+    assert_eq!(
+        model.layout_changes,
+        ["input `input_ids`: integer 1x8 is taken as f32 values"]
+    );
+    assert_eq!(
+        kinds(&model),
+        [
+            "embedding+add_const+add_const",
+            "layer_norm",
+            "dense",
+            "slice",
+            "slice",
+            "slice",
+            "split_heads",
+            "split_heads",
+            "batch_matmul+mul",
+            "softmax",
+            "batch_matmul+merge_heads",
+            "dense+add",
+            "dense+gelu_erf",
+            "dense+add",
+            "slice",
+            "dense+tanh"
+        ]
+    );
+    // Every decomposed layer norm became one layer: 1 + 2 per encoder layer.
+    let net = &model.network;
+    let norms = net
+        .layers()
+        .filter(|&id| matches!(net.node(id).layer, Layer::LayerNorm { eps } if eps == 1e-12))
+        .count();
+    assert_eq!(norms, 5);
+    let gelus = net
+        .layers()
+        .filter(|&id| net.node(id).layer == Layer::GeluErf)
+        .count();
+    assert_eq!(gelus, 2);
+}
+
+#[test]
+fn bad_new_operators_name_the_attribute_or_operator() {
+    let none = ImportOptions::default();
+    assert_eq!(
+        err("bad_conv_transpose", &none),
+        "node `up` (ConvTranspose): unsupported group = 2: Tessel's transposed convolution has groups 1"
+    );
+    assert_eq!(
+        err("bad_avg_pool", &none),
+        "node `pool` (AveragePool): unsupported ceil_mode = 1: Tessel's average pool rounds the output size down"
+    );
+    assert_eq!(
+        err("bad_split", &none),
+        "node `split` (Split): unsupported split = [1, 2]: must give 2 positive sizes adding up to 4"
+    );
+    assert!(
+        err("bad_gather", &none).starts_with(
+            "unsupported operator `Gather` (node `pick`, opset 13): of a computed tensor by indices [0, 2]"
+        ),
+        "{}",
+        err("bad_gather", &none)
+    );
+    assert!(
+        err("bad_reduce_mean", &none).starts_with(
+            "unsupported operator `ReduceMean` (node `mean`, opset 13): Tessel maps ReduceMean, Pow and Sqrt only as parts of a layer norm"
+        ),
+        "{}",
+        err("bad_reduce_mean", &none)
+    );
+}
+
+/// Single-node models built in the test, for the attribute values each new operator refuses.
+mod build {
+    use prost::Message;
+    use tessel_onnx::proto::*;
+
+    pub fn vi(name: &str, shape: &[i64], elem: i32) -> ValueInfoProto {
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                tensor_type: Some(TypeProtoTensor {
+                    elem_type: elem,
+                    shape: Some(TensorShapeProto {
+                        dim: shape
+                            .iter()
+                            .map(|&d| Dimension {
+                                dim_value: Some(d),
+                                dim_param: None,
+                            })
+                            .collect(),
+                    }),
+                }),
+            }),
+        }
+    }
+
+    pub fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: 7,
+            ints: v.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    pub fn int(name: &str, v: i64) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: 2,
+            i: v,
+            ..Default::default()
+        }
+    }
+
+    pub fn string(name: &str, v: &str) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: 3,
+            s: v.as_bytes().to_vec(),
+            ..Default::default()
+        }
+    }
+
+    pub fn tensor(name: &str, shape: &[i64], ints: Option<Vec<i64>>) -> TensorProto {
+        let n: i64 = shape.iter().product();
+        let mut t = TensorProto {
+            name: name.into(),
+            dims: shape.to_vec(),
+            data_type: 1,
+            float_data: (0..n).map(|i| i as f32 * 0.01).collect(),
+            ..Default::default()
+        };
+        if let Some(v) = ints {
+            t.data_type = 7;
+            t.float_data.clear();
+            t.raw_data = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        }
+        t
+    }
+
+    /// A model of `op` on `x` (float, `shape`) and `more` initializers, output `y`.
+    pub fn model(
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<AttributeProto>,
+        x: ValueInfoProto,
+        inits: Vec<TensorProto>,
+        opset: i64,
+    ) -> Vec<u8> {
+        let node = NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            name: "n".into(),
+            op_type: op.into(),
+            attribute: attrs,
+            ..Default::default()
+        };
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: opset,
+            }],
+            producer_name: "test".into(),
+            graph: Some(GraphProto {
+                node: vec![node],
+                name: "g".into(),
+                initializer: inits,
+                input: vec![x],
+                output: outputs.iter().map(|o| vi(o, &[], 1)).collect(),
+            }),
+        }
+        .encode_to_vec()
+    }
+}
+
+#[test]
+fn every_new_operator_names_the_attribute_value_it_refuses() {
+    use build::*;
+    let x = || vi("x", &[1, 4, 5, 5], 1);
+    let e = |bytes: Vec<u8>| {
+        import(&bytes, &ImportOptions::default())
+            .unwrap_err()
+            .to_string()
+    };
+    let w = || vec![tensor("w", &[4, 2, 3, 3], None)];
+    let ct = |attrs| model("ConvTranspose", &["x", "w"], &["y"], attrs, x(), w(), 13);
+    assert_eq!(
+        e(ct(vec![ints("strides", &[2, 2]), ints("output_padding", &[2, 2])])),
+        "node `n` (ConvTranspose): unsupported output_padding = [2, 2]: Tessel takes one value for both axes, below the stride 2"
+    );
+    assert_eq!(
+        e(ct(vec![ints("output_shape", &[9, 9])])),
+        "node `n` (ConvTranspose): unsupported output_shape = [9, 9]: give pads and output_padding instead"
+    );
+    assert_eq!(
+        e(ct(vec![ints("pads", &[1, 1, 0, 0])])),
+        "node `n` (ConvTranspose): unsupported pads = [1, 1, 0, 0]: Tessel's transposed convolution pads every side equally"
+    );
+    assert_eq!(
+        e(ct(vec![ints("pads", &[3, 3, 3, 3])])),
+        "node `n` (ConvTranspose): unsupported pads = [3, 3, 3, 3]: must be between 0 and kernel - 1 = 2"
+    );
+    assert_eq!(
+        e(ct(vec![string("auto_pad", "SAME_UPPER")])),
+        "node `n` (ConvTranspose): unsupported auto_pad = SAME_UPPER: Tessel maps a transposed convolution with explicit pads only"
+    );
+    let pool = |attrs| model("AveragePool", &["x"], &["y"], attrs, x(), vec![], 13);
+    assert_eq!(
+        e(pool(vec![
+            ints("kernel_shape", &[3, 3]),
+            int("count_include_pad", 2)
+        ])),
+        "node `n` (AveragePool): unsupported count_include_pad = 2: expected 0 or 1"
+    );
+    assert_eq!(
+        e(pool(vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 0, 0])])),
+        "node `n` (AveragePool): unsupported pads = [1, 1, 0, 0]: Tessel's average pool pads every side equally"
+    );
+    assert_eq!(
+        e(pool(vec![ints("kernel_shape", &[3, 2])])),
+        "node `n` (AveragePool): unsupported kernel_shape = [3, 2]: Tessel's layers take a 2-D window equal on both axes"
+    );
+    assert_eq!(
+        e(model(
+            "Gelu",
+            &["x"],
+            &["y"],
+            vec![string("approximate", "fast")],
+            x(),
+            vec![],
+            20
+        )),
+        "node `n` (Gelu): unsupported approximate = fast: expected none or tanh"
+    );
+    let range = |name: &str, v: i64| tensor(name, &[1], Some(vec![v]));
+    let slice = model(
+        "Slice",
+        &["x", "s", "e", "a", "st"],
+        &["y"],
+        vec![],
+        x(),
+        vec![range("s", 0), range("e", 3), range("a", 2), range("st", 0)],
+        13,
+    );
+    assert_eq!(
+        e(slice),
+        "node `n` (Slice): unsupported steps = [0]: a step of 0"
+    );
+    let concat = model(
+        "Concat",
+        &["x", "w"],
+        &["y"],
+        vec![int("axis", 1)],
+        x(),
+        w(),
+        13,
+    );
+    assert_eq!(
+        e(concat),
+        "node `n` (Concat): input 1 (`w`) is a constant: Tessel concatenates computed tensors only"
+    );
+    let split = model(
+        "Split",
+        &["x"],
+        &["a", "b"],
+        vec![int("axis", 1), int("num_outputs", 3)],
+        x(),
+        vec![],
+        18,
+    );
+    assert_eq!(
+        e(split),
+        "node `n` (Split): unsupported num_outputs = 3: the node has 2 outputs"
+    );
+    let gather = model(
+        "Gather",
+        &["w", "ids"],
+        &["y"],
+        vec![],
+        vi("ids", &[1, 3], 7),
+        w(),
+        13,
+    );
+    assert_eq!(
+        e(gather),
+        "unsupported operator `Gather` (node `n`, opset 13): of a constant of shape [4, 2, 3, 3] along axis 0 by computed indices (Tessel maps an embedding lookup: axis 0 of a 2-D table)"
+    );
+    let doubles = model(
+        "Relu",
+        &["x"],
+        &["y"],
+        vec![],
+        vi("x", &[1, 3], 11),
+        vec![],
+        13,
+    );
+    assert_eq!(
+        e(doubles),
+        "input `x` is of type double; Tessel networks take float inputs (and int32/int64 token ids)"
     );
 }

@@ -516,3 +516,66 @@ fn network_tasks_resolve_as_workload_specs() {
         "{e}"
     );
 }
+
+/// The layers the ONNX importer added, through the reference evaluator on values worked out
+/// by hand: an embedding lookup (an id outside the table gives a zero row), a constant
+/// addition, a reversing slice, a concatenation, and the sigmoid / tanh / exact GELU.
+#[test]
+fn embedding_slice_concat_and_activations_evaluate_to_hand_values() {
+    use tessel_workloads::networks::{evaluate, ConstTensor, Layer, NetworkBuilder, Weights};
+    let mut b = NetworkBuilder::new("layers", 1);
+    let ids = b.input("ids", &[3]).unwrap();
+    let emb = b
+        .add("emb", Layer::Embedding { vocab: 3, dim: 2 }, &[ids])
+        .unwrap();
+    let plus = b.add("plus", Layer::AddConst, &[emb]).unwrap();
+    let rev = b
+        .add(
+            "rev",
+            Layer::Slice {
+                axis: 0,
+                start: 2,
+                step: -1,
+                len: 3,
+            },
+            &[plus],
+        )
+        .unwrap();
+    let cat = b
+        .add("cat", Layer::Concat { axis: 1, inputs: 2 }, &[rev, emb])
+        .unwrap();
+    let sig = b.add("sig", Layer::Sigmoid, &[cat]).unwrap();
+    let tanh = b.add("tanh", Layer::Tanh, &[sig]).unwrap();
+    b.add("gelu", Layer::GeluErf, &[tanh]).unwrap();
+    let net = b.build();
+    let mut w = Weights::new();
+    let table = vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
+    w.insert("emb", "table", ConstTensor::new(vec![3, 2], table).unwrap());
+    let c = vec![0.5, -0.5, 1.0, -1.0, 2.0, -2.0];
+    w.insert("plus", "constant", ConstTensor::new(vec![3, 2], c).unwrap());
+    // ids 2, 7 (outside the table: a zero row), 0.
+    let out = evaluate(&net, &w, &[vec![2.0, 7.0, 0.0]]).unwrap();
+    // emb = [[4, 5], [0, 0], [0, 1]]; plus = [[4.5, 4.5], [1, -1], [2, -1]];
+    // rev = [[2, -1], [1, -1], [4.5, 4.5]]; cat = [rev | emb].
+    let cat = [2.0, -1.0, 4.0, 5.0, 1.0, -1.0, 0.0, 0.0, 4.5, 4.5, 0.0, 1.0];
+    let gelu = |x: f64| 0.5 * x * (1.0 + libm_erf(x / 2f64.sqrt()));
+    let want: Vec<f64> = cat
+        .iter()
+        .map(|&x: &f64| gelu((1.0 / (1.0 + (-x).exp())).tanh()))
+        .collect();
+    assert_eq!(out[0].len(), 12);
+    for (g, w) in out[0].iter().zip(&want) {
+        assert!((*g as f64 - w).abs() < 1e-6, "{:?} vs {want:?}", out[0]);
+    }
+}
+
+/// erf by its series (enough terms for |x| <= 1, where the test's values lie).
+fn libm_erf(x: f64) -> f64 {
+    let mut sum = 0.0;
+    let mut term = x;
+    for n in 0..30 {
+        sum += term / (2 * n + 1) as f64;
+        term *= -x * x / (n + 1) as f64;
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
+}

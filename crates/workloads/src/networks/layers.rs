@@ -121,6 +121,72 @@ pub enum Layer {
     /// `topi.transpose`: output axis `i` is input axis `perm[i]` (a layout change, e.g.
     /// NHWC → NCHW is `[0, 3, 1, 2]`).
     Transpose(Vec<usize>),
+    /// The logistic function `1 / (1 + exp(-x))`, element-wise.
+    Sigmoid,
+    /// The hyperbolic tangent, element-wise (see [`tanh`]).
+    Tanh,
+    /// The exact GELU of BERT exports, `x·0.5·(1 + erf(x/√2))`, in one stage (see
+    /// [`gelu_erf`]); [`Layer::Gelu`] is the tanh approximation.
+    GeluErf,
+    /// Average pooling, NHWC, square window (see [`crate::ops::avg_pool2d`]).
+    AvgPool2d {
+        /// Window size.
+        kernel: i64,
+        /// Stride.
+        stride: i64,
+        /// Zero padding on every side.
+        pad: i64,
+        /// Divide by the whole window (padding included) rather than by the elements
+        /// inside the input.
+        count_include_pad: bool,
+    },
+    /// Transposed 2-D convolution (groups 1), NHWC, weight `(kernel, kernel, CI,
+    /// out_channels)`, output `(H-1)·stride − 2·pad + kernel + output_padding` (see
+    /// [`crate::ops::conv2d_transpose_nhwc_padded`]).
+    ConvTranspose2d {
+        /// Output channels.
+        out_channels: i64,
+        /// Square kernel size.
+        kernel: i64,
+        /// Stride.
+        stride: i64,
+        /// Padding removed from every side of the full output.
+        pad: i64,
+        /// Extra rows and columns at the end of the output.
+        output_padding: i64,
+    },
+    /// Concatenation of `inputs` tensors (equal but for `axis`) along `axis`.
+    Concat {
+        /// The axis the inputs are joined along.
+        axis: usize,
+        /// Number of inputs.
+        inputs: usize,
+    },
+    /// `len` elements along `axis` from `start` in steps of `step` (negative steps walk
+    /// backwards): `out[.., i, ..] = x[.., start + i·step, ..]`.
+    Slice {
+        /// The sliced axis.
+        axis: usize,
+        /// The first index read.
+        start: i64,
+        /// The step between indices read (not 0).
+        step: i64,
+        /// Number of elements kept.
+        len: i64,
+    },
+    /// An embedding lookup (ONNX `Gather` of a `(vocab, dim)` table by token ids): the input
+    /// holds token ids as `f32` values, the output appends an axis of `dim`. The expression
+    /// language has no data-dependent index, so it is a one-hot reduction over the
+    /// vocabulary (see [`embedding`]); an id outside `[0, vocab)` gives a zero row.
+    Embedding {
+        /// Rows of the table.
+        vocab: i64,
+        /// Width of a row.
+        dim: i64,
+    },
+    /// Addition of a constant tensor of the input's shape (position embeddings), weight
+    /// `constant`.
+    AddConst,
 }
 
 impl Layer {
@@ -134,7 +200,10 @@ impl Layer {
             | Layer::Dense { .. }
             | Layer::BatchMatmul
             | Layer::MaxPool2d { .. }
-            | Layer::GlobalAvgPool => Pattern::Anchor { epilogues: true },
+            | Layer::GlobalAvgPool
+            | Layer::AvgPool2d { .. }
+            | Layer::ConvTranspose2d { .. }
+            | Layer::Embedding { .. } => Pattern::Anchor { epilogues: true },
             Layer::Softmax | Layer::LayerNorm { .. } => Pattern::Anchor { epilogues: false },
             Layer::BiasAdd
             | Layer::Relu
@@ -146,7 +215,13 @@ impl Layer {
             | Layer::Scale(_)
             | Layer::SplitHeads { .. }
             | Layer::MergeHeads { .. }
-            | Layer::Transpose(_) => Pattern::Epilogue,
+            | Layer::Transpose(_)
+            | Layer::Sigmoid
+            | Layer::Tanh
+            | Layer::GeluErf
+            | Layer::Concat { .. }
+            | Layer::Slice { .. }
+            | Layer::AddConst => Pattern::Epilogue,
         }
     }
 
@@ -155,6 +230,7 @@ impl Layer {
         match self {
             Layer::Input => 0,
             Layer::BatchMatmul | Layer::Add | Layer::Mul => 2,
+            Layer::Concat { inputs, .. } => *inputs,
             _ => 1,
         }
     }
@@ -172,6 +248,8 @@ impl Layer {
             Layer::LayerNorm { .. } => &["data"],
             Layer::Add => &["data", "residual"],
             Layer::Mul => &["data", "factor"],
+            Layer::ConvTranspose2d { .. } => &["inputs"],
+            Layer::Embedding { .. } => &["indices"],
             _ => &["data"],
         }
     }
@@ -193,6 +271,16 @@ impl Layer {
             }
             Layer::BiasAdd => vec![("bias", vec![last(0)])],
             Layer::LayerNorm { .. } => vec![("gamma", vec![last(0)]), ("beta", vec![last(0)])],
+            Layer::ConvTranspose2d {
+                out_channels,
+                kernel,
+                ..
+            } => vec![("weight", vec![*kernel, *kernel, last(0), *out_channels])],
+            Layer::Embedding { vocab, dim } => vec![("table", vec![*vocab, *dim])],
+            Layer::AddConst => vec![(
+                "constant",
+                inputs.first().map(|s| s.to_vec()).unwrap_or_default(),
+            )],
             _ => Vec::new(),
         }
     }
@@ -270,6 +358,43 @@ impl Layer {
             } => split_heads(b, x()?, *heads, *seq, *transpose),
             Layer::MergeHeads { heads } => merge_heads(b, x()?, *heads),
             Layer::Transpose(perm) => transpose(b, x()?, perm),
+            Layer::Sigmoid => sigmoid(b, x()?),
+            Layer::Tanh => tanh(b, x()?),
+            Layer::GeluErf => gelu_erf(b, x()?),
+            Layer::AvgPool2d {
+                kernel,
+                stride,
+                pad,
+                count_include_pad,
+            } => ops::avg_pool2d(
+                b,
+                x()?,
+                Layout::Nhwc,
+                Pool2dParams::square(*kernel, *stride, *pad),
+                *count_include_pad,
+            ),
+            Layer::ConvTranspose2d {
+                stride,
+                pad,
+                output_padding,
+                ..
+            } => ops::conv2d_transpose_nhwc_padded(
+                b,
+                x()?,
+                &params[0],
+                *stride,
+                *pad,
+                *output_padding,
+            ),
+            Layer::Concat { axis, .. } => concat(b, inputs, *axis),
+            Layer::Slice {
+                axis,
+                start,
+                step,
+                len,
+            } => slice(b, x()?, *axis, *start, *step, *len),
+            Layer::Embedding { .. } => embedding(b, x()?, &params[0]),
+            Layer::AddConst => ops::add(b, x()?, &params[0]),
         }
     }
 
@@ -297,6 +422,15 @@ impl Layer {
             Layer::MergeHeads { .. } => "merge_heads",
             Layer::Reshape(_) => "reshape",
             Layer::Transpose(_) => "transpose",
+            Layer::Sigmoid => "sigmoid",
+            Layer::Tanh => "tanh",
+            Layer::GeluErf => "gelu_erf",
+            Layer::AvgPool2d { .. } => "avg_pool2d",
+            Layer::ConvTranspose2d { .. } => "conv2d_transpose",
+            Layer::Concat { .. } => "concat",
+            Layer::Slice { .. } => "slice",
+            Layer::Embedding { .. } => "embedding",
+            Layer::AddConst => "add_const",
         }
     }
 
@@ -356,6 +490,19 @@ impl Layer {
                 d(0, 3)
             ),
             Layer::Softmax => format!("softmax:m={},n={}", d(0, 0), d(0, 1)),
+            Layer::ConvTranspose2d {
+                out_channels,
+                kernel,
+                stride,
+                pad,
+                output_padding: 0,
+            } => format!(
+                "t2d:n={},h={},w={},ci={},co={out_channels},kernel={kernel},stride={stride},pad={pad}",
+                d(0, 0),
+                d(0, 1),
+                d(0, 2),
+                d(0, 3)
+            ),
             _ => return None,
         })
     }
@@ -389,6 +536,32 @@ impl Layer {
                 heads, transpose, ..
             } => format!("split_heads{heads}{}", if *transpose { "t" } else { "" }),
             Layer::MergeHeads { heads } => format!("merge_heads{heads}"),
+            Layer::AvgPool2d {
+                kernel,
+                stride,
+                pad,
+                count_include_pad,
+            } => format!(
+                "avg_pool2d:k{kernel}s{stride}p{pad}{}",
+                if *count_include_pad { "i" } else { "" }
+            ),
+            Layer::ConvTranspose2d {
+                out_channels,
+                kernel,
+                stride,
+                pad,
+                output_padding,
+            } => format!(
+                "conv2d_transpose:co{out_channels}k{kernel}s{stride}p{pad}o{output_padding}"
+            ),
+            Layer::Concat { axis, inputs } => format!("concat{inputs}a{axis}"),
+            Layer::Slice {
+                axis,
+                start,
+                step,
+                len,
+            } => format!("slice:a{axis}s{start}d{step}n{len}"),
+            Layer::Embedding { vocab, dim } => format!("embedding:v{vocab}d{dim}"),
             Layer::Transpose(perm) => format!(
                 "transpose{}",
                 perm.iter()
@@ -631,6 +804,15 @@ pub fn multiply(b: &mut DagBuilder, x: &Tensor, y: &Tensor) -> Result<Tensor, Ir
 /// `erf(x) = s·(1 − t·(a1 + t·(a2 + t·(a3 + t·(a4 + t·a5))))·exp(−x²))` with
 /// `t = 1 / (1 + p·|x|)` and `s` the sign of `x`.
 pub fn erf(b: &mut DagBuilder, x: &Tensor) -> Result<Tensor, IrError> {
+    let names = numbered("ax", x.ndim());
+    let stage = b.unique_name("T_erf");
+    Ok(b.compute(&stage, &named(&names, &x.shape), |ax| {
+        erf_expr(&|| x.at(ax.to_vec()))
+    }))
+}
+
+/// The expression of [`erf`] of `v()`.
+fn erf_expr(v: &dyn Fn() -> Expr) -> Expr {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [
         0.254_829_6,
@@ -639,18 +821,175 @@ pub fn erf(b: &mut DagBuilder, x: &Tensor) -> Result<Tensor, IrError> {
         -1.453_152_1,
         1.061_405_4,
     ];
+    let abs = v().max(Expr::float(0.0) - v());
+    let t = Expr::float(1.0) / (Expr::float(1.0) + Expr::float(P) * abs);
+    let mut poly = Expr::float(A[4]);
+    for a in A[..4].iter().rev() {
+        poly = Expr::float(*a) + t.clone() * poly;
+    }
+    let e = (Expr::float(0.0) - v() * v()).exp();
+    let r = Expr::float(1.0) - t * poly * e;
+    Expr::select(v().lt(Expr::float(0.0)), Expr::float(0.0) - r.clone(), r)
+}
+
+/// The exact GELU, one stage `T_gelu_erf`: `x·0.5·(1 + erf(x·(1/√2)))`, the erf as in
+/// [`erf`] (so within 1e-7 of ONNX's `x·0.5·(1 + Erf(x/√2))`).
+pub fn gelu_erf(b: &mut DagBuilder, x: &Tensor) -> Result<Tensor, IrError> {
     let names = numbered("ax", x.ndim());
-    let stage = b.unique_name("T_erf");
+    let stage = b.unique_name("T_gelu_erf");
     Ok(b.compute(&stage, &named(&names, &x.shape), |ax| {
         let v = || x.at(ax.to_vec());
-        let abs = v().max(Expr::float(0.0) - v());
-        let t = Expr::float(1.0) / (Expr::float(1.0) + Expr::float(P) * abs);
-        let mut poly = Expr::float(A[4]);
-        for a in A[..4].iter().rev() {
-            poly = Expr::float(*a) + t.clone() * poly;
-        }
-        let e = (Expr::float(0.0) - v() * v()).exp();
-        let r = Expr::float(1.0) - t * poly * e;
-        Expr::select(v().lt(Expr::float(0.0)), Expr::float(0.0) - r.clone(), r)
+        let scaled = || v() * Expr::float(std::f32::consts::FRAC_1_SQRT_2);
+        v() * Expr::float(0.5) * (Expr::float(1.0) + erf_expr(&scaled))
     }))
+}
+
+/// The logistic function, one stage `T_sigmoid`: `1 / (1 + exp(-x))`.
+pub fn sigmoid(b: &mut DagBuilder, x: &Tensor) -> Result<Tensor, IrError> {
+    let names = numbered("ax", x.ndim());
+    let stage = b.unique_name("T_sigmoid");
+    Ok(b.compute(&stage, &named(&names, &x.shape), |ax| {
+        Expr::float(1.0) / (Expr::float(1.0) + (Expr::float(0.0) - x.at(ax.to_vec())).exp())
+    }))
+}
+
+/// The hyperbolic tangent, one stage `T_tanh`, written with `exp` (the expression language
+/// has no `tanh`): `1 − 2 / (1 + exp(2x))`, which saturates to ±1 without overflow trouble
+/// (absolute error near 1e-7).
+pub fn tanh(b: &mut DagBuilder, x: &Tensor) -> Result<Tensor, IrError> {
+    let names = numbered("ax", x.ndim());
+    let stage = b.unique_name("T_tanh");
+    Ok(b.compute(&stage, &named(&names, &x.shape), |ax| {
+        let e = (Expr::float(2.0) * x.at(ax.to_vec())).exp();
+        Expr::float(1.0) - Expr::float(2.0) / (Expr::float(1.0) + e)
+    }))
+}
+
+/// `topi.concatenate` along `axis`, one stage `T_concat`: the inputs must agree on every
+/// other axis. `out[.., j, ..]` reads input `k` at `j − offset_k` for the `k` whose range
+/// holds `j` (a chain of selects; only the chosen branch is read).
+pub fn concat(b: &mut DagBuilder, xs: &[Tensor], axis: usize) -> Result<Tensor, IrError> {
+    let op = "T_concat";
+    let Some(first) = xs.first() else {
+        return Err(invalid(op, "takes at least one input"));
+    };
+    let rank = first.ndim();
+    if axis >= rank {
+        return Err(invalid(
+            op,
+            format!("axis {axis} is out of range for {:?}", first.shape),
+        ));
+    }
+    let mut offsets = Vec::with_capacity(xs.len());
+    let mut total = 0;
+    for x in xs {
+        let same = x.ndim() == rank && (0..rank).all(|d| d == axis || x.shape[d] == first.shape[d]);
+        if !same {
+            return Err(invalid(
+                op,
+                format!(
+                    "cannot join {:?} and {:?} along axis {axis}",
+                    first.shape, x.shape
+                ),
+            ));
+        }
+        offsets.push(total);
+        total += x.shape[axis];
+    }
+    let mut shape = first.shape.clone();
+    shape[axis] = total;
+    let names = numbered("ax", rank);
+    let name = b.unique_name(op);
+    Ok(b.compute(&name, &named(&names, &shape), |ax| {
+        let read = |k: usize| {
+            let mut idx = ax.to_vec();
+            if offsets[k] != 0 {
+                idx[axis] = idx[axis].clone() - Expr::int(offsets[k]);
+            }
+            xs[k].at(idx)
+        };
+        let last = xs.len() - 1;
+        let mut e = read(last);
+        for k in (0..last).rev() {
+            e = Expr::select(ax[axis].clone().lt(Expr::int(offsets[k + 1])), read(k), e);
+        }
+        e
+    }))
+}
+
+/// `topi.strided_slice` along one axis, one stage `T_strided_slice`:
+/// `out[.., i, ..] = x[.., start + i·step, ..]` for `i < len`. Every index read must lie in
+/// the input.
+pub fn slice(
+    b: &mut DagBuilder,
+    x: &Tensor,
+    axis: usize,
+    start: i64,
+    step: i64,
+    len: i64,
+) -> Result<Tensor, IrError> {
+    let op = "T_strided_slice";
+    if axis >= x.ndim() {
+        return Err(invalid(
+            op,
+            format!("axis {axis} is out of range for {:?}", x.shape),
+        ));
+    }
+    let extent = x.shape[axis];
+    let last = start + (len - 1) * step;
+    if step == 0 || len < 1 || start < 0 || start >= extent || last < 0 || last >= extent {
+        return Err(invalid(
+            op,
+            format!(
+                "{len} elements from {start} in steps of {step} do not fit axis {axis} of {:?}",
+                x.shape
+            ),
+        ));
+    }
+    let mut shape = x.shape.clone();
+    shape[axis] = len;
+    let names = numbered("ax", x.ndim());
+    let name = b.unique_name(op);
+    Ok(b.compute(&name, &named(&names, &shape), |ax| {
+        let mut idx = ax.to_vec();
+        let mut i = idx[axis].clone();
+        if step != 1 {
+            i = i * Expr::int(step);
+        }
+        if start != 0 {
+            i = i + Expr::int(start);
+        }
+        idx[axis] = i;
+        x.at(idx)
+    }))
+}
+
+/// An embedding lookup: `ids` holds token ids as `f32`, `table` is `(vocab, dim)`;
+/// `T_embedding[i.., d] = sum_v select(ids[i..] == v, table[v, d], 0)` (a one-hot reduction:
+/// the expression language indexes only by loop variables). Exact: one term is the row,
+/// every other a zero.
+pub fn embedding(b: &mut DagBuilder, ids: &Tensor, table: &Tensor) -> Result<Tensor, IrError> {
+    let op = "T_embedding";
+    expect_rank(op, "table", table, 2)?;
+    let (vocab, dim) = (table.shape[0], table.shape[1]);
+    let rank = ids.ndim();
+    let mut shape = ids.shape.clone();
+    shape.push(dim);
+    let names = numbered("ax", rank + 1);
+    let name = b.unique_name(op);
+    Ok(b.reduce(
+        &name,
+        &named(&names, &shape),
+        &[("v", vocab)],
+        Reducer::Sum,
+        |ax| {
+            let id = ids.at(ax[..rank].to_vec());
+            let v = ax[rank + 1].clone();
+            Expr::select(
+                id.eq(v.clone().to_float()),
+                table.at([v, ax[rank].clone()]),
+                Expr::float(0.0),
+            )
+        },
+    ))
 }

@@ -34,8 +34,8 @@ mod weights;
 pub use evaluate::{evaluate, random_inputs};
 pub use graph::{LayerId, Network, NetworkBuilder, Node};
 pub use layers::{
-    erf, gelu, layer_norm, merge_heads, multiply, relu6, scale, split_heads, transpose, Layer,
-    Pattern,
+    concat, embedding, erf, gelu, gelu_erf, layer_norm, merge_heads, multiply, relu6, scale,
+    sigmoid, slice, split_heads, tanh, transpose, Layer, Pattern,
 };
 pub use models::{bert, mobilenet_v2, resnet50, tiny_cnn, BertConfig};
 pub use tasks::{

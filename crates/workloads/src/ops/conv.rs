@@ -176,6 +176,23 @@ pub fn conv2d_transpose_nhwc(
     stride: i64,
     padding: i64,
 ) -> Result<Tensor, IrError> {
+    conv2d_transpose_nhwc_padded(b, input, weight, stride, padding, 0)
+}
+
+/// [`conv2d_transpose_nhwc`] with ONNX's `output_padding`: the output has
+/// `output_padding` more rows and columns at the end, `(H-1)*stride - 2*padding + KH +
+/// output_padding`; the `PadInput` stage pads `ceil(output_padding / stride)` more input
+/// elements after, so those rows read zeros where no input reaches. With
+/// `output_padding = 0` it is exactly [`conv2d_transpose_nhwc`]. Requires
+/// `0 <= output_padding < stride` (as ONNX).
+pub fn conv2d_transpose_nhwc_padded(
+    b: &mut DagBuilder,
+    input: &Tensor,
+    weight: &Tensor,
+    stride: i64,
+    padding: i64,
+    output_padding: i64,
+) -> Result<Tensor, IrError> {
     let op = "conv2d_transpose_nhwc";
     expect_rank(op, "input", input, 4)?;
     expect_rank(op, "weight", weight, 4)?;
@@ -203,8 +220,14 @@ pub fn conv2d_transpose_nhwc(
             format!("padding {padding} must be at most kernel-1 ({kh}x{kw} kernel)"),
         ));
     }
-    let oh = (h - 1) * stride - 2 * padding + kh;
-    let ow = (w - 1) * stride - 2 * padding + kw;
+    if output_padding < 0 || output_padding >= stride.max(1) {
+        return Err(invalid(
+            op,
+            format!("output padding {output_padding} must be in [0, stride {stride})"),
+        ));
+    }
+    let oh = (h - 1) * stride - 2 * padding + kh + output_padding;
+    let ow = (w - 1) * stride - 2 * padding + kw + output_padding;
     // Padding of the (virtually) dilated input, and the part of it already covered by
     // whole padded input elements.
     let (bpad_h, bpad_w) = (kh - 1 - padding, kw - 1 - padding);
@@ -216,7 +239,15 @@ pub fn conv2d_transpose_nhwc(
         (stride - bpad_h % stride) % stride,
         (stride - bpad_w % stride) % stride,
     );
-    let padded = pad(b, "PadInput", input, &[0, ph, pw, 0], &[0, ph, pw, 0], 0.0)?;
+    let extra = (output_padding + stride - 1) / stride;
+    let padded = pad(
+        b,
+        "PadInput",
+        input,
+        &[0, ph, pw, 0],
+        &[0, ph + extra, pw + extra, 0],
+        0.0,
+    )?;
     let name = b.unique_name(op);
     let wt = weight.clone();
     Ok(b.reduce(

@@ -111,6 +111,87 @@ pub fn max_pool2d(
     ))
 }
 
+/// `topi.nn.pool2d` with `pool_type="avg"`: `pool_sum[...]` sums the window
+/// `(h*SH + rv0, w*SW + rv1)` of the input padded with zeros (a `pad_temp` stage when any
+/// padding is given); `pool_avg[...] = pool_sum[...] / count`, where `count` is the window
+/// size when `count_include_pad`, else the number of window elements inside the input
+/// (`(min(h*SH - top + KH, H) - max(h*SH - top, 0)) * (...)` for W). Output size as
+/// [`max_pool2d`]. Axes are `ax0..ax3`.
+pub fn avg_pool2d(
+    b: &mut DagBuilder,
+    x: &Tensor,
+    layout: Layout,
+    p: Pool2dParams,
+    count_include_pad: bool,
+) -> Result<Tensor, IrError> {
+    let op = "pool_avg";
+    expect_rank(op, "input", x, 4)?;
+    for k in 0..2 {
+        expect_at_least(op, "kernel", p.kernel[k], 1)?;
+        expect_at_least(op, "stride", p.stride[k], 1)?;
+    }
+    for &v in &p.padding {
+        expect_at_least(op, "padding", v, 0)?;
+    }
+    let sp = layout.spatial();
+    let mut out_shape = x.shape.clone();
+    let mut before = vec![0; 4];
+    let mut after = vec![0; 4];
+    for k in 0..2 {
+        let (pb, pa) = (p.padding[k], p.padding[k + 2]);
+        let span = x.shape[sp[k]] + pb + pa - p.kernel[k];
+        if span < 0 {
+            return Err(invalid(
+                op,
+                format!(
+                    "window {} is larger than the padded input ({})",
+                    p.kernel[k],
+                    x.shape[sp[k]] + pb + pa
+                ),
+            ));
+        }
+        out_shape[sp[k]] = span / p.stride[k] + 1;
+        before[sp[k]] = pb;
+        after[sp[k]] = pa;
+    }
+    let padded = p.padding.iter().any(|&v| v > 0);
+    let src = if padded {
+        pad_with_axes(b, "pad_temp", "ax", x, &before, &after, 0.0)?
+    } else {
+        x.clone()
+    };
+    let names = numbered("ax", 4);
+    let name = b.unique_name("pool_sum");
+    let sum = b.reduce(
+        &name,
+        &named(&names, &out_shape),
+        &[("rv0", p.kernel[0]), ("rv1", p.kernel[1])],
+        Reducer::Sum,
+        |ax| {
+            let mut idx: Vec<Expr> = ax[..4].to_vec();
+            for k in 0..2 {
+                idx[sp[k]] = mul_c(ax[sp[k]].clone(), p.stride[k]) + ax[4 + k].clone();
+            }
+            src.at(idx)
+        },
+    );
+    let name = b.unique_name(op);
+    let full = (p.kernel[0] * p.kernel[1]) as f32;
+    let extents = [x.shape[sp[0]], x.shape[sp[1]]];
+    Ok(b.compute(&name, &named(&names, &out_shape), |ax| {
+        let s = sum.at(ax.to_vec());
+        if count_include_pad || !padded {
+            return s / Expr::float(full);
+        }
+        let count = |k: usize| {
+            let start = mul_c(ax[sp[k]].clone(), p.stride[k]) - Expr::int(p.padding[k]);
+            let end = (start.clone() + Expr::int(p.kernel[k])).min(Expr::int(extents[k]));
+            end - start.max(Expr::int(0))
+        };
+        s / (count(0) * count(1)).to_float()
+    }))
+}
+
 /// `te_workload.max_pool2d_nchw`: [`max_pool2d`] in NCHW with a 2x2 window, stride 1 and
 /// `padding` on all four sides; output `(N, C, H + 2p - 1, W + 2p - 1)`.
 pub fn max_pool2d_nchw(b: &mut DagBuilder, x: &Tensor, padding: i64) -> Result<Tensor, IrError> {
