@@ -216,15 +216,20 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         per_task[p.task] += p.total.as_secs_f64() / runs.max(1) as f64;
     }
     let total: f64 = per_task.iter().sum();
+    let mut contended = (0usize, 0usize);
     let alone: Option<Vec<f64>> = match args.alone {
         Some(n) => {
             let mut outs: Vec<Vec<f32>> =
                 module.outputs().iter().map(|o| vec![0.0; o.len]).collect();
             let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
-            let medians = module.profile_alone(&refs, &mut o, n).map_err(failed)?;
+            let timings = module
+                .profile_alone_timings(&refs, &mut o, n)
+                .map_err(failed)?;
             let mut a = vec![0.0f64; r.tasks.len()];
-            for (p, m) in profile.iter().zip(medians) {
-                a[p.task] += m.as_secs_f64();
+            for (p, m) in profile.iter().zip(timings) {
+                a[p.task] += m.median.as_secs_f64();
+                contended.0 += m.contended;
+                contended.1 += usize::from(m.timed == 0);
             }
             Some(a)
         }
@@ -286,9 +291,11 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         writeln!(
             out,
             "alone: every launch's median of {} back-to-back calls (hot); Σ {:.3} ms per \
-             inference",
+             inference; {} contended calls retaken ({} launches had no uncontended call)",
             args.alone.unwrap_or(0),
-            a.iter().sum::<f64>() * 1e3
+            a.iter().sum::<f64>() * 1e3,
+            contended.0,
+            contended.1
         )?;
     }
     if args.json {
