@@ -57,7 +57,9 @@ pub struct Args {
     pub inputs: super::network_source::InputArgs,
     /// Also time every launch alone: N back-to-back calls of its kernel, hot, as a tuning
     /// measurement runs it; the profile gets an `alone ms` column beside the in-network time
-    /// (the difference is what the network around a kernel costs it).
+    /// (the difference is what the network around a kernel costs it). Calls during which the
+    /// kernel's threads lost more than 5 % of their time to other processes are retaken, as
+    /// a measurement does, and counted (`alone_contended_calls` per task in `--json`).
     #[arg(long, value_name = "N", value_parser = super::numbers::positive)]
     pub alone: Option<usize>,
     /// Also print one machine-readable JSON object as the last line.
@@ -217,6 +219,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     }
     let total: f64 = per_task.iter().sum();
     let mut contended = (0usize, 0usize);
+    let mut task_contended = vec![0usize; r.tasks.len()];
     let alone: Option<Vec<f64>> = match args.alone {
         Some(n) => {
             let mut outs: Vec<Vec<f32>> =
@@ -228,6 +231,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             let mut a = vec![0.0f64; r.tasks.len()];
             for (p, m) in profile.iter().zip(timings) {
                 a[p.task] += m.median.as_secs_f64();
+                task_contended[p.task] += m.contended;
                 contended.0 += m.contended;
                 contended.1 += usize::from(m.timed == 0);
             }
@@ -278,6 +282,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "kernels": task.kernels,
             "compile_ms": task.compile_ms,
             "alone_ms": alone_ms,
+            "alone_contended_calls": alone.as_ref().map(|_| task_contended[k]),
         }));
     }
     writeln!(
