@@ -45,6 +45,12 @@ fn tiny_cnn_builds_verifies_and_times_on_default_schedules() {
         "{v}"
     );
     assert!(text.contains("alone: every launch's median of 2"), "{text}");
+    // Calls its threads lost to other processes are retaken, and counted.
+    assert!(text.contains("contended calls retaken"), "{text}");
+    assert!(
+        tasks.iter().all(|t| t["alone_contended_calls"].is_u64()),
+        "{v}"
+    );
     assert!(v["median_ms"].as_f64().expect("median") > 0.0);
     assert!(v["estimate_ms"].is_null());
 }

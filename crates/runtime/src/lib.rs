@@ -49,7 +49,8 @@ pub mod plan;
 mod schedule;
 
 pub use module::{
-    BuildReport, BuildTimings, LaunchProfile, Module, TaskReport, TensorSlot, MAX_ARGS,
+    AloneTiming, BuildReport, BuildTimings, LaunchProfile, Module, TaskReport, TensorSlot,
+    ALONE_RETAKES, MAX_ARGS, MAX_CONTENTION,
 };
 pub use plan::MemoryPlan;
 pub use schedule::{default_options, default_schedule, ScheduleSource};

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tessel_codegen::{Kernel, PreparedCall};
+use tessel_codegen::{contention, Kernel, PreparedCall};
 use tessel_ir::target::Target;
 use tessel_ir::{ComputeDag, State};
 use tessel_measure::records::read_records;
@@ -133,6 +133,27 @@ pub struct LaunchProfile {
     pub task: usize,
     /// Total time in its kernel.
     pub total: Duration,
+}
+
+/// Most share of a call's time its threads may lose to other processes for
+/// [`Module::profile_alone_timings`] to count it (a measurement's default,
+/// `tessel_measure`'s `max_contention`).
+pub const MAX_CONTENTION: f64 = 0.05;
+
+/// Extra calls [`Module::profile_alone_timings`] makes per launch, per timed call asked
+/// for, to replace contended ones.
+pub const ALONE_RETAKES: usize = 10;
+
+/// One launch timed alone ([`Module::profile_alone_timings`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AloneTiming {
+    /// Median time of its uncontended calls (of its contended ones when all were).
+    pub median: Duration,
+    /// Uncontended calls timed.
+    pub timed: usize,
+    /// Calls not counted because its threads lost more than [`MAX_CONTENTION`] of their
+    /// time to other processes.
+    pub contended: usize,
 }
 
 /// Where one input or output of the network lives.
@@ -691,19 +712,43 @@ impl Module {
 
     /// Runs one inference on `inputs` launch by launch, each launch's kernel called
     /// `repeat` times back to back (after one untimed call) on the buffers the inference
-    /// gives it, and returns every launch's median time, in execution order. A launch then
-    /// finds its weights and inputs in cache as a tuning measurement does (the kernel alone,
-    /// hot), so the difference from its time inside an inference ([`Module::profile`]) is
-    /// what the network around it costs: weights and activations read cold, data another
-    /// thread wrote. Its output is rewritten with the same values (a launch's output never
-    /// overlaps its arguments), so the inference's result, written to `outputs` as
-    /// [`Module::run_into`] writes it, stays right.
+    /// gives it, and returns every launch's median time, in execution order (see
+    /// [`Module::profile_alone_timings`], which also says how many calls were retaken).
     pub fn profile_alone(
         &mut self,
         inputs: &[&[f32]],
         outputs: &mut [&mut [f32]],
         repeat: usize,
     ) -> Result<Vec<Duration>, RuntimeError> {
+        Ok(self
+            .profile_alone_timings(inputs, outputs, repeat)?
+            .into_iter()
+            .map(|t| t.median)
+            .collect())
+    }
+
+    /// [`Module::profile_alone`] with, per launch, how many calls were contended.
+    ///
+    /// A launch then finds its weights and inputs in cache as a tuning measurement does (the
+    /// kernel alone, hot), so the difference from its time inside an inference
+    /// ([`Module::profile`]) is what the network around it costs: weights and activations
+    /// read cold, data another thread wrote. As a measurement does, a call during which the
+    /// kernel's threads lost more than [`MAX_CONTENTION`] of their time to other processes
+    /// ([`tessel_codegen::contention`]: run-queue delay, or the pool's workers running
+    /// fewer of the parallel iterations than their share) is not counted and is taken
+    /// again, up to [`ALONE_RETAKES`] × `repeat` extra calls; a launch whose calls were all
+    /// contended gets the median of those. Without this, a two-thread kernel whose worker
+    /// thread waited for a CPU reads at one-thread speed: on a loaded machine that made
+    /// MobileNet-V2's depthwise 14×14×384 launches read 3.6 × their record (docs/runtime.md).
+    /// Each launch's output is rewritten with the same values (a launch's output never
+    /// overlaps its arguments), so the inference's result, written to `outputs` as
+    /// [`Module::run_into`] writes it, stays right.
+    pub fn profile_alone_timings(
+        &mut self,
+        inputs: &[&[f32]],
+        outputs: &mut [&mut [f32]],
+        repeat: usize,
+    ) -> Result<Vec<AloneTiming>, RuntimeError> {
         check_io("input", &self.inputs, inputs.iter().map(|x| x.len()))?;
         check_io("output", &self.outputs, outputs.iter().map(|x| x.len()))?;
         let act = self.arena.as_mut_slice();
@@ -711,30 +756,59 @@ impl Module {
             act[slot.offset..slot.offset + slot.len].copy_from_slice(x);
         }
         let repeat = repeat.max(1);
+        let threads = self.threads;
         let mut times = Vec::with_capacity(repeat);
-        let mut medians = Vec::with_capacity(self.launches.len());
+        let mut contended_times = Vec::new();
+        let mut out = Vec::with_capacity(self.launches.len());
         for (l, call) in self.launches.iter().zip(&self.calls) {
             let kernel = &self.kernels[l.kernel];
-            times.clear();
-            for k in 0..=repeat {
-                let t = Instant::now();
+            let run = || {
                 // SAFETY: as in `run_into`.
                 unsafe { kernel.run_prepared(call) }.map_err(|e| RuntimeError::Run {
                     layer: l.layer.clone(),
                     source: e,
-                })?;
-                if k > 0 {
-                    times.push(t.elapsed());
+                })
+            };
+            times.clear();
+            contended_times.clear();
+            run()?;
+            let mut extra = 0;
+            while times.len() < repeat {
+                let before = contention::snapshot(threads);
+                let t = Instant::now();
+                run()?;
+                let wall = t.elapsed();
+                let after = contention::snapshot(threads);
+                let lost = before
+                    .contention_until(&after, threads, wall)
+                    .unwrap_or(0.0);
+                if lost <= MAX_CONTENTION {
+                    times.push(wall);
+                } else {
+                    contended_times.push(wall);
+                    extra += 1;
+                    if extra > ALONE_RETAKES * repeat {
+                        break;
+                    }
                 }
             }
-            times.sort_unstable();
-            medians.push(times[times.len() / 2]);
+            let timed = times.len();
+            let median = if times.is_empty() {
+                median(&mut contended_times)
+            } else {
+                median(&mut times)
+            };
+            out.push(AloneTiming {
+                median,
+                timed,
+                contended: contended_times.len(),
+            });
         }
         let act = self.arena.as_slice();
         for (slot, y) in self.outputs.iter().zip(outputs.iter_mut()) {
             y.copy_from_slice(&act[slot.offset..slot.offset + slot.len]);
         }
-        Ok(medians)
+        Ok(out)
     }
 
     /// Turns the per-launch profile on or off (off after a build). Timing a launch costs
@@ -858,6 +932,16 @@ fn check_io(
     Ok(())
 }
 
+/// The median of `v` (sorted in place); zero when empty.
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
 fn elements(shape: &[i64]) -> usize {
     shape.iter().map(|&d| d.max(0) as usize).product()
 }
+
+#[cfg(test)]
+#[path = "diag.rs"]
+mod diag;

@@ -237,9 +237,16 @@ fn launches_timed_alone_leave_the_inference_right() {
     let want = networks::evaluate(&net, &weights, &x).unwrap();
     let mut outs: Vec<Vec<f32>> = module.outputs().iter().map(|o| vec![0.0; o.len]).collect();
     let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|v| v.as_mut_slice()).collect();
-    let alone = module.profile_alone(&refs, &mut o, 3).unwrap();
+    let alone = module.profile_alone_timings(&refs, &mut o, 3).unwrap();
     assert_eq!(alone.len(), module.report().launches);
-    assert!(alone.iter().all(|d| *d > std::time::Duration::ZERO));
+    for t in &alone {
+        assert!(t.median > std::time::Duration::ZERO, "{t:?}");
+        // Three uncontended calls, or the retakes ran out (then every call was contended).
+        assert!(
+            t.timed == 3 || t.contended > tessel_runtime::ALONE_RETAKES * 3,
+            "{t:?}"
+        );
+    }
     let err = module
         .profile_alone(&[], &mut o, 3)
         .unwrap_err()
