@@ -942,6 +942,3 @@ fn elements(shape: &[i64]) -> usize {
     shape.iter().map(|&d| d.max(0) as usize).product()
 }
 
-#[cfg(test)]
-#[path = "diag.rs"]
-mod diag;
