@@ -600,7 +600,9 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
                 IVal::Dyn(v) => BVal::Dyn(if high {
                     self.b.ins().icmp_imm_s(IntCC::SignedLessThan, v, len)
                 } else {
-                    self.b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, 0)
+                    self.b
+                        .ins()
+                        .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, 0)
                 }),
             };
             ok = self.and_bv(x, ok);
