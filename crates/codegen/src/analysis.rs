@@ -154,6 +154,9 @@ pub(crate) struct Analysis {
     pub folded: HashMap<LoopId, LoopId>,
     /// The ISA level whose micro-kernels the tensorized loops call.
     pub isa: tessel_ir::target::Isa,
+    /// Local copies that micro-kernel calls read through to their source on interior tiles
+    /// ([`crate::through`]), by `Alloc` statement.
+    pub through: HashMap<StmtId, crate::through::ThroughPlan>,
 }
 
 /// One packed copy of an input matrix, made by `Kernel::run` (once for a constant weight,
@@ -250,13 +253,15 @@ impl PackPlan {
 impl Analysis {
     /// Validates `nest` and computes the analysis (`threads` decides which parallel loops are
     /// outlined, `isa` whose micro-kernels tensorized loops may call,
-    /// `auto_vectorize` whether plain innermost loops may become SIMD code).
+    /// `auto_vectorize` whether plain innermost loops may become SIMD code, `read_through`
+    /// whether micro-kernel calls may read a padding's source on interior tiles).
     pub fn new(
         nest: &LoopNest,
         threads: usize,
         isa: tessel_ir::target::Isa,
         layout_rewrite: crate::LayoutRewrite,
         auto_vectorize: bool,
+        read_through: bool,
     ) -> Result<Analysis, CodegenError> {
         validate(nest)?;
         let words = nest.loops.len().div_ceil(64).max(1);
@@ -307,6 +312,7 @@ impl Analysis {
             packed_b: HashMap::new(),
             folded: HashMap::new(),
             isa: tessel_ir::target::Isa::Generic,
+            through: HashMap::new(),
         };
         an.walk(nest, &nest.body, 0, threads > 1);
         an.isa = isa;
@@ -368,6 +374,9 @@ impl Analysis {
             an.runs.retain(|lp, p| {
                 fused.contains(lp) || crate::bulk::run_len(nest, p) >= crate::bulk::MIN_RUN
             });
+        }
+        if read_through && !an.tensorized.is_empty() {
+            an.through = crate::through::find(nest, &an, &promoted);
         }
         if auto_vectorize {
             for s in &nest.stmts {

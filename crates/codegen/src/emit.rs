@@ -219,6 +219,9 @@ struct Emitter<'c, 'n, 'f> {
     uk_refs: HashMap<KernelShape, FuncRef>,
     zero_refs: HashMap<(i64, i64), FuncRef>,
     run_ref: Option<FuncRef>,
+    /// Live read-through copies ([`crate::through`]): the interior flag (`None` when known
+    /// to hold) and the source address of the copy's first element.
+    through: HashMap<BufferId, (Option<Value>, Value)>,
 }
 
 fn scalar_flags() -> MemFlagsData {
@@ -255,6 +258,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             uk_refs: HashMap::new(),
             zero_refs: HashMap::new(),
             run_ref: None,
+            through: HashMap::new(),
         }
     }
 
@@ -500,7 +504,10 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         let base = self.b.ins().stack_addr(I64, ss, 0);
         let prev_p = self.promoted.remove(&buf);
         let prev = self.bases.insert(buf, base);
-        let r = self.emit_block(body);
+        let r = match self.c.an.through.get(&s).cloned() {
+            Some(plan) if self.vec.is_none() => self.emit_read_through(&plan, body),
+            _ => self.emit_block(body),
+        };
         match prev {
             Some(p) => self.bases.insert(buf, p),
             None => self.bases.remove(&buf),
@@ -509,6 +516,121 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             self.promoted.insert(buf, p);
         }
         r
+    }
+
+    /// The body of an `Alloc` with a read-through plan: the interior test, the fill only
+    /// when it fails, then the rest (whose micro-kernel calls pick their `A` by the test).
+    fn emit_read_through(&mut self, plan: &crate::through::ThroughPlan, body: &[StmtId]) -> R<()> {
+        let (interior, origin) = self.interior_test(plan)?;
+        match interior {
+            BVal::Const(false) => return self.emit_block(body),
+            BVal::Const(true) => {}
+            BVal::Dyn(c) => {
+                let fill = self.b.create_block();
+                let merge = self.b.create_block();
+                self.b.ins().brif(c, merge, &[], fill, &[]);
+                self.b.switch_to_block(fill);
+                self.emit_stmt(plan.fill)?;
+                self.b.ins().jump(merge, &[]);
+                self.b.switch_to_block(merge);
+            }
+        }
+        let flag = match interior {
+            BVal::Dyn(c) => Some(c),
+            _ => None,
+        };
+        let prev = self.through.insert(plan.buf, (flag, origin));
+        let r = self.emit_block(&body[1..]);
+        match prev {
+            Some(p) => self.through.insert(plan.buf, p),
+            None => self.through.remove(&plan.buf),
+        };
+        r
+    }
+
+    /// Whether the fill's guard holds at every corner of its loops' box (so everywhere in
+    /// it: the guard is convex) and its source range lies inside the source, and the source
+    /// address of the fill's first element.
+    fn interior_test(&mut self, plan: &crate::through::ThroughPlan) -> R<(BVal, Value)> {
+        let free: Vec<usize> = (0..plan.loops.len())
+            .filter(|&d| plan.loops[d].1 > 1)
+            .collect();
+        let saved: Vec<Option<IVal>> = plan
+            .loops
+            .iter()
+            .map(|&(l, _, _)| self.env.insert(l, IVal::Const(0)))
+            .collect();
+        let r = self.interior_at_corners(plan, &free);
+        for (&(l, _, _), v) in plan.loops.iter().zip(saved) {
+            match v {
+                Some(v) => self.env.insert(l, v),
+                None => self.env.remove(&l),
+            };
+        }
+        r
+    }
+
+    /// [`Self::interior_test`] with the fill loops bound in `env` (overwritten).
+    fn interior_at_corners(
+        &mut self,
+        plan: &crate::through::ThroughPlan,
+        free: &[usize],
+    ) -> R<(BVal, Value)> {
+        let mut ok = BVal::Const(true);
+        if let Some(g) = plan.guard {
+            for corner in 0..1usize << free.len() {
+                for (bit, &d) in free.iter().enumerate() {
+                    let (l, e, _) = plan.loops[d];
+                    let v = if corner >> bit & 1 == 1 { e - 1 } else { 0 };
+                    self.env.insert(l, IVal::Const(v));
+                }
+                let x = self.eval_bool(g)?;
+                ok = self.and_bv(x, ok);
+            }
+        }
+        // The source range: the index at its lowest and highest corners.
+        let len = self.nest.buffer(plan.src).len();
+        for high in [false, true] {
+            for &(l, e, c) in &plan.loops {
+                let v = if (c > 0) == high { e - 1 } else { 0 };
+                self.env.insert(l, IVal::Const(v));
+            }
+            let x = match self.eval_int(plan.src_index)? {
+                IVal::Const(i) => BVal::Const(if high { i < len } else { i >= 0 }),
+                IVal::Dyn(v) => BVal::Dyn(if high {
+                    self.b.ins().icmp_imm_s(IntCC::SignedLessThan, v, len)
+                } else {
+                    self.b
+                        .ins()
+                        .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, 0)
+                }),
+            };
+            ok = self.and_bv(x, ok);
+        }
+        for &(l, _, _) in &plan.loops {
+            self.env.insert(l, IVal::Const(0));
+        }
+        let base = *self
+            .bases
+            .get(&plan.src)
+            .ok_or_else(|| Self::internal("read-through source without memory"))?;
+        let origin = match self.eval_int(plan.src_index)? {
+            IVal::Const(i) => self.advance_f32s(base, i),
+            IVal::Dyn(v) => {
+                let off = self.b.ins().ishl_imm_s(v, 2);
+                self.b.ins().iadd(base, off)
+            }
+        };
+        Ok((ok, origin))
+    }
+
+    /// `x && y`.
+    fn and_bv(&mut self, x: BVal, y: BVal) -> BVal {
+        match (x, y) {
+            (BVal::Const(false), _) | (_, BVal::Const(false)) => BVal::Const(false),
+            (BVal::Const(true), o) | (o, BVal::Const(true)) => o,
+            (BVal::Dyn(a), BVal::Dyn(b)) => BVal::Dyn(self.b.ins().band(a, b)),
+        }
     }
 
     fn emit_parallel(&mut self, lp: LoopId, body: &[StmtId]) -> R<()> {
@@ -583,6 +705,11 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             .map(|l| self.env.insert(*l, IVal::Const(0)))
             .collect();
         let ptrs = [m.a, m.b, m.c].map(|(buf, index)| self.elem_addr(buf, index));
+        // A read-through copy ([`crate::through`]): the source address on interior tiles.
+        let through = match self.read_through(lp, m.a.0) {
+            Some((flag, origin, si)) => Some((flag, self.source_addr(origin, &si)?, si)),
+            None => None,
+        };
         let packed = self
             .c
             .an
@@ -611,22 +738,37 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             } else {
                 self.ukernel_ref((m.kind, rows, m.nr))?
             };
-            let a_row = self.advance_f32s(pa, row * m.a_row_stride);
+            let mut a_row = self.advance_f32s(pa, row * m.a_row_stride);
             let c_row = self.advance_f32s(pc, row * m.c_row_stride);
+            // `A`'s strides (row, k, folded k2): the copy's, or the source's on interior tiles.
+            let a_k2 = outer.as_ref().map_or(0, |o| o.a_stride);
+            let mut a_strides =
+                [m.a_row_stride, m.a_k_stride, a_k2].map(|v| self.b.ins().iconst(I64, v));
+            if let Some((flag, x, si)) = &through {
+                let xs = [
+                    m.i_loop.map_or(0, |l| si.coef(l)),
+                    si.coef(m.k_loop),
+                    outer.as_ref().map_or(0, |o| si.coef(o.lp)),
+                ];
+                let x_row = self.advance_f32s(*x, row * xs[0]);
+                a_row = self.pick(*flag, x_row, a_row);
+                for (p, x) in a_strides.iter_mut().zip(xs) {
+                    let x = self.b.ins().iconst(I64, x);
+                    *p = self.pick(*flag, x, *p);
+                }
+            }
             let mut args = Vec::with_capacity(11);
             if m.kind == KernelKind::Elementwise {
-                let (k2, a_k2s, b_k2s) = outer
-                    .as_ref()
-                    .map_or((1, 0, 0), |o| (o.extent, o.a_stride, o.b_stride));
-                for v in [k2, a_k2s, b_k2s] {
-                    args.push(self.b.ins().iconst(I64, v));
-                }
+                let (k2, b_k2s) = outer.as_ref().map_or((1, 0), |o| (o.extent, o.b_stride));
+                args.push(self.b.ins().iconst(I64, k2));
+                args.push(a_strides[2]);
+                args.push(self.b.ins().iconst(I64, b_k2s));
             }
             for (v, ptr) in [
                 (m.k, None),
                 (0, Some(a_row)),
-                (m.a_row_stride, None),
-                (m.a_k_stride, None),
+                (0, Some(a_strides[0])),
+                (0, Some(a_strides[1])),
                 (0, Some(pb)),
                 (b_ks, None),
                 (0, Some(c_row)),
@@ -638,6 +780,49 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             row += rows;
         }
         Ok(())
+    }
+
+    /// The read-through state of tensorized loop `lp`'s `A` operand `buf`, when it reads a
+    /// live read-through copy: `(interior flag, source origin, A's index in the source)`.
+    fn read_through(
+        &self,
+        lp: LoopId,
+        buf: BufferId,
+    ) -> Option<(Option<Value>, Value, crate::through::SourceIndex)> {
+        let &(flag, origin) = self.through.get(&buf)?;
+        let si = self
+            .c
+            .an
+            .through
+            .values()
+            .find(|p| p.buf == buf)?
+            .calls
+            .get(&lp)?
+            .clone();
+        Some((flag, origin, si))
+    }
+
+    /// `origin + 4·(konst + Σ coef·loop)` (the loops' current values).
+    fn source_addr(&mut self, origin: Value, si: &crate::through::SourceIndex) -> R<Value> {
+        let mut p = self.advance_f32s(origin, si.konst);
+        for &(l, c) in &si.terms {
+            match self.var(l)? {
+                IVal::Const(v) => p = self.advance_f32s(p, v * c),
+                IVal::Dyn(v) => {
+                    let s = self.b.ins().imul_imm_s(v, c * 4);
+                    p = self.b.ins().iadd(p, s);
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// `flag ? x : p` (`x` when the flag is known to hold).
+    fn pick(&mut self, flag: Option<Value>, x: Value, p: Value) -> Value {
+        match flag {
+            Some(c) => self.b.ins().select(c, x, p),
+            None => x,
+        }
     }
 
     /// A run ([`crate::bulk`]): the copy range from the guard, then one routine call.

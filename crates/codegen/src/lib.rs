@@ -51,6 +51,7 @@ pub mod contention;
 mod emit;
 mod pack;
 mod runtime;
+mod through;
 pub mod ukernel;
 
 pub use pack::{LayoutRewrite, ParseLayoutRewriteError};
@@ -72,8 +73,12 @@ pub use pack::{LayoutRewrite, ParseLayoutRewriteError};
 ///    routine at the target's vector width ([`bulk`]) instead of Cranelift's 128-bit code;
 /// 6. elementwise (depthwise) kernels over a 3-tap window at stride 1 or 2 load each input
 ///    vector once for all its taps ([`ukernel`]'s sliding form): depthwise programs run
-///    faster than their revision-5 records say, and their ranking changes.
-pub const REVISION: u32 = 6;
+///    faster than their revision-5 records say, and their ranking changes;
+/// 7. a padding computed in a micro-kernel call's tile is not copied on tiles whose block
+///    lies inside the image: the calls read the image itself (read-through padding,
+///    [`CompileOptions::read_through`]): depthwise programs with their padding at a column
+///    tile run faster than their revision-6 records say.
+pub const REVISION: u32 = 7;
 
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
@@ -151,12 +156,17 @@ pub struct CompileOptions {
     /// element-wise maps: e.g. a cache-write stage's initialisation and write-back, or a
     /// padding stage). `false` emits them as the schedule says.
     pub auto_vectorize: bool,
+    /// Let micro-kernel calls read a padding computed in their tile straight from its
+    /// source on tiles whose block lies inside it, skipping the copy there (read-through
+    /// padding: interior tiles of a depthwise convolution). `false` always copies.
+    pub read_through: bool,
 }
 
 impl Default for CompileOptions {
     /// One thread per available CPU, FMA on, micro-kernels of this CPU's highest ISA level
     /// ([`CpuFeatures::best_isa`](tessel_ir::target::CpuFeatures::best_isa)), no layout rewrite
-    /// ([`LayoutRewrite::Off`]), auto-vectorization on, no IR text kept.
+    /// ([`LayoutRewrite::Off`]), auto-vectorization and read-through padding on, no IR text
+    /// kept.
     fn default() -> Self {
         CompileOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -166,6 +176,7 @@ impl Default for CompileOptions {
             isa: tessel_ir::target::CpuFeatures::host().best_isa(),
             layout_rewrite: LayoutRewrite::Off,
             auto_vectorize: true,
+            read_through: true,
         }
     }
 }
@@ -217,6 +228,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         opts.isa,
         opts.layout_rewrite,
         opts.auto_vectorize,
+        opts.read_through,
     )?;
     let mut jb = JITBuilder::with_isa(host_isa()?, default_libcall_names());
     // The register-tile kernels every tensorized tile (strips included) calls; the analysis
@@ -327,6 +339,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
             k: m.k,
             k2: m.folded().map_or(1, |o| o.extent),
             zero_start: an.zero_init.contains_key(&m.k_loop),
+            reads_through: an.through.values().any(|p| p.calls.contains_key(&m.k_loop)),
             packed_b: an.packed_b.contains_key(&m.k_loop),
             packs_per_call: an
                 .packed_b
@@ -459,6 +472,10 @@ pub struct MicroKernelCall {
     /// The call starts its tile from zero: the fill right before it is fused into it (an
     /// elementwise kernel's zero-start form, [`ukernel::elementwise_zero_kernel`]).
     pub zero_start: bool,
+    /// The call's `A` operand is a local copy (a padding computed in the tile) that it reads
+    /// through to the copy's source on tiles whose block lies inside it; the copy is then
+    /// not made (read-through padding).
+    pub reads_through: bool,
 }
 
 /// The compiled entry point: `(buffer pointers, runtime)`.
