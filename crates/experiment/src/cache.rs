@@ -12,7 +12,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use tessel_experiment::cache::{CachingMeasurer, MeasureCache};
-//! use tessel_search::tuner::{Measurement, Measurer};
+//! use tessel_search::tuner::{ErrorClass, MeasureError, Measurement, Measurer};
 //! struct Count(usize);
 //! impl Measurer for Count {
 //!     fn measure(&mut self, states: &[tessel_ir::State]) -> Vec<Measurement> {
@@ -160,7 +160,10 @@ impl Measurer for CachingMeasurer<'_> {
                     .map(|e| e.measurement.clone())
                     .unwrap_or_else(|| Measurement {
                         seconds: None,
-                        error: Some("the measurer returned no result".to_string()),
+                        error: Some(MeasureError::new(
+                            ErrorClass::WorkerLost,
+                            "the measurer returned no result",
+                        )),
                         compile_seconds: 0.0,
                     })
             })
