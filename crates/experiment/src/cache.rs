@@ -36,7 +36,7 @@ use std::rc::Rc;
 use std::time::Instant;
 use tessel_ir::State;
 use tessel_search::evolution::state_key;
-use tessel_search::tuner::{Measurement, Measurer};
+use tessel_search::tuner::{ErrorClass, MeasureError, Measurement, Measurer};
 
 /// A cached result and the seconds its measurement cost.
 #[derive(Clone, Debug, PartialEq)]
@@ -158,13 +158,11 @@ impl Measurer for CachingMeasurer<'_> {
                     .entries
                     .get(key)
                     .map(|e| e.measurement.clone())
-                    .unwrap_or_else(|| Measurement {
-                        seconds: None,
-                        error: Some(MeasureError::new(
+                    .unwrap_or_else(|| {
+                        Measurement::failed(MeasureError::new(
                             ErrorClass::WorkerLost,
                             "the measurer returned no result",
-                        )),
-                        compile_seconds: 0.0,
+                        ))
                     })
             })
             .collect();

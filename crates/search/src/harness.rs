@@ -206,13 +206,11 @@ impl HarnessMeasurer {
         let Some(workload) = self.workloads.get(task) else {
             return states
                 .iter()
-                .map(|_| Measurement {
-                    seconds: None,
-                    error: Some(MeasureError::new(
+                .map(|_| {
+                    Measurement::failed(MeasureError::new(
                         ErrorClass::WorkerLost,
                         format!("no task {task}"),
-                    )),
-                    compile_seconds: 0.0,
+                    ))
                 })
                 .collect();
         };

@@ -349,13 +349,11 @@ impl TaskMeasurer for PerTask<'_> {
             Some(m) => m.measure(states),
             None => states
                 .iter()
-                .map(|_| Measurement {
-                    seconds: None,
-                    error: Some(MeasureError::new(
+                .map(|_| {
+                    Measurement::failed(MeasureError::new(
                         ErrorClass::WorkerLost,
                         format!("no measurer for task {task}"),
-                    )),
-                    compile_seconds: 0.0,
+                    ))
                 })
                 .collect(),
         }

@@ -33,6 +33,17 @@ pub struct Measurement {
     pub compile_seconds: f64,
 }
 
+impl Measurement {
+    /// A failed measurement: no time, `error`, no compile time.
+    pub fn failed(error: MeasureError) -> Measurement {
+        Measurement {
+            seconds: None,
+            error: Some(error),
+            compile_seconds: 0.0,
+        }
+    }
+}
+
 /// Measures candidates (and records them).
 pub trait Measurer {
     /// Measures `states` of the tuned workload; one result per state, in order.

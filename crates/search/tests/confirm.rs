@@ -123,8 +123,7 @@ fn readings_near_the_best_get_the_median_of_their_confirmations() {
     let error = second[2]
         .error
         .as_ref()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+        .map_or(String::new(), |e| e.to_string());
     assert!(error.contains("on a confirming measurement"), "{error}");
     assert_eq!(
         m.confirmed, 4,

@@ -104,8 +104,7 @@ fn the_limit_drops_to_a_multiple_of_the_best_after_the_first_chunk() {
     let message = later[0]
         .error
         .as_ref()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+        .map_or(String::new(), |e| e.to_string());
     assert_eq!(
         later[0].error.as_ref().map(|e| e.class),
         Some(ErrorClass::Timeout)
