@@ -1,12 +1,15 @@
 //! Static facts about a loop nest that code generation needs before it emits anything:
-//! validation, which loop variables each expression uses, integer ranges (for bounds),
-//! affine forms of indices (for strides and address arithmetic), which vectorized loops can
+//! validation, which loop variables each expression uses, integer ranges (for bounds, with
+//! [`tessel_ir::interval`]),
+//! affine forms of indices (for strides and address arithmetic, with [`tessel_ir::affine`]), which vectorized loops can
 //! become SIMD, which other innermost loops become SIMD anyway (auto-vectorization), which
 //! parallel loops are outlined, and which local buffers live in registers.
 
 use crate::CodegenError;
 use std::collections::{HashMap, HashSet};
+use tessel_ir::affine::{Affine, Term};
 use tessel_ir::expr::{BinOp, ScalarType, UnOp};
+use tessel_ir::interval::interval;
 use tessel_ir::loop_nest::{BufferId, BufferScope, ExprId, LoopId, LoopKind, Node, Stmt, StmtId};
 use tessel_ir::tensorize::{KernelKind, TensorizeMatch};
 use tessel_ir::LoopNest;
@@ -18,90 +21,6 @@ pub(crate) const MAX_UNROLL: i64 = 1024;
 pub(crate) const MAX_STATIC_VECTOR: i64 = 64;
 /// Local buffers up to this many elements may be promoted to registers.
 pub(crate) const MAX_PROMOTED: i64 = 256;
-
-/// A closed integer interval `lo..=hi`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Interval {
-    pub lo: i64,
-    pub hi: i64,
-}
-
-impl Interval {
-    pub const FULL: Interval = Interval {
-        lo: i64::MIN,
-        hi: i64::MAX,
-    };
-
-    fn from_i128(lo: i128, hi: i128) -> Interval {
-        if lo < i64::MIN as i128 || hi > i64::MAX as i128 {
-            Interval::FULL
-        } else {
-            Interval {
-                lo: lo as i64,
-                hi: hi as i64,
-            }
-        }
-    }
-
-    fn meet(self, o: Interval) -> Interval {
-        Interval {
-            lo: self.lo.max(o.lo),
-            hi: self.hi.min(o.hi),
-        }
-    }
-
-    /// True when every value lies in `0..len`.
-    pub fn within(self, len: i64) -> bool {
-        self.lo >= 0 && self.hi < len
-    }
-}
-
-/// A term of an affine index form.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Term {
-    /// A loop variable.
-    Var(LoopId),
-    /// A non-affine sub-expression, taken as an opaque integer.
-    Atom(ExprId),
-}
-
-/// `konst + Σ coef·term`.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Linear {
-    pub terms: Vec<(Term, i64)>,
-    pub konst: i64,
-}
-
-impl Linear {
-    fn add_term(&mut self, t: Term, c: i64) -> Option<()> {
-        if let Some(slot) = self.terms.iter_mut().find(|(x, _)| *x == t) {
-            slot.1 = slot.1.checked_add(c)?;
-        } else {
-            self.terms.push((t, c));
-        }
-        Some(())
-    }
-
-    fn scaled(&self, c: i64) -> Option<Linear> {
-        Some(Linear {
-            terms: self
-                .terms
-                .iter()
-                .map(|&(t, k)| Some((t, k.checked_mul(c)?)))
-                .collect::<Option<_>>()?,
-            konst: self.konst.checked_mul(c)?,
-        })
-    }
-
-    fn plus(mut self, o: &Linear) -> Option<Linear> {
-        for &(t, c) in &o.terms {
-            self.add_term(t, c)?;
-        }
-        self.konst = self.konst.checked_add(o.konst)?;
-        self.terms.retain(|&(_, c)| c != 0);
-        Some(self)
-    }
-}
 
 /// How a promoted local buffer is held in SSA variables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,7 +121,7 @@ impl PackPlan {
         {
             return None;
         }
-        let lin = linear(nest, index);
+        let lin = Affine::of_or_atom(nest, index);
         let aligned = lin.konst % nr == 0
             && lin.terms.iter().all(|&(t, c)| match t {
                 Term::Var(l) if l == m.j_loop => c == 1,
@@ -523,16 +442,7 @@ impl Analysis {
         if !self.depends(e, v) {
             return Some(0);
         }
-        let lin = linear(nest, e);
-        let mut coef = 0;
-        for &(t, c) in &lin.terms {
-            match t {
-                Term::Var(l) if l == v => coef = c,
-                Term::Atom(a) if self.depends(a, v) => return None,
-                _ => {}
-            }
-        }
-        Some(coef)
+        Affine::of_or_atom(nest, e).stride_with(v, |a| self.depends(a, v))
     }
 
     /// Can the body of vectorized loop `v` run as SIMD lanes? Its statements must be stores
@@ -675,155 +585,6 @@ pub(crate) fn visit_loads(nest: &LoopNest, roots: &[ExprId], mut f: impl FnMut(B
             Node::Binary(_, a, b) => stack.extend([a, b]),
             Node::Select(c, a, b) => stack.extend([c, a, b]),
         }
-    }
-}
-
-/// The affine form of an integer expression (non-affine parts become atoms).
-pub(crate) fn linear(nest: &LoopNest, e: ExprId) -> Linear {
-    fn go(nest: &LoopNest, e: ExprId) -> Option<Linear> {
-        let atom = || Linear {
-            terms: vec![(Term::Atom(e), 1)],
-            konst: 0,
-        };
-        Some(match nest.get(e) {
-            Node::Int(c) => Linear {
-                terms: vec![],
-                konst: c,
-            },
-            Node::Var(l) => Linear {
-                terms: vec![(Term::Var(l), 1)],
-                konst: 0,
-            },
-            Node::Binary(BinOp::Add, a, b) => go(nest, a)?.plus(&go(nest, b)?)?,
-            Node::Binary(BinOp::Sub, a, b) => go(nest, a)?.plus(&go(nest, b)?.scaled(-1)?)?,
-            Node::Unary(UnOp::Neg, a) => go(nest, a)?.scaled(-1)?,
-            Node::Binary(BinOp::Mul, a, b) => match (nest.get(a), nest.get(b)) {
-                (_, Node::Int(c)) => go(nest, a)?.scaled(c)?,
-                (Node::Int(c), _) => go(nest, b)?.scaled(c)?,
-                _ => atom(),
-            },
-            _ => atom(),
-        })
-    }
-    go(nest, e).unwrap_or(Linear {
-        terms: vec![(Term::Atom(e), 1)],
-        konst: 0,
-    })
-}
-
-/// The range of integer expression `e`, given loop ranges and the `known` ranges of some
-/// sub-expressions (guard conditions that hold where `e` is evaluated).
-pub(crate) fn interval(nest: &LoopNest, e: ExprId, known: &HashMap<ExprId, Interval>) -> Interval {
-    fn go(
-        nest: &LoopNest,
-        e: ExprId,
-        known: &HashMap<ExprId, Interval>,
-        memo: &mut HashMap<ExprId, Interval>,
-    ) -> Interval {
-        if let Some(&r) = memo.get(&e) {
-            return r;
-        }
-        let r = match nest.get(e) {
-            Node::Int(c) => Interval { lo: c, hi: c },
-            Node::Var(l) => Interval {
-                lo: 0,
-                hi: (nest.lp(l).extent - 1).max(0),
-            },
-            Node::Unary(UnOp::Neg, a) => {
-                let a = go(nest, a, known, memo);
-                Interval::from_i128(-(a.hi as i128), -(a.lo as i128))
-            }
-            Node::Binary(op, a, b) => {
-                let x = go(nest, a, known, memo);
-                let y = go(nest, b, known, memo);
-                let (xl, xh, yl, yh) = (x.lo as i128, x.hi as i128, y.lo as i128, y.hi as i128);
-                match op {
-                    BinOp::Add => Interval::from_i128(xl + yl, xh + yh),
-                    BinOp::Sub => Interval::from_i128(xl - yh, xh - yl),
-                    BinOp::Mul => {
-                        let p = [xl * yl, xl * yh, xh * yl, xh * yh];
-                        let lo = p.iter().copied().min().unwrap_or(0);
-                        let hi = p.iter().copied().max().unwrap_or(0);
-                        Interval::from_i128(lo, hi)
-                    }
-                    BinOp::Div if y.lo == y.hi && y.lo > 0 => Interval {
-                        lo: x.lo.div_euclid(y.lo),
-                        hi: x.hi.div_euclid(y.lo),
-                    },
-                    BinOp::Mod if y.lo == y.hi && y.lo > 0 => {
-                        let c = y.lo;
-                        if x.lo.div_euclid(c) == x.hi.div_euclid(c) {
-                            Interval {
-                                lo: x.lo.rem_euclid(c),
-                                hi: x.hi.rem_euclid(c),
-                            }
-                        } else {
-                            Interval { lo: 0, hi: c - 1 }
-                        }
-                    }
-                    BinOp::Mod if y.lo > 0 => Interval {
-                        lo: 0,
-                        hi: y.hi - 1,
-                    },
-                    BinOp::Min => Interval {
-                        lo: x.lo.min(y.lo),
-                        hi: x.hi.min(y.hi),
-                    },
-                    BinOp::Max => Interval {
-                        lo: x.lo.max(y.lo),
-                        hi: x.hi.max(y.hi),
-                    },
-                    _ => Interval::FULL,
-                }
-            }
-            Node::Select(_, a, b) => {
-                let x = go(nest, a, known, memo);
-                let y = go(nest, b, known, memo);
-                Interval {
-                    lo: x.lo.min(y.lo),
-                    hi: x.hi.max(y.hi),
-                }
-            }
-            _ => Interval::FULL,
-        };
-        let r = match known.get(&e) {
-            Some(k) => r.meet(*k),
-            None => r,
-        };
-        memo.insert(e, r);
-        r
-    }
-    go(nest, e, known, &mut HashMap::new())
-}
-
-/// Adds to `known` what holds when boolean `cond` is true (conjunctions of `<`, `<=`, `==`
-/// between integers).
-pub(crate) fn refine(nest: &LoopNest, cond: ExprId, known: &mut HashMap<ExprId, Interval>) {
-    match nest.get(cond) {
-        Node::Binary(BinOp::And, a, b) => {
-            refine(nest, a, known);
-            refine(nest, b, known);
-        }
-        Node::Binary(op @ (BinOp::Lt | BinOp::Le | BinOp::Eq), a, b)
-            if nest.ty(a) == ScalarType::Int =>
-        {
-            let x = interval(nest, a, known);
-            let y = interval(nest, b, known);
-            let strict = i64::from(op == BinOp::Lt);
-            let xa = Interval {
-                lo: if op == BinOp::Eq { y.lo } else { i64::MIN },
-                hi: y.hi.saturating_sub(strict),
-            };
-            let yb = Interval {
-                lo: x.lo.saturating_add(strict),
-                hi: if op == BinOp::Eq { x.hi } else { i64::MAX },
-            };
-            for (e, r) in [(a, xa), (b, yb)] {
-                let cur = known.get(&e).copied().unwrap_or(Interval::FULL);
-                known.insert(e, cur.meet(r));
-            }
-        }
-        _ => {}
     }
 }
 

@@ -23,9 +23,11 @@
 //! by the routine at run time, which fills instead of reading outside the source (only an
 //! invalid program could ask for that; plain code would clamp the index instead).
 
-use crate::analysis::{interval, Analysis};
+use crate::analysis::Analysis;
 use std::collections::{HashMap, HashSet};
+use tessel_ir::affine::{Affine, Term};
 use tessel_ir::expr::{BinOp, ScalarType};
+use tessel_ir::interval::interval;
 use tessel_ir::loop_nest::{BufferId, ExprId, LoopId, LoopKind, Node, Stmt, StmtId};
 use tessel_ir::target::Isa;
 use tessel_ir::LoopNest;
@@ -239,16 +241,14 @@ pub(crate) fn find_zero_inits(nest: &LoopNest, an: &Analysis, isa: Isa) -> HashM
             let same_start = || {
                 let run_loops = [Some(run.inner), run.outer];
                 let tile_loops = [Some(m.j_loop), m.i_loop];
-                let a = crate::analysis::linear(nest, run.dst.1);
-                let b = crate::analysis::linear(nest, m.c.1);
-                let keep = |lin: &crate::analysis::Linear, skip: &[Option<LoopId>]| {
+                let a = Affine::of_or_atom(nest, run.dst.1);
+                let b = Affine::of_or_atom(nest, m.c.1);
+                let keep = |lin: &Affine, skip: &[Option<LoopId>]| {
                     let mut v = Vec::new();
                     for &(t, c) in &lin.terms {
                         match t {
-                            crate::analysis::Term::Var(l) if skip.contains(&Some(l)) => {}
-                            crate::analysis::Term::Atom(e)
-                                if skip.iter().flatten().any(|&l| an.depends(e, l)) =>
-                            {
+                            Term::Var(l) if skip.contains(&Some(l)) => {}
+                            Term::Atom(e) if skip.iter().flatten().any(|&l| an.depends(e, l)) => {
                                 return None
                             }
                             _ => v.push((t, c)),

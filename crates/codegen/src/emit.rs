@@ -7,7 +7,7 @@
 //! (`vec` is set) the environment holds lane 0 of the vectorized variable and expressions
 //! evaluate to `f32x4` values.
 
-use crate::analysis::{interval, linear, refine, visit_loads, Analysis, Interval, Layout, Term};
+use crate::analysis::{visit_loads, Analysis, Layout};
 use crate::analysis::{MAX_STATIC_VECTOR, MAX_UNROLL};
 use crate::ukernel::{KernelKind, KernelShape};
 use crate::{CodegenError, CompileOptions};
@@ -23,7 +23,9 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Linkage, Module};
 use std::collections::HashMap;
+use tessel_ir::affine::{Affine, Term};
 use tessel_ir::expr::{BinOp, ScalarType, UnOp};
+use tessel_ir::interval::{interval, refine, Interval};
 use tessel_ir::loop_nest::{BufferId, BufferScope, ExprId, LoopId, LoopKind, Node, Stmt, StmtId};
 use tessel_ir::LoopNest;
 
@@ -1075,7 +1077,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
     /// first (so that partial sums are loop-invariant for the inner loops and get hoisted),
     /// and the constant part as the immediate offset.
     fn linear_addr(&mut self, base: Value, index: ExprId) -> R<(Value, i32)> {
-        let lin = linear(self.nest, index);
+        let lin = Affine::of_or_atom(self.nest, index);
         let mut konst = lin.konst as i128;
         let mut dyns: Vec<(u32, Value, i64)> = Vec::new();
         for (t, c) in lin.terms {

@@ -21,8 +21,9 @@
 //! extreme corners; when the guard holds everywhere and the source range is inside `X`, the
 //! fill is skipped and the calls get `X`'s address and strides.
 
-use crate::analysis::{linear, Analysis, Term};
+use crate::analysis::Analysis;
 use std::collections::HashMap;
+use tessel_ir::affine::{Affine, Term};
 use tessel_ir::expr::BinOp;
 use tessel_ir::loop_nest::{BufferId, BufferScope, ExprId, LoopId, LoopKind, Node, Stmt, StmtId};
 use tessel_ir::LoopNest;
@@ -124,7 +125,7 @@ fn plan(nest: &LoopNest, an: &Analysis, buf: BufferId, body: &[StmtId]) -> Optio
     }
     let is_fill = |l: LoopId| loops.contains(&l);
     // Dense row-major store: coefficients form a mixed radix over the loop extents.
-    let dst = linear(nest, index);
+    let dst = Affine::of_or_atom(nest, index);
     if dst.konst != 0 || dst.terms.len() != loops.len() {
         return None;
     }
@@ -152,7 +153,7 @@ fn plan(nest: &LoopNest, an: &Analysis, buf: BufferId, body: &[StmtId]) -> Optio
     }
     // The source index: affine in the fill loops, anything else independent of them.
     let depends_on_fill = |e: ExprId| loops.iter().any(|&l| an.depends(e, l));
-    let src_lin = linear(nest, src_index);
+    let src_lin = Affine::of_or_atom(nest, src_index);
     for &(t, _) in &src_lin.terms {
         if let Term::Atom(e) = t {
             if depends_on_fill(e) {
@@ -191,7 +192,7 @@ fn plan(nest: &LoopNest, an: &Analysis, buf: BufferId, body: &[StmtId]) -> Optio
                     if m.a.0 == buf {
                         let x = map_index(nest, m.a.1, &dims, &src_coef)?;
                         // The call's strides are the index's coefficients.
-                        let lin = linear(nest, m.a.1);
+                        let lin = Affine::of_or_atom(nest, m.a.1);
                         let pc = |l: LoopId| {
                             lin.terms
                                 .iter()
@@ -260,10 +261,13 @@ fn convex(nest: &LoopNest, g: ExprId, depends_on_fill: &dyn Fn(ExprId) -> bool) 
             convex(nest, a, depends_on_fill) && convex(nest, b, depends_on_fill)
         }
         Node::Binary(BinOp::Lt | BinOp::Le | BinOp::Eq, a, b) => [a, b].iter().all(|&x| {
-            linear(nest, x).terms.iter().all(|&(t, _)| match t {
-                Term::Var(_) => true,
-                Term::Atom(e) => !depends_on_fill(e),
-            })
+            Affine::of_or_atom(nest, x)
+                .terms
+                .iter()
+                .all(|&(t, _)| match t {
+                    Term::Var(_) => true,
+                    Term::Atom(e) => !depends_on_fill(e),
+                })
         }),
         _ => !depends_on_fill(g),
     }
@@ -279,7 +283,7 @@ fn map_index(
     dims: &[(LoopId, i64, i64)],
     src_coef: &dyn Fn(LoopId) -> i64,
 ) -> Option<SourceIndex> {
-    let lin = linear(nest, index);
+    let lin = Affine::of_or_atom(nest, index);
     if lin.konst < 0 {
         return None;
     }

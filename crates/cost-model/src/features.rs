@@ -30,7 +30,7 @@
 //!
 //! Simplifications with respect to Ansor (TVM v0.16):
 //! * Indices are flat (lowering flattens them), so access patterns are analysed on one affine
-//!   form per access: `e / c` scales the coefficients by `1/c` and `e % c` keeps them (exact
+//!   form per access ([`tessel_ir::affine`], seen through its atoms): `e / c` scales the coefficients by `1/c` and `e % c` keeps them (exact
 //!   while the dividend stays below `c`, an estimate otherwise). The region touched by the
 //!   loops inside a level is `min(span, product of the moving loops' extents, buffer length)`
 //!   where `span = 1 + Σ |coef|·(extent − 1)`; several accesses to one buffer take the largest.
@@ -43,6 +43,7 @@
 //!   statement (a read-modify-write counts twice).
 
 use std::fmt;
+use tessel_ir::affine::{Affine, Term};
 use tessel_ir::expr::{BinOp, UnOp};
 use tessel_ir::loop_nest::{
     BufferId, BufferScope, ExprId, LoopId, LoopKind, LoopNest, Node, Stmt, StmtId,
@@ -627,50 +628,38 @@ impl Walker<'_> {
         }
     }
 
-    /// Adds `scale ×` the affine coefficients of `e` into `out` (indexed by loop id).
+    /// Adds `scale ×` the access strides of `e` into `out` (indexed by loop id): the
+    /// coefficients of its affine form ([`tessel_ir::affine`]), and through its atoms the
+    /// estimate of [`Self::atom_strides`].
     fn affine(&self, e: ExprId, scale: f64, out: &mut [f64]) {
+        for (t, c) in Affine::of_or_atom(self.nest, e).terms {
+            let scale = scale * c as f64;
+            match t {
+                Term::Var(l) => {
+                    if let Some(o) = out.get_mut(l.index()) {
+                        *o += scale
+                    }
+                }
+                Term::Atom(a) => self.atom_strides(a, scale, out),
+            }
+        }
+    }
+
+    /// The strides estimated through a non-affine sub-expression: `x / c` scales `x`'s by
+    /// `1/c`; `x % c`, `min(x, y)` and `max(x, y)` keep `x`'s; a product of two non-constants
+    /// and a select add both sides'; anything else (a load, a comparison) has none.
+    fn atom_strides(&self, a: ExprId, scale: f64, out: &mut [f64]) {
         let nest = self.nest;
-        match nest.get(e) {
-            Node::Var(l) => {
-                if let Some(c) = out.get_mut(l.index()) {
-                    *c += scale
-                }
+        match nest.get(a) {
+            Node::Binary(BinOp::Mul, x, y) | Node::Select(_, x, y) => {
+                self.affine(x, scale, out);
+                self.affine(y, scale, out)
             }
-            Node::Binary(op, a, b) => {
-                let konst = |x: ExprId| match nest.get(x) {
-                    Node::Int(v) => Some(v as f64),
-                    _ => None,
-                };
-                match op {
-                    BinOp::Add => {
-                        self.affine(a, scale, out);
-                        self.affine(b, scale, out)
-                    }
-                    BinOp::Sub => {
-                        self.affine(a, scale, out);
-                        self.affine(b, -scale, out)
-                    }
-                    BinOp::Mul => match (konst(a), konst(b)) {
-                        (Some(k), _) => self.affine(b, scale * k, out),
-                        (_, Some(k)) => self.affine(a, scale * k, out),
-                        _ => {
-                            self.affine(a, scale, out);
-                            self.affine(b, scale, out)
-                        }
-                    },
-                    BinOp::Div => match konst(b) {
-                        Some(k) if k != 0.0 => self.affine(a, scale / k, out),
-                        _ => self.affine(a, scale, out),
-                    },
-                    BinOp::Mod | BinOp::Min | BinOp::Max => self.affine(a, scale, out),
-                    _ => {}
-                }
-            }
-            Node::Select(_, a, b) => {
-                self.affine(a, scale, out);
-                self.affine(b, scale, out)
-            }
-            Node::Unary(UnOp::Neg, a) => self.affine(a, -scale, out),
+            Node::Binary(BinOp::Div, x, y) => match nest.get(y) {
+                Node::Int(k) if k != 0 => self.affine(x, scale / k as f64, out),
+                _ => self.affine(x, scale, out),
+            },
+            Node::Binary(BinOp::Mod | BinOp::Min | BinOp::Max, x, _) => self.affine(x, scale, out),
             _ => {}
         }
     }

@@ -12,7 +12,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use tessel_experiment::cache::{CachingMeasurer, MeasureCache};
-//! use tessel_search::tuner::{Measurement, Measurer};
+//! use tessel_search::tuner::{ErrorClass, MeasureError, Measurement, Measurer};
 //! struct Count(usize);
 //! impl Measurer for Count {
 //!     fn measure(&mut self, states: &[tessel_ir::State]) -> Vec<Measurement> {
@@ -36,7 +36,7 @@ use std::rc::Rc;
 use std::time::Instant;
 use tessel_ir::State;
 use tessel_search::evolution::state_key;
-use tessel_search::tuner::{Measurement, Measurer};
+use tessel_search::tuner::{ErrorClass, MeasureError, Measurement, Measurer};
 
 /// A cached result and the seconds its measurement cost.
 #[derive(Clone, Debug, PartialEq)]
@@ -158,10 +158,11 @@ impl Measurer for CachingMeasurer<'_> {
                     .entries
                     .get(key)
                     .map(|e| e.measurement.clone())
-                    .unwrap_or_else(|| Measurement {
-                        seconds: None,
-                        error: Some("the measurer returned no result".to_string()),
-                        compile_seconds: 0.0,
+                    .unwrap_or_else(|| {
+                        Measurement::failed(MeasureError::new(
+                            ErrorClass::WorkerLost,
+                            "the measurer returned no result",
+                        ))
                     })
             })
             .collect();

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tessel_ir::State;
 use tessel_search::evolution::state_key;
-use tessel_search::tuner::Measurer;
+use tessel_search::tuner::{ErrorClass, MeasureError, Measurer};
 
 /// One program's re-measurement.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -41,8 +41,10 @@ pub struct Remeasurement {
     pub min: Option<f64>,
     /// Interquartile range of the rounds ÷ their median (the noise seen).
     pub spread: Option<f64>,
-    /// The first error, if a round failed.
-    pub error: Option<String>,
+    /// The first error, if a round failed. Files written before errors were typed hold its
+    /// text, which reads back by [`MeasureError::from_display`].
+    #[serde(default, deserialize_with = "MeasureError::deserialize_typed_or_text")]
+    pub error: Option<MeasureError>,
 }
 
 /// Re-measures `programs` (`None` entries are skipped) in `rounds` interleaved batches with
@@ -69,7 +71,7 @@ pub fn remeasure(
         .collect();
     let n = distinct.len();
     let mut times: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(rounds); n];
-    let mut errors: Vec<Option<String>> = vec![None; n];
+    let mut errors: Vec<Option<MeasureError>> = vec![None; n];
     for round in 0..if n == 0 { 0 } else { rounds } {
         let order: Vec<usize> = (0..n).map(|k| (k + round) % n).collect();
         let batch: Vec<State> = order.iter().map(|&k| distinct[k].clone()).collect();
@@ -80,7 +82,8 @@ pub fn remeasure(
             if let Some(e) = m.and_then(|m| m.error.clone()) {
                 errors[p].get_or_insert(e);
             } else if m.is_none() {
-                errors[p].get_or_insert_with(|| "no result".to_string());
+                errors[p]
+                    .get_or_insert_with(|| MeasureError::new(ErrorClass::WorkerLost, "no result"));
             }
         }
     }
@@ -128,6 +131,25 @@ mod tests {
                 })
                 .collect()
         }
+    }
+
+    #[test]
+    fn errors_are_written_typed_and_older_text_errors_still_read() {
+        let typed = Remeasurement {
+            error: Some(MeasureError::new(ErrorClass::WrongAnswer, "C[0]: 1 vs 2")),
+            ..Remeasurement::default()
+        };
+        let json = serde_json::to_string(&typed).expect("json");
+        assert!(json.contains(r#""error":{"class":"wrong_answer","message":"C[0]: 1 vs 2"}"#));
+        assert_eq!(
+            serde_json::from_str::<Remeasurement>(&json).ok(),
+            Some(typed.clone())
+        );
+        let old = r#"{"seconds":null,"rounds":[null],"min":null,"spread":null,
+                      "error":"wrong answer: C[0]: 1 vs 2"}"#;
+        let read: Remeasurement = serde_json::from_str(old).expect("old file");
+        assert_eq!(read.error, typed.error);
+        assert_eq!(read.rounds, vec![None]);
     }
 
     #[test]

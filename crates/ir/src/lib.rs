@@ -7,10 +7,13 @@
 //! * [`dag`]: the [`ComputeDag`] of one task, built with a [`DagBuilder`];
 //! * [`analysis`]: Ansor's static access analysis of a DAG (what the sketch rules ask);
 //! * [`state`]: schedule states and their replayable, serializable step log;
-//! * [`lower`]: lowering a state to a [`LoopNest`] (with [`simplify`] for index arithmetic);
+//! * [`lower`]: lowering a state to a [`LoopNest`] (with [`simplify`] for index arithmetic,
+//!   over the shared [`interval`] arithmetic);
 //! * [`eval`]: the reference evaluator of a DAG, and [`interp`]: the interpreter of a loop nest;
 //! * [`target`]: the machine code is generated for (ISA level, vector unit, cores, caches),
 //!   and the one place CPU features are detected;
+//! * [`affine`] and [`interval`]: the affine forms and integer ranges of index expressions
+//!   that lowering, tensorization, code generation and the cost model share;
 //! * [`tensorize`]: which loop nests match a micro-kernel of a target's family;
 //! * [`rng`]: the one explicit RNG type; [`testing`]: random legal schedules for property tests.
 //!
@@ -30,11 +33,13 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod affine;
 pub mod analysis;
 pub mod dag;
 pub mod eval;
 pub mod expr;
 pub mod interp;
+pub mod interval;
 pub mod loop_nest;
 pub mod lower;
 pub mod rng;

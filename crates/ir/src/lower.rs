@@ -26,6 +26,7 @@ use crate::loop_nest::{
 };
 use crate::state::apply::{consumers_through_inline, root_values, IndexAlgebra};
 use crate::state::{Annotation, ComputeAt, IterId, IterKind, Relation, Stage, State};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why a state could not be lowered.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -60,8 +61,19 @@ struct StageInfo {
     region_guard: Vec<bool>,
 }
 
+/// How many times [`lower`] has run in this process (every call, failed ones included).
+static LOWERINGS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times [`lower`] has run in this process so far: a counter for tests and
+/// benchmarks that check how often a search lowers its candidates (one relaxed atomic
+/// increment per call).
+pub fn lowerings() -> u64 {
+    LOWERINGS.load(Ordering::Relaxed)
+}
+
 /// Lowers a concrete state to a loop nest.
 pub fn lower(state: &State) -> Result<LoopNest, LowerError> {
+    LOWERINGS.fetch_add(1, Ordering::Relaxed);
     if let Some(st) = state.stages().iter().find(|s| s.has_holes()) {
         return Err(LowerError::NotConcrete(st.name.clone()));
     }

@@ -14,7 +14,7 @@
 //!
 //! [`simplify_nest`] simplifies every store index, load index and `If` condition of a nest
 //! in place (memoized by [`ExprId`]), and [`int_bounds`] computes the interval of an integer
-//! expression without egg.
+//! expression without egg. The interval arithmetic itself lives in [`crate::interval`].
 //!
 //! ```
 //! use tessel_ir::expr::BinOp;
@@ -34,6 +34,7 @@
 //! ```
 
 use crate::expr::{BinOp, ScalarType, UnOp};
+use crate::interval::{interval, loop_range, Interval};
 use crate::loop_nest::{ExprId, LoopId, LoopNest, Node, Stmt, StmtId};
 use egg::{
     define_language, rewrite, Analysis, AstSize, DidMerge, Id, Language, RecExpr, Rewrite, Subst,
@@ -48,159 +49,6 @@ const ITER_LIMIT: usize = 12;
 /// E-graph node limit per expression.
 const NODE_LIMIT: usize = 4_000;
 
-// ---------------------------------------------------------------------------------------
-// Intervals
-// ---------------------------------------------------------------------------------------
-
-/// An inclusive interval of `i64` values; booleans are `0`/`1`. `i64::MIN`/`i64::MAX` stand
-/// for "unbounded".
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Range {
-    lo: i64,
-    hi: i64,
-}
-
-impl Range {
-    const FULL: Range = Range {
-        lo: i64::MIN,
-        hi: i64::MAX,
-    };
-    const BOOL: Range = Range { lo: 0, hi: 1 };
-
-    fn point(v: i64) -> Range {
-        Range { lo: v, hi: v }
-    }
-
-    fn of_bool(b: bool) -> Range {
-        Range::point(b as i64)
-    }
-
-    /// The hull of `i128` candidates; unbounded when one of them does not fit in `i64` (so
-    /// an overflowing constant expression is never folded).
-    fn hull(vals: &[i128]) -> Range {
-        let fits = |v: &i128| i64::try_from(*v).is_ok();
-        match (vals.iter().min(), vals.iter().max()) {
-            (Some(&lo), Some(&hi)) if vals.iter().all(fits) => Range {
-                lo: lo as i64,
-                hi: hi as i64,
-            },
-            _ => Range::FULL,
-        }
-    }
-
-    fn konst(self) -> Option<i64> {
-        (self.lo == self.hi).then_some(self.lo)
-    }
-
-    fn join(self, o: Range) -> Range {
-        Range {
-            lo: self.lo.min(o.lo),
-            hi: self.hi.max(o.hi),
-        }
-    }
-}
-
-/// Floor division on `i128` (`b != 0`).
-fn floor_div(a: i128, b: i128) -> i128 {
-    let q = a / b;
-    if (a % b != 0) && ((a < 0) != (b < 0)) {
-        q - 1
-    } else {
-        q
-    }
-}
-
-/// Floor modulo on `i128` (`b != 0`).
-fn floor_mod(a: i128, b: i128) -> i128 {
-    a - b * floor_div(a, b)
-}
-
-/// The interval of `op(a, b)` (booleans as 0/1).
-fn binary_range(op: BinOp, a: Range, b: Range) -> Range {
-    let (al, ah, bl, bh) = (a.lo as i128, a.hi as i128, b.lo as i128, b.hi as i128);
-    match op {
-        BinOp::Add => Range::hull(&[al + bl, ah + bh]),
-        BinOp::Sub => Range::hull(&[al - bh, ah - bl]),
-        BinOp::Mul => Range::hull(&[al * bl, al * bh, ah * bl, ah * bh]),
-        BinOp::Div => {
-            if bl > 0 || bh < 0 {
-                Range::hull(&[
-                    floor_div(al, bl),
-                    floor_div(al, bh),
-                    floor_div(ah, bl),
-                    floor_div(ah, bh),
-                ])
-            } else {
-                Range::FULL
-            }
-        }
-        BinOp::Mod => {
-            if bl > 0 && bl == bh {
-                let c = bl;
-                if al >= 0 && ah < c {
-                    a
-                } else if floor_div(al, c) == floor_div(ah, c) {
-                    Range::hull(&[floor_mod(al, c), floor_mod(ah, c)])
-                } else {
-                    Range::hull(&[0, c - 1])
-                }
-            } else if bl > 0 {
-                let hi = if al >= 0 { ah.min(bh - 1) } else { bh - 1 };
-                Range::hull(&[0, hi])
-            } else if bh < 0 {
-                Range::hull(&[bl + 1, 0])
-            } else {
-                Range::FULL
-            }
-        }
-        BinOp::Min => Range {
-            lo: a.lo.min(b.lo),
-            hi: a.hi.min(b.hi),
-        },
-        BinOp::Max => Range {
-            lo: a.lo.max(b.lo),
-            hi: a.hi.max(b.hi),
-        },
-        BinOp::Lt => decide(a.hi < b.lo, a.lo >= b.hi),
-        BinOp::Le => decide(a.hi <= b.lo, a.lo > b.hi),
-        BinOp::Eq => decide(
-            a.konst().is_some() && a.konst() == b.konst(),
-            a.hi < b.lo || b.hi < a.lo,
-        ),
-        BinOp::Ne => decide(
-            a.hi < b.lo || b.hi < a.lo,
-            a.konst().is_some() && a.konst() == b.konst(),
-        ),
-        BinOp::And => Range {
-            lo: a.lo.min(b.lo),
-            hi: a.hi.min(b.hi),
-        },
-        BinOp::Or => Range {
-            lo: a.lo.max(b.lo),
-            hi: a.hi.max(b.hi),
-        },
-    }
-}
-
-/// `[1, 1]` when surely true, `[0, 0]` when surely false, else `[0, 1]`.
-fn decide(surely_true: bool, surely_false: bool) -> Range {
-    match (surely_true, surely_false) {
-        (true, _) => Range::of_bool(true),
-        (false, true) => Range::of_bool(false),
-        _ => Range::BOOL,
-    }
-}
-
-fn loop_range(nest: &LoopNest, l: LoopId) -> Range {
-    match nest.loops.get(l.index()) {
-        Some(lp) => Range {
-            lo: 0,
-            hi: (lp.extent - 1).max(0),
-        },
-        None => Range::FULL,
-    }
-}
-
 /// The interval of an integer expression of `nest`, from the ranges `[0, extent - 1]` of its
 /// loop variables, without egg. `None` when `e` is not an integer expression; a bound that
 /// cannot be established is `i64::MIN` or `i64::MAX`.
@@ -208,56 +56,8 @@ pub fn int_bounds(nest: &LoopNest, e: ExprId) -> Option<(i64, i64)> {
     if e.index() >= nest.nodes().len() || nest.ty(e) != ScalarType::Int {
         return None;
     }
-    let mut memo = HashMap::new();
-    let r = range_of(nest, e, &mut memo);
+    let r = interval(nest, e, &HashMap::new());
     Some((r.lo, r.hi))
-}
-
-/// The interval of an integer or boolean expression (booleans as 0/1; floats `FULL`).
-fn range_of(nest: &LoopNest, e: ExprId, memo: &mut HashMap<ExprId, Range>) -> Range {
-    if let Some(&r) = memo.get(&e) {
-        return r;
-    }
-    let r = match nest.get(e) {
-        Node::Int(v) => Range::point(v),
-        Node::Var(l) => loop_range(nest, l),
-        Node::Float(_) | Node::Load(..) => Range::FULL,
-        Node::Unary(UnOp::Neg, a) if nest.ty(a) == ScalarType::Int => {
-            let a = range_of(nest, a, memo);
-            Range::hull(&[-(a.hi as i128), -(a.lo as i128)])
-        }
-        Node::Unary(UnOp::Not, a) => {
-            let a = range_of(nest, a, memo);
-            Range {
-                lo: 1 - a.hi.clamp(0, 1),
-                hi: 1 - a.lo.clamp(0, 1),
-            }
-        }
-        Node::Unary(..) => Range::FULL,
-        Node::Binary(op, a, b) => {
-            let float_operands = nest.ty(a) == ScalarType::Float;
-            if float_operands {
-                if op.is_comparison() {
-                    Range::BOOL
-                } else {
-                    Range::FULL
-                }
-            } else {
-                let (ra, rb) = (range_of(nest, a, memo), range_of(nest, b, memo));
-                binary_range(op, ra, rb)
-            }
-        }
-        Node::Select(c, a, b) => {
-            let rc = range_of(nest, c, memo);
-            match rc.konst() {
-                Some(1) => range_of(nest, a, memo),
-                Some(0) => range_of(nest, b, memo),
-                _ => range_of(nest, a, memo).join(range_of(nest, b, memo)),
-            }
-        }
-    };
-    memo.insert(e, r);
-    r
 }
 
 // ---------------------------------------------------------------------------------------
@@ -367,14 +167,14 @@ impl Idx {
 /// What the analysis knows about an e-class.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Facts {
-    range: Range,
+    range: Interval,
     is_bool: bool,
 }
 
 /// The interval analysis: loop variable `n` ranges over `var_ranges[n]`.
 #[derive(Default)]
 struct Intervals {
-    var_ranges: Vec<Range>,
+    var_ranges: Vec<Interval>,
 }
 
 type EGraph = egg::EGraph<Idx, Intervals>;
@@ -386,11 +186,11 @@ impl Analysis<Idx> for Intervals {
         let d = |i: &Id| egraph[*i].data;
         match enode {
             Idx::Num(v) => Facts {
-                range: Range::point(*v),
+                range: Interval::point(*v),
                 is_bool: false,
             },
             Idx::Bool(b) => Facts {
-                range: Range::of_bool(*b),
+                range: Interval::of_bool(*b),
                 is_bool: true,
             },
             Idx::Leaf(Leaf::Var(n)) => Facts {
@@ -399,34 +199,28 @@ impl Analysis<Idx> for Intervals {
                     .var_ranges
                     .get(*n as usize)
                     .copied()
-                    .unwrap_or(Range::FULL),
+                    .unwrap_or(Interval::FULL),
                 is_bool: false,
             },
             Idx::Leaf(Leaf::OpaqueInt(_)) => Facts {
-                range: Range::FULL,
+                range: Interval::FULL,
                 is_bool: false,
             },
             Idx::Leaf(Leaf::OpaqueBool(_)) => Facts {
-                range: Range::BOOL,
+                range: Interval::BOOL,
                 is_bool: true,
             },
             Idx::Neg(a) => {
                 let a = d(a).range;
                 Facts {
-                    range: Range::hull(&[-(a.hi as i128), -(a.lo as i128)]),
+                    range: a.neg(),
                     is_bool: false,
                 }
             }
-            Idx::Not(a) => {
-                let a = d(a).range;
-                Facts {
-                    range: Range {
-                        lo: 1 - a.hi.clamp(0, 1),
-                        hi: 1 - a.lo.clamp(0, 1),
-                    },
-                    is_bool: true,
-                }
-            }
+            Idx::Not(a) => Facts {
+                range: d(a).range.not(),
+                is_bool: true,
+            },
             Idx::Select([c, a, b]) => {
                 let (c, a, b) = (d(c), d(a), d(b));
                 let range = match c.range.konst() {
@@ -441,11 +235,11 @@ impl Analysis<Idx> for Intervals {
             }
             other => match other.bin_op() {
                 Some((op, [a, b])) => Facts {
-                    range: binary_range(op, d(&a).range, d(&b).range),
+                    range: d(&a).range.binary(op, d(&b).range),
                     is_bool: op.is_comparison() || matches!(op, BinOp::And | BinOp::Or),
                 },
                 None => Facts {
-                    range: Range::FULL,
+                    range: Interval::FULL,
                     is_bool: false,
                 },
             },
@@ -453,11 +247,10 @@ impl Analysis<Idx> for Intervals {
     }
 
     fn merge(&mut self, a: &mut Facts, b: Facts) -> DidMerge {
-        let lo = a.range.lo.max(b.range.lo);
-        let hi = a.range.hi.min(b.range.hi);
-        let changed_a = lo != a.range.lo || hi != a.range.hi;
-        let changed_b = lo != b.range.lo || hi != b.range.hi;
-        a.range = Range { lo, hi };
+        let both = a.range.meet(b.range);
+        let changed_a = both != a.range;
+        let changed_b = both != b.range;
+        a.range = both;
         DidMerge(changed_a, changed_b)
     }
 
@@ -487,7 +280,7 @@ fn var(name: &str) -> egg::Var {
         .unwrap_or_else(|_| unreachable!("bad pattern variable {name}"))
 }
 
-fn range(eg: &EGraph, s: &Subst, v: egg::Var) -> Range {
+fn range(eg: &EGraph, s: &Subst, v: egg::Var) -> Interval {
     eg[s[v]].data.range
 }
 

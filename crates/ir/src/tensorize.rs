@@ -50,6 +50,7 @@
 //!
 //! [`LoopKind::Tensorized`]: crate::loop_nest::LoopKind::Tensorized
 
+use crate::affine::Affine;
 use crate::expr::BinOp;
 use crate::loop_nest::{BufferId, ExprId, LoopId, LoopKind, LoopNest, Node, Stmt, StmtId};
 pub use crate::target::Isa;
@@ -291,7 +292,7 @@ pub fn check(nest: &LoopNest, s: StmtId) -> Result<TensorizeMatch, String> {
         affine(nest, xi).ok_or("a factor's index is not affine")?,
         affine(nest, yi).ok_or("a factor's index is not affine")?,
     );
-    let coef_i = |f: &Affine| i_loop.map_or(0, |i| f.coef(i));
+    let coef_i = |f: &Strides| i_loop.map_or(0, |i| f.coef(i));
     let kind = if xa.coef(j_loop) != 0 && ya.coef(j_loop) != 0 {
         KernelKind::Elementwise
     } else {
@@ -414,83 +415,26 @@ pub fn find(nest: &LoopNest) -> Vec<(StmtId, Result<TensorizeMatch, String>)> {
     out
 }
 
-/// An index as `Σ coef·var + opaque terms`: the loop-variable coefficients, and the loop
-/// variables that the opaque terms (outer-loop offsets such as `(f / 128) * 8`) use.
-struct Affine {
-    coefs: Vec<(LoopId, i64)>,
-    opaque_vars: Vec<LoopId>,
+/// An index's affine form ([`crate::affine`]), read as strides in the tile's loops.
+struct Strides<'a> {
+    nest: &'a LoopNest,
+    form: Affine,
 }
 
-impl Affine {
-    /// The coefficient of `l`, or `i64::MIN` when an opaque term uses `l` (never a valid
+impl Strides<'_> {
+    /// The stride in `l`, or `i64::MIN` when an atom of the index uses `l` (never a valid
     /// stride, so every check against it fails).
     fn coef(&self, l: LoopId) -> i64 {
-        if self.opaque_vars.contains(&l) {
-            return i64::MIN;
-        }
-        self.coefs
-            .iter()
-            .find(|(v, _)| *v == l)
-            .map_or(0, |&(_, c)| c)
-    }
-
-    fn add(&mut self, o: Affine, scale: i64) -> Option<()> {
-        for (v, c) in o.coefs {
-            let c = c.checked_mul(scale)?;
-            match self.coefs.iter_mut().find(|(x, _)| *x == v) {
-                Some(slot) => slot.1 = slot.1.checked_add(c)?,
-                None => self.coefs.push((v, c)),
-            }
-        }
-        self.opaque_vars.extend(o.opaque_vars);
-        Some(())
+        self.form.stride(self.nest, l).unwrap_or(i64::MIN)
     }
 }
 
-/// The loop variables expression `e` uses.
-fn vars_of(nest: &LoopNest, e: ExprId, out: &mut Vec<LoopId>) {
-    match nest.get(e) {
-        Node::Var(v) => out.push(v),
-        Node::Int(_) | Node::Float(_) => {}
-        Node::Load(_, a) | Node::Unary(_, a) => vars_of(nest, a, out),
-        Node::Binary(_, a, b) => {
-            vars_of(nest, a, out);
-            vars_of(nest, b, out);
-        }
-        Node::Select(c, a, b) => {
-            vars_of(nest, c, out);
-            vars_of(nest, a, out);
-            vars_of(nest, b, out);
-        }
-    }
-}
-
-/// The affine form of integer expression `e`; `None` on overflow.
-fn affine(nest: &LoopNest, e: ExprId) -> Option<Affine> {
-    let mut f = Affine {
-        coefs: Vec::new(),
-        opaque_vars: Vec::new(),
-    };
-    match nest.get(e) {
-        Node::Int(_) => {}
-        Node::Var(v) => f.coefs.push((v, 1)),
-        Node::Binary(BinOp::Add, a, b) => {
-            f.add(affine(nest, a)?, 1)?;
-            f.add(affine(nest, b)?, 1)?;
-        }
-        Node::Binary(BinOp::Sub, a, b) => {
-            f.add(affine(nest, a)?, 1)?;
-            f.add(affine(nest, b)?, -1)?;
-        }
-        Node::Binary(BinOp::Mul, a, b) => match (nest.get(a), nest.get(b)) {
-            (_, Node::Int(c)) => f.add(affine(nest, a)?, c)?,
-            (Node::Int(c), _) => f.add(affine(nest, b)?, c)?,
-            _ => vars_of(nest, e, &mut f.opaque_vars),
-        },
-        _ => vars_of(nest, e, &mut f.opaque_vars),
-    }
-    f.coefs.retain(|&(_, c)| c != 0);
-    Some(f)
+/// The strides of integer expression `e`; `None` on overflow.
+fn affine(nest: &LoopNest, e: ExprId) -> Option<Strides<'_>> {
+    Some(Strides {
+        nest,
+        form: Affine::of(nest, e)?,
+    })
 }
 
 #[cfg(test)]

@@ -91,6 +91,42 @@ impl MeasureError {
     }
 }
 
+impl MeasureError {
+    /// Reads back the text [`MeasureError`]'s `Display` makes (`"wrong answer: C[3] ..."`):
+    /// the class by its human name before the first `": "`. Text that names no class (older
+    /// files held free-form strings such as `"no result"`) is a [`ErrorClass::WorkerLost`]
+    /// with the whole text as its message.
+    pub fn from_display(text: &str) -> MeasureError {
+        ErrorClass::ALL
+            .iter()
+            .find_map(|&c| {
+                let rest = text.strip_prefix(c.name())?.strip_prefix(": ")?;
+                Some(MeasureError::new(c, rest))
+            })
+            .unwrap_or_else(|| MeasureError::new(ErrorClass::WorkerLost, text))
+    }
+
+    /// A serde `deserialize_with` reader for an optional error stored either typed (an
+    /// object with `class` and `message`, what is written now) or as its display text (what
+    /// files written before the search carried typed errors hold): see
+    /// [`MeasureError::from_display`].
+    pub fn deserialize_typed_or_text<'de, D>(d: D) -> Result<Option<MeasureError>, D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Typed(MeasureError),
+            Text(String),
+        }
+        Ok(Option::<Stored>::deserialize(d)?.map(|s| match s {
+            Stored::Typed(e) => e,
+            Stored::Text(t) => MeasureError::from_display(&t),
+        }))
+    }
+}
+
 /// A failure of the harness itself rather than of a candidate: files, processes, protocol.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
@@ -126,5 +162,45 @@ impl HarnessError {
             context: context.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Holder {
+        #[serde(default, deserialize_with = "MeasureError::deserialize_typed_or_text")]
+        error: Option<MeasureError>,
+    }
+
+    #[test]
+    fn display_text_reads_back_as_the_same_error() {
+        for c in ErrorClass::ALL {
+            let e = MeasureError::new(c, "C[3]: 1 vs 2");
+            assert_eq!(MeasureError::from_display(&e.to_string()), e);
+        }
+        assert_eq!(
+            MeasureError::from_display("no result"),
+            MeasureError::new(ErrorClass::WorkerLost, "no result")
+        );
+    }
+
+    #[test]
+    fn an_optional_error_reads_typed_as_text_or_absent() {
+        let read = |json: &str| serde_json::from_str::<Holder>(json).map(|h| h.error);
+        let crash = MeasureError::new(ErrorClass::RuntimeCrash, "fake");
+        assert_eq!(
+            read(r#"{"error": {"class": "runtime_crash", "message": "fake"}}"#).ok(),
+            Some(Some(crash.clone()))
+        );
+        assert_eq!(
+            read(r#"{"error": "runtime crash: fake"}"#).ok(),
+            Some(Some(crash))
+        );
+        assert_eq!(read(r#"{"error": null}"#).ok(), Some(None));
+        assert_eq!(read("{}").ok(), Some(None));
+        assert!(read(r#"{"error": 3}"#).is_err());
     }
 }

@@ -941,4 +941,3 @@ fn median(v: &mut [Duration]) -> Duration {
 fn elements(shape: &[i64]) -> usize {
     shape.iter().map(|&d| d.max(0) as usize).product()
 }
-

@@ -194,9 +194,9 @@ fn replay(tasks: &[Task], params: SchedulerParams) -> SchedulerResult {
                 next[task] += 1;
                 Measurement {
                     seconds,
-                    error: seconds
-                        .is_none()
-                        .then(|| "failed or past the records".into()),
+                    error: seconds.is_none().then(|| {
+                        MeasureError::new(ErrorClass::WorkerLost, "failed or past the records")
+                    }),
                     compile_seconds: 0.0,
                 }
             })

@@ -49,7 +49,9 @@
 use crate::evolution::state_key;
 use std::collections::HashSet;
 use tessel_ir::State;
-use tessel_measure::{Candidate, ErrorClass, MeasureResult, Record, RecordWriter, Runner, Target};
+use tessel_measure::{
+    Candidate, ErrorClass, MeasureError, MeasureResult, Record, RecordWriter, Runner, Target,
+};
 use tessel_workloads::Workload;
 
 /// How many of a search's fastest programs are confirmed, and how often.
@@ -112,7 +114,7 @@ pub struct ConfirmedProgram {
     /// Each round's median (`None` for a failed round).
     pub rounds: Vec<Option<f64>>,
     /// Why it failed, when it did.
-    pub error: Option<String>,
+    pub error: Option<MeasureError>,
 }
 
 /// What a confirmation found.
@@ -227,9 +229,7 @@ fn program(
             .filter(|r| r.error.is_none())
             .and_then(MeasureResult::median),
         rounds: rounds.to_vec(),
-        error: result
-            .as_ref()
-            .and_then(|r| r.error.as_ref().map(|e| e.to_string())),
+        error: result.as_ref().and_then(|r| r.error.clone()),
     }
 }
 

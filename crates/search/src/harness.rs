@@ -18,8 +18,8 @@ use std::sync::Arc;
 use tessel_ir::{ComputeDag, State};
 use tessel_measure::records::read_records;
 use tessel_measure::{
-    Candidate, CodegenSettings, ErrorClass, HarnessError, MeasureOptions, MeasureResult, Record,
-    RecordWriter, Runner, Target,
+    Candidate, CodegenSettings, ErrorClass, HarnessError, MeasureError, MeasureOptions,
+    MeasureResult, Record, RecordWriter, Runner, Target,
 };
 use tessel_workloads::Workload;
 
@@ -72,7 +72,7 @@ pub struct HarnessMeasurer {
     writer: Option<RecordWriter>,
     target: Target,
     /// Failed candidates by error class, over the whole run.
-    pub errors: BTreeMap<String, usize>,
+    pub errors: BTreeMap<ErrorClass, usize>,
     /// The first problem writing records, if any: the measurer then halts
     /// ([`Measurer::halted`]) so that nothing more is measured that could not be saved.
     pub write_error: Option<String>,
@@ -206,10 +206,11 @@ impl HarnessMeasurer {
         let Some(workload) = self.workloads.get(task) else {
             return states
                 .iter()
-                .map(|_| Measurement {
-                    seconds: None,
-                    error: Some(format!("no task {task}")),
-                    compile_seconds: 0.0,
+                .map(|_| {
+                    Measurement::failed(MeasureError::new(
+                        ErrorClass::WorkerLost,
+                        format!("no task {task}"),
+                    ))
                 })
                 .collect();
         };
@@ -245,11 +246,11 @@ impl HarnessMeasurer {
             .iter()
             .map(|r| {
                 if let Some(c) = r.error_class() {
-                    *self.errors.entry(c.name().to_string()).or_default() += 1;
+                    *self.errors.entry(c).or_default() += 1;
                 }
                 Measurement {
                     seconds: r.median(),
-                    error: r.error.as_ref().map(|e| e.to_string()),
+                    error: r.error.clone(),
                     compile_seconds: r.phases.compile_ms / 1e3,
                 }
             })

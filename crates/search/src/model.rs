@@ -6,6 +6,13 @@
 //! keeps the other tasks' samples, then the model is retrained from scratch on all of them
 //! ([`CostModel::clear`], then [`CostModel::update_tasks`]).
 //!
+//! Each candidate is lowered once: predictions look the features up by (workload, step log)
+//! first among the training samples, then among the states predicted since the last update
+//! (evolution scores its survivors again every generation, and the measured best join the
+//! next round's population); only a state seen in neither is lowered. An update takes a
+//! measured state's features from there and forgets the rest, so what is kept beyond the
+//! samples is one round's predictions.
+//!
 //! The scorer is generic over the model: any [`CostModel`] (a user's own included) scores
 //! states through [`ModelScorer::with_model`]; the default type parameter is a boxed model,
 //! what the registry of cost models ([`crate::registry::cost_models`]) makes.
@@ -31,6 +38,8 @@ pub struct ModelScorer<M: CostModel = Box<dyn CostModel>> {
     tasks: Vec<u32>,
     task_ids: HashMap<String, u32>,
     workload_keys: HashMap<usize, String>,
+    /// Features of the states predicted since the last update that are not samples.
+    predicted: HashMap<(String, String), ProgramFeatures>,
 }
 
 impl ModelScorer {
@@ -60,6 +69,7 @@ impl<M: CostModel> ModelScorer<M> {
             tasks: Vec::new(),
             task_ids: HashMap::new(),
             workload_keys: HashMap::new(),
+            predicted: HashMap::new(),
         }
     }
 
@@ -73,11 +83,9 @@ impl<M: CostModel> ModelScorer<M> {
         self.labels.len()
     }
 
-    fn features_of(&mut self, state: &State) -> ProgramFeatures {
-        match tessel_ir::lower::lower(state) {
-            Ok(nest) => self.extractor.extract(&nest),
-            Err(_) => ProgramFeatures::default(),
-        }
+    /// The (workload, step log) key of `state`.
+    fn key(&mut self, state: &State) -> (String, String) {
+        (self.workload_key(state), state_key(state))
     }
 
     fn workload_key(&mut self, state: &State) -> String {
@@ -92,27 +100,45 @@ impl<M: CostModel> ModelScorer<M> {
 
 impl<M: CostModel> Scorer for ModelScorer<M> {
     fn predict(&mut self, states: &[State]) -> Vec<f32> {
+        let keys: Vec<(String, String)> = states.iter().map(|s| self.key(s)).collect();
+        // The states never lowered, each once.
+        let mut fresh: HashMap<&(String, String), usize> = HashMap::new();
+        for (k, key) in keys.iter().enumerate() {
+            if !self.index.contains_key(key) && !self.predicted.contains_key(key) {
+                fresh.entry(key).or_insert(k);
+            }
+        }
+        let fresh: Vec<(&(String, String), usize)> = fresh.into_iter().collect();
         // Lowering dominates; programs are independent, so use every core.
-        let feats: Vec<ProgramFeatures> = states
+        let lowered: Vec<ProgramFeatures> = fresh
             .par_iter()
-            .map_init(
-                FeatureExtractor::new,
-                |ex, s| match tessel_ir::lower::lower(s) {
-                    Ok(nest) => ex.extract(&nest),
-                    Err(_) => ProgramFeatures::default(),
-                },
-            )
+            .map_init(FeatureExtractor::new, |ex, &(_, k)| {
+                features_of(ex, &states[k])
+            })
+            .collect();
+        for ((key, _), f) in fresh.into_iter().zip(lowered) {
+            self.predicted.insert(key.clone(), f);
+        }
+        let feats: Vec<ProgramFeatures> = keys
+            .iter()
+            .map(|key| match self.index.get(key) {
+                Some(&i) => self.features[i].clone(),
+                None => self.predicted.get(key).cloned().unwrap_or_default(),
+            })
             .collect();
         self.model.predict(&feats)
     }
 
     fn update(&mut self, states: &[State], throughputs: &[f32]) {
         for (s, &y) in states.iter().zip(throughputs) {
-            let key = (self.workload_key(s), state_key(s));
+            let key = self.key(s);
             match self.index.get(&key) {
                 Some(&i) => self.labels[i] = y,
                 None => {
-                    let f = self.features_of(s);
+                    let f = match self.predicted.remove(&key) {
+                        Some(f) => f,
+                        None => features_of(&mut self.extractor, s),
+                    };
                     let n_tasks = self.task_ids.len() as u32;
                     let task = *self.task_ids.entry(key.0.clone()).or_insert(n_tasks);
                     self.index.insert(key, self.features.len());
@@ -122,8 +148,17 @@ impl<M: CostModel> Scorer for ModelScorer<M> {
                 }
             }
         }
+        self.predicted.clear();
         self.model.clear();
         self.model
             .update_tasks(&self.features, &self.labels, &self.tasks);
+    }
+}
+
+/// The features of `state`, lowered (the default, empty features when it does not lower).
+fn features_of(extractor: &mut FeatureExtractor, state: &State) -> ProgramFeatures {
+    match tessel_ir::lower::lower(state) {
+        Ok(nest) => extractor.extract(&nest),
+        Err(_) => ProgramFeatures::default(),
     }
 }

@@ -112,7 +112,9 @@
 //! assert_eq!(result.estimated_seconds, Some(2e-3));
 //! ```
 
-use crate::tuner::{Measurement, Measurer, Scorer, StopReason, TuneSession};
+use crate::tuner::{
+    ErrorClass, MeasureError, Measurement, Measurer, Scorer, StopReason, TuneSession,
+};
 use rand::RngExt;
 use serde::Serialize;
 use tessel_ir::rng::{seeded, TesselRng};
@@ -347,10 +349,11 @@ impl TaskMeasurer for PerTask<'_> {
             Some(m) => m.measure(states),
             None => states
                 .iter()
-                .map(|_| Measurement {
-                    seconds: None,
-                    error: Some(format!("no measurer for task {task}")),
-                    compile_seconds: 0.0,
+                .map(|_| {
+                    Measurement::failed(MeasureError::new(
+                        ErrorClass::WorkerLost,
+                        format!("no measurer for task {task}"),
+                    ))
                 })
                 .collect(),
         }

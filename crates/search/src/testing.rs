@@ -15,7 +15,7 @@
 
 use crate::evolution::{state_key, EvolutionParams};
 use crate::job::{TuneJob, TuneOptions};
-use crate::tuner::{Measurement, Measurer, Scorer, TuneParams};
+use crate::tuner::{ErrorClass, MeasureError, Measurement, Measurer, Scorer, TuneParams};
 use std::sync::Arc;
 use tessel_ir::dag::fnv1a;
 use tessel_ir::{ComputeDag, State};
@@ -73,7 +73,7 @@ pub fn fake_measurement(key: &str) -> Measurement {
     let fails = h.is_multiple_of(7);
     Measurement {
         seconds: (!fails).then(|| 1e-3 * (1.0 + (h % 1000) as f64 / 100.0)),
-        error: fails.then(|| "runtime crash: fake".to_string()),
+        error: fails.then(|| MeasureError::new(ErrorClass::RuntimeCrash, "fake")),
         compile_seconds: 0.0,
     }
 }

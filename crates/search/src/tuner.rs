@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tessel_ir::rng::{seeded, TesselRng};
 use tessel_ir::{ComputeDag, State, Step};
+pub use tessel_measure::{ErrorClass, MeasureError};
 use tessel_mutation_model::MutationPolicy;
 use tessel_rl_policy::SketchPolicy;
 use tessel_sketch::{sample_initial_with, HardwareParams, InitRules, MutationRegistry, Sketch};
@@ -26,10 +27,21 @@ use tessel_sketch::{sample_initial_with, HardwareParams, InitRules, MutationRegi
 pub struct Measurement {
     /// Mean run time in seconds, or `None` when the candidate failed.
     pub seconds: Option<f64>,
-    /// Error class and message of a failed candidate.
-    pub error: Option<String>,
+    /// Why the candidate failed (its class and message), when it did.
+    pub error: Option<MeasureError>,
     /// Time spent compiling it (seconds).
     pub compile_seconds: f64,
+}
+
+impl Measurement {
+    /// A failed measurement: no time, `error`, no compile time.
+    pub fn failed(error: MeasureError) -> Measurement {
+        Measurement {
+            seconds: None,
+            error: Some(error),
+            compile_seconds: 0.0,
+        }
+    }
 }
 
 /// Measures candidates (and records them).

@@ -120,13 +120,21 @@ fn readings_near_the_best_get_the_median_of_their_confirmations() {
     assert_eq!(ms(&second[0]), Some(1.08), "the lucky reading is outvoted");
     assert_eq!(ms(&second[1]), Some(1.005));
     assert_eq!(second[2].seconds, None, "a crash on confirmation fails it");
-    let error = second[2].error.as_deref().unwrap_or_default();
+    let error = second[2]
+        .error
+        .as_ref()
+        .map_or(String::new(), |e| e.to_string());
     assert!(error.contains("on a confirming measurement"), "{error}");
     assert_eq!(
         m.confirmed, 4,
         "s0, s2, s3 and s4 were near the best; s1 was not"
     );
-    assert_eq!(m.errors.get("runtime crash"), Some(&1), "{:?}", m.errors);
+    assert_eq!(
+        m.errors.get(&ErrorClass::RuntimeCrash),
+        Some(&1),
+        "{:?}",
+        m.errors
+    );
 
     // One record per candidate, holding the costs of every reading it had.
     let log = read_records(&path).expect("records");

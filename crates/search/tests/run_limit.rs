@@ -101,7 +101,14 @@ fn the_limit_drops_to_a_multiple_of_the_best_after_the_first_chunk() {
     // The fixed 10 s first, then 50 × (2 × 1 ms + (5 repeats + 10 retakes) × 5 ms) = 3.85 s.
     assert_eq!(t, vec![10_000, 3_850]);
     assert_eq!(later[0].seconds, None, "the hopeless candidate failed");
-    let message = later[0].error.as_deref().unwrap_or_default();
+    let message = later[0]
+        .error
+        .as_ref()
+        .map_or(String::new(), |e| e.to_string());
+    assert_eq!(
+        later[0].error.as_ref().map(|e| e.class),
+        Some(ErrorClass::Timeout)
+    );
     assert!(
         message.contains("adaptive run-time limit: 3.85 s"),
         "{message}"

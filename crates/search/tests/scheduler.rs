@@ -38,7 +38,9 @@ fn measure(fake: Fake, states: &[State]) -> Vec<Measurement> {
             };
             Measurement {
                 seconds,
-                error: seconds.is_none().then(|| "runtime crash: fake".to_string()),
+                error: seconds
+                    .is_none()
+                    .then(|| MeasureError::new(ErrorClass::RuntimeCrash, "fake")),
                 compile_seconds: 0.0,
             }
         })

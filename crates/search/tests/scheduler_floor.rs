@@ -49,7 +49,8 @@ fn run(tasks: &[(f64, Curve)], total: usize, round_floor: f64) -> SchedulerResul
             .iter()
             .map(|_| Measurement {
                 seconds: (seconds > 0.0).then_some(seconds),
-                error: (seconds <= 0.0).then(|| "runtime crash: fake".to_string()),
+                error: (seconds <= 0.0)
+                    .then(|| MeasureError::new(ErrorClass::RuntimeCrash, "fake")),
                 compile_seconds: 0.0,
             })
             .collect::<Vec<_>>()

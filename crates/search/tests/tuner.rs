@@ -37,7 +37,7 @@ impl Measurer for FakeMeasurer {
                 let fails = fnv1a(key.as_bytes()).is_multiple_of(7);
                 Measurement {
                     seconds: (!fails).then(|| fake_seconds(&key)),
-                    error: fails.then(|| "runtime crash: fake".to_string()),
+                    error: fails.then(|| MeasureError::new(ErrorClass::RuntimeCrash, "fake")),
                     compile_seconds: 0.0,
                 }
             })

@@ -229,7 +229,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
                     "confirmed_ms": p.seconds.map(|s| s * 1e3),
                     "search_ms": p.search_seconds * 1e3,
                     "rounds_ms": p.rounds.iter().map(|r| r.map(|s| s * 1e3)).collect::<Vec<_>>(),
-                    "error": p.error,
+                    "error": p.error.as_ref().map(|e| json!({"class": e.class.key(), "message": e.message})),
                 })).collect::<Vec<_>>(),
             })),
             "search_seconds": seconds,
