@@ -330,7 +330,7 @@ mod tests {
         );
         assert_eq!(
             a.binary(BinOp::Div, Interval::point(-2)),
-            Interval { lo: -3, hi: 4 }
+            Interval { lo: -3, hi: 3 }
         );
         assert_eq!(
             a.binary(BinOp::Mod, Interval::point(4)),
