@@ -102,19 +102,6 @@ impl Interval {
         self.lo >= 0 && self.hi < len
     }
 
-    /// The interval of `-x` for `x` in `self`.
-    pub fn neg(self) -> Interval {
-        Interval::hull(&[-(self.hi as i128), -(self.lo as i128)])
-    }
-
-    /// The interval of `!x` for a boolean `x` in `self`.
-    pub fn not(self) -> Interval {
-        Interval {
-            lo: 1 - self.hi.clamp(0, 1),
-            hi: 1 - self.lo.clamp(0, 1),
-        }
-    }
-
     /// The interval of `op(a, b)` for `a` in `self` and `b` in `o` (comparisons and logic on
     /// booleans as 0/1; division and modulo by a range holding zero are unbounded).
     pub fn binary(self, op: BinOp, o: Interval) -> Interval {
@@ -185,6 +172,27 @@ impl Interval {
     }
 }
 
+impl std::ops::Neg for Interval {
+    type Output = Interval;
+
+    /// The interval of `-x` for `x` in `self`.
+    fn neg(self) -> Interval {
+        Interval::hull(&[-(self.hi as i128), -(self.lo as i128)])
+    }
+}
+
+impl std::ops::Not for Interval {
+    type Output = Interval;
+
+    /// The interval of `!x` for a boolean `x` in `self`.
+    fn not(self) -> Interval {
+        Interval {
+            lo: 1 - self.hi.clamp(0, 1),
+            hi: 1 - self.lo.clamp(0, 1),
+        }
+    }
+}
+
 /// Floor division on `i128` (`b != 0`).
 fn floor_div(a: i128, b: i128) -> i128 {
     let q = a / b;
@@ -242,8 +250,8 @@ fn interval_memo(
         Node::Int(v) => Interval::point(v),
         Node::Var(l) => loop_range(nest, l),
         Node::Float(_) | Node::Load(..) => Interval::FULL,
-        Node::Unary(UnOp::Neg, a) if nest.ty(a) == ScalarType::Int => go(a).neg(),
-        Node::Unary(UnOp::Not, a) => go(a).not(),
+        Node::Unary(UnOp::Neg, a) if nest.ty(a) == ScalarType::Int => -go(a),
+        Node::Unary(UnOp::Not, a) => !go(a),
         Node::Unary(..) => Interval::FULL,
         Node::Binary(op, a, b) => {
             if nest.ty(a) == ScalarType::Float {

@@ -213,12 +213,12 @@ impl Analysis<Idx> for Intervals {
             Idx::Neg(a) => {
                 let a = d(a).range;
                 Facts {
-                    range: a.neg(),
+                    range: -a,
                     is_bool: false,
                 }
             }
             Idx::Not(a) => Facts {
-                range: d(a).range.not(),
+                range: !d(a).range,
                 is_bool: true,
             },
             Idx::Select([c, a, b]) => {
