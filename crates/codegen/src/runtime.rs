@@ -190,6 +190,9 @@ struct Shared {
     caller_waiting: AtomicBool,
     /// The workers' kernel thread ids, as each worker starts (for [`crate::contention`]).
     thread_ids: Mutex<Vec<i64>>,
+    /// Workers that have started (registered their id): [`Pool::new`] waits for all of them,
+    /// so that no worker's start-up (which allocates) falls into a later kernel call.
+    started: AtomicUsize,
     /// Parallel-loop iterations run on this pool, by anyone ...
     iterations: AtomicI64,
     /// ... and by its workers (not the caller): how much of the work the workers got to.
@@ -210,6 +213,7 @@ impl Shared {
             sleepers: AtomicUsize::new(0),
             caller_waiting: AtomicBool::new(false),
             thread_ids: Mutex::new(Vec::new()),
+            started: AtomicUsize::new(0),
             iterations: AtomicI64::new(0),
             worker_iterations: AtomicI64::new(0),
         }
@@ -329,6 +333,13 @@ impl Pool {
                 workers += 1;
             }
         }
+        // Every worker registers before the pool is used (a worker's start-up allocates;
+        // a steady-state inference must not). A worker that never starts is not waited for
+        // past the deadline: the caller runs what it does not take.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while shared.started.load(Ordering::Acquire) < workers && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         Pool {
             shared,
             workers,
@@ -380,6 +391,7 @@ fn worker(s: &Shared, index: usize) {
             .unwrap_or_else(|e| e.into_inner())
             .push(tid);
     }
+    s.started.fetch_add(1, Ordering::Release);
     let mut seen = 0u64;
     loop {
         spin_until(|| s.epoch.load(Ordering::Acquire) != seen);
