@@ -469,10 +469,10 @@ def bad_models():
     g = helper.make_graph([helper.make_node("HardSwish", ["x"], ["y"], name="hs")], "bad_op",
                           [x], [vi("y", [1, 3, 8, 8])])
     save("bad_operator", g, opset=14)
-    # A dilated convolution.
+    # A dilation that differs between the axes.
     g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="dilated",
-                                            kernel_shape=[3, 3], pads=[2, 2, 2, 2],
-                                            dilations=[2, 2])],
+                                            kernel_shape=[3, 3], pads=[1, 2, 1, 2],
+                                            dilations=[1, 2])],
                           "bad_attr", [x], [y], initializer=[wt])
     save("bad_attribute", g)
     # A symbolic spatial size.
@@ -483,6 +483,23 @@ def bad_models():
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "new",
                           [x], [vi("y", [1, 3, 8, 8])])
     save("bad_opset", g, opset=99, check=False)
+
+
+def grouped_dilated():
+    # A grouped (2 groups) and dilated (2) 3x3 convolution with bias and ReLU, then a
+    # dilated one without groups.
+    nodes = [
+        helper.make_node("Conv", ["x", "gw", "gb"], ["g"], name="grouped", kernel_shape=[3, 3],
+                         pads=[2, 2, 2, 2], dilations=[2, 2], group=2),
+        helper.make_node("Relu", ["g"], ["r"], name="relu"),
+        helper.make_node("Conv", ["r", "dw"], ["y"], name="dilated", kernel_shape=[3, 3],
+                         pads=[2, 2, 2, 2], dilations=[2, 2], strides=[2, 2]),
+    ]
+    g = helper.make_graph(nodes, "grouped_dilated", [vi("x", [1, 4, 9, 9])],
+                          [vi("y", [1, 5, 5, 5])],
+                          initializer=[init("gw", w(6, 2, 3, 3)), init("gb", w(6, scale=0.1)),
+                                       init("dw", w(5, 6, 3, 3))])
+    save("grouped_dilated", g, inputs={"x": w(1, 4, 9, 9, scale=1.0)})
 
 
 if __name__ == "__main__":
@@ -502,3 +519,4 @@ if __name__ == "__main__":
     split_opset11()
     bert_tiny()
     bad_new_operators()
+    grouped_dilated()

@@ -1197,14 +1197,17 @@ impl Importer {
         let strides = attr_ints(node, "strides").unwrap_or_else(|| vec![1, 1]);
         let stride = square(cx, "strides", &strides, "stride")?;
         let dil = attr_ints(node, "dilations").unwrap_or_else(|| vec![1, 1]);
-        if dil.iter().any(|&d| d != 1) {
-            return Err(cx.attr_err(
-                "dilations",
-                show(&dil),
-                "Tessel's convolution layers have dilation 1",
-            ));
+        let dilation = square(cx, "dilations", &dil, "dilation")?;
+        if dilation < 1 {
+            return Err(cx.attr_err("dilations", show(&dil), "a dilation is at least 1"));
         }
-        let pads = window_pads(cx, [a.shape[2], a.shape[3]], [kh, kw], [stride; 2], [1, 1])?;
+        let pads = window_pads(
+            cx,
+            [a.shape[2], a.shape[3]],
+            [kh, kw],
+            [stride; 2],
+            [dilation; 2],
+        )?;
         if pads.iter().any(|&p| p != pads[0]) {
             return Err(cx.attr_err(
                 "pads",
@@ -1227,12 +1230,14 @@ impl Importer {
                     kernel,
                     stride,
                     pad,
+                    dilation,
+                    groups: 1,
                 },
                 "weight",
                 vec![kh, kw, ci, co],
                 tensor::oihw_to_hwio(&w),
             )
-        } else if group == ci && co == ci && cig == 1 {
+        } else if group == ci && co == ci && cig == 1 && dilation == 1 {
             // (C, 1, kh, kw) -> (1, kh, kw, C): the same loop with I = 1.
             (
                 Layer::DepthwiseConv2d {
@@ -1244,11 +1249,30 @@ impl Importer {
                 vec![1, kh, kw, co],
                 tensor::oihw_to_hwio(&w),
             )
+        } else if group > 1 && ci % group == 0 && co % group == 0 && cig * group == ci {
+            // (CO, CI/g, kh, kw) -> (kh, kw, CI/g, CO): output channels grouped contiguously,
+            // as the grouped convolution layer reads them.
+            (
+                Layer::Conv2d {
+                    out_channels: co,
+                    kernel,
+                    stride,
+                    pad,
+                    dilation,
+                    groups: group,
+                },
+                "weight",
+                vec![kh, kw, cig, co],
+                tensor::oihw_to_hwio(&w),
+            )
         } else {
             return Err(cx.attr_err(
                 "group",
                 group.to_string(),
-                &format!("Tessel supports group 1 and depthwise (group = channels = {ci}, one output per channel)"),
+                &format!(
+                    "the weight {:?} does not split {ci} input and {co} output channels into {group} equal groups",
+                    w.shape
+                ),
             ));
         };
         let name = cx.name.clone();

@@ -288,6 +288,8 @@ fn epilogues_fuse_into_their_producer_only_when_nothing_else_reads_it() {
                 kernel: 3,
                 stride: 1,
                 pad: 1,
+                dilation: 1,
+                groups: 1,
             },
             &[x],
         )
@@ -320,6 +322,8 @@ fn bad_layers_are_errors_naming_the_layer() {
                 kernel: 11,
                 stride: 1,
                 pad: 0,
+                dilation: 1,
+                groups: 1,
             },
             &[x],
         )
@@ -345,6 +349,8 @@ fn small_networks() -> Vec<Network> {
         kernel: k,
         stride: s,
         pad: k / 2,
+        dilation: 1,
+        groups: 1,
     };
     let mut add = |name: &str, l: Layer, i: &[networks::LayerId]| b.add(name, l, i).expect(name);
     let c = add("c1", conv(8, 3, 2), &[x]);

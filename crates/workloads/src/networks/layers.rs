@@ -37,8 +37,9 @@ pub enum Pattern {
 pub enum Layer {
     /// A network input of the given shape.
     Input,
-    /// 2-D convolution, NHWC, weight `(kernel, kernel, CI, out_channels)`, no bias (see
-    /// [`Layer::BiasAdd`]).
+    /// 2-D convolution, NHWC, weight `(kernel, kernel, CI / groups, out_channels)`, no bias
+    /// (see [`Layer::BiasAdd`]). With groups, output channel `co` reads input channel block
+    /// `co / (out_channels / groups)`.
     Conv2d {
         /// Output channels.
         out_channels: i64,
@@ -48,6 +49,10 @@ pub enum Layer {
         stride: i64,
         /// Zero padding on every side.
         pad: i64,
+        /// Spacing between two kernel taps (1: a dense kernel).
+        dilation: i64,
+        /// Channel groups (1: an ordinary convolution).
+        groups: i64,
     },
     /// Depthwise 2-D convolution (channel multiplier 1), NHWC, weight `(1, kernel, kernel, C)`.
     DepthwiseConv2d {
@@ -261,8 +266,12 @@ impl Layer {
             Layer::Conv2d {
                 out_channels,
                 kernel,
+                groups,
                 ..
-            } => vec![("weight", vec![*kernel, *kernel, last(0), *out_channels])],
+            } => vec![(
+                "weight",
+                vec![*kernel, *kernel, last(0) / (*groups).max(1), *out_channels],
+            )],
             Layer::DepthwiseConv2d { kernel, .. } => {
                 vec![("placeholder", vec![1, *kernel, *kernel, last(0)])]
             }
@@ -322,9 +331,22 @@ impl Layer {
                 name,
                 format!("a reshape to {shape:?} is a view, not a stage"),
             )),
-            Layer::Conv2d { stride, pad, .. } => {
-                ops::conv2d_nhwc(b, x()?, &params[0], ConvParams::new(*stride, *pad))
-            }
+            Layer::Conv2d {
+                stride,
+                pad,
+                dilation,
+                groups,
+                ..
+            } => ops::conv2d_nhwc(
+                b,
+                x()?,
+                &params[0],
+                ConvParams {
+                    dilation: *dilation,
+                    groups: *groups,
+                    ..ConvParams::new(*stride, *pad)
+                },
+            ),
             Layer::DepthwiseConv2d { stride, pad, .. } => {
                 ops::depthwise_conv2d_nhwc(b, x()?, &params[0], ConvParams::new(*stride, *pad))
             }
@@ -445,13 +467,24 @@ impl Layer {
                 kernel,
                 stride,
                 pad,
-            } => format!(
-                "c2d:n={},h={},w={},ci={},co={out_channels},kernel={kernel},stride={stride},pad={pad}",
-                d(0, 0),
-                d(0, 1),
-                d(0, 2),
-                d(0, 3)
-            ),
+                dilation,
+                groups,
+            } => {
+                let mut spec = format!(
+                    "c2d:n={},h={},w={},ci={},co={out_channels},kernel={kernel},stride={stride},pad={pad}",
+                    d(0, 0),
+                    d(0, 1),
+                    d(0, 2),
+                    d(0, 3)
+                );
+                if *dilation != 1 {
+                    spec.push_str(&format!(",dilation={dilation}"));
+                }
+                if *groups != 1 {
+                    spec.push_str(&format!(",groups={groups}"));
+                }
+                spec
+            }
             Layer::DepthwiseConv2d {
                 kernel,
                 stride,

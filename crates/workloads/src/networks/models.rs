@@ -45,6 +45,8 @@ impl Net {
                 kernel,
                 stride,
                 pad,
+                dilation: 1,
+                groups: 1,
             }
         };
         let mut y = self.0.add(name, layer, &[x])?;
