@@ -1278,11 +1278,24 @@ impl Importer {
         let name = cx.name.clone();
         let id = self.add(cx, &name, layer, &[a.id])?;
         self.weight(id, param, wshape, wdata)?;
+        self.finish_conv(cx, &name, id, co, bias)
+    }
+
+    /// The end of a (transposed) convolution `id` named `name` with `co` outputs: its bias,
+    /// if any, as a `BiasAdd` layer, and the NHWC activation set as the node's output.
+    fn finish_conv(
+        &mut self,
+        cx: &Cx,
+        name: &str,
+        id: LayerId,
+        co: i64,
+        bias: Option<Rc<Const>>,
+    ) -> Result<(), OnnxError> {
         let mut out = id;
         if let Some(b) = bias {
             if b.len() != co as usize {
                 return Err(cx.invalid(format!(
-                    "bias has {} values, the conv {co} outputs",
+                    "bias has {} values, the convolution {co} outputs",
                     b.len()
                 )));
             }
@@ -2013,27 +2026,7 @@ impl Importer {
         // (CI, CO, kh, kw) -> (kh, kw, CI, CO)
         let wt = tensor::transpose(&w, &[2, 3, 0, 1]);
         self.weight(id, "weight", vec![kh, kw, ci, co], wt.to_f32())?;
-        let mut out = id;
-        if let Some(b) = bias {
-            if b.len() != co as usize {
-                return Err(cx.invalid(format!(
-                    "bias has {} values, the convolution {co} outputs",
-                    b.len()
-                )));
-            }
-            out = self.add(cx, &format!("{name}.bias"), Layer::BiasAdd, &[id])?;
-            self.weight(out, "bias", vec![co], b.to_f32())?;
-        }
-        let shape = self.logical_nhwc(out);
-        self.set(
-            cx,
-            Val::Act(Act {
-                id: out,
-                shape,
-                nhwc: true,
-            }),
-        );
-        Ok(())
+        self.finish_conv(cx, &name, id, co, bias)
     }
 
     fn concat(&mut self, cx: &Cx) -> Result<(), OnnxError> {
