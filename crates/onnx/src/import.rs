@@ -704,6 +704,27 @@ fn window_pads(
 }
 
 /// The one value of a square window attribute (`[k, k]`), else an attribute error.
+/// The one padding of a square-strided window that pads every side equally
+/// ([`window_pads`]); `who` names the layer and its verb in the error ("max pool pads").
+fn equal_window_pad(
+    cx: &Cx,
+    input_hw: [i64; 2],
+    kernel: [i64; 2],
+    stride: i64,
+    dilation: [i64; 2],
+    who: &str,
+) -> Result<i64, OnnxError> {
+    let pads = window_pads(cx, input_hw, kernel, [stride; 2], dilation)?;
+    if pads.iter().any(|&p| p != pads[0]) {
+        return Err(cx.attr_err(
+            "pads",
+            show(pads),
+            &format!("Tessel's {who} every side equally"),
+        ));
+    }
+    Ok(pads[0])
+}
+
 fn square(cx: &Cx, attr: &str, v: &[i64], what: &str) -> Result<i64, OnnxError> {
     match v {
         [a, b] if a == b => Ok(*a),
@@ -1201,21 +1222,14 @@ impl Importer {
         if dilation < 1 {
             return Err(cx.attr_err("dilations", show(&dil), "a dilation is at least 1"));
         }
-        let pads = window_pads(
+        let pad = equal_window_pad(
             cx,
             [a.shape[2], a.shape[3]],
             [kh, kw],
-            [stride; 2],
+            stride,
             [dilation; 2],
+            "convolution layers pad",
         )?;
-        if pads.iter().any(|&p| p != pads[0]) {
-            return Err(cx.attr_err(
-                "pads",
-                show(pads),
-                "Tessel's convolution layers pad every side equally",
-            ));
-        }
-        let pad = pads[0];
         let (layer, param, wshape, wdata) = if group == 1 {
             if cig != ci {
                 return Err(cx.invalid(format!(
@@ -1384,20 +1398,14 @@ impl Importer {
         if attr_i(node, "storage_order", 0) != 0 {
             return Err(cx.attr_err("storage_order", "1", "only row-major indices"));
         }
-        let pads = window_pads(
+        let pad = equal_window_pad(
             cx,
             [a.shape[2], a.shape[3]],
             [kernel; 2],
-            [stride; 2],
+            stride,
             [1, 1],
+            "max pool pads",
         )?;
-        if pads.iter().any(|&p| p != pads[0]) {
-            return Err(cx.attr_err(
-                "pads",
-                show(pads),
-                "Tessel's max pool pads every side equally",
-            ));
-        }
         let name = cx.name.clone();
         let id = self.add(
             cx,
@@ -1405,7 +1413,7 @@ impl Importer {
             Layer::MaxPool2d {
                 kernel,
                 stride,
-                pad: pads[0],
+                pad,
             },
             &[a.id],
         )?;
@@ -1893,25 +1901,19 @@ impl Importer {
             1 => true,
             v => return Err(cx.attr_err("count_include_pad", v.to_string(), "expected 0 or 1")),
         };
-        let pads = window_pads(
+        let pad = equal_window_pad(
             cx,
             [a.shape[2], a.shape[3]],
             [kernel; 2],
-            [stride; 2],
+            stride,
             [1, 1],
+            "average pool pads",
         )?;
-        if pads.iter().any(|&p| p != pads[0]) {
-            return Err(cx.attr_err(
-                "pads",
-                show(pads),
-                "Tessel's average pool pads every side equally",
-            ));
-        }
         let name = cx.name.clone();
         let layer = Layer::AvgPool2d {
             kernel,
             stride,
-            pad: pads[0],
+            pad,
             count_include_pad,
         };
         let id = self.add(cx, &name, layer, &[a.id])?;

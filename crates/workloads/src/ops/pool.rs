@@ -48,18 +48,23 @@ impl Pool2dParams {
     }
 }
 
-/// `topi.nn.pool2d` with `pool_type="max"`: `pool_max[...] = max over rv0, rv1` of the
-/// window `(h*SH + rv0, w*SW + rv1)`. When any padding is given, a `pad_temp` stage pads
-/// with -3.4028235e38 (the lowest finite `f32`, never winning); the reduction starts from
-/// the same value. Output size `(X + pad_before + pad_after - K) // S + 1`. Axes are
-/// `ax0..ax3`.
-pub fn max_pool2d(
-    b: &mut DagBuilder,
+/// Where a 2-D pooling window goes: the spatial axes of `layout`, the output shape, and the
+/// padding before and after each axis.
+struct PoolWindow {
+    spatial: [usize; 2],
+    out_shape: Vec<i64>,
+    before: Vec<i64>,
+    after: Vec<i64>,
+}
+
+/// Checks a pooling's input and parameters (named `op` in errors) and computes its window:
+/// output size `(X + pad_before + pad_after - K) // S + 1` per spatial axis.
+fn pool_window(
+    op: &str,
     x: &Tensor,
     layout: Layout,
-    p: Pool2dParams,
-) -> Result<Tensor, IrError> {
-    let op = "pool_max";
+    p: &Pool2dParams,
+) -> Result<PoolWindow, IrError> {
     expect_rank(op, "input", x, 4)?;
     for k in 0..2 {
         expect_at_least(op, "kernel", p.kernel[k], 1)?;
@@ -89,6 +94,32 @@ pub fn max_pool2d(
         before[sp[k]] = pb;
         after[sp[k]] = pa;
     }
+    Ok(PoolWindow {
+        spatial: sp,
+        out_shape,
+        before,
+        after,
+    })
+}
+
+/// `topi.nn.pool2d` with `pool_type="max"`: `pool_max[...] = max over rv0, rv1` of the
+/// window `(h*SH + rv0, w*SW + rv1)`. When any padding is given, a `pad_temp` stage pads
+/// with -3.4028235e38 (the lowest finite `f32`, never winning); the reduction starts from
+/// the same value. Output size `(X + pad_before + pad_after - K) // S + 1`. Axes are
+/// `ax0..ax3`.
+pub fn max_pool2d(
+    b: &mut DagBuilder,
+    x: &Tensor,
+    layout: Layout,
+    p: Pool2dParams,
+) -> Result<Tensor, IrError> {
+    let op = "pool_max";
+    let PoolWindow {
+        spatial: sp,
+        out_shape,
+        before,
+        after,
+    } = pool_window(op, x, layout, &p)?;
     let src = if p.padding.iter().any(|&v| v > 0) {
         pad_with_axes(b, "pad_temp", "ax", x, &before, &after, f32::MIN)?
     } else {
@@ -125,35 +156,12 @@ pub fn avg_pool2d(
     count_include_pad: bool,
 ) -> Result<Tensor, IrError> {
     let op = "pool_avg";
-    expect_rank(op, "input", x, 4)?;
-    for k in 0..2 {
-        expect_at_least(op, "kernel", p.kernel[k], 1)?;
-        expect_at_least(op, "stride", p.stride[k], 1)?;
-    }
-    for &v in &p.padding {
-        expect_at_least(op, "padding", v, 0)?;
-    }
-    let sp = layout.spatial();
-    let mut out_shape = x.shape.clone();
-    let mut before = vec![0; 4];
-    let mut after = vec![0; 4];
-    for k in 0..2 {
-        let (pb, pa) = (p.padding[k], p.padding[k + 2]);
-        let span = x.shape[sp[k]] + pb + pa - p.kernel[k];
-        if span < 0 {
-            return Err(invalid(
-                op,
-                format!(
-                    "window {} is larger than the padded input ({})",
-                    p.kernel[k],
-                    x.shape[sp[k]] + pb + pa
-                ),
-            ));
-        }
-        out_shape[sp[k]] = span / p.stride[k] + 1;
-        before[sp[k]] = pb;
-        after[sp[k]] = pa;
-    }
+    let PoolWindow {
+        spatial: sp,
+        out_shape,
+        before,
+        after,
+    } = pool_window(op, x, layout, &p)?;
     let padded = p.padding.iter().any(|&v| v > 0);
     let src = if padded {
         pad_with_axes(b, "pad_temp", "ax", x, &before, &after, 0.0)?
