@@ -502,6 +502,20 @@ def grouped_dilated():
     save("grouped_dilated", g, inputs={"x": w(1, 4, 9, 9, scale=1.0)})
 
 
+def read_output():
+    # An output other nodes also read (y1 feeds the bias and ReLU), listed after the final
+    # one: Tessel must keep it whole and give the outputs in the model's order.
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["y1"], name="mm"),
+        helper.make_node("Add", ["y1", "b"], ["z"], name="bias"),
+        helper.make_node("Relu", ["z"], ["y2"], name="relu"),
+    ]
+    g = helper.make_graph(nodes, "read_output", [vi("x", [3, 8])],
+                          [vi("y2", [3, 16]), vi("y1", [3, 16])],
+                          [init("W", w(8, 16)), init("b", w(16, scale=0.5))])
+    save("read_output", g, inputs={"x": w(3, 8, scale=1.0)})
+
+
 if __name__ == "__main__":
     import sys
     if len(sys.argv) == 3 and sys.argv[1] == "--bert-base":
@@ -520,3 +534,4 @@ if __name__ == "__main__":
     bert_tiny()
     bad_new_operators()
     grouped_dilated()
+    read_output()

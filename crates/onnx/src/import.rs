@@ -311,6 +311,9 @@ pub fn import(bytes: &[u8], opts: &ImportOptions) -> Result<Model, OnnxError> {
             }
         }
     }
+    // The model's outputs, in its order; one that other nodes also read is kept whole.
+    let output_layers: Vec<_> = outputs.iter().map(|p| p.layer).collect();
+    im.b.set_outputs(&output_layers)?;
     let network = im.b.build();
     im.weights.check(&network)?;
     Ok(Model {

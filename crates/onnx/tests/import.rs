@@ -804,3 +804,29 @@ fn every_new_operator_names_the_attribute_value_it_refuses() {
         "input `x` is of type double; Tessel networks take float inputs (and int32/int64 token ids)"
     );
 }
+
+#[test]
+fn an_output_that_other_nodes_read_is_kept_in_the_models_order() {
+    // y1 = x·W is a model output and also feeds the bias and ReLU that give y2; the model
+    // lists y2 first.
+    let model = check_against_onnxruntime("read_output", &ImportOptions::default(), 1e-5);
+    let net = &model.network;
+    let names: Vec<&str> = net
+        .output_layers()
+        .iter()
+        .map(|&id| net.node(id).name.as_str())
+        .collect();
+    let ports: Vec<&str> = model.outputs.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(ports, ["y2", "y1"]);
+    assert_eq!(
+        net.output_layers(),
+        model.outputs.iter().map(|p| p.layer).collect::<Vec<_>>(),
+        "outputs {names:?}"
+    );
+    // The dense layer ends its subgraph (its value is an output); the bias and ReLU fuse.
+    let groups: Vec<Vec<&str>> = networks::partition(net)
+        .iter()
+        .map(|g| g.layers.iter().map(|&l| net.node(l).layer.kind()).collect())
+        .collect();
+    assert_eq!(groups, [vec!["dense"], vec!["bias", "relu"]], "{groups:?}");
+}

@@ -311,6 +311,43 @@ fn epilogues_fuse_into_their_producer_only_when_nothing_else_reads_it() {
 }
 
 #[test]
+fn a_named_output_that_is_also_read_ends_its_subgraph() {
+    let build = |named: bool| {
+        let mut b = NetworkBuilder::new("toy", 1);
+        let x = b.input("x", &[4, 8]).expect("input");
+        let d = b
+            .add("dense", Layer::Dense { units: 16 }, &[x])
+            .expect("dense");
+        let r = b.add("relu", Layer::Relu, &[d]).expect("relu");
+        if named {
+            b.set_outputs(&[r, d]).expect("outputs");
+        }
+        b.build()
+    };
+    let groups = |net: &Network| -> Vec<Vec<String>> {
+        networks::partition(net)
+            .iter()
+            .map(|g| g.layers.iter().map(|&l| net.node(l).name.clone()).collect())
+            .collect()
+    };
+    let plain = build(false);
+    assert_eq!(groups(&plain), [vec!["dense", "relu"]]);
+    let named = build(true);
+    assert_eq!(groups(&named), [vec!["dense"], vec!["relu"]]);
+    let outputs: Vec<&str> = named
+        .output_layers()
+        .iter()
+        .map(|&l| named.node(l).name.as_str())
+        .collect();
+    assert_eq!(outputs, ["relu", "dense"]);
+    // An input is not an output.
+    let mut b = NetworkBuilder::new("bad", 1);
+    let x = b.input("x", &[4, 8]).expect("input");
+    let e = b.set_outputs(&[x]).expect_err("an input as output");
+    assert!(e.to_string().contains("input cannot be an output"), "{e}");
+}
+
+#[test]
 fn bad_layers_are_errors_naming_the_layer() {
     let mut b = NetworkBuilder::new("bad", 1);
     let x = b.input("x", &[1, 8, 8, 4]).expect("input");

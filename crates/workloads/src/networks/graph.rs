@@ -28,6 +28,9 @@ pub struct Network {
     name: String,
     batch: i64,
     graph: DiGraph<Node, usize>,
+    /// Outputs named by the builder ([`NetworkBuilder::set_outputs`]); `None`: the layers
+    /// nothing reads.
+    outputs: Option<Vec<LayerId>>,
 }
 
 impl Network {
@@ -96,9 +99,12 @@ impl Network {
             .collect()
     }
 
-    /// The network's outputs: the layers nothing reads (inputs excluded), in topological
-    /// order.
+    /// The network's outputs: those its builder named ([`NetworkBuilder::set_outputs`]), in
+    /// that order, or else the layers nothing reads (inputs excluded), in topological order.
     pub fn output_layers(&self) -> Vec<LayerId> {
+        if let Some(named) = &self.outputs {
+            return named.clone();
+        }
         self.layers()
             .filter(|&i| {
                 !matches!(self.graph[i].layer.pattern(), Pattern::Input)
@@ -140,6 +146,7 @@ pub struct NetworkBuilder {
     name: String,
     batch: i64,
     graph: DiGraph<Node, usize>,
+    outputs: Option<Vec<LayerId>>,
 }
 
 impl NetworkBuilder {
@@ -149,6 +156,7 @@ impl NetworkBuilder {
             name: name.to_string(),
             batch,
             graph: DiGraph::new(),
+            outputs: None,
         }
     }
 
@@ -224,12 +232,35 @@ impl NetworkBuilder {
         &self.graph[id].shape
     }
 
+    /// Names the network's outputs, in the order a caller gets them (by default they are the
+    /// layers nothing reads). An output that other layers also read is kept: fusion ends its
+    /// subgraph at it. An input or a layer not yet added is refused.
+    pub fn set_outputs(&mut self, outputs: &[LayerId]) -> Result<(), IrError> {
+        for &id in outputs {
+            let Some(node) = self.graph.node_weight(id) else {
+                return Err(IrError::InvalidOp {
+                    op: format!("output #{}", id.index()),
+                    reason: "names a layer that does not exist".into(),
+                });
+            };
+            if matches!(node.layer.pattern(), Pattern::Input) {
+                return Err(IrError::InvalidOp {
+                    op: node.name.clone(),
+                    reason: "a network input cannot be an output".into(),
+                });
+            }
+        }
+        self.outputs = Some(outputs.to_vec());
+        Ok(())
+    }
+
     /// Finishes the network.
     pub fn build(self) -> Network {
         Network {
             name: self.name,
             batch: self.batch,
             graph: self.graph,
+            outputs: self.outputs,
         }
     }
 

@@ -4,8 +4,9 @@
 //! (convolution, dense, batch matmul, pooling, softmax, layer norm) starts a subgraph; an
 //! element-wise or injective layer (bias, ReLU, ReLU6, GELU, residual add, scaling, head
 //! split/merge) joins the subgraph of its first input when that input is computed in a
-//! subgraph that accepts epilogues (not softmax or layer norm) and nothing else reads it
-//! (so the intermediate never has to be written out); otherwise it starts its own
+//! subgraph that accepts epilogues (not softmax or layer norm), nothing else reads it and it
+//! is not a network output (so the intermediate never has to be written out); otherwise it
+//! starts its own
 //! subgraph. Reshapes are views: they belong to no subgraph, and their readers see a
 //! placeholder of the new shape. Inside a task, Ansor's sketch rules then inline what is
 //! strictly inlineable (bias, ReLU, add, ...).
@@ -16,7 +17,7 @@
 
 use super::graph::{LayerId, Network};
 use super::layers::Pattern;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tessel_ir::dag::{ComputeDag, DagBuilder, Tensor};
 use tessel_ir::IrError;
 
@@ -80,6 +81,12 @@ impl Task {
 pub fn partition(net: &Network) -> Vec<Subgraph> {
     let mut groups: Vec<Subgraph> = Vec::new();
     let mut group_of: Vec<Option<usize>> = vec![None; net.len()];
+    // Outputs are written out: an output that other layers read ends its subgraph.
+    let kept: HashSet<LayerId> = net
+        .output_layers()
+        .into_iter()
+        .map(|o| view_source(net, o))
+        .collect();
     for id in net.layers() {
         let layer = &net.node(id).layer;
         let joined = match layer.pattern() {
@@ -92,7 +99,11 @@ pub fn partition(net: &Network) -> Vec<Subgraph> {
                     Pattern::Anchor { epilogues } => epilogues,
                     _ => true,
                 };
-                (accepts && group.output() == p && net.consumers(p).len() == 1).then_some(g)
+                (accepts
+                    && group.output() == p
+                    && net.consumers(p).len() == 1
+                    && !kept.contains(&p))
+                .then_some(g)
             }),
         };
         let g = match joined {
