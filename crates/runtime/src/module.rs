@@ -793,11 +793,11 @@ impl Module {
                 }
             }
             let timed = times.len();
-            let median = if times.is_empty() {
-                median(&mut contended_times)
+            let median = median_duration(if times.is_empty() {
+                &contended_times
             } else {
-                median(&mut times)
-            };
+                &times
+            });
             out.push(AloneTiming {
                 median,
                 timed,
@@ -932,10 +932,10 @@ fn check_io(
     Ok(())
 }
 
-/// The median of `v` (sorted in place); zero when empty.
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort_unstable();
-    v.get(v.len() / 2).copied().unwrap_or_default()
+/// The median of `v` ([`tessel_ir::stats::median`]); zero when empty.
+fn median_duration(v: &[Duration]) -> Duration {
+    let secs: Vec<f64> = v.iter().map(Duration::as_secs_f64).collect();
+    tessel_ir::stats::median(&secs).map_or(Duration::ZERO, Duration::from_secs_f64)
 }
 
 fn elements(shape: &[i64]) -> usize {

@@ -115,7 +115,7 @@ fn show(
     for m in kernel.micro_kernel_calls() {
         writeln!(
             out,
-            "loop {}: {:?} {}x{} (blocks {:?}), k {} x {}, B {}",
+            "loop {}: {:?} {}x{} (blocks {:?}), k {} x {}, B {}{}{}",
             m.loop_name,
             m.kind,
             m.mr,
@@ -127,6 +127,12 @@ fn show(
                 (false, _) => "read in place",
                 (true, false) => "packed once",
                 (true, true) => "packed per call",
+            },
+            if m.zero_start { ", zero start" } else { "" },
+            if m.reads_through {
+                ", A read through"
+            } else {
+                ""
             }
         )?;
     }
