@@ -20,15 +20,21 @@
 //! `timing_repeats` times in turn (the order rotated each round), and a run's **measured
 //! latency** is the median of all its inferences. Host drift hits all modules alike.
 //!
+//! **Measured checkpoints**: at every `1 / checkpoints` of the budget (once every run of the
+//! seed has passed it) each run's network is built from its records as they stand and the
+//! modules are timed side by side ([`MeasuredPoint`]); building and timing are not search
+//! time. The last checkpoint is the final timing.
+//!
 //! **Time to reach** (the paper's 70–75 %): a run *reaches* the baseline's final measured
-//! latency `b` (same seed) at the first round whose estimate, scaled by the run's own
-//! `measured ÷ estimate` of its final module, is at most `b · (1 + tolerance)`; the ratio is
-//! the run's search seconds to get there ÷ the baseline's own (the baseline reaches `b` at
-//! the round of its last improvement, by construction). The scaling turns the estimate
-//! curve into the measured scale without building a module at every round; it assumes the
-//! gap between estimate and measurement (launch overheads, layout changes, caches) is the
-//! same proportion along a run. A seed that never gets there counts as infinite (the
-//! median is "not reached" when half the seeds miss), as in the operator experiment.
+//! latency `b` (same seed) at the first round whose estimate, scaled by the `measured ÷
+//! estimate` of the run's next measured checkpoint ([`NetworkRun::scale_at`]), is at most
+//! `b · (1 + tolerance)`; the ratio is the run's search seconds to get there ÷ the baseline's
+//! own (the baseline reaches `b` at the round of its last improvement, by construction). The
+//! scaling turns the estimate curve into the measured scale between checkpoints; the gap
+//! between estimate and measurement (launch overheads, layout changes, caches) is measured
+//! at each checkpoint rather than assumed constant along a run. A seed that never gets there
+//! counts as infinite (the median is "not reached" when half the seeds miss), as in the
+//! operator experiment.
 //!
 //! ```no_run
 //! use tessel_experiment::network::{run, NetworkOptions};
@@ -90,6 +96,11 @@ pub struct NetworkOptions {
     pub timing_rounds: usize,
     /// Inferences of each module per timing round.
     pub timing_repeats: usize,
+    /// Measured checkpoints per run, the final timing included: at every
+    /// `1 / checkpoints` of the budget each run's network is built from its records as they
+    /// stand and timed side by side with the other runs of its seed (1: the final timing
+    /// only).
+    pub checkpoints: usize,
     /// A run reaches a target latency `b` when its scaled estimate is at most
     /// `b · (1 + tolerance)`.
     pub tolerance: f64,
@@ -99,7 +110,7 @@ pub struct NetworkOptions {
 
 impl NetworkOptions {
     /// Defaults for the rest: the scheduler's default settings, 10 timing rounds of 5
-    /// inferences, a 1 % tolerance, isolation "worker".
+    /// inferences, 4 measured checkpoints, a 1 % tolerance, isolation "worker".
     pub fn new(
         network: &str,
         trials_per_task: usize,
@@ -116,6 +127,7 @@ impl NetworkOptions {
             scheduler: SchedulerParams::default(),
             timing_rounds: 10,
             timing_repeats: 5,
+            checkpoints: 4,
             tolerance: 0.01,
             isolation: "worker".to_string(),
         }
@@ -136,6 +148,34 @@ pub struct NetPoint {
     /// Estimated network latency `Σ weight × best latency` (seconds); `None` until every
     /// task has a valid program.
     pub estimated_seconds: Option<f64>,
+}
+
+/// A run's network built from its records as they stood part-way through its search, and
+/// timed side by side with the other runs of its seed (a measured checkpoint).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredPoint {
+    /// The scheduler round it follows (an index into [`NetworkRun::rounds`]).
+    pub round: usize,
+    /// Trials measured so far.
+    pub trials: usize,
+    /// Search seconds so far (building and timing the module are not counted).
+    pub seconds: f64,
+    /// The estimate at that round (seconds).
+    pub estimated_seconds: Option<f64>,
+    /// Median latency of the module (seconds).
+    pub measured_seconds: Option<f64>,
+    /// Tasks the module ran on a default schedule (no record yet).
+    pub fallbacks: usize,
+}
+
+impl MeasuredPoint {
+    /// `measured ÷ estimate` at this checkpoint.
+    pub fn measured_over_estimate(&self) -> Option<f64> {
+        match (self.measured_seconds, self.estimated_seconds) {
+            (Some(m), Some(e)) if e > 0.0 => Some(m / e),
+            _ => None,
+        }
+    }
 }
 
 /// One task of a run at its end.
@@ -160,6 +200,9 @@ pub struct NetworkRun {
     pub seed: u64,
     /// After every scheduler round.
     pub rounds: Vec<NetPoint>,
+    /// The measured checkpoints before the end ([`NetworkOptions::checkpoints`]).
+    #[serde(default)]
+    pub checkpoints: Vec<MeasuredPoint>,
     /// Trials measured.
     pub trials: usize,
     /// Search seconds (its own rounds).
@@ -193,13 +236,24 @@ impl NetworkRun {
         }
     }
 
-    /// The first round whose estimate, scaled by [`Self::measured_over_estimate`], is at
-    /// most `target` seconds.
-    pub fn reach(&self, target: f64) -> Option<&NetPoint> {
-        let scale = self.measured_over_estimate()?;
-        self.rounds
+    /// The scale from estimate to measurement at `round`: `measured ÷ estimate` of the first
+    /// measured checkpoint at or after it, or of the final module after the last one.
+    pub fn scale_at(&self, round: usize) -> Option<f64> {
+        self.checkpoints
             .iter()
-            .find(|p| p.estimated_seconds.is_some_and(|e| e * scale <= target))
+            .filter(|c| c.round >= round)
+            .find_map(MeasuredPoint::measured_over_estimate)
+            .or_else(|| self.measured_over_estimate())
+    }
+
+    /// The first round whose estimate, scaled by [`Self::scale_at`], is at most `target`
+    /// seconds.
+    pub fn reach(&self, target: f64) -> Option<&NetPoint> {
+        self.rounds.iter().find(|p| {
+            p.estimated_seconds
+                .zip(self.scale_at(p.round))
+                .is_some_and(|(e, scale)| e * scale <= target)
+        })
     }
 }
 
@@ -224,6 +278,9 @@ pub struct NetworkConfigSummary {
     pub measured_ms_q3: Option<f64>,
     /// Median over runs of measured ÷ estimated latency.
     pub measured_over_estimate_median: Option<f64>,
+    /// Median over seeds of the measured latency (ms) at each measured checkpoint, the
+    /// final module last ([`NetworkSummary::checkpoint_fractions`]).
+    pub checkpoints_ms: Vec<Option<f64>>,
     /// Median over seeds of (the baseline's measured latency ÷ this config's, same seed):
     /// above 1 = faster than the baseline.
     pub final_ratio: Option<f64>,
@@ -286,6 +343,8 @@ pub struct NetworkSummary {
     pub timing_rounds: usize,
     /// Inferences of each module per timing round.
     pub timing_repeats: usize,
+    /// The share of the budget at each measured checkpoint (the last is the end).
+    pub checkpoint_fractions: Vec<f64>,
     /// The target's tolerance.
     pub tolerance: f64,
     /// How "reached" is decided (see the module docs).
@@ -302,8 +361,9 @@ pub struct NetworkSummary {
 
 /// The definition of "reached" written into every summary.
 pub const REACH_DEFINITION: &str = "estimate curve scaled by measured/estimate of the run's \
-final module: a run reaches the baseline's final measured latency b at the first round whose \
-estimate x (measured/estimate) <= b x (1 + tolerance)";
+next measured checkpoint (its network built and timed at that point of the search; the final \
+module after the last checkpoint): a run reaches the baseline's final measured latency b at \
+the first round whose estimate x (measured/estimate) <= b x (1 + tolerance)";
 
 /// A run in progress.
 struct Active {
@@ -314,6 +374,7 @@ struct Active {
     clock: PolicyClock,
     seconds: f64,
     points: Vec<NetPoint>,
+    checkpoints: Vec<MeasuredPoint>,
     stop: Option<SchedulerStop>,
     records: String,
 }
@@ -407,6 +468,7 @@ pub fn run(
                 clock,
                 seconds: 0.0,
                 points: Vec::new(),
+                checkpoints: Vec::new(),
                 stop: None,
                 records: rel,
             });
@@ -414,6 +476,7 @@ pub fn run(
         // Lockstep: one scheduler round of each run in turn.
         let budget = o.trials_per_task.saturating_mul(tasks.len()).max(1);
         let mut reported = 0;
+        let mut next_checkpoint = 1;
         while active.iter().any(|a| a.stop.is_none()) {
             // A progress line at every tenth of the budget.
             let done = active
@@ -453,6 +516,20 @@ pub fn run(
                     });
                 }
             }
+            // A measured checkpoint when every run of the seed has passed the next share of
+            // the budget (the last share is the final timing).
+            let passed = active
+                .iter()
+                .map(|a| a.scheduler.trials())
+                .min()
+                .unwrap_or(0);
+            if next_checkpoint < o.checkpoints
+                && passed * o.checkpoints >= next_checkpoint * budget
+                && active.iter().any(|a| a.stop.is_none())
+            {
+                next_checkpoint += 1;
+                checkpoint(job, net, weights, o, seed, &mut active)?;
+            }
         }
         for a in active {
             if let Some(e) = &a.measurer.write_error {
@@ -486,6 +563,7 @@ pub fn run(
                     .collect(),
                 records: a.records,
                 rounds: a.points,
+                checkpoints: a.checkpoints,
                 ..NetworkRun::default()
             };
             eprintln!(
@@ -533,29 +611,39 @@ fn scheduler_text(p: &SchedulerParams) -> String {
     )
 }
 
-/// Builds every run's module from its records and times them side by side, filling the
-/// runs' measured latencies.
-fn time_modules(
+/// One module timed side by side with others.
+struct Timed {
+    /// Median latency (seconds).
+    median: Option<f64>,
+    /// (IQR ÷ median) of its inferences.
+    spread: Option<f64>,
+    /// Seconds its build took.
+    build_seconds: f64,
+    /// Tasks it ran on a default schedule.
+    fallbacks: usize,
+}
+
+/// Builds one module per records file and times them side by side: `rounds` rounds, each
+/// running every module `repeats` times in turn (the order rotated each round).
+fn time_side_by_side(
     job: &TuneJob,
     net: &Network,
     weights: &Weights,
-    o: &NetworkOptions,
-    runs: &mut [NetworkRun],
-) -> Result<(), ExperimentError> {
+    records: &[PathBuf],
+    rounds: usize,
+    repeats: usize,
+) -> Result<Vec<Timed>, ExperimentError> {
     let target = job.options().space.target;
     let threads = target.cores.max(1) as usize;
-    let mut modules = Vec::with_capacity(runs.len());
-    for r in runs.iter_mut() {
+    let mut modules = Vec::with_capacity(records.len());
+    let mut built = Vec::with_capacity(records.len());
+    for path in records {
         let start = Instant::now();
-        let module = Module::build(
-            net,
-            weights,
-            Some(&o.out.join(&r.records)),
-            &target,
-            threads,
-        )?;
-        r.build_seconds = start.elapsed().as_secs_f64();
-        r.fallbacks = module.report().fallbacks().count();
+        let module = Module::build(net, weights, Some(path), &target, threads)?;
+        built.push((
+            start.elapsed().as_secs_f64(),
+            module.report().fallbacks().count(),
+        ));
         modules.push(module);
     }
     let inputs = networks::random_inputs(net, 1);
@@ -576,28 +664,98 @@ fn time_modules(
     }
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); modules.len()];
     let n = modules.len();
-    let start = Instant::now();
-    for round in 0..o.timing_rounds.max(1) {
+    for round in 0..rounds.max(1) {
         for j in 0..n {
             let k = (j + round) % n;
-            for _ in 0..o.timing_repeats.max(1) {
+            for _ in 0..repeats.max(1) {
                 times[k].push(run_once(k, &mut modules)?);
             }
         }
     }
+    Ok(times
+        .iter()
+        .zip(built)
+        .map(|(t, (build_seconds, fallbacks))| Timed {
+            median: median(t),
+            spread: match (quantile(t, 0.25), quantile(t, 0.75), median(t)) {
+                (Some(q1), Some(q3), Some(m)) if m > 0.0 => Some((q3 - q1) / m),
+                _ => None,
+            },
+            build_seconds,
+            fallbacks,
+        })
+        .collect())
+}
+
+/// A measured checkpoint of the runs of `seed`: each run's network built from its records
+/// as they stand, timed side by side (half the final timing's rounds).
+fn checkpoint(
+    job: &TuneJob,
+    net: &Network,
+    weights: &Weights,
+    o: &NetworkOptions,
+    seed: u64,
+    active: &mut [Active],
+) -> Result<(), ExperimentError> {
+    let paths: Vec<PathBuf> = active.iter().map(|a| o.out.join(&a.records)).collect();
+    let rounds = o.timing_rounds.div_ceil(2).max(1);
+    let timed = time_side_by_side(job, net, weights, &paths, rounds, o.timing_repeats)?;
+    let mut line = Vec::new();
+    for (a, t) in active.iter_mut().zip(timed) {
+        let point = MeasuredPoint {
+            round: a.points.len().saturating_sub(1),
+            trials: a.scheduler.trials(),
+            seconds: a.seconds,
+            estimated_seconds: a.scheduler.objective(),
+            measured_seconds: t.median,
+            fallbacks: t.fallbacks,
+        };
+        line.push(format!(
+            "{} {} (est {})",
+            a.config.name(),
+            point
+                .measured_seconds
+                .map_or("-".to_string(), |s| format!("{:.3} ms", s * 1e3)),
+            point
+                .estimated_seconds
+                .map_or("-".to_string(), |s| format!("{:.3} ms", s * 1e3)),
+        ));
+        a.checkpoints.push(point);
+    }
     eprintln!(
-        "{}: timed {n} modules × {} rounds × {} inferences side by side in {:.1} s",
+        "{} seed {seed}: measured checkpoint {}: {}",
         o.network,
+        active.first().map_or(0, |a| a.checkpoints.len()),
+        line.join(", ")
+    );
+    Ok(())
+}
+
+/// Builds every run's module from its records and times them side by side, filling the
+/// runs' measured latencies.
+fn time_modules(
+    job: &TuneJob,
+    net: &Network,
+    weights: &Weights,
+    o: &NetworkOptions,
+    runs: &mut [NetworkRun],
+) -> Result<(), ExperimentError> {
+    let paths: Vec<PathBuf> = runs.iter().map(|r| o.out.join(&r.records)).collect();
+    let start = Instant::now();
+    let timed = time_side_by_side(job, net, weights, &paths, o.timing_rounds, o.timing_repeats)?;
+    eprintln!(
+        "{}: timed {} modules × {} rounds × {} inferences side by side in {:.1} s",
+        o.network,
+        runs.len(),
         o.timing_rounds.max(1),
         o.timing_repeats.max(1),
         start.elapsed().as_secs_f64()
     );
-    for (r, t) in runs.iter_mut().zip(&times) {
-        r.measured_seconds = median(t);
-        r.measured_spread = match (quantile(t, 0.25), quantile(t, 0.75), median(t)) {
-            (Some(q1), Some(q3), Some(m)) if m > 0.0 => Some((q3 - q1) / m),
-            _ => None,
-        };
+    for (r, t) in runs.iter_mut().zip(timed) {
+        r.measured_seconds = t.median;
+        r.measured_spread = t.spread;
+        r.build_seconds = t.build_seconds;
+        r.fallbacks = t.fallbacks;
     }
     Ok(())
 }
@@ -650,6 +808,21 @@ pub fn summarize(o: &NetworkOptions, tasks: usize, runs: &[NetworkRun]) -> Netwo
                 }
             }
         }
+        let checkpoints_ms: Vec<Option<f64>> = (0..o.checkpoints.max(1))
+            .map(|k| {
+                let at: Vec<f64> = mine
+                    .iter()
+                    .filter_map(|r| {
+                        if k + 1 == o.checkpoints.max(1) {
+                            r.measured_seconds
+                        } else {
+                            r.checkpoints.get(k)?.measured_seconds
+                        }
+                    })
+                    .collect();
+                ms(median(&at))
+            })
+            .collect();
         let search: f64 = mine.iter().map(|r| r.search_seconds).sum();
         let policy: f64 = mine.iter().map(|r| r.policy_seconds).sum();
         configs.push(NetworkConfigSummary {
@@ -662,6 +835,7 @@ pub fn summarize(o: &NetworkOptions, tasks: usize, runs: &[NetworkRun]) -> Netwo
             measured_ms_q1: ms(quantile(&measured, 0.25)),
             measured_ms_q3: ms(quantile(&measured, 0.75)),
             measured_over_estimate_median: median(&scale),
+            checkpoints_ms,
             final_ratio: median(&final_ratios),
             signed_rank: signed_rank(&log_ratios),
             time_to_reach_ratio: median(&time_ratios),
@@ -683,6 +857,9 @@ pub fn summarize(o: &NetworkOptions, tasks: usize, runs: &[NetworkRun]) -> Netwo
         seeds: o.seeds,
         timing_rounds: o.timing_rounds.max(1),
         timing_repeats: o.timing_repeats.max(1),
+        checkpoint_fractions: (1..=o.checkpoints.max(1))
+            .map(|k| k as f64 / o.checkpoints.max(1) as f64)
+            .collect(),
         tolerance: o.tolerance,
         reach_definition: REACH_DEFINITION.to_string(),
         task_breakdown: breakdown(o, runs),
@@ -771,7 +948,7 @@ fn network_plots(
     let n_max = runs.iter().map(|r| r.trials).max().unwrap_or(0) as f64;
     let estimated = |_: &NetworkRun, p: &NetPoint| p.estimated_seconds.map(|s| s * 1e3);
     let measured = |r: &NetworkRun, p: &NetPoint| {
-        let scale = r.measured_over_estimate()?;
+        let scale = r.scale_at(p.round)?;
         p.estimated_seconds.map(|s| s * scale * 1e3)
     };
     let mut names = Vec::new();
@@ -784,7 +961,7 @@ fn network_plots(
         ),
         (
             "measured",
-            "measured-scale latency (ms, estimate × measured/estimate)",
+            "measured-scale latency (ms, estimate × measured/estimate of the next checkpoint)",
             &measured,
         ),
     ];
@@ -833,10 +1010,13 @@ measured ÷ estimated, median over runs.
 test of the log latency ratios, paired by seed.
 * **time-to-reach**: median over seeds of (search seconds until the run reaches the \
 baseline's final measured latency ÷ the baseline's own); below 1 = faster; \"not reached\" \
-when the median seed never got there. Reached: the run's estimate curve scaled by its final \
-module's measured ÷ estimate is within the tolerance of the target (no intermediate modules \
-are built). **trials-to-reach**: the same in trials. **reached**: seeds that got there / \
-seeds compared.
+when the median seed never got there. Reached: the run's estimate curve, scaled by the \
+measured ÷ estimate of its next measured checkpoint (the network built from the records as \
+they stood and timed side by side with the other runs of its seed; the final module after \
+the last checkpoint), is within the tolerance of the target. **trials-to-reach**: the same \
+in trials. **reached**: seeds that got there / seeds compared.
+* **measured at checkpoints**: median over seeds of each run's built network at each share \
+of the budget (the last column is the final timing).
 * **policy %**: share of the search seconds spent inside the sketch and mutation policies \
 (timed exactly). **fallbacks**: tasks the built modules ran on a default schedule.
 * **task breakdown**: per task, weight × best latency (ms, median over seeds) per config, \
@@ -895,6 +1075,18 @@ fn report(s: &NetworkSummary) -> Report {
         row.extend(t.gain_ms.iter().skip(1).map(|v| opt(*v, 4)));
         tasks.push(row);
     }
+    let mut head = vec!["config".to_string()];
+    head.extend(
+        s.checkpoint_fractions
+            .iter()
+            .map(|f| format!("{:.0} % ms", 100.0 * f)),
+    );
+    let mut checkpoints = vec![head];
+    for c in &s.configs {
+        let mut row = vec![c.config.name().to_string()];
+        row.extend(c.checkpoints_ms.iter().map(|v| opt(*v, 3)));
+        checkpoints.push(row);
+    }
     let setup = format!(
         "{} tasks, {} trials per task, {} seeds, {} kernel threads, isolation {}, scheduler \
          {}; configs in lockstep per seed, no shared measurement cache; modules timed in {} \
@@ -910,17 +1102,20 @@ fn report(s: &NetworkSummary) -> Report {
         s.tolerance
     );
     let text = format!(
-        "\n{} ({setup})\n{}\n{}",
+        "\n{} ({setup})\n{}\nmeasured at checkpoints (share of the budget):\n{}\n{}",
         s.network,
         text_table(&rows),
+        text_table(&checkpoints),
         text_table(&tasks)
     );
     let mut markdown = format!(
         "# Learned-policies experiment on {}\n\n{setup}\n\n{METRICS}\n## Results\n\n{}\n\
-         Reached: {}.\n\n## Per-task breakdown\n\n{}\n## Plots\n\n",
+         Reached: {}.\n\n## Measured at checkpoints\n\n{}\n## Per-task breakdown\n\n{}\n\
+         ## Plots\n\n",
         s.network,
         markdown_table(&rows),
         s.reach_definition,
+        markdown_table(&checkpoints),
         markdown_table(&tasks)
     );
     for f in &s.plots {
@@ -1000,6 +1195,41 @@ mod tests {
         assert_eq!(t.weighted_ms[0], Some(1000.0));
         assert!((t.gain_ms[1].unwrap() - 300.0).abs() < 1e-9);
         assert_eq!(s.reach_definition, REACH_DEFINITION);
+    }
+
+    #[test]
+    fn a_measured_checkpoint_scales_the_estimate_up_to_its_round() {
+        let o = NetworkOptions::new("n", 10, 1, vec![Config::Baseline, Config::Both], "x".into());
+        let base = run(Config::Baseline, 0, &[(1.0, 2.0), (2.0, 1.0)], 1.0);
+        // Final scale 1.0, but the module built after round 0 measured 2× its estimate:
+        // round 0's estimate 0.9 is 1.8 measured (not reached), round 1's 0.95 is 0.95.
+        let mut both = run(Config::Both, 0, &[(1.0, 0.9), (2.0, 0.95)], 0.95);
+        both.checkpoints.push(MeasuredPoint {
+            round: 0,
+            trials: 10,
+            seconds: 1.0,
+            estimated_seconds: Some(0.9),
+            measured_seconds: Some(1.8),
+            fallbacks: 0,
+        });
+        assert_eq!(both.scale_at(0), Some(2.0));
+        assert!((both.scale_at(1).unwrap() - 1.0).abs() < 1e-12);
+        assert_eq!(both.reach(1.01).map(|p| p.round), Some(1));
+        let mut o2 = o.clone();
+        o2.checkpoints = 2;
+        let s = summarize(&o2, 1, &[base.clone(), both.clone()]);
+        assert_eq!(s.configs[1].time_to_reach_ratio, Some(1.0));
+        assert_eq!(s.checkpoint_fractions, [0.5, 1.0]);
+        let cps = &s.configs[1].checkpoints_ms;
+        assert!((cps[0].unwrap() - 1800.0).abs() < 1e-9 && (cps[1].unwrap() - 950.0).abs() < 1e-9);
+        assert_eq!(
+            s.configs[0].checkpoints_ms[0], None,
+            "the baseline has no checkpoint"
+        );
+        // Without the checkpoint the final scale would call round 0 reached.
+        both.checkpoints.clear();
+        assert_eq!(both.reach(1.01).map(|p| p.round), Some(0));
+        let _ = o;
     }
 
     #[test]

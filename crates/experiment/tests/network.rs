@@ -75,6 +75,7 @@ fn experiment(out: &Path) -> NetworkSummary {
     options.scheduler.measures_per_round = 4;
     options.timing_rounds = 3;
     options.timing_repeats = 2;
+    options.checkpoints = 2;
     let mut text = Vec::new();
     let summary = run(&job(), &net, &weights, &workloads, &options, &mut text).expect("runs");
     let text = String::from_utf8(text).expect("utf-8");
@@ -109,6 +110,14 @@ fn tiny_cnn_runs_end_to_end_and_repeats_its_trials() {
         assert!(dir.join("a").join(&r.records).exists(), "{}", r.records);
         assert_eq!(r.fallbacks, 0, "every task has a record");
         assert!(r.measured_seconds.is_some_and(|m| m > 0.0), "{r:?}");
+        // One measured checkpoint at half the budget: the network built from the records as
+        // they stood then, and timed.
+        let [cp] = r.checkpoints.as_slice() else {
+            panic!("one checkpoint: {:?}", r.checkpoints)
+        };
+        assert!(2 * cp.trials >= r.trials && cp.trials < r.trials, "{cp:?}");
+        assert_eq!(cp.trials, r.rounds[cp.round].trials);
+        assert!(cp.measured_seconds.is_some_and(|m| m > 0.0), "{cp:?}");
     }
     // Every figure of the report is in the summary.
     let json: serde_json::Value = serde_json::from_str(
@@ -122,6 +131,7 @@ fn tiny_cnn_runs_end_to_end_and_repeats_its_trials() {
             "measured_ms_q1",
             "measured_ms_q3",
             "measured_over_estimate_median",
+            "checkpoints_ms",
             "final_ratio",
             "signed_rank",
             "time_to_reach_ratio",
@@ -144,6 +154,13 @@ fn tiny_cnn_runs_end_to_end_and_repeats_its_trials() {
         json["configs"][0]["reached"], 2,
         "the baseline reaches its own final"
     );
+    assert_eq!(json["checkpoint_fractions"], serde_json::json!([0.5, 1.0]));
+    assert_eq!(
+        json["configs"][1]["checkpoints_ms"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
     let breakdown = json["task_breakdown"].as_array().expect("breakdown");
     assert_eq!(breakdown.len(), tasks);
     assert_eq!(
@@ -159,7 +176,9 @@ fn tiny_cnn_runs_end_to_end_and_repeats_its_trials() {
     }
     let report = std::fs::read_to_string(dir.join("a/report.md")).expect("report");
     assert!(
-        report.contains("Per-task breakdown") && report.contains("records/tiny-cnn.both.s1.jsonl")
+        report.contains("Per-task breakdown")
+            && report.contains("Measured at checkpoints")
+            && report.contains("records/tiny-cnn.both.s1.jsonl")
     );
 
     // The same seeds again: the same trials and the same search results.

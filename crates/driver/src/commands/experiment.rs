@@ -97,6 +97,11 @@ pub struct Args {
     /// Inferences of each module per timing round.
     #[arg(long, default_value_t = 5, value_parser = super::numbers::positive, allow_negative_numbers = true)]
     pub timing_repeats: usize,
+    /// Measured checkpoints of the network experiment, the final timing included: at every
+    /// 1/N of the budget each run's network is built from its records as they stand and
+    /// timed beside the other runs of its seed (1: the end only).
+    #[arg(long, default_value_t = 4, value_parser = super::numbers::positive, allow_negative_numbers = true)]
+    pub checkpoints: usize,
     /// Also print the summary as one JSON object on the last stdout line.
     #[arg(long)]
     pub json: bool,
@@ -166,6 +171,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
                 },
                 timing_rounds: args.timing_rounds,
                 timing_repeats: args.timing_repeats,
+                checkpoints: args.checkpoints,
                 isolation: isolation(args),
                 ..NetworkOptions::new(
                     &name,
