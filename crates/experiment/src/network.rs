@@ -171,10 +171,7 @@ pub struct MeasuredPoint {
 impl MeasuredPoint {
     /// `measured ÷ estimate` at this checkpoint.
     pub fn measured_over_estimate(&self) -> Option<f64> {
-        match (self.measured_seconds, self.estimated_seconds) {
-            (Some(m), Some(e)) if e > 0.0 => Some(m / e),
-            _ => None,
-        }
+        measured_over_estimate(self.measured_seconds, self.estimated_seconds)
     }
 }
 
@@ -230,10 +227,7 @@ pub struct NetworkRun {
 impl NetworkRun {
     /// `measured ÷ estimate` of the final module (the scale of the estimate curve).
     pub fn measured_over_estimate(&self) -> Option<f64> {
-        match (self.measured_seconds, self.estimated_seconds) {
-            (Some(m), Some(e)) if e > 0.0 => Some(m / e),
-            _ => None,
-        }
+        measured_over_estimate(self.measured_seconds, self.estimated_seconds)
     }
 
     /// The scale from estimate to measurement at `round`: `measured ÷ estimate` of the first
@@ -254,6 +248,14 @@ impl NetworkRun {
                 .zip(self.scale_at(p.round))
                 .is_some_and(|(e, scale)| e * scale <= target)
         })
+    }
+}
+
+/// `measured ÷ estimate`, when both are known (and the estimate positive).
+fn measured_over_estimate(measured: Option<f64>, estimated: Option<f64>) -> Option<f64> {
+    match (measured, estimated) {
+        (Some(m), Some(e)) if e > 0.0 => Some(m / e),
+        _ => None,
     }
 }
 
