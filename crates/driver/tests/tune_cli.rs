@@ -80,13 +80,17 @@ fn tune_finds_a_correct_kernel_no_slower_than_the_heuristic_and_resumes() {
         .as_f64()
         .expect("the reported program");
     assert!((reported / 1e3 - confirmed_best).abs() <= 1e-12);
-    // The first candidate measured is the heuristic schedule; the best is no slower.
+    // The heuristic schedule is measured in the first round; the best is no slower.
     let w = tessel_workloads::lookup(SPEC).expect("spec");
     let dag = Arc::new(w.dag.clone());
     let hw = tessel_sketch::HardwareParams::with_cores(1);
     let heuristic = tessel_search::heuristic::heuristic_state(&dag, &hw).expect("heuristic");
-    assert_eq!(log.records[0].steps, heuristic.steps());
-    let heuristic_cost = log.records[0].cost().expect("the heuristic runs");
+    let first_round = &log.records[..64];
+    let at = first_round
+        .iter()
+        .position(|r| r.steps == heuristic.steps())
+        .expect("the heuristic schedule is measured in the first round");
+    let heuristic_cost = log.records[at].cost().expect("the heuristic runs");
     let best = searched
         .iter()
         .filter(|r| r.cost().is_some())
