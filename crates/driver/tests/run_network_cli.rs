@@ -241,7 +241,10 @@ fn onnx_broadcasts_and_grouped_conv_transpose_run_like_onnxruntime() {
             .zip(&want)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        println!("{name}: max |tessel - onnxruntime| = {err:.3e} over {} values", want.len());
+        println!(
+            "{name}: max |tessel - onnxruntime| = {err:.3e} over {} values",
+            want.len()
+        );
         assert!(err < 1e-4, "{name}: max |tessel - onnxruntime| = {err}");
     }
     std::fs::remove_dir_all(&dir).ok();
