@@ -547,19 +547,20 @@ def se_block():
     save("se_block", g, inputs={"x": w(1, 3, 6, 6, scale=1.0)})
 
 
-def attention_mask():
+def attention_mask(batch=1):
     # One attention block with the mask computed from an integer input as HuggingFace's
     # BERT does: (1 - float(mask[:, None, None, :])) * -10000 added to the scores
-    # [1, heads, seq, seq]; then Softmax, the context, and a bias row [1, hidden] computed
-    # from a second input added to it.
+    # [batch, heads, seq, seq]; then Softmax, the context, and a bias row [1, hidden]
+    # computed from a second input added to it.
     global rng
     rng = np.random.default_rng(30)
     seq, hidden, heads = 6, 8, 2
+    name = "attention_mask" if batch == 1 else f"attention_mask_b{batch}"
     d = hidden // heads
     inits = [init("wq", w(hidden, hidden)), init("wk", w(hidden, hidden)),
              init("wv", w(hidden, hidden)),
-             init("shape4", np.array([1, seq, heads, d], np.int64)),
-             init("shape3", np.array([1, seq, hidden], np.int64)),
+             init("shape4", np.array([batch, seq, heads, d], np.int64)),
+             init("shape3", np.array([batch, seq, hidden], np.int64)),
              init("axes", np.array([1, 2], np.int64)),
              init("one", np.array(1.0, np.float32)), init("big", np.array(-10000.0, np.float32)),
              init("scale", np.array(np.sqrt(d), np.float32))]
@@ -587,14 +588,15 @@ def attention_mask():
         helper.make_node("Relu", ["row"], ["row.relu"], name="row.relu"),
         helper.make_node("Add", ["ctx.r", "row.relu"], ["y"], name="row.add"),
     ])
-    g = helper.make_graph(nodes, "attention_mask",
-                          [vi("x", [1, seq, hidden]),
-                           helper.make_tensor_value_info("mask", TensorProto.INT64, [1, seq]),
+    masks = [[1, 1, 0, 1, 1, 0], [1, 1, 1, 1, 0, 0]][:batch]
+    g = helper.make_graph(nodes, name,
+                          [vi("x", [batch, seq, hidden]),
+                           helper.make_tensor_value_info("mask", TensorProto.INT64, [batch, seq]),
                            vi("row", [1, hidden])],
-                          [vi("y", [1, seq, hidden])], initializer=inits)
-    save("attention_mask", g, inputs={"x": w(1, seq, hidden, scale=1.0),
-                                      "mask": np.array([[1, 1, 0, 1, 1, 0]], np.int64),
-                                      "row": w(1, hidden, scale=1.0)})
+                          [vi("y", [batch, seq, hidden])], initializer=inits)
+    save(name, g, inputs={"x": w(batch, seq, hidden, scale=1.0),
+                          "mask": np.array(masks, np.int64),
+                          "row": w(1, hidden, scale=1.0)})
 
 
 def broadcast_sub_div():
@@ -680,6 +682,7 @@ if __name__ == "__main__":
     grouped_dilated()
     se_block()
     attention_mask()
+    attention_mask(batch=2)
     broadcast_sub_div()
     conv_transpose_grouped()
     bad_broadcast()

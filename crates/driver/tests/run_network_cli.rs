@@ -173,9 +173,10 @@ fn onnx_broadcasts_and_grouped_conv_transpose_run_like_onnxruntime() {
     let dir = std::env::temp_dir().join(format!("tessel-run-bcast-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // (model, its inputs in model order, its outputs in network order)
-    let cases: [(&str, &[&str], &[&str]); 4] = [
+    let cases: [(&str, &[&str], &[&str]); 5] = [
         ("se_block", &["x"], &["y"]),
         ("attention_mask", &["x", "mask", "row"], &["y"]),
+        ("attention_mask_b2", &["x", "mask", "row"], &["y"]),
         ("broadcast_sub_div", &["x", "m", "row", "k"], &["y", "z"]),
         ("conv_transpose_grouped", &["x"], &["y"]),
     ];

@@ -888,6 +888,15 @@ fn attention_with_a_computed_mask_matches_onnxruntime_and_fuses() {
         .map(|&i| net.node(i).shape.clone())
         .collect();
     assert_eq!(shapes, [vec![2, 6, 6], vec![1, 1, 6]]);
+    // At batch 2 the scores are held [4,6,6] and the mask [2,1,1,6] fits no broadcast of
+    // that buffer: the scores are viewed [2,2,6,6] and the add is a task of its own.
+    let model = check_against_onnxruntime("attention_mask_b2", &ImportOptions::default(), 1e-4);
+    let n = names(&model);
+    assert!(
+        n.contains(&"broadcast_add.2x1x1x6:2x2x6x6".to_string()),
+        "{n:?}"
+    );
+    assert!(kinds(&model).contains(&"batch_matmul+merge_heads+broadcast_add".to_string()));
 }
 
 #[test]
