@@ -2441,3 +2441,36 @@ impl Importer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::fit_broadcast;
+
+    #[test]
+    fn a_broadcast_operand_fits_a_regrouped_buffer_only_where_it_is_all_kept_or_all_broadcast() {
+        // Scores [1,H,S,S] held as [H,S,S]: a mask [1,1,1,S] is [1,1,S] there.
+        assert_eq!(
+            fit_broadcast(&[1, 2, 6, 6], &[2, 6, 6], &[1, 1, 1, 6]),
+            Some(vec![1, 1, 6])
+        );
+        // A per-head bias [1,H,1,1] spans the first axis whole.
+        assert_eq!(
+            fit_broadcast(&[1, 2, 6, 6], &[2, 6, 6], &[1, 2, 1, 1]),
+            Some(vec![2, 1, 1])
+        );
+        // [B,H] merged into one axis with the mask kept on B only: no fit.
+        assert_eq!(
+            fit_broadcast(&[2, 2, 6, 6], &[4, 6, 6], &[2, 1, 1, 6]),
+            None
+        );
+        // Axes split rather than merged: a row [1,8] of [3,8] held as [3,2,4].
+        assert_eq!(
+            fit_broadcast(&[3, 8], &[3, 2, 4], &[1, 8]),
+            Some(vec![1, 2, 4])
+        );
+        // The same frame: the operand as it is.
+        assert_eq!(fit_broadcast(&[2, 3], &[2, 3], &[1, 3]), Some(vec![1, 3]));
+        // A scalar-shaped operand is all ones in any frame.
+        assert_eq!(fit_broadcast(&[6, 8], &[48], &[1, 1]), Some(vec![1]));
+    }
+}
