@@ -433,10 +433,10 @@ def bert_base(path):
 
 def bad_new_operators():
     x = vi("x", [1, 4, 5, 5])
-    # A grouped transposed convolution.
+    # A dilated transposed convolution.
     g = helper.make_graph([helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up",
-                                            kernel_shape=[3, 3], group=2)],
-                          "bad_conv_transpose", [x], [vi("y", [1, 4, 7, 7])],
+                                            kernel_shape=[3, 3], dilations=[2, 2])],
+                          "bad_conv_transpose", [x], [vi("y", [1, 2, 9, 9])],
                           initializer=[init("w", w(4, 2, 3, 3))])
     save("bad_conv_transpose", g)
     # Average pooling that rounds up.
@@ -516,6 +516,166 @@ def read_output():
     save("read_output", g, inputs={"x": w(3, 8, scale=1.0)})
 
 
+def se_block():
+    # Squeeze-excite twice on a small conv net: x * gate[N, C, 1, 1], the gate computed by
+    # GlobalAveragePool, Conv, Relu, Conv, then Sigmoid (first block, gate second) or
+    # HardSigmoid (second block, gate first).
+    global rng
+    rng = np.random.default_rng(29)
+    inits = [init("w", w(8, 3, 3, 3)), init("b", w(8, scale=0.1))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+    ]
+
+    def se(x, p, act, gate_first):
+        inits.extend([init(f"{p}.w1", w(4, 8, 1, 1)), init(f"{p}.b1", w(4, scale=0.1)),
+                      init(f"{p}.w2", w(8, 4, 1, 1)), init(f"{p}.b2", w(8, scale=0.1))])
+        nodes.extend([
+            helper.make_node("GlobalAveragePool", [x], [f"{p}.pool"], name=f"{p}.pool"),
+            helper.make_node("Conv", [f"{p}.pool", f"{p}.w1", f"{p}.b1"], [f"{p}.fc1"],
+                             name=f"{p}.fc1", kernel_shape=[1, 1]),
+            helper.make_node("Relu", [f"{p}.fc1"], [f"{p}.relu"], name=f"{p}.relu"),
+            helper.make_node("Conv", [f"{p}.relu", f"{p}.w2", f"{p}.b2"], [f"{p}.fc2"],
+                             name=f"{p}.fc2", kernel_shape=[1, 1]),
+        ])
+        if act == "HardSigmoid":
+            nodes.append(helper.make_node("HardSigmoid", [f"{p}.fc2"], [f"{p}.gate"],
+                                          name=f"{p}.gate", alpha=0.2, beta=0.5))
+        else:
+            nodes.append(helper.make_node("Sigmoid", [f"{p}.fc2"], [f"{p}.gate"],
+                                          name=f"{p}.gate"))
+        ins = [f"{p}.gate", x] if gate_first else [x, f"{p}.gate"]
+        nodes.append(helper.make_node("Mul", ins, [f"{p}.out"], name=f"{p}.scale"))
+        return f"{p}.out"
+
+    y = se("r", "se1", "Sigmoid", False)
+    inits.append(init("w2", w(8, 8, 3, 3)))
+    nodes.append(helper.make_node("Conv", [y, "w2"], ["c2"], name="conv2", kernel_shape=[3, 3],
+                                  pads=[1, 1, 1, 1]))
+    y = se("c2", "se2", "HardSigmoid", True)
+    nodes.append(helper.make_node("Identity", [y], ["y"], name="out"))
+    g = helper.make_graph(nodes, "se_block", [vi("x", [1, 3, 6, 6])], [vi("y", [1, 8, 6, 6])],
+                          initializer=inits)
+    save("se_block", g, inputs={"x": w(1, 3, 6, 6, scale=1.0)})
+
+
+def attention_mask(batch=1):
+    # One attention block with the mask computed from an integer input as HuggingFace's
+    # BERT does: (1 - float(mask[:, None, None, :])) * -10000 added to the scores
+    # [batch, heads, seq, seq]; then Softmax, the context, and a bias row [1, hidden]
+    # computed from a second input added to it.
+    global rng
+    rng = np.random.default_rng(30)
+    seq, hidden, heads = 6, 8, 2
+    name = "attention_mask" if batch == 1 else f"attention_mask_b{batch}"
+    d = hidden // heads
+    inits = [init("wq", w(hidden, hidden)), init("wk", w(hidden, hidden)),
+             init("wv", w(hidden, hidden)),
+             init("shape4", np.array([batch, seq, heads, d], np.int64)),
+             init("shape3", np.array([batch, seq, hidden], np.int64)),
+             init("axes", np.array([1, 2], np.int64)),
+             init("one", np.array(1.0, np.float32)), init("big", np.array(-10000.0, np.float32)),
+             init("scale", np.array(np.sqrt(d), np.float32))]
+    nodes = []
+    for n, perm in (("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])):
+        nodes.extend([
+            helper.make_node("MatMul", ["x", f"w{n}"], [f"{n}"], name=f"{n}.proj"),
+            helper.make_node("Reshape", [n, "shape4"], [f"{n}.r"], name=f"{n}.reshape"),
+            helper.make_node("Transpose", [f"{n}.r"], [f"{n}.t"], name=f"{n}.transpose",
+                             perm=perm),
+        ])
+    nodes.extend([
+        helper.make_node("Unsqueeze", ["mask", "axes"], ["m4"], name="mask.unsqueeze"),
+        helper.make_node("Cast", ["m4"], ["mf"], name="mask.cast", to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["one", "mf"], ["inv"], name="mask.invert"),
+        helper.make_node("Mul", ["inv", "big"], ["ext"], name="mask.scale"),
+        helper.make_node("MatMul", ["q.t", "k.t"], ["scores"], name="scores"),
+        helper.make_node("Div", ["scores", "scale"], ["scaled"], name="scores.scale"),
+        helper.make_node("Add", ["scaled", "ext"], ["masked"], name="scores.mask"),
+        helper.make_node("Softmax", ["masked"], ["probs"], name="softmax", axis=-1),
+        helper.make_node("MatMul", ["probs", "v.t"], ["ctx"], name="context"),
+        helper.make_node("Transpose", ["ctx"], ["ctx.t"], name="context.transpose",
+                         perm=[0, 2, 1, 3]),
+        helper.make_node("Reshape", ["ctx.t", "shape3"], ["ctx.r"], name="context.reshape"),
+        helper.make_node("Relu", ["row"], ["row.relu"], name="row.relu"),
+        helper.make_node("Add", ["ctx.r", "row.relu"], ["y"], name="row.add"),
+    ])
+    masks = [[1, 1, 0, 1, 1, 0], [1, 1, 1, 1, 0, 0]][:batch]
+    g = helper.make_graph(nodes, name,
+                          [vi("x", [batch, seq, hidden]),
+                           helper.make_tensor_value_info("mask", TensorProto.INT64, [batch, seq]),
+                           vi("row", [1, hidden])],
+                          [vi("y", [batch, seq, hidden])], initializer=inits)
+    save(name, g, inputs={"x": w(batch, seq, hidden, scale=1.0),
+                          "mask": np.array(masks, np.int64),
+                          "row": w(1, hidden, scale=1.0)})
+
+
+def broadcast_sub_div():
+    # Sub and Div of two computed tensors with broadcasting, both orders: an NCHW activation
+    # centred by its channel means and divided by a gate (x - g, x / s, g - x, g / s2); a
+    # matrix minus a computed row, divided by a computed scalar-shaped tensor.
+    global rng
+    rng = np.random.default_rng(31)
+    inits = [init("w", w(4, 3, 1, 1)), init("b", w(4, scale=0.1)),
+             init("one", np.array(1.0, np.float32)), init("scalar", np.array([], np.int64))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", kernel_shape=[1, 1]),
+        helper.make_node("GlobalAveragePool", ["c"], ["g"], name="mean"),
+        helper.make_node("Sub", ["c", "g"], ["centred"], name="centre"),
+        helper.make_node("Sigmoid", ["g"], ["sg"], name="gate"),
+        helper.make_node("Add", ["sg", "one"], ["s"], name="gate.plus1"),
+        helper.make_node("Div", ["centred", "s"], ["scaled"], name="divide"),
+        helper.make_node("Sub", ["g", "scaled"], ["flipped"], name="rsub"),
+        helper.make_node("Relu", ["flipped"], ["fr"], name="relu"),
+        helper.make_node("Add", ["fr", "one"], ["den"], name="den"),
+        helper.make_node("Div", ["g", "den"], ["y"], name="rdiv"),
+        helper.make_node("Relu", ["row"], ["row.relu"], name="row.relu"),
+        helper.make_node("Sub", ["m", "row.relu"], ["mr"], name="row.sub"),
+        helper.make_node("Sigmoid", ["k"], ["ks"], name="k.sigmoid"),
+        helper.make_node("Reshape", ["ks", "scalar"], ["k0"], name="k.scalar"),
+        helper.make_node("Div", ["mr", "k0"], ["z"], name="row.div"),
+    ]
+    g = helper.make_graph(nodes, "broadcast_sub_div",
+                          [vi("x", [1, 3, 5, 5]), vi("m", [6, 8]), vi("row", [8]), vi("k", [1])],
+                          [vi("y", [1, 4, 5, 5]), vi("z", [6, 8])], initializer=inits)
+    save("broadcast_sub_div", g, inputs={"x": w(1, 3, 5, 5, scale=1.0), "m": w(6, 8, scale=1.0),
+                                         "row": w(8, scale=1.0), "k": w(1, scale=1.0)})
+
+
+def conv_transpose_grouped():
+    # A grouped (2) ConvTranspose 3x3/2, pads 1, output_padding 1, bias; ReLU.
+    global rng
+    rng = np.random.default_rng(32)
+    inits = [init("w", w(4, 3, 3, 3)), init("b", w(6, scale=0.1))]
+    nodes = [
+        helper.make_node("ConvTranspose", ["x", "w", "b"], ["u"], name="up",
+                         kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                         output_padding=[1, 1], group=2),
+        helper.make_node("Relu", ["u"], ["y"], name="relu"),
+    ]
+    g = helper.make_graph(nodes, "conv_transpose_grouped", [vi("x", [1, 4, 5, 5])],
+                          [vi("y", [1, 6, 10, 10])], initializer=inits)
+    save("conv_transpose_grouped", g, inputs={"x": w(1, 4, 5, 5, scale=1.0)})
+
+
+def bad_broadcast():
+    # Two computed tensors whose shapes do not broadcast.
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                           helper.make_node("Add", ["r", "z"], ["y"], name="sum")],
+                          "bad_broadcast", [vi("x", [1, 4, 5, 5]), vi("z", [1, 3, 5, 5])],
+                          [vi("y", [1, 4, 5, 5])])
+    save("bad_broadcast", g, check=False)
+    # Two computed tensors that broadcast to a shape larger than both.
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                           helper.make_node("Mul", ["r", "z"], ["y"], name="outer")],
+                          "bad_broadcast_outer", [vi("x", [1, 4, 1, 5]), vi("z", [1, 1, 3, 1])],
+                          [vi("y", [1, 4, 3, 5])])
+    save("bad_broadcast_outer", g)
+
+
 if __name__ == "__main__":
     import sys
     if len(sys.argv) == 3 and sys.argv[1] == "--bert-base":
@@ -535,3 +695,9 @@ if __name__ == "__main__":
     bad_new_operators()
     grouped_dilated()
     read_output()
+    se_block()
+    attention_mask()
+    attention_mask(batch=2)
+    broadcast_sub_div()
+    conv_transpose_grouped()
+    bad_broadcast()

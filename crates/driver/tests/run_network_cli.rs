@@ -192,3 +192,90 @@ fn an_onnx_model_runs_with_its_own_weights_and_gives_onnxruntimes_output() {
     assert!(stderr.contains("12 bytes"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The broadcasting and grouped-transpose models of issue 29 run end to end through the
+/// runtime (untuned) on their committed inputs and give onnxruntime's outputs, every
+/// output (4-D ones NHWC), within 1e-4.
+#[test]
+fn onnx_broadcasts_and_grouped_conv_transpose_run_like_onnxruntime() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/onnx");
+    let dir = std::env::temp_dir().join(format!("tessel-run-bcast-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // (model, its inputs in model order, its outputs in network order)
+    let cases: [(&str, &[&str], &[&str]); 5] = [
+        ("se_block", &["x"], &["y"]),
+        ("attention_mask", &["x", "mask", "row"], &["y"]),
+        ("attention_mask_b2", &["x", "mask", "row"], &["y"]),
+        ("broadcast_sub_div", &["x", "m", "row", "k"], &["y", "z"]),
+        ("conv_transpose_grouped", &["x"], &["y"]),
+    ];
+    for (name, inputs, outputs) in cases {
+        let case: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        // A 4-D tensor as Tessel holds it (NHWC), anything else as it is.
+        let held = |t: &serde_json::Value| -> Vec<f32> {
+            let data: Vec<f32> = t["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let shape: Vec<usize> = t["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect();
+            if shape.len() == 4 {
+                nchw_to_nhwc(&data, &shape)
+            } else {
+                data
+            }
+        };
+        let x: Vec<f32> = inputs
+            .iter()
+            .flat_map(|i| held(&case["inputs"][*i]))
+            .collect();
+        let want: Vec<f32> = outputs
+            .iter()
+            .flat_map(|o| held(&case["outputs"][*o]))
+            .collect();
+        let (input, output) = (dir.join("x.bin"), dir.join("y.bin"));
+        let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&input, bytes).unwrap();
+        let model = root.join(format!("{name}.onnx"));
+        let (_, text) = common::tessel_json(&[
+            "run-network",
+            model.to_str().unwrap(),
+            "--threads",
+            "1",
+            "--repeat",
+            "1",
+            "--input-file",
+            input.to_str().unwrap(),
+            "--output-file",
+            output.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(text.contains("verify: matches"), "{name}: {text}");
+        let got: Vec<f32> = std::fs::read(&output)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(got.len(), want.len(), "{name}");
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        println!(
+            "{name}: max |tessel - onnxruntime| = {err:.3e} over {} values",
+            want.len()
+        );
+        assert!(err < 1e-4, "{name}: max |tessel - onnxruntime| = {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -6,7 +6,9 @@ use crate::tensor::{self, Const, Data};
 use prost::Message;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
-use tessel_workloads::networks::{ConstTensor, Layer, LayerId, Network, NetworkBuilder, Weights};
+use tessel_workloads::networks::{
+    BinaryOp, ConstTensor, Layer, LayerId, Network, NetworkBuilder, Weights,
+};
 
 /// The oldest opset of the default domain the importer reads.
 pub const MIN_OPSET: i64 = 7;
@@ -896,6 +898,28 @@ impl Importer {
                     self.set(&cx, Val::Act(Act { id, shape, nhwc: false }));
                 }
             }
+            "Cast" => {
+                // Tessel holds every computed tensor (integer inputs too) as f32 values.
+                let a = self.act(&cx, 0)?;
+                let to = attr_i(node, "to", 1);
+                if !matches!(to, 1) {
+                    return Err(cx.attr_err(
+                        "to",
+                        tensor::type_name(to as i32),
+                        "Tessel casts computed tensors to float only",
+                    ));
+                }
+                self.set(&cx, Val::Act(a));
+            }
+            "HardSigmoid" => {
+                let a = self.act(&cx, 0)?;
+                let layer = Layer::HardSigmoid {
+                    alpha: attr_f(node, "alpha", 0.2),
+                    beta: attr_f(node, "beta", 0.5),
+                };
+                let id = self.add(&cx, &name, layer, &[a.id])?;
+                self.set(&cx, Val::Act(Act { id, ..a }));
+            }
             "Sigmoid" | "Tanh" => {
                 let a = self.act(&cx, 0)?;
                 let layer = if op == "Sigmoid" { Layer::Sigmoid } else { Layer::Tanh };
@@ -1568,19 +1592,8 @@ impl Importer {
         let (x, y) = (self.input(cx, 0)?.clone(), self.input(cx, 1)?.clone());
         match (x, y) {
             (Val::Act(a), Val::Act(b)) => {
-                if op != "Add" && op != "Mul" {
-                    return Err(OnnxError::UnsupportedOperator {
-                        op: op.into(),
-                        node: name,
-                        opset: self.opset,
-                        detail: ": of two computed tensors (Tessel maps Add and Mul of two computed tensors, and Add/Sub/Mul/Div by constants)".into(),
-                    });
-                }
-                if a.shape != b.shape {
-                    return Err(cx.invalid(format!(
-                        "broadcasting {:?} + {:?} of two computed tensors is not supported",
-                        a.shape, b.shape
-                    )));
+                if a.shape != b.shape || (op != "Add" && op != "Mul") {
+                    return self.broadcast(cx, a, b);
                 }
                 let (a, b) = if a.nhwc == b.nhwc {
                     (a, b)
@@ -1616,6 +1629,81 @@ impl Importer {
         Ok(())
     }
 
+    /// `x (op) y` of two computed tensors of different shapes (or `Sub` / `Div` of equal
+    /// ones): one broadcasts to the other's shape (numpy rules), a [`Layer::Broadcast`]
+    /// whose first input is the larger operand, in its own layout; the smaller is viewed
+    /// in that layout (NHWC for an NHWC operand, else the larger's buffer shape when the
+    /// broadcast fits it, so that the layer reads its producer's output directly and fuses
+    /// with it as the built-in networks' epilogues do).
+    fn broadcast(&mut self, cx: &Cx, x: Act, y: Act) -> Result<(), OnnxError> {
+        let name = cx.name.clone();
+        let op = match cx.node.op_type.as_str() {
+            "Add" => BinaryOp::Add,
+            "Sub" => BinaryOp::Sub,
+            "Mul" => BinaryOp::Mul,
+            _ => BinaryOp::Div,
+        };
+        let Some(out) = tensor::broadcast_shape(&x.shape, &y.shape) else {
+            return Err(cx.invalid(format!(
+                "the shapes {:?} and {:?} do not broadcast",
+                x.shape, y.shape
+            )));
+        };
+        let (a, b, reversed) = if out == x.shape {
+            (x, y, false)
+        } else if out == y.shape {
+            (y, x, matches!(op, BinaryOp::Sub | BinaryOp::Div))
+        } else {
+            return Err(OnnxError::UnsupportedOperator {
+                op: cx.node.op_type.clone(),
+                node: name,
+                opset: self.opset,
+                detail: format!(
+                    ": broadcasting {:?} and {:?} gives {out:?}, larger than both (Tessel broadcasts one computed operand to the other's shape)",
+                    x.shape, y.shape
+                ),
+            });
+        };
+        // The smaller operand's shape with leading ones up to the larger's rank.
+        let padded: Vec<i64> = std::iter::repeat_n(1, a.shape.len() - b.shape.len())
+            .chain(b.shape.iter().copied())
+            .collect();
+        let (a, b, target) = if a.nhwc {
+            // The larger is an NHWC buffer: the smaller must be laid out NHWC too (a plain
+            // tensor already is when its C or its H·W is 1).
+            let b = if b.nhwc || padded[1] == 1 || padded[2] * padded[3] == 1 {
+                b
+            } else {
+                self.as_nhwc(
+                    cx,
+                    Act {
+                        shape: padded.clone(),
+                        ..b
+                    },
+                )?
+            };
+            (a, b, to_nhwc_shape(&padded))
+        } else {
+            let b = if b.nhwc && b.shape[1] > 1 && b.shape[2] * b.shape[3] > 1 {
+                self.as_plain(cx, b)?
+            } else {
+                b
+            };
+            let pa = self.phys(&a);
+            match fit_broadcast(&a.shape, &pa, &padded) {
+                Some(t) => (a, b, t),
+                None => {
+                    let a = self.materialize(cx, a)?;
+                    (a, b, padded)
+                }
+            }
+        };
+        let bid = self.view(cx, &b, target)?;
+        let id = self.add(cx, &name, Layer::Broadcast { op, reversed }, &[a.id, bid])?;
+        self.set(cx, Val::Act(Act { id, ..a }));
+        Ok(())
+    }
+
     /// `a (op) c` (or `c (op) a` when `swapped`) with `c` constant.
     fn act_const(&mut self, cx: &Cx, a: Act, c: &Const, swapped: bool) -> Result<(), OnnxError> {
         let op = cx.node.op_type.as_str();
@@ -1645,10 +1733,15 @@ impl Importer {
                 self.set(cx, Val::Act(Act { id, ..a }));
             }
             _ => {
-                // Add / Sub of a per-channel (or single) constant: a bias.
-                if op == "Sub" && swapped {
-                    return Err(unsupported("of a computed tensor from a constant"));
-                }
+                // Add / Sub of a per-channel (or single) constant: a bias. `c - a` is
+                // `(-a) + c`.
+                let (a, op) = if op == "Sub" && swapped {
+                    let id =
+                        self.add(cx, &format!("{name}.negate"), Layer::Scale(-1.0), &[a.id])?;
+                    (Act { id, ..a }, "Add")
+                } else {
+                    (a, op)
+                };
                 let a = if !a.nhwc && self.phys(&a).last() != a.shape.last() {
                     self.materialize(cx, a)?
                 } else {
@@ -1700,6 +1793,43 @@ impl Importer {
         }
         Ok(())
     }
+}
+
+/// The shape that `b` (of `a`'s rank, each extent 1 or `a`'s) takes in the frame of `phys`,
+/// a buffer shape holding `a` row-major (a regrouping of its axes): each axis of `phys` spans
+/// a range of row-major strides; where the axes of `a` it overlaps are all broadcast in `b`
+/// it is 1, where they are all kept it is `phys`'s extent. `None` when an axis of `phys`
+/// mixes both (`b` is then no broadcast of that frame).
+fn fit_broadcast(a: &[i64], phys: &[i64], b: &[i64]) -> Option<Vec<i64>> {
+    if a == phys {
+        return Some(b.to_vec());
+    }
+    let ranges = |s: &[i64]| {
+        let mut stride = 1;
+        let mut r = vec![(0, 0); s.len()];
+        for k in (0..s.len()).rev() {
+            r[k] = (stride, stride * s[k]);
+            stride *= s[k];
+        }
+        r
+    };
+    let (ra, rp) = (ranges(a), ranges(phys));
+    phys.iter()
+        .zip(&rp)
+        .map(|(&p, &(lo, hi))| {
+            let mut kept = None;
+            for (i, &(l, h)) in ra.iter().enumerate() {
+                if a[i] > 1 && l.max(lo) < h.min(hi) {
+                    let k = b[i] != 1;
+                    if kept.is_some_and(|j| j != k) {
+                        return None;
+                    }
+                    kept = Some(k);
+                }
+            }
+            Some(if kept == Some(true) { p } else { 1 })
+        })
+        .collect()
 }
 
 /// The shape of ONNX `Reshape` (`0` copies the input's extent unless `allowzero`, `-1` is
@@ -1943,20 +2073,22 @@ impl Importer {
             )));
         }
         let group = attr_i(node, "group", 1);
-        if group != 1 {
-            return Err(cx.attr_err(
-                "group",
-                group.to_string(),
-                "Tessel's transposed convolution has groups 1",
-            ));
-        }
-        let (ci, co, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
+        // ONNX's weight is (CI, CO / group, kh, kw).
+        let (ci, cog, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
         if ci != a.shape[1] {
             return Err(cx.invalid(format!(
                 "weight {:?} does not fit {} input channels",
                 w.shape, a.shape[1]
             )));
         }
+        if group < 1 || ci % group != 0 {
+            return Err(cx.attr_err(
+                "group",
+                group.to_string(),
+                &format!("does not split {ci} input channels into equal groups"),
+            ));
+        }
+        let co = cog * group;
         let ks = attr_ints(node, "kernel_shape").unwrap_or_else(|| vec![kh, kw]);
         if ks != [kh, kw] {
             return Err(cx.attr_err("kernel_shape", show(&ks), "does not match the weight"));
@@ -2026,11 +2158,26 @@ impl Importer {
             stride,
             pad,
             output_padding,
+            groups: group,
         };
         let id = self.add(cx, &name, layer, &[a.id])?;
-        // (CI, CO, kh, kw) -> (kh, kw, CI, CO)
-        let wt = tensor::transpose(&w, &[2, 3, 0, 1]);
-        self.weight(id, "weight", vec![kh, kw, ci, co], wt.to_f32())?;
+        // (CI, CO/g, kh, kw) -> (kh, kw, CI/g, CO): output channel g·CO/g + o of input
+        // channel g·CI/g + i is weight[i + g·CI/g][o].
+        let cig = ci / group;
+        let src = w.to_f32();
+        let mut wt = vec![0.0f32; (kh * kw * cig * co) as usize];
+        for y in 0..kh {
+            for x in 0..kw {
+                for i in 0..cig {
+                    for o in 0..co {
+                        let (g, oo) = (o / cog, o % cog);
+                        let from = (((g * cig + i) * cog + oo) * kh + y) * kw + x;
+                        wt[(((y * kw + x) * cig + i) * co + o) as usize] = src[from as usize];
+                    }
+                }
+            }
+        }
+        self.weight(id, "weight", vec![kh, kw, cig, co], wt)?;
         self.finish_conv(cx, &name, id, co, bias)
     }
 
@@ -2295,5 +2442,38 @@ impl Importer {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_broadcast;
+
+    #[test]
+    fn a_broadcast_operand_fits_a_regrouped_buffer_only_where_it_is_all_kept_or_all_broadcast() {
+        // Scores [1,H,S,S] held as [H,S,S]: a mask [1,1,1,S] is [1,1,S] there.
+        assert_eq!(
+            fit_broadcast(&[1, 2, 6, 6], &[2, 6, 6], &[1, 1, 1, 6]),
+            Some(vec![1, 1, 6])
+        );
+        // A per-head bias [1,H,1,1] spans the first axis whole.
+        assert_eq!(
+            fit_broadcast(&[1, 2, 6, 6], &[2, 6, 6], &[1, 2, 1, 1]),
+            Some(vec![2, 1, 1])
+        );
+        // [B,H] merged into one axis with the mask kept on B only: no fit.
+        assert_eq!(
+            fit_broadcast(&[2, 2, 6, 6], &[4, 6, 6], &[2, 1, 1, 6]),
+            None
+        );
+        // Axes split rather than merged: a row [1,8] of [3,8] held as [3,2,4].
+        assert_eq!(
+            fit_broadcast(&[3, 8], &[3, 2, 4], &[1, 8]),
+            Some(vec![1, 2, 4])
+        );
+        // The same frame: the operand as it is.
+        assert_eq!(fit_broadcast(&[2, 3], &[2, 3], &[1, 3]), Some(vec![1, 3]));
+        // A scalar-shaped operand is all ones in any frame.
+        assert_eq!(fit_broadcast(&[6, 8], &[48], &[1, 1]), Some(vec![1]));
     }
 }

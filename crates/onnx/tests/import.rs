@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use tessel_ir::eval;
 use tessel_onnx::{import, import_file, ImportOptions, Model, OnnxError};
-use tessel_workloads::networks::{self, layer_params, Layer, LayerId, Network, Weights};
+use tessel_workloads::networks::{self, layer_params, BinaryOp, Layer, LayerId, Network, Weights};
 
 fn testdata(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -546,7 +546,7 @@ fn bad_new_operators_name_the_attribute_or_operator() {
     let none = ImportOptions::default();
     assert_eq!(
         err("bad_conv_transpose", &none),
-        "node `up` (ConvTranspose): unsupported group = 2: Tessel's transposed convolution has groups 1"
+        "node `up` (ConvTranspose): unsupported dilations = [2, 2]: Tessel's transposed convolution has dilation 1"
     );
     assert_eq!(
         err("bad_avg_pool", &none),
@@ -829,4 +829,157 @@ fn an_output_that_other_nodes_read_is_kept_in_the_models_order() {
         .map(|g| g.layers.iter().map(|&l| net.node(l).layer.kind()).collect())
         .collect();
     assert_eq!(groups, [vec!["dense"], vec!["bias", "relu"]], "{groups:?}");
+}
+
+/// Task names of an imported model, in order.
+fn names(model: &Model) -> Vec<String> {
+    networks::extract_tasks(&model.network)
+        .unwrap()
+        .iter()
+        .map(|t| t.name.clone())
+        .collect()
+}
+
+#[test]
+fn squeeze_excite_gates_broadcast_along_nhwc_and_match_onnxruntime() {
+    // x[1,8,6,6] * gate[1,8,1,1] twice: a Sigmoid gate second, a HardSigmoid gate first.
+    let model = check_against_onnxruntime("se_block", &ImportOptions::default(), 1e-4);
+    // Both operands stay NHWC: no transpose is inserted.
+    assert_eq!(
+        model.layout_changes,
+        [
+            "input `x`: NCHW 1x3x6x6 is taken as NHWC 1x6x6x3",
+            "output `y`: NCHW 1x8x6x6 is given as NHWC 1x6x6x8"
+        ]
+    );
+    let net = &model.network;
+    let scale = net.find("se1.scale").unwrap();
+    assert_eq!(
+        net.node(scale).layer,
+        Layer::Broadcast {
+            op: BinaryOp::Mul,
+            reversed: false
+        }
+    );
+    let shapes: Vec<Vec<i64>> = net
+        .inputs(scale)
+        .iter()
+        .map(|&i| net.node(i).shape.clone())
+        .collect();
+    assert_eq!(shapes, [vec![1, 6, 6, 8], vec![1, 1, 1, 8]]);
+    // The gated activation has two readers (the pool and the product), so the product is
+    // its own task, as the built-in fusion rule has it; the gate-first product of the
+    // second block is the same task as the first's (the larger operand goes first).
+    assert_eq!(
+        kinds(&model),
+        [
+            "conv2d+bias+relu",
+            "global_avg_pool",
+            "conv2d+bias+relu",
+            "conv2d+bias+sigmoid",
+            "broadcast_mul",
+            "conv2d",
+            "conv2d+bias+hard_sigmoid",
+        ]
+    );
+    let tasks = networks::extract_tasks(net).unwrap();
+    let mul = tasks.iter().find(|t| t.kind == "broadcast_mul").unwrap();
+    assert_eq!(
+        (mul.name.as_str(), mul.weight),
+        ("broadcast_mul.1x1x1x8:1x6x6x8", 2)
+    );
+}
+
+#[test]
+fn attention_with_a_computed_mask_matches_onnxruntime_and_fuses() {
+    // scores[1,2,6,6] + (1 - float(mask[1,1,1,6])) * -10000 from an int64 input, then a
+    // computed bias row [1,8] added to the context [1,6,8].
+    let model = check_against_onnxruntime("attention_mask", &ImportOptions::default(), 1e-4);
+    // The mask joins the scores' task (batch matmul, scaling) and the row the context's:
+    // each broadcast reads its producer's buffer directly, the small operand viewed to fit.
+    let k = kinds(&model);
+    assert!(
+        k.contains(&"batch_matmul+mul+broadcast_add".to_string()),
+        "{k:?}"
+    );
+    assert!(
+        k.contains(&"batch_matmul+merge_heads+broadcast_add".to_string()),
+        "{k:?}"
+    );
+    let net = &model.network;
+    let mask = net.find("scores.mask").unwrap();
+    let shapes: Vec<Vec<i64>> = net
+        .inputs(mask)
+        .iter()
+        .map(|&i| net.node(i).shape.clone())
+        .collect();
+    assert_eq!(shapes, [vec![2, 6, 6], vec![1, 1, 6]]);
+    // At batch 2 the scores are held [4,6,6] and the mask [2,1,1,6] fits no broadcast of
+    // that buffer: the scores are viewed [2,2,6,6] and the add is a task of its own.
+    let model = check_against_onnxruntime("attention_mask_b2", &ImportOptions::default(), 1e-4);
+    let n = names(&model);
+    assert!(
+        n.contains(&"broadcast_add.2x1x1x6:2x2x6x6".to_string()),
+        "{n:?}"
+    );
+    assert!(kinds(&model).contains(&"batch_matmul+merge_heads+broadcast_add".to_string()));
+}
+
+#[test]
+fn sub_and_div_of_computed_tensors_broadcast_both_ways_and_match_onnxruntime() {
+    // c - g, (c - g) / s, g - x, g / x on NCHW activations with [1,4,1,1] operands; a
+    // matrix minus a computed row divided by a computed scalar-shaped tensor.
+    let model = check_against_onnxruntime("broadcast_sub_div", &ImportOptions::default(), 1e-4);
+    let net = &model.network;
+    let layer = |name: &str| net.node(net.find(name).unwrap()).layer.clone();
+    let b = |op, reversed| Layer::Broadcast { op, reversed };
+    assert_eq!(layer("centre"), b(BinaryOp::Sub, false));
+    assert_eq!(layer("divide"), b(BinaryOp::Div, false));
+    assert_eq!(layer("rsub"), b(BinaryOp::Sub, true));
+    assert_eq!(layer("rdiv"), b(BinaryOp::Div, true));
+    assert_eq!(layer("row.sub"), b(BinaryOp::Sub, false));
+    assert_eq!(layer("row.div"), b(BinaryOp::Div, false));
+    let shapes = |name: &str| -> Vec<Vec<i64>> {
+        net.inputs(net.find(name).unwrap())
+            .iter()
+            .map(|&i| net.node(i).shape.clone())
+            .collect()
+    };
+    assert_eq!(shapes("rdiv"), [vec![1, 5, 5, 4], vec![1, 1, 1, 4]]);
+    assert_eq!(shapes("row.div"), [vec![6, 8], vec![1, 1]]);
+}
+
+#[test]
+fn grouped_conv_transpose_matches_onnxruntime() {
+    let model =
+        check_against_onnxruntime("conv_transpose_grouped", &ImportOptions::default(), 1e-4);
+    let net = &model.network;
+    assert_eq!(
+        net.node(net.find("up").unwrap()).layer,
+        Layer::ConvTranspose2d {
+            out_channels: 6,
+            kernel: 3,
+            stride: 2,
+            pad: 1,
+            output_padding: 1,
+            groups: 2
+        }
+    );
+    assert_eq!(
+        names(&model),
+        ["conv2d_transpose:co6k3s2p1o1g2:1x5x5x4+bias+relu"]
+    );
+}
+
+#[test]
+fn shapes_that_do_not_broadcast_name_the_node_and_both_shapes() {
+    let none = ImportOptions::default();
+    assert_eq!(
+        err("bad_broadcast", &none),
+        "node `sum` (Add): the shapes [1, 4, 5, 5] and [1, 3, 5, 5] do not broadcast"
+    );
+    assert_eq!(
+        err("bad_broadcast_outer", &none),
+        "unsupported operator `Mul` (node `outer`, opset 13): broadcasting [1, 4, 1, 5] and [1, 1, 3, 1] gives [1, 4, 3, 5], larger than both (Tessel broadcasts one computed operand to the other's shape)"
+    );
 }

@@ -432,7 +432,46 @@ fn small_networks() -> Vec<Network> {
         ffn: 12,
     })
     .expect("small bert");
-    vec![cnn, bert]
+    // Squeeze-excite (a broadcast product by a [N,1,1,C] gate), a grouped transposed
+    // convolution with a hard sigmoid, and a reversed broadcast division by a row.
+    let mut b = NetworkBuilder::new("small-se", 1);
+    let x = b.input("x", &[1, 6, 6, 4]).expect("input");
+    let mut add = |name: &str, l: Layer, i: &[networks::LayerId]| b.add(name, l, i).expect(name);
+    let c = add("c", conv(4, 3, 1), &[x]);
+    let g = add("gap", Layer::GlobalAvgPool, &[c]);
+    let g = add("fc", conv(4, 1, 1), &[g]);
+    let g = add("gate", Layer::Sigmoid, &[g]);
+    let se = Layer::Broadcast {
+        op: networks::BinaryOp::Mul,
+        reversed: false,
+    };
+    let y = add("se", se, &[c, g]);
+    let up = Layer::ConvTranspose2d {
+        out_channels: 6,
+        kernel: 3,
+        stride: 2,
+        pad: 1,
+        output_padding: 1,
+        groups: 2,
+    };
+    let u = add("up", up, &[y]);
+    let u = add(
+        "hs",
+        Layer::HardSigmoid {
+            alpha: 0.2,
+            beta: 0.5,
+        },
+        &[u],
+    );
+    let row = add("row", Layer::Reshape(vec![1, 1, 1, 4]), &[g]);
+    let div = Layer::Broadcast {
+        op: networks::BinaryOp::Div,
+        reversed: true,
+    };
+    add("rdiv", div, &[y, row]);
+    let _ = u;
+    let se = b.build();
+    vec![cnn, bert, se]
 }
 
 #[test]
@@ -480,6 +519,9 @@ fn every_kind_of_task_lowers_and_runs_like_the_evaluator() {
         "dense+add",
         "layer_norm",
         "dense+gelu",
+        "broadcast_mul",
+        "conv2d_transpose+hard_sigmoid",
+        "broadcast_rdiv",
     ] {
         assert!(kinds.iter().any(|x| x == k), "no {k} task in {kinds:?}");
     }
@@ -621,4 +663,180 @@ fn libm_erf(x: f64) -> f64 {
         term *= -x * x / (n + 1) as f64;
     }
     sum * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+/// The broadcast layer on a network through the reference evaluator, against the numpy
+/// rule written out: `x[2,3,4] (op) y` for `y` of shapes `[1,3,1]`, `[4]`, `[1,1,1]`, every
+/// op both ways; HardSigmoid clamps. The broadcast joins its producer's task (a relu here)
+/// when it reads that task's output first, as any epilogue.
+#[test]
+fn broadcast_layers_compute_numpy_broadcasting() {
+    use tessel_workloads::networks::{evaluate, BinaryOp, Weights};
+    let xs: Vec<f32> = (0..24).map(|i| i as f32 * 0.25 - 2.0).collect();
+    for yshape in [vec![1i64, 3, 1], vec![4], vec![1, 1, 1]] {
+        let n: i64 = yshape.iter().product();
+        let ys: Vec<f32> = (0..n).map(|i| 0.5 + i as f32).collect();
+        // y's flat index for x's (a, b, c), aligned right, 0 where y has extent 1.
+        let yat = |a: usize, b: usize, c: usize| -> f32 {
+            let idx = [a, b, c];
+            let off = 3 - yshape.len();
+            let mut k = 0;
+            for (j, &d) in yshape.iter().enumerate() {
+                let i = if d == 1 { 0 } else { idx[off + j] };
+                k = k * d as usize + i;
+            }
+            ys[k]
+        };
+        for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+            for reversed in [false, true] {
+                let mut b = NetworkBuilder::new("bcast", 1);
+                let x = b.input("x", &[2, 3, 4]).unwrap();
+                let y = b.input("y", &yshape).unwrap();
+                let r = b.add(
+                    "relu",
+                    Layer::HardSigmoid {
+                        alpha: 0.25,
+                        beta: 0.5,
+                    },
+                    &[x],
+                );
+                let r = r.unwrap();
+                let layer = Layer::Broadcast { op, reversed };
+                let out = b.add("op", layer, &[r, y]).unwrap();
+                let net = b.build();
+                assert_eq!(net.node(out).shape, [2, 3, 4]);
+                let tasks = networks::extract_tasks(&net).unwrap();
+                assert_eq!(
+                    tasks.len(),
+                    1,
+                    "the broadcast joins the hard sigmoid's task"
+                );
+                let got = evaluate(&net, &Weights::new(), &[xs.clone(), ys.clone()]).unwrap();
+                for a in 0..2 {
+                    for bb in 0..3 {
+                        for c in 0..4 {
+                            let h = (xs[(a * 3 + bb) * 4 + c] * 0.25 + 0.5).clamp(0.0, 1.0);
+                            let v = yat(a, bb, c);
+                            let (l, rr) = if reversed { (v, h) } else { (h, v) };
+                            let want = match op {
+                                BinaryOp::Add => l + rr,
+                                BinaryOp::Sub => l - rr,
+                                BinaryOp::Mul => l * rr,
+                                BinaryOp::Div => l / rr,
+                            };
+                            let g = got[0][(a * 3 + bb) * 4 + c];
+                            assert!(
+                                // A clamped zero divides to infinity on both sides.
+                                g == want || (g - want).abs() <= 1e-6 * want.abs().max(1.0),
+                                "{op:?} reversed {reversed} y{yshape:?} [{a},{bb},{c}]: {g} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Shapes that do not broadcast to the first input's are an error naming the layer.
+    let mut b = NetworkBuilder::new("bad", 1);
+    let x = b.input("x", &[2, 3]).unwrap();
+    let y = b.input("y", &[2, 1]).unwrap();
+    let layer = Layer::Broadcast {
+        op: BinaryOp::Add,
+        reversed: false,
+    };
+    let e = b
+        .add("wide", layer.clone(), &[y, x])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("wide") && e.contains("[2, 3] does not broadcast to [2, 1]"),
+        "{e}"
+    );
+}
+
+/// A grouped transposed convolution equals, group by group, the ungrouped one on that
+/// group's input channels and weights (reference evaluator); with groups 1 the layer's DAG
+/// and task name are unchanged.
+#[test]
+fn grouped_conv_transpose_is_the_ungrouped_one_per_group() {
+    use tessel_workloads::networks::{evaluate, ConstTensor, Weights};
+    let (h, ci, co, k, groups) = (4i64, 4i64, 6i64, 3i64, 2i64);
+    let (cig, cog) = (ci / groups, co / groups);
+    let layer = |out_channels, groups| Layer::ConvTranspose2d {
+        out_channels,
+        kernel: k,
+        stride: 2,
+        pad: 1,
+        output_padding: 1,
+        groups,
+    };
+    let xs: Vec<f32> = (0..h * h * ci)
+        .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.3)
+        .collect();
+    let ws: Vec<f32> = (0..k * k * cig * co)
+        .map(|i| ((i * 5 % 13) as f32 - 6.0) * 0.1)
+        .collect();
+    let run = |l: Layer, x: Vec<f32>, w: Vec<f32>, wshape: Vec<i64>, c: i64| {
+        let mut b = NetworkBuilder::new("t", 1);
+        let i = b.input("x", &[1, h, h, c]).unwrap();
+        let o = b.add("up", l, &[i]).unwrap();
+        let net = b.build();
+        let mut weights = Weights::new();
+        weights.insert("up", "weight", ConstTensor::new(wshape, w).unwrap());
+        (
+            net.node(o).shape.clone(),
+            evaluate(&net, &weights, &[x]).unwrap().remove(0),
+        )
+    };
+    let (shape, grouped) = run(
+        layer(co, groups),
+        xs.clone(),
+        ws.clone(),
+        vec![k, k, cig, co],
+        ci,
+    );
+    assert_eq!(shape, [1, 8, 8, co]);
+    for g in 0..groups {
+        // The group's input channels and its weight columns.
+        let x: Vec<f32> = xs
+            .chunks(ci as usize)
+            .flat_map(|px| px[(g * cig) as usize..((g + 1) * cig) as usize].to_vec())
+            .collect();
+        let w: Vec<f32> = ws
+            .chunks(co as usize)
+            .flat_map(|row| row[(g * cog) as usize..((g + 1) * cog) as usize].to_vec())
+            .collect();
+        let (_, want) = run(layer(cog, 1), x, w, vec![k, k, cig, cog], cig);
+        for (p, out) in want.chunks(cog as usize).enumerate() {
+            for (o, v) in out.iter().enumerate() {
+                let got = grouped[p * co as usize + (g * cog) as usize + o];
+                assert!(
+                    (got - v).abs() < 1e-5,
+                    "group {g} pixel {p} channel {o}: {got} vs {v}"
+                );
+            }
+        }
+    }
+    // Groups 1 keeps the registry's t2d spec; groups 2 is named apart.
+    let shapes: [&[i64]; 1] = [&[1, h, h, ci]];
+    let plain = Layer::ConvTranspose2d {
+        out_channels: co,
+        kernel: k,
+        stride: 2,
+        pad: 1,
+        output_padding: 0,
+        groups: 1,
+    };
+    assert_eq!(
+        plain.spec(&shapes).as_deref(),
+        Some("t2d:n=1,h=4,w=4,ci=4,co=6,kernel=3,stride=2,pad=1")
+    );
+    assert_eq!(
+        layer(co, 2).token(&shapes, false),
+        "conv2d_transpose:co6k3s2p1o1g2"
+    );
+    assert_eq!(
+        layer(co, 1).token(&shapes, false),
+        "conv2d_transpose:co6k3s2p1o1"
+    );
 }

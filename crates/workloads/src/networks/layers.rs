@@ -145,9 +145,10 @@ pub enum Layer {
         /// inside the input.
         count_include_pad: bool,
     },
-    /// Transposed 2-D convolution (groups 1), NHWC, weight `(kernel, kernel, CI,
+    /// Transposed 2-D convolution, NHWC, weight `(kernel, kernel, CI / groups,
     /// out_channels)`, output `(H-1)·stride − 2·pad + kernel + output_padding` (see
-    /// [`crate::ops::conv2d_transpose_nhwc_padded`]).
+    /// [`crate::ops::conv2d_transpose_nhwc_grouped`]). With groups, output channel `co`
+    /// reads input channel block `co / (out_channels / groups)`.
     ConvTranspose2d {
         /// Output channels.
         out_channels: i64,
@@ -159,6 +160,8 @@ pub enum Layer {
         pad: i64,
         /// Extra rows and columns at the end of the output.
         output_padding: i64,
+        /// Channel groups (1: an ordinary transposed convolution).
+        groups: i64,
     },
     /// Concatenation of `inputs` tensors (equal but for `axis`) along `axis`.
     Concat {
@@ -192,6 +195,58 @@ pub enum Layer {
     /// Addition of a constant tensor of the input's shape (position embeddings), weight
     /// `constant`.
     AddConst,
+    /// `x (op) y` of two activations with numpy broadcasting, the output of `x`'s shape
+    /// (`y (op) x` when `reversed`): `y`'s axes align with the last axes of `x`, each of
+    /// extent 1 (broadcast) or equal (see [`broadcast`]). Squeeze-excite gates
+    /// (`x[N,H,W,C] · gate[N,1,1,C]`), attention masks, rows added to matrices.
+    Broadcast {
+        /// The arithmetic.
+        op: BinaryOp,
+        /// Compute `y (op) x` instead (for `Sub` and `Div` whose broadcast operand is first).
+        reversed: bool,
+    },
+    /// ONNX `HardSigmoid`, element-wise: `max(0, min(1, alpha·x + beta))`.
+    HardSigmoid {
+        /// The slope.
+        alpha: f32,
+        /// The offset.
+        beta: f32,
+    },
+}
+
+/// The arithmetic of a [`Layer::Broadcast`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `x + y` (`T_add`).
+    Add,
+    /// `x − y` (`T_subtract`).
+    Sub,
+    /// `x · y` (`T_multiply`).
+    Mul,
+    /// `x / y` (`T_divide`).
+    Div,
+}
+
+impl BinaryOp {
+    /// The TVM stage name of the operation (`T_add`, `T_subtract`, ...).
+    pub fn stage(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "T_add",
+            BinaryOp::Sub => "T_subtract",
+            BinaryOp::Mul => "T_multiply",
+            BinaryOp::Div => "T_divide",
+        }
+    }
+
+    /// `a (op) b`.
+    pub fn apply(self, a: Expr, b: Expr) -> Expr {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+        }
+    }
 }
 
 impl Layer {
@@ -226,7 +281,9 @@ impl Layer {
             | Layer::GeluErf
             | Layer::Concat { .. }
             | Layer::Slice { .. }
-            | Layer::AddConst => Pattern::Epilogue,
+            | Layer::AddConst
+            | Layer::Broadcast { .. }
+            | Layer::HardSigmoid { .. } => Pattern::Epilogue,
         }
     }
 
@@ -234,7 +291,7 @@ impl Layer {
     pub fn arity(&self) -> usize {
         match self {
             Layer::Input => 0,
-            Layer::BatchMatmul | Layer::Add | Layer::Mul => 2,
+            Layer::BatchMatmul | Layer::Add | Layer::Mul | Layer::Broadcast { .. } => 2,
             Layer::Concat { inputs, .. } => *inputs,
             _ => 1,
         }
@@ -253,6 +310,7 @@ impl Layer {
             Layer::LayerNorm { .. } => &["data"],
             Layer::Add => &["data", "residual"],
             Layer::Mul => &["data", "factor"],
+            Layer::Broadcast { .. } => &["data", "operand"],
             Layer::ConvTranspose2d { .. } => &["inputs"],
             Layer::Embedding { .. } => &["indices"],
             _ => &["data"],
@@ -283,8 +341,12 @@ impl Layer {
             Layer::ConvTranspose2d {
                 out_channels,
                 kernel,
+                groups,
                 ..
-            } => vec![("weight", vec![*kernel, *kernel, last(0), *out_channels])],
+            } => vec![(
+                "weight",
+                vec![*kernel, *kernel, last(0) / (*groups).max(1), *out_channels],
+            )],
             Layer::Embedding { vocab, dim } => vec![("table", vec![*vocab, *dim])],
             Layer::AddConst => vec![(
                 "constant",
@@ -399,14 +461,16 @@ impl Layer {
                 stride,
                 pad,
                 output_padding,
+                groups,
                 ..
-            } => ops::conv2d_transpose_nhwc_padded(
+            } => ops::conv2d_transpose_nhwc_grouped(
                 b,
                 x()?,
                 &params[0],
                 *stride,
                 *pad,
                 *output_padding,
+                *groups,
             ),
             Layer::Concat { axis, .. } => concat(b, inputs, *axis),
             Layer::Slice {
@@ -417,6 +481,10 @@ impl Layer {
             } => slice(b, x()?, *axis, *start, *step, *len),
             Layer::Embedding { .. } => embedding(b, x()?, &params[0]),
             Layer::AddConst => ops::add(b, x()?, &params[0]),
+            Layer::Broadcast { op, reversed } => {
+                broadcast(b, &inputs[0], &inputs[1], *op, *reversed)
+            }
+            Layer::HardSigmoid { alpha, beta } => hard_sigmoid(b, x()?, *alpha, *beta),
         }
     }
 
@@ -453,6 +521,15 @@ impl Layer {
             Layer::Slice { .. } => "slice",
             Layer::Embedding { .. } => "embedding",
             Layer::AddConst => "add_const",
+            Layer::Broadcast { op, reversed } => match (op, reversed) {
+                (BinaryOp::Add, _) => "broadcast_add",
+                (BinaryOp::Mul, _) => "broadcast_mul",
+                (BinaryOp::Sub, false) => "broadcast_sub",
+                (BinaryOp::Sub, true) => "broadcast_rsub",
+                (BinaryOp::Div, false) => "broadcast_div",
+                (BinaryOp::Div, true) => "broadcast_rdiv",
+            },
+            Layer::HardSigmoid { .. } => "hard_sigmoid",
         }
     }
 
@@ -529,6 +606,7 @@ impl Layer {
                 stride,
                 pad,
                 output_padding: 0,
+                groups: 1,
             } => format!(
                 "t2d:n={},h={},w={},ci={},co={out_channels},kernel={kernel},stride={stride},pad={pad}",
                 d(0, 0),
@@ -584,9 +662,30 @@ impl Layer {
                 stride,
                 pad,
                 output_padding,
-            } => format!(
-                "conv2d_transpose:co{out_channels}k{kernel}s{stride}p{pad}o{output_padding}"
+                groups,
+            } => {
+                let mut t = format!(
+                    "conv2d_transpose:co{out_channels}k{kernel}s{stride}p{pad}o{output_padding}"
+                );
+                if *groups != 1 {
+                    t.push_str(&format!("g{groups}"));
+                }
+                t
+            }
+            // The broadcast operand's shape tells two broadcasts of one input shape apart.
+            Layer::Broadcast { .. } => format!(
+                "{}.{}",
+                self.kind(),
+                inputs
+                    .get(1)
+                    .map(|s| s
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("x"))
+                    .unwrap_or_default()
             ),
+            Layer::HardSigmoid { alpha, beta } => format!("hard_sigmoid{alpha}_{beta}"),
             Layer::Concat { axis, inputs } => format!("concat{inputs}a{axis}"),
             Layer::Slice {
                 axis,
@@ -639,6 +738,72 @@ pub fn gelu(b: &mut DagBuilder, x: &Tensor) -> Result<Tensor, IrError> {
         let inner = v() + Expr::float(0.044_715) * v() * v() * v();
         let e = (Expr::float(-GELU_2C) * inner).exp();
         v() / (Expr::float(1.0) + e)
+    }))
+}
+
+/// `x (op) y` with numpy broadcasting to `x`'s shape, one stage named as TVM's (`T_add`,
+/// `T_subtract`, `T_multiply`, `T_divide`): `out[i..] = x[i..] (op) y[j..]` where `y`'s axes
+/// align with the last axes of `x` and index 0 where `y` has extent 1 (`y (op) x` when
+/// `reversed`). `y` must have at most `x`'s rank and each extent 1 or equal to `x`'s.
+pub fn broadcast(
+    b: &mut DagBuilder,
+    x: &Tensor,
+    y: &Tensor,
+    op: BinaryOp,
+    reversed: bool,
+) -> Result<Tensor, IrError> {
+    let name = op.stage();
+    let rank = x.ndim();
+    let offset = rank.checked_sub(y.ndim());
+    let fits = offset.is_some_and(|o| {
+        y.shape
+            .iter()
+            .enumerate()
+            .all(|(j, &d)| d == 1 || d == x.shape[o + j])
+    });
+    let Some(offset) = offset.filter(|_| fits) else {
+        return Err(invalid(
+            name,
+            format!("{:?} does not broadcast to {:?}", y.shape, x.shape),
+        ));
+    };
+    let names = numbered("ax", rank);
+    let stage = b.unique_name(name);
+    Ok(b.compute(&stage, &named(&names, &x.shape), |ax| {
+        let yidx: Vec<Expr> = y
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(j, &d)| {
+                if d == 1 {
+                    Expr::int(0)
+                } else {
+                    ax[offset + j].clone()
+                }
+            })
+            .collect();
+        let (a, c) = (x.at(ax.to_vec()), y.at(yidx));
+        if reversed {
+            op.apply(c, a)
+        } else {
+            op.apply(a, c)
+        }
+    }))
+}
+
+/// ONNX `HardSigmoid`, one stage `T_hard_sigmoid`: `max(0, min(1, alpha·x + beta))`.
+pub fn hard_sigmoid(
+    b: &mut DagBuilder,
+    x: &Tensor,
+    alpha: f32,
+    beta: f32,
+) -> Result<Tensor, IrError> {
+    let names = numbered("ax", x.ndim());
+    let stage = b.unique_name("T_hard_sigmoid");
+    Ok(b.compute(&stage, &named(&names, &x.shape), |ax| {
+        (x.at(ax.to_vec()) * Expr::float(alpha) + Expr::float(beta))
+            .min(Expr::float(1.0))
+            .max(Expr::float(0.0))
     }))
 }
 

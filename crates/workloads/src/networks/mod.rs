@@ -34,8 +34,8 @@ mod weights;
 pub use evaluate::{evaluate, random_inputs};
 pub use graph::{LayerId, Network, NetworkBuilder, Node};
 pub use layers::{
-    concat, embedding, erf, gelu, gelu_erf, layer_norm, merge_heads, multiply, relu6, scale,
-    sigmoid, slice, split_heads, tanh, transpose, Layer, Pattern,
+    broadcast, concat, embedding, erf, gelu, gelu_erf, hard_sigmoid, layer_norm, merge_heads,
+    multiply, relu6, scale, sigmoid, slice, split_heads, tanh, transpose, BinaryOp, Layer, Pattern,
 };
 pub use models::{bert, mobilenet_v2, resnet50, tiny_cnn, BertConfig};
 pub use tasks::{

@@ -193,6 +193,23 @@ pub fn conv2d_transpose_nhwc_padded(
     padding: i64,
     output_padding: i64,
 ) -> Result<Tensor, IrError> {
+    conv2d_transpose_nhwc_grouped(b, input, weight, stride, padding, output_padding, 1)
+}
+
+/// [`conv2d_transpose_nhwc_padded`] with channel groups (ONNX `ConvTranspose` `group`):
+/// weight `(KH, KW, CI/groups, CO)`; output channel `co` is the transposed convolution of
+/// input channel block `co / (CO/groups)` (reduction over `rc < CI/groups`, reading input
+/// channel `(co / (CO/groups))·(CI/groups) + rc`). With `groups = 1` it is exactly
+/// [`conv2d_transpose_nhwc_padded`] (the same stages).
+pub fn conv2d_transpose_nhwc_grouped(
+    b: &mut DagBuilder,
+    input: &Tensor,
+    weight: &Tensor,
+    stride: i64,
+    padding: i64,
+    output_padding: i64,
+    groups: i64,
+) -> Result<Tensor, IrError> {
     let op = "conv2d_transpose_nhwc";
     expect_rank(op, "input", input, 4)?;
     expect_rank(op, "weight", weight, 4)?;
@@ -205,11 +222,13 @@ pub fn conv2d_transpose_nhwc_padded(
         input.shape[3],
     );
     let (kh, kw, co) = (weight.shape[0], weight.shape[1], weight.shape[3]);
-    if weight.shape[2] != ci {
+    check_groups(op, ci, co, groups)?;
+    let (ci_per_group, co_per_group) = (ci / groups, co / groups);
+    if weight.shape[2] != ci_per_group {
         return Err(invalid(
             op,
             format!(
-                "weight has {} input channels, the input {ci}",
+                "weight has {} input channels, expected CI/groups = {ci_per_group}",
                 weight.shape[2]
             ),
         ));
@@ -253,9 +272,14 @@ pub fn conv2d_transpose_nhwc_padded(
     Ok(b.reduce(
         &name,
         &[("n", n), ("h", oh), ("w", ow), ("co", co)],
-        &[("rh", kh), ("rw", kw), ("rc", ci)],
+        &[("rh", kh), ("rw", kw), ("rc", ci_per_group)],
         Reducer::Sum,
         |ax| {
+            let channel = if groups == 1 {
+                ax[6].clone()
+            } else {
+                mul_c(ax[3].clone().floor_div(co_per_group), ci_per_group) + ax[6].clone()
+            };
             let shifted = |o: &Expr, r: &Expr, border: i64| {
                 let e = o.clone() + r.clone();
                 if border == 0 {
@@ -267,7 +291,7 @@ pub fn conv2d_transpose_nhwc_padded(
             let y = shifted(&ax[1], &ax[4], border_h);
             let x = shifted(&ax[2], &ax[5], border_w);
             let value = if stride == 1 {
-                padded.at([ax[0].clone(), y, x, ax[6].clone()])
+                padded.at([ax[0].clone(), y, x, channel])
             } else {
                 Expr::select(
                     y.clone()
@@ -278,7 +302,7 @@ pub fn conv2d_transpose_nhwc_padded(
                         ax[0].clone(),
                         y.floor_div(stride),
                         x.floor_div(stride),
-                        ax[6].clone(),
+                        channel,
                     ]),
                     Expr::float(0.0),
                 )
