@@ -178,3 +178,48 @@ fn a_bad_round_floor_is_refused() {
         );
     }
 }
+
+#[test]
+fn a_model_with_tasks_no_builtin_network_has_tunes_and_runs_from_its_records() {
+    // se_block.onnx: its sigmoid and hard-sigmoid gates and the broadcast multiply are tasks
+    // of no built-in network; they reach the measurement worker as subgraph specs.
+    let model =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/onnx/se_block.onnx");
+    let dir = std::env::temp_dir().join(format!("tessel-onnx-tune-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let records = dir.join("se.jsonl");
+    let (summary, _) = common::tessel_json(&[
+        "tune-network",
+        model.to_str().expect("utf-8"),
+        "--trials",
+        "21",
+        "--threads",
+        "1",
+        "--records",
+        records.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    let tasks = summary["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 7, "{summary}");
+    for t in tasks {
+        assert!(
+            t["best_latency_ms"].as_f64().is_some(),
+            "every task has a best: {t}"
+        );
+    }
+    assert!(tasks.iter().any(|t| t["name"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("broadcast_mul"))));
+    // The module is built from those records: no task falls back to a default schedule.
+    assert_eq!(
+        summary["measured"]["fallbacks"],
+        serde_json::json!([]),
+        "{summary}"
+    );
+    let text = std::fs::read_to_string(&records).expect("records");
+    assert!(
+        text.contains(r#""workload":"subgraph:"#),
+        "subgraph specs in the records"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

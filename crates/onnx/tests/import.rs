@@ -983,3 +983,32 @@ fn shapes_that_do_not_broadcast_name_the_node_and_both_shapes() {
         "unsupported operator `Mul` (node `outer`, opset 13): broadcasting [1, 4, 1, 5] and [1, 1, 3, 1] gives [1, 4, 3, 5], larger than both (Tessel broadcasts one computed operand to the other's shape)"
     );
 }
+
+#[test]
+fn every_task_of_every_committed_model_travels_as_a_subgraph_spec() {
+    let mut models = 0;
+    for entry in std::fs::read_dir(testdata("")).expect("testdata") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.ends_with(".onnx") || name.starts_with("bad_") {
+            continue;
+        }
+        // gemm.onnx has a symbolic batch.
+        let opts = ImportOptions {
+            input_shapes: if name == "gemm.onnx" {
+                vec![("x".into(), vec![2, 16])]
+            } else {
+                Vec::new()
+            },
+            ..ImportOptions::default()
+        };
+        let model = import_file(&path, &opts).expect(name);
+        for t in networks::extract_tasks(&model.network).expect("tasks") {
+            let spec = networks::task_subgraph_spec(&model.network, &t).expect("spec");
+            let w = tessel_workloads::lookup(&spec).expect("the spec resolves");
+            assert_eq!(w.dag, t.dag, "{name}: task {}", t.name);
+        }
+        models += 1;
+    }
+    assert!(models >= 15, "{models} models");
+}

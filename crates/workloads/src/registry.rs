@@ -38,10 +38,11 @@ impl Workload {
     }
 
     /// The canonical custom spec: `op:key=value,...` in the op's key order, optional keys
-    /// only when they differ from their default (e.g. `gmm:b=1,n=512,m=512,k=512`).
-    /// Looking it up gives the same DAG.
+    /// only when they differ from their default (e.g. `gmm:b=1,n=512,m=512,k=512`); a task
+    /// of a built-in network's `NETWORK@BATCH/TASK`, or a subgraph spec
+    /// ([`crate::networks::subgraph_spec`]) as given. Looking it up gives the same DAG.
     pub fn spec(&self) -> String {
-        if self.op == NETWORK_TASK_OP {
+        if self.op == NETWORK_TASK_OP || self.op == crate::networks::SUBGRAPH_OP {
             return self.name.clone();
         }
         let info = find_op(&self.op);
@@ -644,6 +645,20 @@ fn resolve_network_task(text: &str, batch: Option<i64>) -> Option<Result<Workloa
 
 fn resolve(spec_or_name: &str, batch: Option<i64>) -> Result<Workload, IrError> {
     let text = spec_or_name.trim();
+    if crate::networks::is_subgraph_spec(text) {
+        if batch.is_some() {
+            return Err(bad(
+                text.chars().take(80).collect::<String>(),
+                "a subgraph spec has fixed shapes; the batch size cannot be overridden",
+            ));
+        }
+        return Ok(Workload {
+            name: text.to_string(),
+            op: crate::networks::SUBGRAPH_OP.to_string(),
+            params: Vec::new(),
+            dag: crate::networks::subgraph_spec_dag(text)?,
+        });
+    }
     if let Some(task) = resolve_network_task(text, batch) {
         return task;
     }

@@ -840,3 +840,42 @@ fn grouped_conv_transpose_is_the_ungrouped_one_per_group() {
         "conv2d_transpose:co6k3s2p1o1"
     );
 }
+
+#[test]
+fn every_task_travels_as_a_subgraph_spec_that_rebuilds_its_dag() {
+    for name in networks::NAMES {
+        let net = networks::lookup(name, 1).expect("network");
+        for t in networks::extract_tasks(&net).expect("tasks") {
+            let spec = networks::task_subgraph_spec(&net, &t).expect("spec");
+            let w = tessel_workloads::lookup(&spec).expect("the spec resolves");
+            assert_eq!(w.dag, t.dag, "{name}: {}", t.name);
+            assert_eq!(w.spec(), spec);
+            assert_eq!(w.op, networks::SUBGRAPH_OP);
+        }
+    }
+}
+
+#[test]
+fn bad_subgraph_specs_are_errors_naming_the_problem() {
+    let err = |spec: &str| tessel_workloads::lookup(spec).expect_err(spec).to_string();
+    assert!(err("subgraph:{not json").contains("not a subgraph description"));
+    assert!(err(r#"subgraph:{"inputs":[[1,4]],"layers":[]}"#).contains("at least one layer"));
+    let forward =
+        r#"subgraph:{"inputs":[[1,4]],"layers":[{"layer":"Relu","reads":[{"layer":0}]}]}"#;
+    assert!(
+        err(forward).contains("does not come before it"),
+        "{}",
+        err(forward)
+    );
+    let missing =
+        r#"subgraph:{"inputs":[[1,4]],"layers":[{"layer":"Relu","reads":[{"input":3}]}]}"#;
+    assert!(err(missing).contains("does not come before it"));
+    let view =
+        r#"subgraph:{"inputs":[[1,4]],"layers":[{"layer":{"Reshape":[4]},"reads":[{"input":0}]}]}"#;
+    assert!(err(view).contains("input or a view"), "{}", err(view));
+    let ok = r#"subgraph:{"inputs":[[2,4]],"layers":[{"layer":"Relu","reads":[{"input":0}]}]}"#;
+    let relu = tessel_workloads::lookup(ok).expect("a one-layer subgraph");
+    assert_eq!(relu.dag.outputs().len(), 1);
+    let e = tessel_workloads::lookup_with_batch(ok, 4).expect_err("fixed shapes");
+    assert!(e.to_string().contains("cannot be overridden"), "{e}");
+}

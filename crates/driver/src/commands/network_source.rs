@@ -100,7 +100,9 @@ pub fn load_with_weights(
 }
 
 /// The workload of task `t` of `net` (loaded from `network` by [`load`]), named so that a
-/// measurement worker can rebuild it.
+/// measurement worker can rebuild it: a registry spec or a built-in network's task where the
+/// DAG is the same (so records are shared with it), else the task's own subgraph spec
+/// ([`networks::task_subgraph_spec`]).
 pub fn task_workload(network: &str, net: &Network, t: &Task) -> Result<Workload, DriverError> {
     if !is_onnx(network) {
         return Ok(tessel_workloads::lookup(&format!(
@@ -129,11 +131,10 @@ pub fn task_workload(network: &str, net: &Network, t: &Task) -> Result<Workload,
             ))?);
         }
     }
-    Err(DriverError::Failed(format!(
-        "task `{}` of {network} is neither a registry op nor a task of a built-in network; \
-         measurement workers find workloads by name, so it cannot be measured yet",
-        t.name
-    )))
+    // A task only this model has travels as its own description.
+    Ok(tessel_workloads::lookup(&networks::task_subgraph_spec(
+        net, t,
+    )?)?)
 }
 
 #[cfg(test)]

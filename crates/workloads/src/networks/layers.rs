@@ -33,7 +33,7 @@ pub enum Pattern {
 
 /// One operator of a network. Activations are NHWC for images and `(tokens, features)` for
 /// sequences; weights are implicit (see [`Layer::params`]).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Layer {
     /// A network input of the given shape.
     Input,
@@ -215,7 +215,7 @@ pub enum Layer {
 }
 
 /// The arithmetic of a [`Layer::Broadcast`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum BinaryOp {
     /// `x + y` (`T_add`).
     Add,

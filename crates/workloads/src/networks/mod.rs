@@ -28,6 +28,7 @@ mod evaluate;
 mod graph;
 mod layers;
 mod models;
+mod standalone;
 mod tasks;
 mod weights;
 
@@ -38,6 +39,8 @@ pub use layers::{
     multiply, relu6, scale, sigmoid, slice, split_heads, tanh, transpose, BinaryOp, Layer, Pattern,
 };
 pub use models::{bert, mobilenet_v2, resnet50, tiny_cnn, BertConfig};
+pub(crate) use standalone::{dag_of as subgraph_spec_dag, is_subgraph_spec};
+pub use standalone::{subgraph_spec, task_subgraph_spec, SUBGRAPH_OP};
 pub use tasks::{
     execution_order, extract_tasks, partition, subgraph_dag, subgraph_dag_bound, view_source,
     Binding, Subgraph, Task,
