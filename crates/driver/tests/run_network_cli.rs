@@ -120,10 +120,11 @@ fn case_tensor(t: &serde_json::Value) -> Vec<f32> {
     }
 }
 
-/// Runs `testdata/onnx/<name>.onnx` untuned through `tessel run-network` on the input of its
-/// expected-values file and returns the largest difference from onnxruntime's outputs (all
-/// of them, in the model's order, as the output file holds them).
-fn run_committed_model(name: &str, input: &str, outputs: &[&str]) -> f32 {
+/// Runs `testdata/onnx/<name>.onnx` untuned through `tessel run-network` (with `extra`
+/// arguments) on the inputs of its expected-values file, given in model order, and returns
+/// the largest difference from onnxruntime's `outputs` (in the model's order, as the output
+/// file holds them).
+fn run_committed_model(name: &str, inputs: &[&str], outputs: &[&str], extra: &[&str]) -> f32 {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/onnx");
     let case: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join(format!("{name}.json"))).unwrap())
@@ -131,13 +132,14 @@ fn run_committed_model(name: &str, input: &str, outputs: &[&str]) -> f32 {
     let dir = std::env::temp_dir().join(format!("tessel-run-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (input_file, output_file) = (dir.join("x.bin"), dir.join("y.bin"));
-    let bytes: Vec<u8> = case_tensor(&case["inputs"][input])
+    let bytes: Vec<u8> = inputs
         .iter()
+        .flat_map(|i| case_tensor(&case["inputs"][*i]))
         .flat_map(|v| v.to_le_bytes())
         .collect();
     std::fs::write(&input_file, bytes).unwrap();
     let model = root.join(format!("{name}.onnx"));
-    let (_, text) = common::tessel_json(&[
+    let mut args = vec![
         "run-network",
         model.to_str().unwrap(),
         "--threads",
@@ -149,8 +151,10 @@ fn run_committed_model(name: &str, input: &str, outputs: &[&str]) -> f32 {
         "--output-file",
         output_file.to_str().unwrap(),
         "--json",
-    ]);
-    assert!(text.contains("verify: matches"), "{text}");
+    ];
+    args.extend_from_slice(extra);
+    let (_, text) = common::tessel_json(&args);
+    assert!(text.contains("verify: matches"), "{name}: {text}");
     let got: Vec<f32> = std::fs::read(&output_file)
         .unwrap()
         .chunks_exact(4)
@@ -169,13 +173,48 @@ fn run_committed_model(name: &str, input: &str, outputs: &[&str]) -> f32 {
 }
 
 #[test]
-fn an_onnx_model_runs_with_its_own_weights_and_gives_onnxruntimes_output() {
-    let err = run_committed_model("conv_bias_relu", "x", &["y"]);
-    assert!(err < 1e-4, "max |tessel - onnxruntime| = {err}");
-    // An output other nodes also read is computed and written, in the model's order.
-    let err = run_committed_model("read_output", "x", &["y2", "y1"]);
-    assert!(err < 1e-5, "max |tessel - onnxruntime| = {err}");
-    // An input file of the wrong size is refused, naming the sizes.
+fn every_committed_onnx_model_runs_untuned_and_gives_onnxruntimes_outputs() {
+    // (model, its inputs and its outputs in model order, extra arguments)
+    let cases: [(&str, &[&str], &[&str], &[&str]); 17] = [
+        ("conv_bias_relu", &["x"], &["y"], &[]),
+        ("depthwise", &["x"], &["y"], &[]),
+        ("residual", &["x"], &["y"], &[]),
+        ("gemm", &["x"], &["y"], &["--input", "x:2x16"]),
+        ("encoder", &["x"], &["y"], &[]),
+        ("pool_activations", &["x"], &["y"], &[]),
+        ("conv_transpose", &["x"], &["y"], &[]),
+        ("split_slice", &["x"], &["y1", "y2"], &[]),
+        ("split_opset11", &["x"], &["y"], &[]),
+        // The pooler reads the last hidden state, which is an output too.
+        (
+            "bert_tiny",
+            &["input_ids"],
+            &["last_hidden_state", "pooler_output"],
+            &[],
+        ),
+        ("grouped_dilated", &["x"], &["y"], &[]),
+        // y1 is an output that the bias and ReLU giving y2 also read; the model lists y2 first.
+        ("read_output", &["x"], &["y2", "y1"], &[]),
+        ("se_block", &["x"], &["y"], &[]),
+        ("attention_mask", &["x", "mask", "row"], &["y"], &[]),
+        ("attention_mask_b2", &["x", "mask", "row"], &["y"], &[]),
+        (
+            "broadcast_sub_div",
+            &["x", "m", "row", "k"],
+            &["y", "z"],
+            &[],
+        ),
+        ("conv_transpose_grouped", &["x"], &["y"], &[]),
+    ];
+    for (name, inputs, outputs, extra) in cases {
+        let err = run_committed_model(name, inputs, outputs, extra);
+        println!("{name}: max |tessel - onnxruntime| = {err:.3e}");
+        assert!(err < 1e-4, "{name}: max |tessel - onnxruntime| = {err}");
+    }
+}
+
+#[test]
+fn an_onnx_input_file_of_the_wrong_size_is_refused_naming_the_sizes() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/onnx");
     let dir = std::env::temp_dir().join(format!("tessel-run-onnx-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -190,92 +229,5 @@ fn an_onnx_model_runs_with_its_own_weights_and_gives_onnxruntimes_output() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("12 bytes"), "{stderr}");
-    std::fs::remove_dir_all(&dir).ok();
-}
-
-/// The broadcasting and grouped-transpose models of issue 29 run end to end through the
-/// runtime (untuned) on their committed inputs and give onnxruntime's outputs, every
-/// output (4-D ones NHWC), within 1e-4.
-#[test]
-fn onnx_broadcasts_and_grouped_conv_transpose_run_like_onnxruntime() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/onnx");
-    let dir = std::env::temp_dir().join(format!("tessel-run-bcast-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // (model, its inputs in model order, its outputs in network order)
-    let cases: [(&str, &[&str], &[&str]); 5] = [
-        ("se_block", &["x"], &["y"]),
-        ("attention_mask", &["x", "mask", "row"], &["y"]),
-        ("attention_mask_b2", &["x", "mask", "row"], &["y"]),
-        ("broadcast_sub_div", &["x", "m", "row", "k"], &["y", "z"]),
-        ("conv_transpose_grouped", &["x"], &["y"]),
-    ];
-    for (name, inputs, outputs) in cases {
-        let case: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(root.join(format!("{name}.json"))).unwrap(),
-        )
-        .unwrap();
-        // A 4-D tensor as Tessel holds it (NHWC), anything else as it is.
-        let held = |t: &serde_json::Value| -> Vec<f32> {
-            let data: Vec<f32> = t["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect();
-            let shape: Vec<usize> = t["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as usize)
-                .collect();
-            if shape.len() == 4 {
-                nchw_to_nhwc(&data, &shape)
-            } else {
-                data
-            }
-        };
-        let x: Vec<f32> = inputs
-            .iter()
-            .flat_map(|i| held(&case["inputs"][*i]))
-            .collect();
-        let want: Vec<f32> = outputs
-            .iter()
-            .flat_map(|o| held(&case["outputs"][*o]))
-            .collect();
-        let (input, output) = (dir.join("x.bin"), dir.join("y.bin"));
-        let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-        std::fs::write(&input, bytes).unwrap();
-        let model = root.join(format!("{name}.onnx"));
-        let (_, text) = common::tessel_json(&[
-            "run-network",
-            model.to_str().unwrap(),
-            "--threads",
-            "1",
-            "--repeat",
-            "1",
-            "--input-file",
-            input.to_str().unwrap(),
-            "--output-file",
-            output.to_str().unwrap(),
-            "--json",
-        ]);
-        assert!(text.contains("verify: matches"), "{name}: {text}");
-        let got: Vec<f32> = std::fs::read(&output)
-            .unwrap()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        assert_eq!(got.len(), want.len(), "{name}");
-        let err = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        println!(
-            "{name}: max |tessel - onnxruntime| = {err:.3e} over {} values",
-            want.len()
-        );
-        assert!(err < 1e-4, "{name}: max |tessel - onnxruntime| = {err}");
-    }
     std::fs::remove_dir_all(&dir).ok();
 }
