@@ -756,9 +756,13 @@ mod tests {
         let mut b = DagBuilder::new();
         let a = b.placeholder("A", &[12, 10]);
         let w = b.placeholder("B", &[10, 6]);
-        b.reduce("C", &[("i", 12), ("j", 6)], &[("k", 10)], Reducer::Sum, |v| {
-            a.at([v[0].clone(), v[2].clone()]) * w.at([v[2].clone(), v[1].clone()])
-        });
+        b.reduce(
+            "C",
+            &[("i", 12), ("j", 6)],
+            &[("k", 10)],
+            Reducer::Sum,
+            |v| a.at([v[0].clone(), v[2].clone()]) * w.at([v[2].clone(), v[1].clone()]),
+        );
         let dag = Arc::new(b.build().expect("dag"));
         for seed in 0..8 {
             let state = crate::testing::random_state(

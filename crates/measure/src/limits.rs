@@ -278,7 +278,10 @@ pub fn check_nest(
     }
     for lp in &nest.loops {
         if lp.extent < 1 {
-            return Err(format!("loop {} has extent {} (at least 1)", lp.name, lp.extent));
+            return Err(format!(
+                "loop {} has extent {} (at least 1)",
+                lp.name, lp.extent
+            ));
         }
         if lp.kind == LoopKind::Unrolled && lp.extent > i64::from(MAX_UNROLL_STEP) {
             return Err(format!(
@@ -289,10 +292,9 @@ pub fn check_nest(
     }
     let mut bytes: u64 = 0;
     for b in &nest.buffers {
-        let n = b
-            .shape
-            .iter()
-            .try_fold(1u64, |n, &d| u64::try_from(d).ok().and_then(|d| n.checked_mul(d)));
+        let n = b.shape.iter().try_fold(1u64, |n, &d| {
+            u64::try_from(d).ok().and_then(|d| n.checked_mul(d))
+        });
         bytes = match n.and_then(|n| bytes.checked_add(n.checked_mul(4)?)) {
             Some(t) => t,
             None => return Err(format!("buffer {} has a bad shape {:?}", b.name, b.shape)),

@@ -8,8 +8,9 @@
 //! cargo run --release -p tessel-search --example nest_wire -- [--count 200] [gmm-3 c2d-3 ...]
 //! ```
 //!
-//! Prints per workload the medians per candidate (µs) and the bytes of a candidate's JSON
-//! line without and with its nest.
+//! Prints per workload the medians per candidate (µs), the bytes of a candidate's JSON
+//! line without and with its nest, and the memo's estimate of a nest's memory
+//! ([`tessel_search::lowering::nest_bytes`]).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -54,10 +55,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--count" {
-            count = args
-                .next()
-                .and_then(|c| c.parse().ok())
-                .expect("--count N");
+            count = args.next().and_then(|c| c.parse().ok()).expect("--count N");
         } else {
             names.push(a);
         }
@@ -67,7 +65,7 @@ fn main() {
     }
     let job = TuneJob::new(TuneOptions::new(Target::native()));
     println!(
-        "{:<8} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
+        "{:<8} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10}",
         "workload",
         "n",
         "replay",
@@ -78,7 +76,8 @@ fn main() {
         "ship",
         "bytes",
         "+nest",
-        "max+nest"
+        "max+nest",
+        "memory"
     );
     for name in &names {
         let w = tessel_workloads::lookup(name).expect("workload");
@@ -88,6 +87,7 @@ fn main() {
         let (mut replay, mut lower, mut encode, mut decode) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut plain_bytes, mut nest_bytes) = (Vec::new(), Vec::new());
+        let mut memory = Vec::new();
         let (mut plain_lines, mut nest_lines) = (Vec::new(), Vec::new());
         for s in &states {
             // The worker without a nest: replay, then lower.
@@ -99,6 +99,7 @@ fn main() {
                 continue;
             };
             lower.push(t.elapsed().as_secs_f64() * 1e6);
+            memory.push(tessel_search::lowering::nest_bytes(&nest) as f64);
             let plain = Candidate::from_state(&w, s);
             let with = plain.clone().with_lowered(Some(Arc::new(nest)));
             let plain_line = serde_json::to_string(&plain).expect("encodes");
@@ -133,7 +134,7 @@ fn main() {
         }
         let ship = median(&mut ship_parts) + pipe;
         println!(
-            "{:<8} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.0} {:>10.0} {:>10.0}",
+            "{:<8} {:>5} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.0} {:>10.0} {:>10.0} {:>10.0}",
             name,
             nest_lines.len(),
             median(&mut replay),
@@ -144,12 +145,14 @@ fn main() {
             ship,
             median(&mut plain_bytes),
             median(&mut nest_bytes),
-            max_nest
+            max_nest,
+            median(&mut memory)
         );
     }
     println!(
         "µs per candidate (medians): replay and lower = the worker's work without a nest; \
          encode (parent) + decode (worker) + pipe+ (extra pipe time of the nest) = ship; \
-         bytes of the candidate's JSON without and with its nest (median, max)"
+         bytes of the candidate's JSON without and with its nest (median, max); memory: the \
+         memo's estimate of a nest (median bytes)"
     );
 }

@@ -313,8 +313,10 @@ impl TuneJob {
         workload: &Workload,
         records: Option<&Path>,
     ) -> Result<HarnessMeasurer, HarnessError> {
-        Ok(HarnessMeasurer::new(workload.clone(), self.runner()?, records)?
-            .lowerings(self.lowerings.clone()))
+        Ok(
+            HarnessMeasurer::new(workload.clone(), self.runner()?, records)?
+                .lowerings(self.lowerings.clone()),
+        )
     }
 
     /// Tunes `workload` with a new runner (no records written) until a budget is spent:

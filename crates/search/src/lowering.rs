@@ -33,8 +33,8 @@ use tessel_ir::{ComputeDag, State};
 pub type LoweringKey = (String, String);
 
 /// The default memory budget of a [`Lowerings`] (estimated bytes of the nests it holds):
-/// 256 MiB, about 25,000 nests of gmm-3 or c2d-3 programs (two evolution rounds' worth of
-/// fresh states).
+/// 256 MiB, about 24,000 nests of c2d-3 programs or 38,000 of gmm-3 (`examples/nest_wire.rs`
+/// estimates 11 and 7 KB each): two evolution rounds' worth of fresh states.
 pub const DEFAULT_BUDGET_BYTES: usize = 256 << 20;
 
 /// A shared, bounded memo of lowered states (see the module docs).
@@ -72,10 +72,12 @@ struct Generation {
     bytes: usize,
 }
 
-/// A held lowering: the nest, or why the state does not lower.
-#[derive(Clone, Debug)]
-enum Lowered {
+/// A held lowering of a state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lowered {
+    /// Its loop nest.
     Nest(Arc<LoopNest>),
+    /// The state does not lower.
     Failed,
 }
 
@@ -143,20 +145,15 @@ impl Lowerings {
             .clone()
     }
 
-    /// The nest held for `key`, if any: `Some(Ok(nest))`, `Some(Err(()))` for a state known
-    /// not to lower, `None` when nothing is held. Counts a hit or a miss.
-    pub fn lookup(&self, key: &LoweringKey) -> Option<Result<Arc<LoopNest>, ()>> {
+    /// The lowering held for `key`, if any. Counts a hit or a miss.
+    pub fn lookup(&self, key: &LoweringKey) -> Option<Lowered> {
         let mut inner = self.lock();
         let found = inner.take(key);
         match found {
             Some(l) => {
                 inner.stats.hits += 1;
-                let out = match &l {
-                    Lowered::Nest(n) => Ok(Arc::clone(n)),
-                    Lowered::Failed => Err(()),
-                };
-                inner.put(key.clone(), l);
-                Some(out)
+                inner.put(key.clone(), l.clone());
+                Some(l)
             }
             None => {
                 inner.stats.misses += 1;
@@ -167,7 +164,10 @@ impl Lowerings {
 
     /// The nest held for `state`, if it is held and lowered.
     pub fn nest_of(&self, state: &State) -> Option<Arc<LoopNest>> {
-        self.lookup(&self.key(state)).and_then(Result::ok)
+        match self.lookup(&self.key(state)) {
+            Some(Lowered::Nest(n)) => Some(n),
+            _ => None,
+        }
     }
 
     /// Stores the lowering of the state of `key`: its nest, or `None` when it failed.
@@ -185,8 +185,10 @@ impl Lowerings {
     /// does not lower.
     pub fn get_or_lower(&self, state: &State) -> Option<Arc<LoopNest>> {
         let key = self.key(state);
-        if let Some(held) = self.lookup(&key) {
-            return held.ok();
+        match self.lookup(&key) {
+            Some(Lowered::Nest(n)) => return Some(n),
+            Some(Lowered::Failed) => return None,
+            None => {}
         }
         let nest = tessel_ir::lower::lower(state).ok().map(Arc::new);
         self.insert(key, nest.clone());
@@ -291,6 +293,6 @@ mod tests {
         // A state that does not lower is remembered as such.
         let key = memo.key(&states[0]);
         memo.insert(key.clone(), None);
-        assert_eq!(memo.lookup(&key), Some(Err(())));
+        assert_eq!(memo.lookup(&key), Some(Lowered::Failed));
     }
 }

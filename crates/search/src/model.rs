@@ -20,7 +20,7 @@
 //! states through [`ModelScorer::with_model`]; the default type parameter is a boxed model,
 //! what the registry of cost models ([`crate::registry::cost_models`]) makes.
 
-use crate::lowering::{LoweringKey, Lowerings};
+use crate::lowering::{Lowered, LoweringKey, Lowerings};
 use crate::tuner::Scorer;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -147,7 +147,7 @@ impl<M: CostModel> Scorer for ModelScorer<M> {
             }
         }
         // Nests held already (another scorer sharing the memo lowered them) are reused.
-        let fresh: Vec<(&LoweringKey, usize, Option<Result<Arc<LoopNest>, ()>>)> = fresh
+        let fresh: Vec<(&LoweringKey, usize, Option<Lowered>)> = fresh
             .into_iter()
             .map(|(key, k)| (key, k, self.lowerings.lookup(key)))
             .collect();
@@ -155,8 +155,8 @@ impl<M: CostModel> Scorer for ModelScorer<M> {
         let lowered: Vec<(ProgramFeatures, Option<Option<Arc<LoopNest>>>)> = fresh
             .par_iter()
             .map_init(FeatureExtractor::new, |ex, (_, k, held)| match held {
-                Some(Ok(nest)) => (ex.extract(nest), None),
-                Some(Err(())) => (ProgramFeatures::default(), None),
+                Some(Lowered::Nest(nest)) => (ex.extract(nest), None),
+                Some(Lowered::Failed) => (ProgramFeatures::default(), None),
                 None => {
                     let nest = tessel_ir::lower::lower(&states[*k]).ok().map(Arc::new);
                     let f = nest.as_deref().map(|n| ex.extract(n)).unwrap_or_default();

@@ -168,5 +168,8 @@ fn a_pinned_tune_in_process_lowers_each_distinct_state_once() {
     assert_eq!(s.update_lowered, 0);
     assert_eq!(total, s.predict_lowered + m.unseen);
     // States returning in later rounds: fewer lowerings than once per round.
-    assert!(s.predict_lowered + m.lowered < s.before, "fewer than before");
+    assert!(
+        s.predict_lowered + m.lowered < s.before,
+        "fewer than before"
+    );
 }
