@@ -11,7 +11,8 @@
 //!
 //! With [`HarnessMeasurer::lowerings`] (shared with the scorer), each candidate carries the
 //! loop nest the scorer lowered, and the builder compiles it without lowering again; a state
-//! the scorer has not lowered is lowered here, once, into the same memo.
+//! the scorer has not lowered, or whose nest the memo has dropped (see
+//! [`crate::lowering`]), is lowered here, into the same memo.
 
 use crate::lowering::Lowerings;
 use crate::run_limit::RunLimit;

@@ -8,7 +8,27 @@
 //! [`Lowerings`] is a handle (clones share one memo), bounded by an estimate of the nests'
 //! memory: when the newer of its two generations reaches half the budget, the older is
 //! dropped (a nest used again is moved to the newer). The key is the workload key and the
-//! state's step log, as the scorer's.
+//! state's step log, as the scorer's. A round scores some 8,000 fresh states and measures
+//! 64 of them, the best-scored (and a few random ones): so that those are held whatever the
+//! budget drops, the scorer also keeps the nests of the [`KEPT_BEST`] best-scored states
+//! of the round apart ([`Lowerings::keep_best`]).
+//!
+//! Memory against lowerings, measured with `examples/lower_count.rs` (3-round in-process
+//! tunes, default population 2048, about 23,000 states lowered per tune): the peak resident
+//! memory of the process, and how many of the 192 measured candidates the measurer lowered
+//! again, per memo budget:
+//!
+//! | budget           | gmm-3            | c2d-3            |
+//! |------------------|------------------|------------------|
+//! | none (1 byte)    | 177 MB, 19 again | 253 MB, 17 again |
+//! | 16 MiB (default) | 195 MB, 21 again | 271 MB, 17 again |
+//! | 64 MiB           | 251 MB, 19 again | 319 MB, 17 again |
+//! | 256 MiB          | 364 MB, 0 again  | 526 MB, 0 again  |
+//!
+//! The best-scored set does the work; what is lowered again (~100 µs each, under a
+//! millisecond a round) are the ε-greedy random picks and states returning from an earlier
+//! round, which only a budget holding whole rounds keeps, at ~200 MB: so the default is
+//! small.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -32,10 +52,16 @@ use tessel_ir::{ComputeDag, State};
 /// A state's key: its workload key and its step log ([`state_key`]).
 pub type LoweringKey = (String, String);
 
-/// The default memory budget of a [`Lowerings`] (estimated bytes of the nests it holds):
-/// 256 MiB, about 24,000 nests of c2d-3 programs or 38,000 of gmm-3 (`examples/nest_wire.rs`
-/// estimates 11 and 7 KB each): two evolution rounds' worth of fresh states.
-pub const DEFAULT_BUDGET_BYTES: usize = 256 << 20;
+/// The default memory budget of a [`Lowerings`] (estimated bytes of the nests it holds, the
+/// best-scored kept apart not counted): 16 MiB, about 1,500 nests of c2d-3 programs or
+/// 2,300 of gmm-3 (`examples/nest_wire.rs` estimates 11 and 7 KB each). See the module
+/// docs for what a larger one buys.
+pub const DEFAULT_BUDGET_BYTES: usize = 16 << 20;
+
+/// How many best-scored states of a round keep their nests apart from the budget
+/// ([`Lowerings::keep_best`]): well above the 128–256 states an evolution hands the tuner to
+/// pick 64 from.
+pub const KEPT_BEST: usize = 1024;
 
 /// A shared, bounded memo of lowered states (see the module docs).
 #[derive(Clone, Debug)]
@@ -64,6 +90,10 @@ struct Inner {
     /// Workload key per DAG (the DAG is held, so that its address stays its own).
     dags: HashMap<usize, (Arc<ComputeDag>, String)>,
     stats: LoweringStats,
+    /// The best-scored states' nests, kept apart ([`Lowerings::keep_best`]).
+    best: HashMap<LoweringKey, (f32, Arc<LoopNest>)>,
+    /// The lowest score in `best` (when it is full).
+    best_floor: f32,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +145,8 @@ impl Lowerings {
                 older: Generation::default(),
                 dags: HashMap::new(),
                 stats: LoweringStats::default(),
+                best: HashMap::new(),
+                best_floor: f32::NEG_INFINITY,
             })),
         }
     }
@@ -148,6 +180,11 @@ impl Lowerings {
     /// The lowering held for `key`, if any. Counts a hit or a miss.
     pub fn lookup(&self, key: &LoweringKey) -> Option<Lowered> {
         let mut inner = self.lock();
+        if let Some((_, nest)) = inner.best.get(key) {
+            let nest = Arc::clone(nest);
+            inner.stats.hits += 1;
+            return Some(Lowered::Nest(nest));
+        }
         let found = inner.take(key);
         match found {
             Some(l) => {
@@ -195,7 +232,64 @@ impl Lowerings {
         nest
     }
 
-    /// Number of states held.
+    /// Keeps apart the nests of the best-scored states among `scored` (keys, predicted
+    /// scores, higher is better, and the nest when the caller has it in hand) and those kept
+    /// before, [`KEPT_BEST`] at most, so that the budget does not drop the states a round is
+    /// likely to measure. A state without a nest in hand is kept only if the memo holds it.
+    pub fn keep_best<'a>(
+        &self,
+        scored: impl IntoIterator<Item = (&'a LoweringKey, f32, Option<Arc<LoopNest>>)>,
+    ) {
+        let mut inner = self.lock();
+        for (key, score, in_hand) in scored {
+            if score.is_nan() || inner.best.contains_key(key) {
+                continue;
+            }
+            if inner.best.len() >= KEPT_BEST && score <= inner.best_floor {
+                continue;
+            }
+            let held = match inner
+                .newer
+                .nests
+                .get(key)
+                .or_else(|| inner.older.nests.get(key))
+            {
+                Some(Lowered::Nest(n)) => Some(Arc::clone(n)),
+                _ => None,
+            };
+            let Some(nest) = in_hand.or(held) else {
+                continue;
+            };
+            inner.best.insert(key.clone(), (score, nest));
+            if inner.best.len() > KEPT_BEST {
+                let lowest = inner
+                    .best
+                    .iter()
+                    .min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = lowest {
+                    inner.best.remove(&k);
+                }
+            }
+            if inner.best.len() >= KEPT_BEST {
+                inner.best_floor = inner
+                    .best
+                    .values()
+                    .map(|v| v.0)
+                    .fold(f32::INFINITY, f32::min);
+            }
+        }
+    }
+
+    /// Forgets the best-scored states kept apart (the scores change when the model is
+    /// retrained); their nests stay in the memo if it holds them.
+    pub fn clear_best(&self) {
+        let mut inner = self.lock();
+        inner.best.clear();
+        inner.best_floor = f32::NEG_INFINITY;
+    }
+
+    /// Number of states held within the budget (the best-scored kept apart not counted).
     pub fn len(&self) -> usize {
         let inner = self.lock();
         inner.newer.nests.len() + inner.older.nests.len()
@@ -290,6 +384,21 @@ mod tests {
         let stats = memo.stats();
         assert_eq!(stats.stored, 6);
         assert!(stats.dropped >= 2, "{stats:?}");
+        // A best-scored state is kept apart: the budget drops it no more.
+        let (best, other) = (memo.key(&states[4]), memo.key(&states[5]));
+        memo.keep_best([(&best, 0.9f32, None), (&other, 0.1f32, None)]);
+        for s in &states[..4] {
+            memo.get_or_lower(s);
+        }
+        assert_eq!(
+            memo.lookup(&best),
+            Some(Lowered::Nest(Arc::clone(&nests[4])))
+        );
+        memo.clear_best();
+        for s in &states[..4] {
+            memo.get_or_lower(s);
+        }
+        assert_eq!(memo.lookup(&best), None);
         // A state that does not lower is remembered as such.
         let key = memo.key(&states[0]);
         memo.insert(key.clone(), None);

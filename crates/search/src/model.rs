@@ -14,7 +14,9 @@
 //! [`FEATURE_MEMO`] states (the oldest half is dropped beyond). The loop nests go to the
 //! scorer's [`Lowerings`], which the measurer shares ([`crate::job::TuneJob`] wires both):
 //! the measured candidate is compiled from the same nest, and a state the measurer lowered
-//! first (the heuristic schedule) gives its training sample from that nest.
+//! first (the heuristic schedule) gives its training sample from that nest. The nests of
+//! the round's best-scored states are kept apart from the memo's budget
+//! ([`Lowerings::keep_best`]) until the next update.
 //!
 //! The scorer is generic over the model: any [`CostModel`] (a user's own included) scores
 //! states through [`ModelScorer::with_model`]; the default type parameter is a boxed model,
@@ -164,8 +166,12 @@ impl<M: CostModel> Scorer for ModelScorer<M> {
                 }
             })
             .collect();
+        let mut in_hand: HashMap<&LoweringKey, Arc<LoopNest>> = HashMap::new();
         for ((key, _, _), (f, nest)) in fresh.into_iter().zip(lowered) {
             if let Some(nest) = nest {
+                if let Some(n) = &nest {
+                    in_hand.insert(key, Arc::clone(n));
+                }
                 self.lowerings.insert(key.clone(), nest);
             }
             self.keep_predicted(key.clone(), f);
@@ -177,7 +183,17 @@ impl<M: CostModel> Scorer for ModelScorer<M> {
                 None => self.predicted_features(key).cloned().unwrap_or_default(),
             })
             .collect();
-        self.model.predict(&feats)
+        let scores = self.model.predict(&feats);
+        // The best-scored unmeasured states are the ones the round will measure: their
+        // nests stay held for the measurer whatever the memo's budget drops.
+        let index = &self.index;
+        self.lowerings.keep_best(
+            keys.iter()
+                .zip(scores.iter().copied())
+                .filter(|(k, _)| !index.contains_key(*k))
+                .map(|(k, s)| (k, s, in_hand.get(k).cloned())),
+        );
+        scores
     }
 
     fn update(&mut self, states: &[State], throughputs: &[f32]) {
@@ -202,6 +218,7 @@ impl<M: CostModel> Scorer for ModelScorer<M> {
                 }
             }
         }
+        self.lowerings.clear_best();
         self.model.clear();
         self.model
             .update_tasks(&self.features, &self.labels, &self.tasks);
