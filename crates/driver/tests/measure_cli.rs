@@ -219,16 +219,16 @@ fn worker_speaks_the_protocol() {
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let hello: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(hello["v"], 1);
+    assert_eq!(hello["v"], 2);
     assert_eq!(hello["type"], "hello");
-    assert_eq!(hello["protocol"], 1);
-    writeln!(stdin, "{{\"v\":1,\"type\":\"ping\",\"id\":5}}").unwrap();
+    assert_eq!(hello["protocol"], 2);
+    writeln!(stdin, "{{\"v\":2,\"type\":\"ping\",\"id\":5}}").unwrap();
     writeln!(stdin, "{{\"v\":7,\"type\":\"ping\",\"id\":6}}").unwrap();
     let pong: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(pong, serde_json::json!({"v": 1, "type": "pong", "id": 5}));
+    assert_eq!(pong, serde_json::json!({"v": 2, "type": "pong", "id": 5}));
     let refused: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(refused["type"], "error");
     assert!(refused["message"].as_str().unwrap().contains("version 7"));
-    writeln!(stdin, "{{\"v\":1,\"type\":\"shutdown\"}}").unwrap();
+    writeln!(stdin, "{{\"v\":2,\"type\":\"shutdown\"}}").unwrap();
     assert!(child.wait().unwrap().success());
 }

@@ -12,6 +12,7 @@ fn record(workload: &str, state: &tessel_ir::State, seconds: f64) -> Record {
         steps: state.steps().to_vec(),
         sketch: state.sketch_id(),
         fault: None,
+        lowered: None,
     };
     let key = RecordKey::new(
         &candidate,

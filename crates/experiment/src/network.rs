@@ -461,7 +461,8 @@ pub fn run(
                 ..o.scheduler.clone()
             };
             let measurer =
-                HarnessMeasurer::for_tasks(task_workloads.to_vec(), job.runner()?, Some(&path))?;
+                HarnessMeasurer::for_tasks(task_workloads.to_vec(), job.runner()?, Some(&path))?
+                    .lowerings(cjob.lowerings().clone());
             active.push(Active {
                 config,
                 scheduler: TaskScheduler::new(specs, params)?,

@@ -265,6 +265,7 @@ fn run_workload(
             let path = fresh_records(o, w, &format!("{}.s{seed}", config.name()))?;
             measurers.push(
                 HarnessMeasurer::new(w.clone(), runner(job)?, Some(&path))?
+                    .lowerings(job.lowerings().clone())
                     .confirming(Confirm::with_extra(o.confirm)),
             );
         }

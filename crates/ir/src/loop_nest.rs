@@ -12,15 +12,24 @@
 //! * [`StmtId`] → [`Stmt`]: for-loops, guarded blocks, local allocations and stores.
 //!
 //! A loop nest prints as readable text (see the `Display` impl), which golden tests compare.
+//!
+//! It is serde-serializable, so a lowered candidate can travel to a measurement worker: the
+//! arenas are written as they are (ids are plain numbers) and the node interning table is
+//! rebuilt when a nest is read back. A nest read from outside is not checked here; code
+//! generation validates ids, the statement tree and types before it compiles one.
 
 use crate::expr::{format_float, BinOp, ScalarType, UnOp};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 
 macro_rules! entity {
     ($(#[$m:meta])* $name:ident) => {
         $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
         pub struct $name(pub u32);
         impl $name {
             /// The index as `usize`.
@@ -49,7 +58,7 @@ entity!(
 );
 
 /// Where a buffer's memory comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BufferScope {
     /// A kernel argument that is only read.
     Input,
@@ -64,7 +73,7 @@ pub enum BufferScope {
 }
 
 /// A flat `f32` buffer.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Buffer {
     /// Name (the tensor's name, e.g. `C.local`).
     pub name: String,
@@ -101,7 +110,7 @@ impl Buffer {
 }
 
 /// How a loop runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LoopKind {
     /// An ordinary loop.
     Serial,
@@ -130,7 +139,7 @@ impl LoopKind {
 }
 
 /// A loop variable running over `0..extent`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Loop {
     /// Name (the schedule iterator's name, e.g. `i.1`).
     pub name: String,
@@ -143,7 +152,7 @@ pub struct Loop {
 /// An expression node. Integers are `i64` index arithmetic, floats are `f32` values, booleans
 /// come from comparisons; the type of a node follows from its operator and children
 /// ([`LoopNest::ty`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Node {
     /// Integer constant.
     Int(i64),
@@ -162,7 +171,7 @@ pub enum Node {
 }
 
 /// A statement.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Stmt {
     /// `for var in 0..extent { body }`.
     For {
@@ -202,7 +211,8 @@ pub enum Stmt {
 }
 
 /// A lowered kernel: buffers, loops, expressions and statements in arenas.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "LoopNestData")]
 pub struct LoopNest {
     /// Kernel name (the workload's name or key).
     pub name: String,
@@ -217,7 +227,41 @@ pub struct LoopNest {
     /// Top-level statements.
     pub body: Vec<StmtId>,
     nodes: Vec<Node>,
+    #[serde(skip)]
     dedup: HashMap<Node, ExprId>,
+}
+
+/// A [`LoopNest`] as read: its fields without the node interning table, which
+/// [`LoopNest::from`] rebuilds.
+#[derive(Deserialize)]
+struct LoopNestData {
+    name: String,
+    buffers: Vec<Buffer>,
+    params: Vec<BufferId>,
+    loops: Vec<Loop>,
+    stmts: Vec<Stmt>,
+    body: Vec<StmtId>,
+    nodes: Vec<Node>,
+}
+
+impl From<LoopNestData> for LoopNest {
+    fn from(d: LoopNestData) -> LoopNest {
+        let mut dedup = HashMap::with_capacity(d.nodes.len());
+        for (k, &node) in d.nodes.iter().enumerate() {
+            // The first of equal nodes wins, as when they were interned.
+            dedup.entry(node).or_insert(ExprId(k as u32));
+        }
+        LoopNest {
+            name: d.name,
+            buffers: d.buffers,
+            params: d.params,
+            loops: d.loops,
+            stmts: d.stmts,
+            body: d.body,
+            nodes: d.nodes,
+            dedup,
+        }
+    }
 }
 
 impl LoopNest {
@@ -695,5 +739,47 @@ impl fmt::Display for LoopNest {
         }
         self.write_block(f, &self.body, 1)?;
         writeln!(f, "}}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::dag::{DagBuilder, Reducer};
+    use crate::loop_nest::{LoopNest, Node};
+    use std::sync::Arc;
+
+    /// A lowered random schedule of a small matmul reads back from JSON as the same nest
+    /// (arenas, printed text and the interning table: interning a node it holds gives its
+    /// old id, a new node a new one).
+    #[test]
+    fn a_lowered_nest_round_trips_through_json() {
+        let mut b = DagBuilder::new();
+        let a = b.placeholder("A", &[12, 10]);
+        let w = b.placeholder("B", &[10, 6]);
+        b.reduce(
+            "C",
+            &[("i", 12), ("j", 6)],
+            &[("k", 10)],
+            Reducer::Sum,
+            |v| a.at([v[0].clone(), v[2].clone()]) * w.at([v[2].clone(), v[1].clone()]),
+        );
+        let dag = Arc::new(b.build().expect("dag"));
+        for seed in 0..8 {
+            let state = crate::testing::random_state(
+                &dag,
+                &mut crate::rng::seeded(seed),
+                &crate::testing::Limits::default(),
+            );
+            let nest = crate::lower::lower(&state).expect("lowers");
+            let text = serde_json::to_string(&nest).expect("encodes");
+            assert!(!text.contains("dedup"), "{text}");
+            let mut back: LoopNest = serde_json::from_str(&text).expect("decodes");
+            assert_eq!(back, nest, "seed {seed}");
+            assert_eq!(back.to_string(), nest.to_string());
+            let n = back.nodes().len();
+            let last = back.get(crate::loop_nest::ExprId(n as u32 - 1));
+            assert_eq!(back.node(last).index(), n - 1);
+            assert_eq!(back.node(Node::Int(1 << 40)).index(), n);
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The builder: replays, lowers and compiles a batch of step logs in parallel on a thread
-//! pool ([`Builder`]).
+//! pool ([`Builder`]). A candidate that comes with its loop nest (lowered by the caller) is
+//! compiled directly ([`build_nest`]): no replay, no second lowering.
 //!
 //! Threads, for now: a single candidate (or a 1-thread builder) is built on the calling
 //! thread; a batch goes to a rayon pool inside the one worker. The crate's `overhead` example
@@ -17,15 +18,18 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 use tessel_codegen::Kernel;
+use tessel_ir::loop_nest::LoopNest;
 use tessel_ir::{lower, ComputeDag, State, Step};
 
-/// One job of the builder: a step log on a DAG.
+/// One job of the builder: a step log on a DAG, and its lowering when the caller has it.
 #[derive(Clone, Debug)]
 pub struct BuildJob<'a> {
     /// The workload's DAG.
     pub dag: Arc<ComputeDag>,
     /// The step log.
     pub steps: &'a [Step],
+    /// The lowering of `steps`, if the caller already has it: compiled directly.
+    pub lowered: Option<&'a LoopNest>,
     /// **Test only**: abort the process (`true`) before compiling.
     pub abort: bool,
 }
@@ -35,9 +39,9 @@ pub struct BuildJob<'a> {
 pub struct Built {
     /// The kernel, or why there is none (invalid schedule, lowering or compile error).
     pub kernel: Result<Kernel, MeasureError>,
-    /// Replaying the steps (ms).
+    /// Replaying the steps (ms; when the loop nest was given, only the limit checks).
     pub replay_ms: f64,
-    /// Lowering (ms).
+    /// Lowering (ms; 0 when the loop nest was given).
     pub lower_ms: f64,
     /// Compiling (ms).
     pub compile_ms: f64,
@@ -82,7 +86,7 @@ impl Builder {
                         eprintln!("tessel worker: test fault: aborting while building");
                         std::process::abort();
                     }
-                    let b = build_one(&self.codegen, &job.dag, job.steps);
+                    let b = build_job(&self.codegen, job);
                     on_built(k);
                     b
                 })
@@ -96,7 +100,7 @@ impl Builder {
                         eprintln!("tessel worker: test fault: aborting while building");
                         std::process::abort();
                     }
-                    let b = build_one(&self.codegen, &job.dag, job.steps);
+                    let b = build_job(&self.codegen, job);
                     on_built(k);
                     b
                 })
@@ -105,15 +109,66 @@ impl Builder {
     }
 }
 
-/// Replays, lowers and compiles one step log (on the calling thread). Panics in any phase are
-/// caught and classified with that phase.
-pub fn build_one(codegen: &CodegenSettings, dag: &Arc<ComputeDag>, steps: &[Step]) -> Built {
-    let mut built = Built {
+/// Builds one job on the calling thread: its loop nest if it has one ([`build_nest`]), else
+/// its step log ([`build_one`]).
+pub fn build_job(codegen: &CodegenSettings, job: &BuildJob<'_>) -> Built {
+    match job.lowered {
+        Some(nest) => build_nest(codegen, &job.dag, job.steps, nest),
+        None => build_one(codegen, &job.dag, job.steps),
+    }
+}
+
+/// What nothing was built yet.
+fn unbuilt() -> Built {
+    Built {
         kernel: Err(MeasureError::new(ErrorClass::Compile, "not built")),
         replay_ms: 0.0,
         lower_ms: 0.0,
         compile_ms: 0.0,
-    };
+    }
+}
+
+/// Compiles `nest`, the given lowering of `steps` on `dag` (on the calling thread), without
+/// replaying or lowering: the limits that apply without a replay are checked first (the
+/// workload's size, the step log's, and the nest's own: [`crate::limits::check_nest`]), a
+/// failed check being an invalid schedule. A panic while compiling is caught and classified
+/// as a compile error.
+pub fn build_nest(
+    codegen: &CodegenSettings,
+    dag: &Arc<ComputeDag>,
+    steps: &[Step],
+    nest: &LoopNest,
+) -> Built {
+    let mut built = unbuilt();
+    let t = Instant::now();
+    let checked = crate::limits::check_workload(dag)
+        .and_then(|()| crate::limits::check_steps(steps))
+        .and_then(|()| crate::limits::check_nest(nest, dag))
+        .map_err(|e| MeasureError::new(ErrorClass::InvalidSchedule, e));
+    built.replay_ms = ms(t);
+    if let Err(e) = checked {
+        built.kernel = Err(e);
+        return built;
+    }
+    compile_into(codegen, nest, &mut built);
+    built
+}
+
+/// Compiles `nest` into `built` (kernel and compile time), catching a panic.
+fn compile_into(codegen: &CodegenSettings, nest: &LoopNest, built: &mut Built) {
+    let t = Instant::now();
+    let opts = codegen.compile_options();
+    built.kernel = guarded(ErrorClass::Compile, || {
+        tessel_codegen::compile(nest, &opts)
+            .map_err(|e| MeasureError::new(ErrorClass::Compile, e.to_string()))
+    });
+    built.compile_ms = ms(t);
+}
+
+/// Replays, lowers and compiles one step log (on the calling thread). Panics in any phase are
+/// caught and classified with that phase.
+pub fn build_one(codegen: &CodegenSettings, dag: &Arc<ComputeDag>, steps: &[Step]) -> Built {
+    let mut built = unbuilt();
     // Limits first: a huge workload, a 100,000-part split or a deep loop nest is an error,
     // not an allocation failure or a stack overflow (crate::limits).
     let t = Instant::now();
@@ -151,13 +206,7 @@ pub fn build_one(codegen: &CodegenSettings, dag: &Arc<ComputeDag>, steps: &[Step
             return built;
         }
     };
-    let t = Instant::now();
-    let opts = codegen.compile_options();
-    built.kernel = guarded(ErrorClass::Compile, || {
-        tessel_codegen::compile(&nest, &opts)
-            .map_err(|e| MeasureError::new(ErrorClass::Compile, e.to_string()))
-    });
-    built.compile_ms = ms(t);
+    compile_into(codegen, &nest, &mut built);
     built
 }
 

@@ -1,9 +1,14 @@
 //! What is measured: a [`Candidate`] is a workload spec plus a step log (never code), so it
-//! can cross a pipe or a network and be rebuilt exactly on the other side.
+//! can cross a pipe or a network and be rebuilt exactly on the other side. A caller that has
+//! already lowered the step log (the search's cost model does) passes the loop nest along
+//! ([`Candidate::with_lowered`]): the builder then compiles it without replaying and lowering
+//! again, in process and in a worker. Records keep the step log only.
 
 use crate::error::HarnessError;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::sync::Arc;
+use tessel_ir::loop_nest::LoopNest;
 use tessel_ir::{State, Step};
 use tessel_workloads::Workload;
 
@@ -22,6 +27,12 @@ pub struct Candidate {
     /// set outside tests of the harness itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<Fault>,
+    /// The lowering of `steps`, when the caller already has it: the builder compiles it
+    /// directly instead of replaying and lowering the steps. It must be what
+    /// `tessel_ir::lower::lower` makes of the replayed steps (the records keep only the
+    /// steps); a worker receives it in the measure request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lowered: Option<Arc<LoopNest>>,
 }
 
 impl Candidate {
@@ -32,6 +43,7 @@ impl Candidate {
             steps,
             sketch: None,
             fault: None,
+            lowered: None,
         }
     }
 
@@ -42,6 +54,23 @@ impl Candidate {
             steps: state.steps().to_vec(),
             sketch: state.sketch_id(),
             fault: None,
+            lowered: None,
+        }
+    }
+
+    /// The same candidate carrying `nest`, the lowering of its steps (see
+    /// [`Candidate::lowered`]); `None` leaves the lowering to the builder.
+    pub fn with_lowered(mut self, nest: Option<Arc<LoopNest>>) -> Candidate {
+        self.lowered = nest;
+        self
+    }
+
+    /// The same candidate without its loop nest (what a worker gets when shipping the nest
+    /// would cost more than lowering it there).
+    pub fn without_lowered(&self) -> Candidate {
+        Candidate {
+            lowered: None,
+            ..self.clone()
         }
     }
 

@@ -153,6 +153,7 @@ impl Engine {
                         BuildJob {
                             dag: w.dag.clone(),
                             steps: &c.steps,
+                            lowered: c.lowered.as_deref(),
                             abort: c.fault == Some(Fault::AbortBuild)
                                 && self.faults == FaultMode::Real,
                         },

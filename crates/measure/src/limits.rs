@@ -191,6 +191,157 @@ pub fn check_state(state: &tessel_ir::State) -> Result<(), String> {
     Ok(())
 }
 
+/// The most expression nodes of a loop nest given with a candidate.
+pub const MAX_NEST_NODES: usize = 1 << 22;
+/// The most statements (and, separately, loops and buffers) of a loop nest given with a
+/// candidate.
+pub const MAX_NEST_STMTS: usize = 1 << 20;
+/// The deepest expression of a loop nest given with a candidate (lowering's indices are a
+/// few dozen levels deep; the code generator recurses over them).
+pub const MAX_EXPR_DEPTH: usize = 1_000;
+/// The deepest statement nesting (loops, guards, allocations) of a loop nest given with a
+/// candidate.
+pub const MAX_NEST_DEPTH: usize = 1_024;
+
+/// Checks a loop nest that came with a candidate (instead of being lowered here) before it
+/// is compiled: its sizes, the depth of its expressions and statements (the code
+/// generator recurses over both), its unrolled loops' extents, its buffers' bytes, and that
+/// its parameters are the workload's inputs and outputs (count and sizes). Ids, the
+/// statement tree and types are checked by the code generator.
+pub fn check_nest(
+    nest: &tessel_ir::loop_nest::LoopNest,
+    dag: &tessel_ir::ComputeDag,
+) -> Result<(), String> {
+    use tessel_ir::loop_nest::{BufferScope, LoopKind, Node, Stmt};
+    let nodes = nest.nodes();
+    if nodes.len() > MAX_NEST_NODES {
+        return Err(format!(
+            "the loop nest has {} expression nodes (at most {MAX_NEST_NODES})",
+            nodes.len()
+        ));
+    }
+    for (what, n) in [
+        ("statements", nest.stmts.len()),
+        ("loops", nest.loops.len()),
+        ("buffers", nest.buffers.len()),
+    ] {
+        if n > MAX_NEST_STMTS {
+            return Err(format!(
+                "the loop nest has {n} {what} (at most {MAX_NEST_STMTS})"
+            ));
+        }
+    }
+    // Children are older than their parents, so one pass gives every depth.
+    let mut depth = vec![0usize; nodes.len()];
+    for (k, node) in nodes.iter().enumerate() {
+        let kids: &[tessel_ir::loop_nest::ExprId] = match node {
+            Node::Load(_, i) | Node::Unary(_, i) => std::slice::from_ref(i),
+            Node::Binary(_, a, b) => &[*a, *b],
+            Node::Select(c, a, b) => &[*c, *a, *b],
+            Node::Int(_) | Node::Float(_) | Node::Var(_) => &[],
+        };
+        let mut d = 1;
+        for c in kids {
+            match depth.get(c.index()) {
+                Some(&cd) if c.index() < k => d = d.max(cd + 1),
+                _ => return Err(format!("expression {k} has a child that is not older")),
+            }
+        }
+        if d > MAX_EXPR_DEPTH {
+            return Err(format!(
+                "expression {k} is {d} levels deep (at most {MAX_EXPR_DEPTH})"
+            ));
+        }
+        depth[k] = d;
+    }
+    // Statement depth, without recursion; every statement at most once.
+    let mut seen = vec![false; nest.stmts.len()];
+    let mut stack: Vec<(tessel_ir::loop_nest::StmtId, usize)> =
+        nest.body.iter().map(|&s| (s, 1)).collect();
+    while let Some((s, d)) = stack.pop() {
+        if d > MAX_NEST_DEPTH {
+            return Err(format!(
+                "statements are nested {d} levels deep (at most {MAX_NEST_DEPTH})"
+            ));
+        }
+        match seen.get_mut(s.index()) {
+            Some(flag) if !*flag => *flag = true,
+            Some(_) => return Err(format!("statement {} is reachable twice", s.0)),
+            None => return Err(format!("unknown statement {}", s.0)),
+        }
+        match nest.stmt(s) {
+            Stmt::For { body, .. } | Stmt::If { body, .. } | Stmt::Alloc { body, .. } => {
+                stack.extend(body.iter().map(|&b| (b, d + 1)));
+            }
+            Stmt::Store { .. } => {}
+        }
+    }
+    for lp in &nest.loops {
+        if lp.extent < 1 {
+            return Err(format!(
+                "loop {} has extent {} (at least 1)",
+                lp.name, lp.extent
+            ));
+        }
+        if lp.kind == LoopKind::Unrolled && lp.extent > i64::from(MAX_UNROLL_STEP) {
+            return Err(format!(
+                "loop {} of extent {} is unrolled (at most {MAX_UNROLL_STEP} iterations)",
+                lp.name, lp.extent
+            ));
+        }
+    }
+    let mut bytes: u64 = 0;
+    for b in &nest.buffers {
+        let n = b.shape.iter().try_fold(1u64, |n, &d| {
+            u64::try_from(d).ok().and_then(|d| n.checked_mul(d))
+        });
+        bytes = match n.and_then(|n| bytes.checked_add(n.checked_mul(4)?)) {
+            Some(t) => t,
+            None => return Err(format!("buffer {} has a bad shape {:?}", b.name, b.shape)),
+        };
+    }
+    // Temporaries come on top of the workload's own tensors: allow as much again.
+    if bytes > 2 * MAX_WORKLOAD_BYTES {
+        return Err(format!(
+            "the loop nest's buffers take {:.1} GiB (at most {} GiB)",
+            bytes as f64 / (1u64 << 30) as f64,
+            2 * (MAX_WORKLOAD_BYTES >> 30)
+        ));
+    }
+    let n_inputs = dag.inputs().len();
+    let tensors: Vec<tessel_ir::OpId> = dag.inputs().into_iter().chain(dag.outputs()).collect();
+    if nest.params.len() != tensors.len() {
+        return Err(format!(
+            "the loop nest has {} parameters; the workload has {} inputs and outputs",
+            nest.params.len(),
+            tensors.len()
+        ));
+    }
+    for (k, (&p, &t)) in nest.params.iter().zip(&tensors).enumerate() {
+        let Some(b) = nest.buffers.get(p.index()) else {
+            return Err(format!("parameter {k} is an unknown buffer"));
+        };
+        let want = if k < n_inputs {
+            BufferScope::Input
+        } else {
+            BufferScope::Output
+        };
+        let op = dag.op(t);
+        if b.scope != want || b.len() != op.num_elements() {
+            return Err(format!(
+                "parameter {k} ({}, {:?}, {} elements) does not fit the workload's tensor {} \
+                 ({} elements)",
+                b.name,
+                b.scope,
+                b.len(),
+                op.name,
+                op.num_elements()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The bytes of all the tensors of `dag` (f32), or `None` if the count overflows.
 pub fn workload_bytes(dag: &tessel_ir::ComputeDag) -> Option<u64> {
     dag.ops().iter().try_fold(0u64, |acc, op| {

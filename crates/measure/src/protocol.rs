@@ -4,18 +4,23 @@
 //! step logs; nothing refers to the parent's memory or files), so the same messages can
 //! later travel over a socket to a remote worker.
 //!
+//! Version 2: a candidate may carry its loop nest (`"lowered"`, the parent's lowering of
+//! its steps), which the worker compiles without replaying and lowering the steps again.
+//! A version-1 peer is refused: a worker answers its requests with an error naming the
+//! versions, and a parent stops at an old worker's hello with the same.
+//!
 //! ```text
-//! worker → parent  {"v":1,"type":"hello","protocol":1,"tessel":"0.1.0","pid":4242,"target":{...}}
-//! parent → worker  {"v":1,"type":"measure","id":1,"options":{...},"candidates":[{"workload":"gmm:b=1,n=64,m=64,k=64","steps":[...]}]}
-//! worker → parent  {"v":1,"type":"built","id":1,"index":0}        (one per candidate, any order)
-//! worker → parent  {"v":1,"type":"running","id":1,"index":0}      (before verifying and timing it)
-//! worker → parent  {"v":1,"type":"result","id":1,"index":0,"result":{"timing":{...},"error":null,"phases":{...}}}
-//! worker → parent  {"v":1,"type":"done","id":1}
-//! parent → worker  {"v":1,"type":"ping","id":2}                   worker → parent {"v":1,"type":"pong","id":2}
-//! parent → worker  {"v":1,"type":"shutdown"}
+//! worker → parent  {"v":2,"type":"hello","protocol":2,"tessel":"0.1.0","pid":4242,"target":{...}}
+//! parent → worker  {"v":2,"type":"measure","id":1,"options":{...},"candidates":[{"workload":"gmm:b=1,n=64,m=64,k=64","steps":[...],"lowered":{...}}]}
+//! worker → parent  {"v":2,"type":"built","id":1,"index":0}        (one per candidate, any order)
+//! worker → parent  {"v":2,"type":"running","id":1,"index":0}      (before verifying and timing it)
+//! worker → parent  {"v":2,"type":"result","id":1,"index":0,"result":{"timing":{...},"error":null,"phases":{...}}}
+//! worker → parent  {"v":2,"type":"done","id":1}
+//! parent → worker  {"v":2,"type":"ping","id":2}                   worker → parent {"v":2,"type":"pong","id":2}
+//! parent → worker  {"v":2,"type":"shutdown"}
 //! ```
 //!
-//! A request the worker cannot read is answered with `{"v":1,"type":"error","id":null,
+//! A request the worker cannot read is answered with `{"v":2,"type":"error","id":null,
 //! "message":"..."}` and the worker carries on. A message of another version is refused the
 //! same way.
 
@@ -26,7 +31,7 @@ use crate::target::Target;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A message from the parent to a worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -172,13 +177,17 @@ mod tests {
             candidates: vec![Candidate::new("gmm-1", vec![])],
         };
         let line = encode(&req);
-        assert!(line.starts_with("{\"v\":1,\"type\":\"measure\""), "{line}");
+        assert!(line.starts_with("{\"v\":2,\"type\":\"measure\""), "{line}");
+        assert!(!line.contains("lowered"), "no nest, no field: {line}");
         assert_eq!(decode::<Request>(&line).unwrap(), req);
-        let other = line.replacen("\"v\":1", "\"v\":2", 1);
-        assert!(decode::<Request>(&other).unwrap_err().contains("version 2"));
+        let old = line.replacen("\"v\":2", "\"v\":1", 1);
+        assert_eq!(
+            decode::<Request>(&old).unwrap_err(),
+            "protocol version 1 is not supported (this side speaks 2)"
+        );
         assert!(decode::<Request>("{\"type\":\"ping\",\"id\":1}").is_err());
         assert!(decode::<Request>("garbage").is_err());
         let pong = encode(&Response::Pong { id: 9 });
-        assert_eq!(pong, "{\"v\":1,\"type\":\"pong\",\"id\":9}");
+        assert_eq!(pong, "{\"v\":2,\"type\":\"pong\",\"id\":9}");
     }
 }

@@ -161,6 +161,7 @@ impl Record {
             steps: self.steps.clone(),
             sketch: self.sketch,
             fault: None,
+            lowered: None,
         }
     }
 

@@ -241,7 +241,18 @@ impl WorkerProcess {
                     w.target = target;
                     return Ok(w);
                 }
-                Next::Message(_) | Next::Garbage => continue,
+                Next::Garbage(text) => {
+                    // A worker of another protocol version: its hello does not decode, but
+                    // says which version it speaks.
+                    if let Some(protocol) = hello_protocol(&text) {
+                        w.kill();
+                        return Err(HarnessError::Worker(format!(
+                            "the worker speaks protocol {protocol}, not {PROTOCOL_VERSION}"
+                        )));
+                    }
+                    continue;
+                }
+                Next::Message(_) => continue,
                 Next::Timeout => {
                     w.kill();
                     return Err(HarnessError::Worker("no hello from the worker".into()));
@@ -280,7 +291,7 @@ impl WorkerProcess {
                     if let Ok(mut tail) = self.stderr.lock() {
                         tail.push_str(&format!("[stdout, ignored: {e}] {t}\n"));
                     }
-                    Next::Garbage
+                    Next::Garbage(t)
                 }
             },
             Ok(Line::Eof) | Err(RecvTimeoutError::Disconnected) => Next::Eof,
@@ -333,10 +344,22 @@ impl WorkerProcess {
     }
 }
 
+/// The protocol version a line announces, if it is a worker's hello of another version
+/// (`{"v":1,"type":"hello","protocol":1,...}`).
+fn hello_protocol(line: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v.get("type")?.as_str()? != "hello" {
+        return None;
+    }
+    let protocol = v.get("protocol")?.as_u64()?;
+    (protocol != u64::from(PROTOCOL_VERSION)).then_some(protocol)
+}
+
 /// What [`WorkerProcess::next`] got.
 enum Next {
     Message(Response),
-    Garbage,
+    /// A line that is not a message of this protocol version (kept for the hello check).
+    Garbage(String),
     Timeout,
     Eof,
 }
@@ -458,7 +481,7 @@ impl LocalWorkerRunner {
         loop {
             match w.next(deadline) {
                 Next::Message(Response::Pong { id: got }) if got == id => return Ok(t.elapsed()),
-                Next::Message(_) | Next::Garbage => continue,
+                Next::Message(_) | Next::Garbage(_) => continue,
                 Next::Timeout | Next::Eof => {
                     let why = w.kill();
                     self.worker = None;
@@ -545,7 +568,7 @@ impl LocalWorkerRunner {
                     return Err(HarnessError::Worker(why));
                 }
                 // Stale messages of an earlier request, stray output: ignore.
-                Next::Message(_) | Next::Garbage => {}
+                Next::Message(_) | Next::Garbage(_) => {}
                 Next::Timeout => {
                     let why = w.kill();
                     self.worker = None;

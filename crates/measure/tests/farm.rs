@@ -286,12 +286,21 @@ fn a_real_worker_measures_in_its_isolated_process_and_survives_a_crash() {
     config.verbose = false;
     let mut r = NatsRunner::connect(config, options).unwrap();
     let ok = Candidate::new("gmm:b=1,n=8,m=8,k=8", vec![]);
-    let batch = vec![ok.clone(), ok.clone().with_fault(Fault::Abort), ok];
+    // The last one carries its loop nest, which travels to the worker's measuring process.
+    let dag = std::sync::Arc::new(tessel_workloads::lookup(&ok.workload).unwrap().dag);
+    let nest = tessel_ir::lower::lower(&tessel_ir::State::new(dag)).unwrap();
+    let lowered = ok.clone().with_lowered(Some(std::sync::Arc::new(nest)));
+    let batch = vec![ok.clone(), ok.with_fault(Fault::Abort), lowered];
     let results = r.measure(&batch);
     assert!(results[0].is_ok(), "{:?}", results[0].error);
     assert!(results[0].median().unwrap() > 0.0);
+    assert!(results[0].phases.lower_ms > 0.0);
     assert_eq!(results[1].error_class(), Some(ErrorClass::RuntimeCrash));
     assert!(results[2].is_ok(), "{:?}", results[2].error);
+    assert_eq!(
+        results[2].phases.lower_ms, 0.0,
+        "compiled from the nest it was sent"
+    );
     assert_eq!(
         r.last_target().map(|t| t.arch.as_str()),
         Some(std::env::consts::ARCH)

@@ -60,6 +60,7 @@ fn tiny_cnn_records(net: &Network, threads: usize, isa: Isa) -> Vec<Record> {
                 steps: state.steps().to_vec(),
                 sketch: state.sketch_id(),
                 fault: None,
+                lowered: None,
             };
             let key = RecordKey::new(&candidate, &options, &host);
             assert_eq!(key.workload_key, t.workload_key());

@@ -8,7 +8,13 @@
 //! [`HarnessMeasurer::confirming`], a candidate whose first reading comes within a margin of
 //! the task's best (or beats it) is measured again, later in the same batch, and gets the
 //! median of all its repeats ([`Confirm`]); the record holds every repeat's cost.
+//!
+//! With [`HarnessMeasurer::lowerings`] (shared with the scorer), each candidate carries the
+//! loop nest the scorer lowered, and the builder compiles it without lowering again; a state
+//! the scorer has not lowered, or whose nest the memo has dropped (see
+//! [`crate::lowering`]), is lowered here, into the same memo.
 
+use crate::lowering::Lowerings;
 use crate::run_limit::RunLimit;
 use crate::tuner::{Measurement, Measurer};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -96,6 +102,8 @@ pub struct HarnessMeasurer {
     confirm: Confirm,
     /// The fastest (confirmed) time per task so far; kept only while confirming.
     task_best: Vec<Option<f64>>,
+    /// Where candidates' loop nests come from (`None`: the builder lowers each).
+    lowerings: Option<Lowerings>,
 }
 
 impl HarnessMeasurer {
@@ -135,7 +143,16 @@ impl HarnessMeasurer {
             last_phases: Vec::new(),
             confirmed: 0,
             confirm: Confirm::OFF,
+            lowerings: None,
         })
+    }
+
+    /// Sends each candidate with its loop nest from `lowerings` (the scorer's, see
+    /// [`crate::model::ModelScorer::with_lowerings`]), lowering there the states it does not
+    /// hold: the builder then compiles the nest instead of lowering the steps again.
+    pub fn lowerings(mut self, lowerings: Lowerings) -> HarnessMeasurer {
+        self.lowerings = Some(lowerings);
+        self
     }
 
     /// The records writer, to append to the same file (a final confirmation does).
@@ -216,7 +233,13 @@ impl HarnessMeasurer {
         };
         let candidates: Vec<Candidate> = states
             .iter()
-            .map(|s| Candidate::from_state(workload, s))
+            .map(|s| {
+                let c = Candidate::from_state(workload, s);
+                match &self.lowerings {
+                    Some(l) => c.with_lowered(l.get_or_lower(s)),
+                    None => c,
+                }
+            })
             .collect();
         // Chunk by chunk, each chunk's records appended and flushed before the next is
         // measured: a kill loses at most one chunk, an interrupt or a failed write stops

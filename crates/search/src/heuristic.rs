@@ -3,6 +3,7 @@
 //! stage, split the innermost output axis by 8 (or 4), move it innermost and vectorize
 //! it, and run the outer output loops in parallel.
 
+use crate::lowering::Lowerings;
 use std::sync::Arc;
 use tessel_ir::analysis::AccessAnalysis;
 use tessel_ir::state::{Annotation, ComputeAt, IterKind};
@@ -11,6 +12,26 @@ use tessel_sketch::HardwareParams;
 
 /// The heuristic schedule of `dag`, or `None` if it does not lower.
 pub fn heuristic_state(dag: &Arc<ComputeDag>, hw: &HardwareParams) -> Option<State> {
+    heuristic_state_with(dag, hw, None)
+}
+
+/// [`heuristic_state`], its lowering (the check that it lowers) kept in `lowerings` when
+/// given, so that neither the measurer nor the scorer lowers it again.
+pub fn heuristic_state_with(
+    dag: &Arc<ComputeDag>,
+    hw: &HardwareParams,
+    lowerings: Option<&Lowerings>,
+) -> Option<State> {
+    let s = heuristic_schedule(dag, hw);
+    let lowers = match lowerings {
+        Some(l) => l.get_or_lower(&s).is_some(),
+        None => tessel_ir::lower::lower(&s).is_ok(),
+    };
+    lowers.then_some(s)
+}
+
+/// The heuristic schedule of `dag`, unchecked.
+fn heuristic_schedule(dag: &Arc<ComputeDag>, hw: &HardwareParams) -> State {
     let mut s = State::new(dag.clone());
     let analysis = AccessAnalysis::new(dag);
     for k in 0..dag.ops().len() {
@@ -85,5 +106,5 @@ pub fn heuristic_state(dag: &Arc<ComputeDag>, hw: &HardwareParams) -> Option<Sta
             });
         }
     }
-    tessel_ir::lower::lower(&s).ok().map(|_| s)
+    s
 }

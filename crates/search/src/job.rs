@@ -43,6 +43,7 @@
 //! ```
 
 use crate::harness::HarnessMeasurer;
+use crate::lowering::Lowerings;
 use crate::model::ModelScorer;
 use crate::registry::{self, Factory, Preset, UnknownName};
 use crate::tuner::{Measurer, TuneParams, TuneResult, Tuner};
@@ -191,13 +192,20 @@ pub struct Problem {
 pub struct TuneJob {
     options: TuneOptions,
     hw: HardwareParams,
+    /// Loop nests shared by the job's scorers and measurers (clones of the job share it:
+    /// a lowering depends on the workload and the step log alone).
+    lowerings: Lowerings,
 }
 
 impl TuneJob {
     /// The job `options` describe.
     pub fn new(options: TuneOptions) -> TuneJob {
         let hw = options.space.hardware();
-        TuneJob { options, hw }
+        TuneJob {
+            options,
+            hw,
+            lowerings: Lowerings::default(),
+        }
     }
 
     /// Its options.
@@ -222,6 +230,7 @@ impl TuneJob {
         Ok(TuneJob {
             options: self.options.clone().with_preset(preset)?,
             hw: self.hw.clone(),
+            lowerings: self.lowerings.clone(),
         })
     }
 
@@ -256,9 +265,18 @@ impl TuneJob {
         })
     }
 
-    /// A scorer over a fresh cost model made from `seed`.
+    /// A scorer over a fresh cost model made from `seed`, leaving its loop nests in the
+    /// job's [`Lowerings`] (which the job's measurers send with the candidates).
     pub fn scorer(&self, seed: u64) -> ModelScorer {
         ModelScorer::with_model((self.options.cost_model)(seed))
+            .with_lowerings(self.lowerings.clone())
+    }
+
+    /// The job's memo of loop nests, shared by its scorers and measurers: a candidate is
+    /// lowered once, by whichever needs it first. A measurer made elsewhere joins with
+    /// [`HarnessMeasurer::lowerings`].
+    pub fn lowerings(&self) -> &Lowerings {
+        &self.lowerings
     }
 
     /// A tuner of `problem` with the job's rules, parameters (seeded with `seed`) and
@@ -278,6 +296,7 @@ impl TuneJob {
         .mutation_rules(self.options.space.mutations.clone())
         .sketch_policy((self.options.sketch_policy)(seed))
         .mutation_policy((self.options.mutation_policy)(seed))
+        .lowerings(self.lowerings.clone())
     }
 
     /// Tunes `problem` with `measurer` and a fresh cost model, both seeded with the job's
@@ -294,7 +313,10 @@ impl TuneJob {
         workload: &Workload,
         records: Option<&Path>,
     ) -> Result<HarnessMeasurer, HarnessError> {
-        HarnessMeasurer::new(workload.clone(), self.runner()?, records)
+        Ok(
+            HarnessMeasurer::new(workload.clone(), self.runner()?, records)?
+                .lowerings(self.lowerings.clone()),
+        )
     }
 
     /// Tunes `workload` with a new runner (no records written) until a budget is spent:

@@ -34,6 +34,7 @@ pub mod evolution;
 pub mod harness;
 pub mod heuristic;
 pub mod job;
+pub mod lowering;
 pub mod model;
 pub mod registry;
 pub mod run_limit;

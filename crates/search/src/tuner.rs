@@ -9,7 +9,8 @@
 use crate::evolution::{
     evolve_keeping_sketches, state_key, EvolutionContext, EvolutionParams, EvolutionStats,
 };
-use crate::heuristic::heuristic_state;
+use crate::heuristic::heuristic_state_with;
+use crate::lowering::Lowerings;
 use rand::RngExt;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -259,6 +260,8 @@ pub struct Tuner {
     mutation_policy: Box<dyn MutationPolicy>,
     history: Vec<Measured>,
     on_round: Option<RoundHook>,
+    /// Where the heuristic schedule's lowering goes (see [`Tuner::lowerings`]).
+    lowerings: Option<Lowerings>,
 }
 
 impl Tuner {
@@ -276,7 +279,15 @@ impl Tuner {
             mutation_policy: Box::new(tessel_mutation_model::FixedWeights),
             history: Vec::new(),
             on_round: None,
+            lowerings: None,
         }
+    }
+
+    /// Keeps the lowering that checks the heuristic schedule in `lowerings` (the memo the
+    /// scorer and the measurer share), so that it is not lowered again.
+    pub fn lowerings(mut self, lowerings: Lowerings) -> Tuner {
+        self.lowerings = Some(lowerings);
+        self
     }
 
     /// Sets the trial budget.
@@ -684,7 +695,8 @@ impl TuneSession {
             }
         };
         if first_round {
-            if let Some(h) = heuristic_state(&self.tuner.dag, &self.tuner.hw) {
+            let lowerings = self.tuner.lowerings.as_ref();
+            if let Some(h) = heuristic_state_with(&self.tuner.dag, &self.tuner.hw, lowerings) {
                 take(h, &mut picks, keys);
             }
         }

@@ -187,6 +187,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         Some(&path),
     )
     .map_err(DriverError::failed)?
+    .lowerings(job.lowerings().clone())
     .confirming(args.search.confirm())
     .interruptible(super::stopping::install_interrupt()?);
     let params = SchedulerParams {
