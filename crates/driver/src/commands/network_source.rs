@@ -164,14 +164,11 @@ mod tests {
         let path = format!("{dir}conv_bias_relu.onnx");
         let net = load(&path, 1, &InputArgs::default()).unwrap();
         let tasks = networks::extract_tasks(&net).unwrap();
-        // conv + bias + relu of a shape no built-in network has: not measurable by name.
-        let e = task_workload(&path, &net, &tasks[0])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("neither a registry op nor a task of a built-in network"),
-            "{e}"
-        );
+        // conv + bias + relu of a shape no built-in network has: measured under its own
+        // subgraph spec, which rebuilds its DAG.
+        let w = task_workload(&path, &net, &tasks[0]).unwrap();
+        assert_eq!(w.op, networks::SUBGRAPH_OP);
+        assert_eq!(w.dag.workload_key(), tasks[0].workload_key());
         // The residual model's max pool is a registry op: its spec names it.
         let path = format!("{dir}residual.onnx");
         let net = load(&path, 1, &InputArgs::default()).unwrap();
