@@ -174,8 +174,10 @@ fn run_committed_model(name: &str, inputs: &[&str], outputs: &[&str], extra: &[&
 
 #[test]
 fn every_committed_onnx_model_runs_untuned_and_gives_onnxruntimes_outputs() {
-    // (model, its inputs and its outputs in model order, extra arguments)
-    let cases: [(&str, &[&str], &[&str], &[&str]); 17] = [
+    /// A committed model: its name, its inputs and its outputs in model order, extra
+    /// arguments.
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+    let cases: [Case; 17] = [
         ("conv_bias_relu", &["x"], &["y"], &[]),
         ("depthwise", &["x"], &["y"], &[]),
         ("residual", &["x"], &["y"], &[]),
