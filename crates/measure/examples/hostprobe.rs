@@ -112,8 +112,8 @@ fn probes(streams: &[Vec<u32>]) -> (f64, f64) {
 fn fma_probe(iterations: usize) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked above).
+        if tessel_ir::target::CpuFeatures::host().supports(tessel_ir::target::Isa::Avx512) {
+            // SAFETY: the CPU has AVX-512F (checked above, by the one CPU-feature probe).
             return unsafe { fma512(iterations) };
         }
     }
