@@ -1343,22 +1343,22 @@ impl Importer {
             out = self.add(cx, &format!("{name}.bias"), Layer::BiasAdd, &[id])?;
             self.weight(out, "bias", vec![co], b.to_f32())?;
         }
-        let shape = self.logical_nhwc(out);
+        self.set_nhwc(cx, out);
+        Ok(())
+    }
+
+    /// Sets the node's output to layer `id`, held NHWC (its ONNX shape the NCHW one).
+    fn set_nhwc(&mut self, cx: &Cx, id: LayerId) {
+        let s = self.b.shape(id);
+        let shape = vec![s[0], s[3], s[1], s[2]];
         self.set(
             cx,
             Val::Act(Act {
-                id: out,
+                id,
                 shape,
                 nhwc: true,
             }),
         );
-        Ok(())
-    }
-
-    /// The NCHW shape of an NHWC layer output.
-    fn logical_nhwc(&self, id: LayerId) -> Vec<i64> {
-        let s = self.b.shape(id);
-        vec![s[0], s[3], s[1], s[2]]
     }
 
     fn clip(&mut self, cx: &Cx) -> Result<(), OnnxError> {
@@ -1444,15 +1444,7 @@ impl Importer {
             },
             &[a.id],
         )?;
-        let shape = self.logical_nhwc(id);
-        self.set(
-            cx,
-            Val::Act(Act {
-                id,
-                shape,
-                nhwc: true,
-            }),
-        );
+        self.set_nhwc(cx, id);
         Ok(())
     }
 
@@ -2050,15 +2042,7 @@ impl Importer {
             count_include_pad,
         };
         let id = self.add(cx, &name, layer, &[a.id])?;
-        let shape = self.logical_nhwc(id);
-        self.set(
-            cx,
-            Val::Act(Act {
-                id,
-                shape,
-                nhwc: true,
-            }),
-        );
+        self.set_nhwc(cx, id);
         Ok(())
     }
 

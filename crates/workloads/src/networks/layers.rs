@@ -321,7 +321,14 @@ impl Layer {
     pub fn params(&self, inputs: &[&[i64]]) -> Vec<(&'static str, Vec<i64>)> {
         let last = |k: usize| inputs.get(k).and_then(|s| s.last().copied()).unwrap_or(0);
         match self {
+            // Both convolutions: (kernel, kernel, CI / groups, CO).
             Layer::Conv2d {
+                out_channels,
+                kernel,
+                groups,
+                ..
+            }
+            | Layer::ConvTranspose2d {
                 out_channels,
                 kernel,
                 groups,
@@ -338,15 +345,6 @@ impl Layer {
             }
             Layer::BiasAdd => vec![("bias", vec![last(0)])],
             Layer::LayerNorm { .. } => vec![("gamma", vec![last(0)]), ("beta", vec![last(0)])],
-            Layer::ConvTranspose2d {
-                out_channels,
-                kernel,
-                groups,
-                ..
-            } => vec![(
-                "weight",
-                vec![*kernel, *kernel, last(0) / (*groups).max(1), *out_channels],
-            )],
             Layer::Embedding { vocab, dim } => vec![("table", vec![*vocab, *dim])],
             Layer::AddConst => vec![(
                 "constant",

@@ -176,31 +176,18 @@ pub fn conv2d_transpose_nhwc(
     stride: i64,
     padding: i64,
 ) -> Result<Tensor, IrError> {
-    conv2d_transpose_nhwc_padded(b, input, weight, stride, padding, 0)
+    conv2d_transpose_nhwc_grouped(b, input, weight, stride, padding, 0, 1)
 }
 
-/// [`conv2d_transpose_nhwc`] with ONNX's `output_padding`: the output has
-/// `output_padding` more rows and columns at the end, `(H-1)*stride - 2*padding + KH +
-/// output_padding`; the `PadInput` stage pads `ceil(output_padding / stride)` more input
-/// elements after, so those rows read zeros where no input reaches. With
-/// `output_padding = 0` it is exactly [`conv2d_transpose_nhwc`]. Requires
-/// `0 <= output_padding < stride` (as ONNX).
-pub fn conv2d_transpose_nhwc_padded(
-    b: &mut DagBuilder,
-    input: &Tensor,
-    weight: &Tensor,
-    stride: i64,
-    padding: i64,
-    output_padding: i64,
-) -> Result<Tensor, IrError> {
-    conv2d_transpose_nhwc_grouped(b, input, weight, stride, padding, output_padding, 1)
-}
-
-/// [`conv2d_transpose_nhwc_padded`] with channel groups (ONNX `ConvTranspose` `group`):
-/// weight `(KH, KW, CI/groups, CO)`; output channel `co` is the transposed convolution of
-/// input channel block `co / (CO/groups)` (reduction over `rc < CI/groups`, reading input
-/// channel `(co / (CO/groups))·(CI/groups) + rc`). With `groups = 1` it is exactly
-/// [`conv2d_transpose_nhwc_padded`] (the same stages).
+/// [`conv2d_transpose_nhwc`] with ONNX's `output_padding` and channel groups
+/// (`ConvTranspose`'s `group`). The output has `output_padding` more rows and columns at the
+/// end, `(H-1)*stride - 2*padding + KH + output_padding`; the `PadInput` stage pads
+/// `ceil(output_padding / stride)` more input elements after, so those rows read zeros where
+/// no input reaches (requires `0 <= output_padding < stride`, as ONNX). With groups the
+/// weight is `(KH, KW, CI/groups, CO)` and output channel `co` is the transposed convolution
+/// of input channel block `co / (CO/groups)` (reduction over `rc < CI/groups`, reading input
+/// channel `(co / (CO/groups))·(CI/groups) + rc`). With `output_padding = 0` and
+/// `groups = 1` it is exactly [`conv2d_transpose_nhwc`] (the same stages).
 pub fn conv2d_transpose_nhwc_grouped(
     b: &mut DagBuilder,
     input: &Tensor,
