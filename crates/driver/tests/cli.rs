@@ -107,3 +107,35 @@ fn bad_spec_exits_2_with_the_message_on_stderr() {
     let out = tessel(&["workloads", "softmax:m=2,n=2", "--batch", "4"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::process::Stdio;
+    // `tessel sketches resnet50-conv-3 | head -c 8`: ~18 KB of output into a 4 KiB pipe whose
+    // reader stops after 8 bytes, so the command's later writes find the pipe broken.
+    let (mut reader, writer) = std::io::pipe().expect("a pipe");
+    // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own; it only sets the pipe's capacity.
+    let size = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(size >= 4096, "cannot size the pipe");
+    let child = Command::new(env!("CARGO_BIN_EXE_tessel"))
+        .args(["sketches", "resnet50-conv-3"])
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run the tessel binary");
+    let mut first = [0u8; 8];
+    reader
+        .read_exact(&mut first)
+        .expect("the first bytes of the listing");
+    drop(reader);
+    let out = child.wait_with_output().expect("tessel ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}, stderr: {stderr}",
+        out.status
+    );
+    assert!(stderr.is_empty(), "stderr: {stderr}");
+}
