@@ -972,8 +972,7 @@ mod imp512 {
                 if zero {
                     elementwise_tile::<$m, $v, $t, { group($m, $v) }, true> as ElementwiseKernelFn
                 } else {
-                    elementwise_tile::<$m, $v, $t, { group($m, $v) }, false>
-                        as ElementwiseKernelFn
+                    elementwise_tile::<$m, $v, $t, { group($m, $v) }, false> as ElementwiseKernelFn
                 }
             };
         }
@@ -1072,7 +1071,11 @@ mod tests {
             let rel = at as i64 - CANARY as i64;
             let inside = rel >= 0 && rel < mr * c_rs && rel % c_rs < nr;
             if !inside {
-                assert_eq!(x.to_bits(), y.to_bits(), "{what}: element {rel} outside the tile written");
+                assert_eq!(
+                    x.to_bits(),
+                    y.to_bits(),
+                    "{what}: element {rel} outside the tile written"
+                );
             }
         }
     }
@@ -1149,7 +1152,16 @@ mod tests {
     /// Runs the broadcast `mr`×`nr` kernel of `isa` over `k` steps with the given strides
     /// (`c` rows `nr + c_pad` apart) and compares every element of the tile with an f64
     /// reference and every canary around and between its rows with its old value.
-    fn check_broadcast(isa: Isa, mr: i64, nr: i64, k: i64, a_rs: i64, a_ks: i64, b_pad: i64, c_pad: i64) {
+    fn check_broadcast(
+        isa: Isa,
+        mr: i64,
+        nr: i64,
+        k: i64,
+        a_rs: i64,
+        a_ks: i64,
+        b_pad: i64,
+        c_pad: i64,
+    ) {
         let f = micro_kernel(isa, mr, nr).unwrap_or_else(|| panic!("{isa} {mr}x{nr}: no kernel"));
         let (b_ks, c_rs) = (nr + b_pad, nr + c_pad);
         let a = values(((mr - 1) * a_rs + (k - 1) * a_ks + 1) as usize, 11);
@@ -1178,7 +1190,8 @@ mod tests {
                 let at = CANARY + (i * c_rs + j) as usize;
                 let mut want = c0[at] as f64;
                 for p in 0..k {
-                    want += a[(i * a_rs + p * a_ks) as usize] as f64 * b[(p * b_ks + j) as usize] as f64;
+                    want += a[(i * a_rs + p * a_ks) as usize] as f64
+                        * b[(p * b_ks + j) as usize] as f64;
                 }
                 let got = c[at] as f64;
                 assert!(
@@ -1193,7 +1206,9 @@ mod tests {
     fn broadcast_kernels_match_the_reference_on_random_strides_and_touch_only_their_tile() {
         let mut seed = 0x5eed_u64;
         let mut draw = |n: i64| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((seed >> 33) % n as u64) as i64
         };
         for isa in Isa::ALL {
@@ -1229,7 +1244,10 @@ mod tests {
         }
         for nr in [8, 24, 40, 56] {
             assert!(micro_kernel(Isa::Avx512, 1, nr).is_some(), "{nr}");
-            assert!(elementwise_zero_kernel(Isa::Avx512, 1, nr).is_some(), "{nr}");
+            assert!(
+                elementwise_zero_kernel(Isa::Avx512, 1, nr).is_some(),
+                "{nr}"
+            );
             assert!(micro_kernel(Isa::Avx2, 1, nr + 32).is_none(), "{nr}");
         }
         assert!(micro_kernel(Isa::Avx512, 1, 12).is_none());

@@ -505,7 +505,11 @@ mod tests {
         // 14 rows of one (masked) vector, 14 of two, 9 of three, 6 of four: as 16..64.
         for (nr, rows) in [(8, 14), (24, 14), (40, 9), (56, 6)] {
             assert!(register_tile_fits(Isa::Avx512, rows, nr), "{rows}x{nr}");
-            assert!(!register_tile_fits(Isa::Avx512, rows + 1, nr), "{}x{nr}", rows + 1);
+            assert!(
+                !register_tile_fits(Isa::Avx512, rows + 1, nr),
+                "{}x{nr}",
+                rows + 1
+            );
             assert_eq!(
                 max_register_rows(Isa::Avx512, nr),
                 max_register_rows(Isa::Avx512, nr + 8)

@@ -705,7 +705,11 @@ fn avx512_masked_tiles_are_sampled_for_24_and_40_column_outputs_and_compute_the_
                 let Some(s) = sample_initial(sketch, &hw, &mut rng) else {
                     continue;
                 };
-                assert!(matches_kernel(&s, Isa::Avx512), "{spec}:\n{}", s.steps_text());
+                assert!(
+                    matches_kernel(&s, Isa::Avx512),
+                    "{spec}:\n{}",
+                    s.steps_text()
+                );
                 if masked_tiles(&s).is_empty() {
                     continue;
                 }
@@ -727,7 +731,10 @@ fn avx512_masked_tiles_are_sampled_for_24_and_40_column_outputs_and_compute_the_
                 check_numerics_for(Isa::Generic, spec, &s, &inputs, &want);
             }
         }
-        assert!(masked >= 2, "{spec}: only {masked} samples with a masked tile");
+        assert!(
+            masked >= 2,
+            "{spec}: only {masked} samples with a masked tile"
+        );
     }
 }
 
