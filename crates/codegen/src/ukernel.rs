@@ -1152,6 +1152,7 @@ mod tests {
     /// Runs the broadcast `mr`×`nr` kernel of `isa` over `k` steps with the given strides
     /// (`c` rows `nr + c_pad` apart) and compares every element of the tile with an f64
     /// reference and every canary around and between its rows with its old value.
+    #[allow(clippy::too_many_arguments)]
     fn check_broadcast(
         isa: Isa,
         mr: i64,
