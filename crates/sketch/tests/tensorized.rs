@@ -763,3 +763,38 @@ fn kernel_shape_mutation_reaches_the_masked_avx512_tiles() {
     }
     assert_eq!(widths.into_iter().collect::<Vec<_>>(), [8, 24]);
 }
+
+#[test]
+fn mobilenet_v2_co24_tasks_get_masked_avx512_kernels() {
+    // MobileNet-V2's tasks 5 and 8: before the masked tiles, no AVX-512 tile divided 24
+    // columns and these tasks got no tensorized sketch under AVX-512.
+    let hw = hw(Isa::Avx512);
+    let runs = tessel_codegen::ukernel::available(Isa::Avx512);
+    let mut rng = seeded(58);
+    for spec in [
+        "mobilenet-v2@1/c2d:n=1,h=56,w=56,ci=96,co=24,kernel=1,stride=1,pad=0+bias",
+        "mobilenet-v2@1/c2d:n=1,h=56,w=56,ci=144,co=24,kernel=1,stride=1,pad=0+bias+add",
+    ] {
+        let d = dag(spec);
+        let all = generate_sketches(&d, &hw).expect("sketches");
+        let t = tensorized(&all);
+        assert_eq!(t.len(), 2, "{spec}");
+        for sketch in t {
+            let mut n = 0;
+            for _ in 0..12 {
+                let Some(s) = sample_initial(sketch, &hw, &mut rng) else {
+                    continue;
+                };
+                n += 1;
+                assert!(
+                    matches_kernel(&s, Isa::Avx512),
+                    "{spec}:\n{}",
+                    s.steps_text()
+                );
+                assert!(!masked_tiles(&s).is_empty(), "{spec}:\n{}", s.steps_text());
+                assert_eq!(compiled_calls(&s, Isa::Avx512), usize::from(runs), "{spec}");
+            }
+            assert!(n >= 6, "{spec} sketch {}: only {n} samples", sketch.id);
+        }
+    }
+}
