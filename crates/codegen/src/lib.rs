@@ -77,8 +77,12 @@ pub use pack::{LayoutRewrite, ParseLayoutRewriteError};
 /// 7. a padding computed in a micro-kernel call's tile is not copied on tiles whose block
 ///    lies inside the image: the calls read the image itself (read-through padding,
 ///    [`CompileOptions::read_through`]): depthwise programs with their padding at a column
-///    tile run faster than their revision-6 records say.
-pub const REVISION: u32 = 7;
+///    tile run faster than their revision-6 records say;
+/// 8. AVX-512 tiles whose width is an odd multiple of 8 (8, 24, 40, 56 columns) are
+///    micro-kernels with a masked last vector ([`ukernel`]): programs tensorized at those
+///    widths ran as plain Cranelift code before and run faster than their revision-7
+///    records say.
+pub const REVISION: u32 = 8;
 
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};

@@ -19,9 +19,16 @@
 //! ([`strip_kernels`]).
 //!
 //! The AVX-512 family ([`Isa::Avx512`]) has the same contract with 16-lane zmm vectors:
-//! `NR` ∈ {16, 32, 48, 64}, up to 14 rows and 28 accumulators in the 32 zmm registers
-//! ([`tessel_ir::tensorize::register_tile_fits`]), compiled ahead of time with
-//! `#[target_feature(enable = "avx512f")]` and run only when the CPU has AVX-512F.
+//! `NR` any multiple of 8 up to 64, up to 14 rows and 28 accumulators in the 32 zmm
+//! registers ([`tessel_ir::tensorize::register_tile_fits`]), compiled ahead of time with
+//! `#[target_feature(enable = "avx512f")]` and run only when the CPU has AVX-512F. A width
+//! that is an odd multiple of 8 (8, 24, 40, 56) ends in a half vector read with
+//! `_mm512_maskz_loadu_ps` and written with `_mm512_mask_storeu_ps` under a mask fixed by
+//! `NR` (a const generic), so nothing outside the tile is touched and an output of 24
+//! channels gets a kernel instead of plain code. Only multiples of 8 have masked tiles:
+//! each extra tail width is another full set of monomorphizations (the four masked widths
+//! took the crate's release build from 32 s to 52 s of CPU time), and any width 1..=64
+//! would be eight times that.
 //! Kernels of different ISAs are different symbols (`symbol`), so a 4×16 AVX2 kernel
 //! and a 4×16 AVX-512 one never mix. On one Sapphire Rapids core (AVX-512 FMA peak 240
 //! GFLOP/s, AVX2 130, by `fma_peak.c`) the best AVX-512 tiles run at 197–233 GFLOP/s
@@ -190,9 +197,10 @@ pub fn strip_kernels(isa: Isa, kind: KernelKind, mr: i64, nr: i64) -> Option<Vec
 /// `$t` and multiply them into the accumulators of the rows whose taps read it.
 #[cfg(target_arch = "x86_64")]
 macro_rules! slide_positions {
-    ([$vec:ty, $load:ident, $fma:ident, $acc:ident, $w:ident, $aq:ident, $a_ks:ident], $($t:literal)*) => {$(
+    ([$vec:ty, $fma:ident, $acc:ident, $w:ident, $aq:ident, $a_ks:ident, $g:ident], $($t:literal)*) => {$(
         if $t < S * (MR - 1) + K {
-            let x: [$vec; G] = std::array::from_fn(|u| $load($aq.offset($t * $a_ks).add(L * u)));
+            let x: [$vec; G] =
+                std::array::from_fn(|u| ld::<NV, T>($aq.offset($t * $a_ks).add(L * u), $g + u));
             for (p, wp) in $w.iter().enumerate() {
                 if $t >= p && ($t - p) % S == 0 && ($t - p) / S < MR {
                     let row = &mut $acc[($t - p) / S];
@@ -205,12 +213,13 @@ macro_rules! slide_positions {
     )*};
 }
 
-/// Defines, inside an ISA's kernel module (with its lane count `L` in scope), the sliding
-/// form of the elementwise kernel, `slide`, and its column group, `group`, from the ISA's
-/// target feature, vector type, vector register count and intrinsics.
+/// Defines, inside an ISA's kernel module (with its lane count `L` and its row-vector load
+/// and store, `ld` and `st`, in scope), the sliding form of the elementwise kernel, `slide`,
+/// and its column group, `group`, from the ISA's target feature, vector type, vector
+/// register count and intrinsics.
 #[cfg(target_arch = "x86_64")]
 macro_rules! slide_kernels {
-    ($feature:literal, $vec:ty, $registers:literal, $zero:ident, $load:ident, $store:ident, $fma:ident) => {
+    ($feature:literal, $vec:ty, $registers:literal, $zero:ident, $fma:ident) => {
         /// The arguments `slide` takes from the elementwise kernel: `k2, a_k2s, b_k2s, a,
         /// a_ks, b, b_ks, c, c_rs` (`a_rs` is `S·a_ks` and `k` is `K`).
         type SlideArgs = (i64, i64, i64, *const f32, i64, *const f32, i64, *mut f32, i64);
@@ -222,7 +231,8 @@ macro_rules! slide_kernels {
         /// with the row's `K` weight vectors held in registers (the general form loads an
         /// input vector per FMA). Columns are independent, so the tile runs in groups of `G`
         /// vectors (`G` divides `NV`; `group` picks it so that accumulators, weights and one
-        /// input fit the vector registers).
+        /// input fit the vector registers). The last of the `NV` vectors of a row has
+        /// `T` columns (`ld`, `st`).
         ///
         /// # Safety
         /// As `elementwise_tile` with `k = K`, `a_rs = S·a_ks`.
@@ -231,6 +241,7 @@ macro_rules! slide_kernels {
         unsafe fn slide<
             const MR: usize,
             const NV: usize,
+            const T: usize,
             const G: usize,
             const K: usize,
             const S: usize,
@@ -251,27 +262,29 @@ macro_rules! slide_kernels {
                         [[$zero(); G]; MR]
                     } else {
                         std::array::from_fn(|i| {
-                            std::array::from_fn(|u| $load(c.offset(i as isize * c_rs).add(col + L * u)))
+                            std::array::from_fn(|u| {
+                                ld::<NV, T>(c.offset(i as isize * c_rs).add(col + L * u), g + u)
+                            })
                         })
                     };
                     for q in 0..k2 as isize {
                         let aq = a.offset(q * a_k2s as isize).add(col);
                         let bq = b.offset(q * b_k2s as isize).add(col);
                         let w: [[$vec; G]; K] = std::array::from_fn(|p| {
-                            std::array::from_fn(|u| $load(bq.offset(p as isize * b_ks).add(L * u)))
+                            std::array::from_fn(|u| ld::<NV, T>(bq.offset(p as isize * b_ks).add(L * u), g + u))
                         });
                         // One block per input position `t`, unrolled by the macro (a loop
                         // over `t` was not always unrolled, which left the accumulators in
                         // memory: 14x32 ran at 52 GFLOP/s instead of 115), the blocks past
                         // the window compiled away.
                         slide_positions!(
-                            [$vec, $load, $fma, acc, w, aq, a_ks],
+                            [$vec, $fma, acc, w, aq, a_ks, g],
                             0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28
                         );
                     }
                     for (i, row) in acc.iter().enumerate() {
                         for (u, r) in row.iter().enumerate() {
-                            $store(c.offset(i as isize * c_rs).add(col + L * u), *r);
+                            st::<NV, T>(c.offset(i as isize * c_rs).add(col + L * u), g + u, *r);
                         }
                     }
                     g += G;
@@ -479,10 +492,10 @@ mod imp {
         unsafe {
             let args = (k2, a_k2s, b_k2s, a, a_ks, b, b_ks, c, c_rs);
             if k == 3 && a_rs == a_ks {
-                return slide::<MR, NV, G, 3, 1, Z>(args);
+                return slide::<MR, NV, L, G, 3, 1, Z>(args);
             }
             if k == 3 && a_rs == 2 * a_ks {
-                return slide::<MR, NV, G, 3, 2, Z>(args);
+                return slide::<MR, NV, L, G, 3, 2, Z>(args);
             }
             let rows = row_starts::<MR>(a, a_rs);
             // `Z`: the tile starts from zero (its initialisation fused into the call).
@@ -513,15 +526,31 @@ mod imp {
     /// `f32` lanes of a ymm register.
     const L: usize = 8;
 
-    slide_kernels!(
-        "avx2,fma",
-        __m256,
-        16,
-        _mm256_setzero_ps,
-        _mm256_loadu_ps,
-        _mm256_storeu_ps,
-        _mm256_fmadd_ps
-    );
+    /// Vector `_v` of a row of `NV` at `p`: AVX2 rows are whole vectors (`T` = 8).
+    ///
+    /// # Safety
+    /// AVX2, and the 8 elements at `p` valid.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn ld<const NV: usize, const T: usize>(p: *const f32, _v: usize) -> __m256 {
+        const { assert!(T == L, "AVX2 tiles have no masked vector") };
+        // SAFETY: forwarded from the caller.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+
+    /// Stores vector `_v` of a row of `NV` at `p` (whole vectors, as [`ld`]).
+    ///
+    /// # Safety
+    /// As [`ld`].
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn st<const NV: usize, const T: usize>(p: *mut f32, _v: usize, x: __m256) {
+        const { assert!(T == L, "AVX2 tiles have no masked vector") };
+        // SAFETY: forwarded from the caller.
+        unsafe { _mm256_storeu_ps(p, x) }
+    }
+
+    slide_kernels!("avx2,fma", __m256, 16, _mm256_setzero_ps, _mm256_fmadd_ps);
 
     /// The elementwise kernel of each shape (the same tiles as [`lookup`]'s).
     pub(super) fn lookup_elementwise(mr: i64, nr: i64, zero: bool) -> Option<ElementwiseKernelFn> {
@@ -594,12 +623,62 @@ mod imp {
 
 #[cfg(target_arch = "x86_64")]
 mod imp512 {
-    //! The AVX-512F family: the AVX2 kernels' loops over 16-lane zmm vectors.
+    //! The AVX-512F family: the AVX2 kernels' loops over 16-lane zmm vectors. A row of a
+    //! tile is `NV` vectors, the last of which has `T` columns (16, or 8 for the tiles
+    //! whose width is an odd multiple of 8): that vector is loaded with
+    //! `_mm512_maskz_loadu_ps` and stored with `_mm512_mask_storeu_ps` under the mask of
+    //! its first `T` lanes, so no element past the tile is read or written (its masked-off
+    //! lanes hold zeros and are never stored).
     use super::{ElementwiseKernelFn, MicroKernelFn};
     use std::arch::x86_64::*;
 
     /// `f32` lanes of a zmm register.
     const L: usize = 16;
+
+    /// The mask of the first `t` lanes (every lane when `t` ≥ 16).
+    const fn tail_mask(t: usize) -> __mmask16 {
+        if t >= L {
+            0xFFFF
+        } else {
+            (1u16 << t) - 1
+        }
+    }
+
+    /// Vector `v` of a row of `NV` vectors, at `p`: 16 lanes, or the first `T` (the rest
+    /// zero) when it is the last one and `T` < 16.
+    ///
+    /// # Safety
+    /// AVX-512F, and the vector's (first `T`, for the last) elements valid.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn ld<const NV: usize, const T: usize>(p: *const f32, v: usize) -> __m512 {
+        // SAFETY: forwarded from the caller; masked-off lanes are not accessed.
+        unsafe {
+            if T < L && v + 1 == NV {
+                _mm512_maskz_loadu_ps(tail_mask(T), p)
+            } else {
+                _mm512_loadu_ps(p)
+            }
+        }
+    }
+
+    /// Stores vector `v` of a row of `NV` vectors at `p`, the last one's first `T` lanes
+    /// only (as [`ld`]).
+    ///
+    /// # Safety
+    /// As [`ld`].
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn st<const NV: usize, const T: usize>(p: *mut f32, v: usize, x: __m512) {
+        // SAFETY: forwarded from the caller; masked-off lanes are not written.
+        unsafe {
+            if T < L && v + 1 == NV {
+                _mm512_mask_storeu_ps(p, tail_mask(T), x)
+            } else {
+                _mm512_storeu_ps(p, x)
+            }
+        }
+    }
 
     /// The `MR`×`NV`-vector tile of `c` (rows `c_rs` floats apart) into registers.
     ///
@@ -607,7 +686,7 @@ mod imp512 {
     /// AVX-512F, and the tile's elements valid.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn load_c<const MR: usize, const NV: usize>(
+    unsafe fn load_c<const MR: usize, const NV: usize, const T: usize>(
         c: *const f32,
         c_rs: i64,
     ) -> [[__m512; NV]; MR] {
@@ -615,7 +694,7 @@ mod imp512 {
         unsafe {
             std::array::from_fn(|i| {
                 let ci = c.offset(i as isize * c_rs as isize);
-                std::array::from_fn(|v| _mm512_loadu_ps(ci.add(L * v)))
+                std::array::from_fn(|v| ld::<NV, T>(ci.add(L * v), v))
             })
         }
     }
@@ -626,7 +705,7 @@ mod imp512 {
     /// As [`load_c`].
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn store_c<const MR: usize, const NV: usize>(
+    unsafe fn store_c<const MR: usize, const NV: usize, const T: usize>(
         acc: &[[__m512; NV]; MR],
         c: *mut f32,
         c_rs: i64,
@@ -636,7 +715,7 @@ mod imp512 {
             for (i, row) in acc.iter().enumerate() {
                 let ci = c.offset(i as isize * c_rs as isize);
                 for (v, r) in row.iter().enumerate() {
-                    _mm512_storeu_ps(ci.add(L * v), *r);
+                    st::<NV, T>(ci.add(L * v), v, *r);
                 }
             }
         }
@@ -649,14 +728,14 @@ mod imp512 {
     /// AVX-512F, and every address valid.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn step<const MR: usize, const NV: usize>(
+    unsafe fn step<const MR: usize, const NV: usize, const T: usize>(
         acc: &mut [[__m512; NV]; MR],
         bp: *const f32,
         row: impl Fn(usize) -> *const f32,
     ) {
         // SAFETY: forwarded from the caller.
         unsafe {
-            let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(bp.add(L * v)));
+            let bv: [__m512; NV] = std::array::from_fn(|v| ld::<NV, T>(bp.add(L * v), v));
             for (i, r) in acc.iter_mut().enumerate() {
                 let ai = _mm512_set1_ps(*row(i));
                 for (x, &y) in r.iter_mut().zip(bv.iter()) {
@@ -666,15 +745,15 @@ mod imp512 {
         }
     }
 
-    /// The kernel for `MR` rows and `NV` vectors of 16 columns, row addresses formed from
-    /// `a_rs` at every step.
+    /// The kernel for `MR` rows and `NV` vectors of 16 columns (the last of `T`), row
+    /// addresses formed from `a_rs` at every step.
     ///
     /// # Safety
     /// The CPU must have AVX-512F, and the accesses described in
     /// [`super::micro_kernel`] must be valid.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe extern "C" fn tile<const MR: usize, const NV: usize>(
+    unsafe extern "C" fn tile<const MR: usize, const NV: usize, const T: usize>(
         k: i64,
         a: *const f32,
         a_rs: i64,
@@ -687,14 +766,14 @@ mod imp512 {
         // SAFETY (whole body): the caller guarantees every address formed below is in
         // bounds (see `micro_kernel`); unaligned loads and stores throughout.
         unsafe {
-            let mut acc = load_c::<MR, NV>(c, c_rs);
+            let mut acc = load_c::<MR, NV, T>(c, c_rs);
             let (mut ap, mut bp) = (a, b);
             for _ in 0..k {
-                step(&mut acc, bp, |i| ap.offset(i as isize * a_rs as isize));
+                step::<MR, NV, T>(&mut acc, bp, |i| ap.offset(i as isize * a_rs as isize));
                 ap = ap.offset(a_ks as isize);
                 bp = bp.offset(b_ks as isize);
             }
-            store_c(&acc, c, c_rs);
+            store_c::<MR, NV, T>(&acc, c, c_rs);
         }
     }
 
@@ -705,7 +784,12 @@ mod imp512 {
     /// As [`tile`].
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    unsafe extern "C" fn tile_rows<const MR: usize, const NV: usize, const U: usize>(
+    unsafe extern "C" fn tile_rows<
+        const MR: usize,
+        const NV: usize,
+        const T: usize,
+        const U: usize,
+    >(
         k: i64,
         a: *const f32,
         a_rs: i64,
@@ -719,33 +803,33 @@ mod imp512 {
         unsafe {
             let rows: [*const f32; MR] =
                 std::array::from_fn(|i| a.offset(i as isize * a_rs as isize));
-            let mut acc = load_c::<MR, NV>(c, c_rs);
+            let mut acc = load_c::<MR, NV, T>(c, c_rs);
             let (a_ks, b_ks) = (a_ks as isize, b_ks as isize);
             let (mut a_off, mut bp, mut p) = (0isize, b, 0i64);
             while p + U as i64 <= k {
                 for u in 0..U as isize {
                     let off = a_off + u * a_ks;
-                    step(&mut acc, bp.offset(u * b_ks), |i| rows[i].offset(off));
+                    step::<MR, NV, T>(&mut acc, bp.offset(u * b_ks), |i| rows[i].offset(off));
                 }
                 a_off += U as isize * a_ks;
                 bp = bp.offset(U as isize * b_ks);
                 p += U as i64;
             }
             while p < k {
-                step(&mut acc, bp, |i| rows[i].offset(a_off));
+                step::<MR, NV, T>(&mut acc, bp, |i| rows[i].offset(a_off));
                 a_off += a_ks;
                 bp = bp.offset(b_ks);
                 p += 1;
             }
-            store_c(&acc, c, c_rs);
+            store_c::<MR, NV, T>(&acc, c, c_rs);
         }
     }
 
-    /// The elementwise kernel for `MR` rows and `NV` vectors of 16 columns (see
-    /// [`super::ElementwiseKernelFn`]).
+    /// The elementwise kernel for `MR` rows and `NV` vectors of 16 columns, the last of
+    /// `T` (see [`super::ElementwiseKernelFn`]).
     ///
     /// # Safety
-    /// As [`tile`], with `a[q*a_k2s + i*a_rs + p*a_ks + j]` valid for every `j < 16·NV`.
+    /// As [`tile`], with `a[q*a_k2s + i*a_rs + p*a_ks + j]` valid for every `j < 16·(NV-1) + T`.
     ///
     /// A 3-tap reduction whose rows step 1 or 2 taps (`k = 3`, `a_rs = a_ks` or `2·a_ks`:
     /// a stride-1 or stride-2 depthwise window) runs as [`slide`] instead, which loads each
@@ -755,6 +839,7 @@ mod imp512 {
     unsafe extern "C" fn elementwise_tile<
         const MR: usize,
         const NV: usize,
+        const T: usize,
         const G: usize,
         const Z: bool,
     >(
@@ -775,10 +860,10 @@ mod imp512 {
         unsafe {
             let args = (k2, a_k2s, b_k2s, a, a_ks, b, b_ks, c, c_rs);
             if k == 3 && a_rs == a_ks {
-                return slide::<MR, NV, G, 3, 1, Z>(args);
+                return slide::<MR, NV, T, G, 3, 1, Z>(args);
             }
             if k == 3 && a_rs == 2 * a_ks {
-                return slide::<MR, NV, G, 3, 2, Z>(args);
+                return slide::<MR, NV, T, G, 3, 2, Z>(args);
             }
             let rows: [*const f32; MR] =
                 std::array::from_fn(|i| a.offset(i as isize * a_rs as isize));
@@ -786,48 +871,55 @@ mod imp512 {
             let mut acc = if Z {
                 [[_mm512_setzero_ps(); NV]; MR]
             } else {
-                load_c::<MR, NV>(c, c_rs)
+                load_c::<MR, NV, T>(c, c_rs)
             };
             let (a_ks, b_ks) = (a_ks as isize, b_ks as isize);
             for q in 0..k2 as isize {
                 let (mut a_off, mut bp) = (q * a_k2s as isize, b.offset(q * b_k2s as isize));
                 for _ in 0..k {
-                    let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(bp.add(L * v)));
+                    let bv: [__m512; NV] = std::array::from_fn(|v| ld::<NV, T>(bp.add(L * v), v));
                     for (row, r) in acc.iter_mut().zip(rows.iter()) {
                         let ar = r.offset(a_off);
                         for (v, (x, &y)) in row.iter_mut().zip(bv.iter()).enumerate() {
-                            *x = _mm512_fmadd_ps(_mm512_loadu_ps(ar.add(L * v)), y, *x);
+                            *x = _mm512_fmadd_ps(ld::<NV, T>(ar.add(L * v), v), y, *x);
                         }
                     }
                     a_off += a_ks;
                     bp = bp.offset(b_ks);
                 }
             }
-            store_c(&acc, c, c_rs);
+            store_c::<MR, NV, T>(&acc, c, c_rs);
         }
     }
 
-    slide_kernels!(
-        "avx512f",
-        __m512,
-        32,
-        _mm512_setzero_ps,
-        _mm512_loadu_ps,
-        _mm512_storeu_ps,
-        _mm512_fmadd_ps
-    );
+    slide_kernels!("avx512f", __m512, 32, _mm512_setzero_ps, _mm512_fmadd_ps);
 
-    /// Expands `$body!(MR, NV)` for every tile of the family (`register_tile_fits`):
-    /// 14 rows of 1 and 2 vectors, 9 of 3, 6 of 4.
+    /// `nr` as `(NV, T)`: vectors per row and columns of the last one (16, or 8 for a width
+    /// that is an odd multiple of 8); `None` for a width that is not a multiple of 8.
+    fn row_shape(nr: i64) -> Option<(i64, i64)> {
+        if nr <= 0 || nr % 8 != 0 {
+            return None;
+        }
+        let nv = (nr + L as i64 - 1) / L as i64;
+        Some((nv, nr - L as i64 * (nv - 1)))
+    }
+
+    /// Expands `$body!(MR, NV, T)` for every tile of the family (`register_tile_fits`):
+    /// 14 rows of 1 and 2 vectors, 9 of 3, 6 of 4, each with a whole (`T` = 16) or a half
+    /// (`T` = 8) last vector.
     macro_rules! for_each_tile {
-        ($mr:expr, $nv:expr, $f:ident) => {
-            for_each_tile!(@rows $mr, $nv, $f, 1, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
-            for_each_tile!(@rows $mr, $nv, $f, 2, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
-            for_each_tile!(@rows $mr, $nv, $f, 3, [1 2 3 4 5 6 7 8 9]);
-            for_each_tile!(@rows $mr, $nv, $f, 4, [1 2 3 4 5 6]);
+        ($mr:expr, $nv:expr, $t:expr, $f:ident) => {
+            for_each_tile!(@rows $mr, $nv, $t, $f, 1, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
+            for_each_tile!(@rows $mr, $nv, $t, $f, 2, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
+            for_each_tile!(@rows $mr, $nv, $t, $f, 3, [1 2 3 4 5 6 7 8 9]);
+            for_each_tile!(@rows $mr, $nv, $t, $f, 4, [1 2 3 4 5 6]);
         };
-        (@rows $mr:expr, $nv:expr, $f:ident, $v:literal, [$($m:literal)*]) => {
-            $( if $mr == $m && $nv == $v { return Some($f!($m, $v)); } )*
+        (@rows $mr:expr, $nv:expr, $t:expr, $f:ident, $v:literal, [$($m:literal)*]) => {
+            $(
+                if $mr == $m && $nv == $v {
+                    return Some(if $t == 16 { $f!($m, $v, 16) } else { $f!($m, $v, 8) });
+                }
+            )*
         };
     }
 
@@ -836,42 +928,37 @@ mod imp512 {
     /// `tile` / `rows` / `rows_u2`): two vectors per row run best as `tile` (8×32 206 /
     /// 207 / 184, 10×32 213 / 207 / 196, 14×32 196 / 184 / 186), one, three or four
     /// vectors as `rows_u2` (14×16 129 / 169 / 172, 9×48 214 / 212 / 233, 6×64 181 / 196
-    /// / 208).
+    /// / 208). The masked tiles (widths 8, 24, 40, 56) take the form of the tile with
+    /// as many vectors.
     pub(super) fn lookup(mr: i64, nr: i64) -> Option<MicroKernelFn> {
-        if nr % L as i64 != 0 {
-            return None;
-        }
-        let nv = nr / L as i64;
+        let (nv, t) = row_shape(nr)?;
         macro_rules! chosen {
-            ($m:literal, $v:literal) => {
+            ($m:literal, $v:literal, $t:literal) => {
                 if $v == 2 {
-                    tile::<$m, $v> as MicroKernelFn
+                    tile::<$m, $v, $t> as MicroKernelFn
                 } else {
-                    tile_rows::<$m, $v, 2> as MicroKernelFn
+                    tile_rows::<$m, $v, $t, 2> as MicroKernelFn
                 }
             };
         }
-        for_each_tile!(mr, nv, chosen);
+        for_each_tile!(mr, nv, t, chosen);
         None
     }
 
     /// Every form of the `mr`×`nr` broadcast kernel, by name.
     pub(super) fn forms(mr: i64, nr: i64) -> Vec<(&'static str, MicroKernelFn)> {
-        let nv = nr / L as i64;
         let find = || -> Option<[(&'static str, MicroKernelFn); 3]> {
-            if nr % L as i64 != 0 {
-                return None;
-            }
+            let (nv, t) = row_shape(nr)?;
             macro_rules! all {
-                ($m:literal, $v:literal) => {
+                ($m:literal, $v:literal, $t:literal) => {
                     [
-                        ("tile", tile::<$m, $v> as MicroKernelFn),
-                        ("rows", tile_rows::<$m, $v, 1> as MicroKernelFn),
-                        ("rows_u2", tile_rows::<$m, $v, 2> as MicroKernelFn),
+                        ("tile", tile::<$m, $v, $t> as MicroKernelFn),
+                        ("rows", tile_rows::<$m, $v, $t, 1> as MicroKernelFn),
+                        ("rows_u2", tile_rows::<$m, $v, $t, 2> as MicroKernelFn),
                     ]
                 };
             }
-            for_each_tile!(mr, nv, all);
+            for_each_tile!(mr, nv, t, all);
             None
         };
         find().map(Vec::from).unwrap_or_default()
@@ -879,20 +966,17 @@ mod imp512 {
 
     /// The elementwise kernel of each shape (the same tiles as [`lookup`]'s).
     pub(super) fn lookup_elementwise(mr: i64, nr: i64, zero: bool) -> Option<ElementwiseKernelFn> {
-        if nr % L as i64 != 0 {
-            return None;
-        }
-        let nv = nr / L as i64;
+        let (nv, t) = row_shape(nr)?;
         macro_rules! ew {
-            ($m:literal, $v:literal) => {
+            ($m:literal, $v:literal, $t:literal) => {
                 if zero {
-                    elementwise_tile::<$m, $v, { group($m, $v) }, true> as ElementwiseKernelFn
+                    elementwise_tile::<$m, $v, $t, { group($m, $v) }, true> as ElementwiseKernelFn
                 } else {
-                    elementwise_tile::<$m, $v, { group($m, $v) }, false> as ElementwiseKernelFn
+                    elementwise_tile::<$m, $v, $t, { group($m, $v) }, false> as ElementwiseKernelFn
                 }
             };
         }
-        for_each_tile!(mr, nv, ew);
+        for_each_tile!(mr, nv, t, ew);
         None
     }
 }
@@ -976,10 +1060,30 @@ mod tests {
             .collect()
     }
 
+    /// Canary floats around a tile of `c` on either side (a masked last vector writes
+    /// nothing past the tile: the canaries after it stay).
+    const CANARY: usize = 19;
+
+    /// Checks that `c` (a tile of `mr` rows of `c_rs` floats, `nr` of them the tile's,
+    /// with [`CANARY`] floats before and after) is unchanged from `c0` outside the tile.
+    fn check_canaries(c: &[f32], c0: &[f32], mr: i64, nr: i64, c_rs: i64, what: &str) {
+        for (at, (x, y)) in c.iter().zip(c0).enumerate() {
+            let rel = at as i64 - CANARY as i64;
+            let inside = rel >= 0 && rel < mr * c_rs && rel % c_rs < nr;
+            if !inside {
+                assert_eq!(
+                    x.to_bits(),
+                    y.to_bits(),
+                    "{what}: element {rel} outside the tile written"
+                );
+            }
+        }
+    }
+
     /// Runs the elementwise `mr`×`nr` kernel of `isa` (zero-start when `zero`) over `k2`
     /// window rows of `k` taps, rows `a_rs` apart and taps `a_ks` apart, and compares every
-    /// element of `c` (and the padding between its rows, which must stay untouched) with an
-    /// f64 reference.
+    /// element of `c` with an f64 reference, and the canaries around it and the padding
+    /// between its rows, which must stay untouched.
     #[allow(clippy::too_many_arguments)]
     fn check_elementwise(
         isa: Isa,
@@ -1004,11 +1108,11 @@ mod tests {
         let b_k2s = k * b_ks + 2;
         let a = values((k2 * a_k2s) as usize, 1);
         let b = values((k2 * b_k2s) as usize, 2);
-        let c0 = values((mr * c_rs) as usize, 3);
+        let c0 = values((mr * c_rs) as usize + 2 * CANARY, 3);
         let mut c = c0.clone();
         // SAFETY: `a` holds `k2` blocks of `a_k2s` ≥ the last row's last tap + `nr`
         // elements, `b` `k2` blocks of `k` rows of `b_ks` ≥ `nr`, `c` `mr` rows of `c_rs`
-        // ≥ `nr`; the buffers are distinct.
+        // ≥ `nr` after `CANARY` floats; the buffers are distinct.
         unsafe {
             f(
                 k2,
@@ -1020,17 +1124,14 @@ mod tests {
                 a_ks,
                 b.as_ptr(),
                 b_ks,
-                c.as_mut_ptr(),
+                c.as_mut_ptr().add(CANARY),
                 c_rs,
             )
         };
+        check_canaries(&c, &c0, mr, nr, c_rs, &format!("{isa} ew {mr}x{nr}"));
         for i in 0..mr {
-            for j in 0..c_rs {
-                let at = (i * c_rs + j) as usize;
-                if j >= nr {
-                    assert_eq!(c[at], c0[at], "{isa} {mr}x{nr}: padding ({i}, {j}) written");
-                    continue;
-                }
+            for j in 0..nr {
+                let at = CANARY + (i * c_rs + j) as usize;
                 let mut want = if zero { 0.0 } else { c0[at] as f64 };
                 for q in 0..k2 {
                     for p in 0..k {
@@ -1046,6 +1147,117 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Runs the broadcast `mr`×`nr` kernel of `isa` over `k` steps with the given strides
+    /// (`c` rows `nr + c_pad` apart) and compares every element of the tile with an f64
+    /// reference and every canary around and between its rows with its old value.
+    #[allow(clippy::too_many_arguments)]
+    fn check_broadcast(
+        isa: Isa,
+        mr: i64,
+        nr: i64,
+        k: i64,
+        a_rs: i64,
+        a_ks: i64,
+        b_pad: i64,
+        c_pad: i64,
+    ) {
+        let f = micro_kernel(isa, mr, nr).unwrap_or_else(|| panic!("{isa} {mr}x{nr}: no kernel"));
+        let (b_ks, c_rs) = (nr + b_pad, nr + c_pad);
+        let a = values(((mr - 1) * a_rs + (k - 1) * a_ks + 1) as usize, 11);
+        let b = values(((k - 1) * b_ks + nr) as usize, 12);
+        let c0 = values((mr * c_rs) as usize + 2 * CANARY, 13);
+        let mut c = c0.clone();
+        // SAFETY: `a` ends at the last row's last step, `b` at the last step's `nr`-th
+        // column, `c` holds `mr` rows of `c_rs` ≥ `nr` after `CANARY` floats; the buffers
+        // are distinct.
+        unsafe {
+            f(
+                k,
+                a.as_ptr(),
+                a_rs,
+                a_ks,
+                b.as_ptr(),
+                b_ks,
+                c.as_mut_ptr().add(CANARY),
+                c_rs,
+            )
+        };
+        let what = format!("{isa} {mr}x{nr} k={k} a_rs={a_rs} a_ks={a_ks} b_ks={b_ks} c_rs={c_rs}");
+        check_canaries(&c, &c0, mr, nr, c_rs, &what);
+        for i in 0..mr {
+            for j in 0..nr {
+                let at = CANARY + (i * c_rs + j) as usize;
+                let mut want = c0[at] as f64;
+                for p in 0..k {
+                    want += a[(i * a_rs + p * a_ks) as usize] as f64
+                        * b[(p * b_ks + j) as usize] as f64;
+                }
+                let got = c[at] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "{what}: c[{i}][{j}] = {got}, want {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn broadcast_kernels_match_the_reference_on_random_strides_and_touch_only_their_tile() {
+        let mut seed = 0x5eed_u64;
+        let mut draw = |n: i64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) % n as u64) as i64
+        };
+        for isa in Isa::ALL {
+            if !available(isa) {
+                eprintln!("skipping {isa}: this CPU cannot run its kernels");
+                continue;
+            }
+            for &nr in tessel_ir::tensorize::kernel_nr(isa) {
+                for mr in 1..=tessel_ir::tensorize::max_mr(isa) {
+                    if !tessel_ir::tensorize::register_tile_fits(isa, mr, nr) {
+                        continue;
+                    }
+                    // K = 1, a packed panel (`b_ks = nr`, rows of `c` back to back), and
+                    // random strides and reductions.
+                    check_broadcast(isa, mr, nr, 1, 1, 1, 0, 0);
+                    check_broadcast(isa, mr, nr, 3, 3, 1, 0, 0);
+                    for _ in 0..2 {
+                        let k = 1 + draw(9);
+                        let a_ks = 1 + draw(3);
+                        let a_rs = k * a_ks + draw(5);
+                        check_broadcast(isa, mr, nr, k, a_rs, a_ks, draw(20), draw(20));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn avx512_has_masked_tiles_for_every_multiple_of_8_columns() {
+        if !available(Isa::Avx512) {
+            eprintln!("SKIPPED: this CPU has no AVX-512F");
+            return;
+        }
+        for nr in [8, 24, 40, 56] {
+            assert!(micro_kernel(Isa::Avx512, 1, nr).is_some(), "{nr}");
+            assert!(
+                elementwise_zero_kernel(Isa::Avx512, 1, nr).is_some(),
+                "{nr}"
+            );
+            assert!(micro_kernel(Isa::Avx2, 1, nr + 32).is_none(), "{nr}");
+        }
+        assert!(micro_kernel(Isa::Avx512, 1, 12).is_none());
+        assert!(micro_kernel(Isa::Avx512, 7, 56).is_none());
+        assert_eq!(
+            strip_kernels(Isa::Avx512, KernelKind::Broadcast, 56, 24)
+                .map(|b| b.iter().map(|x| x.0).collect::<Vec<_>>()),
+            Some(vec![14, 14, 14, 14])
+        );
     }
 
     #[test]

@@ -91,3 +91,44 @@ fn show_prints_the_best_programs_loop_nest_and_lists_every_task() {
     );
     std::fs::remove_file(&path).ok();
 }
+
+#[test]
+fn show_prints_the_masked_avx512_kernel_call_of_a_24_channel_convolution() {
+    if !tessel_codegen::ukernel::available(tessel_ir::target::Isa::Avx512) {
+        eprintln!("SKIPPED: this CPU has no AVX-512F, so no AVX-512 kernel call to show");
+        return;
+    }
+    let spec = "c2d:n=1,h=4,w=14,ci=16,co=24,kernel=1,stride=1,pad=0";
+    let w = tessel_workloads::lookup(spec).expect("workload");
+    let dag = Arc::new(w.dag.clone());
+    let hw = tessel_sketch::HardwareParams {
+        isa: tessel_ir::target::Isa::Avx512,
+        ..tessel_sketch::HardwareParams::with_cores(2)
+    };
+    let sketches = tessel_sketch::generate_sketches(&dag, &hw).expect("sketches");
+    let mut rng = tessel_ir::rng::seeded(24);
+    // A tensorized state: 24 columns have no 16-lane tile, so its tile is 8 or 24 wide.
+    let state = sketches
+        .iter()
+        .filter(|s| tessel_sketch::rules::is_tensorized(&s.state))
+        .find_map(|s| tessel_sketch::sample_initial(s, &hw, &mut rng))
+        .expect("a tensorized sample");
+    let mut r = record(spec, &state, 1e-3);
+    r.key.codegen.isa = tessel_ir::target::Isa::Avx512;
+    let path =
+        std::env::temp_dir().join(format!("tessel-show-masked-{}.jsonl", std::process::id()));
+    std::fs::write(&path, r.to_line() + "\n").expect("write");
+    let text = common::tessel_stdout(&["show", path.to_str().expect("utf-8"), "--workload", spec]);
+    std::fs::remove_file(&path).ok();
+    assert!(text.contains("target avx512"), "{text}");
+    let calls = text
+        .split("-- micro-kernel calls\n")
+        .nth(1)
+        .expect("a micro-kernel section");
+    let first = calls.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(": Broadcast ")
+            && (first.contains("x24 (blocks") || first.contains("x8 (blocks")),
+        "{text}"
+    );
+}

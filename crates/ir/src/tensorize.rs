@@ -27,7 +27,8 @@
 //!
 //! Each ISA level of a [`Target`](crate::target::Target) has its own tiles: AVX2's are 8
 //! lanes per vector, up to 12 accumulators in 16 ymm registers; AVX-512's 16 lanes, up to
-//! 28 accumulators in 32 zmm registers ([`kernel_nr`], [`register_tile_fits`]). [`check`]
+//! 28 accumulators in 32 zmm registers, in widths of 8 columns (a width that is an odd
+//! multiple of 8 ends in a masked half vector) ([`kernel_nr`], [`register_tile_fits`]). [`check`]
 //! accepts a tile of any ISA's family; code generation then calls it only when the target
 //! it compiles for has that tile.
 //!
@@ -55,14 +56,27 @@ use crate::expr::BinOp;
 use crate::loop_nest::{BufferId, ExprId, LoopId, LoopKind, LoopNest, Node, Stmt, StmtId};
 pub use crate::target::Isa;
 
-/// Column counts of `isa`'s register tiles: one to four vectors per row (8, 16, 24, 32
-/// columns for AVX2; 16, 32, 48, 64 for AVX-512); none for generic code.
+/// Column counts of `isa`'s register tiles, narrowest first: one to four vectors per row
+/// (8, 16, 24, 32 columns for AVX2); for AVX-512 every multiple of 8 up to 64, the odd
+/// multiples (8, 24, 40, 56) with their last vector half full and read and written under an
+/// AVX-512 mask, so that an output of 24 or 40 columns needs no plain-code fallback. None
+/// for generic code.
 pub fn kernel_nr(isa: Isa) -> &'static [i64] {
     match isa {
         Isa::Generic => &[],
         Isa::Avx2 => &[8, 16, 24, 32],
-        Isa::Avx512 => &[16, 32, 48, 64],
+        Isa::Avx512 => &[8, 16, 24, 32, 40, 48, 56, 64],
     }
+}
+
+/// Vector registers one row of an `nr`-column tile of `isa` takes: `nr / lanes` rounded
+/// up (a masked last vector is a whole register). 0 for generic code, which has no tiles.
+pub fn row_vectors(isa: Isa, nr: i64) -> i64 {
+    let lanes = isa.lanes();
+    if !isa.has_micro_kernels() || lanes <= 0 || nr <= 0 {
+        return 0;
+    }
+    (nr + lanes - 1) / lanes
 }
 
 /// Most rows of one of `isa`'s register tiles (8 for AVX2, 14 for AVX-512).
@@ -90,7 +104,8 @@ fn max_accumulators(isa: Isa) -> i64 {
 pub const MAX_STRIP_MR: i64 = 64;
 
 /// True when `isa`'s micro-kernel family has an `mr`×`nr` *register* tile: `nr` is one of
-/// [`kernel_nr`], `mr` ≤ [`max_mr`], and the accumulators (at most 12 for AVX2, 28 for
+/// [`kernel_nr`], `mr` ≤ [`max_mr`], and the accumulators ([`row_vectors`] per row, a
+/// masked vector counting whole) (at most 12 for AVX2, 28 for
 /// AVX-512) plus one row of `b` plus the broadcast fit the vector registers (16 ymm, 32
 /// zmm). So AVX2's 3×32, which would spill and measured 46 GFLOP/s/core against 104 for
 /// 2×32, is left out, as is AVX-512's 7×64.
@@ -98,7 +113,7 @@ pub fn register_tile_fits(isa: Isa, mr: i64, nr: i64) -> bool {
     if !kernel_nr(isa).contains(&nr) {
         return false;
     }
-    let vectors = nr / isa.lanes();
+    let vectors = row_vectors(isa, nr);
     // Accumulators, one row of `b`, and the broadcast of `a`.
     let registers = mr * vectors + vectors + 1;
     (1..=max_mr(isa)).contains(&mr)
@@ -472,11 +487,38 @@ mod tests {
         assert!(register_tile_fits(Isa::Avx2, 6, 16));
         assert!(!register_tile_fits(Isa::Avx2, 14, 16));
         assert!(register_tile_fits(Isa::Avx512, 14, 16));
-        assert!(!register_tile_fits(Isa::Avx512, 6, 8));
+        assert!(!register_tile_fits(Isa::Avx512, 6, 12));
+        assert!(!register_tile_fits(Isa::Avx2, 6, 40));
         assert!(!register_tile_fits(Isa::Avx512, 7, 64));
         assert!(!register_tile_fits(Isa::Avx2, 1, 64));
         assert!(kernel_nr(Isa::Generic).is_empty());
         assert!(strip_blocks(Isa::Generic, 4, 16).is_empty());
+    }
+
+    #[test]
+    fn masked_avx512_tiles_count_their_half_vector_as_a_whole_register() {
+        assert_eq!(row_vectors(Isa::Avx512, 8), 1);
+        assert_eq!(row_vectors(Isa::Avx512, 24), 2);
+        assert_eq!(row_vectors(Isa::Avx512, 56), 4);
+        assert_eq!(row_vectors(Isa::Avx2, 24), 3);
+        assert_eq!(row_vectors(Isa::Generic, 24), 0);
+        // 14 rows of one (masked) vector, 14 of two, 9 of three, 6 of four: as 16..64.
+        for (nr, rows) in [(8, 14), (24, 14), (40, 9), (56, 6)] {
+            assert!(register_tile_fits(Isa::Avx512, rows, nr), "{rows}x{nr}");
+            assert!(
+                !register_tile_fits(Isa::Avx512, rows + 1, nr),
+                "{}x{nr}",
+                rows + 1
+            );
+            assert_eq!(
+                max_register_rows(Isa::Avx512, nr),
+                max_register_rows(Isa::Avx512, nr + 8)
+            );
+        }
+        assert_eq!(strip_blocks(Isa::Avx512, 56, 24), vec![14, 14, 14, 14]);
+        assert_eq!(strip_blocks(Isa::Avx512, 14, 56), vec![5, 5, 4]);
+        assert!(kernel_supported(Isa::Avx512, 3, 40));
+        assert!(!kernel_supported(Isa::Avx2, 3, 40));
     }
 
     #[test]

@@ -165,7 +165,7 @@ pub fn kernel_shapes(isa: Isa, rows: i64, cols: i64) -> Vec<(i64, i64)> {
     let big: Vec<(i64, i64)> = all
         .iter()
         .copied()
-        .filter(|&(m, n)| m * (n / isa.lanes()) >= 4)
+        .filter(|&(m, n)| m * tessel_ir::tensorize::row_vectors(isa, n) >= 4)
         .collect();
     if big.is_empty() {
         all

@@ -660,7 +660,7 @@ impl SketchRule for MultiLevelTilingWithFusion {
 
 /// MultiLevelTilingTensorized: the tensorized variants of MultiLevelTilingWithFusion for a
 /// matmul/conv-like stage whose last spatial axis is a multiple of the family's narrowest
-/// tile (8 columns for AVX2, 16 for AVX-512) and is read
+/// tile (8 columns, for AVX-512 with a masked half vector) and is read
 /// contiguously by its operands (not `dense`'s transposed weight), either a cache-write
 /// stage or a stage with a fusible element-wise consumer (a conv + bias + ReLU task): the
 /// same tiling and fusion levels, plus a `Tensorize` annotation on the innermost reduction

@@ -661,3 +661,140 @@ fn avx512_sketches_draw_their_tiles_from_the_avx512_family_and_compute_the_refer
         }
     }
 }
+
+/// Whether the state's tensorized tiles are all AVX-512 tiles with a masked last vector
+/// (a width that is an odd multiple of 8).
+fn masked_tiles(state: &State) -> Vec<(i64, i64)> {
+    let nest = lower(state).expect("lowers");
+    tensorize::find(&nest)
+        .into_iter()
+        .filter_map(|(_, m)| m.ok())
+        .map(|m| (m.mr, m.nr))
+        .filter(|&(_, nr)| nr % 16 != 0)
+        .collect()
+}
+
+#[test]
+fn avx512_masked_tiles_are_sampled_for_24_and_40_column_outputs_and_compute_the_reference() {
+    let hw = hw(Isa::Avx512);
+    let runs = tessel_codegen::ukernel::available(Isa::Avx512);
+    if !runs {
+        eprintln!(
+            "SKIPPED the AVX-512 calls and numerics: this CPU has no AVX-512F (the sampled \
+             tiles are still checked against the family)"
+        );
+    }
+    let mut rng = seeded(24);
+    for spec in [
+        // MobileNet-V2's co = 24 pointwise convolution, small; a gmm of 40 and one of 56
+        // columns; a depthwise convolution of 24 channels (the elementwise family).
+        "c2d:n=1,h=4,w=14,ci=16,co=24,kernel=1,stride=1,pad=0",
+        "gmm:b=1,n=12,m=40,k=24",
+        "gmm:b=1,n=6,m=56,k=9",
+        "dep:n=1,h=6,w=14,c=24,kernel=3,stride=1,pad=1",
+    ] {
+        let d = dag(spec);
+        let inputs = eval::random_inputs(&d, 5);
+        let want = eval::evaluate(&d, &inputs).expect("reference");
+        let sketches = generate_sketches(&d, &hw).expect("sketches");
+        let t = tensorized(&sketches);
+        assert!(!t.is_empty(), "{spec}: no tensorized sketch for AVX-512");
+        let mut masked = 0;
+        for sketch in t {
+            for _ in 0..6 {
+                let Some(s) = sample_initial(sketch, &hw, &mut rng) else {
+                    continue;
+                };
+                assert!(
+                    matches_kernel(&s, Isa::Avx512),
+                    "{spec}:\n{}",
+                    s.steps_text()
+                );
+                if masked_tiles(&s).is_empty() {
+                    continue;
+                }
+                masked += 1;
+                assert_eq!(
+                    compiled_calls(&s, Isa::Avx512),
+                    usize::from(runs),
+                    "{spec}:\n{}",
+                    s.steps_text()
+                );
+                if runs {
+                    check_numerics_for(Isa::Avx512, spec, &s, &inputs, &want);
+                }
+                // The same program under the AVX2 target (its own tiles or plain code) and
+                // plain Cranelift code.
+                if tessel_codegen::ukernel::available(Isa::Avx2) {
+                    check_numerics_for(Isa::Avx2, spec, &s, &inputs, &want);
+                }
+                check_numerics_for(Isa::Generic, spec, &s, &inputs, &want);
+            }
+        }
+        assert!(
+            masked >= 2,
+            "{spec}: only {masked} samples with a masked tile"
+        );
+    }
+}
+
+#[test]
+fn kernel_shape_mutation_reaches_the_masked_avx512_tiles() {
+    // The 24-column output has no 16-, 32- or 48-column tile: every tensorized sample and
+    // every mutation of one is masked (8 or 24 columns) under AVX-512.
+    let hw = hw(Isa::Avx512);
+    let d = dag("c2d:n=1,h=4,w=14,ci=16,co=24,kernel=1,stride=1,pad=0");
+    let sketches = generate_sketches(&d, &hw).expect("sketches");
+    let mut rng = seeded(8);
+    let registry = MutationRegistry::cpu();
+    let mutate = registry.get("MutateTensorizeShape").expect("registered");
+    let mut widths = std::collections::BTreeSet::new();
+    for sketch in tensorized(&sketches) {
+        for _ in 0..8 {
+            let Some(s) = sample_initial(sketch, &hw, &mut rng) else {
+                continue;
+            };
+            for state in std::iter::once(s.clone()).chain(mutate.apply(&s, &hw, &mut rng)) {
+                let tiles = masked_tiles(&state);
+                assert!(!tiles.is_empty(), "{}", state.steps_text());
+                widths.extend(tiles.iter().map(|t| t.1));
+            }
+        }
+    }
+    assert_eq!(widths.into_iter().collect::<Vec<_>>(), [8, 24]);
+}
+
+#[test]
+fn mobilenet_v2_co24_tasks_get_masked_avx512_kernels() {
+    // MobileNet-V2's tasks 5 and 8: before the masked tiles, no AVX-512 tile divided 24
+    // columns and these tasks got no tensorized sketch under AVX-512.
+    let hw = hw(Isa::Avx512);
+    let runs = tessel_codegen::ukernel::available(Isa::Avx512);
+    let mut rng = seeded(58);
+    for spec in [
+        "mobilenet-v2@1/c2d:n=1,h=56,w=56,ci=96,co=24,kernel=1,stride=1,pad=0+bias",
+        "mobilenet-v2@1/c2d:n=1,h=56,w=56,ci=144,co=24,kernel=1,stride=1,pad=0+bias+add",
+    ] {
+        let d = dag(spec);
+        let all = generate_sketches(&d, &hw).expect("sketches");
+        let t = tensorized(&all);
+        assert_eq!(t.len(), 2, "{spec}");
+        for sketch in t {
+            let mut n = 0;
+            for _ in 0..12 {
+                let Some(s) = sample_initial(sketch, &hw, &mut rng) else {
+                    continue;
+                };
+                n += 1;
+                assert!(
+                    matches_kernel(&s, Isa::Avx512),
+                    "{spec}:\n{}",
+                    s.steps_text()
+                );
+                assert!(!masked_tiles(&s).is_empty(), "{spec}:\n{}", s.steps_text());
+                assert_eq!(compiled_calls(&s, Isa::Avx512), usize::from(runs), "{spec}");
+            }
+            assert!(n >= 6, "{spec} sketch {}: only {n} samples", sketch.id);
+        }
+    }
+}
