@@ -56,6 +56,9 @@ pub(crate) struct Analysis {
     /// the fill loop right before them that is therefore not emitted
     /// ([`crate::bulk::find_zero_inits`]).
     pub zero_init: HashMap<LoopId, LoopId>,
+    /// Write-backs that run as one call of the target's epilogue routine
+    /// ([`crate::epilogue`]), by the loop each replaces.
+    pub epilogues: HashMap<LoopId, crate::epilogue::Plan>,
     /// `Alloc` statements whose buffer lives in SSA variables, with the layout.
     pub promoted: HashMap<StmtId, Layout>,
     /// Tensorized loops that become one micro-kernel call (matched, kernel available on this
@@ -225,6 +228,7 @@ impl Analysis {
             outlined: HashSet::new(),
             runs: HashMap::new(),
             zero_init: HashMap::new(),
+            epilogues: HashMap::new(),
             promoted: HashMap::new(),
             tensorized: HashMap::new(),
             packs: Vec::new(),
@@ -293,6 +297,9 @@ impl Analysis {
             an.runs.retain(|lp, p| {
                 fused.contains(lp) || crate::bulk::run_len(nest, p) >= crate::bulk::MIN_RUN
             });
+        }
+        if auto_vectorize && crate::epilogue::routine(isa).is_some() {
+            an.epilogues = crate::epilogue::find(nest, &an, &promoted, &an.runs);
         }
         if read_through && !an.tensorized.is_empty() {
             an.through = crate::through::find(nest, &an, &promoted);

@@ -47,6 +47,9 @@ pub(crate) struct Compiler<'n> {
     pub ukernels: HashMap<KernelShape, FuncId>,
     /// The imported run routine ([`crate::bulk`]), when the nest has runs.
     pub run_fn: Option<FuncId>,
+    /// The imported epilogue routine ([`crate::epilogue`]), when the nest has fused
+    /// write-backs.
+    pub epilogue_fn: Option<FuncId>,
     /// Imported zero-start elementwise kernels by register tile `(mr, nr)`.
     pub zero_kernels: HashMap<(i64, i64), FuncId>,
     pub n_funcs: u32,
@@ -221,6 +224,7 @@ struct Emitter<'c, 'n, 'f> {
     uk_refs: HashMap<KernelShape, FuncRef>,
     zero_refs: HashMap<(i64, i64), FuncRef>,
     run_ref: Option<FuncRef>,
+    epi_ref: Option<FuncRef>,
     /// Live read-through copies ([`crate::through`]): the interior flag (`None` when known
     /// to hold) and the source address of the copy's first element.
     through: HashMap<BufferId, (Option<Value>, Value)>,
@@ -260,6 +264,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             uk_refs: HashMap::new(),
             zero_refs: HashMap::new(),
             run_ref: None,
+            epi_ref: None,
             through: HashMap::new(),
         }
     }
@@ -319,6 +324,12 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
                 && self.c.an.runs.contains_key(&lp) =>
             {
                 self.emit_run(lp)?
+            }
+            _ if self.vec.is_none()
+                && self.c.epilogue_fn.is_some()
+                && self.c.an.epilogues.contains_key(&lp) =>
+            {
+                self.emit_epilogue(lp)?
             }
             LoopKind::Vectorized if self.vec.is_none() => self.emit_vectorized(lp, body)?,
             _ if self.vec.is_none() && self.c.an.folded.contains_key(&lp) => {
@@ -867,6 +878,55 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         self.b
             .ins()
             .call(f, &[dst, total, src, s0, src_len, lo, hi, fill]);
+        Ok(())
+    }
+
+    /// A fused write-back ([`crate::epilogue`]): the addresses of the output's and every
+    /// load's first element (the write-back's loops at 0) in a stack array, then one call.
+    fn emit_epilogue(&mut self, lp: LoopId) -> R<()> {
+        let p = &self.c.an.epilogues[&lp];
+        // The kernel keeps the program alive (`Kernel::programs`): its address is a constant.
+        let program = std::sync::Arc::as_ptr(&p.program) as i64;
+        let (inner, outer, dst, operands) = (p.inner, p.outer, p.dst, p.operands.clone());
+        let tile: Vec<LoopId> = [Some(inner), outer].into_iter().flatten().collect();
+        let saved: Vec<Option<IVal>> = tile
+            .iter()
+            .map(|l| self.env.insert(*l, IVal::Const(0)))
+            .collect();
+        let addrs: R<Vec<Value>> = std::iter::once(dst)
+            .chain(operands)
+            .map(|(b, i)| self.elem_addr(b, i))
+            .collect();
+        for (l, v) in tile.iter().zip(saved) {
+            match v {
+                Some(v) => self.env.insert(*l, v),
+                None => self.env.remove(l),
+            };
+        }
+        let addrs = addrs?;
+        let ss = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            8 * addrs.len() as u32,
+            3,
+        ));
+        for (k, &a) in addrs.iter().enumerate() {
+            self.b.ins().stack_store(I64, a, ss, 8 * k as i32);
+        }
+        let ptrs = self.b.ins().stack_addr(I64, ss, 0);
+        let f = match self.epi_ref {
+            Some(f) => f,
+            None => {
+                let id = self
+                    .c
+                    .epilogue_fn
+                    .ok_or_else(|| Self::internal("epilogue routine not imported"))?;
+                let f = self.c.module.declare_func_in_func(id, self.b.func);
+                self.epi_ref = Some(f);
+                f
+            }
+        };
+        let program = self.b.ins().iconst(I64, program);
+        self.b.ins().call(f, &[program, ptrs]);
         Ok(())
     }
 
@@ -1702,6 +1762,15 @@ pub(crate) fn run_signature(module: &JITModule) -> Signature {
         sig.params.push(AbiParam::new(I64));
     }
     sig.params.push(AbiParam::new(F32));
+    sig
+}
+
+/// An epilogue routine ([`crate::epilogue::EpilogueFn`]): the program and the pointer array.
+pub(crate) fn epilogue_signature(module: &JITModule) -> Signature {
+    let mut sig = module.make_signature();
+    for _ in 0..2 {
+        sig.params.push(AbiParam::new(I64));
+    }
     sig
 }
 

@@ -136,6 +136,15 @@ fn show(
             }
         )?;
     }
+    if !kernel.fused_write_backs().is_empty() {
+        writeln!(
+            out,
+            "-- fused write-backs (epilogue routine at the target's width)"
+        )?;
+        for w in kernel.fused_write_backs() {
+            writeln!(out, "{w}")?;
+        }
+    }
     if disasm {
         writeln!(out, "-- machine code")?;
         writeln!(out, "{}", kernel.disasm().unwrap_or("(none)").trim_end())?;

@@ -1,0 +1,843 @@
+//! Fused write-backs: the loop that applies an operator's epilogue (bias, residual add,
+//! ReLU, ReLU6) to a cache-write tile and stores the result, run as one call of a routine at
+//! the target's vector width instead of Cranelift's 128-bit code.
+//!
+//! A tuned convolution computes its register tiles into a local buffer; a write-back loop
+//! then stores them into the output through the fused elementwise stages:
+//!
+//! ```text
+//! for i in 0..R:                 // optional
+//!   for j in 0..C:
+//!     out[o0 + i*ldo + j] = f(...)
+//! ```
+//!
+//! `f` must be a *chain*: it starts from one leaf, and every step combines the value so far
+//! with one more leaf by `+`, `−`, `×`, `max` or `min` (either operand order). A leaf is a
+//! constant or a load `r[r0 + i*ldr + j]` of another buffer, contiguous along `j` (`ldr`
+//! may be 0: a per-column vector such as a bias). ResNet-50's
+//! `max(((tile[i*64 + j] + bias[j]) + residual[...]), 0.0)` and MobileNet-V2's
+//! `min(max((tile + bias), 0.0), 6.0)` are chains. Anything else (selects, casts, `exp`,
+//! loads not contiguous along `j` or of the stored buffer, products feeding a sum, which
+//! Cranelift contracts into an FMA) is declined and stays plain code. Every access must
+//! provably lie in its buffer (the range analysis, as for every access).
+//!
+//! The routine ([`routine`]) takes the chain as a [`Program`] (built once at compile time,
+//! owned by the kernel) and the addresses of the output's and each load's first element.
+//! It evaluates a chunk of 64 columns of a row in registers (4 zmm or 8 ymm) step by step,
+//! then 16 or 8, then a masked tail, in exactly the order and rounding of the loop:
+//! `min(x, y) = x < y ? x : y` and `max(x, y) = y < x ? x : y` are what both Cranelift's
+//! code and `vminps`/`vmaxps` compute, and no product is contracted.
+//!
+//! Write-backs are used only when the target has micro-kernels (so `--target generic`
+//! stays plain Cranelift) and store at least [`MIN_ELEMENTS`] elements.
+//!
+//! Why a routine after the kernel call rather than the epilogue applied to the register
+//! tile inside the kernel: the routine needs no new kernel entry points per tile shape and
+//! no change to the kernels, and the tile it reads was just written by the kernel (in L1).
+//! See the commit that added it for the measured shares.
+
+use crate::analysis::Analysis;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tessel_ir::expr::BinOp;
+use tessel_ir::interval::interval;
+use tessel_ir::loop_nest::{BufferId, ExprId, LoopId, LoopKind, Node, Stmt, StmtId};
+use tessel_ir::target::Isa;
+use tessel_ir::LoopNest;
+
+/// Fewest elements a write-back must store to become a call (a smaller one stays inline).
+pub const MIN_ELEMENTS: i64 = 128;
+
+/// Most distinct loads of one write-back.
+pub const MAX_OPERANDS: usize = 8;
+
+/// Most steps of one write-back's chain.
+pub const MAX_STEPS: usize = 16;
+
+/// One leaf of a chain.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Src {
+    /// A constant.
+    Const(f32),
+    /// Load number `k`: element `j` of row `i` is at `ptrs[1 + k] + i*lds[k] + j`.
+    Operand(usize),
+}
+
+/// The operator of one step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `x + y`
+    Add,
+    /// `x − y`
+    Sub,
+    /// `x × y`
+    Mul,
+    /// `x < y ? x : y`
+    Min,
+    /// `y < x ? x : y`
+    Max,
+}
+
+/// One step of a chain: the value so far `v` and leaf `src` combined by `op`, as
+/// `op(src, v)` when `leaf_first`, else `op(v, src)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Step {
+    /// The operator.
+    pub op: Op,
+    /// The leaf.
+    pub src: Src,
+    /// The leaf is the left operand.
+    pub leaf_first: bool,
+}
+
+/// A write-back: `out[i*ldo + j] = chain(i, j)` for `i < rows`, `j < cols`, the rows in
+/// order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    /// Rows.
+    pub rows: usize,
+    /// Columns (contiguous elements per row).
+    pub cols: usize,
+    /// Elements between the output's rows.
+    pub ldo: isize,
+    /// Elements between the rows of each load (0: the same row for every `i`).
+    pub lds: Vec<isize>,
+    /// The first leaf.
+    pub start: Src,
+    /// The steps after it.
+    pub steps: Vec<Step>,
+}
+
+impl Program {
+    /// True when the routines may run it: operands and steps within [`MAX_OPERANDS`] and
+    /// [`MAX_STEPS`], and every operand index names a load.
+    pub fn is_valid(&self) -> bool {
+        let ok = |s: Src| match s {
+            Src::Const(_) => true,
+            Src::Operand(k) => k < self.lds.len(),
+        };
+        self.lds.len() <= MAX_OPERANDS
+            && self.steps.len() <= MAX_STEPS
+            && ok(self.start)
+            && self.steps.iter().all(|s| ok(s.src))
+    }
+
+    /// The chain as text, loads named by `names` (e.g. `max(((t + bias) + res), 0)`).
+    pub fn chain_text(&self, names: &[String]) -> String {
+        let leaf = |s: Src| match s {
+            Src::Const(c) => format!("{c}"),
+            Src::Operand(k) => names.get(k).cloned().unwrap_or_else(|| format!("#{k}")),
+        };
+        let mut v = leaf(self.start);
+        for s in &self.steps {
+            let (a, b) = if s.leaf_first {
+                (leaf(s.src), v)
+            } else {
+                (v, leaf(s.src))
+            };
+            v = match s.op {
+                Op::Add => format!("({a} + {b})"),
+                Op::Sub => format!("({a} - {b})"),
+                Op::Mul => format!("({a} * {b})"),
+                Op::Min => format!("min({a}, {b})"),
+                Op::Max => format!("max({a}, {b})"),
+            };
+        }
+        v
+    }
+}
+
+/// `op(x, y)` in scalar code, as the routines compute it lane by lane.
+fn apply(op: Op, x: f32, y: f32) -> f32 {
+    match op {
+        Op::Add => x + y,
+        Op::Sub => x - y,
+        Op::Mul => x * y,
+        Op::Min => {
+            if x < y {
+                x
+            } else {
+                y
+            }
+        }
+        Op::Max => {
+            if y < x {
+                x
+            } else {
+                y
+            }
+        }
+    }
+}
+
+/// `(program, ptrs)`: `program` points to a valid [`Program`], `ptrs[0]` to the output's
+/// first element and `ptrs[1 + k]` to load `k`'s.
+pub type EpilogueFn = unsafe extern "C" fn(*const u8, *const *mut f32);
+
+/// What every routine computes, in plain Rust.
+///
+/// # Safety
+/// `program` must point to a [`Program`] for which [`Program::is_valid`] holds; every
+/// element `ptrs[0] + i*ldo + j` must be valid for writes and `ptrs[1 + k] + i*lds[k] + j`
+/// for reads (`i < rows`, `j < cols`), and no load may overlap the output.
+pub unsafe extern "C" fn epilogue_reference(program: *const u8, ptrs: *const *mut f32) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        let p = &*(program as *const Program);
+        let out = *ptrs;
+        for i in 0..p.rows {
+            let leaf = |s: Src, j: usize| match s {
+                Src::Const(c) => c,
+                Src::Operand(k) => *(*ptrs.add(1 + k)).offset(i as isize * p.lds[k] + j as isize),
+            };
+            for j in 0..p.cols {
+                let mut v = leaf(p.start, j);
+                for s in &p.steps {
+                    let l = leaf(s.src, j);
+                    v = if s.leaf_first {
+                        apply(s.op, l, v)
+                    } else {
+                        apply(s.op, v, l)
+                    };
+                }
+                *out.offset(i as isize * p.ldo + j as isize) = v;
+            }
+        }
+    }
+}
+
+/// The routine symbol of `isa`.
+pub(crate) fn symbol(isa: Isa) -> String {
+    format!("tessel_epilogue_{isa}")
+}
+
+/// The routine of `isa`, when this CPU runs it (none for [`Isa::Generic`]).
+pub fn routine(isa: Isa) -> Option<EpilogueFn> {
+    if !crate::ukernel::available(isa) {
+        return None;
+    }
+    imp::routine(isa)
+}
+
+/// A write-back that runs as one routine call, keyed in [`Analysis::epilogues`] by the loop
+/// it replaces (`outer` when present).
+#[derive(Clone, Debug)]
+pub(crate) struct Plan {
+    /// The contiguous innermost loop (`j`).
+    pub inner: LoopId,
+    /// The loop around it (`i`), if any.
+    pub outer: Option<LoopId>,
+    /// The stored buffer and index.
+    pub dst: (BufferId, ExprId),
+    /// The loads, in operand order.
+    pub operands: Vec<(BufferId, ExprId)>,
+    /// The program; the kernel keeps it alive, the code holds its address.
+    pub program: Arc<Program>,
+}
+
+/// What [`crate::Kernel::fused_write_backs`] reports of one fused write-back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FusedWriteBack {
+    /// Name of the loop the call replaces.
+    pub loop_name: String,
+    /// Rows and columns of the write-back.
+    pub rows: usize,
+    /// Columns (contiguous elements per row).
+    pub cols: usize,
+    /// The stored buffer.
+    pub out: String,
+    /// The chain, loads named by their buffers.
+    pub chain: String,
+}
+
+impl Plan {
+    /// The report of this write-back.
+    pub(crate) fn report(&self, nest: &LoopNest, lp: LoopId) -> FusedWriteBack {
+        let names: Vec<String> = self
+            .operands
+            .iter()
+            .map(|&(b, _)| nest.buffer(b).name.clone())
+            .collect();
+        FusedWriteBack {
+            loop_name: nest.lp(lp).name.clone(),
+            rows: self.program.rows,
+            cols: self.program.cols,
+            out: nest.buffer(self.dst.0).name.clone(),
+            chain: self.program.chain_text(&names),
+        }
+    }
+}
+
+impl std::fmt::Display for FusedWriteBack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "loop {}: {}x{} into {} = {}",
+            self.loop_name, self.rows, self.cols, self.out, self.chain
+        )
+    }
+}
+
+/// The write-backs of `nest` that run as routine calls, by the loop each replaces. Loops
+/// that are bulk runs (`runs`) and promoted buffers are left alone.
+pub(crate) fn find(
+    nest: &LoopNest,
+    an: &Analysis,
+    promoted: &HashSet<BufferId>,
+    runs: &HashMap<LoopId, crate::bulk::RunPlan>,
+) -> HashMap<LoopId, Plan> {
+    let mut out = HashMap::new();
+    let cx = Cx {
+        nest,
+        an,
+        promoted,
+        runs,
+    };
+    cx.visit(&nest.body, &mut out);
+    out
+}
+
+struct Cx<'a> {
+    nest: &'a LoopNest,
+    an: &'a Analysis,
+    promoted: &'a HashSet<BufferId>,
+    runs: &'a HashMap<LoopId, crate::bulk::RunPlan>,
+}
+
+impl Cx<'_> {
+    fn visit(&self, body: &[StmtId], out: &mut HashMap<LoopId, Plan>) {
+        for &s in body {
+            match self.nest.stmt(s) {
+                Stmt::For { lp, body, .. } => {
+                    if self.runs.contains_key(lp) {
+                        continue;
+                    }
+                    match self
+                        .outer_form(*lp, body)
+                        .or_else(|| self.plan(None, *lp, body))
+                    {
+                        Some(p) => {
+                            out.insert(*lp, p);
+                        }
+                        None => self.visit(body, out),
+                    }
+                }
+                Stmt::If { body, .. } | Stmt::Alloc { body, .. } => self.visit(body, out),
+                Stmt::Store { .. } => {}
+            }
+        }
+    }
+
+    fn plain(&self, lp: LoopId) -> bool {
+        matches!(
+            self.nest.lp(lp).kind,
+            LoopKind::Serial | LoopKind::Unrolled | LoopKind::Vectorized
+        ) && !self.runs.contains_key(&lp)
+    }
+
+    /// Loop `o` whose body is one loop `x` whose body is one store.
+    fn outer_form(&self, o: LoopId, body: &[StmtId]) -> Option<Plan> {
+        let [only] = body else { return None };
+        let Stmt::For {
+            lp: x, body: xb, ..
+        } = self.nest.stmt(*only)
+        else {
+            return None;
+        };
+        self.plan(Some(o), *x, xb)
+    }
+
+    /// The plan of loop `x` (inside `o`, when given) whose body is one store.
+    fn plan(&self, o: Option<LoopId>, x: LoopId, body: &[StmtId]) -> Option<Plan> {
+        let nest = self.nest;
+        if !self.plain(x) || o.is_some_and(|o| !self.plain(o)) {
+            return None;
+        }
+        let [only] = body else { return None };
+        let Stmt::Store { buf, index, value } = nest.stmt(*only) else {
+            return None;
+        };
+        let rows = o.map_or(1, |o| nest.lp(o).extent);
+        let cols = nest.lp(x).extent;
+        if rows < 1 || cols < 1 || rows * cols < MIN_ELEMENTS {
+            return None;
+        }
+        let ldo = self.row_stride(*buf, *index, o, x)?;
+        let mut b = Builder {
+            cx: self,
+            dst: *buf,
+            o,
+            x,
+            operands: Vec::new(),
+            lds: Vec::new(),
+            steps: Vec::new(),
+        };
+        let start = b.chain(*value)?;
+        if b.steps.is_empty() || b.steps.len() > MAX_STEPS || b.operands.len() > MAX_OPERANDS {
+            return None;
+        }
+        let program = Program {
+            rows: rows as usize,
+            cols: cols as usize,
+            ldo,
+            lds: b.lds,
+            start,
+            steps: b.steps,
+        };
+        debug_assert!(program.is_valid());
+        Some(Plan {
+            inner: x,
+            outer: o,
+            dst: (*buf, *index),
+            operands: b.operands,
+            program: Arc::new(program),
+        })
+    }
+
+    /// The row stride of access `buf[index]`: stride 1 along `x`, a constant stride along
+    /// `o`, inside the buffer, and the buffer not promoted to registers.
+    fn row_stride(
+        &self,
+        buf: BufferId,
+        index: ExprId,
+        o: Option<LoopId>,
+        x: LoopId,
+    ) -> Option<isize> {
+        let nest = self.nest;
+        if self.promoted.contains(&buf)
+            || self.an.stride(nest, index, x) != Some(1)
+            || !interval(nest, index, &HashMap::new()).within(nest.buffer(buf).len())
+        {
+            return None;
+        }
+        let ld = match o {
+            Some(o) => self.an.stride(nest, index, o)?,
+            None => 0,
+        };
+        isize::try_from(ld).ok()
+    }
+}
+
+/// Collects the loads and steps of a chain.
+struct Builder<'c, 'a> {
+    cx: &'c Cx<'a>,
+    dst: BufferId,
+    o: Option<LoopId>,
+    x: LoopId,
+    operands: Vec<(BufferId, ExprId)>,
+    lds: Vec<isize>,
+    steps: Vec<Step>,
+}
+
+impl Builder<'_, '_> {
+    /// `e` as a leaf, if it is one.
+    fn leaf(&mut self, e: ExprId) -> Option<Src> {
+        match self.cx.nest.get(e) {
+            Node::Float(bits) => Some(Src::Const(f32::from_bits(bits))),
+            Node::Load(b, i) => {
+                if b == self.dst {
+                    return None;
+                }
+                if let Some(k) = self.operands.iter().position(|&op| op == (b, i)) {
+                    return Some(Src::Operand(k));
+                }
+                let ld = self.cx.row_stride(b, i, self.o, self.x)?;
+                self.operands.push((b, i));
+                self.lds.push(ld);
+                Some(Src::Operand(self.operands.len() - 1))
+            }
+            _ => None,
+        }
+    }
+
+    fn is_leaf(&self, e: ExprId) -> bool {
+        matches!(self.cx.nest.get(e), Node::Float(_) | Node::Load(..))
+    }
+
+    /// Walks chain `e`, pushing its steps; returns its first leaf.
+    fn chain(&mut self, e: ExprId) -> Option<Src> {
+        let nest = self.cx.nest;
+        match nest.get(e) {
+            Node::Float(_) | Node::Load(..) => self.leaf(e),
+            Node::Binary(op, a, b) => {
+                let op = match op {
+                    BinOp::Add => Op::Add,
+                    BinOp::Sub => Op::Sub,
+                    BinOp::Mul => Op::Mul,
+                    BinOp::Min => Op::Min,
+                    BinOp::Max => Op::Max,
+                    _ => return None,
+                };
+                // Cranelift turns `x*y + z` into an FMA (one rounding): not a chain step.
+                let is_mul = |e: ExprId| matches!(nest.get(e), Node::Binary(BinOp::Mul, ..));
+                if op == Op::Add && (is_mul(a) || is_mul(b)) {
+                    return None;
+                }
+                // The chain continues on the side that is not a leaf (the left when both are).
+                let (inner, leaf, leaf_first) = if self.is_leaf(b) {
+                    (a, b, false)
+                } else if self.is_leaf(a) {
+                    (b, a, true)
+                } else {
+                    return None;
+                };
+                let start = self.chain(inner)?;
+                let src = self.leaf(leaf)?;
+                self.steps.push(Step {
+                    op,
+                    src,
+                    leaf_first,
+                });
+                Some(start)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use super::{apply, EpilogueFn, Op, Program, Src, Step, MAX_OPERANDS};
+    use std::arch::x86_64::*;
+    use tessel_ir::target::Isa;
+
+    pub(super) fn routine(isa: Isa) -> Option<EpilogueFn> {
+        match isa {
+            Isa::Avx512 => Some(run512),
+            Isa::Avx2 => Some(run256),
+            Isa::Generic => None,
+        }
+    }
+
+    /// The row pointers of every load for row `i`.
+    ///
+    /// # Safety
+    /// `ptrs[1 + k]` valid for every load `k` of `p`; the rows in bounds (the caller's
+    /// guarantee).
+    unsafe fn rows_of(p: &Program, ptrs: *const *mut f32, i: usize) -> [*const f32; MAX_OPERANDS] {
+        let mut r = [std::ptr::null::<f32>(); MAX_OPERANDS];
+        for (k, &ld) in p.lds.iter().enumerate() {
+            // SAFETY: as the caller guarantees.
+            r[k] = unsafe { (*ptrs.add(1 + k)).offset(i as isize * ld) as *const f32 };
+        }
+        r
+    }
+
+    /// `W` vectors of 16 columns from column `j` of a row (lanes outside `m` neither read
+    /// nor written).
+    ///
+    /// # Safety
+    /// AVX-512F; the selected lanes of every access in bounds.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn chunk512<const W: usize>(
+        p: &Program,
+        rows: &[*const f32; MAX_OPERANDS],
+        o: *mut f32,
+        j: usize,
+        m: u16,
+    ) {
+        // SAFETY: as the caller guarantees; masked lanes are not accessed.
+        unsafe {
+            let fetch = |s: Src, v: usize| match s {
+                Src::Const(c) => _mm512_set1_ps(c),
+                Src::Operand(k) => _mm512_maskz_loadu_ps(m, rows[k].add(j + 16 * v)),
+            };
+            let mut acc: [__m512; W] = std::array::from_fn(|v| fetch(p.start, v));
+            for &Step {
+                op,
+                src,
+                leaf_first,
+            } in &p.steps
+            {
+                for (v, a) in acc.iter_mut().enumerate() {
+                    let l = fetch(src, v);
+                    let (x, y) = if leaf_first { (l, *a) } else { (*a, l) };
+                    *a = match op {
+                        Op::Add => _mm512_add_ps(x, y),
+                        Op::Sub => _mm512_sub_ps(x, y),
+                        Op::Mul => _mm512_mul_ps(x, y),
+                        // vminps/vmaxps return the second operand unless the first is
+                        // strictly smaller/larger: `x < y ? x : y`, `y < x ? x : y`.
+                        Op::Min => _mm512_min_ps(x, y),
+                        Op::Max => _mm512_max_ps(x, y),
+                    };
+                }
+            }
+            for (v, a) in acc.iter().enumerate() {
+                _mm512_mask_storeu_ps(o.add(j + 16 * v), m, *a);
+            }
+        }
+    }
+
+    /// The AVX-512F routine (see [`super::epilogue_reference`]).
+    ///
+    /// # Safety
+    /// As [`super::epilogue_reference`], on a CPU with AVX-512F.
+    unsafe extern "C" fn run512(program: *const u8, ptrs: *const *mut f32) {
+        // SAFETY: handed out only when the CPU has AVX-512F (`super::routine`).
+        unsafe { body512(&*(program as *const Program), ptrs) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn body512(p: &Program, ptrs: *const *mut f32) {
+        // SAFETY: as `run512`'s caller guarantees.
+        unsafe {
+            let out = *ptrs;
+            for i in 0..p.rows {
+                let rows = rows_of(p, ptrs, i);
+                let o = out.offset(i as isize * p.ldo);
+                let mut j = 0;
+                while j + 64 <= p.cols {
+                    chunk512::<4>(p, &rows, o, j, 0xffff);
+                    j += 64;
+                }
+                while j + 16 <= p.cols {
+                    chunk512::<1>(p, &rows, o, j, 0xffff);
+                    j += 16;
+                }
+                if j < p.cols {
+                    chunk512::<1>(p, &rows, o, j, ((1u32 << (p.cols - j)) - 1) as u16);
+                }
+            }
+        }
+    }
+
+    /// `W` vectors of 8 columns from column `j` of a row.
+    ///
+    /// # Safety
+    /// AVX2; every access in bounds.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn chunk256<const W: usize>(
+        p: &Program,
+        rows: &[*const f32; MAX_OPERANDS],
+        o: *mut f32,
+        j: usize,
+    ) {
+        // SAFETY: as the caller guarantees.
+        unsafe {
+            let fetch = |s: Src, v: usize| match s {
+                Src::Const(c) => _mm256_set1_ps(c),
+                Src::Operand(k) => _mm256_loadu_ps(rows[k].add(j + 8 * v)),
+            };
+            let mut acc: [__m256; W] = std::array::from_fn(|v| fetch(p.start, v));
+            for &Step {
+                op,
+                src,
+                leaf_first,
+            } in &p.steps
+            {
+                for (v, a) in acc.iter_mut().enumerate() {
+                    let l = fetch(src, v);
+                    let (x, y) = if leaf_first { (l, *a) } else { (*a, l) };
+                    *a = match op {
+                        Op::Add => _mm256_add_ps(x, y),
+                        Op::Sub => _mm256_sub_ps(x, y),
+                        Op::Mul => _mm256_mul_ps(x, y),
+                        Op::Min => _mm256_min_ps(x, y),
+                        Op::Max => _mm256_max_ps(x, y),
+                    };
+                }
+            }
+            for (v, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(o.add(j + 8 * v), *a);
+            }
+        }
+    }
+
+    /// The AVX2 routine (see [`super::epilogue_reference`]).
+    ///
+    /// # Safety
+    /// As [`super::epilogue_reference`], on a CPU with AVX2.
+    unsafe extern "C" fn run256(program: *const u8, ptrs: *const *mut f32) {
+        // SAFETY: handed out only when the CPU has AVX2 (`super::routine`).
+        unsafe { body256(&*(program as *const Program), ptrs) }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn body256(p: &Program, ptrs: *const *mut f32) {
+        // SAFETY: as `run256`'s caller guarantees.
+        unsafe {
+            let out = *ptrs;
+            for i in 0..p.rows {
+                let rows = rows_of(p, ptrs, i);
+                let o = out.offset(i as isize * p.ldo);
+                let mut j = 0;
+                while j + 64 <= p.cols {
+                    chunk256::<8>(p, &rows, o, j);
+                    j += 64;
+                }
+                while j + 8 <= p.cols {
+                    chunk256::<1>(p, &rows, o, j);
+                    j += 8;
+                }
+                // The tail, scalar (at most 7 columns).
+                while j < p.cols {
+                    let leaf = |s: Src| match s {
+                        Src::Const(c) => c,
+                        Src::Operand(k) => *rows[k].add(j),
+                    };
+                    let mut v = leaf(p.start);
+                    for s in &p.steps {
+                        let l = leaf(s.src);
+                        v = if s.leaf_first {
+                            apply(s.op, l, v)
+                        } else {
+                            apply(s.op, v, l)
+                        };
+                    }
+                    *o.add(j) = v;
+                    j += 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp {
+    use super::EpilogueFn;
+    use tessel_ir::target::Isa;
+
+    pub(super) fn routine(_isa: Isa) -> Option<EpilogueFn> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small xorshift generator (the tests need no more).
+    struct Rng(u64);
+    impl Rng {
+        fn next_u64(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next_u64() % n
+        }
+    }
+
+    fn random_program(rng: &mut Rng) -> Program {
+        let rows = 1 + rng.below(5) as usize;
+        let cols = 1 + rng.below(150) as usize;
+        let n_ops = 1 + rng.below(4) as usize;
+        let lds: Vec<isize> = (0..n_ops)
+            .map(|_| match rng.below(3) {
+                0 => 0,
+                1 => cols as isize,
+                _ => cols as isize + rng.below(9) as isize,
+            })
+            .collect();
+        let src = |rng: &mut Rng| {
+            if rng.below(3) == 0 {
+                Src::Const(rng.below(9) as f32 - 4.0)
+            } else {
+                Src::Operand(rng.below(n_ops as u64) as usize)
+            }
+        };
+        let ops = [Op::Add, Op::Sub, Op::Mul, Op::Min, Op::Max];
+        let steps = (0..1 + rng.below(5))
+            .map(|_| Step {
+                op: ops[rng.below(5) as usize],
+                src: src(rng),
+                leaf_first: rng.below(2) == 0,
+            })
+            .collect();
+        Program {
+            rows,
+            cols,
+            ldo: cols as isize + rng.below(5) as isize,
+            lds,
+            start: Src::Operand(0),
+            steps,
+        }
+    }
+
+    #[test]
+    fn every_routine_matches_the_reference_on_random_programs() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for isa in Isa::ALL {
+            let Some(f) = routine(isa) else {
+                eprintln!("skipping {isa}: no epilogue routine on this CPU");
+                continue;
+            };
+            for _ in 0..300 {
+                let p = random_program(&mut rng);
+                assert!(p.is_valid());
+                let span = |ld: isize| (p.rows - 1) * ld.max(0) as usize + p.cols;
+                // Values with negatives, zeros and ties, so that min/max order matters.
+                let inputs: Vec<Vec<f32>> = p
+                    .lds
+                    .iter()
+                    .map(|&ld| {
+                        (0..span(ld))
+                            .map(|_| (rng.below(13) as f32 - 6.0) * 0.5)
+                            .collect()
+                    })
+                    .collect();
+                let len = span(p.ldo) + 3;
+                let mut want = vec![f32::NAN; len];
+                let mut got = want.clone();
+                let run = |g: EpilogueFn, out: &mut Vec<f32>| {
+                    let mut ptrs: Vec<*mut f32> = vec![out.as_mut_ptr()];
+                    ptrs.extend(inputs.iter().map(|v| v.as_ptr() as *mut f32));
+                    // SAFETY: every row of every buffer is in bounds (`span`), the program
+                    // is valid and the loads do not overlap the output.
+                    unsafe { g(&p as *const Program as *const u8, ptrs.as_ptr()) }
+                };
+                run(epilogue_reference, &mut want);
+                run(f, &mut got);
+                let same = want
+                    .iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{isa}: {p:?}");
+                // Nothing past the last row's last column is written.
+                assert!(got[span(p.ldo)..].iter().all(|v| v.is_nan()));
+            }
+        }
+    }
+
+    #[test]
+    fn chain_text_names_the_loads() {
+        let p = Program {
+            rows: 1,
+            cols: 16,
+            ldo: 16,
+            lds: vec![16, 0],
+            start: Src::Operand(0),
+            steps: vec![
+                Step {
+                    op: Op::Add,
+                    src: Src::Operand(1),
+                    leaf_first: false,
+                },
+                Step {
+                    op: Op::Max,
+                    src: Src::Const(0.0),
+                    leaf_first: false,
+                },
+                Step {
+                    op: Op::Sub,
+                    src: Src::Const(6.0),
+                    leaf_first: true,
+                },
+            ],
+        };
+        assert_eq!(
+            p.chain_text(&["t".into(), "bias".into()]),
+            "(6 - max((t + bias), 0))"
+        );
+        let bad = Program {
+            start: Src::Operand(2),
+            ..p
+        };
+        assert!(!bad.is_valid());
+    }
+}
