@@ -176,7 +176,8 @@ impl Analysis {
     /// Validates `nest` and computes the analysis (`threads` decides which parallel loops are
     /// outlined, `isa` whose micro-kernels tensorized loops may call,
     /// `auto_vectorize` whether plain innermost loops may become SIMD code, `read_through`
-    /// whether micro-kernel calls may read a padding's source on interior tiles).
+    /// whether micro-kernel calls may read a padding's source on interior tiles,
+    /// `fuse_epilogues` whether write-backs may become epilogue routine calls).
     pub fn new(
         nest: &LoopNest,
         threads: usize,
@@ -184,6 +185,7 @@ impl Analysis {
         layout_rewrite: crate::LayoutRewrite,
         auto_vectorize: bool,
         read_through: bool,
+        fuse_epilogues: bool,
     ) -> Result<Analysis, CodegenError> {
         validate(nest)?;
         let words = nest.loops.len().div_ceil(64).max(1);
@@ -298,7 +300,7 @@ impl Analysis {
                 fused.contains(lp) || crate::bulk::run_len(nest, p) >= crate::bulk::MIN_RUN
             });
         }
-        if auto_vectorize && crate::epilogue::routine(isa).is_some() {
+        if auto_vectorize && fuse_epilogues && crate::epilogue::routine(isa).is_some() {
             an.epilogues = crate::epilogue::find(nest, &an, &promoted, &an.runs);
         }
         if read_through && !an.tensorized.is_empty() {

@@ -90,8 +90,8 @@ pub struct Step {
     pub leaf_first: bool,
 }
 
-/// A write-back: `out[i*ldo + j] = chain(i, j)` for `i < rows`, `j < cols`, the rows in
-/// order.
+/// A write-back: `out[i*ldo + j] = chain(i, j)` for `i < rows`, `j < cols`. The output
+/// rows must not overlap (`|ldo| ≥ cols` when `rows > 1`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Program {
     /// Rows.
@@ -117,6 +117,7 @@ impl Program {
             Src::Operand(k) => k < self.lds.len(),
         };
         self.lds.len() <= MAX_OPERANDS
+            && (self.rows <= 1 || self.ldo.unsigned_abs() >= self.cols)
             && self.steps.len() <= MAX_STEPS
             && ok(self.start)
             && self.steps.iter().all(|s| ok(s.src))
@@ -363,6 +364,11 @@ impl Cx<'_> {
             return None;
         }
         let ldo = self.row_stride(*buf, *index, o, x)?;
+        // The routine stores a block of rows column chunk by column chunk: rows must not
+        // overlap.
+        if rows > 1 && (ldo.unsigned_abs() as i64) < cols {
+            return None;
+        }
         let mut b = Builder {
             cx: self,
             dst: *buf,
@@ -497,23 +503,29 @@ impl Builder<'_, '_> {
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
-    use super::{apply, EpilogueFn, Op, Program, Src, Step, MAX_OPERANDS};
+    //! One routine per ISA, from one macro: a tile of `rows × cols` is cut into blocks of
+    //! `R` rows × `W` vectors (`R·W` accumulators: 16 zmm or 8 ymm), the last vector of a
+    //! row masked when the width is not a multiple of the lanes. A block's values stay in
+    //! registers through all the steps, so each step is dispatched once per block (not per
+    //! vector): with 48-float rows, a per-row dispatch made the routine slower than
+    //! Cranelift's inline code.
+    use super::{EpilogueFn, Op, Program, Src, MAX_OPERANDS};
     use std::arch::x86_64::*;
     use tessel_ir::target::Isa;
 
     pub(super) fn routine(isa: Isa) -> Option<EpilogueFn> {
         match isa {
-            Isa::Avx512 => Some(run512),
-            Isa::Avx2 => Some(run256),
+            Isa::Avx512 => Some(avx512::run),
+            Isa::Avx2 => Some(avx2::run),
             Isa::Generic => None,
         }
     }
 
-    /// The row pointers of every load for row `i`.
+    /// The first element of every load of `p` at row `i`.
     ///
     /// # Safety
-    /// `ptrs[1 + k]` valid for every load `k` of `p`; the rows in bounds (the caller's
-    /// guarantee).
+    /// `ptrs[1 + k]` valid for every load `k` of `p` and row `i` in bounds.
+    #[inline(always)]
     unsafe fn rows_of(p: &Program, ptrs: *const *mut f32, i: usize) -> [*const f32; MAX_OPERANDS] {
         let mut r = [std::ptr::null::<f32>(); MAX_OPERANDS];
         for (k, &ld) in p.lds.iter().enumerate() {
@@ -523,176 +535,288 @@ mod imp {
         r
     }
 
-    /// `W` vectors of 16 columns from column `j` of a row (lanes outside `m` neither read
-    /// nor written).
-    ///
-    /// # Safety
-    /// AVX-512F; the selected lanes of every access in bounds.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn chunk512<const W: usize>(
-        p: &Program,
-        rows: &[*const f32; MAX_OPERANDS],
-        o: *mut f32,
-        j: usize,
-        m: u16,
-    ) {
-        // SAFETY: as the caller guarantees; masked lanes are not accessed.
-        unsafe {
-            let fetch = |s: Src, v: usize| match s {
-                Src::Const(c) => _mm512_set1_ps(c),
-                Src::Operand(k) => _mm512_maskz_loadu_ps(m, rows[k].add(j + 16 * v)),
-            };
-            let mut acc: [__m512; W] = std::array::from_fn(|v| fetch(p.start, v));
-            for &Step {
-                op,
-                src,
-                leaf_first,
-            } in &p.steps
-            {
-                for (v, a) in acc.iter_mut().enumerate() {
-                    let l = fetch(src, v);
-                    let (x, y) = if leaf_first { (l, *a) } else { (*a, l) };
-                    *a = match op {
-                        Op::Add => _mm512_add_ps(x, y),
-                        Op::Sub => _mm512_sub_ps(x, y),
-                        Op::Mul => _mm512_mul_ps(x, y),
-                        // vminps/vmaxps return the second operand unless the first is
-                        // strictly smaller/larger: `x < y ? x : y`, `y < x ? x : y`.
-                        Op::Min => _mm512_min_ps(x, y),
-                        Op::Max => _mm512_max_ps(x, y),
-                    };
-                }
-            }
-            for (v, a) in acc.iter().enumerate() {
-                _mm512_mask_storeu_ps(o.add(j + 16 * v), m, *a);
-            }
-        }
-    }
+    macro_rules! family {
+        (
+            $name:ident, $feature:literal, $v:ty, $mask:ty, lanes = $l:expr, accs = $accs:expr,
+            full = $full:expr, tail = $tail:expr, splat = $splat:path,
+            loadu = $loadu:path, storeu = $storeu:path,
+            mload = |$mm:ident, $mp:ident| $mload:expr, mstore = |$sp:ident, $sm:ident, $sv:ident| $mstore:expr,
+            add = $add:path, sub = $sub:path, mul = $mul:path, min = $min:path, max = $max:path $(,)?
+        ) => {
+            pub(super) mod $name {
+                use super::*;
 
-    /// The AVX-512F routine (see [`super::epilogue_reference`]).
-    ///
-    /// # Safety
-    /// As [`super::epilogue_reference`], on a CPU with AVX-512F.
-    unsafe extern "C" fn run512(program: *const u8, ptrs: *const *mut f32) {
-        // SAFETY: handed out only when the CPU has AVX-512F (`super::routine`).
-        unsafe { body512(&*(program as *const Program), ptrs) }
-    }
+                /// Lanes of a vector.
+                const L: usize = $l;
 
-    #[target_feature(enable = "avx512f")]
-    unsafe fn body512(p: &Program, ptrs: *const *mut f32) {
-        // SAFETY: as `run512`'s caller guarantees.
-        unsafe {
-            let out = *ptrs;
-            for i in 0..p.rows {
-                let rows = rows_of(p, ptrs, i);
-                let o = out.offset(i as isize * p.ldo);
-                let mut j = 0;
-                while j + 64 <= p.cols {
-                    chunk512::<4>(p, &rows, o, j, 0xffff);
-                    j += 64;
-                }
-                while j + 16 <= p.cols {
-                    chunk512::<1>(p, &rows, o, j, 0xffff);
-                    j += 16;
-                }
-                if j < p.cols {
-                    chunk512::<1>(p, &rows, o, j, ((1u32 << (p.cols - j)) - 1) as u16);
-                }
-            }
-        }
-    }
-
-    /// `W` vectors of 8 columns from column `j` of a row.
-    ///
-    /// # Safety
-    /// AVX2; every access in bounds.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    unsafe fn chunk256<const W: usize>(
-        p: &Program,
-        rows: &[*const f32; MAX_OPERANDS],
-        o: *mut f32,
-        j: usize,
-    ) {
-        // SAFETY: as the caller guarantees.
-        unsafe {
-            let fetch = |s: Src, v: usize| match s {
-                Src::Const(c) => _mm256_set1_ps(c),
-                Src::Operand(k) => _mm256_loadu_ps(rows[k].add(j + 8 * v)),
-            };
-            let mut acc: [__m256; W] = std::array::from_fn(|v| fetch(p.start, v));
-            for &Step {
-                op,
-                src,
-                leaf_first,
-            } in &p.steps
-            {
-                for (v, a) in acc.iter_mut().enumerate() {
-                    let l = fetch(src, v);
-                    let (x, y) = if leaf_first { (l, *a) } else { (*a, l) };
-                    *a = match op {
-                        Op::Add => _mm256_add_ps(x, y),
-                        Op::Sub => _mm256_sub_ps(x, y),
-                        Op::Mul => _mm256_mul_ps(x, y),
-                        Op::Min => _mm256_min_ps(x, y),
-                        Op::Max => _mm256_max_ps(x, y),
-                    };
-                }
-            }
-            for (v, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(o.add(j + 8 * v), *a);
-            }
-        }
-    }
-
-    /// The AVX2 routine (see [`super::epilogue_reference`]).
-    ///
-    /// # Safety
-    /// As [`super::epilogue_reference`], on a CPU with AVX2.
-    unsafe extern "C" fn run256(program: *const u8, ptrs: *const *mut f32) {
-        // SAFETY: handed out only when the CPU has AVX2 (`super::routine`).
-        unsafe { body256(&*(program as *const Program), ptrs) }
-    }
-
-    #[target_feature(enable = "avx2")]
-    unsafe fn body256(p: &Program, ptrs: *const *mut f32) {
-        // SAFETY: as `run256`'s caller guarantees.
-        unsafe {
-            let out = *ptrs;
-            for i in 0..p.rows {
-                let rows = rows_of(p, ptrs, i);
-                let o = out.offset(i as isize * p.ldo);
-                let mut j = 0;
-                while j + 64 <= p.cols {
-                    chunk256::<8>(p, &rows, o, j);
-                    j += 64;
-                }
-                while j + 8 <= p.cols {
-                    chunk256::<1>(p, &rows, o, j);
-                    j += 8;
-                }
-                // The tail, scalar (at most 7 columns).
-                while j < p.cols {
-                    let leaf = |s: Src| match s {
-                        Src::Const(c) => c,
-                        Src::Operand(k) => *rows[k].add(j),
-                    };
-                    let mut v = leaf(p.start);
-                    for s in &p.steps {
-                        let l = leaf(s.src);
-                        v = if s.leaf_first {
-                            apply(s.op, l, v)
+                /// Vector `v` of a block's row at `q + j` (masked by `m` when it is the last
+                /// one and `MASKED`).
+                ///
+                /// # Safety
+                /// The feature; the selected lanes in bounds.
+                #[target_feature(enable = $feature)]
+                #[inline]
+                unsafe fn load<const W: usize, const MASKED: bool>(
+                    q: *const f32,
+                    j: usize,
+                    v: usize,
+                    m: $mask,
+                ) -> $v {
+                    // SAFETY: as the caller guarantees.
+                    unsafe {
+                        let $mp = q.add(j + L * v);
+                        if MASKED && v + 1 == W {
+                            let $mm = m;
+                            $mload
                         } else {
-                            apply(s.op, v, l)
+                            $loadu($mp)
+                        }
+                    }
+                }
+
+                /// The leaf `s` for every accumulator of a block.
+                ///
+                /// # Safety
+                /// As [`load`].
+                #[target_feature(enable = $feature)]
+                #[inline]
+                unsafe fn leaf<const R: usize, const W: usize, const MASKED: bool>(
+                    s: Src,
+                    rows: &[[*const f32; MAX_OPERANDS]; R],
+                    j: usize,
+                    m: $mask,
+                ) -> [[$v; W]; R] {
+                    // SAFETY: as the caller guarantees.
+                    unsafe {
+                        let mut out = [[$splat(0.0); W]; R];
+                        match s {
+                            Src::Const(c) => {
+                                let c = $splat(c);
+                                for row in out.iter_mut() {
+                                    for x in row.iter_mut() {
+                                        *x = c;
+                                    }
+                                }
+                            }
+                            Src::Operand(k) => {
+                                for (r, row) in out.iter_mut().enumerate() {
+                                    for (v, x) in row.iter_mut().enumerate() {
+                                        *x = load::<W, MASKED>(rows[r][k], j, v, m);
+                                    }
+                                }
+                            }
+                        }
+                        out
+                    }
+                }
+
+                /// One step on a block: `acc = op(acc, l)` (or `op(l, acc)`), its operator
+                /// and operand order dispatched once.
+                #[target_feature(enable = $feature)]
+                #[inline]
+                fn step<const R: usize, const W: usize>(
+                    acc: &mut [[$v; W]; R],
+                    op: Op,
+                    leaf_first: bool,
+                    l: &[[$v; W]; R],
+                ) {
+                    macro_rules! each {
+                        ($f:path, $swap:expr) => {
+                            for r in 0..R {
+                                for v in 0..W {
+                                    let (a, b) = (acc[r][v], l[r][v]);
+                                    acc[r][v] = if $swap { $f(b, a) } else { $f(a, b) };
+                                }
+                            }
                         };
                     }
-                    *o.add(j) = v;
-                    j += 1;
+                    match (op, leaf_first) {
+                        (Op::Add, _) => each!($add, false),
+                        (Op::Mul, _) => each!($mul, false),
+                        (Op::Sub, false) => each!($sub, false),
+                        (Op::Sub, true) => each!($sub, true),
+                        // vminps/vmaxps return the second operand unless the first is
+                        // strictly smaller/larger: `x < y ? x : y`, `y < x ? x : y`.
+                        (Op::Min, false) => each!($min, false),
+                        (Op::Min, true) => each!($min, true),
+                        (Op::Max, false) => each!($max, false),
+                        (Op::Max, true) => each!($max, true),
+                    }
+                }
+
+                /// Rows `i0..i0+R`, columns `j..j + W·L` (the last vector masked by `m`
+                /// when `MASKED`).
+                ///
+                /// # Safety
+                /// The feature; every selected element in bounds (the routine's contract).
+                #[target_feature(enable = $feature)]
+                #[inline]
+                unsafe fn block<const R: usize, const W: usize, const MASKED: bool>(
+                    p: &Program,
+                    ptrs: *const *mut f32,
+                    i0: usize,
+                    j: usize,
+                    m: $mask,
+                ) {
+                    // SAFETY: as the caller guarantees; masked lanes are not accessed.
+                    unsafe {
+                        let mut rows = [[std::ptr::null::<f32>(); MAX_OPERANDS]; R];
+                        for (r, row) in rows.iter_mut().enumerate() {
+                            *row = rows_of(p, ptrs, i0 + r);
+                        }
+                        let mut acc = leaf::<R, W, MASKED>(p.start, &rows, j, m);
+                        for s in &p.steps {
+                            let l = leaf::<R, W, MASKED>(s.src, &rows, j, m);
+                            step(&mut acc, s.op, s.leaf_first, &l);
+                        }
+                        let out = *ptrs;
+                        for (r, row) in acc.iter().enumerate() {
+                            let o = out.offset((i0 + r) as isize * p.ldo);
+                            for (v, a) in row.iter().enumerate() {
+                                let $sp = o.add(j + L * v);
+                                let $sv = *a;
+                                if MASKED && v + 1 == W {
+                                    let $sm = m;
+                                    $mstore
+                                } else {
+                                    $storeu($sp, $sv)
+                                }
+                            }
+                        }
+                    }
+                }
+
+                /// All rows at columns `j..j + W·L`: blocks of `R` rows, then single rows.
+                ///
+                /// # Safety
+                /// As [`block`].
+                #[target_feature(enable = $feature)]
+                #[inline]
+                unsafe fn columns<const R: usize, const W: usize, const MASKED: bool>(
+                    p: &Program,
+                    ptrs: *const *mut f32,
+                    j: usize,
+                    m: $mask,
+                ) {
+                    // SAFETY: as the caller guarantees.
+                    unsafe {
+                        let mut i = 0;
+                        while i + R <= p.rows {
+                            block::<R, W, MASKED>(p, ptrs, i, j, m);
+                            i += R;
+                        }
+                        while i < p.rows {
+                            block::<1, W, MASKED>(p, ptrs, i, j, m);
+                            i += 1;
+                        }
+                    }
+                }
+
+                /// The columns from `j` to the end of the rows (`n = cols - j`, at most
+                /// four vectors), the last vector masked when `n` is not a multiple of `L`.
+                ///
+                /// # Safety
+                /// As [`block`].
+                #[target_feature(enable = $feature)]
+                unsafe fn rest(p: &Program, ptrs: *const *mut f32, j: usize, n: usize) {
+                    const A: usize = $accs;
+                    let w = n.div_ceil(L);
+                    let m: $mask = $tail(n - (w - 1) * L);
+                    // SAFETY: as the caller guarantees.
+                    unsafe {
+                        match (w, n % L == 0) {
+                            (1, true) => columns::<{ A }, 1, false>(p, ptrs, j, m),
+                            (1, false) => columns::<{ A }, 1, true>(p, ptrs, j, m),
+                            (2, true) => columns::<{ A / 2 }, 2, false>(p, ptrs, j, m),
+                            (2, false) => columns::<{ A / 2 }, 2, true>(p, ptrs, j, m),
+                            (3, true) => columns::<{ A / 3 }, 3, false>(p, ptrs, j, m),
+                            (3, false) => columns::<{ A / 3 }, 3, true>(p, ptrs, j, m),
+                            (4, true) => columns::<{ A / 4 }, 4, false>(p, ptrs, j, m),
+                            _ => columns::<{ A / 4 }, 4, true>(p, ptrs, j, m),
+                        }
+                    }
+                }
+
+                /// The routine (see [`super::super::epilogue_reference`]).
+                ///
+                /// # Safety
+                /// As [`super::super::epilogue_reference`], on a CPU with the feature.
+                pub(in super::super) unsafe extern "C" fn run(
+                    program: *const u8,
+                    ptrs: *const *mut f32,
+                ) {
+                    // SAFETY: handed out only when the CPU has the feature
+                    // (`super::super::routine`); the rest as the caller guarantees.
+                    unsafe { body(&*(program as *const Program), ptrs) }
+                }
+
+                #[target_feature(enable = $feature)]
+                unsafe fn body(p: &Program, ptrs: *const *mut f32) {
+                    // SAFETY: as `run`'s caller guarantees.
+                    unsafe {
+                        // Full chunks of four vectors while more than four remain, then
+                        // the rest (1 to 4 vectors, the last one masked if partial).
+                        let mut j = 0;
+                        while p.cols - j > 4 * L {
+                            columns::<{ $accs / 4 }, 4, false>(p, ptrs, j, $full);
+                            j += 4 * L;
+                        }
+                        if j < p.cols {
+                            rest(p, ptrs, j, p.cols - j);
+                        }
+                    }
                 }
             }
-        }
+        };
     }
+
+    family!(
+        avx512,
+        "avx512f",
+        __m512,
+        u16,
+        lanes = 16,
+        accs = 16,
+        full = 0xffff,
+        tail = |n: usize| ((1u32 << n) - 1) as u16,
+        splat = _mm512_set1_ps,
+        loadu = _mm512_loadu_ps,
+        storeu = _mm512_storeu_ps,
+        mload = |m, q| _mm512_maskz_loadu_ps(m, q),
+        mstore = |q, m, v| _mm512_mask_storeu_ps(q, m, v),
+        add = _mm512_add_ps,
+        sub = _mm512_sub_ps,
+        mul = _mm512_mul_ps,
+        min = _mm512_min_ps,
+        max = _mm512_max_ps,
+    );
+
+    family!(
+        avx2,
+        "avx2",
+        __m256,
+        __m256i,
+        lanes = 8,
+        accs = 8,
+        full = _mm256_set1_epi32(-1),
+        tail = |n: usize| {
+            // SAFETY (of the intrinsics): called from AVX2 code only.
+            _mm256_cmpgt_epi32(
+                _mm256_set1_epi32(n as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            )
+        },
+        splat = _mm256_set1_ps,
+        loadu = _mm256_loadu_ps,
+        storeu = _mm256_storeu_ps,
+        mload = |m, q| _mm256_maskload_ps(q, m),
+        mstore = |q, m, v| _mm256_maskstore_ps(q, m, v),
+        add = _mm256_add_ps,
+        sub = _mm256_sub_ps,
+        mul = _mm256_mul_ps,
+        min = _mm256_min_ps,
+        max = _mm256_max_ps,
+    );
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -724,7 +848,7 @@ mod tests {
     }
 
     fn random_program(rng: &mut Rng) -> Program {
-        let rows = 1 + rng.below(5) as usize;
+        let rows = 1 + rng.below(20) as usize;
         let cols = 1 + rng.below(150) as usize;
         let n_ops = 1 + rng.below(4) as usize;
         let lds: Vec<isize> = (0..n_ops)

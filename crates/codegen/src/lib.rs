@@ -165,13 +165,17 @@ pub struct CompileOptions {
     /// source on tiles whose block lies inside it, skipping the copy there (read-through
     /// padding: interior tiles of a depthwise convolution). `false` always copies.
     pub read_through: bool,
+    /// With micro-kernels, run a tile's write-back that applies an elementwise chain (bias,
+    /// residual add, ReLU, ReLU6) as one call of the target's epilogue routine
+    /// ([`epilogue`]). `false` leaves it to the loop code.
+    pub fuse_epilogues: bool,
 }
 
 impl Default for CompileOptions {
     /// One thread per available CPU, FMA on, micro-kernels of this CPU's highest ISA level
     /// ([`CpuFeatures::best_isa`](tessel_ir::target::CpuFeatures::best_isa)), no layout rewrite
-    /// ([`LayoutRewrite::Off`]), auto-vectorization and read-through padding on, no IR text
-    /// kept.
+    /// ([`LayoutRewrite::Off`]), auto-vectorization, read-through padding and fused
+    /// epilogues on, no IR text kept.
     fn default() -> Self {
         CompileOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -182,6 +186,7 @@ impl Default for CompileOptions {
             layout_rewrite: LayoutRewrite::Off,
             auto_vectorize: true,
             read_through: true,
+            fuse_epilogues: true,
         }
     }
 }
@@ -234,6 +239,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         opts.layout_rewrite,
         opts.auto_vectorize,
         opts.read_through,
+        opts.fuse_epilogues,
     )?;
     let mut jb = JITBuilder::with_isa(host_isa()?, default_libcall_names());
     // The register-tile kernels every tensorized tile (strips included) calls; the analysis
