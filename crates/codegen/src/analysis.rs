@@ -59,6 +59,9 @@ pub(crate) struct Analysis {
     /// Write-backs that run as one call of the target's epilogue routine
     /// ([`crate::epilogue`]), by the loop each replaces.
     pub epilogues: HashMap<LoopId, crate::epilogue::Plan>,
+    /// Tensorized loops whose zero fill and write-back run inside fused kernel calls
+    /// ([`crate::epilogue::find_kernel_fusions`]).
+    pub kernel_epilogues: HashMap<LoopId, crate::epilogue::KernelPlan>,
     /// `Alloc` statements whose buffer lives in SSA variables, with the layout.
     pub promoted: HashMap<StmtId, Layout>,
     /// Tensorized loops that become one micro-kernel call (matched, kernel available on this
@@ -231,6 +234,7 @@ impl Analysis {
             runs: HashMap::new(),
             zero_init: HashMap::new(),
             epilogues: HashMap::new(),
+            kernel_epilogues: HashMap::new(),
             promoted: HashMap::new(),
             tensorized: HashMap::new(),
             packs: Vec::new(),
@@ -292,8 +296,10 @@ impl Analysis {
                 _ => None,
             })
             .collect();
+        let mut all_runs = HashMap::new();
         if auto_vectorize && crate::bulk::routine(isa).is_some() {
             an.runs = crate::bulk::find_runs(nest, &an, &promoted);
+            all_runs = an.runs.clone();
             an.zero_init = crate::bulk::find_zero_inits(nest, &an, isa);
             let fused: HashSet<LoopId> = an.zero_init.values().copied().collect();
             an.runs.retain(|lp, p| {
@@ -302,6 +308,7 @@ impl Analysis {
         }
         if auto_vectorize && fuse_epilogues && crate::epilogue::routine(isa).is_some() {
             an.epilogues = crate::epilogue::find(nest, &an, &promoted, &an.runs);
+            an.kernel_epilogues = crate::epilogue::find_kernel_fusions(nest, &an, &all_runs, isa);
         }
         if read_through && !an.tensorized.is_empty() {
             an.through = crate::through::find(nest, &an, &promoted);

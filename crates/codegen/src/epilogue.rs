@@ -249,11 +249,14 @@ pub struct FusedWriteBack {
     pub out: String,
     /// The chain, loads named by their buffers.
     pub chain: String,
+    /// Applied inside the micro-kernel call to its register tile ([`FusedKernelFn`]);
+    /// otherwise one call of the epilogue routine after the kernel.
+    pub in_kernel: bool,
 }
 
 impl Plan {
     /// The report of this write-back.
-    pub(crate) fn report(&self, nest: &LoopNest, lp: LoopId) -> FusedWriteBack {
+    pub(crate) fn report(&self, nest: &LoopNest, lp: LoopId, in_kernel: bool) -> FusedWriteBack {
         let names: Vec<String> = self
             .operands
             .iter()
@@ -265,6 +268,7 @@ impl Plan {
             cols: self.program.cols,
             out: nest.buffer(self.dst.0).name.clone(),
             chain: self.program.chain_text(&names),
+            in_kernel,
         }
     }
 }
@@ -273,8 +277,17 @@ impl std::fmt::Display for FusedWriteBack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "loop {}: {}x{} into {} = {}",
-            self.loop_name, self.rows, self.cols, self.out, self.chain
+            "loop {}: {}x{} into {} = {}{}",
+            self.loop_name,
+            self.rows,
+            self.cols,
+            self.out,
+            self.chain,
+            if self.in_kernel {
+                " (in the kernel)"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -829,6 +842,326 @@ mod imp {
     }
 }
 
+// ------------------------------------------------------------------ the in-kernel form
+
+/// A broadcast micro-kernel with the write-back fused in (AVX-512): `(k, a, a_rs, a_ks, b,
+/// b_ks, program, ptrs, row0)`. It computes the `MR`×`16·NV` tile
+/// `acc[i][j] = Σ_p a[i*a_rs + p*a_ks] · b[p*b_ks + j]` from zero (FMAs in `p` order, as
+/// the zero fill and the plain kernel do), applies `program`'s steps to it in registers
+/// (its start is the tile, which no step reads) for the program's rows `row0 + i`, and
+/// stores it to `ptrs[0] + (row0 + i)*ldo + j`.
+pub type FusedKernelFn = unsafe extern "C" fn(
+    i64,
+    *const f32,
+    i64,
+    i64,
+    *const f32,
+    i64,
+    *const u8,
+    *const *mut f32,
+    i64,
+);
+
+/// The fused kernel of an `mr`×`nr` register tile under `isa`, when there is one and this
+/// CPU runs it (AVX-512 only; AVX2 tiles keep the routine after the kernel).
+pub fn fused_kernel(isa: Isa, mr: i64, nr: i64) -> Option<FusedKernelFn> {
+    if !crate::ukernel::available(isa) {
+        return None;
+    }
+    imp_fused::lookup(isa, mr, nr)
+}
+
+/// The symbol of the fused kernel of an `mr`×`nr` tile.
+pub(crate) fn fused_symbol(isa: Isa, mr: i64, nr: i64) -> String {
+    format!("tessel_fused_{isa}_{mr}x{nr}")
+}
+
+/// A tile whose zero fill, micro-kernel call and write-back run as fused kernel calls
+/// ([`FusedKernelFn`]), keyed in [`Analysis::kernel_epilogues`] by the tensorized loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct KernelPlan {
+    /// The zero fill loop (not emitted).
+    pub fill: LoopId,
+    /// The write-back loop (not emitted; its plan is in [`Analysis::epilogues`]).
+    pub write_back: LoopId,
+}
+
+/// True when `a` (with `a_loops` at 0) and `b` (with `b_loops` at 0) are the same index.
+fn same_origin(
+    nest: &LoopNest,
+    an: &Analysis,
+    a: ExprId,
+    a_loops: &[Option<LoopId>],
+    b: ExprId,
+    b_loops: &[Option<LoopId>],
+) -> bool {
+    use tessel_ir::affine::{Affine, Term};
+    let keep = |lin: &Affine, skip: &[Option<LoopId>]| {
+        let mut v = Vec::new();
+        for &(t, c) in &lin.terms {
+            match t {
+                Term::Var(l) if skip.contains(&Some(l)) => {}
+                Term::Atom(e) if skip.iter().flatten().any(|&l| an.depends(e, l)) => return None,
+                _ => v.push((t, c)),
+            }
+        }
+        Some(v)
+    };
+    let (la, lb) = (Affine::of_or_atom(nest, a), Affine::of_or_atom(nest, b));
+    match (keep(&la, a_loops), keep(&lb, b_loops)) {
+        (Some(x), Some(y)) => {
+            la.konst == lb.konst && x.len() == y.len() && x.iter().all(|p| y.contains(p))
+        }
+        _ => false,
+    }
+}
+
+/// The tiles whose write-back runs inside the kernel: `alloc T { fill; kernel; write-back }`
+/// where `fill` zeroes exactly the kernel's `C` tile `T` (a bulk run of `all_runs`),
+/// `kernel` is a broadcast micro-kernel call over the whole reduction, and `write-back` is
+/// a fused write-back (`an.epilogues`) of the same `mr`×`nr` tile that starts from `T`'s
+/// element `(i, j)` and reads `T` nowhere else; every register tile of the strip has a
+/// fused kernel.
+pub(crate) fn find_kernel_fusions(
+    nest: &LoopNest,
+    an: &Analysis,
+    all_runs: &HashMap<LoopId, crate::bulk::RunPlan>,
+    isa: Isa,
+) -> HashMap<LoopId, KernelPlan> {
+    let mut out = HashMap::new();
+    for s in &nest.stmts {
+        let Stmt::Alloc { buf, body } = s else {
+            continue;
+        };
+        let [f, k, w] = body[..] else { continue };
+        let lp = |s: StmtId| match nest.stmt(s) {
+            Stmt::For { lp, .. } => Some(*lp),
+            _ => None,
+        };
+        let (Some(f), Some(k), Some(w)) = (lp(f), lp(k), lp(w)) else {
+            continue;
+        };
+        let (Some(run), Some(m), Some(e)) = (
+            all_runs.get(&f),
+            an.tensorized.get(&k),
+            an.epilogues.get(&w),
+        ) else {
+            continue;
+        };
+        let p = &e.program;
+        let tile_ok = m.kind == tessel_ir::tensorize::KernelKind::Broadcast
+            && m.folded().is_none()
+            && !an.folded.contains_key(&k)
+            && m.c.0 == *buf
+            && (m.mr == 1 || m.c_row_stride == m.nr);
+        let fill_ok = run.src.is_none()
+            && run.fill.to_bits() == 0
+            && run.dst.0 == *buf
+            && crate::bulk::run_len(nest, run) == m.mr * m.nr
+            && same_origin(
+                nest,
+                an,
+                run.dst.1,
+                &[Some(run.inner), run.outer],
+                m.c.1,
+                &[Some(m.j_loop), m.i_loop],
+            );
+        let Src::Operand(t) = p.start else { continue };
+        let reads_t = |s: &Step| s.src == Src::Operand(t);
+        let wb_ok = p.rows as i64 == m.mr
+            && p.cols as i64 == m.nr
+            && e.operands[t].0 == *buf
+            && e.operands.iter().filter(|o| o.0 == *buf).count() == 1
+            && !p.steps.iter().any(reads_t)
+            && (p.rows == 1 || p.lds[t] == m.c_row_stride as isize)
+            && e.dst.0 != *buf
+            && same_origin(
+                nest,
+                an,
+                e.operands[t].1,
+                &[Some(e.inner), e.outer],
+                m.c.1,
+                &[Some(m.j_loop), m.i_loop],
+            );
+        let blocks = tessel_ir::tensorize::strip_blocks(isa, m.mr, m.nr);
+        let kernels_ok =
+            !blocks.is_empty() && blocks.iter().all(|&r| fused_kernel(isa, r, m.nr).is_some());
+        if tile_ok && fill_ok && wb_ok && kernels_ok {
+            out.insert(
+                k,
+                KernelPlan {
+                    fill: f,
+                    write_back: w,
+                },
+            );
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp_fused {
+    use super::{FusedKernelFn, Op, Program, Src};
+    use std::arch::x86_64::*;
+    use tessel_ir::target::Isa;
+
+    /// Lanes of a zmm register.
+    const L: usize = 16;
+
+    pub(super) fn lookup(isa: Isa, mr: i64, nr: i64) -> Option<FusedKernelFn> {
+        if isa != Isa::Avx512 || nr % L as i64 != 0 {
+            return None;
+        }
+        let nv = nr / L as i64;
+        macro_rules! shapes {
+            ($v:literal, $u:literal, [$($m:literal)*]) => {
+                $( if mr == $m && nv == $v { return Some(fused::<$m, $v, $u>); } )*
+            };
+        }
+        // The shapes of the AVX-512 broadcast family (`ukernel`), its `k` loop unrolled as
+        // the chosen plain form is (two vectors: not unrolled).
+        shapes!(1, 2, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
+        shapes!(2, 1, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
+        shapes!(3, 2, [1 2 3 4 5 6 7 8 9]);
+        shapes!(4, 2, [1 2 3 4 5 6]);
+        None
+    }
+
+    /// One reduction step of the tile.
+    ///
+    /// # Safety
+    /// AVX-512F; `bp[0..16·NV]` and every `rows[i] + off` valid.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn fma_step<const MR: usize, const NV: usize>(
+        acc: &mut [[__m512; NV]; MR],
+        bp: *const f32,
+        rows: &[*const f32; MR],
+        off: isize,
+    ) {
+        // SAFETY: as the caller guarantees.
+        unsafe {
+            let mut bv = [_mm512_setzero_ps(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(bp.add(L * v));
+            }
+            for (i, r) in acc.iter_mut().enumerate() {
+                let ai = _mm512_set1_ps(*rows[i].offset(off));
+                for (x, &y) in r.iter_mut().zip(bv.iter()) {
+                    *x = _mm512_fmadd_ps(ai, y, *x);
+                }
+            }
+        }
+    }
+
+    /// The fused kernel (see [`FusedKernelFn`]).
+    ///
+    /// # Safety
+    /// AVX-512F; the micro-kernel's `a` and `b` accesses valid (as for the plain kernel),
+    /// `program` a valid [`Program`] whose start is an operand no step reads, and every
+    /// output and operand element of rows `row0..row0 + MR` valid.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe extern "C" fn fused<const MR: usize, const NV: usize, const U: usize>(
+        k: i64,
+        a: *const f32,
+        a_rs: i64,
+        a_ks: i64,
+        b: *const f32,
+        b_ks: i64,
+        program: *const u8,
+        ptrs: *const *mut f32,
+        row0: i64,
+    ) {
+        // SAFETY (whole body): as the caller guarantees; unaligned accesses throughout.
+        unsafe {
+            let p = &*(program as *const Program);
+            let mut rows = [a; MR];
+            for (i, r) in rows.iter_mut().enumerate() {
+                *r = a.offset(i as isize * a_rs as isize);
+            }
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            let (a_ks, b_ks) = (a_ks as isize, b_ks as isize);
+            let (mut off, mut bp, mut q) = (0isize, b, 0i64);
+            while q + U as i64 <= k {
+                for u in 0..U as isize {
+                    fma_step(&mut acc, bp.offset(u * b_ks), &rows, off + u * a_ks);
+                }
+                off += U as isize * a_ks;
+                bp = bp.offset(U as isize * b_ks);
+                q += U as i64;
+            }
+            while q < k {
+                fma_step(&mut acc, bp, &rows, off);
+                off += a_ks;
+                bp = bp.offset(b_ks);
+                q += 1;
+            }
+            let row0 = row0 as isize;
+            macro_rules! each {
+                ($f:path, $swap:expr, |$i:ident, $v:ident| $leaf:expr) => {
+                    for $i in 0..MR {
+                        for $v in 0..NV {
+                            let (x, l) = (acc[$i][$v], $leaf);
+                            acc[$i][$v] = if $swap { $f(l, x) } else { $f(x, l) };
+                        }
+                    }
+                };
+            }
+            macro_rules! apply {
+                ($op:expr, $lf:expr, |$i:ident, $v:ident| $leaf:expr) => {
+                    match ($op, $lf) {
+                        (Op::Add, _) => each!(_mm512_add_ps, false, |$i, $v| $leaf),
+                        (Op::Mul, _) => each!(_mm512_mul_ps, false, |$i, $v| $leaf),
+                        (Op::Sub, false) => each!(_mm512_sub_ps, false, |$i, $v| $leaf),
+                        (Op::Sub, true) => each!(_mm512_sub_ps, true, |$i, $v| $leaf),
+                        (Op::Min, false) => each!(_mm512_min_ps, false, |$i, $v| $leaf),
+                        (Op::Min, true) => each!(_mm512_min_ps, true, |$i, $v| $leaf),
+                        (Op::Max, false) => each!(_mm512_max_ps, false, |$i, $v| $leaf),
+                        (Op::Max, true) => each!(_mm512_max_ps, true, |$i, $v| $leaf),
+                    }
+                };
+            }
+            for s in &p.steps {
+                match s.src {
+                    Src::Const(c) => {
+                        let c = _mm512_set1_ps(c);
+                        apply!(s.op, s.leaf_first, |_i, _v| c)
+                    }
+                    Src::Operand(o) => {
+                        let base = *ptrs.add(1 + o) as *const f32;
+                        let ld = p.lds[o];
+                        let mut lrows = [base; MR];
+                        for (i, r) in lrows.iter_mut().enumerate() {
+                            *r = base.offset((row0 + i as isize) * ld);
+                        }
+                        apply!(s.op, s.leaf_first, |i, v| _mm512_loadu_ps(
+                            lrows[i].add(L * v)
+                        ))
+                    }
+                }
+            }
+            let out = *ptrs;
+            for (i, r) in acc.iter().enumerate() {
+                let o = out.offset((row0 + i as isize) * p.ldo);
+                for (v, x) in r.iter().enumerate() {
+                    _mm512_storeu_ps(o.add(L * v), *x);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp_fused {
+    use super::FusedKernelFn;
+    use tessel_ir::target::Isa;
+
+    pub(super) fn lookup(_isa: Isa, _mr: i64, _nr: i64) -> Option<FusedKernelFn> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -924,6 +1257,99 @@ mod tests {
                 assert!(same, "{isa}: {p:?}");
                 // Nothing past the last row's last column is written.
                 assert!(got[span(p.ldo)..].iter().all(|v| v.is_nan()));
+            }
+        }
+    }
+
+    #[test]
+    fn fused_kernels_compute_the_tile_then_the_chain() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let Some(_) = fused_kernel(Isa::Avx512, 1, 16) else {
+            eprintln!("skipping: no fused kernels on this CPU");
+            return;
+        };
+        for (mr, nr) in [
+            (1, 16),
+            (14, 16),
+            (8, 32),
+            (9, 48),
+            (6, 64),
+            (5, 64),
+            (3, 48),
+        ] {
+            let f = fused_kernel(Isa::Avx512, mr, nr).expect("shape exists");
+            assert!(fused_kernel(Isa::Avx512, mr, nr + 8).is_none());
+            for _ in 0..20 {
+                let (m, n) = (mr as usize, nr as usize);
+                let k = 1 + rng.below(9) as usize;
+                let (a_rs, a_ks, b_ks) = (k + rng.below(3) as usize, 1, n + rng.below(5) as usize);
+                let small = |rng: &mut Rng| (rng.below(13) as f32 - 6.0) * 0.25;
+                let a: Vec<f32> = (0..m * a_rs + k).map(|_| small(&mut rng)).collect();
+                let b: Vec<f32> = (0..k * b_ks + n).map(|_| small(&mut rng)).collect();
+                // The tile as the zero fill and the plain kernel compute it.
+                let mut tile = vec![0f32; m * n];
+                for (i, row) in tile.chunks_mut(n).enumerate() {
+                    for (j, t) in row.iter_mut().enumerate() {
+                        for p in 0..k {
+                            *t = a[i * a_rs + p * a_ks].mul_add(b[p * b_ks + j], *t);
+                        }
+                    }
+                }
+                // A chain on the tile (operand 0), two rows of offset `row0` into bigger
+                // operands and output.
+                let mut p = random_program(&mut rng);
+                let row0 = rng.below(3) as usize;
+                p.rows = m + row0;
+                p.cols = n;
+                p.ldo = n as isize + rng.below(3) as isize;
+                p.lds[0] = n as isize;
+                p.start = Src::Operand(0);
+                for s in p.steps.iter_mut() {
+                    if s.src == Src::Operand(0) {
+                        s.src = Src::Const(1.5);
+                    }
+                }
+                assert!(p.is_valid());
+                let span = |ld: isize| (p.rows - 1) * ld.max(0) as usize + p.cols;
+                let mut inputs: Vec<Vec<f32>> = p
+                    .lds
+                    .iter()
+                    .map(|&ld| (0..span(ld)).map(|_| small(&mut rng)).collect())
+                    .collect();
+                // Rows `row0..` of operand 0 are the tile (for the reference only).
+                inputs[0][row0 * n..].copy_from_slice(&tile);
+                let mut want = vec![f32::NAN; span(p.ldo)];
+                let mut got = want.clone();
+                let mut ptrs: Vec<*mut f32> = vec![want.as_mut_ptr()];
+                ptrs.extend(inputs.iter().map(|v| v.as_ptr() as *mut f32));
+                // SAFETY: every row in bounds (`span`), the program valid.
+                unsafe { epilogue_reference(&p as *const Program as *const u8, ptrs.as_ptr()) };
+                ptrs[0] = got.as_mut_ptr();
+                ptrs[1] = std::ptr::null_mut();
+                // SAFETY: `a`, `b` hold the tile's operands; rows `row0..row0 + mr` of the
+                // output and of every operand but the (unread) tile are in bounds.
+                unsafe {
+                    f(
+                        k as i64,
+                        a.as_ptr(),
+                        a_rs as i64,
+                        a_ks as i64,
+                        b.as_ptr(),
+                        b_ks as i64,
+                        &p as *const Program as *const u8,
+                        ptrs.as_ptr(),
+                        row0 as i64,
+                    )
+                };
+                let rows = |v: &[f32]| -> Vec<u32> {
+                    (row0..p.rows)
+                        .flat_map(|i| (0..n).map(move |j| (i, j)))
+                        .map(|(i, j)| v[i * p.ldo as usize + j].to_bits())
+                        .collect()
+                };
+                assert_eq!(rows(&got), rows(&want), "{mr}x{nr} k {k} {p:?}");
+                // Rows before `row0` untouched.
+                assert!(got[..row0 * p.ldo as usize].iter().all(|v| v.is_nan()));
             }
         }
     }

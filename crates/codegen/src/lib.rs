@@ -284,6 +284,23 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
     if let Some(f) = run_fn {
         jb.symbol(bulk::symbol(opts.isa), f as *const u8);
     }
+    // Fused kernels (write-back inside the kernel) by register tile `(mr, nr)`.
+    let mut fused: Vec<((i64, i64), epilogue::FusedKernelFn)> = an
+        .kernel_epilogues
+        .keys()
+        .flat_map(|k| {
+            let m = &an.tensorized[k];
+            tessel_ir::tensorize::strip_blocks(opts.isa, m.mr, m.nr)
+                .into_iter()
+                .map(move |r| (r, m.nr))
+        })
+        .filter_map(|(r, nr)| Some(((r, nr), epilogue::fused_kernel(opts.isa, r, nr)?)))
+        .collect();
+    fused.sort_unstable_by_key(|f| f.0);
+    fused.dedup_by_key(|f| f.0);
+    for &((mr, nr), f) in &fused {
+        jb.symbol(epilogue::fused_symbol(opts.isa, mr, nr), f as *const u8);
+    }
     let epi_fn = epilogue::routine(opts.isa).filter(|_| !an.epilogues.is_empty());
     if let Some(f) = epi_fn {
         jb.symbol(epilogue::symbol(opts.isa), f as *const u8);
@@ -344,16 +361,28 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
             ),
             None => None,
         };
-        Ok((fns, uk, run, zk, epi))
-    });
-    let ((exp_fn, par_fn), ukernels, run_fn, zero_kernels, epilogue_fn) = match declared {
-        Ok(x) => x,
-        Err(e) => {
-            // SAFETY: nothing from this module has been run or handed out.
-            unsafe { module.free_memory() };
-            return Err(e);
+        let mut fk = std::collections::HashMap::new();
+        for &((mr, nr), _) in &fused {
+            let id = module
+                .declare_function(
+                    &epilogue::fused_symbol(opts.isa, mr, nr),
+                    Linkage::Import,
+                    &emit::fused_signature(&module),
+                )
+                .map_err(|e| CodegenError::Cranelift(format!("{e:?}")))?;
+            fk.insert((mr, nr), id);
         }
-    };
+        Ok((fns, uk, run, zk, epi, fk))
+    });
+    let ((exp_fn, par_fn), ukernels, run_fn, zero_kernels, epilogue_fn, fused_kernels) =
+        match declared {
+            Ok(x) => x,
+            Err(e) => {
+                // SAFETY: nothing from this module has been run or handed out.
+                unsafe { module.free_memory() };
+                return Err(e);
+            }
+        };
     let mut calls: Vec<MicroKernelCall> = an
         .tensorized
         .values()
@@ -365,7 +394,9 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
             blocks: tessel_ir::tensorize::strip_blocks(opts.isa, m.mr, m.nr),
             k: m.k,
             k2: m.folded().map_or(1, |o| o.extent),
-            zero_start: an.zero_init.contains_key(&m.k_loop),
+            zero_start: an.zero_init.contains_key(&m.k_loop)
+                || an.kernel_epilogues.contains_key(&m.k_loop),
+            fused_write_back: an.kernel_epilogues.contains_key(&m.k_loop),
             reads_through: an.through.values().any(|p| p.calls.contains_key(&m.k_loop)),
             packed_b: an.packed_b.contains_key(&m.k_loop),
             packs_per_call: an
@@ -384,7 +415,10 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         Some(_) => an
             .epilogues
             .iter()
-            .map(|(&l, p)| p.report(nest, l))
+            .map(|(&l, p)| {
+                let in_kernel = an.kernel_epilogues.values().any(|k| k.write_back == l);
+                p.report(nest, l, in_kernel)
+            })
             .collect(),
         None => Vec::new(),
     };
@@ -407,6 +441,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         ukernels,
         run_fn,
         epilogue_fn,
+        fused_kernels,
         zero_kernels,
         n_funcs: 0,
         ir_text: String::new(),
@@ -518,6 +553,10 @@ pub struct MicroKernelCall {
     /// through to the copy's source on tiles whose block lies inside it; the copy is then
     /// not made (read-through padding).
     pub reads_through: bool,
+    /// The call also applies the write-back after it (bias, residual add, ReLU/ReLU6) to its
+    /// register tile and stores into the output ([`epilogue::FusedKernelFn`]); it starts
+    /// from zero (`zero_start`).
+    pub fused_write_back: bool,
 }
 
 /// The compiled entry point: `(buffer pointers, runtime)`.

@@ -115,7 +115,7 @@ fn show(
     for m in kernel.micro_kernel_calls() {
         writeln!(
             out,
-            "loop {}: {:?} {}x{} (blocks {:?}), k {} x {}, B {}{}{}",
+            "loop {}: {:?} {}x{} (blocks {:?}), k {} x {}, B {}{}{}{}",
             m.loop_name,
             m.kind,
             m.mr,
@@ -131,6 +131,11 @@ fn show(
             if m.zero_start { ", zero start" } else { "" },
             if m.reads_through {
                 ", A read through"
+            } else {
+                ""
+            },
+            if m.fused_write_back {
+                ", write-back fused"
             } else {
                 ""
             }
