@@ -144,7 +144,7 @@ fn show(
     if !kernel.fused_write_backs().is_empty() {
         writeln!(
             out,
-            "-- fused write-backs (epilogue routine at the target's width)"
+            "-- fused write-backs (at the target's width: in the kernel, or one routine call)"
         )?;
         for w in kernel.fused_write_backs() {
             writeln!(out, "{w}")?;
