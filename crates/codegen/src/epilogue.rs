@@ -33,7 +33,7 @@
 //!
 //! **In the kernel.** When the write-back follows a broadcast micro-kernel call over the
 //! whole reduction and a zero fill of its tile (`alloc T { fill T; kernel → T; write-back
-//! from T }`), AVX-512 runs the three as one call per register
+//! from T }`), the target runs the three as one call per register
 //! tile of a fused kernel ([`FusedKernelFn`]): the accumulators start from zero, and the
 //! chain is applied to them in registers and stored straight into the output; `T` is never
 //! touched. Otherwise the routine runs after the kernel (the tile still in L1).
@@ -854,8 +854,8 @@ mod imp {
 
 // ------------------------------------------------------------------ the in-kernel form
 
-/// A broadcast micro-kernel with the write-back fused in (AVX-512): `(k, a, a_rs, a_ks, b,
-/// b_ks, program, ptrs, row0)`. It computes the `MR`×`16·NV` tile
+/// A broadcast micro-kernel with the write-back fused in: `(k, a, a_rs, a_ks, b, b_ks,
+/// program, ptrs, row0)`. It computes the `MR`×`L·NV` tile (`L` lanes)
 /// `acc[i][j] = Σ_p a[i*a_rs + p*a_ks] · b[p*b_ks + j]` from zero (FMAs in `p` order, as
 /// the zero fill and the plain kernel do), applies `program`'s steps to it in registers
 /// (its start is the tile, which no step reads) for the program's rows `row0 + i`, and
@@ -872,8 +872,8 @@ pub type FusedKernelFn = unsafe extern "C" fn(
     i64,
 );
 
-/// The fused kernel of an `mr`×`nr` register tile under `isa`, when there is one and this
-/// CPU runs it (AVX-512 only; AVX2 tiles keep the routine after the kernel).
+/// The fused kernel of an `mr`×`nr` register tile under `isa`, when there is one (the
+/// shapes of the ISA's broadcast family) and this CPU runs it.
 pub fn fused_kernel(isa: Isa, mr: i64, nr: i64) -> Option<FusedKernelFn> {
     if !crate::ukernel::available(isa) {
         return None;
@@ -1015,151 +1015,195 @@ mod imp_fused {
     use std::arch::x86_64::*;
     use tessel_ir::target::Isa;
 
-    /// Lanes of a zmm register.
-    const L: usize = 16;
-
     pub(super) fn lookup(isa: Isa, mr: i64, nr: i64) -> Option<FusedKernelFn> {
-        if isa != Isa::Avx512 || nr % L as i64 != 0 {
-            return None;
-        }
-        let nv = nr / L as i64;
-        macro_rules! shapes {
-            ($v:literal, $u:literal, [$($m:literal)*]) => {
-                $( if mr == $m && nv == $v { return Some(fused::<$m, $v, $u>); } )*
-            };
-        }
-        // The shapes of the AVX-512 broadcast family (`ukernel`), its `k` loop unrolled as
-        // the chosen plain form is (two vectors: not unrolled).
-        shapes!(1, 2, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
-        shapes!(2, 1, [1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
-        shapes!(3, 2, [1 2 3 4 5 6 7 8 9]);
-        shapes!(4, 2, [1 2 3 4 5 6]);
-        None
-    }
-
-    /// One reduction step of the tile.
-    ///
-    /// # Safety
-    /// AVX-512F; `bp[0..16·NV]` and every `rows[i] + off` valid.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn fma_step<const MR: usize, const NV: usize>(
-        acc: &mut [[__m512; NV]; MR],
-        bp: *const f32,
-        rows: &[*const f32; MR],
-        off: isize,
-    ) {
-        // SAFETY: as the caller guarantees.
-        unsafe {
-            let mut bv = [_mm512_setzero_ps(); NV];
-            for (v, x) in bv.iter_mut().enumerate() {
-                *x = _mm512_loadu_ps(bp.add(L * v));
-            }
-            for (i, r) in acc.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*rows[i].offset(off));
-                for (x, &y) in r.iter_mut().zip(bv.iter()) {
-                    *x = _mm512_fmadd_ps(ai, y, *x);
-                }
-            }
+        match isa {
+            Isa::Avx512 => avx512::lookup(mr, nr),
+            Isa::Avx2 => avx2::lookup(mr, nr),
+            Isa::Generic => None,
         }
     }
 
-    /// The fused kernel (see [`FusedKernelFn`]).
-    ///
-    /// # Safety
-    /// AVX-512F; the micro-kernel's `a` and `b` accesses valid (as for the plain kernel),
-    /// `program` a valid [`Program`] whose start is an operand no step reads, and every
-    /// output and operand element of rows `row0..row0 + MR` valid.
-    #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe extern "C" fn fused<const MR: usize, const NV: usize, const U: usize>(
-        k: i64,
-        a: *const f32,
-        a_rs: i64,
-        a_ks: i64,
-        b: *const f32,
-        b_ks: i64,
-        program: *const u8,
-        ptrs: *const *mut f32,
-        row0: i64,
-    ) {
-        // SAFETY (whole body): as the caller guarantees; unaligned accesses throughout.
-        unsafe {
-            let p = &*(program as *const Program);
-            let mut rows = [a; MR];
-            for (i, r) in rows.iter_mut().enumerate() {
-                *r = a.offset(i as isize * a_rs as isize);
-            }
-            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-            let (a_ks, b_ks) = (a_ks as isize, b_ks as isize);
-            let (mut off, mut bp, mut q) = (0isize, b, 0i64);
-            while q + U as i64 <= k {
-                for u in 0..U as isize {
-                    fma_step(&mut acc, bp.offset(u * b_ks), &rows, off + u * a_ks);
+    macro_rules! family {
+        (
+            $name:ident, $feature:literal, $v:ty, lanes = $l:expr, zero = $zero:path,
+            splat = $splat:path, loadu = $loadu:path, storeu = $storeu:path, fma = $fma:path,
+            add = $add:path, sub = $sub:path, mul = $mul:path, min = $min:path, max = $max:path,
+            shapes = [$( ($nv:literal, $u:literal, [$($m:literal)*]) )*] $(,)?
+        ) => {
+            pub(super) mod $name {
+                use super::*;
+
+                /// Lanes of a vector.
+                const L: usize = $l;
+
+                /// The fused kernel of each shape of the family's broadcast kernels
+                /// (`ukernel`), its `k` loop unrolled as the chosen plain form is.
+                pub(in super::super) fn lookup(mr: i64, nr: i64) -> Option<FusedKernelFn> {
+                    if nr % L as i64 != 0 {
+                        return None;
+                    }
+                    let nv = nr / L as i64;
+                    $( $( if mr == $m && nv == $nv { return Some(fused::<$m, $nv, $u>); } )* )*
+                    None
                 }
-                off += U as isize * a_ks;
-                bp = bp.offset(U as isize * b_ks);
-                q += U as i64;
-            }
-            while q < k {
-                fma_step(&mut acc, bp, &rows, off);
-                off += a_ks;
-                bp = bp.offset(b_ks);
-                q += 1;
-            }
-            let row0 = row0 as isize;
-            macro_rules! each {
-                ($f:path, $swap:expr, |$i:ident, $v:ident| $leaf:expr) => {
-                    for $i in 0..MR {
-                        for $v in 0..NV {
-                            let (x, l) = (acc[$i][$v], $leaf);
-                            acc[$i][$v] = if $swap { $f(l, x) } else { $f(x, l) };
+
+                /// One reduction step of the tile.
+                ///
+                /// # Safety
+                /// The feature; `bp[0..L·NV]` and every `rows[i] + off` valid.
+                #[target_feature(enable = $feature)]
+                #[inline]
+                unsafe fn fma_step<const MR: usize, const NV: usize>(
+                    acc: &mut [[$v; NV]; MR],
+                    bp: *const f32,
+                    rows: &[*const f32; MR],
+                    off: isize,
+                ) {
+                    // SAFETY: as the caller guarantees.
+                    unsafe {
+                        let mut bv = [$zero(); NV];
+                        for (v, x) in bv.iter_mut().enumerate() {
+                            *x = $loadu(bp.add(L * v));
+                        }
+                        for (i, r) in acc.iter_mut().enumerate() {
+                            let ai = $splat(*rows[i].offset(off));
+                            for (x, &y) in r.iter_mut().zip(bv.iter()) {
+                                *x = $fma(ai, y, *x);
+                            }
                         }
                     }
-                };
-            }
-            macro_rules! apply {
-                ($op:expr, $lf:expr, |$i:ident, $v:ident| $leaf:expr) => {
-                    match ($op, $lf) {
-                        (Op::Add, _) => each!(_mm512_add_ps, false, |$i, $v| $leaf),
-                        (Op::Mul, _) => each!(_mm512_mul_ps, false, |$i, $v| $leaf),
-                        (Op::Sub, false) => each!(_mm512_sub_ps, false, |$i, $v| $leaf),
-                        (Op::Sub, true) => each!(_mm512_sub_ps, true, |$i, $v| $leaf),
-                        (Op::Min, false) => each!(_mm512_min_ps, false, |$i, $v| $leaf),
-                        (Op::Min, true) => each!(_mm512_min_ps, true, |$i, $v| $leaf),
-                        (Op::Max, false) => each!(_mm512_max_ps, false, |$i, $v| $leaf),
-                        (Op::Max, true) => each!(_mm512_max_ps, true, |$i, $v| $leaf),
-                    }
-                };
-            }
-            for s in &p.steps {
-                match s.src {
-                    Src::Const(c) => {
-                        let c = _mm512_set1_ps(c);
-                        apply!(s.op, s.leaf_first, |_i, _v| c)
-                    }
-                    Src::Operand(o) => {
-                        let base = *ptrs.add(1 + o) as *const f32;
-                        let ld = p.lds[o];
-                        let mut lrows = [base; MR];
-                        for (i, r) in lrows.iter_mut().enumerate() {
-                            *r = base.offset((row0 + i as isize) * ld);
+                }
+
+                /// The fused kernel (see [`FusedKernelFn`]).
+                ///
+                /// # Safety
+                /// The feature; the micro-kernel's `a` and `b` accesses valid (as for the
+                /// plain kernel), `program` a valid [`Program`] whose start is an operand
+                /// no step reads, and every output and operand element of rows
+                /// `row0..row0 + MR` valid.
+                #[target_feature(enable = $feature)]
+                #[allow(clippy::too_many_arguments)]
+                unsafe extern "C" fn fused<const MR: usize, const NV: usize, const U: usize>(
+                    k: i64,
+                    a: *const f32,
+                    a_rs: i64,
+                    a_ks: i64,
+                    b: *const f32,
+                    b_ks: i64,
+                    program: *const u8,
+                    ptrs: *const *mut f32,
+                    row0: i64,
+                ) {
+                    // SAFETY (whole body): as the caller guarantees; unaligned accesses.
+                    unsafe {
+                        let p = &*(program as *const Program);
+                        let mut rows = [a; MR];
+                        for (i, r) in rows.iter_mut().enumerate() {
+                            *r = a.offset(i as isize * a_rs as isize);
                         }
-                        apply!(s.op, s.leaf_first, |i, v| _mm512_loadu_ps(
-                            lrows[i].add(L * v)
-                        ))
+                        let mut acc = [[$zero(); NV]; MR];
+                        let (a_ks, b_ks) = (a_ks as isize, b_ks as isize);
+                        let (mut off, mut bp, mut q) = (0isize, b, 0i64);
+                        while q + U as i64 <= k {
+                            for u in 0..U as isize {
+                                fma_step(&mut acc, bp.offset(u * b_ks), &rows, off + u * a_ks);
+                            }
+                            off += U as isize * a_ks;
+                            bp = bp.offset(U as isize * b_ks);
+                            q += U as i64;
+                        }
+                        while q < k {
+                            fma_step(&mut acc, bp, &rows, off);
+                            off += a_ks;
+                            bp = bp.offset(b_ks);
+                            q += 1;
+                        }
+                        let row0 = row0 as isize;
+                        macro_rules! each {
+                            ($f:path, $swap:expr, |$i:ident, $w:ident| $leaf:expr) => {
+                                for $i in 0..MR {
+                                    for $w in 0..NV {
+                                        let (x, l) = (acc[$i][$w], $leaf);
+                                        acc[$i][$w] = if $swap { $f(l, x) } else { $f(x, l) };
+                                    }
+                                }
+                            };
+                        }
+                        // vminps/vmaxps return the second operand unless the first is
+                        // strictly smaller/larger: `x < y ? x : y`, `y < x ? x : y`.
+                        macro_rules! apply {
+                            ($op:expr, $lf:expr, |$i:ident, $w:ident| $leaf:expr) => {
+                                match ($op, $lf) {
+                                    (Op::Add, _) => each!($add, false, |$i, $w| $leaf),
+                                    (Op::Mul, _) => each!($mul, false, |$i, $w| $leaf),
+                                    (Op::Sub, false) => each!($sub, false, |$i, $w| $leaf),
+                                    (Op::Sub, true) => each!($sub, true, |$i, $w| $leaf),
+                                    (Op::Min, false) => each!($min, false, |$i, $w| $leaf),
+                                    (Op::Min, true) => each!($min, true, |$i, $w| $leaf),
+                                    (Op::Max, false) => each!($max, false, |$i, $w| $leaf),
+                                    (Op::Max, true) => each!($max, true, |$i, $w| $leaf),
+                                }
+                            };
+                        }
+                        for s in &p.steps {
+                            match s.src {
+                                Src::Const(c) => {
+                                    let c = $splat(c);
+                                    apply!(s.op, s.leaf_first, |_i, _w| c)
+                                }
+                                Src::Operand(o) => {
+                                    let base = *ptrs.add(1 + o) as *const f32;
+                                    let ld = p.lds[o];
+                                    let mut lrows = [base; MR];
+                                    for (i, r) in lrows.iter_mut().enumerate() {
+                                        *r = base.offset((row0 + i as isize) * ld);
+                                    }
+                                    apply!(s.op, s.leaf_first, |i, w| $loadu(lrows[i].add(L * w)))
+                                }
+                            }
+                        }
+                        let out = *ptrs;
+                        for (i, r) in acc.iter().enumerate() {
+                            let o = out.offset((row0 + i as isize) * p.ldo);
+                            for (w, x) in r.iter().enumerate() {
+                                $storeu(o.add(L * w), *x);
+                            }
+                        }
                     }
                 }
             }
-            let out = *ptrs;
-            for (i, r) in acc.iter().enumerate() {
-                let o = out.offset((row0 + i as isize) * p.ldo);
-                for (v, x) in r.iter().enumerate() {
-                    _mm512_storeu_ps(o.add(L * v), *x);
-                }
-            }
-        }
+        };
     }
+
+    family!(
+        avx512, "avx512f", __m512, lanes = 16, zero = _mm512_setzero_ps,
+        splat = _mm512_set1_ps, loadu = _mm512_loadu_ps, storeu = _mm512_storeu_ps,
+        fma = _mm512_fmadd_ps,
+        add = _mm512_add_ps, sub = _mm512_sub_ps, mul = _mm512_mul_ps,
+        min = _mm512_min_ps, max = _mm512_max_ps,
+        shapes = [
+            (1, 2, [1 2 3 4 5 6 7 8 9 10 11 12 13 14])
+            (2, 1, [1 2 3 4 5 6 7 8 9 10 11 12 13 14])
+            (3, 2, [1 2 3 4 5 6 7 8 9])
+            (4, 2, [1 2 3 4 5 6])
+        ],
+    );
+
+    family!(
+        avx2, "avx2,fma", __m256, lanes = 8, zero = _mm256_setzero_ps,
+        splat = _mm256_set1_ps, loadu = _mm256_loadu_ps, storeu = _mm256_storeu_ps,
+        fma = _mm256_fmadd_ps,
+        add = _mm256_add_ps, sub = _mm256_sub_ps, mul = _mm256_mul_ps,
+        min = _mm256_min_ps, max = _mm256_max_ps,
+        shapes = [
+            (1, 1, [1 2 3 4 5 6 8])
+            (1, 2, [7])
+            (2, 1, [1 2 3 4 5 6])
+            (3, 1, [1 2 3])
+            (3, 2, [4])
+            (4, 1, [1 2])
+        ],
+    );
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -1274,21 +1318,34 @@ mod tests {
     #[test]
     fn fused_kernels_compute_the_tile_then_the_chain() {
         let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-        let Some(_) = fused_kernel(Isa::Avx512, 1, 16) else {
-            eprintln!("skipping: no fused kernels on this CPU");
-            return;
-        };
-        for (mr, nr) in [
-            (1, 16),
-            (14, 16),
-            (8, 32),
-            (9, 48),
-            (6, 64),
-            (5, 64),
-            (3, 48),
-        ] {
-            let f = fused_kernel(Isa::Avx512, mr, nr).expect("shape exists");
-            assert!(fused_kernel(Isa::Avx512, mr, nr + 8).is_none());
+        let shapes = [
+            (
+                Isa::Avx512,
+                [
+                    (1, 16),
+                    (14, 16),
+                    (8, 32),
+                    (9, 48),
+                    (6, 64),
+                    (5, 64),
+                    (3, 48),
+                ],
+            ),
+            (
+                Isa::Avx2,
+                [(1, 8), (8, 8), (7, 8), (6, 16), (4, 24), (3, 24), (2, 32)],
+            ),
+        ];
+        for (isa, mr, nr) in shapes
+            .into_iter()
+            .flat_map(|(isa, v)| v.into_iter().map(move |(m, n)| (isa, m, n)))
+        {
+            let Some(f) = fused_kernel(isa, mr, nr) else {
+                assert!(!crate::ukernel::available(isa), "{isa} {mr}x{nr}");
+                eprintln!("skipping {isa}: no fused kernels on this CPU");
+                continue;
+            };
+            assert!(fused_kernel(isa, mr, nr + 4).is_none());
             for _ in 0..20 {
                 let (m, n) = (mr as usize, nr as usize);
                 let k = 1 + rng.below(9) as usize;
@@ -1357,7 +1414,7 @@ mod tests {
                         .map(|(i, j)| v[i * p.ldo as usize + j].to_bits())
                         .collect()
                 };
-                assert_eq!(rows(&got), rows(&want), "{mr}x{nr} k {k} {p:?}");
+                assert_eq!(rows(&got), rows(&want), "{isa} {mr}x{nr} k {k} {p:?}");
                 // Rows before `row0` untouched.
                 assert!(got[..row0 * p.ldo as usize].iter().all(|v| v.is_nan()));
             }

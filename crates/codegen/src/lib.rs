@@ -81,7 +81,7 @@ pub use pack::{LayoutRewrite, ParseLayoutRewriteError};
 ///    tile run faster than their revision-6 records say;
 /// 8. with micro-kernels, a cache-write tile's write-back that applies an elementwise chain
 ///    (bias, residual add, ReLU, ReLU6) runs at the target's vector width ([`epilogue`]):
-///    under AVX-512, inside the broadcast kernel call that computes the tile (applied to
+///    inside the broadcast kernel call that computes the tile when it can (applied to
 ///    the register tile, which starts from zero and is stored straight into the output),
 ///    otherwise as one routine call after it: convolutions with fused epilogues run faster
 ///    than their revision-7 records say.

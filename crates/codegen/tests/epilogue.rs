@@ -70,7 +70,7 @@ fn conv_steps(inline: &[usize], conv: usize, out: usize, mr: i64, nr: i64, rc: i
 /// Replays `steps` on task `spec` and checks every target on 1 and 2 threads against the
 /// reference evaluator; under a target with micro-kernels the write-back must be fused with
 /// chain `chain`, under the generic one nothing is.
-fn check_task(spec: &str, steps: &[Step], chain: &str, in_kernel: bool) {
+fn check_task(spec: &str, steps: &[Step], chain: &str, in_kernel: [bool; 2]) {
     let w = tessel_workloads::lookup(spec).expect("workload");
     let dag = Arc::new(w.dag);
     let state = State::replay(dag.clone(), steps).unwrap_or_else(|e| panic!("{spec}: {e}"));
@@ -92,9 +92,15 @@ fn check_task(spec: &str, steps: &[Step], chain: &str, in_kernel: bool) {
                 .iter()
                 .map(|f| f.chain.clone())
                 .collect();
-            // AVX-512 applies the chain inside the kernel when the tile has one.
+            // The chain runs inside the kernel when the tile has a fused kernel
+            // (`in_kernel`: under AVX-512, under AVX2).
             let inside = kernel.fused_write_backs().iter().any(|f| f.in_kernel);
-            assert_eq!(inside, in_kernel && isa == Isa::Avx512, "{spec} {isa}");
+            let expect = match isa {
+                Isa::Avx512 => in_kernel[0],
+                Isa::Avx2 => in_kernel[1],
+                Isa::Generic => false,
+            };
+            assert_eq!(inside, expect, "{spec} {isa}");
             let calls = kernel.micro_kernel_calls();
             assert_eq!(
                 calls.iter().any(|c| c.fused_write_back),
@@ -112,13 +118,13 @@ fn check_task(spec: &str, steps: &[Step], chain: &str, in_kernel: bool) {
 
 #[test]
 fn fused_conv_epilogues_match_the_reference_under_every_target() {
-    // bias + ReLU, a 16×32 tile (two zmm / four ymm per row); under AVX-512 the fill,
-    // kernel call and write-back are one fused kernel call per register tile.
+    // bias + ReLU, a 16×32 tile (two zmm / four ymm per row): the fill, kernel call and
+    // write-back are one fused kernel call per register tile.
     check_task(
         "tiny-cnn@1/c2d:n=1,h=16,w=16,ci=8,co=32,kernel=1,stride=1,pad=0+bias+relu",
         &conv_steps(&[5, 3], 4, 6, 16, 32, 8),
         "max((conv2d_nhwc + bias), 0)",
-        true,
+        [true, true],
     );
     // bias + residual add + ReLU (the residual is the block input), 16×8 (half a zmm: a
     // masked row; no AVX-512 kernel that narrow, and the 3×3 window's loops around the
@@ -127,15 +133,16 @@ fn fused_conv_epilogues_match_the_reference_under_every_target() {
         "tiny-cnn@1/c2d:n=1,h=16,w=16,ci=8,co=8,kernel=3,stride=1,pad=1+bias+add+relu",
         &conv_steps(&[6, 5], 4, 7, 16, 8, 8),
         "max(((conv2d_nhwc + bias) + inputs), 0)",
-        false,
+        [false, false],
     );
-    // bias + ReLU6, 7×48 and 7×40 (a masked zmm tail; five ymm).
+    // bias + ReLU6, 7×48 and 7×40 (a masked zmm tail; five ymm; no AVX2 kernel that
+    // wide, and no kernel at all 40 wide: the routine).
     for nr in [48, 40] {
         check_task(
             "mobilenet-v2@1/c2d:n=1,h=7,w=7,ci=160,co=960,kernel=1,stride=1,pad=0+bias+relu6",
             &conv_steps(&[5, 3], 4, 6, 7, nr, 160),
             "min(max((conv2d_nhwc + bias), 0), 6)",
-            nr == 48,
+            [nr == 48, false],
         );
     }
     // bias alone, 7×32; and 7×20, a width no micro-kernel has (the conv stays plain code,
@@ -145,7 +152,7 @@ fn fused_conv_epilogues_match_the_reference_under_every_target() {
             "mobilenet-v2@1/c2d:n=1,h=7,w=7,ci=576,co=160,kernel=1,stride=1,pad=0+bias",
             &conv_steps(&[3], 4, 5, 7, nr, 576),
             "(conv2d_nhwc + bias)",
-            nr == 32,
+            [nr == 32, nr == 32],
         );
     }
 }
