@@ -56,6 +56,12 @@ pub(crate) struct Analysis {
     /// the fill loop right before them that is therefore not emitted
     /// ([`crate::bulk::find_zero_inits`]).
     pub zero_init: HashMap<LoopId, LoopId>,
+    /// Write-backs that run as one call of the target's epilogue routine
+    /// ([`crate::epilogue`]), by the loop each replaces.
+    pub epilogues: HashMap<LoopId, crate::epilogue::Plan>,
+    /// Tensorized loops whose zero fill and write-back run inside fused kernel calls
+    /// ([`crate::epilogue::find_kernel_fusions`]).
+    pub kernel_epilogues: HashMap<LoopId, crate::epilogue::KernelPlan>,
     /// `Alloc` statements whose buffer lives in SSA variables, with the layout.
     pub promoted: HashMap<StmtId, Layout>,
     /// Tensorized loops that become one micro-kernel call (matched, kernel available on this
@@ -173,7 +179,8 @@ impl Analysis {
     /// Validates `nest` and computes the analysis (`threads` decides which parallel loops are
     /// outlined, `isa` whose micro-kernels tensorized loops may call,
     /// `auto_vectorize` whether plain innermost loops may become SIMD code, `read_through`
-    /// whether micro-kernel calls may read a padding's source on interior tiles).
+    /// whether micro-kernel calls may read a padding's source on interior tiles,
+    /// `fuse_epilogues` whether write-backs may become epilogue routine calls).
     pub fn new(
         nest: &LoopNest,
         threads: usize,
@@ -181,6 +188,7 @@ impl Analysis {
         layout_rewrite: crate::LayoutRewrite,
         auto_vectorize: bool,
         read_through: bool,
+        fuse_epilogues: bool,
     ) -> Result<Analysis, CodegenError> {
         validate(nest)?;
         let words = nest.loops.len().div_ceil(64).max(1);
@@ -225,6 +233,8 @@ impl Analysis {
             outlined: HashSet::new(),
             runs: HashMap::new(),
             zero_init: HashMap::new(),
+            epilogues: HashMap::new(),
+            kernel_epilogues: HashMap::new(),
             promoted: HashMap::new(),
             tensorized: HashMap::new(),
             packs: Vec::new(),
@@ -286,13 +296,19 @@ impl Analysis {
                 _ => None,
             })
             .collect();
+        let mut all_runs = HashMap::new();
         if auto_vectorize && crate::bulk::routine(isa).is_some() {
             an.runs = crate::bulk::find_runs(nest, &an, &promoted);
+            all_runs = an.runs.clone();
             an.zero_init = crate::bulk::find_zero_inits(nest, &an, isa);
             let fused: HashSet<LoopId> = an.zero_init.values().copied().collect();
             an.runs.retain(|lp, p| {
                 fused.contains(lp) || crate::bulk::run_len(nest, p) >= crate::bulk::MIN_RUN
             });
+        }
+        if auto_vectorize && fuse_epilogues && crate::epilogue::routine(isa).is_some() {
+            an.epilogues = crate::epilogue::find(nest, &an, &promoted, &an.runs);
+            an.kernel_epilogues = crate::epilogue::find_kernel_fusions(nest, &an, &all_runs, isa);
         }
         if read_through && !an.tensorized.is_empty() {
             an.through = crate::through::find(nest, &an, &promoted);

@@ -47,6 +47,11 @@ pub(crate) struct Compiler<'n> {
     pub ukernels: HashMap<KernelShape, FuncId>,
     /// The imported run routine ([`crate::bulk`]), when the nest has runs.
     pub run_fn: Option<FuncId>,
+    /// The imported epilogue routine ([`crate::epilogue`]), when the nest has fused
+    /// write-backs.
+    pub epilogue_fn: Option<FuncId>,
+    /// Imported fused kernels ([`crate::epilogue::FusedKernelFn`]) by register tile.
+    pub fused_kernels: HashMap<(i64, i64), FuncId>,
     /// Imported zero-start elementwise kernels by register tile `(mr, nr)`.
     pub zero_kernels: HashMap<(i64, i64), FuncId>,
     pub n_funcs: u32,
@@ -221,6 +226,8 @@ struct Emitter<'c, 'n, 'f> {
     uk_refs: HashMap<KernelShape, FuncRef>,
     zero_refs: HashMap<(i64, i64), FuncRef>,
     run_ref: Option<FuncRef>,
+    epi_ref: Option<FuncRef>,
+    fused_refs: HashMap<(i64, i64), FuncRef>,
     /// Live read-through copies ([`crate::through`]): the interior flag (`None` when known
     /// to hold) and the source address of the copy's first element.
     through: HashMap<BufferId, (Option<Value>, Value)>,
@@ -260,6 +267,8 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             uk_refs: HashMap::new(),
             zero_refs: HashMap::new(),
             run_ref: None,
+            epi_ref: None,
+            fused_refs: HashMap::new(),
             through: HashMap::new(),
         }
     }
@@ -315,10 +324,26 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
                 // A zero fill fused into the micro-kernel call that follows it.
             }
             _ if self.vec.is_none()
+                && self
+                    .c
+                    .an
+                    .kernel_epilogues
+                    .values()
+                    .any(|p| p.fill == lp || p.write_back == lp) =>
+            {
+                // The zero fill and the write-back of a fused kernel call.
+            }
+            _ if self.vec.is_none()
                 && self.c.run_fn.is_some()
                 && self.c.an.runs.contains_key(&lp) =>
             {
                 self.emit_run(lp)?
+            }
+            _ if self.vec.is_none()
+                && self.c.epilogue_fn.is_some()
+                && self.c.an.epilogues.contains_key(&lp) =>
+            {
+                self.emit_epilogue(lp)?
             }
             LoopKind::Vectorized if self.vec.is_none() => self.emit_vectorized(lp, body)?,
             _ if self.vec.is_none() && self.c.an.folded.contains_key(&lp) => {
@@ -732,9 +757,46 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             pb = p?;
             b_ks = m.nr;
         }
+        // A fused kernel: the write-back's program and pointers (the tile's slot null).
+        let fused = match self.c.an.kernel_epilogues.get(&lp) {
+            Some(kp) => Some(self.epilogue_ptrs(kp.write_back, true)?),
+            None => None,
+        };
         // One call per register tile of the strip, each over the whole reduction.
         let mut row = 0;
         for rows in tessel_ir::tensorize::strip_blocks(self.c.an.isa, m.mr, m.nr) {
+            if let Some((program, ptrs)) = fused {
+                let f = self.fused_ref((rows, m.nr))?;
+                let mut a_row = self.advance_f32s(pa, row * m.a_row_stride);
+                let mut a_strides =
+                    [m.a_row_stride, m.a_k_stride].map(|v| self.b.ins().iconst(I64, v));
+                if let Some((flag, x, si)) = &through {
+                    let xs = [m.i_loop.map_or(0, |l| si.coef(l)), si.coef(m.k_loop)];
+                    let x_row = self.advance_f32s(*x, row * xs[0]);
+                    a_row = self.pick(*flag, x_row, a_row);
+                    for (p, x) in a_strides.iter_mut().zip(xs) {
+                        let x = self.b.ins().iconst(I64, x);
+                        *p = self.pick(*flag, x, *p);
+                    }
+                }
+                let k = self.b.ins().iconst(I64, m.k);
+                let b_ks = self.b.ins().iconst(I64, b_ks);
+                let r0 = self.b.ins().iconst(I64, row);
+                let args = [
+                    k,
+                    a_row,
+                    a_strides[0],
+                    a_strides[1],
+                    pb,
+                    b_ks,
+                    program,
+                    ptrs,
+                    r0,
+                ];
+                self.b.ins().call(f, &args);
+                row += rows;
+                continue;
+            }
             let f = if self.c.an.zero_init.contains_key(&lp) {
                 self.zero_ukernel_ref((rows, m.nr))?
             } else {
@@ -868,6 +930,84 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             .ins()
             .call(f, &[dst, total, src, s0, src_len, lo, hi, fill]);
         Ok(())
+    }
+
+    /// A fused write-back ([`crate::epilogue`]): the addresses of the output's and every
+    /// load's first element (the write-back's loops at 0) in a stack array, then one call.
+    fn emit_epilogue(&mut self, lp: LoopId) -> R<()> {
+        let (program, ptrs) = self.epilogue_ptrs(lp, false)?;
+        let f = match self.epi_ref {
+            Some(f) => f,
+            None => {
+                let id = self
+                    .c
+                    .epilogue_fn
+                    .ok_or_else(|| Self::internal("epilogue routine not imported"))?;
+                let f = self.c.module.declare_func_in_func(id, self.b.func);
+                self.epi_ref = Some(f);
+                f
+            }
+        };
+        self.b.ins().call(f, &[program, ptrs]);
+        Ok(())
+    }
+
+    /// The fused kernel of register tile `shape` in this function.
+    fn fused_ref(&mut self, shape: (i64, i64)) -> R<FuncRef> {
+        if let Some(&f) = self.fused_refs.get(&shape) {
+            return Ok(f);
+        }
+        let id = *self
+            .c
+            .fused_kernels
+            .get(&shape)
+            .ok_or_else(|| Self::internal("fused kernel not imported"))?;
+        let f = self.c.module.declare_func_in_func(id, self.b.func);
+        self.fused_refs.insert(shape, f);
+        Ok(f)
+    }
+
+    /// Write-back `lp`'s program address and its pointer array (the output's and every
+    /// load's first element, the write-back's loops at 0) in a stack slot; with
+    /// `skip_local`, local buffers (a fused kernel's tile) get null.
+    fn epilogue_ptrs(&mut self, lp: LoopId, skip_local: bool) -> R<(Value, Value)> {
+        let p = &self.c.an.epilogues[&lp];
+        // The kernel keeps the program alive (`Kernel::programs`): its address is a constant.
+        let program = std::sync::Arc::as_ptr(&p.program) as i64;
+        let (inner, outer, dst, operands) = (p.inner, p.outer, p.dst, p.operands.clone());
+        let tile: Vec<LoopId> = [Some(inner), outer].into_iter().flatten().collect();
+        let saved: Vec<Option<IVal>> = tile
+            .iter()
+            .map(|l| self.env.insert(*l, IVal::Const(0)))
+            .collect();
+        let addrs: R<Vec<Value>> = std::iter::once(dst)
+            .chain(operands)
+            .map(|(b, i)| {
+                if skip_local && self.nest.buffer(b).scope == BufferScope::Local {
+                    Ok(self.b.ins().iconst(I64, 0))
+                } else {
+                    self.elem_addr(b, i)
+                }
+            })
+            .collect();
+        for (l, v) in tile.iter().zip(saved) {
+            match v {
+                Some(v) => self.env.insert(*l, v),
+                None => self.env.remove(l),
+            };
+        }
+        let addrs = addrs?;
+        let ss = self.b.create_sized_stack_slot(StackSlotData::new(
+            StackSlotKind::ExplicitSlot,
+            8 * addrs.len() as u32,
+            3,
+        ));
+        for (k, &a) in addrs.iter().enumerate() {
+            self.b.ins().stack_store(I64, a, ss, 8 * k as i32);
+        }
+        let ptrs = self.b.ins().stack_addr(I64, ss, 0);
+        let program = self.b.ins().iconst(I64, program);
+        Ok((program, ptrs))
     }
 
     /// The arguments of a run's call but `total` and `fill`, with the run's loops at 0:
@@ -1702,6 +1842,24 @@ pub(crate) fn run_signature(module: &JITModule) -> Signature {
         sig.params.push(AbiParam::new(I64));
     }
     sig.params.push(AbiParam::new(F32));
+    sig
+}
+
+/// An epilogue routine ([`crate::epilogue::EpilogueFn`]): the program and the pointer array.
+pub(crate) fn epilogue_signature(module: &JITModule) -> Signature {
+    let mut sig = module.make_signature();
+    for _ in 0..2 {
+        sig.params.push(AbiParam::new(I64));
+    }
+    sig
+}
+
+/// A fused kernel ([`crate::epilogue::FusedKernelFn`]): nine 64-bit arguments.
+pub(crate) fn fused_signature(module: &JITModule) -> Signature {
+    let mut sig = module.make_signature();
+    for _ in 0..9 {
+        sig.params.push(AbiParam::new(I64));
+    }
     sig
 }
 

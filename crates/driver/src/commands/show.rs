@@ -115,7 +115,7 @@ fn show(
     for m in kernel.micro_kernel_calls() {
         writeln!(
             out,
-            "loop {}: {:?} {}x{} (blocks {:?}), k {} x {}, B {}{}{}",
+            "loop {}: {:?} {}x{} (blocks {:?}), k {} x {}, B {}{}{}{}",
             m.loop_name,
             m.kind,
             m.mr,
@@ -133,8 +133,22 @@ fn show(
                 ", A read through"
             } else {
                 ""
+            },
+            if m.fused_write_back {
+                ", write-back fused"
+            } else {
+                ""
             }
         )?;
+    }
+    if !kernel.fused_write_backs().is_empty() {
+        writeln!(
+            out,
+            "-- fused write-backs (at the target's width: in the kernel, or one routine call)"
+        )?;
+        for w in kernel.fused_write_backs() {
+            writeln!(out, "{w}")?;
+        }
     }
     if disasm {
         writeln!(out, "-- machine code")?;
