@@ -364,18 +364,40 @@ async fn ensure_streams(
         (subjects.work_stream(), subjects.work_all()),
         (subjects.result_stream(), subjects.result_all()),
     ] {
-        js.get_or_create_stream(Config {
-            name: name.clone(),
-            subjects: vec![subject],
-            retention: RetentionPolicy::WorkQueue,
-            storage: StorageType::File,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| HarnessError::Farm(format!("cannot create the stream {name}: {e}")))?;
+        let created = js
+            .get_or_create_stream(Config {
+                name: name.clone(),
+                subjects: vec![subject],
+                retention: RetentionPolicy::WorkQueue,
+                storage: StorageType::File,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await;
+        if let Err(e) = created {
+            // The tuner and its workers start together: when another client creates the
+            // stream at the same moment, the broker may refuse our create ("subjects overlap
+            // with an existing stream") although the stream we want is then there.
+            if !stream_appears(js, &name).await {
+                return Err(HarnessError::Farm(format!(
+                    "cannot create the stream {name}: {e}"
+                )));
+            }
+        }
     }
     Ok(())
+}
+
+/// True when the stream `name` exists, or appears within about a second (another client's
+/// create in flight).
+async fn stream_appears(js: &async_nats::jetstream::Context, name: &str) -> bool {
+    for _ in 0..10 {
+        if js.get_stream(name).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 #[cfg(test)]
