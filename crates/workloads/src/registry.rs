@@ -643,6 +643,32 @@ fn resolve_network_task(text: &str, batch: Option<i64>) -> Option<Result<Workloa
     }))
 }
 
+/// A fused task named as `tessel tasks` lists it, without its network
+/// (`c2d:…,pad=0+bias+add+relu`): the task of that name in the first built-in network that
+/// has one, so that a name copied from the task list resolves as `NETWORK@BATCH/TASK` does.
+fn resolve_bare_task(text: &str, batch: Option<i64>) -> Result<Workload, IrError> {
+    let at = batch.unwrap_or(1);
+    for net in crate::networks::NAMES {
+        let Ok(tasks) =
+            crate::networks::lookup(net, at).and_then(|n| crate::networks::extract_tasks(&n))
+        else {
+            continue;
+        };
+        if tasks.iter().any(|t| t.name == text) {
+            return resolve_network_task(&format!("{net}@{at}/{text}"), batch)
+                .unwrap_or_else(|| Err(bad(text, "not a task of a built-in network")));
+        }
+    }
+    Err(bad(
+        text,
+        format!(
+            "`+…` names a fused task of a network, and no built-in network ({}) has this task at batch {at}; \
+             `tessel tasks NETWORK` lists them",
+            crate::networks::NAMES.join(", ")
+        ),
+    ))
+}
+
 fn resolve(spec_or_name: &str, batch: Option<i64>) -> Result<Workload, IrError> {
     let text = spec_or_name.trim();
     if crate::networks::is_subgraph_spec(text) {
@@ -661,6 +687,9 @@ fn resolve(spec_or_name: &str, batch: Option<i64>) -> Result<Workload, IrError> 
     }
     if let Some(task) = resolve_network_task(text, batch) {
         return task;
+    }
+    if text.contains(':') && text.contains('+') {
+        return resolve_bare_task(text, batch);
     }
     if text.contains(':') {
         return parse_spec(text, batch);

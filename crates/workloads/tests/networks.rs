@@ -602,6 +602,31 @@ fn network_tasks_resolve_as_workload_specs() {
     );
 }
 
+/// A task name as `tessel tasks` prints it, without its network, resolves to the task of the
+/// first built-in network that has it (batch overrides included); a fused name that no network
+/// has is a named error.
+#[test]
+fn a_task_name_without_its_network_resolves_to_the_network_task() {
+    let bare = "c2d:n=1,h=56,w=56,ci=64,co=256,kernel=1,stride=1,pad=0+bias+add+relu";
+    let w = tessel_workloads::lookup(bare).expect("a bare task name resolves");
+    assert_eq!(w.name, format!("resnet50@1/{bare}"));
+    let full = tessel_workloads::lookup(&w.name).expect("the network task");
+    assert_eq!(w.dag, full.dag);
+    let bare2 = bare.replace("n=1", "n=2");
+    let b2 = tessel_workloads::lookup_with_batch(&bare2, 2).expect("at batch 2");
+    assert_eq!(b2.name, format!("resnet50@2/{bare2}"));
+    let mobile = "c2d:n=1,h=56,w=56,ci=96,co=24,kernel=1,stride=1,pad=0+bias";
+    assert_eq!(
+        tessel_workloads::lookup(mobile)
+            .expect("a MobileNet-V2 task")
+            .name,
+        format!("mobilenet-v2@1/{mobile}")
+    );
+    let e = tessel_workloads::lookup("c2d:n=1,h=9,w=9,ci=3,co=5,kernel=1,stride=1,pad=0+bias")
+        .expect_err("no network has this task");
+    assert!(e.to_string().contains("no built-in network"), "{e}");
+}
+
 /// The layers the ONNX importer added, through the reference evaluator on values worked out
 /// by hand: an embedding lookup (an id outside the table gives a zero row), a constant
 /// addition, a reversing slice, a concatenation, and the sigmoid / tanh / exact GELU.
