@@ -561,16 +561,7 @@ pub fn run_routine(isa: Isa) -> Option<RunFn> {
 mod tests {
     use super::*;
 
-    /// A small xorshift generator (the tests need no more).
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::test_rng::Rng;
 
     #[test]
     fn every_routine_matches_the_reference_on_random_runs() {

@@ -1220,19 +1220,7 @@ mod imp_fused {
 mod tests {
     use super::*;
 
-    /// A small xorshift generator (the tests need no more).
-    struct Rng(u64);
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next_u64() % n
-        }
-    }
+    use crate::test_rng::Rng;
 
     fn random_program(rng: &mut Rng) -> Program {
         let rows = 1 + rng.below(20) as usize;

@@ -52,6 +52,8 @@ mod emit;
 pub mod epilogue;
 mod pack;
 mod runtime;
+#[cfg(test)]
+mod test_rng;
 mod through;
 pub mod ukernel;
 

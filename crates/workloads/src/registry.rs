@@ -635,12 +635,17 @@ fn resolve_network_task(text: &str, batch: Option<i64>) -> Option<Result<Workloa
                 )
             })
         });
-    Some(found.map(|t| Workload {
+    Some(found.map(|t| task_workload(net, batch, t)))
+}
+
+/// The workload of task `t` of network `net` at `batch`, named `NETWORK@BATCH/TASK`.
+fn task_workload(net: &str, batch: i64, t: crate::networks::Task) -> Workload {
+    Workload {
         name: format!("{net}@{batch}/{}", t.name),
         op: NETWORK_TASK_OP.to_string(),
         params: vec![("batch".to_string(), batch)],
         dag: t.dag,
-    }))
+    }
 }
 
 /// A fused task named as `tessel tasks` lists it, without its network
@@ -654,9 +659,8 @@ fn resolve_bare_task(text: &str, batch: Option<i64>) -> Result<Workload, IrError
         else {
             continue;
         };
-        if tasks.iter().any(|t| t.name == text) {
-            return resolve_network_task(&format!("{net}@{at}/{text}"), batch)
-                .unwrap_or_else(|| Err(bad(text, "not a task of a built-in network")));
+        if let Some(t) = tasks.into_iter().find(|t| t.name == text) {
+            return Ok(task_workload(net, at, t));
         }
     }
     Err(bad(
