@@ -38,7 +38,6 @@ impl AlignedBuf {
     }
 
     /// The floats.
-    #[cfg(test)]
     pub fn as_slice(&self) -> &[f32] {
         // SAFETY: `lines` holds `16·lines.len() >= len` contiguous, initialised `f32`s
         // (`Line` is `repr(C)` over `[f32; 16]`, so it has no padding), borrowed from `self`.

@@ -483,6 +483,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
                 name: buf.name.clone(),
                 len: buf.len() as usize,
                 scope: buf.scope,
+                constant: buf.constant,
             }
         })
         .collect();
@@ -576,6 +577,8 @@ struct Slot {
     name: String,
     len: usize,
     scope: BufferScope,
+    /// The buffer holds a constant weight.
+    constant: bool,
 }
 
 /// A compiled loop nest. It owns its machine code (freed on drop) and runs on `f32` slices:
@@ -852,6 +855,33 @@ impl Kernel {
             }
         }
         Ok(())
+    }
+
+    /// The memory holding constant weights that a call on `inputs` reads: every constant
+    /// input and every packed copy made from one, as `(address, bytes)`, in no particular
+    /// order (empty ranges left out). A copy not made yet is not listed: call after the
+    /// first [`Kernel::run`] or [`Kernel::pack_weights`]. What a cold-weights timing evicts
+    /// from the caches before every repeat (`tessel-measure`), so that the kernel reads its
+    /// weights from memory, as in a network whose weights outgrow the caches.
+    pub fn weight_regions(&self, inputs: &[&[f32]]) -> Vec<(usize, usize)> {
+        let mut regions: Vec<(usize, usize)> = self
+            .slots
+            .iter()
+            .filter(|s| s.scope == BufferScope::Input)
+            .zip(inputs)
+            .filter(|(s, _)| s.constant)
+            .map(|(_, x)| (x.as_ptr() as usize, std::mem::size_of_val(*x)))
+            .collect();
+        let packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
+        for p in &packs.copies {
+            let from_constant = self.slots.iter().any(|s| s.id == p.plan.src && s.constant);
+            if from_constant {
+                let data = p.data.as_slice();
+                regions.push((data.as_ptr() as usize, std::mem::size_of_val(data)));
+            }
+        }
+        regions.retain(|&(_, bytes)| bytes > 0);
+        regions
     }
 
     /// The position among the inputs of input buffer `b`.

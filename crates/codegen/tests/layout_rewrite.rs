@@ -151,3 +151,46 @@ fn prepared_calls_compute_what_run_computes_and_keep_their_own_weights() {
         assert!(k.prepare(&ins, &mut o).is_err());
     }
 }
+
+#[test]
+fn weight_regions_are_the_constant_inputs_and_their_packed_copies() {
+    if !ukernel::available(tessel_codegen::Isa::Avx2) {
+        eprintln!("SKIPPED: this CPU has no AVX2+FMA, so nothing is packed");
+        return;
+    }
+    let bytes = |n: usize| n * std::mem::size_of::<f32>();
+    // c2d: the weight is a constant; packed once under `Weights`, read in place under `Off`.
+    let (nest, dag) = example("c2d-3-tensorized");
+    let inputs = eval::random_inputs(&dag, 1);
+    let constant: Vec<usize> = (0..inputs.len())
+        .filter(|&i| dag.is_constant(dag.inputs()[i]))
+        .collect();
+    assert_eq!(constant.len(), 1, "c2d has one weight");
+    let weight = &inputs[constant[0]];
+    let ins: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+    let weight_region = (weight.as_ptr() as usize, bytes(weight.len()));
+
+    let plain = kernel(&nest, LayoutRewrite::Off);
+    run(&plain, &nest, &inputs);
+    assert_eq!(plain.weight_regions(&ins), vec![weight_region]);
+
+    let packed = kernel(&nest, LayoutRewrite::Weights);
+    // No copy is listed before it exists.
+    assert_eq!(packed.weight_regions(&ins), vec![weight_region]);
+    packed.pack_weights(&ins).expect("packs");
+    let regions = packed.weight_regions(&ins);
+    assert_eq!(regions.len(), 2, "{regions:?}");
+    assert_eq!(regions[0], weight_region);
+    // The packed copy holds at least every weight (panels may pad the last one).
+    let (copy, copy_bytes) = regions[1];
+    assert!(copy_bytes >= bytes(weight.len()), "{regions:?}");
+    assert!(copy + copy_bytes <= weight_region.0 || copy >= weight_region.0 + weight_region.1);
+
+    // gmm: both operands are inputs, not weights: nothing to move, whatever is packed.
+    let (nest, dag) = example("gmm-3-tensorized");
+    let inputs = eval::random_inputs(&dag, 1);
+    let ins: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+    let all = kernel(&nest, LayoutRewrite::All);
+    run(&all, &nest, &inputs);
+    assert!(all.weight_regions(&ins).is_empty());
+}

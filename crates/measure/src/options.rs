@@ -145,6 +145,11 @@ pub struct TimingSettings {
     /// Write over a buffer larger than the last-level cache before every repeat, and make
     /// one call per repeat (cold-cache timing, as TVM's `enable_cpu_cache_flush`).
     pub flush_cache: bool,
+    /// Where the kernel's constant weights (the weight inputs and their packed copies) are
+    /// when each timed call starts ([`Weights`]). Records without the field read as
+    /// [`Weights::Warm`], and a warm record is written without it, so older keys stay equal.
+    #[serde(default, skip_serializing_if = "Weights::is_warm")]
+    pub weights: Weights,
     /// A repeat during which the kernel's threads waited on a run queue (another process had
     /// their core) for more than this share of their time is taken again, up to `retakes`
     /// times per candidate (`docs/measurement.md`: on a shared 2-core machine such repeats
@@ -172,9 +177,91 @@ impl Default for TimingSettings {
             repeat: 5,
             min_repeat_ms: 5.0,
             flush_cache: false,
+            weights: Weights::Warm,
             max_contention: 0.05,
             retakes: 10,
         }
+    }
+}
+
+/// Where a kernel's constant weights are when a timed call starts (part of a record's key).
+///
+/// Inside a network every layer reads weights that the previous inference left far from the
+/// core: ResNet-50's 97 MiB outgrow the caches, MobileNet-V2's 14 MiB stay in the shared
+/// last-level cache but not in a core's own. A kernel timed alone, call after call, finds
+/// its weights in its own L1/L2 and reads 20–70 % faster than it does in the network
+/// (`docs/measurement.md`, session 19).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weights {
+    /// Where the previous call left them (usually the core's own caches): the kernel alone,
+    /// hot. The default, as in TVM's measurement.
+    #[default]
+    Warm,
+    /// Moved out of the cores' private caches into the shared last-level cache before every
+    /// call (`CLDEMOTE`), as a layer of a network whose weights fit the last-level cache finds
+    /// them. Needs a CPU with CLDEMOTE ([`Weights::supported`]).
+    Shared,
+    /// Evicted from every cache level before every call (`CLFLUSH`): read from memory.
+    Memory,
+}
+
+impl Weights {
+    /// True for [`Weights::Warm`].
+    pub fn is_warm(&self) -> bool {
+        *self == Weights::Warm
+    }
+
+    /// The name `--weights` takes and records hold.
+    pub fn name(self) -> &'static str {
+        match self {
+            Weights::Warm => "warm",
+            Weights::Shared => "shared",
+            Weights::Memory => "memory",
+        }
+    }
+
+    /// Whether this CPU can place weights so: `Shared` needs the CLDEMOTE instruction (on a
+    /// CPU without it the instruction is a no-op, and the weights would stay warm).
+    pub fn supported(self) -> Result<(), String> {
+        match self {
+            Weights::Shared if !has_cldemote() => Err(
+                "--weights shared needs the CPU feature CLDEMOTE, which this CPU lacks \
+                 (use `memory` or `warm`)"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::str::FromStr for Weights {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Weights, String> {
+        match s {
+            "warm" => Ok(Weights::Warm),
+            "shared" => Ok(Weights::Shared),
+            "memory" => Ok(Weights::Memory),
+            _ => Err(format!(
+                "unknown weights placement `{s}` (expected warm, shared or memory)"
+            )),
+        }
+    }
+}
+
+/// Whether the CPU has CLDEMOTE (CPUID leaf 7, ECX bit 25).
+pub fn has_cldemote() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // CPUID is available on every x86-64 CPU (safe to call); leaf 7 is read only where
+        // the CPU has it.
+        use std::arch::x86_64::{__cpuid, __cpuid_count};
+        __cpuid(0).eax >= 7 && __cpuid_count(7, 0).ecx & (1 << 25) != 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -261,6 +348,33 @@ pub fn available_cores() -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn weights_placement_is_in_the_key_only_when_not_warm() {
+        let warm = TimingSettings::default();
+        let text = serde_json::to_string(&warm).expect("serializes");
+        assert!(!text.contains("weights"), "{text}");
+        let shared = TimingSettings {
+            weights: Weights::Shared,
+            ..TimingSettings::default()
+        };
+        let text = serde_json::to_string(&shared).expect("serializes");
+        assert!(text.contains(r#""weights":"shared""#), "{text}");
+        let back: TimingSettings = serde_json::from_str(&text).expect("reads");
+        assert_eq!(back, shared);
+        assert_ne!(back, warm);
+        for w in [Weights::Warm, Weights::Shared, Weights::Memory] {
+            assert_eq!(w.name().parse::<Weights>(), Ok(w));
+        }
+        let err = "cold".parse::<Weights>().expect_err("unknown");
+        assert!(err.contains("expected warm, shared or memory"), "{err}");
+        // Warm and memory work on any CPU; shared is refused by name where CLDEMOTE is missing.
+        assert!(Weights::Warm.supported().is_ok() && Weights::Memory.supported().is_ok());
+        match Weights::Shared.supported() {
+            Ok(()) => assert!(has_cldemote()),
+            Err(e) => assert!(!has_cldemote() && e.contains("CLDEMOTE"), "{e}"),
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -1,5 +1,6 @@
 //! Timing a kernel: warm-up, `number` calls per repeat grown to a minimum repeat time,
-//! `repeat` repeats, optional cache flush ([`time_calls`], [`CacheFlusher`]).
+//! `repeat` repeats, optional cache flush, weights moved away from the core before every
+//! call ([`time_calls`], [`CacheFlusher`], [`Weights`]).
 //!
 //! Every repeat also reads how long the kernel's threads waited for a CPU
 //! ([`tessel_codegen::contention`]); a repeat contended beyond
@@ -8,7 +9,7 @@
 //! speed on the cores it runs on, not the luck of the minutes it was measured in.
 
 use crate::error::MeasureError;
-use crate::options::TimingSettings;
+use crate::options::{TimingSettings, Weights};
 use crate::result::Timing;
 use std::time::{Duration, Instant};
 use tessel_codegen::contention::Snapshot;
@@ -20,11 +21,14 @@ pub const FLUSH_BYTES: usize = 48 << 20;
 /// Most calls in one repeat, however fast the kernel.
 const MAX_NUMBER: u32 = 1 << 20;
 
-/// Evicts the CPU caches by writing over a buffer larger than the last-level cache.
+/// Evicts the CPU caches by writing over a buffer larger than the last-level cache
+/// ([`CacheFlusher::flush`]), or moves given memory (a kernel's weights) away from the core
+/// ([`CacheFlusher::place_weights`]).
 #[derive(Debug, Default)]
 pub struct CacheFlusher {
     buf: Vec<u8>,
     round: u8,
+    weights: Vec<(usize, usize)>,
 }
 
 impl CacheFlusher {
@@ -42,7 +46,58 @@ impl CacheFlusher {
         self.buf.fill(self.round);
         std::hint::black_box(&mut self.buf);
     }
+
+    /// Sets the memory [`CacheFlusher::place_weights`] moves: `(address, bytes)` ranges (a
+    /// kernel's `weight_regions`). The caller keeps them allocated until it sets others.
+    pub fn set_weights(&mut self, regions: Vec<(usize, usize)>) {
+        self.weights = regions;
+    }
+
+    /// Bytes [`CacheFlusher::place_weights`] moves.
+    pub fn weight_bytes(&self) -> usize {
+        self.weights.iter().map(|&(_, bytes)| bytes).sum()
+    }
+
+    /// Moves every cache line of the regions set by [`CacheFlusher::set_weights`] to
+    /// `to`: [`Weights::Shared`] demotes each line from the cores' private caches to the
+    /// shared last-level cache (`CLDEMOTE`), [`Weights::Memory`] writes it back and
+    /// invalidates it in every cache of every core (`CLFLUSH`); [`Weights::Warm`] does
+    /// nothing. Then waits for the lines to move. A no-op off x86-64.
+    pub fn place_weights(&self, to: Weights) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if to == Weights::Warm {
+                return;
+            }
+            for &(start, bytes) in &self.weights {
+                let first = start & !(CACHE_LINE - 1);
+                for line in (first..start + bytes).step_by(CACHE_LINE) {
+                    // SAFETY: `line` lies in (or, for the first, shares its cache line with) a
+                    // region the caller keeps allocated (`set_weights`). Neither instruction
+                    // reads or changes data: they only move the line between caches.
+                    unsafe {
+                        if to == Weights::Shared {
+                            std::arch::asm!(
+                                "cldemote [{line}]",
+                                line = in(reg) line,
+                                options(nostack, preserves_flags)
+                            );
+                        } else {
+                            std::arch::x86_64::_mm_clflush(line as *const u8);
+                        }
+                    }
+                }
+            }
+            // SAFETY: a fence has no memory operands.
+            unsafe { std::arch::x86_64::_mm_mfence() };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = to;
+    }
 }
+
+/// Bytes per cache line.
+const CACHE_LINE: usize = 64;
 
 /// What [`time_calls`] spent.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -118,13 +173,28 @@ pub fn time_calls_probed(
             spent.flush += t.elapsed();
         }
         let waited_before = probe();
-        let t = Instant::now();
-        for _ in 0..number {
-            call()?;
-        }
-        let d = t.elapsed();
+        let wall = Instant::now();
+        let d = if settings.weights.is_warm() {
+            for _ in 0..number {
+                call()?;
+            }
+            wall.elapsed()
+        } else {
+            // Every call finds its weights where `settings.weights` says; only the calls are
+            // timed.
+            let mut calls = Duration::ZERO;
+            for _ in 0..number {
+                let t = Instant::now();
+                flusher.place_weights(settings.weights);
+                spent.flush += t.elapsed();
+                let t = Instant::now();
+                call()?;
+                calls += t.elapsed();
+            }
+            calls
+        };
         spent.run += d;
-        let share = waited_before.contention_until(&probe(), threads, d);
+        let share = waited_before.contention_until(&probe(), threads, wall.elapsed());
         if share.is_some_and(|c| c > settings.max_contention) && retaken < settings.retakes {
             retaken += 1;
             continue;
@@ -219,6 +289,47 @@ mod tests {
         assert!(err.is_err());
     }
 
+    #[test]
+    fn moved_weights_keep_every_call_and_their_values() {
+        // 4 MiB of "weights": moved out of the core's caches before each of the calls.
+        let weights: Vec<f32> = (0..1 << 20).map(|i| i as f32).collect();
+        for to in [Weights::Memory, Weights::Shared] {
+            let settings = TimingSettings {
+                warmup: 0,
+                number: 3,
+                repeat: 2,
+                min_repeat_ms: 0.0,
+                weights: to,
+                ..TimingSettings::default()
+            };
+            let mut flusher = CacheFlusher::new();
+            flusher.set_weights(vec![(
+                weights.as_ptr() as usize + 4, // not line-aligned: its first line is moved too
+                std::mem::size_of_val(weights.as_slice()) - 4,
+            )]);
+            assert_eq!(flusher.weight_bytes(), (4 << 20) - 4);
+            let mut calls = 0u32;
+            let mut sum = 0.0f64;
+            let (timing, spent) = time_calls(&settings, 1, None, &mut flusher, || {
+                calls += 1;
+                sum += weights.iter().step_by(4096).map(|&x| x as f64).sum::<f64>();
+                Ok(())
+            })
+            .unwrap();
+            // Unlike a flush, moving the weights keeps `number` calls per repeat.
+            let timing = timing.unwrap();
+            assert_eq!(timing.number, 3, "{to:?}");
+            assert_eq!(calls, 1 + (2 + timing.retaken) * 3, "{to:?}");
+            if cfg!(target_arch = "x86_64") {
+                assert!(spent.flush > Duration::ZERO, "{to:?}");
+            }
+            // Moving a line between caches changes no value.
+            assert!(weights.iter().enumerate().all(|(i, &x)| x == i as f32));
+            let per_call: f64 = (0..1 << 20).step_by(4096).map(|i| i as f64).sum();
+            assert_eq!(sum, per_call * calls as f64);
+        }
+    }
+
     /// A probe that reports `waits[k]` of run-queue delay during repeat `k` (each repeat of a
     /// 1 ms call), so repeats can be made contended at will.
     fn scripted(waits: Vec<u64>) -> impl FnMut() -> Snapshot {
@@ -245,6 +356,7 @@ mod tests {
             repeat: 3,
             min_repeat_ms: 0.0,
             flush_cache: false,
+            weights: Weights::Warm,
             max_contention: 0.05,
             retakes: 2,
         };

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use tessel_ir::{ComputeDag, State};
 use tessel_measure::records::read_records;
 use tessel_measure::{
-    Candidate, CodegenSettings, ErrorClass, HarnessError, MeasureError, MeasureOptions,
-    MeasureResult, Record, RecordWriter, Runner, Target,
+    Candidate, ErrorClass, HarnessError, MeasureError, MeasureOptions, MeasureResult, Record,
+    RecordWriter, Runner, Target,
 };
 use tessel_workloads::Workload;
 
@@ -393,22 +393,29 @@ pub struct ResumeLog {
     /// their states, with their median times (`None` for the failed ones), in file order.
     pub states: Vec<Resumed>,
     /// The workload's records skipped because another code generator or other settings
-    /// (threads, micro-kernels, layout rewrite, `tessel_codegen::REVISION`) measured
-    /// them: their times would not hold for this search.
+    /// (threads, micro-kernels, layout rewrite, `tessel_codegen::REVISION`) or other cache
+    /// conditions (flush, weights placement) measured them: their times would not hold for
+    /// this search.
     pub other_codegen: usize,
     /// Lines of the file that could not be read.
     pub bad_lines: usize,
 }
 
 /// Earlier measurements of `workload` in a records file, to resume from: each record whose
-/// workload key matches and that was measured with `codegen`, replayed to its state, with
-/// its median time (or `None` if it failed). Records that do not replay are skipped.
+/// workload key matches and that was measured with `options`' code generation settings and
+/// cache conditions (cache flush, where the weights were: [`TimingSettings::weights`]),
+/// replayed to its state, with its median time (or `None` if it failed). Records that do not
+/// replay are skipped.
+///
+/// [`TimingSettings::weights`]: tessel_measure::options::TimingSettings::weights
 pub fn resume_records(
     path: &Path,
     workload: &Workload,
     dag: &Arc<ComputeDag>,
-    codegen: &CodegenSettings,
+    options: &MeasureOptions,
 ) -> Result<ResumeLog, HarnessError> {
+    let codegen = &options.codegen;
+    let timing = &options.timing;
     let mut out = ResumeLog::default();
     if !path.exists() {
         return Ok(out);
@@ -422,7 +429,9 @@ pub fn resume_records(
         .iter()
         .filter(|r| r.key.workload_key == key || r.key.workload == spec)
         .filter(|r| {
-            let same = r.key.codegen == *codegen;
+            let same = r.key.codegen == *codegen
+                && r.key.timing.weights == timing.weights
+                && r.key.timing.flush_cache == timing.flush_cache;
             out.other_codegen += usize::from(!same);
             same
         })

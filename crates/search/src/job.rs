@@ -52,7 +52,7 @@ use std::sync::Arc;
 use tessel_cost_model::model::CostModel;
 use tessel_ir::rng::seeded;
 use tessel_ir::{ComputeDag, State};
-use tessel_measure::options::LayoutRewrite;
+use tessel_measure::options::{LayoutRewrite, Weights};
 use tessel_measure::{CodegenSettings, HarnessError, InProcessRunner, MeasureOptions, Runner};
 use tessel_mutation_model::MutationPolicy;
 use tessel_rl_policy::SketchPolicy;
@@ -126,6 +126,10 @@ pub struct TuneOptions {
     /// Flush the CPU caches before every timed repeat, so that a kernel reads its weights and
     /// inputs cold, as one layer of a whole network does (TVM's `enable_cpu_cache_flush`).
     pub flush_cache: bool,
+    /// Where each candidate's constant weights are when a timed call starts: warm (the
+    /// default), or moved to the shared cache or to memory first, as a layer of a network
+    /// finds them ([`tessel_measure::options::Weights`]).
+    pub weights: Weights,
     /// Makes the runner candidates are measured with (in-process by default).
     pub runner: RunnerFactory,
 }
@@ -150,6 +154,7 @@ impl TuneOptions {
             params: TuneParams::default(),
             layout_rewrite: CodegenSettings::default().layout_rewrite,
             flush_cache: false,
+            weights: Weights::Warm,
             runner: Arc::new(|options| {
                 InProcessRunner::new(options).map(|r| Box::new(r) as Box<dyn Runner>)
             }),
@@ -247,6 +252,7 @@ impl TuneJob {
         options.codegen.isa = target.isa;
         options.codegen.layout_rewrite = self.options.layout_rewrite;
         options.timing.flush_cache = self.options.flush_cache;
+        options.timing.weights = self.options.weights;
         options
     }
 
@@ -361,5 +367,14 @@ mod tests {
         assert!(cold.timing.flush_cache);
         // Everything else is the same: the flush is the only difference in the records key.
         assert_eq!(cold.codegen, plain.codegen);
+        let shared = TuneJob::new(TuneOptions {
+            weights: Weights::Shared,
+            ..TuneOptions::new(target)
+        })
+        .measure_options();
+        assert_eq!(shared.timing.weights, Weights::Shared);
+        assert!(!shared.timing.flush_cache);
+        assert_eq!(plain.timing.weights, Weights::Warm);
+        assert_ne!(shared.timing, plain.timing);
     }
 }

@@ -283,7 +283,7 @@ fn a_resumed_search_takes_the_confirmed_time_and_records_best_prefers_it() {
 
     // Resuming: each program once; p1 with its confirmed time, p0 (not reported) with the
     // search's.
-    let resumed = resume_records(&path, &w, &dag, &options.codegen).expect("reads");
+    let resumed = resume_records(&path, &w, &dag, &options).expect("reads");
     let mut got: Vec<(String, Option<f64>)> = resumed
         .states
         .iter()

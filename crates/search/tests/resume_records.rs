@@ -31,6 +31,8 @@ fn resume_skips_records_of_other_codegen_settings_and_counts_them() {
     plain.codegen.isa = tessel_measure::options::Isa::Generic;
     let mut old_revision = ours.clone();
     old_revision.codegen.revision = 0;
+    let mut shared_weights = ours.clone();
+    shared_weights.timing.weights = tessel_measure::options::Weights::Shared;
 
     let target = Target::host();
     let timed = |ms: f64| MeasureResult {
@@ -52,25 +54,32 @@ fn resume_skips_records_of_other_codegen_settings_and_counts_them() {
             record(&w, &old_revision, 2.0),
             record(&other, &ours, 0.5),
             record(&w, &ours, 4.0),
+            record(&w, &shared_weights, 6.0),
         ])
         .expect("writes");
     drop(writer);
 
-    let log = resume_records(&path, &w, &dag, &ours.codegen).expect("reads");
+    let log = resume_records(&path, &w, &dag, &ours).expect("reads");
     let times: Vec<Option<f64>> = log.states.iter().map(|s| s.1).collect();
     assert_eq!(times, vec![Some(3e-3), Some(4e-3)]);
-    assert_eq!(log.other_codegen, 3);
+    assert_eq!(log.other_codegen, 4);
     assert_eq!(log.bad_lines, 0);
 
     // The same file seen by a two-thread search resumes only the two-thread record.
-    let log = resume_records(&path, &w, &dag, &two_threads.codegen).expect("reads");
+    let log = resume_records(&path, &w, &dag, &two_threads).expect("reads");
     assert_eq!(log.states.len(), 1);
     assert_eq!(log.states[0].1, Some(1e-3));
-    assert_eq!(log.other_codegen, 4);
+    assert_eq!(log.other_codegen, 5);
+
+    // A search whose weights are moved to the shared cache before every call resumes only
+    // the record measured so: a warm reading would look faster than it can be.
+    let log = resume_records(&path, &w, &dag, &shared_weights).expect("reads");
+    let times: Vec<Option<f64>> = log.states.iter().map(|s| s.1).collect();
+    assert_eq!(times, vec![Some(6e-3)]);
 
     // No file: nothing to resume, nothing skipped.
     let missing = path.with_file_name("missing.jsonl");
-    let log = resume_records(&missing, &w, &dag, &ours.codegen).expect("no file is fine");
+    let log = resume_records(&missing, &w, &dag, &ours).expect("no file is fine");
     assert!(log.states.is_empty() && log.other_codegen == 0);
 }
 
@@ -127,7 +136,7 @@ fn records_of_one_target_isa_never_resume_into_a_search_for_another() {
         (Isa::Avx512, vec![Some(1e-3)]),
         (Isa::Generic, vec![Some(5e-3), Some(5e-3)]),
     ] {
-        let log = resume_records(&path, &w, &dag, &with_isa(isa).codegen).expect("reads");
+        let log = resume_records(&path, &w, &dag, &with_isa(isa)).expect("reads");
         let times: Vec<Option<f64>> = log.states.iter().map(|s| s.1).collect();
         assert_eq!(times, want, "{isa}");
         assert_eq!(log.other_codegen, 5 - want.len(), "{isa}");

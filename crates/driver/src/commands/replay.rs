@@ -100,7 +100,9 @@ fn run_inner(args: &Args) -> Result<(), CmdError> {
         }
         let opts = options_of(r, &args.measure);
         let recorded = r.cost().unwrap_or(f64::NAN);
-        if let Some(why) = refusal(opts.codegen.isa, CpuFeatures::host()) {
+        let refused = refusal(opts.codegen.isa, CpuFeatures::host())
+            .or_else(|| opts.timing.weights.supported().err());
+        if let Some(why) = refused {
             failed += 1;
             writeln!(
                 out,

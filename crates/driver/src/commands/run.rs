@@ -39,6 +39,11 @@ pub struct MeasureArgs {
     /// Flush the CPU caches before every repeat.
     #[arg(long)]
     pub flush_cache: bool,
+    /// Where the kernel's constant weights are when a timed call starts: `warm`, `shared`
+    /// or `memory` (as `tessel tune --weights`; default: the measurement default, `warm`;
+    /// for `replay`: the record's).
+    #[arg(long, conflicts_with = "flush_cache")]
+    pub weights: Option<tessel_measure::options::Weights>,
     /// Which micro-kernel `B` operands are packed: `off`, `weights` or `all` (default: the
     /// measurement default, `all`; for `replay`: the record's).
     #[arg(long, value_parser = super::search_options::parse_layout_rewrite)]
@@ -73,6 +78,9 @@ impl MeasureArgs {
         }
         if self.flush_cache {
             base.timing.flush_cache = true;
+        }
+        if let Some(w) = self.weights {
+            base.timing.weights = w;
         }
         if let Some(m) = self.layout_rewrite {
             base.codegen.layout_rewrite = m;
@@ -157,6 +165,11 @@ fn run_inner(args: &Args) -> Result<(), CmdError> {
         }
     }
     let mut options = args.measure.apply(MeasureOptions::default());
+    options
+        .timing
+        .weights
+        .supported()
+        .map_err(CmdError::Other)?;
     options.verify.enabled = !args.no_verify;
     let candidate = Candidate::new(w.spec(), file.steps.clone());
     let mut runner = make_runner(args.measure.isolation, options.clone())?;

@@ -5,7 +5,7 @@ use crate::error::DriverError;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
 use tessel_cost_model::{CostModelError, GbdtModelParams, Pretrained};
-use tessel_measure::options::LayoutRewrite;
+use tessel_measure::options::{LayoutRewrite, Weights};
 use tessel_measure::{
     HarnessError, InProcessRunner, LocalWorkerRunner, MeasureOptions, Runner, WorkerCommand,
 };
@@ -156,6 +156,15 @@ pub struct SearchOptions {
     /// `enable_cpu_cache_flush`). Part of the records key.
     #[arg(long)]
     pub flush_cache: bool,
+    /// Where each candidate's constant weights (and their packed copies) are when a timed
+    /// call starts: `warm` (left in the core's caches by the previous call), `shared` (moved
+    /// to the shared last-level cache first, CLDEMOTE) or `memory` (evicted from every cache,
+    /// CLFLUSH). A layer of a network finds its weights shared (MobileNet-V2) or in memory
+    /// (ResNet-50); a kernel timed alone finds them warm. Default: `warm` for `tune`;
+    /// `shared` for `tune-network` where the CPU has CLDEMOTE (else `warm`), so that its
+    /// estimate is what the built network runs at. Part of the records key.
+    #[arg(long, conflicts_with = "flush_cache")]
+    pub weights: Option<Weights>,
     /// The target machine (`--target`, `--no-micro-kernels`).
     #[command(flatten)]
     pub target: TargetArgs,
@@ -248,6 +257,8 @@ impl SearchOptions {
         };
         options.layout_rewrite = self.layout_rewrite();
         options.flush_cache = self.flush_cache;
+        options.weights = self.weights.unwrap_or_default();
+        options.weights.supported().map_err(DriverError::Usage)?;
         Ok((TuneJob::new(options), start))
     }
 
@@ -404,5 +415,18 @@ mod tests {
         };
         assert!(!job(&[]).timing.flush_cache);
         assert!(job(&["--flush-cache"]).timing.flush_cache);
+        assert_eq!(job(&[]).timing.weights, Weights::Warm);
+        assert_eq!(
+            job(&["--weights", "memory"]).timing.weights,
+            Weights::Memory
+        );
+        assert!(Cli::try_parse_from(["tessel", "--weights", "memory", "--flush-cache"]).is_err());
+        let bad = Cli::try_parse_from(["tessel", "--weights", "cold"])
+            .err()
+            .expect("refused");
+        assert!(
+            bad.to_string().contains("expected warm, shared or memory"),
+            "{bad}"
+        );
     }
 }

@@ -62,7 +62,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
         .records
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.tessel.jsonl", file_name(&w.name))));
-    let log = resume_records(&path, &w, &problem.dag, &job.measure_options().codegen)
+    let log = resume_records(&path, &w, &problem.dag, &job.measure_options())
         .map_err(DriverError::failed)?;
     let (previous, bad_lines, other_codegen) = (log.states, log.bad_lines, log.other_codegen);
     let resumed = previous.len();
