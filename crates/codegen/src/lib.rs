@@ -884,6 +884,19 @@ impl Kernel {
         regions
     }
 
+    /// The inputs a call on `inputs` reads that are not constant weights (activations), as
+    /// `(address, bytes)`, empty ones left out: what a timing that places activations in the
+    /// shared cache moves there before every call (`tessel-measure`).
+    pub fn activation_regions(&self, inputs: &[&[f32]]) -> Vec<(usize, usize)> {
+        self.slots
+            .iter()
+            .filter(|s| s.scope == BufferScope::Input)
+            .zip(inputs)
+            .filter(|(s, x)| !s.constant && !x.is_empty())
+            .map(|(_, x)| (x.as_ptr() as usize, std::mem::size_of_val(*x)))
+            .collect()
+    }
+
     /// The position among the inputs of input buffer `b`.
     fn input_position(&self, b: tessel_ir::loop_nest::BufferId) -> usize {
         self.slots

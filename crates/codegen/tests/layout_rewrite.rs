@@ -153,7 +153,7 @@ fn prepared_calls_compute_what_run_computes_and_keep_their_own_weights() {
 }
 
 #[test]
-fn weight_regions_are_the_constant_inputs_and_their_packed_copies() {
+fn weight_regions_are_the_constant_inputs_and_their_packed_copies_activations_the_rest() {
     if !ukernel::available(tessel_codegen::Isa::Avx2) {
         eprintln!("SKIPPED: this CPU has no AVX2+FMA, so nothing is packed");
         return;
@@ -173,6 +173,12 @@ fn weight_regions_are_the_constant_inputs_and_their_packed_copies() {
     let plain = kernel(&nest, LayoutRewrite::Off);
     run(&plain, &nest, &inputs);
     assert_eq!(plain.weight_regions(&ins), vec![weight_region]);
+    let activations: Vec<(usize, usize)> = (0..inputs.len())
+        .filter(|i| !constant.contains(i))
+        .map(|i| (inputs[i].as_ptr() as usize, bytes(inputs[i].len())))
+        .collect();
+    assert_eq!(activations.len(), inputs.len() - 1);
+    assert_eq!(plain.activation_regions(&ins), activations);
 
     let packed = kernel(&nest, LayoutRewrite::Weights);
     // No copy is listed before it exists.
@@ -193,4 +199,9 @@ fn weight_regions_are_the_constant_inputs_and_their_packed_copies() {
     let all = kernel(&nest, LayoutRewrite::All);
     run(&all, &nest, &inputs);
     assert!(all.weight_regions(&ins).is_empty());
+    let activations: Vec<(usize, usize)> = inputs
+        .iter()
+        .map(|x| (x.as_ptr() as usize, bytes(x.len())))
+        .collect();
+    assert_eq!(all.activation_regions(&ins), activations);
 }

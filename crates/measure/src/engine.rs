@@ -365,8 +365,11 @@ impl Engine {
             phases.verify_ms += ms(t);
         }
         let settings = self.options.timing.clone();
-        if !settings.weights.is_warm() {
-            self.flusher.set_weights(kernel.weight_regions(&inputs));
+        if !(settings.weights.is_warm() && settings.activations.is_warm()) {
+            self.flusher.set_operands(
+                kernel.weight_regions(&inputs),
+                kernel.activation_regions(&inputs),
+            );
         }
         let kernel_threads = self.options.codegen.threads;
         let timed = time_calls(
@@ -377,7 +380,7 @@ impl Engine {
             || call(outputs),
         );
         // The regions belong to this kernel and these inputs: never evict them later.
-        self.flusher.set_weights(Vec::new());
+        self.flusher.set_operands(Vec::new(), Vec::new());
         let (timing, spent) = timed?;
         phases.run_ms += spent.run.as_secs_f64() * 1e3;
         phases.flush_ms += spent.flush.as_secs_f64() * 1e3;

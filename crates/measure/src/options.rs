@@ -146,10 +146,14 @@ pub struct TimingSettings {
     /// one call per repeat (cold-cache timing, as TVM's `enable_cpu_cache_flush`).
     pub flush_cache: bool,
     /// Where the kernel's constant weights (the weight inputs and their packed copies) are
-    /// when each timed call starts ([`Weights`]). Records without the field read as
-    /// [`Weights::Warm`], and a warm record is written without it, so older keys stay equal.
-    #[serde(default, skip_serializing_if = "Weights::is_warm")]
-    pub weights: Weights,
+    /// when each timed call starts ([`Residence`]). Records without the field read as
+    /// [`Residence::Warm`], and a warm record is written without it, so older keys stay equal.
+    #[serde(default, skip_serializing_if = "Residence::is_warm")]
+    pub weights: Residence,
+    /// Where the kernel's other inputs (activations) are when each timed call starts; as
+    /// `weights`, absent from records means warm.
+    #[serde(default, skip_serializing_if = "Residence::is_warm")]
+    pub activations: Residence,
     /// A repeat during which the kernel's threads waited on a run queue (another process had
     /// their core) for more than this share of their time is taken again, up to `retakes`
     /// times per candidate (`docs/measurement.md`: on a shared 2-core machine such repeats
@@ -177,57 +181,62 @@ impl Default for TimingSettings {
             repeat: 5,
             min_repeat_ms: 5.0,
             flush_cache: false,
-            weights: Weights::Warm,
+            weights: Residence::Warm,
+            activations: Residence::Warm,
             max_contention: 0.05,
             retakes: 10,
         }
     }
 }
 
-/// Where a kernel's constant weights are when a timed call starts (part of a record's key).
+/// Where a kernel's operands are when a timed call starts: its constant weights
+/// ([`TimingSettings::weights`]) and its other inputs ([`TimingSettings::activations`]).
+/// Part of a record's key.
 ///
-/// Inside a network every layer reads weights that the previous inference left far from the
-/// core: ResNet-50's 97 MiB outgrow the caches, MobileNet-V2's 14 MiB stay in the shared
-/// last-level cache but not in a core's own. A kernel timed alone, call after call, finds
-/// its weights in its own L1/L2 and reads 20–70 % faster than it does in the network
-/// (`docs/measurement.md`, session 19).
+/// A kernel timed alone, call after call, finds every operand in its own core's L1/L2. A
+/// layer inside a network does not: its input was written by the previous layer's threads
+/// (half of it on the other core) and its weights were last read an inference ago, so they
+/// are in the shared last-level cache (MobileNet-V2's 14 MiB) or in memory (ResNet-50's 97
+/// MiB). Measured on session 18's tuned networks (`docs/measurement.md`, session 19), the
+/// sum of the tasks' warm times is 0.70–0.80 of the network's latency; with activations in
+/// the shared cache and weights where the network keeps them it is 0.96–1.01.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Weights {
+pub enum Residence {
     /// Where the previous call left them (usually the core's own caches): the kernel alone,
     /// hot. The default, as in TVM's measurement.
     #[default]
     Warm,
     /// Moved out of the cores' private caches into the shared last-level cache before every
-    /// call (`CLDEMOTE`), as a layer of a network whose weights fit the last-level cache finds
-    /// them. Needs a CPU with CLDEMOTE ([`Weights::supported`]).
+    /// call (`CLDEMOTE`). Needs a CPU with CLDEMOTE ([`Residence::supported`]).
     Shared,
-    /// Evicted from every cache level before every call (`CLFLUSH`): read from memory.
+    /// Evicted from every cache level of every core before every call (`CLFLUSH`): read from
+    /// memory.
     Memory,
 }
 
-impl Weights {
-    /// True for [`Weights::Warm`].
+impl Residence {
+    /// True for [`Residence::Warm`].
     pub fn is_warm(&self) -> bool {
-        *self == Weights::Warm
+        *self == Residence::Warm
     }
 
-    /// The name `--weights` takes and records hold.
+    /// The name `--weights` and `--activations` take and records hold.
     pub fn name(self) -> &'static str {
         match self {
-            Weights::Warm => "warm",
-            Weights::Shared => "shared",
-            Weights::Memory => "memory",
+            Residence::Warm => "warm",
+            Residence::Shared => "shared",
+            Residence::Memory => "memory",
         }
     }
 
-    /// Whether this CPU can place weights so: `Shared` needs the CLDEMOTE instruction (on a
-    /// CPU without it the instruction is a no-op, and the weights would stay warm).
+    /// Whether this CPU can place operands so: `Shared` needs the CLDEMOTE instruction (on a
+    /// CPU without it the instruction is a no-op, and the operands would stay warm).
     pub fn supported(self) -> Result<(), String> {
         match self {
-            Weights::Shared if !has_cldemote() => Err(
-                "--weights shared needs the CPU feature CLDEMOTE, which this CPU lacks \
-                 (use `memory` or `warm`)"
+            Residence::Shared if !has_cldemote() => Err(
+                "placing operands in the shared cache (`shared`) needs the CPU feature \
+                 CLDEMOTE, which this CPU lacks (use `memory` or `warm`)"
                     .into(),
             ),
             _ => Ok(()),
@@ -235,16 +244,16 @@ impl Weights {
     }
 }
 
-impl std::str::FromStr for Weights {
+impl std::str::FromStr for Residence {
     type Err = String;
 
-    fn from_str(s: &str) -> Result<Weights, String> {
+    fn from_str(s: &str) -> Result<Residence, String> {
         match s {
-            "warm" => Ok(Weights::Warm),
-            "shared" => Ok(Weights::Shared),
-            "memory" => Ok(Weights::Memory),
+            "warm" => Ok(Residence::Warm),
+            "shared" => Ok(Residence::Shared),
+            "memory" => Ok(Residence::Memory),
             _ => Err(format!(
-                "unknown weights placement `{s}` (expected warm, shared or memory)"
+                "unknown operand residence `{s}` (expected warm, shared or memory)"
             )),
         }
     }
@@ -354,7 +363,7 @@ mod tests {
         let text = serde_json::to_string(&warm).expect("serializes");
         assert!(!text.contains("weights"), "{text}");
         let shared = TimingSettings {
-            weights: Weights::Shared,
+            weights: Residence::Shared,
             ..TimingSettings::default()
         };
         let text = serde_json::to_string(&shared).expect("serializes");
@@ -362,14 +371,14 @@ mod tests {
         let back: TimingSettings = serde_json::from_str(&text).expect("reads");
         assert_eq!(back, shared);
         assert_ne!(back, warm);
-        for w in [Weights::Warm, Weights::Shared, Weights::Memory] {
-            assert_eq!(w.name().parse::<Weights>(), Ok(w));
+        for w in [Residence::Warm, Residence::Shared, Residence::Memory] {
+            assert_eq!(w.name().parse::<Residence>(), Ok(w));
         }
-        let err = "cold".parse::<Weights>().expect_err("unknown");
+        let err = "cold".parse::<Residence>().expect_err("unknown");
         assert!(err.contains("expected warm, shared or memory"), "{err}");
         // Warm and memory work on any CPU; shared is refused by name where CLDEMOTE is missing.
-        assert!(Weights::Warm.supported().is_ok() && Weights::Memory.supported().is_ok());
-        match Weights::Shared.supported() {
+        assert!(Residence::Warm.supported().is_ok() && Residence::Memory.supported().is_ok());
+        match Residence::Shared.supported() {
             Ok(()) => assert!(has_cldemote()),
             Err(e) => assert!(!has_cldemote() && e.contains("CLDEMOTE"), "{e}"),
         }

@@ -1,6 +1,6 @@
 //! Timing a kernel: warm-up, `number` calls per repeat grown to a minimum repeat time,
 //! `repeat` repeats, optional cache flush, weights moved away from the core before every
-//! call ([`time_calls`], [`CacheFlusher`], [`Weights`]).
+//! call ([`time_calls`], [`CacheFlusher`], [`Residence`]).
 //!
 //! Every repeat also reads how long the kernel's threads waited for a CPU
 //! ([`tessel_codegen::contention`]); a repeat contended beyond
@@ -9,7 +9,7 @@
 //! speed on the cores it runs on, not the luck of the minutes it was measured in.
 
 use crate::error::MeasureError;
-use crate::options::{TimingSettings, Weights};
+use crate::options::{Residence, TimingSettings};
 use crate::result::Timing;
 use std::time::{Duration, Instant};
 use tessel_codegen::contention::Snapshot;
@@ -22,13 +22,14 @@ pub const FLUSH_BYTES: usize = 48 << 20;
 const MAX_NUMBER: u32 = 1 << 20;
 
 /// Evicts the CPU caches by writing over a buffer larger than the last-level cache
-/// ([`CacheFlusher::flush`]), or moves given memory (a kernel's weights) away from the core
-/// ([`CacheFlusher::place_weights`]).
+/// ([`CacheFlusher::flush`]), or moves a kernel's operands away from the core
+/// ([`CacheFlusher::place`]).
 #[derive(Debug, Default)]
 pub struct CacheFlusher {
     buf: Vec<u8>,
     round: u8,
     weights: Vec<(usize, usize)>,
+    activations: Vec<(usize, usize)>,
 }
 
 impl CacheFlusher {
@@ -47,53 +48,66 @@ impl CacheFlusher {
         std::hint::black_box(&mut self.buf);
     }
 
-    /// Sets the memory [`CacheFlusher::place_weights`] moves: `(address, bytes)` ranges (a
-    /// kernel's `weight_regions`). The caller keeps them allocated until it sets others.
-    pub fn set_weights(&mut self, regions: Vec<(usize, usize)>) {
-        self.weights = regions;
+    /// Sets the memory [`CacheFlusher::place`] moves, as `(address, bytes)` ranges: a
+    /// kernel's weights (`Kernel::weight_regions`) and its other inputs. The caller keeps
+    /// them allocated until it sets others.
+    pub fn set_operands(&mut self, weights: Vec<(usize, usize)>, activations: Vec<(usize, usize)>) {
+        self.weights = weights;
+        self.activations = activations;
     }
 
-    /// Bytes [`CacheFlusher::place_weights`] moves.
-    pub fn weight_bytes(&self) -> usize {
-        self.weights.iter().map(|&(_, bytes)| bytes).sum()
+    /// Bytes of weights and of activations [`CacheFlusher::place`] moves.
+    pub fn operand_bytes(&self) -> (usize, usize) {
+        let total = |r: &[(usize, usize)]| r.iter().map(|&(_, bytes)| bytes).sum();
+        (total(&self.weights), total(&self.activations))
     }
 
-    /// Moves every cache line of the regions set by [`CacheFlusher::set_weights`] to
-    /// `to`: [`Weights::Shared`] demotes each line from the cores' private caches to the
-    /// shared last-level cache (`CLDEMOTE`), [`Weights::Memory`] writes it back and
-    /// invalidates it in every cache of every core (`CLFLUSH`); [`Weights::Warm`] does
-    /// nothing. Then waits for the lines to move. A no-op off x86-64.
-    pub fn place_weights(&self, to: Weights) {
+    /// Moves every cache line of the weights to `weights` and of the activations to
+    /// `activations` (set by [`CacheFlusher::set_operands`]): [`Residence::Shared`] demotes
+    /// each line from the cores' private caches to the shared last-level cache (`CLDEMOTE`),
+    /// [`Residence::Memory`] writes it back and invalidates it in every cache of every core
+    /// (`CLFLUSH`), [`Residence::Warm`] leaves it. Then waits for the lines to move. A no-op
+    /// off x86-64.
+    pub fn place(&self, weights: Residence, activations: Residence) {
+        move_lines(&self.weights, weights);
+        move_lines(&self.activations, activations);
         #[cfg(target_arch = "x86_64")]
-        {
-            if to == Weights::Warm {
-                return;
-            }
-            for &(start, bytes) in &self.weights {
-                let first = start & !(CACHE_LINE - 1);
-                for line in (first..start + bytes).step_by(CACHE_LINE) {
-                    // SAFETY: `line` lies in (or, for the first, shares its cache line with) a
-                    // region the caller keeps allocated (`set_weights`). Neither instruction
-                    // reads or changes data: they only move the line between caches.
-                    unsafe {
-                        if to == Weights::Shared {
-                            std::arch::asm!(
-                                "cldemote [{line}]",
-                                line = in(reg) line,
-                                options(nostack, preserves_flags)
-                            );
-                        } else {
-                            std::arch::x86_64::_mm_clflush(line as *const u8);
-                        }
+        // SAFETY: a fence has no memory operands.
+        unsafe {
+            std::arch::x86_64::_mm_mfence()
+        };
+    }
+}
+
+/// Moves every cache line of `regions` to `to` (see [`CacheFlusher::place`]).
+fn move_lines(regions: &[(usize, usize)], to: Residence) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if to == Residence::Warm {
+            return;
+        }
+        for &(start, bytes) in regions {
+            let first = start & !(CACHE_LINE - 1);
+            for line in (first..start + bytes).step_by(CACHE_LINE) {
+                // SAFETY: `line` lies in (or, for the first, shares its cache line with) a
+                // region the caller keeps allocated (`set_operands`). Neither instruction
+                // reads or changes data: they only move the line between caches.
+                unsafe {
+                    if to == Residence::Shared {
+                        std::arch::asm!(
+                            "cldemote [{line}]",
+                            line = in(reg) line,
+                            options(nostack, preserves_flags)
+                        );
+                    } else {
+                        std::arch::x86_64::_mm_clflush(line as *const u8);
                     }
                 }
             }
-            // SAFETY: a fence has no memory operands.
-            unsafe { std::arch::x86_64::_mm_mfence() };
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = to;
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (regions, to);
 }
 
 /// Bytes per cache line.
@@ -174,18 +188,17 @@ pub fn time_calls_probed(
         }
         let waited_before = probe();
         let wall = Instant::now();
-        let d = if settings.weights.is_warm() {
+        let d = if settings.weights.is_warm() && settings.activations.is_warm() {
             for _ in 0..number {
                 call()?;
             }
             wall.elapsed()
         } else {
-            // Every call finds its weights where `settings.weights` says; only the calls are
-            // timed.
+            // Every call finds its operands where `settings` says; only the calls are timed.
             let mut calls = Duration::ZERO;
             for _ in 0..number {
                 let t = Instant::now();
-                flusher.place_weights(settings.weights);
+                flusher.place(settings.weights, settings.activations);
                 spent.flush += t.elapsed();
                 let t = Instant::now();
                 call()?;
@@ -290,24 +303,33 @@ mod tests {
     }
 
     #[test]
-    fn moved_weights_keep_every_call_and_their_values() {
-        // 4 MiB of "weights": moved out of the core's caches before each of the calls.
+    fn moved_operands_keep_every_call_and_their_values() {
+        // 4 MiB of "weights" and 1 MiB of "activations": moved out of the core's caches before
+        // each of the calls.
         let weights: Vec<f32> = (0..1 << 20).map(|i| i as f32).collect();
-        for to in [Weights::Memory, Weights::Shared] {
+        let activations: Vec<f32> = (0..1 << 18).map(|i| -(i as f32)).collect();
+        for (w, a) in [
+            (Residence::Memory, Residence::Shared),
+            (Residence::Shared, Residence::Shared),
+            (Residence::Warm, Residence::Memory),
+        ] {
             let settings = TimingSettings {
                 warmup: 0,
                 number: 3,
                 repeat: 2,
                 min_repeat_ms: 0.0,
-                weights: to,
+                weights: w,
+                activations: a,
                 ..TimingSettings::default()
             };
             let mut flusher = CacheFlusher::new();
-            flusher.set_weights(vec![(
-                weights.as_ptr() as usize + 4, // not line-aligned: its first line is moved too
-                std::mem::size_of_val(weights.as_slice()) - 4,
-            )]);
-            assert_eq!(flusher.weight_bytes(), (4 << 20) - 4);
+            let bytes = |v: &[f32]| std::mem::size_of_val(v);
+            flusher.set_operands(
+                // Not line-aligned: its first line is moved too.
+                vec![(weights.as_ptr() as usize + 4, bytes(&weights) - 4)],
+                vec![(activations.as_ptr() as usize, bytes(&activations))],
+            );
+            assert_eq!(flusher.operand_bytes(), ((4 << 20) - 4, 1 << 20));
             let mut calls = 0u32;
             let mut sum = 0.0f64;
             let (timing, spent) = time_calls(&settings, 1, None, &mut flusher, || {
@@ -316,15 +338,19 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-            // Unlike a flush, moving the weights keeps `number` calls per repeat.
+            // Unlike a flush, moving operands keeps `number` calls per repeat.
             let timing = timing.unwrap();
-            assert_eq!(timing.number, 3, "{to:?}");
-            assert_eq!(calls, 1 + (2 + timing.retaken) * 3, "{to:?}");
+            assert_eq!(timing.number, 3, "{w:?} {a:?}");
+            assert_eq!(calls, 1 + (2 + timing.retaken) * 3, "{w:?} {a:?}");
             if cfg!(target_arch = "x86_64") {
-                assert!(spent.flush > Duration::ZERO, "{to:?}");
+                assert!(spent.flush > Duration::ZERO, "{w:?} {a:?}");
             }
             // Moving a line between caches changes no value.
             assert!(weights.iter().enumerate().all(|(i, &x)| x == i as f32));
+            assert!(activations
+                .iter()
+                .enumerate()
+                .all(|(i, &x)| x == -(i as f32)));
             let per_call: f64 = (0..1 << 20).step_by(4096).map(|i| i as f64).sum();
             assert_eq!(sum, per_call * calls as f64);
         }
@@ -356,7 +382,8 @@ mod tests {
             repeat: 3,
             min_repeat_ms: 0.0,
             flush_cache: false,
-            weights: Weights::Warm,
+            weights: Residence::Warm,
+            activations: Residence::Warm,
             max_contention: 0.05,
             retakes: 2,
         };

@@ -403,7 +403,8 @@ pub struct ResumeLog {
 
 /// Earlier measurements of `workload` in a records file, to resume from: each record whose
 /// workload key matches and that was measured with `options`' code generation settings and
-/// cache conditions (cache flush, where the weights were: [`TimingSettings::weights`]),
+/// cache conditions (cache flush, where the operands were: [`TimingSettings::weights`] and
+/// `activations`),
 /// replayed to its state, with its median time (or `None` if it failed). Records that do not
 /// replay are skipped.
 ///
@@ -431,6 +432,7 @@ pub fn resume_records(
         .filter(|r| {
             let same = r.key.codegen == *codegen
                 && r.key.timing.weights == timing.weights
+                && r.key.timing.activations == timing.activations
                 && r.key.timing.flush_cache == timing.flush_cache;
             out.other_codegen += usize::from(!same);
             same

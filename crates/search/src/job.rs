@@ -52,7 +52,7 @@ use std::sync::Arc;
 use tessel_cost_model::model::CostModel;
 use tessel_ir::rng::seeded;
 use tessel_ir::{ComputeDag, State};
-use tessel_measure::options::{LayoutRewrite, Weights};
+use tessel_measure::options::{LayoutRewrite, Residence};
 use tessel_measure::{CodegenSettings, HarnessError, InProcessRunner, MeasureOptions, Runner};
 use tessel_mutation_model::MutationPolicy;
 use tessel_rl_policy::SketchPolicy;
@@ -128,8 +128,10 @@ pub struct TuneOptions {
     pub flush_cache: bool,
     /// Where each candidate's constant weights are when a timed call starts: warm (the
     /// default), or moved to the shared cache or to memory first, as a layer of a network
-    /// finds them ([`tessel_measure::options::Weights`]).
-    pub weights: Weights,
+    /// finds them ([`tessel_measure::options::Residence`]).
+    pub weights: Residence,
+    /// Where each candidate's other inputs (activations) are when a timed call starts.
+    pub activations: Residence,
     /// Makes the runner candidates are measured with (in-process by default).
     pub runner: RunnerFactory,
 }
@@ -154,7 +156,8 @@ impl TuneOptions {
             params: TuneParams::default(),
             layout_rewrite: CodegenSettings::default().layout_rewrite,
             flush_cache: false,
-            weights: Weights::Warm,
+            weights: Residence::Warm,
+            activations: Residence::Warm,
             runner: Arc::new(|options| {
                 InProcessRunner::new(options).map(|r| Box::new(r) as Box<dyn Runner>)
             }),
@@ -253,6 +256,7 @@ impl TuneJob {
         options.codegen.layout_rewrite = self.options.layout_rewrite;
         options.timing.flush_cache = self.options.flush_cache;
         options.timing.weights = self.options.weights;
+        options.timing.activations = self.options.activations;
         options
     }
 
@@ -368,13 +372,13 @@ mod tests {
         // Everything else is the same: the flush is the only difference in the records key.
         assert_eq!(cold.codegen, plain.codegen);
         let shared = TuneJob::new(TuneOptions {
-            weights: Weights::Shared,
+            weights: Residence::Shared,
             ..TuneOptions::new(target)
         })
         .measure_options();
-        assert_eq!(shared.timing.weights, Weights::Shared);
+        assert_eq!(shared.timing.weights, Residence::Shared);
         assert!(!shared.timing.flush_cache);
-        assert_eq!(plain.timing.weights, Weights::Warm);
+        assert_eq!(plain.timing.weights, Residence::Warm);
         assert_ne!(shared.timing, plain.timing);
     }
 }

@@ -32,7 +32,7 @@ fn resume_skips_records_of_other_codegen_settings_and_counts_them() {
     let mut old_revision = ours.clone();
     old_revision.codegen.revision = 0;
     let mut shared_weights = ours.clone();
-    shared_weights.timing.weights = tessel_measure::options::Weights::Shared;
+    shared_weights.timing.weights = tessel_measure::options::Residence::Shared;
 
     let target = Target::host();
     let timed = |ms: f64| MeasureResult {

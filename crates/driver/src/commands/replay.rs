@@ -101,7 +101,8 @@ fn run_inner(args: &Args) -> Result<(), CmdError> {
         let opts = options_of(r, &args.measure);
         let recorded = r.cost().unwrap_or(f64::NAN);
         let refused = refusal(opts.codegen.isa, CpuFeatures::host())
-            .or_else(|| opts.timing.weights.supported().err());
+            .or_else(|| opts.timing.weights.supported().err())
+            .or_else(|| opts.timing.activations.supported().err());
         if let Some(why) = refused {
             failed += 1;
             writeln!(

@@ -43,7 +43,11 @@ pub struct MeasureArgs {
     /// or `memory` (as `tessel tune --weights`; default: the measurement default, `warm`;
     /// for `replay`: the record's).
     #[arg(long, conflicts_with = "flush_cache")]
-    pub weights: Option<tessel_measure::options::Weights>,
+    pub weights: Option<tessel_measure::options::Residence>,
+    /// Where the kernel's other inputs are when a timed call starts (as `tessel tune
+    /// --activations`).
+    #[arg(long, conflicts_with = "flush_cache")]
+    pub activations: Option<tessel_measure::options::Residence>,
     /// Which micro-kernel `B` operands are packed: `off`, `weights` or `all` (default: the
     /// measurement default, `all`; for `replay`: the record's).
     #[arg(long, value_parser = super::search_options::parse_layout_rewrite)]
@@ -81,6 +85,9 @@ impl MeasureArgs {
         }
         if let Some(w) = self.weights {
             base.timing.weights = w;
+        }
+        if let Some(a) = self.activations {
+            base.timing.activations = a;
         }
         if let Some(m) = self.layout_rewrite {
             base.codegen.layout_rewrite = m;
@@ -165,11 +172,9 @@ fn run_inner(args: &Args) -> Result<(), CmdError> {
         }
     }
     let mut options = args.measure.apply(MeasureOptions::default());
-    options
-        .timing
-        .weights
-        .supported()
-        .map_err(CmdError::Other)?;
+    for placement in [options.timing.weights, options.timing.activations] {
+        placement.supported().map_err(CmdError::Other)?;
+    }
     options.verify.enabled = !args.no_verify;
     let candidate = Candidate::new(w.spec(), file.steps.clone());
     let mut runner = make_runner(args.measure.isolation, options.clone())?;

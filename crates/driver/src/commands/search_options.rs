@@ -5,7 +5,7 @@ use crate::error::DriverError;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
 use tessel_cost_model::{CostModelError, GbdtModelParams, Pretrained};
-use tessel_measure::options::{LayoutRewrite, Weights};
+use tessel_measure::options::{LayoutRewrite, Residence};
 use tessel_measure::{
     HarnessError, InProcessRunner, LocalWorkerRunner, MeasureOptions, Runner, WorkerCommand,
 };
@@ -159,12 +159,19 @@ pub struct SearchOptions {
     /// Where each candidate's constant weights (and their packed copies) are when a timed
     /// call starts: `warm` (left in the core's caches by the previous call), `shared` (moved
     /// to the shared last-level cache first, CLDEMOTE) or `memory` (evicted from every cache,
-    /// CLFLUSH). A layer of a network finds its weights shared (MobileNet-V2) or in memory
-    /// (ResNet-50); a kernel timed alone finds them warm. Default: `warm` for `tune`;
-    /// `shared` for `tune-network` where the CPU has CLDEMOTE (else `warm`), so that its
-    /// estimate is what the built network runs at. Part of the records key.
+    /// CLFLUSH). Default: `warm` for `tune`; for `tune-network`, where a network keeps them
+    /// (see `--activations`). Part of the records key.
     #[arg(long, conflicts_with = "flush_cache")]
-    pub weights: Option<Weights>,
+    pub weights: Option<Residence>,
+    /// Where each candidate's other inputs (activations) are when a timed call starts:
+    /// `warm`, `shared` or `memory`, as `--weights`. Default: `warm` for `tune`; for
+    /// `tune-network`, as a layer of a network finds them: activations `shared` (the previous
+    /// layer wrote them, half on the other core), weights `shared` when the network's weights
+    /// fit in 32 MiB and `memory` when they do not (ResNet-50: 97 MiB), `warm` for either
+    /// where the CPU lacks CLDEMOTE; its estimate is then what the built network runs at
+    /// (docs/measurement.md). Part of the records key.
+    #[arg(long, conflicts_with = "flush_cache")]
+    pub activations: Option<Residence>,
     /// The target machine (`--target`, `--no-micro-kernels`).
     #[command(flatten)]
     pub target: TargetArgs,
@@ -258,7 +265,12 @@ impl SearchOptions {
         options.layout_rewrite = self.layout_rewrite();
         options.flush_cache = self.flush_cache;
         options.weights = self.weights.unwrap_or_default();
+        options.activations = self.activations.unwrap_or_default();
         options.weights.supported().map_err(DriverError::Usage)?;
+        options
+            .activations
+            .supported()
+            .map_err(DriverError::Usage)?;
         Ok((TuneJob::new(options), start))
     }
 
@@ -415,10 +427,15 @@ mod tests {
         };
         assert!(!job(&[]).timing.flush_cache);
         assert!(job(&["--flush-cache"]).timing.flush_cache);
-        assert_eq!(job(&[]).timing.weights, Weights::Warm);
+        assert_eq!(job(&[]).timing.weights, Residence::Warm);
         assert_eq!(
             job(&["--weights", "memory"]).timing.weights,
-            Weights::Memory
+            Residence::Memory
+        );
+        assert_eq!(job(&[]).timing.activations, Residence::Warm);
+        assert_eq!(
+            job(&["--activations", "memory"]).timing.activations,
+            Residence::Memory
         );
         assert!(Cli::try_parse_from(["tessel", "--weights", "memory", "--flush-cache"]).is_err());
         let bad = Cli::try_parse_from(["tessel", "--weights", "cold"])

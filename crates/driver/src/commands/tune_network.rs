@@ -18,7 +18,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
-use tessel_measure::options::Weights;
+use tessel_measure::options::Residence;
 use tessel_search::confirm::{confirm_leaders, Confirmation};
 use tessel_search::harness::{resume_records, HarnessMeasurer};
 use tessel_search::scheduler::{SchedulerParams, Strategy, TaskScheduler, TaskSpec};
@@ -123,17 +123,40 @@ fn measure_module(args: &Args, path: &std::path::Path) -> Result<Measured, Drive
     })
 }
 
-/// Where `tune-network` measures each candidate's weights unless `--weights` says: in the
-/// shared last-level cache where the CPU can put them there (CLDEMOTE), as most layers of a
-/// network find them; else warm. Measured on ResNet-50 and MobileNet-V2 (session 19,
-/// `docs/measurement.md`): Σ weight × shared-weights time is 0.91–1.04 × the built network's
-/// latency, Σ weight × warm time 0.70–0.80 ×.
-fn network_weights() -> Weights {
-    if Weights::Shared.supported().is_ok() {
-        Weights::Shared
+/// Networks whose weights take more bytes than this find them in memory, not in the shared
+/// cache, at every layer: the last-level cache a core can count on, measured on this
+/// project's 2-vCPU machines (a 32 MiB array is read at cache speed, a 100 MiB one at memory
+/// speed), not the size the CPU reports (480 MiB under KVM).
+pub const SHARED_CACHE_BYTES: usize = 32 << 20;
+
+/// Bytes of the constant weights `dag` reads.
+fn weight_bytes_of(dag: &tessel_ir::ComputeDag) -> usize {
+    dag.inputs()
+        .into_iter()
+        .filter(|&i| dag.is_constant(i))
+        .map(|i| dag.op(i).num_elements().max(0) as usize * std::mem::size_of::<f32>())
+        .sum()
+}
+
+/// Where `tune-network` measures each candidate's operands unless `--weights` and
+/// `--activations` say, for a network whose weights take `weight_bytes`: as a layer of the
+/// built network finds them (activations in the shared cache; weights there too when they
+/// fit in [`SHARED_CACHE_BYTES`], else in memory), where the CPU can place them (without
+/// CLDEMOTE: warm, except weights in memory). Measured on ResNet-50 and MobileNet-V2
+/// (session 19, `docs/measurement.md`): the sum of the tasks' times so is 0.96–1.01 × the
+/// built network's latency; warm, 0.70–0.80 ×.
+fn network_residence(weight_bytes: usize) -> (Residence, Residence) {
+    let shared = if Residence::Shared.supported().is_ok() {
+        Residence::Shared
     } else {
-        Weights::Warm
-    }
+        Residence::Warm
+    };
+    let weights = if weight_bytes > SHARED_CACHE_BYTES {
+        Residence::Memory
+    } else {
+        shared
+    };
+    (weights, shared)
 }
 
 /// Runs the subcommand.
@@ -167,8 +190,14 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     // Every task's tuner has an unbounded budget: the scheduler decides.
     // A network's layers find their weights out of the core's caches: measure them so
     // (`--weights`), so that the estimate is what the built network runs at.
+    let weight_bytes: usize = tasks
+        .iter()
+        .map(|t| t.weight * weight_bytes_of(&t.dag))
+        .sum();
+    let (weights, activations) = network_residence(weight_bytes);
     let mut search = args.search.clone();
-    search.weights.get_or_insert_with(network_weights);
+    search.weights.get_or_insert(weights);
+    search.activations.get_or_insert(activations);
     let job = search.job(usize::MAX)?;
     let mut scorer = job.scorer(job.seed());
     let mut specs = Vec::with_capacity(tasks.len());
@@ -287,12 +316,14 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     let mut out = stdout.lock();
     writeln!(
         out,
-        "{} (batch {}): {} tasks, {} trials in {seconds:.1} s, weights {}{}",
+        "{} (batch {}): {} tasks, {} trials in {seconds:.1} s; measured with the weights ({:.1} MiB) {} and the activations {}{}",
         args.network,
         args.batch,
         tasks.len(),
         result.trials,
+        weight_bytes as f64 / (1 << 20) as f64,
         measure_options.timing.weights.name(),
+        measure_options.timing.activations.name(),
         if resumed > 0 {
             format!(", {resumed} records resumed")
         } else {
@@ -399,6 +430,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             "policies": {"sketch": sketch_name, "mutation": mutation_name},
             "records": path.display().to_string(),
             "weights": measure_options.timing.weights.name(),
+            "activations": measure_options.timing.activations.name(),
             "resumed": resumed,
             "history": result.history.iter().filter_map(|r| r.objective.map(|o| json!({"trials": r.trials, "seconds": r.seconds, "estimated_latency_ms": o * 1e3}))).collect::<Vec<_>>(),
         });
