@@ -36,7 +36,10 @@
 //! from T }`), the target runs the three as one call per register
 //! tile of a fused kernel ([`FusedKernelFn`]): the accumulators start from zero, and the
 //! chain is applied to them in registers and stored straight into the output; `T` is never
-//! touched. Otherwise the routine runs after the kernel (the tile still in L1).
+//! touched. The kernel may sit in a reduction loop of its own, a convolution's window rows
+//! (`for rh { kernel over rw·rc }`, the ResNet-50 3×3 and 7×7 tasks): the fused call folds
+//! that loop in as its `k2` loop, so the tile stays in registers over the whole window.
+//! Otherwise the routine runs after the kernel (the tile still in L1).
 //!
 //! Measured on the recorded best programs of ResNet-50 task 5 and MobileNet-V2 task 3
 //! (Sapphire Rapids, 2 threads): the write-back loop took 28–31 % and 38–41 % of the time,

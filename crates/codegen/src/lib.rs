@@ -92,9 +92,9 @@ pub use pack::{LayoutRewrite, ParseLayoutRewriteError};
 ///    otherwise as one routine call after it: convolutions with fused epilogues run faster
 ///    than their revision-8 records say;
 /// 10. the fused kernel call of 9 also folds in a reduction loop around the tensorized one
-///    (a 3×3 or 7×7 convolution's window rows): those convolutions' tiles now start from
-///    zero, stay in registers over the whole window and get their write-back in the
-///    kernel, and run faster than their revision-9 records say.
+///     (a 3×3 or 7×7 convolution's window rows): those convolutions' tiles now start from
+///     zero, stay in registers over the whole window and get their write-back in the
+///     kernel, and run faster than their revision-9 records say.
 pub const REVISION: u32 = 10;
 
 use cranelift_codegen::isa::OwnedTargetIsa;
