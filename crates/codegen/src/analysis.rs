@@ -176,6 +176,16 @@ impl PackPlan {
 }
 
 impl Analysis {
+    /// The outer reduction folded into tensorized loop `k`'s call, if any: an elementwise
+    /// kernel's `k2` ([`TensorizeMatch::folded`]) or a fused broadcast kernel's
+    /// ([`crate::epilogue::KernelPlan::outer`]).
+    pub fn folded_outer(&self, k: LoopId) -> Option<&tessel_ir::tensorize::OuterReduction> {
+        let m = self.tensorized.get(&k)?;
+        m.outer
+            .as_ref()
+            .filter(|o| self.folded.get(&o.lp) == Some(&k))
+    }
+
     /// Validates `nest` and computes the analysis (`threads` decides which parallel loops are
     /// outlined, `isa` whose micro-kernels tensorized loops may call,
     /// `auto_vectorize` whether plain innermost loops may become SIMD code, `read_through`
@@ -309,6 +319,12 @@ impl Analysis {
         if auto_vectorize && fuse_epilogues && crate::epilogue::routine(isa).is_some() {
             an.epilogues = crate::epilogue::find(nest, &an, &promoted, &an.runs);
             an.kernel_epilogues = crate::epilogue::find_kernel_fusions(nest, &an, &all_runs, isa);
+            // A fused call folds the window loop around it in (`k2`).
+            for (&k, p) in &an.kernel_epilogues {
+                if let Some(o) = &p.outer {
+                    an.folded.insert(o.lp, k);
+                }
+            }
         }
         if read_through && !an.tensorized.is_empty() {
             an.through = crate::through::find(nest, &an, &promoted);

@@ -721,7 +721,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
     /// addresses are the operands' addresses at `i = j = k = 0`, strides are constants.
     fn emit_tensorized(&mut self, lp: LoopId) -> R<()> {
         let m = self.c.an.tensorized[&lp].clone();
-        let outer = m.folded().cloned();
+        let outer = self.c.an.folded_outer(lp).cloned();
         let outer_loop = outer.as_ref().map(|o| o.lp);
         let tile_loops: Vec<LoopId> = [outer_loop, Some(m.k_loop), m.i_loop, Some(m.j_loop)]
             .into_iter()
@@ -753,9 +753,12 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
         let [pa, pb, pc] = ptrs;
         let (pa, mut pb, pc) = (pa?, pb?, pc?);
         let mut b_ks = m.b_k_stride;
+        // `B`'s stride along a folded outer loop (whole packed rows: the analysis checked).
+        let mut b_k2s = outer.as_ref().map_or(0, |o| o.b_stride);
         if let Some(p) = packed {
             pb = p?;
             b_ks = m.nr;
+            b_k2s = b_k2s / m.b_k_stride * m.nr;
         }
         // A fused kernel: the write-back's program and pointers (the tile's slot null).
         let fused = match self.c.an.kernel_epilogues.get(&lp) {
@@ -768,10 +771,15 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             if let Some((program, ptrs)) = fused {
                 let f = self.fused_ref((rows, m.nr))?;
                 let mut a_row = self.advance_f32s(pa, row * m.a_row_stride);
+                let a_k2 = outer.as_ref().map_or(0, |o| o.a_stride);
                 let mut a_strides =
-                    [m.a_row_stride, m.a_k_stride].map(|v| self.b.ins().iconst(I64, v));
+                    [m.a_row_stride, m.a_k_stride, a_k2].map(|v| self.b.ins().iconst(I64, v));
                 if let Some((flag, x, si)) = &through {
-                    let xs = [m.i_loop.map_or(0, |l| si.coef(l)), si.coef(m.k_loop)];
+                    let xs = [
+                        m.i_loop.map_or(0, |l| si.coef(l)),
+                        si.coef(m.k_loop),
+                        outer.as_ref().map_or(0, |o| si.coef(o.lp)),
+                    ];
                     let x_row = self.advance_f32s(*x, row * xs[0]);
                     a_row = self.pick(*flag, x_row, a_row);
                     for (p, x) in a_strides.iter_mut().zip(xs) {
@@ -779,10 +787,18 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
                         *p = self.pick(*flag, x, *p);
                     }
                 }
+                let k2 = self
+                    .b
+                    .ins()
+                    .iconst(I64, outer.as_ref().map_or(1, |o| o.extent));
+                let b_k2s = self.b.ins().iconst(I64, b_k2s);
                 let k = self.b.ins().iconst(I64, m.k);
                 let b_ks = self.b.ins().iconst(I64, b_ks);
                 let r0 = self.b.ins().iconst(I64, row);
                 let args = [
+                    k2,
+                    a_strides[2],
+                    b_k2s,
                     k,
                     a_row,
                     a_strides[0],
@@ -1854,10 +1870,10 @@ pub(crate) fn epilogue_signature(module: &JITModule) -> Signature {
     sig
 }
 
-/// A fused kernel ([`crate::epilogue::FusedKernelFn`]): nine 64-bit arguments.
+/// A fused kernel ([`crate::epilogue::FusedKernelFn`]): twelve 64-bit arguments.
 pub(crate) fn fused_signature(module: &JITModule) -> Signature {
     let mut sig = module.make_signature();
-    for _ in 0..9 {
+    for _ in 0..12 {
         sig.params.push(AbiParam::new(I64));
     }
     sig

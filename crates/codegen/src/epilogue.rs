@@ -36,7 +36,10 @@
 //! from T }`), the target runs the three as one call per register
 //! tile of a fused kernel ([`FusedKernelFn`]): the accumulators start from zero, and the
 //! chain is applied to them in registers and stored straight into the output; `T` is never
-//! touched. Otherwise the routine runs after the kernel (the tile still in L1).
+//! touched. The kernel may sit in a reduction loop of its own, a convolution's window rows
+//! (`for rh { kernel over rw·rc }`, the ResNet-50 3×3 and 7×7 tasks): the fused call folds
+//! that loop in as its `k2` loop, so the tile stays in registers over the whole window.
+//! Otherwise the routine runs after the kernel (the tile still in L1).
 //!
 //! Measured on the recorded best programs of ResNet-50 task 5 and MobileNet-V2 task 3
 //! (Sapphire Rapids, 2 threads): the write-back loop took 28–31 % and 38–41 % of the time,
@@ -53,6 +56,7 @@ use tessel_ir::expr::BinOp;
 use tessel_ir::interval::interval;
 use tessel_ir::loop_nest::{BufferId, ExprId, LoopId, LoopKind, Node, Stmt, StmtId};
 use tessel_ir::target::Isa;
+use tessel_ir::tensorize::OuterReduction;
 use tessel_ir::LoopNest;
 
 /// Fewest elements a write-back must store to become a call (a smaller one stays inline).
@@ -854,13 +858,18 @@ mod imp {
 
 // ------------------------------------------------------------------ the in-kernel form
 
-/// A broadcast micro-kernel with the write-back fused in: `(k, a, a_rs, a_ks, b, b_ks,
-/// program, ptrs, row0)`. It computes the `MR`×`L·NV` tile (`L` lanes)
-/// `acc[i][j] = Σ_p a[i*a_rs + p*a_ks] · b[p*b_ks + j]` from zero (FMAs in `p` order, as
-/// the zero fill and the plain kernel do), applies `program`'s steps to it in registers
-/// (its start is the tile, which no step reads) for the program's rows `row0 + i`, and
-/// stores it to `ptrs[0] + (row0 + i)*ldo + j`.
+/// A broadcast micro-kernel with the write-back fused in: `(k2, a_k2s, b_k2s, k, a, a_rs,
+/// a_ks, b, b_ks, program, ptrs, row0)`. It computes the `MR`×`L·NV` tile (`L` lanes)
+/// `acc[i][j] = Σ_q Σ_p a[q*a_k2s + i*a_rs + p*a_ks] · b[q*b_k2s + p*b_ks + j]` from zero
+/// (FMAs in `q`, then `p` order, as the zero fill and the plain kernel in its loops do;
+/// `k2 = 1` when no outer reduction is folded in, e.g. a 1×1 convolution, and a window's
+/// rows otherwise), applies `program`'s steps to it in registers (its start is the tile,
+/// which no step reads) for the program's rows `row0 + i`, and stores it to
+/// `ptrs[0] + (row0 + i)*ldo + j`.
 pub type FusedKernelFn = unsafe extern "C" fn(
+    i64,
+    i64,
+    i64,
     i64,
     *const f32,
     i64,
@@ -894,6 +903,9 @@ pub(crate) struct KernelPlan {
     pub fill: LoopId,
     /// The write-back loop (not emitted; its plan is in [`Analysis::epilogues`]).
     pub write_back: LoopId,
+    /// The reduction loop around the tensorized loop folded into the call (`k2`: a
+    /// window's rows), when the call is not directly in the tile's allocation.
+    pub outer: Option<OuterReduction>,
 }
 
 /// True when `a` (with `a_loops` at 0) and `b` (with `b_loops` at 0) are the same index.
@@ -928,7 +940,10 @@ fn same_origin(
 
 /// The tiles whose write-back runs inside the kernel: `alloc T { fill; kernel; write-back }`
 /// where `fill` zeroes exactly the kernel's `C` tile `T` (a bulk run of `all_runs`),
-/// `kernel` is a broadcast micro-kernel call over the whole reduction, and `write-back` is
+/// `kernel` is a broadcast micro-kernel call over the whole reduction (the tensorized loop,
+/// or a reduction loop around it alone, a convolution window's rows, which the call folds
+/// in as its `k2` loop: [`tessel_ir::tensorize::OuterReduction`]; with a packed `B`, its
+/// stride must be whole rows of the panel), and `write-back` is
 /// a fused write-back (`an.epilogues`) of the same `mr`×`nr` tile that starts from `T`'s
 /// element `(i, j)` and reads `T` nowhere else; every register tile of the strip has a
 /// fused kernel.
@@ -951,12 +966,42 @@ pub(crate) fn find_kernel_fusions(
         let (Some(f), Some(k), Some(w)) = (lp(f), lp(k), lp(w)) else {
             continue;
         };
+        // The call: the tensorized loop, or the outer reduction loop it alone is in.
+        let (k, outer) = if an.tensorized.contains_key(&k) {
+            (k, None)
+        } else {
+            let Stmt::For { body: kb, .. } = nest.stmt(body[1]) else {
+                continue;
+            };
+            let Some(inner) = (match kb[..] {
+                [only] => lp(only),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let Some(o) = an.tensorized.get(&inner).and_then(|m| m.outer.clone()) else {
+                continue;
+            };
+            if o.lp != k {
+                continue;
+            }
+            (inner, Some(o))
+        };
         let (Some(run), Some(m), Some(e)) = (
             all_runs.get(&f),
             an.tensorized.get(&k),
             an.epilogues.get(&w),
         ) else {
             continue;
+        };
+        // A packed `B` ([`crate::analysis::PackPlan`]) is read in whole rows of its panels.
+        let outer_ok = match &outer {
+            None => true,
+            Some(o) => {
+                o.extent > 1
+                    && (!an.packed_b.contains_key(&k) || o.b_stride % m.b_k_stride == 0)
+                    && !an.folded.contains_key(&o.lp)
+            }
         };
         let p = &e.program;
         let tile_ok = m.kind == tessel_ir::tensorize::KernelKind::Broadcast
@@ -996,12 +1041,13 @@ pub(crate) fn find_kernel_fusions(
         let blocks = tessel_ir::tensorize::strip_blocks(isa, m.mr, m.nr);
         let kernels_ok =
             !blocks.is_empty() && blocks.iter().all(|&r| fused_kernel(isa, r, m.nr).is_some());
-        if tile_ok && fill_ok && wb_ok && kernels_ok {
+        if tile_ok && outer_ok && fill_ok && wb_ok && kernels_ok {
             out.insert(
                 k,
                 KernelPlan {
                     fill: f,
                     write_back: w,
+                    outer,
                 },
             );
         }
@@ -1084,6 +1130,9 @@ mod imp_fused {
                 #[target_feature(enable = $feature)]
                 #[allow(clippy::too_many_arguments)]
                 unsafe extern "C" fn fused<const MR: usize, const NV: usize, const U: usize>(
+                    k2: i64,
+                    a_k2s: i64,
+                    b_k2s: i64,
                     k: i64,
                     a: *const f32,
                     a_rs: i64,
@@ -1103,20 +1152,25 @@ mod imp_fused {
                         }
                         let mut acc = [[$zero(); NV]; MR];
                         let (a_ks, b_ks) = (a_ks as isize, b_ks as isize);
-                        let (mut off, mut bp, mut q) = (0isize, b, 0i64);
-                        while q + U as i64 <= k {
-                            for u in 0..U as isize {
-                                fma_step(&mut acc, bp.offset(u * b_ks), &rows, off + u * a_ks);
+                        // The folded outer reduction (a window's rows), then `k`.
+                        for q2 in 0..k2 as isize {
+                            let mut off = q2 * a_k2s as isize;
+                            let mut bp = b.offset(q2 * b_k2s as isize);
+                            let mut q = 0i64;
+                            while q + U as i64 <= k {
+                                for u in 0..U as isize {
+                                    fma_step(&mut acc, bp.offset(u * b_ks), &rows, off + u * a_ks);
+                                }
+                                off += U as isize * a_ks;
+                                bp = bp.offset(U as isize * b_ks);
+                                q += U as i64;
                             }
-                            off += U as isize * a_ks;
-                            bp = bp.offset(U as isize * b_ks);
-                            q += U as i64;
-                        }
-                        while q < k {
-                            fma_step(&mut acc, bp, &rows, off);
-                            off += a_ks;
-                            bp = bp.offset(b_ks);
-                            q += 1;
+                            while q < k {
+                                fma_step(&mut acc, bp, &rows, off);
+                                off += a_ks;
+                                bp = bp.offset(b_ks);
+                                q += 1;
+                            }
                         }
                         let row0 = row0 as isize;
                         macro_rules! each {
@@ -1338,15 +1392,23 @@ mod tests {
                 let (m, n) = (mr as usize, nr as usize);
                 let k = 1 + rng.below(9) as usize;
                 let (a_rs, a_ks, b_ks) = (k + rng.below(3) as usize, 1, n + rng.below(5) as usize);
+                // A folded outer reduction (a window's rows) half of the time.
+                let k2 = 1 + rng.below(2) as usize * (1 + rng.below(3) as usize);
+                let (a_k2s, b_k2s) = (m * a_rs + rng.below(4) as usize, k * b_ks + n);
                 let small = |rng: &mut Rng| (rng.below(13) as f32 - 6.0) * 0.25;
-                let a: Vec<f32> = (0..m * a_rs + k).map(|_| small(&mut rng)).collect();
-                let b: Vec<f32> = (0..k * b_ks + n).map(|_| small(&mut rng)).collect();
-                // The tile as the zero fill and the plain kernel compute it.
+                let a: Vec<f32> = (0..k2 * a_k2s + m * a_rs + k)
+                    .map(|_| small(&mut rng))
+                    .collect();
+                let b: Vec<f32> = (0..k2 * b_k2s).map(|_| small(&mut rng)).collect();
+                // The tile as the zero fill and the plain kernel in its window loop compute it.
                 let mut tile = vec![0f32; m * n];
                 for (i, row) in tile.chunks_mut(n).enumerate() {
                     for (j, t) in row.iter_mut().enumerate() {
-                        for p in 0..k {
-                            *t = a[i * a_rs + p * a_ks].mul_add(b[p * b_ks + j], *t);
+                        for q in 0..k2 {
+                            for p in 0..k {
+                                let x = a[q * a_k2s + i * a_rs + p * a_ks];
+                                *t = x.mul_add(b[q * b_k2s + p * b_ks + j], *t);
+                            }
                         }
                     }
                 }
@@ -1385,6 +1447,9 @@ mod tests {
                 // output and of every operand but the (unread) tile are in bounds.
                 unsafe {
                     f(
+                        k2 as i64,
+                        a_k2s as i64,
+                        b_k2s as i64,
                         k as i64,
                         a.as_ptr(),
                         a_rs as i64,
@@ -1402,7 +1467,7 @@ mod tests {
                         .map(|(i, j)| v[i * p.ldo as usize + j].to_bits())
                         .collect()
                 };
-                assert_eq!(rows(&got), rows(&want), "{isa} {mr}x{nr} k {k} {p:?}");
+                assert_eq!(rows(&got), rows(&want), "{isa} {mr}x{nr} k {k}x{k2} {p:?}");
                 // Rows before `row0` untouched.
                 assert!(got[..row0 * p.ldo as usize].iter().all(|v| v.is_nan()));
             }

@@ -90,8 +90,12 @@ pub use pack::{LayoutRewrite, ParseLayoutRewriteError};
 ///    inside the broadcast kernel call that computes the tile when it can (applied to
 ///    the register tile, which starts from zero and is stored straight into the output),
 ///    otherwise as one routine call after it: convolutions with fused epilogues run faster
-///    than their revision-8 records say.
-pub const REVISION: u32 = 9;
+///    than their revision-8 records say;
+/// 10. the fused kernel call of 9 also folds in a reduction loop around the tensorized one
+///     (a 3×3 or 7×7 convolution's window rows): those convolutions' tiles now start from
+///     zero, stay in registers over the whole window and get their write-back in the
+///     kernel, and run faster than their revision-9 records say.
+pub const REVISION: u32 = 10;
 
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
@@ -401,7 +405,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
             nr: m.nr,
             blocks: tessel_ir::tensorize::strip_blocks(opts.isa, m.mr, m.nr),
             k: m.k,
-            k2: m.folded().map_or(1, |o| o.extent),
+            k2: an.folded_outer(m.k_loop).map_or(1, |o| o.extent),
             zero_start: an.zero_init.contains_key(&m.k_loop)
                 || an.kernel_epilogues.contains_key(&m.k_loop),
             fused_write_back: an.kernel_epilogues.contains_key(&m.k_loop),
@@ -548,7 +552,8 @@ pub struct MicroKernelCall {
     /// Reduction steps per call.
     pub k: i64,
     /// Steps of the outer reduction loop folded into each call (elementwise kernels: a
-    /// depthwise window's rows; 1 when nothing is folded).
+    /// depthwise window's rows; fused broadcast kernels: a convolution window's rows; 1
+    /// when nothing is folded).
     pub k2: i64,
     /// The call reads a packed copy of its `B` operand ([`CompileOptions::layout_rewrite`]).
     pub packed_b: bool,

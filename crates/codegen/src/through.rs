@@ -201,7 +201,7 @@ fn plan(nest: &LoopNest, an: &Analysis, buf: BufferId, body: &[StmtId]) -> Optio
                         };
                         if m.i_loop.is_some_and(|l| pc(l) != m.a_row_stride)
                             || pc(m.k_loop) != m.a_k_stride
-                            || m.folded().is_some_and(|o| pc(o.lp) != o.a_stride)
+                            || an.folded_outer(k).is_some_and(|o| pc(o.lp) != o.a_stride)
                         {
                             return None;
                         }

@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::Arc;
 use tessel_codegen::builder::NestBuilder;
-use tessel_codegen::{compile, ukernel, CompileOptions, Isa};
+use tessel_codegen::{compile, ukernel, CompileOptions, Isa, LayoutRewrite};
 use tessel_ir::expr::BinOp;
 use tessel_ir::loop_nest::{ExprId, LoopKind::*};
 use tessel_ir::target::CpuFeatures;
@@ -34,6 +34,20 @@ fn targets() -> Vec<Isa> {
 /// `rc` input channels tensorized; the output tile loop fused and parallel. The write-back
 /// is then `for w in 0..mr { vectorized for co in 0..nr { out = f(conv, ...) } }`.
 fn conv_steps(inline: &[usize], conv: usize, out: usize, mr: i64, nr: i64, rc: i64) -> Vec<Step> {
+    conv_steps_in(inline, conv, out, mr, nr, rc, 1)
+}
+
+/// [`conv_steps`] with the window's rows and columns split `[window]` (so that for a
+/// `window`-wide kernel they run in `rh.1` and `rw.1`).
+fn conv_steps_in(
+    inline: &[usize],
+    conv: usize,
+    out: usize,
+    mr: i64,
+    nr: i64,
+    rc: i64,
+    window: i64,
+) -> Vec<Step> {
     let mut json = String::from("[");
     for s in inline {
         json += &format!(r#"{{"step":"compute_inline","stage":{s}}},"#);
@@ -45,8 +59,8 @@ fn conv_steps(inline: &[usize], conv: usize, out: usize, mr: i64, nr: i64, rc: i
     {{"step":"split","stage":{conv},"iter":4,"extent":null,"lengths":[1,1,1]}},
     {{"step":"split","stage":{conv},"iter":8,"extent":null,"lengths":[1,1,{mr}]}},
     {{"step":"split","stage":{conv},"iter":12,"extent":null,"lengths":[1,1,{nr}]}},
-    {{"step":"split","stage":{conv},"iter":16,"extent":null,"lengths":[1]}},
-    {{"step":"split","stage":{conv},"iter":18,"extent":null,"lengths":[1]}},
+    {{"step":"split","stage":{conv},"iter":16,"extent":null,"lengths":[{window}]}},
+    {{"step":"split","stage":{conv},"iter":18,"extent":null,"lengths":[{window}]}},
     {{"step":"split","stage":{conv},"iter":20,"extent":null,"lengths":[{rc}]}},
     {{"step":"reorder","stage":{conv},"order":[0,4,8,12,1,5,9,13,16,18,20,2,6,10,14,17,19,21,3,7,11,15]}},
     {{"step":"follow_split","stage":{out},"iter":0,"src_step":{s0},"n_split":1}},
@@ -67,10 +81,33 @@ fn conv_steps(inline: &[usize], conv: usize, out: usize, mr: i64, nr: i64, rc: i
     serde_json::from_str(&json).expect("steps")
 }
 
+/// [`conv_steps`] for a convolution with a 3×3 window, as ResNet-50's tuned 3×3 tasks are
+/// scheduled: the window's columns and the input channels fused into the tensorized loop
+/// (`rw.1@rc.1@`, `k = 3·rc`), its rows `rh.1` a loop around it; `rc` of the input
+/// channels inside the call, the rest an outer loop `rc.0` before the window's.
+fn window_steps(inline: &[usize], conv: usize, out: usize, mr: i64, nr: i64, rc: i64) -> Vec<Step> {
+    let mut steps = conv_steps_in(inline, conv, out, mr, nr, rc, 3);
+    let json = format!(
+        r#"[{{"step":"fuse","stage":{conv},"iters":[16,17]}},
+        {{"step":"annotate","stage":{conv},"iter":16,"annotation":"tensorize"}}]"#
+    );
+    let fuse: Vec<Step> = serde_json::from_str(&json).expect("steps");
+    // In place of conv_steps' tensorize annotation of `rc.1` (iterator 17).
+    let at = steps.len() - 2;
+    steps.splice(at..at + 1, fuse);
+    steps
+}
+
 /// Replays `steps` on task `spec` and checks every target on 1 and 2 threads against the
 /// reference evaluator; under a target with micro-kernels the write-back must be fused with
 /// chain `chain`, under the generic one nothing is.
 fn check_task(spec: &str, steps: &[Step], chain: &str, in_kernel: [bool; 2]) {
+    check_window_task(spec, steps, chain, in_kernel, 1)
+}
+
+/// [`check_task`], and a call with its write-back in the kernel folds `k2` window rows in
+/// (a call without folds none).
+fn check_window_task(spec: &str, steps: &[Step], chain: &str, in_kernel: [bool; 2], k2: i64) {
     let w = tessel_workloads::lookup(spec).expect("workload");
     let dag = Arc::new(w.dag);
     let state = State::replay(dag.clone(), steps).unwrap_or_else(|e| panic!("{spec}: {e}"));
@@ -80,8 +117,15 @@ fn check_task(spec: &str, steps: &[Step], chain: &str, in_kernel: [bool; 2]) {
     let ins: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
     for isa in targets() {
         for threads in [1, 2] {
+            // Packed weights on 2 threads (as tuned programs run), the input as it is on 1.
+            let layout_rewrite = if threads == 2 {
+                LayoutRewrite::All
+            } else {
+                LayoutRewrite::Off
+            };
             let opts = CompileOptions {
                 isa,
+                layout_rewrite,
                 ..CompileOptions::with_threads(threads)
             };
             let (got, kernel) = common::compile_and_run(&nest, &opts, &ins);
@@ -100,14 +144,20 @@ fn check_task(spec: &str, steps: &[Step], chain: &str, in_kernel: [bool; 2]) {
                 Isa::Avx2 => in_kernel[1],
                 Isa::Generic => false,
             };
-            assert_eq!(inside, expect, "{spec} {isa}");
             let calls = kernel.micro_kernel_calls();
+            assert_eq!(inside, expect, "{spec} {isa}\n{nest}\n{calls:?}");
             assert_eq!(
                 calls.iter().any(|c| c.fused_write_back),
                 inside,
                 "{spec} {isa}"
             );
-            if isa.has_micro_kernels() {
+            for c in calls {
+                let want = if c.fused_write_back { k2 } else { 1 };
+                assert_eq!(c.k2, want, "{spec} {isa}: {c:?}");
+                assert_eq!(c.zero_start, c.fused_write_back, "{spec} {isa}: {c:?}");
+            }
+            // No chain: a guarded (edge) tile, nothing fused.
+            if isa.has_micro_kernels() && !chain.is_empty() {
                 assert_eq!(fused, [chain], "{spec} {isa}\n{nest}");
             } else {
                 assert!(fused.is_empty(), "{spec} {isa}: {fused:?}");
@@ -153,6 +203,67 @@ fn fused_conv_epilogues_match_the_reference_under_every_target() {
             &conv_steps(&[3], 4, 5, 7, nr, 576),
             "(conv2d_nhwc + bias)",
             [nr == 32, nr == 32],
+        );
+    }
+}
+
+#[test]
+fn window_convs_fold_the_window_rows_into_the_fused_kernel() {
+    // A 3×3 window, stride 1, bias + ReLU: 28×64 tiles (strip blocks 6, 6, 6, 5, 5 under
+    // AVX-512, a 64-wide tile has no AVX2 kernel), `k` 3·128 per window row, 3 rows folded.
+    let s1 = "resnet50@1/c2d:n=1,h=28,w=28,ci=128,co=128,kernel=3,stride=1,pad=1+bias+relu";
+    let relu = "max((conv2d_nhwc + bias), 0)";
+    check_window_task(
+        s1,
+        &window_steps(&[5], 4, 6, 28, 64, 128),
+        relu,
+        [true, false],
+        3,
+    );
+    // 14×32 tiles: both ISAs (AVX2 strips of 3 rows × 4 ymm, AVX-512 5, 5, 4 × 2 zmm).
+    check_window_task(
+        s1,
+        &window_steps(&[5], 4, 6, 14, 32, 128),
+        relu,
+        [true, true],
+        3,
+    );
+    // The input channels split (`rc.0` of 2 around the window loop): two reduction loops
+    // around the call, declined (the write-back a routine after it), still correct.
+    check_window_task(
+        s1,
+        &window_steps(&[5], 4, 6, 14, 32, 64),
+        relu,
+        [false, false],
+        1,
+    );
+    // Stride 2 (the tile's rows 2·ci apart).
+    check_window_task(
+        "resnet50@1/c2d:n=1,h=56,w=56,ci=128,co=128,kernel=3,stride=2,pad=1+bias+relu",
+        &window_steps(&[5], 4, 6, 14, 32, 128),
+        relu,
+        [true, true],
+        3,
+    );
+    // Stride 2, ReLU6, 3 input channels: MobileNet-V2's stem, 16×32 tiles.
+    check_window_task(
+        "mobilenet-v2@1/c2d:n=1,h=224,w=224,ci=3,co=32,kernel=3,stride=2,pad=1+bias+relu6",
+        &window_steps(&[5], 4, 6, 16, 32, 3),
+        "min(max((conv2d_nhwc + bias), 0), 6)",
+        [true, true],
+        3,
+    );
+    // bias + residual add + ReLU, 8 channels (AVX2 only: no AVX-512 fused kernel that
+    // narrow, the routine after the kernel there); 16 and 6 output columns per tile
+    // (6 leaves an edge tile of 4, 16 = 6 + 6 + 4: the guarded tile is plain code, its
+    // write-back a loop).
+    for (mr, chain) in [(16, "max(((conv2d_nhwc + bias) + inputs), 0)"), (6, "")] {
+        check_window_task(
+            "tiny-cnn@1/c2d:n=1,h=16,w=16,ci=8,co=8,kernel=3,stride=1,pad=1+bias+add+relu",
+            &window_steps(&[6, 5], 4, 7, mr, 8, 8),
+            chain,
+            [false, mr == 16],
+            3,
         );
     }
 }
