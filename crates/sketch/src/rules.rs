@@ -744,8 +744,7 @@ impl SketchRule for MultiLevelTilingTensorized {
         if !fused && !tensorizes_in_place(ctx, state, stage) {
             return Condition::Skip;
         }
-        if fused && has_short_reduction(state, stage) && util::has_cache_write_stage(state, stage)
-        {
+        if fused && has_short_reduction(state, stage) && util::has_cache_write_stage(state, stage) {
             // The local stage of a short reduction: the in-place sketch covers it.
             return Condition::Skip;
         }
