@@ -865,27 +865,19 @@ impl Kernel {
     /// The memory holding constant weights that a call on `inputs` reads: every constant
     /// input and every packed copy made from one, as `(address, bytes)`, in no particular
     /// order (empty ranges left out). A copy not made yet is not listed: call after the
-    /// first [`Kernel::run`] or [`Kernel::pack_weights`]. What a cold-weights timing evicts
-    /// from the caches before every repeat (`tessel-measure`), so that the kernel reads its
-    /// weights from memory, as in a network whose weights outgrow the caches.
+    /// first [`Kernel::run`] or [`Kernel::pack_weights`]. What a timing that places weights
+    /// away from the core moves before every call (`tessel-measure`'s `Residence`), so that
+    /// the kernel reads them as a layer of a network does.
     pub fn weight_regions(&self, inputs: &[&[f32]]) -> Vec<(usize, usize)> {
-        let mut regions: Vec<(usize, usize)> = self
-            .slots
-            .iter()
-            .filter(|s| s.scope == BufferScope::Input)
-            .zip(inputs)
-            .filter(|(s, _)| s.constant)
-            .map(|(_, x)| (x.as_ptr() as usize, std::mem::size_of_val(*x)))
-            .collect();
+        let mut regions = self.input_regions(inputs, true);
         let packs = self.packs.lock().unwrap_or_else(|e| e.into_inner());
         for p in &packs.copies {
             let from_constant = self.slots.iter().any(|s| s.id == p.plan.src && s.constant);
-            if from_constant {
-                let data = p.data.as_slice();
+            let data = p.data.as_slice();
+            if from_constant && !data.is_empty() {
                 regions.push((data.as_ptr() as usize, std::mem::size_of_val(data)));
             }
         }
-        regions.retain(|&(_, bytes)| bytes > 0);
         regions
     }
 
@@ -893,11 +885,17 @@ impl Kernel {
     /// `(address, bytes)`, empty ones left out: what a timing that places activations in the
     /// shared cache moves there before every call (`tessel-measure`).
     pub fn activation_regions(&self, inputs: &[&[f32]]) -> Vec<(usize, usize)> {
+        self.input_regions(inputs, false)
+    }
+
+    /// The non-empty inputs that are (`constant`) or are not constant weights, as
+    /// `(address, bytes)`.
+    fn input_regions(&self, inputs: &[&[f32]], constant: bool) -> Vec<(usize, usize)> {
         self.slots
             .iter()
             .filter(|s| s.scope == BufferScope::Input)
             .zip(inputs)
-            .filter(|(s, x)| !s.constant && !x.is_empty())
+            .filter(|(s, x)| s.constant == constant && !x.is_empty())
             .map(|(_, x)| (x.as_ptr() as usize, std::mem::size_of_val(*x)))
             .collect()
     }

@@ -365,7 +365,7 @@ impl Engine {
             phases.verify_ms += ms(t);
         }
         let settings = self.options.timing.clone();
-        if !(settings.weights.is_warm() && settings.activations.is_warm()) {
+        if settings.places_operands() {
             self.flusher.set_operands(
                 kernel.weight_regions(&inputs),
                 kernel.activation_regions(&inputs),

@@ -171,6 +171,14 @@ fn never_contended() -> f64 {
     1.0
 }
 
+impl TimingSettings {
+    /// True when operands are moved before every call ([`TimingSettings::weights`] or
+    /// [`TimingSettings::activations`] not warm).
+    pub fn places_operands(&self) -> bool {
+        !(self.weights.is_warm() && self.activations.is_warm())
+    }
+}
+
 impl Default for TimingSettings {
     /// 1 warm-up call, 5 repeats of ≥ 5 ms, no flush; a repeat whose threads waited for a CPU
     /// more than 5 % of their time is taken again, at most 10 times per candidate.
@@ -210,8 +218,8 @@ pub enum Residence {
     /// Moved out of the cores' private caches into the shared last-level cache before every
     /// call (`CLDEMOTE`). Needs a CPU with CLDEMOTE ([`Residence::supported`]).
     Shared,
-    /// Evicted from every cache level of every core before every call (`CLFLUSH`): read from
-    /// memory.
+    /// Evicted from every cache level of every core before every call (`CLFLUSHOPT`, or
+    /// `CLFLUSH` where the CPU lacks it): read from memory.
     Memory,
 }
 
@@ -261,17 +269,38 @@ impl std::str::FromStr for Residence {
 
 /// Whether the CPU has CLDEMOTE (CPUID leaf 7, ECX bit 25).
 pub fn has_cldemote() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // CPUID is available on every x86-64 CPU (safe to call); leaf 7 is read only where
-        // the CPU has it.
-        use std::arch::x86_64::{__cpuid, __cpuid_count};
-        __cpuid(0).eax >= 7 && __cpuid_count(7, 0).ecx & (1 << 25) != 0
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    cpuid_leaf7().is_some_and(|(_, ecx)| ecx & (1 << 25) != 0)
+}
+
+/// Whether the CPU has CLFLUSHOPT (CPUID leaf 7, EBX bit 23): a flush of one line that is
+/// not ordered with the flushes of other lines, so that flushing megabytes of weights
+/// overlaps the lines' write-backs.
+pub fn has_clflushopt() -> bool {
+    cpuid_leaf7().is_some_and(|(ebx, _)| ebx & (1 << 23) != 0)
+}
+
+/// CPUID leaf 7 (sub-leaf 0) as `(ebx, ecx)`, read once; `None` where the CPU has no such
+/// leaf or is not x86-64. (`tessel_ir::target::CpuFeatures` holds the SIMD features the code
+/// generators use, which are part of a record's target; these two cache-control
+/// instructions are not.)
+fn cpuid_leaf7() -> Option<(u32, u32)> {
+    static LEAF: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
+    *LEAF.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // CPUID is available on every x86-64 CPU (safe to call); leaf 7 is read only
+            // where the CPU has it.
+            use std::arch::x86_64::{__cpuid, __cpuid_count};
+            (__cpuid(0).eax >= 7).then(|| {
+                let r = __cpuid_count(7, 0);
+                (r.ebx, r.ecx)
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            None
+        }
+    })
 }
 
 /// How outputs are checked against the reference evaluator (part of a record's key).
@@ -357,6 +386,8 @@ pub fn available_cores() -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn weights_placement_is_in_the_key_only_when_not_warm() {
         let warm = TimingSettings::default();
@@ -383,8 +414,6 @@ mod tests {
             Err(e) => assert!(!has_cldemote() && e.contains("CLDEMOTE"), "{e}"),
         }
     }
-
-    use super::*;
 
     #[test]
     fn codegen_flags_reach_the_compile_options_and_old_records_still_read() {

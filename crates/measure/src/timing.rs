@@ -9,7 +9,7 @@
 //! speed on the cores it runs on, not the luck of the minutes it was measured in.
 
 use crate::error::MeasureError;
-use crate::options::{Residence, TimingSettings};
+use crate::options::{has_clflushopt, Residence, TimingSettings};
 use crate::result::Timing;
 use std::time::{Duration, Instant};
 use tessel_codegen::contention::Snapshot;
@@ -66,8 +66,8 @@ impl CacheFlusher {
     /// `activations` (set by [`CacheFlusher::set_operands`]): [`Residence::Shared`] demotes
     /// each line from the cores' private caches to the shared last-level cache (`CLDEMOTE`),
     /// [`Residence::Memory`] writes it back and invalidates it in every cache of every core
-    /// (`CLFLUSHOPT`, or `CLFLUSH` where the CPU lacks it), [`Residence::Warm`] leaves it. Then waits for the lines to move. A no-op
-    /// off x86-64.
+    /// (`CLFLUSHOPT`, or `CLFLUSH` where the CPU lacks it), [`Residence::Warm`] leaves it.
+    /// Then waits for the lines to move. A no-op off x86-64.
     pub fn place(&self, weights: Residence, activations: Residence) {
         move_lines(&self.weights, weights);
         move_lines(&self.activations, activations);
@@ -77,16 +77,6 @@ impl CacheFlusher {
             std::arch::x86_64::_mm_mfence()
         };
     }
-}
-
-/// Whether the CPU has CLFLUSHOPT (CPUID leaf 7, EBX bit 23): a flush of one line that is
-/// not ordered with the flushes of other lines, so that flushing megabytes of weights
-/// overlaps the lines' write-backs (the fence after them waits for all).
-#[cfg(target_arch = "x86_64")]
-fn has_clflushopt() -> bool {
-    use std::arch::x86_64::{__cpuid, __cpuid_count};
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| __cpuid(0).eax >= 7 && __cpuid_count(7, 0).ebx & (1 << 23) != 0)
 }
 
 /// Moves every cache line of `regions` to `to` (see [`CacheFlusher::place`]).
@@ -186,7 +176,7 @@ pub fn time_calls_probed(
             d
         }
     };
-    let placing = !(settings.weights.is_warm() && settings.activations.is_warm());
+    let placing = settings.places_operands();
     // Placing the operands before every call costs time too (flushing 9 MiB of weights takes
     // milliseconds): a repeat of calls and placements lasts `min_repeat_ms`, so that a kernel
     // with large weights is not measured ten times longer than it runs.

@@ -159,7 +159,7 @@ pub struct SearchOptions {
     /// Where each candidate's constant weights (and their packed copies) are when a timed
     /// call starts: `warm` (left in the core's caches by the previous call), `shared` (moved
     /// to the shared last-level cache first, CLDEMOTE) or `memory` (evicted from every cache,
-    /// CLFLUSH). Default: `warm` for `tune`; for `tune-network`, where a network keeps them
+    /// CLFLUSHOPT). Default: `warm` for `tune`; for `tune-network`, where a network keeps them
     /// (see `--activations`). Part of the records key.
     #[arg(long, conflicts_with = "flush_cache")]
     pub weights: Option<Residence>,
