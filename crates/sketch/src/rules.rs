@@ -677,8 +677,15 @@ impl SketchRule for MultiLevelTilingWithFusion {
 /// search chooses by measurement.
 ///
 /// A stage with a short reduction and neither a cache-write stage nor a fusible consumer
-/// (`tensorizes_in_place`, a depthwise convolution) also gets the tensorized variant of plain
-/// MultiLevelTiling: the kernel accumulates in the output itself.
+/// (`tensorizes_in_place`, a depthwise convolution) gets the tensorized variant of plain
+/// MultiLevelTiling instead: the kernel accumulates in the output itself. When that stage is
+/// an elementwise product (a depthwise convolution, `util::is_elementwise_product`), its
+/// cache-write stage (AddCacheWrite's `.local`) is not tensorized: with a 3×3 window the local tile's
+/// zeroing and write-back are a sizeable share of the work, and those sketches (four of the
+/// five tensorized ones of dep-1) took most of the search's samples; dep-1's 200-trial
+/// searches ended in them for two seeds of three (0.056 ms against the in-place 0.046).
+/// The local stage keeps its plain sketches. A short matmul (`k` ≤ 64) keeps its tensorized
+/// local stage: its in-place and local sketches were never measured against each other.
 ///
 /// Applies (never skips the rest), so MultiLevelTilingWithFusion still adds the plain
 /// sketches; off when [`HardwareParams::isa`] is [`tessel_ir::target::Isa::Generic`]. Remove it by name
@@ -742,6 +749,14 @@ impl SketchRule for MultiLevelTilingTensorized {
         let Some(c) = state.dag().op(OpId(stage as u32)).compute() else {
             return Condition::Skip;
         };
+        if fused
+            && has_short_reduction(state, stage)
+            && util::has_cache_write_stage(state, stage)
+            && util::is_elementwise_product(c)
+        {
+            // The local stage of a short elementwise reduction: the in-place sketch covers it.
+            return Condition::Skip;
+        }
         let last_ok = c.axes.last().is_some_and(|a| a.extent % narrowest == 0);
         if last_ok
             && c.axes.len() >= 2

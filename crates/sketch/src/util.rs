@@ -164,6 +164,26 @@ pub(crate) fn has_nested_parallel(state: &State) -> bool {
     })
 }
 
+/// Whether every tensor the op reads uses its last spatial axis (the columns): an
+/// elementwise product such as a depthwise convolution's `input[.., c] * weight[.., c]`,
+/// tensorized by the elementwise kernel family. False when an operand is broadcast across the
+/// columns (matmul's `A[i, k]`, a convolution's input over its input channels).
+pub(crate) fn is_elementwise_product(c: &ComputeOp) -> bool {
+    let Some(col) = c.axes.len().checked_sub(1) else {
+        return false;
+    };
+    let col = Expr::Axis(col as u32);
+    let reads = c.body.reads();
+    !reads.is_empty()
+        && reads.iter().all(|(_, indices)| {
+            let mut found = false;
+            indices
+                .iter()
+                .for_each(|e| e.visit(&mut |x| found |= *x == col));
+            found
+        })
+}
+
 /// Whether every tensor the op reads along its last spatial axis reads it as its own last
 /// index and nowhere else, so that a tile of consecutive columns reads consecutive elements
 /// (what the micro-kernels need of `B`). False for `dense`'s `weight[j, k]` or a grouped
