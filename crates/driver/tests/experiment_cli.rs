@@ -296,6 +296,26 @@ fn experiment_on_a_network_builds_and_times_every_run() {
         assert!(records.exists(), "{}", records.display());
     }
     let first = dir.join(runs[0]["records"].as_str().expect("records"));
+    // Candidates are measured as tune-network measures them: tiny-cnn's few weights and its
+    // activations in the shared cache (warm where the CPU cannot demote cache lines).
+    let shared = tessel_measure::options::Residence::Shared
+        .supported()
+        .is_ok();
+    let placed = if shared { "shared" } else { "warm" };
+    let isolation = summary["isolation"].as_str().expect("isolation");
+    assert!(
+        isolation.ends_with(&format!("weights {placed}, activations {placed}")),
+        "{isolation}"
+    );
+    let text = std::fs::read_to_string(&first).expect("records");
+    let record: serde_json::Value =
+        serde_json::from_str(text.lines().next().expect("a record")).expect("JSON record");
+    let timing = record.to_string();
+    assert_eq!(
+        timing.contains("\"activations\":\"shared\""),
+        shared,
+        "{timing}"
+    );
     let run = Command::new(env!("CARGO_BIN_EXE_tessel"))
         .args([
             "run-network",

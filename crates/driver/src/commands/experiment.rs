@@ -9,12 +9,14 @@
 //! measured and reported.
 
 use crate::commands::search_options::{job_options, resolve_threads, Isolation, TargetArgs};
+use crate::commands::tune_network;
 use crate::error::DriverError;
 use std::io::Write;
 use std::path::PathBuf;
 use tessel_experiment::network::NetworkOptions;
 use tessel_experiment::operator::OperatorOptions;
 use tessel_experiment::{parse_configs, ExperimentError};
+use tessel_measure::options::Residence;
 use tessel_search::evolution::EvolutionParams;
 use tessel_search::job::TuneJob;
 use tessel_search::scheduler::SchedulerParams;
@@ -30,6 +32,8 @@ pub struct Args {
     pub specs: Vec<String>,
     /// Tune a whole network instead (resnet50, mobilenet-v2, bert-base, tiny-cnn or an
     /// `.onnx` file) with the task scheduler, then build and time every run's network.
+    /// Candidates are measured with each layer's operands where the network keeps them, as
+    /// `tune-network` does (its default `--weights` and `--activations`).
     #[arg(long)]
     pub network: Option<String>,
     /// Input shapes of an `.onnx` model (`--network model.onnx`).
@@ -120,7 +124,7 @@ impl From<ExperimentError> for DriverError {
 
 /// The experiment's tuning job: the target and runner of the flags, the sizes and budget of
 /// every run (the seed and the policies are set per run).
-fn job(args: &Args, threads: usize) -> TuneJob {
+fn job(args: &Args, threads: usize, residences: Option<(Residence, Residence)>) -> TuneJob {
     let mut options = job_options(
         args.target.resolve(threads),
         args.isolation,
@@ -135,6 +139,10 @@ fn job(args: &Args, threads: usize) -> TuneJob {
         },
         ..TuneParams::default()
     };
+    if let Some((weights, activations)) = residences {
+        options.weights = weights;
+        options.activations = activations;
+    }
     TuneJob::new(options)
 }
 
@@ -150,14 +158,20 @@ fn isolation(args: &Args) -> String {
 pub fn run(args: &Args) -> Result<(), DriverError> {
     let configs = parse_configs(&args.configs)?;
     let threads = resolve_threads(args.threads);
-    let job = job(args, threads);
     let stdout = std::io::stdout();
     let summary = match &args.network {
         Some(network) => {
             let (net, weights) =
                 super::network_source::load_with_weights(network, args.batch, &args.input)?;
             let weights = weights.unwrap_or_else(|| Weights::random(&net, 1));
-            let task_workloads = networks::extract_tasks(&net)?
+            let tasks = networks::extract_tasks(&net)?;
+            // Candidates measured as `tune-network` measures them: each layer's operands
+            // where the built network keeps them, so that estimates are comparable with
+            // the measured modules.
+            let residences =
+                tune_network::network_residence(tune_network::network_weight_bytes(&tasks));
+            let job = job(args, threads, Some(residences));
+            let task_workloads = tasks
                 .iter()
                 .map(|t| super::network_source::task_workload(network, &net, t))
                 .collect::<Result<Vec<_>, _>>()?;
@@ -172,7 +186,12 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
                 timing_rounds: args.timing_rounds,
                 timing_repeats: args.timing_repeats,
                 checkpoints: args.checkpoints,
-                isolation: isolation(args),
+                isolation: format!(
+                    "{}; weights {}, activations {}",
+                    isolation(args),
+                    residences.0.name(),
+                    residences.1.name()
+                ),
                 ..NetworkOptions::new(
                     &name,
                     args.trials_per_task,
@@ -192,6 +211,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
             serde_json::to_value(&s).map_err(DriverError::failed)?
         }
         None => {
+            let job = job(args, threads, None);
             let workloads: Vec<Workload> = args
                 .specs
                 .iter()

@@ -145,7 +145,7 @@ fn weight_bytes_of(dag: &tessel_ir::ComputeDag) -> usize {
 /// CLDEMOTE: warm, except weights in memory). Measured on ResNet-50 and MobileNet-V2
 /// (session 19, `docs/measurement.md`): the sum of the tasks' times so is 0.96–1.01 × the
 /// built network's latency; warm, 0.70–0.80 ×.
-fn network_residence(weight_bytes: usize) -> (Residence, Residence) {
+pub(crate) fn network_residence(weight_bytes: usize) -> (Residence, Residence) {
     let shared = if Residence::Shared.supported().is_ok() {
         Residence::Shared
     } else {
@@ -157,6 +157,15 @@ fn network_residence(weight_bytes: usize) -> (Residence, Residence) {
         shared
     };
     (weights, shared)
+}
+
+/// Bytes of the constant weights of the network made of `tasks` (each task's weights counted
+/// once per use of the task).
+pub(crate) fn network_weight_bytes(tasks: &[networks::Task]) -> usize {
+    tasks
+        .iter()
+        .map(|t| t.weight * weight_bytes_of(&t.dag))
+        .sum()
 }
 
 /// Runs the subcommand.
@@ -190,10 +199,7 @@ pub fn run(args: &Args) -> Result<(), DriverError> {
     // Every task's tuner has an unbounded budget: the scheduler decides.
     // A network's layers find their weights out of the core's caches: measure them so
     // (`--weights`), so that the estimate is what the built network runs at.
-    let weight_bytes: usize = tasks
-        .iter()
-        .map(|t| t.weight * weight_bytes_of(&t.dag))
-        .sum();
+    let weight_bytes = network_weight_bytes(&tasks);
     let (weights, activations) = network_residence(weight_bytes);
     let mut search = args.search.clone();
     search.weights.get_or_insert(weights);
