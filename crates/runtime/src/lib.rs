@@ -10,7 +10,9 @@
 //!   layer a subgraph can express runs without a change here;
 //! * every task is compiled from its fastest usable record (same workload key, ISA,
 //!   thread count, code generator revision and machine: a record that differs is refused,
-//!   and [`TaskReport::refused`] says why); a task without one gets a default schedule
+//!   and [`TaskReport::refused`] says why; warm records are set aside when the task has
+//!   records measured with its operands placed as in a network, [`WARM_SET_ASIDE`]); a
+//!   task without one gets a default schedule
 //!   ([`default_schedule`]: a tensorized sketch with a statically ranked tile, not the
 //!   naive loop nest), and [`BuildReport::fallbacks`] lists it; corrupt records lines are
 //!   skipped with a warning ([`BuildReport::warnings`]);
@@ -53,7 +55,7 @@ pub use module::{
     ALONE_RETAKES, MAX_ARGS, MAX_CONTENTION,
 };
 pub use plan::MemoryPlan;
-pub use schedule::{default_options, default_schedule, ScheduleSource};
+pub use schedule::{default_options, default_schedule, ScheduleSource, WARM_SET_ASIDE};
 
 /// Why a module could not be built or run.
 #[derive(Debug, thiserror::Error)]

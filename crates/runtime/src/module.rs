@@ -242,7 +242,8 @@ impl Module {
     ///
     /// Every task runs its fastest usable record of the records file at `records` (same
     /// workload key, ISA, thread count, code generator revision and machine; the others
-    /// are refused and [`BuildReport::tasks`] says why); a task without one runs a default
+    /// are refused and [`BuildReport::tasks`] says why; warm records give way to records
+    /// measured with the operands placed, [`crate::WARM_SET_ASIDE`]); a task without one runs a default
     /// schedule ([`crate::default_schedule`]). Corrupt lines of the records file are
     /// skipped with a warning. An unreadable records file, missing or mis-shaped weights,
     /// or a task that no program builds for, is an error.

@@ -83,8 +83,20 @@ pub(crate) fn refusal(r: &Record, w: &Wanted) -> Option<String> {
     None
 }
 
+/// Why a warm record is set aside when its task also has records measured with operands
+/// placed ([`candidates`]).
+pub const WARM_SET_ASIDE: &str =
+    "measured warm; the task has records measured with its operands placed as in a network";
+
 /// The records of `records` for the DAG whose workload key is `key`, sorted into usable
 /// ones (fastest first, final confirmations preferred as [`best_n`] does) and refusals.
+///
+/// A task whose usable records include some measured with their operands placed
+/// (`--weights`/`--activations` not warm, as `tune-network` measures) uses only those: a
+/// layer in a network finds its operands out of the core's caches, and a warm reading of
+/// the same program is 20–30 % faster than it runs there (`docs/measurement.md`, session 19),
+/// so in a file that mixes both the warm ones would always win the ranking and the
+/// estimate would be the optimistic one.
 pub(crate) fn candidates(records: &[Record], key: &str, w: &Wanted) -> Candidates {
     let mut out = Candidates::default();
     let mut ok = Vec::new();
@@ -92,6 +104,13 @@ pub(crate) fn candidates(records: &[Record], key: &str, w: &Wanted) -> Candidate
         match refusal(r, w) {
             Some(why) => *out.refused.entry(why).or_default() += 1,
             None => ok.push(r.clone()),
+        }
+    }
+    if ok.iter().any(|r| r.key.timing.places_operands()) {
+        let before = ok.len();
+        ok.retain(|r| r.key.timing.places_operands());
+        if ok.len() < before {
+            *out.refused.entry(WARM_SET_ASIDE.to_string()).or_default() += before - ok.len();
         }
     }
     out.usable = best_n(&ok, usize::MAX).into_iter().cloned().collect();

@@ -227,6 +227,47 @@ fn tiny_cnn_with_records_runs_them_and_refuses_other_targets_and_threads() {
 }
 
 #[test]
+fn records_measured_as_a_network_places_operands_win_over_warm_ones() {
+    let net = networks::tiny_cnn(1).unwrap();
+    let isa = Target::native().isa;
+    let path = temp_path("mixed.jsonl");
+    // Every task twice: a warm reading of (k + 1) µs and a placed one ten times slower, as a
+    // file holds them after a `tune` and a `tune-network` of the same network.
+    let warm = tiny_cnn_records(&net, 1, isa);
+    let mut placed = warm.clone();
+    for r in &mut placed {
+        r.key.timing.weights = tessel_measure::options::Residence::Shared;
+        r.key.timing.activations = tessel_measure::options::Residence::Memory;
+        let t = r.timing.as_mut().unwrap();
+        t.median *= 10.0;
+        t.min *= 10.0;
+        t.costs.iter_mut().for_each(|c| *c *= 10.0);
+    }
+    write(&path, &[warm.clone(), placed].concat(), "");
+    let module = build_and_check(&net, Some(&path), &Target::with_isa(isa), 1, 1e-4, 1e-3);
+    for (k, t) in module.report().tasks.iter().enumerate() {
+        let seconds = t.record_seconds().expect("a record");
+        assert!(
+            (seconds - (k + 1) as f64 * 1e-5).abs() < 1e-12,
+            "{}: {seconds}",
+            t.name
+        );
+        assert_eq!(
+            t.refused,
+            vec![(tessel_runtime::WARM_SET_ASIDE.to_string(), 1)],
+            "{}",
+            t.name
+        );
+    }
+    // Warm records alone are used as before.
+    write(&path, &warm, "");
+    let module = build_and_check(&net, Some(&path), &Target::with_isa(isa), 1, 1e-4, 1e-3);
+    let t = &module.report().tasks[0];
+    assert_eq!((t.record_seconds(), t.refused.len()), (Some(1e-6), 0));
+    std::fs::remove_file(&path).ok();
+}
+
+#[test]
 fn launches_timed_alone_leave_the_inference_right() {
     // Two threads: the kernels share the pool, and shared kernels (one per task when it
     // packs no weights) run several launches.
