@@ -20,6 +20,12 @@
 //! At run time the guard is evaluated at the block's corners and the source index at its
 //! extreme corners; when the guard holds everywhere and the source range is inside `X`, the
 //! fill is skipped and the calls get `X`'s address and strides.
+//!
+//! Guarded edges ([`EdgeGuard`], `CompileOptions::guarded_edges`): when every call reading
+//! the copy is an elementwise one over a 3-tap window at stride 1 or 2 and the guard splits
+//! into conditions on the window rows' coordinate and on the input positions' coordinate,
+//! the edge tiles read `X` too, through [`crate::ukernel::GuardedKernelFn`] with the masks
+//! of the rows and positions where the guard holds, and the fill is never run.
 
 use crate::analysis::Analysis;
 use std::collections::HashMap;
@@ -269,9 +275,9 @@ fn plan(nest: &LoopNest, an: &Analysis, buf: BufferId, body: &[StmtId]) -> Optio
 
 /// The edge plan of the calls `calls` of a copy with fill `dims` and guard `g`, when every
 /// call is an elementwise one whose window rows step one copy coordinate (or are one row)
-/// and whose rows and taps step another, taps by 1 and rows by a whole number of taps, at
-/// most 64 rows and positions, and every conjunct of `g` is on one of those two coordinates
-/// (the same for all calls) or on none.
+/// and whose rows and taps step another, taps by 1 and rows by 1 or 2 taps over a 3-tap
+/// window (the sliding form), at most 64 window rows, and every conjunct of `g` is on one
+/// of those two coordinates (the same for all calls) or on none.
 fn edge_guard(
     nest: &LoopNest,
     an: &Analysis,

@@ -278,7 +278,6 @@ macro_rules! slide_kernels {
         /// input fit the vector registers). The last of the `NV` vectors of a row has
         /// `T` columns (`ld`, `st`).
         ///
-        ///
         /// `M` (the guarded form, `guarded_tile`): window row `q` is read only when bit `q`
         /// of `rows` is set and input position `t` only when bit `t` of `cols` is; the
         /// others count as zeros and are never read (a depthwise window at the image's

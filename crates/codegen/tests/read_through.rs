@@ -114,8 +114,8 @@ fn guarded_edges_read_the_image_at_its_borders_without_the_copy_and_match_the_re
         ("dep:n=1,h=16,w=56,c=32,kernel=3,stride=1,pad=1", 8, 28, 32),
         ("dep:n=1,h=12,w=64,c=32,kernel=3,stride=1,pad=1", 4, 16, 32),
         ("dep:n=1,h=24,w=128,c=32,kernel=3,stride=2,pad=1", 4, 16, 32),
-        ("dep:n=1,h=10,w=40,c=24,kernel=3,stride=1,pad=1", 3, 8, 24),
-        ("dep:n=1,h=9,w=30,c=40,kernel=3,stride=2,pad=1", 2, 5, 40),
+        ("dep:n=1,h=10,w=40,c=24,kernel=3,stride=1,pad=1", 5, 8, 24),
+        ("dep:n=1,h=8,w=30,c=40,kernel=3,stride=2,pad=1", 2, 5, 40),
         ("dep:n=1,h=6,w=7,c=16,kernel=3,stride=1,pad=1", 1, 7, 16),
     ];
     const PAD: usize = 4096;
