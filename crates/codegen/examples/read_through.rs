@@ -1,8 +1,10 @@
-//! Times one schedule with read-through padding on and off (`CompileOptions::read_through`):
-//! replays and lowers a step log (a JSON array of steps), compiles it twice for this CPU's
-//! highest ISA level, checks both against the reference evaluator, and times them in turns
-//! (A B A B ...: each turn a batch of calls of at least 20 ms), printing the median time per
-//! call of each and their ratio, and the micro-kernel calls.
+//! Times one schedule three ways: guarded edges (`CompileOptions::guarded_edges`: no copy
+//! at all), read-through padding with the copy on edge tiles, and the copy on every tile
+//! (`CompileOptions::read_through` off): replays and lowers a step log (a JSON array of
+//! steps), compiles it three times for this CPU's highest ISA level, checks each against
+//! the reference evaluator, and times them in turns (A B C A B C ...: each turn a batch of
+//! calls of at least 20 ms), printing the median time per call of each, their ratios to
+//! the first (pairwise medians), and the micro-kernel calls.
 //!
 //! `cargo run --release -p tessel-codegen --example read_through -- SPEC STEPS.json
 //!  [--threads T] [--reps N]`
@@ -57,9 +59,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let want = eval::evaluate(&dag, &inputs)?;
     let n_in = inputs.len();
     let mut kernels = Vec::new();
-    for read_through in [true, false] {
+    let variants = [
+        ("guarded edges", true, true),
+        ("edge copies", true, false),
+        ("copy always", false, false),
+    ];
+    for (name, read_through, guarded_edges) in variants {
         let opts = CompileOptions {
             read_through,
+            guarded_edges,
             ..CompileOptions::with_threads(threads)
         };
         let kernel = compile(&nest, &opts)?;
@@ -71,31 +79,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         batch(&kernel, &inputs, &mut outs)?;
         testing::check_close(&outs, &want, 1e-3, 1e-3)?;
-        println!(
-            "read_through={read_through}: calls {:?}",
-            kernel.micro_kernel_calls()
-        );
+        println!("{name}: calls {:?}", kernel.micro_kernel_calls());
         kernels.push((kernel, outs));
     }
-    let mut times = [Vec::new(), Vec::new()];
+    let mut times = vec![Vec::new(); variants.len()];
     for _ in 0..reps {
         for (k, (kernel, outs)) in kernels.iter_mut().enumerate() {
             times[k].push(batch(kernel, &inputs, outs)?);
         }
     }
-    let ratios: Vec<f64> = times[0].iter().zip(&times[1]).map(|(a, b)| a / b).collect();
     let med = |v: &[f64]| {
         let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!(
-        "{} threads={threads} target={}: read-through median {:.4} ms, copy median {:.4} ms, ratio (pairwise median) {:.3}",
+    print!(
+        "{} threads={threads} target={}:",
         w.name,
-        CompileOptions::default().isa,
-        med(&times[0]) * 1e3,
-        med(&times[1]) * 1e3,
-        med(&ratios)
+        CompileOptions::default().isa
     );
+    for (k, (name, ..)) in variants.iter().enumerate() {
+        let ratios: Vec<f64> = times[k].iter().zip(&times[0]).map(|(a, b)| a / b).collect();
+        print!(
+            " {name} median {:.4} ms (x{:.3} of guarded);",
+            med(&times[k]) * 1e3,
+            med(&ratios)
+        );
+    }
+    println!();
     Ok(())
 }

@@ -231,6 +231,9 @@ struct Emitter<'c, 'n, 'f> {
     /// Live read-through copies ([`crate::through`]): the interior flag (`None` when known
     /// to hold) and the source address of the copy's first element.
     through: HashMap<BufferId, (Option<Value>, Value)>,
+    /// The live read-through copies that are never filled: their calls read the source on
+    /// edge tiles too, through the guarded kernels ([`crate::through::EdgeGuard`]).
+    guarded: std::collections::HashSet<BufferId>,
 }
 
 fn scalar_flags() -> MemFlagsData {
@@ -270,6 +273,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             epi_ref: None,
             fused_refs: HashMap::new(),
             through: HashMap::new(),
+            guarded: std::collections::HashSet::new(),
         }
     }
 
@@ -549,9 +553,12 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
     /// when it fails, then the rest (whose micro-kernel calls pick their `A` by the test).
     fn emit_read_through(&mut self, plan: &crate::through::ThroughPlan, body: &[StmtId]) -> R<()> {
         let (interior, origin) = self.interior_test(plan)?;
+        let guarded = matches!(interior, BVal::Dyn(_)) && self.edges_guardable(plan);
         match interior {
             BVal::Const(false) => return self.emit_block(body),
             BVal::Const(true) => {}
+            // Edge tiles read the source through the guarded kernels: no copy at all.
+            BVal::Dyn(_) if guarded => {}
             BVal::Dyn(c) => {
                 let fill = self.b.create_block();
                 let merge = self.b.create_block();
@@ -567,12 +574,155 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             _ => None,
         };
         let prev = self.through.insert(plan.buf, (flag, origin));
+        let was_guarded = if guarded {
+            !self.guarded.insert(plan.buf)
+        } else {
+            self.guarded.remove(&plan.buf)
+        };
         let r = self.emit_block(&body[1..]);
         match prev {
             Some(p) => self.through.insert(plan.buf, p),
             None => self.through.remove(&plan.buf),
         };
+        if was_guarded {
+            self.guarded.insert(plan.buf);
+        } else {
+            self.guarded.remove(&plan.buf);
+        }
         r
+    }
+
+    /// Whether every call reading `plan`'s copy reads the source at edge tiles too (its
+    /// edge plan survived [`crate::through::keep_guardable_edges`]).
+    fn edges_guardable(&self, plan: &crate::through::ThroughPlan) -> bool {
+        plan.edges.is_some()
+    }
+
+    /// The guard conjuncts `conds` at the call's element `(q, i = row, p = t, j = 0)`: the
+    /// call's tile loops and the fill loops (from the call's copy coordinates) bound in
+    /// `env` for the evaluation, restored after.
+    fn guard_at(
+        &mut self,
+        plan: &crate::through::ThroughPlan,
+        m: &tessel_ir::tensorize::TensorizeMatch,
+        si: &crate::through::SourceIndex,
+        (q, row, t): (i64, i64, i64),
+        conds: &[ExprId],
+    ) -> R<BVal> {
+        let mut tile: Vec<(LoopId, i64)> = vec![(m.k_loop, t), (m.j_loop, 0)];
+        if let Some(i) = m.i_loop {
+            tile.push((i, row));
+        }
+        if let Some(o) = m.folded() {
+            tile.push((o.lp, q));
+        }
+        let mut saved: Vec<(LoopId, Option<IVal>)> = Vec::new();
+        for &(l, v) in &tile {
+            saved.push((l, self.env.insert(l, IVal::Const(v))));
+        }
+        let mut coords = Vec::with_capacity(plan.loops.len());
+        for (lo, steps) in &si.coords {
+            let mut x = IVal::Const(*lo);
+            for &(l, c) in steps {
+                let v = self.var(l)?;
+                let cv = self.int_binary(BinOp::Mul, v, IVal::Const(c))?;
+                x = self.int_binary(BinOp::Add, x, cv)?;
+            }
+            coords.push(x);
+        }
+        for (&(l, _, _), x) in plan.loops.iter().zip(coords) {
+            saved.push((l, self.env.insert(l, x)));
+        }
+        let mut ok = BVal::Const(true);
+        for &c in conds {
+            let x = self.eval_bool(c)?;
+            ok = self.and_bv(x, ok);
+        }
+        for (l, v) in saved.into_iter().rev() {
+            match v {
+                Some(v) => self.env.insert(l, v),
+                None => self.env.remove(&l),
+            };
+        }
+        Ok(ok)
+    }
+
+    /// The mask with bit `b` set where `bits[b]` holds.
+    fn mask_of(&mut self, bits: &[BVal]) -> Value {
+        let konst = bits.iter().enumerate().fold(0u64, |m, (b, x)| match x {
+            BVal::Const(true) => m | 1 << b,
+            _ => m,
+        });
+        let mut v = self.b.ins().iconst(I64, konst as i64);
+        for (b, x) in bits.iter().enumerate() {
+            if let BVal::Dyn(x) = *x {
+                let w = self.b.ins().uextend(I64, x);
+                let w = self.b.ins().ishl_imm_s(w, b as i64);
+                v = self.b.ins().bor(v, w);
+            }
+        }
+        v
+    }
+
+    /// One block of a call whose copy is guarded (`args`: the call's arguments, `A` on the
+    /// source): on interior tiles (`flag`) the kernel, on edge tiles the guarded kernel with
+    /// the masks of the window rows and input positions where the guard holds.
+    fn emit_guarded_block(
+        &mut self,
+        m: &tessel_ir::tensorize::TensorizeMatch,
+        (flag, si): (Value, &crate::through::SourceIndex),
+        (row, rows): (i64, i64),
+        interior: FuncRef,
+        mut args: Vec<Value>,
+    ) -> R<()> {
+        let an = &self.c.an;
+        let zero = an.zero_init.contains_key(&m.k_loop);
+        let f = crate::ukernel::guarded_kernel(an.isa, rows, m.nr, zero)
+            .ok_or_else(|| Self::internal("guarded micro-kernel missing"))?;
+        let plan = an
+            .through
+            .values()
+            .find(|p| p.buf == m.a.0)
+            .cloned()
+            .ok_or_else(|| Self::internal("guarded call without its plan"))?;
+        let edges = plan
+            .edges
+            .clone()
+            .ok_or_else(|| Self::internal("guarded call without an edge plan"))?;
+        let inner = self.b.create_block();
+        let edge = self.b.create_block();
+        let merge = self.b.create_block();
+        self.b.ins().brif(flag, inner, &[], edge, &[]);
+        self.b.switch_to_block(inner);
+        self.b.ins().call(interior, &args);
+        self.b.ins().jump(merge, &[]);
+        self.b.switch_to_block(edge);
+        let k2 = m.folded().map_or(1, |o| o.extent);
+        let s = match m.i_loop {
+            Some(i) => si.coef(i) / si.coef(m.k_loop).max(1),
+            None => 0,
+        };
+        let positions = s * (rows - 1) + m.k;
+        let row_bits = (0..k2)
+            .map(|q| self.guard_at(&plan, m, si, (q, row, 0), &edges.row_conds))
+            .collect::<R<Vec<BVal>>>()?;
+        let col_bits = (0..positions)
+            .map(|t| self.guard_at(&plan, m, si, (0, row, t), &edges.col_conds))
+            .collect::<R<Vec<BVal>>>()?;
+        let rmask = self.mask_of(&row_bits);
+        let cmask = self.mask_of(&col_bits);
+        let mut sig = self.c.module.make_signature();
+        for _ in 0..13 {
+            sig.params.push(AbiParam::new(I64));
+        }
+        let sref = self.b.import_signature(sig);
+        let addr = self.b.ins().iconst(I64, f as usize as i64);
+        args.push(rmask);
+        args.push(cmask);
+        self.b.ins().call_indirect(sref, addr, &args);
+        self.b.ins().jump(merge, &[]);
+        self.b.switch_to_block(merge);
+        Ok(())
     }
 
     /// Whether the fill's guard holds at every corner of its loops' box (so everywhere in
@@ -824,17 +974,20 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             let a_k2 = outer.as_ref().map_or(0, |o| o.a_stride);
             let mut a_strides =
                 [m.a_row_stride, m.a_k_stride, a_k2].map(|v| self.b.ins().iconst(I64, v));
+            // A guarded copy is never filled: every tile reads the source.
+            let guarded = self.guarded.contains(&m.a.0);
             if let Some((flag, x, si)) = &through {
+                let flag = if guarded { None } else { *flag };
                 let xs = [
                     m.i_loop.map_or(0, |l| si.coef(l)),
                     si.coef(m.k_loop),
                     outer.as_ref().map_or(0, |o| si.coef(o.lp)),
                 ];
                 let x_row = self.advance_f32s(*x, row * xs[0]);
-                a_row = self.pick(*flag, x_row, a_row);
+                a_row = self.pick(flag, x_row, a_row);
                 for (p, x) in a_strides.iter_mut().zip(xs) {
                     let x = self.b.ins().iconst(I64, x);
-                    *p = self.pick(*flag, x, *p);
+                    *p = self.pick(flag, x, *p);
                 }
             }
             let mut args = Vec::with_capacity(11);
@@ -856,7 +1009,15 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             ] {
                 args.push(ptr.unwrap_or_else(|| self.b.ins().iconst(I64, v)));
             }
-            self.b.ins().call(f, &args);
+            match &through {
+                Some((Some(flag), _, si)) if guarded => {
+                    // Edge tiles take the guarded kernel.
+                    self.emit_guarded_block(&m, (*flag, si), (row, rows), f, args)?;
+                }
+                _ => {
+                    self.b.ins().call(f, &args);
+                }
+            }
             row += rows;
         }
         Ok(())

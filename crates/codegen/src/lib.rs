@@ -94,8 +94,13 @@ pub use pack::{LayoutRewrite, ParseLayoutRewriteError};
 /// 10. the fused kernel call of 9 also folds in a reduction loop around the tensorized one
 ///     (a 3×3 or 7×7 convolution's window rows): those convolutions' tiles now start from
 ///     zero, stay in registers over the whole window and get their write-back in the
-///     kernel, and run faster than their revision-9 records say.
-pub const REVISION: u32 = 10;
+///     kernel, and run faster than their revision-9 records say;
+/// 11. the read-through padding of 7 extends to the image's edges: an elementwise call
+///     reads the image there too, through a guarded kernel that skips the taps falling in
+///     the padding ([`CompileOptions::guarded_edges`]), and the padded block is never
+///     copied: depthwise programs with their padding in the tile run faster than their
+///     revision-10 records say.
+pub const REVISION: u32 = 11;
 
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
@@ -177,6 +182,11 @@ pub struct CompileOptions {
     /// source on tiles whose block lies inside it, skipping the copy there (read-through
     /// padding: interior tiles of a depthwise convolution). `false` always copies.
     pub read_through: bool,
+    /// With [`CompileOptions::read_through`], let the tiles at the image's edges read the
+    /// source too, through the guarded elementwise kernels
+    /// ([`ukernel::GuardedKernelFn`]: the taps that fall in the padding are skipped), so
+    /// the padding copy is never made. `false` copies the padded block on edge tiles.
+    pub guarded_edges: bool,
     /// With micro-kernels, run a tile's write-back that applies an elementwise chain (bias,
     /// residual add, ReLU, ReLU6) as one call of the target's epilogue routine
     /// ([`epilogue`]). `false` leaves it to the loop code.
@@ -198,6 +208,7 @@ impl Default for CompileOptions {
             layout_rewrite: LayoutRewrite::Off,
             auto_vectorize: true,
             read_through: true,
+            guarded_edges: true,
             fuse_epilogues: true,
         }
     }
@@ -244,7 +255,7 @@ fn host_isa() -> Result<OwnedTargetIsa, CodegenError> {
 pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, CodegenError> {
     let start = Instant::now();
     let threads = opts.threads.max(1);
-    let an = analysis::Analysis::new(
+    let mut an = analysis::Analysis::new(
         nest,
         threads,
         opts.isa,
@@ -253,6 +264,7 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
         opts.read_through,
         opts.fuse_epilogues,
     )?;
+    through::keep_guardable_edges(&mut an, opts.guarded_edges);
     let mut jb = JITBuilder::with_isa(host_isa()?, default_libcall_names());
     // The register-tile kernels every tensorized tile (strips included) calls; the analysis
     // kept only tiles whose kernels all exist.
@@ -410,6 +422,10 @@ pub fn compile(nest: &LoopNest, opts: &CompileOptions) -> Result<Kernel, Codegen
                 || an.kernel_epilogues.contains_key(&m.k_loop),
             fused_write_back: an.kernel_epilogues.contains_key(&m.k_loop),
             reads_through: an.through.values().any(|p| p.calls.contains_key(&m.k_loop)),
+            guarded_edges: an
+                .through
+                .values()
+                .any(|p| p.edges.is_some() && p.calls.contains_key(&m.k_loop)),
             packed_b: an.packed_b.contains_key(&m.k_loop),
             packs_per_call: an
                 .packed_b
@@ -567,6 +583,10 @@ pub struct MicroKernelCall {
     /// through to the copy's source on tiles whose block lies inside it; the copy is then
     /// not made (read-through padding).
     pub reads_through: bool,
+    /// It reads the source on the image's edge tiles too, through the guarded elementwise
+    /// kernels (the taps in the padding skipped: [`CompileOptions::guarded_edges`]), so the
+    /// copy is never made.
+    pub guarded_edges: bool,
     /// The call also applies the write-back after it (bias, residual add, ReLU/ReLU6) to its
     /// register tile and stores into the output ([`epilogue::FusedKernelFn`]); it starts
     /// from zero (`zero_start`).

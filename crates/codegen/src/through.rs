@@ -20,6 +20,12 @@
 //! At run time the guard is evaluated at the block's corners and the source index at its
 //! extreme corners; when the guard holds everywhere and the source range is inside `X`, the
 //! fill is skipped and the calls get `X`'s address and strides.
+//!
+//! Guarded edges ([`EdgeGuard`], `CompileOptions::guarded_edges`): when every call reading
+//! the copy is an elementwise one over a 3-tap window at stride 1 or 2 and the guard splits
+//! into conditions on the window rows' coordinate and on the input positions' coordinate,
+//! the edge tiles read `X` too, through [`crate::ukernel::GuardedKernelFn`] with the masks
+//! of the rows and positions where the guard holds, and the fill is never run.
 
 use crate::analysis::Analysis;
 use std::collections::HashMap;
@@ -49,6 +55,22 @@ pub(crate) struct ThroughPlan {
     /// Per micro-kernel call (its tensorized loop) reading the copy as `A`: its `A` index in
     /// the source, relative to the source index at the fill's origin.
     pub calls: HashMap<LoopId, SourceIndex>,
+    /// How the calls read the source on the other tiles too (the guarded kernels), when
+    /// they can ([`edges`]).
+    pub edges: Option<EdgeGuard>,
+}
+
+/// Edge tiles without the copy: every call is elementwise, and the guard splits into
+/// conditions on the copy coordinate its window rows (the folded loop) step and conditions
+/// on the one its row and tap loops step (row `i`, tap `p` at input position `i·s + p`).
+/// The calls then read the source everywhere, through [`crate::ukernel::GuardedKernelFn`]
+/// with masks of the rows and positions where the guard holds.
+#[derive(Clone, Debug)]
+pub(crate) struct EdgeGuard {
+    /// The guard's conjuncts on the window rows' coordinate or on no fill loop.
+    pub row_conds: Vec<ExprId>,
+    /// The guard's conjuncts on the positions' coordinate.
+    pub col_conds: Vec<ExprId>,
 }
 
 /// An `A` operand's index in the source: `konst + Σ coef·loop` elements from the source
@@ -59,6 +81,9 @@ pub(crate) struct SourceIndex {
     pub terms: Vec<(LoopId, i64)>,
     /// Constant offset.
     pub konst: i64,
+    /// The copy coordinates the index reads, per fill loop (the plan's `loops`, in order):
+    /// the lowest, and the loops that step it with their steps.
+    pub coords: Vec<(i64, Vec<(LoopId, i64)>)>,
 }
 
 impl SourceIndex {
@@ -235,6 +260,7 @@ fn plan(nest: &LoopNest, an: &Analysis, buf: BufferId, body: &[StmtId]) -> Optio
     if calls.is_empty() {
         return None;
     }
+    let edges = guard.and_then(|g| edge_guard(nest, an, g, &dims, &calls));
     Some(ThroughPlan {
         buf,
         fill,
@@ -243,7 +269,141 @@ fn plan(nest: &LoopNest, an: &Analysis, buf: BufferId, body: &[StmtId]) -> Optio
         src_index,
         guard,
         calls,
+        edges,
     })
+}
+
+/// The edge plan of the calls `calls` of a copy with fill `dims` and guard `g`, when every
+/// call is an elementwise one whose window rows step one copy coordinate (or are one row)
+/// and whose rows and taps step another, taps by 1 and rows by 1 or 2 taps over a 3-tap
+/// window (the sliding form), at most 64 window rows, and every conjunct of `g` is on one
+/// of those two coordinates (the same for all calls) or on none.
+fn edge_guard(
+    nest: &LoopNest,
+    an: &Analysis,
+    g: ExprId,
+    dims: &[(LoopId, i64, i64)],
+    calls: &HashMap<LoopId, SourceIndex>,
+) -> Option<EdgeGuard> {
+    // The coordinate (fill dimension) a call loop steps, with its step.
+    let stepped = |si: &SourceIndex, l: LoopId| -> Option<(usize, i64)> {
+        let mut hit = None;
+        for (d, (_, steps)) in si.coords.iter().enumerate() {
+            for &(x, c) in steps {
+                if x == l {
+                    if hit.is_some() {
+                        return None;
+                    }
+                    hit = Some((d, c));
+                }
+            }
+        }
+        hit
+    };
+    let mut axes: Option<(Option<usize>, usize)> = None;
+    for (&k, si) in calls {
+        let m = &an.tensorized[&k];
+        if m.kind != tessel_ir::tensorize::KernelKind::Elementwise
+            || an.kernel_epilogues.contains_key(&k)
+        {
+            return None;
+        }
+        let (dw, sk) = stepped(si, m.k_loop)?;
+        if sk != 1 {
+            return None;
+        }
+        let s = match m.i_loop {
+            Some(i) => {
+                let (d, si_step) = stepped(si, i)?;
+                if d != dw || si_step < 1 {
+                    return None;
+                }
+                si_step
+            }
+            None => 0,
+        };
+        // The guarded kernels slide 3-tap windows whose rows step 1 or 2 taps; any other
+        // window keeps the copy on its edge tiles (their plain loops are slower than it).
+        if m.k != 3 || !(s == 1 || s == 2) {
+            return None;
+        }
+        let dh = match m.folded() {
+            Some(o) => {
+                let (d, _) = stepped(si, o.lp)?;
+                if d == dw || o.extent > 64 {
+                    return None;
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        let (dj, _) = stepped(si, m.j_loop)?;
+        if dj == dw || Some(dj) == dh {
+            return None;
+        }
+        match axes {
+            None => axes = Some((dh, dw)),
+            Some(a) if a == (dh, dw) => {}
+            Some(_) => return None,
+        }
+    }
+    let (dh, dw) = axes?;
+    let mut conj = Vec::new();
+    conjuncts(nest, g, &mut conj);
+    let (mut row_conds, mut col_conds) = (Vec::new(), Vec::new());
+    for c in conj {
+        let on: Vec<usize> = (0..dims.len())
+            .filter(|&d| an.depends(c, dims[d].0))
+            .collect();
+        match on.as_slice() {
+            [] => row_conds.push(c),
+            [d] if Some(*d) == dh => row_conds.push(c),
+            [d] if *d == dw => col_conds.push(c),
+            _ => return None,
+        }
+    }
+    Some(EdgeGuard {
+        row_conds,
+        col_conds,
+    })
+}
+
+/// The conjuncts of `g` (`a && b` split, anything else whole).
+fn conjuncts(nest: &LoopNest, g: ExprId, out: &mut Vec<ExprId>) {
+    match nest.get(g) {
+        Node::Binary(BinOp::And, a, b) => {
+            conjuncts(nest, a, out);
+            conjuncts(nest, b, out);
+        }
+        _ => out.push(g),
+    }
+}
+
+/// Drops the edge plans of `an`'s read-through copies when `on` is false, or when a call
+/// reading the copy lacks a guarded kernel ([`crate::ukernel::guarded_kernel`]) for a
+/// register tile of its strip: those copies are filled on edge tiles.
+pub(crate) fn keep_guardable_edges(an: &mut Analysis, on: bool) {
+    let keep: Vec<bool> = an
+        .through
+        .values()
+        .map(|p| {
+            on && p.edges.is_some()
+                && p.calls.keys().all(|k| {
+                    let m = &an.tensorized[k];
+                    let zero = an.zero_init.contains_key(k);
+                    tessel_ir::tensorize::strip_blocks(an.isa, m.mr, m.nr)
+                        .into_iter()
+                        .all(|rows| {
+                            crate::ukernel::guarded_kernel(an.isa, rows, m.nr, zero).is_some()
+                        })
+                })
+        })
+        .collect();
+    for (p, keep) in an.through.values_mut().zip(keep) {
+        if !keep {
+            p.edges = None;
+        }
+    }
 }
 
 /// Whether `e` loads from `buf`.
@@ -296,6 +456,7 @@ fn map_index(
     }
     let mut hi = lo.clone();
     let mut out = SourceIndex::default();
+    let mut coord_steps: Vec<Vec<(LoopId, i64)>> = vec![Vec::new(); dims.len()];
     for &(t, c) in &lin.terms {
         let Term::Var(l) = t else { return None };
         if c <= 0 {
@@ -309,6 +470,7 @@ fn map_index(
         }
         let steps = nest.lp(l).extent.checked_sub(1)?;
         hi[d] = hi[d].checked_add((c / radix).checked_mul(steps)?)?;
+        coord_steps[d].push((l, c / radix));
         out.terms
             .push((l, (c / radix).checked_mul(src_coef(dims[d].0))?));
     }
@@ -318,5 +480,6 @@ fn map_index(
         }
         out.konst = out.konst.checked_add(lo[d].checked_mul(src_coef(l))?)?;
     }
+    out.coords = lo.into_iter().zip(coord_steps).collect();
     Some(out)
 }

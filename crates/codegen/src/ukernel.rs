@@ -69,6 +69,49 @@ pub type MicroKernelFn =
 pub type ElementwiseKernelFn =
     unsafe extern "C" fn(i64, i64, i64, i64, *const f32, i64, i64, *const f32, i64, *mut f32, i64);
 
+/// The C signature of the *guarded* elementwise kernels: [`ElementwiseKernelFn`]'s
+/// arguments, then two masks, `rows` and `cols` (`u64`). The sum runs only over the window
+/// rows `q` whose bit is set in `rows` and the input positions `i·s + p` (`s = a_rs /
+/// a_ks`) whose bit is set in `cols`; the other elements of `a` count as zeros and are
+/// never read, so `a` may be the image itself at its edges (its address and strides formed
+/// for the padded window, the padding's elements masked off) instead of a padded copy. A
+/// 3-tap window whose rows step 1 or 2 taps (`k = 3`, `s` = 1 or 2) runs in the sliding
+/// form; any other call as plain loops.
+///
+/// ```text
+/// for q in 0..k2 if rows[q], p in 0..k, i in 0..MR if cols[i*s + p], j in 0..NR:
+///     c[i*c_rs + j] += a[q*a_k2s + i*a_rs + p*a_ks + j] * b[q*b_k2s + p*b_ks + j]
+/// ```
+pub type GuardedKernelFn = unsafe extern "C" fn(
+    i64,
+    i64,
+    i64,
+    i64,
+    *const f32,
+    i64,
+    i64,
+    *const f32,
+    i64,
+    *mut f32,
+    i64,
+    u64,
+    u64,
+);
+
+/// The guarded `mr`×`nr` elementwise kernel of `isa` ([`GuardedKernelFn`]; from zero when
+/// `zero`, as [`elementwise_zero_kernel`]), when the family has the tile and this CPU can
+/// run it.
+pub fn guarded_kernel(isa: Isa, mr: i64, nr: i64, zero: bool) -> Option<GuardedKernelFn> {
+    if !available(isa) || !tessel_ir::tensorize::register_tile_fits(isa, mr, nr) {
+        return None;
+    }
+    match isa {
+        Isa::Generic => None,
+        Isa::Avx2 => imp::lookup_guarded(mr, nr, zero),
+        Isa::Avx512 => imp512::lookup_guarded(mr, nr, zero),
+    }
+}
+
 /// A micro-kernel of either family.
 #[derive(Clone, Copy, Debug)]
 pub enum KernelFn {
@@ -197,10 +240,11 @@ pub fn strip_kernels(isa: Isa, kind: KernelKind, mr: i64, nr: i64) -> Option<Vec
 /// `$t` and multiply them into the accumulators of the rows whose taps read it.
 #[cfg(target_arch = "x86_64")]
 macro_rules! slide_positions {
-    ([$vec:ty, $fma:ident, $acc:ident, $w:ident, $aq:ident, $a_ks:ident, $g:ident], $($t:literal)*) => {$(
-        if $t < S * (MR - 1) + K {
-            let x: [$vec; G] =
-                std::array::from_fn(|u| ld::<NV, T>($aq.offset($t * $a_ks).add(L * u), $g + u));
+    ([$vec:ty, $fma:ident, $acc:ident, $w:ident, $aq:ident, $a_ks:ident, $g:ident, $cols:ident], $($t:literal)*) => {$(
+        if $t < S * (MR - 1) + K && (!M || ($cols >> $t) & 1 == 1) {
+            let x: [$vec; G] = std::array::from_fn(|u| {
+                ld::<NV, T>($aq.wrapping_offset($t * $a_ks).wrapping_add(L * u), $g + u)
+            });
             for (p, wp) in $w.iter().enumerate() {
                 if $t >= p && ($t - p) % S == 0 && ($t - p) / S < MR {
                     let row = &mut $acc[($t - p) / S];
@@ -234,8 +278,14 @@ macro_rules! slide_kernels {
         /// input fit the vector registers). The last of the `NV` vectors of a row has
         /// `T` columns (`ld`, `st`).
         ///
+        /// `M` (the guarded form, `guarded_tile`): window row `q` is read only when bit `q`
+        /// of `rows` is set and input position `t` only when bit `t` of `cols` is; the
+        /// others count as zeros and are never read (a depthwise window at the image's
+        /// edge reading the image itself instead of a padded copy).
+        ///
         /// # Safety
-        /// As `elementwise_tile` with `k = K`, `a_rs = S·a_ks`.
+        /// As `elementwise_tile` with `k = K`, `a_rs = S·a_ks` (with `M`, for the rows and
+        /// positions the masks select).
         #[target_feature(enable = $feature)]
         #[inline]
         unsafe fn slide<
@@ -246,8 +296,10 @@ macro_rules! slide_kernels {
             const K: usize,
             const S: usize,
             const Z: bool,
+            const M: bool,
         >(
             (k2, a_k2s, b_k2s, a, a_ks, b, b_ks, c, c_rs): SlideArgs,
+            (rows, cols): (u64, u64),
         ) {
             const { assert!(S * (MR - 1) + K <= 29, "slide unrolls 29 input positions") };
             // SAFETY (whole body): row `i`, tap `p`, column `j` reads `a[q*a_k2s + (S*i +
@@ -268,7 +320,10 @@ macro_rules! slide_kernels {
                         })
                     };
                     for q in 0..k2 as isize {
-                        let aq = a.offset(q * a_k2s as isize).add(col);
+                        if M && (q >= 64 || (rows >> q) & 1 == 0) {
+                            continue;
+                        }
+                        let aq = a.wrapping_offset(q * a_k2s as isize).wrapping_add(col);
                         let bq = b.offset(q * b_k2s as isize).add(col);
                         let w: [[$vec; G]; K] = std::array::from_fn(|p| {
                             std::array::from_fn(|u| ld::<NV, T>(bq.offset(p as isize * b_ks).add(L * u), g + u))
@@ -278,7 +333,7 @@ macro_rules! slide_kernels {
                         // memory: 14x32 ran at 52 GFLOP/s instead of 115), the blocks past
                         // the window compiled away.
                         slide_positions!(
-                            [$vec, $fma, acc, w, aq, a_ks, g],
+                            [$vec, $fma, acc, w, aq, a_ks, g, cols],
                             0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28
                         );
                     }
@@ -302,12 +357,116 @@ macro_rules! slide_kernels {
             }
             g
         }
+
+        /// The guarded elementwise kernel ([`super::GuardedKernelFn`]): `slide` with masks
+        /// for a 3-tap window whose rows step 1 or 2 taps, plain loops for anything else.
+        /// The last of the `NV` vectors of a row has `T` columns.
+        ///
+        /// # Safety
+        /// As [`super::GuardedKernelFn`].
+        #[target_feature(enable = $feature)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe extern "C" fn guarded_tile<
+            const MR: usize,
+            const NV: usize,
+            const T: usize,
+            const G: usize,
+            const Z: bool,
+        >(
+            k2: i64,
+            a_k2s: i64,
+            b_k2s: i64,
+            k: i64,
+            a: *const f32,
+            a_rs: i64,
+            a_ks: i64,
+            b: *const f32,
+            b_ks: i64,
+            c: *mut f32,
+            c_rs: i64,
+            rows: u64,
+            cols: u64,
+        ) {
+            // SAFETY (whole body): every element read is one the masks select, which the
+            // caller guarantees valid; `b` and `c` as in `elementwise_tile`.
+            unsafe {
+                let args = (k2, a_k2s, b_k2s, a, a_ks, b, b_ks, c, c_rs);
+                if k == 3 && a_rs == a_ks {
+                    return slide::<MR, NV, T, G, 3, 1, Z, true>(args, (rows, cols));
+                }
+                if k == 3 && a_rs == 2 * a_ks {
+                    return slide::<MR, NV, T, G, 3, 2, Z, true>(args, (rows, cols));
+                }
+                super::guarded_scalar(
+                    (MR, L * (NV - 1) + T, Z),
+                    (k2, a_k2s, b_k2s, k, a, a_rs, a_ks, b, b_ks, c, c_rs),
+                    (rows, cols),
+                );
+            }
+        }
     };
+}
+
+/// The arguments of [`GuardedKernelFn`] before its masks.
+type GuardedArgs = (
+    i64,
+    i64,
+    i64,
+    i64,
+    *const f32,
+    i64,
+    i64,
+    *const f32,
+    i64,
+    *mut f32,
+    i64,
+);
+
+/// Whether bit `t` of `mask` is set (`false` past bit 63).
+fn bit(mask: u64, t: i64) -> bool {
+    (0..64).contains(&t) && (mask >> t) & 1 == 1
+}
+
+/// [`GuardedKernelFn`]'s contract as plain loops (an `mr`×`nr` tile, from zero when `z`),
+/// for the calls the sliding form does not cover.
+///
+/// # Safety
+/// As [`GuardedKernelFn`].
+#[cfg(target_arch = "x86_64")]
+unsafe fn guarded_scalar(
+    (mr, nr, z): (usize, usize, bool),
+    (k2, a_k2s, b_k2s, k, a, a_rs, a_ks, b, b_ks, c, c_rs): GuardedArgs,
+    (rows, cols): (u64, u64),
+) {
+    let s = if a_ks == 0 { 0 } else { a_rs / a_ks };
+    for i in 0..mr as i64 {
+        for j in 0..nr as i64 {
+            let cij = c.wrapping_offset((i * c_rs + j) as isize);
+            // SAFETY: `c`'s tile elements are valid (the caller's contract).
+            let mut acc = if z { 0.0 } else { unsafe { *cij } };
+            for q in (0..k2).filter(|&q| bit(rows, q)) {
+                for p in (0..k).filter(|&p| bit(cols, i * s + p)) {
+                    let ai = q * a_k2s + i * a_rs + p * a_ks + j;
+                    let bi = q * b_k2s + p * b_ks + j;
+                    // SAFETY: a selected element of `a` and an element of `b`, both valid.
+                    let (x, w) = unsafe {
+                        (
+                            *a.wrapping_offset(ai as isize),
+                            *b.wrapping_offset(bi as isize),
+                        )
+                    };
+                    acc = x.mul_add(w, acc);
+                }
+            }
+            // SAFETY: as above.
+            unsafe { *cij = acc };
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
-    use super::{ElementwiseKernelFn, MicroKernelFn};
+    use super::{ElementwiseKernelFn, GuardedKernelFn, MicroKernelFn};
     use std::arch::x86_64::*;
 
     /// The `MR`×`NV`-vector tile of `c` (rows `c_rs` floats apart) into registers.
@@ -492,10 +651,10 @@ mod imp {
         unsafe {
             let args = (k2, a_k2s, b_k2s, a, a_ks, b, b_ks, c, c_rs);
             if k == 3 && a_rs == a_ks {
-                return slide::<MR, NV, L, G, 3, 1, Z>(args);
+                return slide::<MR, NV, L, G, 3, 1, Z, false>(args, (0, 0));
             }
             if k == 3 && a_rs == 2 * a_ks {
-                return slide::<MR, NV, L, G, 3, 2, Z>(args);
+                return slide::<MR, NV, L, G, 3, 2, Z, false>(args, (0, 0));
             }
             let rows = row_starts::<MR>(a, a_rs);
             // `Z`: the tile starts from zero (its initialisation fused into the call).
@@ -552,6 +711,37 @@ mod imp {
 
     slide_kernels!("avx2,fma", __m256, 16, _mm256_setzero_ps, _mm256_fmadd_ps);
 
+    /// The AVX2 elementwise tiles: `$f!(MR, NV)` for `mr`×`nr`, `None` for any other tile.
+    macro_rules! elementwise_table {
+        ($mr:expr, $nr:expr, $f:ident, $ty:ty) => {{
+            let (mr, nr) = ($mr, $nr);
+            let f: $ty = match (mr, nr / 8) {
+                (1, 1) => $f!(1, 1),
+                (2, 1) => $f!(2, 1),
+                (3, 1) => $f!(3, 1),
+                (4, 1) => $f!(4, 1),
+                (5, 1) => $f!(5, 1),
+                (6, 1) => $f!(6, 1),
+                (7, 1) => $f!(7, 1),
+                (8, 1) => $f!(8, 1),
+                (1, 2) => $f!(1, 2),
+                (2, 2) => $f!(2, 2),
+                (3, 2) => $f!(3, 2),
+                (4, 2) => $f!(4, 2),
+                (5, 2) => $f!(5, 2),
+                (6, 2) => $f!(6, 2),
+                (1, 3) => $f!(1, 3),
+                (2, 3) => $f!(2, 3),
+                (3, 3) => $f!(3, 3),
+                (4, 3) => $f!(4, 3),
+                (1, 4) => $f!(1, 4),
+                (2, 4) => $f!(2, 4),
+                _ => return None,
+            };
+            (nr % 8 == 0).then_some(f)
+        }};
+    }
+
     /// The elementwise kernel of each shape (the same tiles as [`lookup`]'s).
     pub(super) fn lookup_elementwise(mr: i64, nr: i64, zero: bool) -> Option<ElementwiseKernelFn> {
         macro_rules! elementwise_tile {
@@ -563,30 +753,21 @@ mod imp {
                 }
             };
         }
-        let f: ElementwiseKernelFn = match (mr, nr / 8) {
-            (1, 1) => elementwise_tile!(1, 1),
-            (2, 1) => elementwise_tile!(2, 1),
-            (3, 1) => elementwise_tile!(3, 1),
-            (4, 1) => elementwise_tile!(4, 1),
-            (5, 1) => elementwise_tile!(5, 1),
-            (6, 1) => elementwise_tile!(6, 1),
-            (7, 1) => elementwise_tile!(7, 1),
-            (8, 1) => elementwise_tile!(8, 1),
-            (1, 2) => elementwise_tile!(1, 2),
-            (2, 2) => elementwise_tile!(2, 2),
-            (3, 2) => elementwise_tile!(3, 2),
-            (4, 2) => elementwise_tile!(4, 2),
-            (5, 2) => elementwise_tile!(5, 2),
-            (6, 2) => elementwise_tile!(6, 2),
-            (1, 3) => elementwise_tile!(1, 3),
-            (2, 3) => elementwise_tile!(2, 3),
-            (3, 3) => elementwise_tile!(3, 3),
-            (4, 3) => elementwise_tile!(4, 3),
-            (1, 4) => elementwise_tile!(1, 4),
-            (2, 4) => elementwise_tile!(2, 4),
-            _ => return None,
-        };
-        (nr % 8 == 0).then_some(f)
+        elementwise_table!(mr, nr, elementwise_tile, ElementwiseKernelFn)
+    }
+
+    /// The guarded elementwise kernel of each shape (the same tiles as [`lookup`]'s).
+    pub(super) fn lookup_guarded(mr: i64, nr: i64, zero: bool) -> Option<GuardedKernelFn> {
+        macro_rules! guarded {
+            ($m:literal, $v:literal) => {
+                if zero {
+                    guarded_tile::<$m, $v, L, { group($m, $v) }, true> as GuardedKernelFn
+                } else {
+                    guarded_tile::<$m, $v, L, { group($m, $v) }, false> as GuardedKernelFn
+                }
+            };
+        }
+        elementwise_table!(mr, nr, guarded, GuardedKernelFn)
     }
 
     /// The kernel of each shape, in the form that measured fastest for it: `tile` unless
@@ -629,7 +810,7 @@ mod imp512 {
     //! `_mm512_maskz_loadu_ps` and stored with `_mm512_mask_storeu_ps` under the mask of
     //! its first `T` lanes, so no element past the tile is read or written (its masked-off
     //! lanes hold zeros and are never stored).
-    use super::{ElementwiseKernelFn, MicroKernelFn};
+    use super::{ElementwiseKernelFn, GuardedKernelFn, MicroKernelFn};
     use std::arch::x86_64::*;
 
     /// `f32` lanes of a zmm register.
@@ -860,10 +1041,10 @@ mod imp512 {
         unsafe {
             let args = (k2, a_k2s, b_k2s, a, a_ks, b, b_ks, c, c_rs);
             if k == 3 && a_rs == a_ks {
-                return slide::<MR, NV, T, G, 3, 1, Z>(args);
+                return slide::<MR, NV, T, G, 3, 1, Z, false>(args, (0, 0));
             }
             if k == 3 && a_rs == 2 * a_ks {
-                return slide::<MR, NV, T, G, 3, 2, Z>(args);
+                return slide::<MR, NV, T, G, 3, 2, Z, false>(args, (0, 0));
             }
             let rows: [*const f32; MR] =
                 std::array::from_fn(|i| a.offset(i as isize * a_rs as isize));
@@ -979,11 +1160,27 @@ mod imp512 {
         for_each_tile!(mr, nv, t, ew);
         None
     }
+
+    /// The guarded elementwise kernel of each shape (the same tiles as [`lookup`]'s).
+    pub(super) fn lookup_guarded(mr: i64, nr: i64, zero: bool) -> Option<GuardedKernelFn> {
+        let (nv, t) = row_shape(nr)?;
+        macro_rules! guarded {
+            ($m:literal, $v:literal, $t:literal) => {
+                if zero {
+                    guarded_tile::<$m, $v, $t, { group($m, $v) }, true> as GuardedKernelFn
+                } else {
+                    guarded_tile::<$m, $v, $t, { group($m, $v) }, false> as GuardedKernelFn
+                }
+            };
+        }
+        for_each_tile!(mr, nv, t, guarded);
+        None
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 mod imp512 {
-    use super::{ElementwiseKernelFn, MicroKernelFn};
+    use super::{ElementwiseKernelFn, GuardedKernelFn, MicroKernelFn};
 
     pub(super) fn lookup(_mr: i64, _nr: i64) -> Option<MicroKernelFn> {
         None
@@ -1000,11 +1197,15 @@ mod imp512 {
     ) -> Option<ElementwiseKernelFn> {
         None
     }
+
+    pub(super) fn lookup_guarded(_mr: i64, _nr: i64, _zero: bool) -> Option<GuardedKernelFn> {
+        None
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
-    use super::{ElementwiseKernelFn, MicroKernelFn};
+    use super::{ElementwiseKernelFn, GuardedKernelFn, MicroKernelFn};
 
     pub(super) fn lookup(_mr: i64, _nr: i64) -> Option<MicroKernelFn> {
         None
@@ -1015,6 +1216,10 @@ mod imp {
         _nr: i64,
         _zero: bool,
     ) -> Option<ElementwiseKernelFn> {
+        None
+    }
+
+    pub(super) fn lookup_guarded(_mr: i64, _nr: i64, _zero: bool) -> Option<GuardedKernelFn> {
         None
     }
 }
@@ -1144,6 +1349,85 @@ mod tests {
                     (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
                     "{isa} {mr}x{nr} zero={zero} k2={k2} k={k} a_rs={a_rs} a_ks={a_ks}: \
                      c[{i}][{j}] = {got}, want {want}"
+                );
+            }
+        }
+    }
+
+    /// Runs the guarded `mr`×`nr` kernel of `isa` (zero-start when `zero`) as
+    /// [`check_elementwise`] with the window-row mask `rows` and the position mask `cols`:
+    /// every element of `a` no selected (row, position) reads is NaN, so reading one spoils
+    /// the tile, and every element of `c` must match an f64 reference over the selected ones.
+    #[allow(clippy::too_many_arguments)]
+    fn check_guarded(
+        isa: Isa,
+        (mr, nr, zero): (i64, i64, bool),
+        (k2, k, a_rs, a_ks): (i64, i64, i64, i64),
+        (rows, cols): (u64, u64),
+    ) {
+        let f = guarded_kernel(isa, mr, nr, zero).expect("guarded kernel");
+        let a_k2s = (mr - 1) * a_rs + (k - 1) * a_ks + nr + 3;
+        let (b_ks, c_rs) = (nr + 1, nr + 5);
+        let b_k2s = k * b_ks + 2;
+        let s = a_rs / a_ks;
+        let selected = |q: i64, i: i64, p: i64| bit(rows, q) && bit(cols, i * s + p);
+        let mut a = values((k2 * a_k2s) as usize, 1);
+        let mut used = vec![false; a.len()];
+        for q in 0..k2 {
+            for i in 0..mr {
+                for p in (0..k).filter(|&p| selected(q, i, p)) {
+                    for j in 0..nr {
+                        used[(q * a_k2s + i * a_rs + p * a_ks + j) as usize] = true;
+                    }
+                }
+            }
+        }
+        for (x, u) in a.iter_mut().zip(&used) {
+            if !u {
+                *x = f32::NAN;
+            }
+        }
+        let b = values((k2 * b_k2s) as usize, 2);
+        let c0 = values((mr * c_rs) as usize + 2 * CANARY, 3);
+        let mut c = c0.clone();
+        // SAFETY: as in `check_elementwise` (every element of `a` exists; the masks only
+        // choose which are read).
+        unsafe {
+            f(
+                k2,
+                a_k2s,
+                b_k2s,
+                k,
+                a.as_ptr(),
+                a_rs,
+                a_ks,
+                b.as_ptr(),
+                b_ks,
+                c.as_mut_ptr().add(CANARY),
+                c_rs,
+                rows,
+                cols,
+            )
+        };
+        let what = format!(
+            "{isa} guarded {mr}x{nr} zero={zero} k2={k2} k={k} a_rs={a_rs} a_ks={a_ks} \
+             rows={rows:b} cols={cols:b}"
+        );
+        check_canaries(&c, &c0, mr, nr, c_rs, &what);
+        for i in 0..mr {
+            for j in 0..nr {
+                let at = CANARY + (i * c_rs + j) as usize;
+                let mut want = if zero { 0.0 } else { c0[at] as f64 };
+                for q in 0..k2 {
+                    for p in (0..k).filter(|&p| selected(q, i, p)) {
+                        let x = a[(q * a_k2s + i * a_rs + p * a_ks + j) as usize] as f64;
+                        want += x * b[(q * b_k2s + p * b_ks + j) as usize] as f64;
+                    }
+                }
+                let got = c[at] as f64;
+                assert!(
+                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "{what}: c[{i}][{j}] = {got}, want {want}"
                 );
             }
         }
@@ -1280,6 +1564,55 @@ mod tests {
                         for (k2, k) in [(1, 1), (3, 3), (1, 3), (2, 2), (3, 4)] {
                             for zero in [false, true] {
                                 check_elementwise(isa, mr, nr, zero, k2, k, a_rs, a_ks);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn guarded_kernels_read_only_the_selected_rows_and_positions_and_match_the_reference() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for isa in Isa::ALL {
+            if !available(isa) {
+                eprintln!("skipping {isa}: this CPU cannot run its kernels");
+                continue;
+            }
+            for &nr in tessel_ir::tensorize::kernel_nr(isa) {
+                for mr in 1..=tessel_ir::tensorize::max_mr(isa) {
+                    if !tessel_ir::tensorize::register_tile_fits(isa, mr, nr) {
+                        continue;
+                    }
+                    let a_ks = nr + 2 * mr;
+                    // Stride-1 and stride-2 windows (the sliding form), an unrelated row
+                    // stride and a 2-tap window (plain loops); all, no, the first, the
+                    // last and random rows and positions (an image's edges).
+                    for a_rs in [a_ks, 2 * a_ks, a_ks + 7] {
+                        for (k2, k) in [(3, 3), (1, 3), (2, 2)] {
+                            let n = (a_rs / a_ks) * (mr - 1) + k;
+                            let all = (1u64 << n) - 1;
+                            for (rows, cols) in [
+                                (7, all),
+                                (0, all),
+                                (6, all & !1),
+                                (3, all >> 1),
+                                (next(), next()),
+                            ] {
+                                let zero = rows & 1 == 1;
+                                check_guarded(
+                                    isa,
+                                    (mr, nr, zero),
+                                    (k2, k, a_rs, a_ks),
+                                    (rows, cols),
+                                );
                             }
                         }
                     }

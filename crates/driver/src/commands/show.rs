@@ -129,10 +129,10 @@ fn show(
                 (true, true) => "packed per call",
             },
             if m.zero_start { ", zero start" } else { "" },
-            if m.reads_through {
-                ", A read through"
-            } else {
-                ""
+            match (m.reads_through, m.guarded_edges) {
+                (true, true) => ", A read through (edges guarded, no copy)",
+                (true, false) => ", A read through",
+                _ => "",
             },
             if m.fused_write_back {
                 ", write-back fused"
