@@ -3,8 +3,8 @@
 //! reference evaluator computes.
 
 use std::sync::Arc;
-use tessel_ir::lower::lower;
 use tessel_ir::loop_nest::{LoopKind, Stmt};
+use tessel_ir::lower::lower;
 use tessel_ir::state::{Annotation, ComputeAt};
 use tessel_ir::{eval, interp, Step};
 use tessel_sketch::{generate_sketches, sample_initial, HardwareParams, Sketch};
@@ -70,12 +70,18 @@ fn resnet50_maxpool_reads_through_its_padding_with_vectorized_channels() {
     assert_eq!(names, ["data", "pad_temp", "pool_max.local", "pool_max"]);
     assert_eq!(s.stage(1).compute_at, ComputeAt::Inline, "padding inlined");
     // The accumulator lives in the output's channel tile, its channels innermost.
-    assert!(matches!(s.stage(2).compute_at, ComputeAt::At { stage: 3, .. }));
+    assert!(matches!(
+        s.stage(2).compute_at,
+        ComputeAt::At { stage: 3, .. }
+    ));
     assert_eq!(
         s.stage(2).leaf_names(),
         ["ax0", "ax1", "ax2", "ax3.0", "rv0", "rv1", "ax3.1"]
     );
-    assert_eq!(s.stage(3).leaf_names(), ["ax0", "ax1", "ax2", "ax3.0", "ax3.1"]);
+    assert_eq!(
+        s.stage(3).leaf_names(),
+        ["ax0", "ax1", "ax2", "ax3.0", "ax3.1"]
+    );
 
     // Sampled programs: the padding is gone, both channel loops are vectorized, and the
     // program computes the max-pool.
@@ -84,14 +90,25 @@ fn resnet50_maxpool_reads_through_its_padding_with_vectorized_channels() {
         .filter_map(|_| sample_initial(window[0], &hw(), &mut rng))
         .collect();
     assert!(!sampled.is_empty());
+    let mut wide = 0;
     for st in &sampled {
         let kinds = innermost_kinds(st);
         assert!(!kinds.iter().any(|(b, _)| b == "pad_temp"), "{st}");
-        assert!(
-            kinds.iter().all(|(_, k)| *k == LoopKind::Vectorized),
-            "{kinds:?}\n{st}"
-        );
+        // The drawn channel tile: a loop of one lane is lowered away, not vectorized.
+        let out = st.stage(3);
+        let lanes = out
+            .leaf(out.leaves.len() - 1)
+            .and_then(|it| it.extent)
+            .expect("channel tile");
+        if lanes >= 4 {
+            wide += 1;
+            assert!(
+                kinds.iter().all(|(_, k)| *k == LoopKind::Vectorized),
+                "{kinds:?}\n{st}"
+            );
+        }
     }
+    assert!(wide > 0, "no sample with a channel tile of 4 or more");
 }
 
 #[test]
@@ -118,7 +135,10 @@ fn window_programs_match_the_reference() {
             interp::run(&nest, &mut args).expect("runs");
             for (k, w) in want.iter().enumerate() {
                 for (a, b) in args[inputs.len() + k].iter().zip(w) {
-                    assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{spec}: {a} vs {b}\n{st}");
+                    assert!(
+                        (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                        "{spec}: {a} vs {b}\n{st}"
+                    );
                 }
             }
             checked += 1;
@@ -135,7 +155,10 @@ fn avgpool_sums_inside_its_division_tile() {
     let s = &window[0].state;
     // No cache-write stage: the element-wise division owns the tile.
     assert_eq!(s.stages().len(), 3);
-    assert!(matches!(s.stage(1).compute_at, ComputeAt::At { stage: 2, .. }));
+    assert!(matches!(
+        s.stage(1).compute_at,
+        ComputeAt::At { stage: 2, .. }
+    ));
     assert_eq!(
         s.stage(1).leaf_names(),
         ["ax0", "ax1", "ax2", "ax3.0", "rv0", "rv1", "ax3.1"]
@@ -145,13 +168,21 @@ fn avgpool_sums_inside_its_division_tile() {
 #[test]
 fn reductions_over_the_last_axis_get_no_window_sketch() {
     // A softmax's max and a dense layer read their reduction axis last: not a pool.
-    for spec in ["softmax:m=4,n=32", "dense:n=1,in=64,out=32", "nrm:b=1,m=16,n=16"] {
+    for spec in [
+        "softmax:m=4,n=32",
+        "dense:n=1,in=64,out=32",
+        "nrm:b=1,m=16,n=16",
+    ] {
         assert!(
-            !sketches_of(spec).iter().any(|s| s
-                .state
-                .steps()
+            !sketches_of(spec)
                 .iter()
-                .any(|st| matches!(st, Step::Annotate { annotation: Annotation::Vectorize, .. }))),
+                .any(|s| s.state.steps().iter().any(|st| matches!(
+                    st,
+                    Step::Annotate {
+                        annotation: Annotation::Vectorize,
+                        ..
+                    }
+                ))),
             "{spec}"
         );
     }
