@@ -22,7 +22,7 @@ use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Linkage, Module};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tessel_ir::affine::{Affine, Term};
 use tessel_ir::expr::{BinOp, ScalarType, UnOp};
 use tessel_ir::interval::{interval, refine, Interval};
@@ -33,6 +33,8 @@ type R<T> = Result<T, CodegenError>;
 
 /// Largest local buffer placed in a stack slot, in bytes.
 const MAX_STACK_BYTES: i64 = 8 << 20;
+/// Most `Select` conditions one vectorized loop is unswitched on ([`Emitter::invariant_guard`]).
+const MAX_UNSWITCHED: usize = 2;
 
 /// State shared by all functions of one kernel.
 pub(crate) struct Compiler<'n> {
@@ -234,6 +236,9 @@ struct Emitter<'c, 'n, 'f> {
     /// The live read-through copies that are never filled: their calls read the source on
     /// edge tiles too, through the guarded kernels ([`crate::through::EdgeGuard`]).
     guarded: std::collections::HashSet<BufferId>,
+    /// Select conditions decided by an enclosing unswitched branch
+    /// ([`Emitter::invariant_guard`]).
+    forced: HashMap<ExprId, bool>,
 }
 
 fn scalar_flags() -> MemFlagsData {
@@ -274,6 +279,7 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             fused_refs: HashMap::new(),
             through: HashMap::new(),
             guarded: std::collections::HashSet::new(),
+            forced: HashMap::new(),
         }
     }
 
@@ -433,7 +439,76 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
             }
             return self.serial(lp, extent, body);
         }
+        if let Some(c) = self.invariant_guard(lp, body) {
+            if let BVal::Dyn(cv) = self.eval_bool(c)? {
+                // Unswitched: one branch for the whole vector loop instead of one per chunk,
+                // and the taken side's loads proven in bounds.
+                let then = self.b.create_block();
+                let els = self.b.create_block();
+                let merge = self.b.create_block();
+                self.b.ins().brif(cv, then, &[], els, &[]);
+                for (block, holds) in [(then, true), (els, false)] {
+                    self.b.switch_to_block(block);
+                    self.forced.insert(c, holds);
+                    let r = if holds {
+                        self.refined(c, |e| e.emit_vectorized(lp, body))
+                    } else {
+                        self.emit_vectorized(lp, body)
+                    };
+                    self.forced.remove(&c);
+                    r?;
+                    self.b.ins().jump(merge, &[]);
+                }
+                self.b.switch_to_block(merge);
+                return Ok(());
+            }
+        }
         self.simd_chunks(lp, body, extent <= MAX_STATIC_VECTOR)
+    }
+
+    /// The condition of a `Select` in vectorized loop `lp`'s body that the loop's variable
+    /// does not change and whose chosen value loads out of the proven range (a padding guard
+    /// read through: `select(1 <= h && h < H + 1, X[..], fill)`): emitting the loop once
+    /// per outcome replaces a branch per `f32x4` chunk by one per loop. At most
+    /// [`MAX_UNSWITCHED`] conditions per loop (the code doubles with each).
+    fn invariant_guard(&self, lp: LoopId, body: &[StmtId]) -> Option<ExprId> {
+        if self.forced.len() >= MAX_UNSWITCHED {
+            return None;
+        }
+        let mut roots = Vec::new();
+        for &s in body {
+            match self.nest.stmt(s) {
+                Stmt::Store { index, value, .. } => roots.extend([*index, *value]),
+                _ => return None,
+            }
+        }
+        let mut found = None;
+        let mut seen = HashSet::new();
+        let mut stack = roots;
+        while let Some(e) = stack.pop() {
+            if found.is_some() || !seen.insert(e) {
+                continue;
+            }
+            match self.nest.get(e) {
+                Node::Select(c, a, b) => {
+                    let bound = self.c.an.vars_of(c).all(|l| self.env.contains_key(&l));
+                    if !self.c.an.depends(c, lp)
+                        && bound
+                        && !self.forced.contains_key(&c)
+                        && self.nest.ty(e) == ScalarType::Float
+                        && (self.risky(a) || self.risky(b))
+                    {
+                        found = Some(c);
+                    }
+                    stack.extend([a, b]);
+                }
+                Node::Load(_, i) => stack.push(i),
+                Node::Unary(_, a) => stack.push(a),
+                Node::Binary(_, a, b) => stack.extend([a, b]),
+                Node::Int(_) | Node::Float(_) | Node::Var(_) => {}
+            }
+        }
+        found
     }
 
     /// Loop `lp` (its body SIMD-safe, see `Analysis::vectorizable`) as `f32x4` chunks, all
@@ -1778,6 +1853,9 @@ impl<'c, 'n, 'f> Emitter<'c, 'n, 'f> {
     }
 
     fn eval_bool(&mut self, e: ExprId) -> R<BVal> {
+        if let Some(&holds) = self.forced.get(&e) {
+            return Ok(BVal::Const(holds));
+        }
         Ok(match self.nest.get(e) {
             Node::Unary(UnOp::Not, a) => match self.eval_bool(a)? {
                 BVal::Const(t) => BVal::Const(!t),

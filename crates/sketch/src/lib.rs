@@ -2,7 +2,8 @@
 //!
 //! * [`generate_sketches`] enumerates the high-level structures of a DAG with the
 //!   [`SketchRules`] (AlwaysInline, AddRfactor, AddCacheWrite, MultiLevelTilingTensorized,
-//!   MultiLevelTilingWithFusion, MultiLevelTiling, AttachPaddingToTile, SkipStage). A
+//!   MultiLevelTilingWithFusion, MultiLevelTiling, AttachPaddingToTile, WindowReduction,
+//!   SkipStage). A
 //!   [`Sketch`] is a [`State`] whose split lengths are holes. MultiLevelTilingTensorized
 //!   (Tessel's, on when [`HardwareParams::isa`] has micro-kernels) adds tensorized variants of the
 //!   cache-write sketches whose register tile maps onto the code generator's AVX2
@@ -10,7 +11,8 @@
 //!   into the kernel's reduction); they come after the plain sketches in the list.
 //!   AttachPaddingToTile (Tessel's) makes the placement of a padding stage that feeds a
 //!   tensorized stage with a short reduction (a depthwise convolution) a sketch choice: in
-//!   the tile, or at the root.
+//!   the tile, or at the root. WindowReduction (Tessel's, [`window`]) gives a pool a sketch
+//!   that reads through its padding, vectorizes its channels and accumulates in registers.
 //! * [`sample_initial`] turns a sketch into a complete, legal state with the [`InitRules`]
 //!   (tile sizes, compute locations, parallel, unroll, vectorize); [`sample_population`]
 //!   draws many distinct ones.
@@ -45,6 +47,7 @@ pub mod init;
 pub mod mutation;
 pub mod rules;
 mod util;
+pub mod window;
 
 pub use factor::FactorizationMemo;
 pub use hardware::HardwareParams;

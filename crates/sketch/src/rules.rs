@@ -847,7 +847,7 @@ impl SketchRule for MultiLevelTilingTensorized {
 /// assert_eq!(rules.names()[0], "AlwaysInline");
 /// rules.remove("AddRfactor");
 /// rules.insert_before("SkipStage", Box::new(SkipStage)); // any SketchRule value
-/// assert_eq!(rules.names().len(), 8);
+/// assert_eq!(rules.names().len(), 9);
 /// ```
 pub struct SketchRules {
     /// The rules, tried in order.
@@ -858,7 +858,7 @@ impl SketchRules {
     /// Ansor's CPU rules in order: AlwaysInline, AddRfactor, AddCacheWrite,
     /// MultiLevelTilingTensorized (Tessel's; only when [`HardwareParams::micro_kernels`]),
     /// MultiLevelTilingWithFusion, MultiLevelTiling, AttachPaddingToTile (Tessel's),
-    /// SkipStage.
+    /// WindowReduction (Tessel's, [`crate::window`]), SkipStage.
     /// (SimplifyComputeWithConstTensor is left out: no Tessel operator carries the
     /// const-tensor-indices attribute it reacts to.)
     pub fn cpu() -> SketchRules {
@@ -871,6 +871,7 @@ impl SketchRules {
                 Box::new(MultiLevelTilingWithFusion::default()),
                 Box::new(MultiLevelTiling::default()),
                 Box::new(AttachPaddingToTile),
+                Box::new(crate::window::WindowReduction),
                 Box::new(SkipStage),
             ],
         }
