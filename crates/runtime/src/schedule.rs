@@ -84,7 +84,8 @@ pub(crate) fn refusal(r: &Record, w: &Wanted) -> Option<String> {
 }
 
 /// Why a warm record is set aside when its task also has records measured with operands
-/// placed ([`candidates`]).
+/// placed (`--weights`/`--activations` not warm, as `tune-network` measures): the refusal
+/// reason a task's report counts such records under.
 pub const WARM_SET_ASIDE: &str =
     "measured warm; the task has records measured with its operands placed as in a network";
 
