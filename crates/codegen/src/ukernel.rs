@@ -1333,13 +1333,51 @@ mod tests {
                 c_rs,
             )
         };
-        check_canaries(&c, &c0, mr, nr, c_rs, &format!("{isa} ew {mr}x{nr}"));
-        for i in 0..mr {
-            for j in 0..nr {
-                let at = CANARY + (i * c_rs + j) as usize;
+        let what = format!("{isa} ew {mr}x{nr} zero={zero} k2={k2} k={k} a_rs={a_rs} a_ks={a_ks}");
+        let layout = ElementwiseLayout {
+            mr,
+            nr,
+            k2,
+            k,
+            a: (a_k2s, a_rs, a_ks),
+            b: (b_k2s, b_ks),
+            c_rs,
+        };
+        check_elementwise_tile(&what, &layout, zero, (&a, &b), (&c, &c0), |_, _, _| true);
+    }
+
+    /// Where an elementwise call of the tests reads and writes: an `mr`×`nr` tile over
+    /// `k2` window rows of `k` taps; `a`'s strides (window row, tile row, tap), `b`'s
+    /// (window row, tap), `c`'s row stride.
+    struct ElementwiseLayout {
+        mr: i64,
+        nr: i64,
+        k2: i64,
+        k: i64,
+        a: (i64, i64, i64),
+        b: (i64, i64),
+        c_rs: i64,
+    }
+
+    /// Checks what an elementwise call left in `c` (`CANARY` floats in, `c0` before the
+    /// call): the canaries untouched, and every element of the tile equal to an f64
+    /// reference over the taps `selected(q, i, p)` admits, from zero when `zero`.
+    fn check_elementwise_tile(
+        what: &str,
+        l: &ElementwiseLayout,
+        zero: bool,
+        (a, b): (&[f32], &[f32]),
+        (c, c0): (&[f32], &[f32]),
+        selected: impl Fn(i64, i64, i64) -> bool,
+    ) {
+        let ((a_k2s, a_rs, a_ks), (b_k2s, b_ks)) = (l.a, l.b);
+        check_canaries(c, c0, l.mr, l.nr, l.c_rs, what);
+        for i in 0..l.mr {
+            for j in 0..l.nr {
+                let at = CANARY + (i * l.c_rs + j) as usize;
                 let mut want = if zero { 0.0 } else { c0[at] as f64 };
-                for q in 0..k2 {
-                    for p in 0..k {
+                for q in 0..l.k2 {
+                    for p in (0..l.k).filter(|&p| selected(q, i, p)) {
                         let x = a[(q * a_k2s + i * a_rs + p * a_ks + j) as usize] as f64;
                         want += x * b[(q * b_k2s + p * b_ks + j) as usize] as f64;
                     }
@@ -1347,8 +1385,7 @@ mod tests {
                 let got = c[at] as f64;
                 assert!(
                     (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                    "{isa} {mr}x{nr} zero={zero} k2={k2} k={k} a_rs={a_rs} a_ks={a_ks}: \
-                     c[{i}][{j}] = {got}, want {want}"
+                    "{what}: c[{i}][{j}] = {got}, want {want}"
                 );
             }
         }
@@ -1413,24 +1450,16 @@ mod tests {
             "{isa} guarded {mr}x{nr} zero={zero} k2={k2} k={k} a_rs={a_rs} a_ks={a_ks} \
              rows={rows:b} cols={cols:b}"
         );
-        check_canaries(&c, &c0, mr, nr, c_rs, &what);
-        for i in 0..mr {
-            for j in 0..nr {
-                let at = CANARY + (i * c_rs + j) as usize;
-                let mut want = if zero { 0.0 } else { c0[at] as f64 };
-                for q in 0..k2 {
-                    for p in (0..k).filter(|&p| selected(q, i, p)) {
-                        let x = a[(q * a_k2s + i * a_rs + p * a_ks + j) as usize] as f64;
-                        want += x * b[(q * b_k2s + p * b_ks + j) as usize] as f64;
-                    }
-                }
-                let got = c[at] as f64;
-                assert!(
-                    (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                    "{what}: c[{i}][{j}] = {got}, want {want}"
-                );
-            }
-        }
+        let layout = ElementwiseLayout {
+            mr,
+            nr,
+            k2,
+            k,
+            a: (a_k2s, a_rs, a_ks),
+            b: (b_k2s, b_ks),
+            c_rs,
+        };
+        check_elementwise_tile(&what, &layout, zero, (&a, &b), (&c, &c0), selected);
     }
 
     /// Runs the broadcast `mr`×`nr` kernel of `isa` over `k` steps with the given strides

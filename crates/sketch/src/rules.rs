@@ -120,7 +120,8 @@ pub trait SketchRule: Send + Sync {
     ) -> Result<Vec<Derived>, SketchError>;
 }
 
-fn step(rule: &str, state: &mut State, step: Step) -> Result<(), SketchError> {
+/// Applies `step` to `state`; a failure names `rule`.
+pub(crate) fn step(rule: &str, state: &mut State, step: Step) -> Result<(), SketchError> {
     state.apply(step).map_err(|e| SketchError::Step {
         rule: rule.to_string(),
         error: e,

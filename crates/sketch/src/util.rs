@@ -169,19 +169,27 @@ pub(crate) fn has_nested_parallel(state: &State) -> bool {
 /// tensorized by the elementwise kernel family. False when an operand is broadcast across the
 /// columns (matmul's `A[i, k]`, a convolution's input over its input channels).
 pub(crate) fn is_elementwise_product(c: &ComputeOp) -> bool {
-    let Some(col) = c.axes.len().checked_sub(1) else {
+    let Some(col) = column_axis(c) else {
         return false;
     };
-    let col = Expr::Axis(col as u32);
     let reads = c.body.reads();
     !reads.is_empty()
-        && reads.iter().all(|(_, indices)| {
-            let mut found = false;
-            indices
-                .iter()
-                .for_each(|e| e.visit(&mut |x| found |= *x == col));
-            found
-        })
+        && reads
+            .iter()
+            .all(|(_, indices)| indices.iter().any(|e| uses_axis(e, &col)))
+}
+
+/// The op's last spatial axis (its columns) as an expression, `None` when it has no axes.
+fn column_axis(c: &ComputeOp) -> Option<Expr> {
+    let col = c.axes.len().checked_sub(1)?;
+    Some(Expr::Axis(col as u32))
+}
+
+/// Whether `e` reads `axis` anywhere.
+fn uses_axis(e: &Expr, axis: &Expr) -> bool {
+    let mut found = false;
+    e.visit(&mut |x| found |= x == axis);
+    found
 }
 
 /// Whether every tensor the op reads along its last spatial axis reads it as its own last
@@ -189,15 +197,10 @@ pub(crate) fn is_elementwise_product(c: &ComputeOp) -> bool {
 /// (what the micro-kernels need of `B`). False for `dense`'s `weight[j, k]` or a grouped
 /// convolution's input channel `co / g`.
 pub(crate) fn columns_are_contiguous(c: &ComputeOp) -> bool {
-    let Some(col) = c.axes.len().checked_sub(1) else {
+    let Some(col) = column_axis(c) else {
         return false;
     };
-    let col = Expr::Axis(col as u32);
-    let uses = |e: &Expr| {
-        let mut found = false;
-        e.visit(&mut |x| found |= *x == col);
-        found
-    };
+    let uses = |e: &Expr| uses_axis(e, &col);
     c.body
         .reads()
         .iter()
@@ -211,11 +214,7 @@ pub(crate) fn columns_are_contiguous(c: &ComputeOp) -> bool {
 /// products by constants of terms; other terms must not use `axis`), else `None`.
 fn axis_coef(e: &Expr, axis: &Expr) -> Option<i64> {
     use tessel_ir::expr::BinOp;
-    let uses = |x: &Expr| {
-        let mut found = false;
-        x.visit(&mut |y| found |= y == axis);
-        found
-    };
+    let uses = |x: &Expr| uses_axis(x, axis);
     match e {
         _ if e == axis => Some(1),
         Expr::Binary(BinOp::Add, a, b) => axis_coef(a, axis)?.checked_add(axis_coef(b, axis)?),

@@ -14,20 +14,13 @@
 //!
 //! [`WindowReduction`] offers that structure as a sketch of its own (the plain sketch stays).
 
-use crate::rules::{Condition, Derived, SketchContext, SketchRule};
+use crate::rules::{step, Condition, Derived, SketchContext, SketchRule};
 use crate::{util, SketchError};
 use tessel_ir::state::{Annotation, IterKind, State, Step};
 use tessel_ir::OpId;
 
 /// Narrowest channel extent the rule vectorizes: one `f32x4`.
 const MIN_LANES: i64 = 4;
-
-fn step(state: &mut State, step: Step) -> Result<(), SketchError> {
-    state.apply(step).map_err(|e| SketchError::Step {
-        rule: "WindowReduction".to_string(),
-        error: e,
-    })
-}
 
 /// The producers of `stage` that the window sketch inlines: computed, not outputs, without
 /// reduction, injective (a padding, an element-wise map), without an expensive call, read
@@ -110,7 +103,7 @@ impl SketchRule for WindowReduction {
     ) -> Result<Vec<Derived>, SketchError> {
         let mut s = state.clone();
         for p in inlined_producers(ctx, state, stage) {
-            step(&mut s, Step::ComputeInline { stage: p })?;
+            step(self.name(), &mut s, Step::ComputeInline { stage: p })?;
         }
         // The stage that holds the result in memory and owns the channel tile.
         let outer = match ctx.single_elementwise_matched_consumer(&s, stage) {
@@ -120,6 +113,7 @@ impl SketchRule for WindowReduction {
             Some(_) => return Ok(Vec::new()),
             None => {
                 step(
+                    self.name(),
                     &mut s,
                     Step::CacheWrite {
                         stage,
@@ -143,6 +137,7 @@ impl SketchRule for WindowReduction {
         }
         // Output: [.., c] -> [.., c.o, c.i].
         step(
+            self.name(),
             &mut s,
             Step::Split {
                 stage: outer,
@@ -154,6 +149,7 @@ impl SketchRule for WindowReduction {
         let split = s.steps().len() - 1;
         // The reduction: [.., c, r..] -> [.., c.o, c.i, r..] -> [.., c.o, r.., c.i].
         step(
+            self.name(),
             &mut s,
             Step::FollowSplit {
                 stage,
@@ -165,8 +161,9 @@ impl SketchRule for WindowReduction {
         let mut order: Vec<usize> = (0..n_space).collect();
         order.extend(n_space + 1..n_all + 1);
         order.push(n_space);
-        step(&mut s, Step::Reorder { stage, order })?;
+        step(self.name(), &mut s, Step::Reorder { stage, order })?;
         step(
+            self.name(),
             &mut s,
             Step::ComputeAt {
                 stage,
@@ -175,6 +172,7 @@ impl SketchRule for WindowReduction {
             },
         )?;
         step(
+            self.name(),
             &mut s,
             Step::Annotate {
                 stage: outer,
@@ -183,6 +181,7 @@ impl SketchRule for WindowReduction {
             },
         )?;
         step(
+            self.name(),
             &mut s,
             Step::Annotate {
                 stage,
